@@ -1,0 +1,432 @@
+//! The connection to a node: one supervisor task owns the WebSocket, authenticates, matches
+//! replies to requests by `req_id`, deduplicates messages by `seq`, and on any disconnect
+//! reconnects with back-off and re-joins every joined group with `since_seq` = last seen.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use futures::{SinkExt, StreamExt};
+use reef_wire::{
+    AgentCard, AgentInfo, AgentQuery, ClientFrame, Envelope, ErrorCode, GroupInfo, SendMessage, ServerFrame, State,
+};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::{Error, Result};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A message of a joined group (in seq order, each seq once).
+    Message(Envelope),
+    /// We were added to a group.
+    Invited {
+        /// Group.
+        group_id: String,
+        /// Inviter.
+        by: Address,
+    },
+    /// We were removed from a group.
+    Removed {
+        /// Group.
+        group_id: String,
+    },
+    /// The connection dropped (reason); the client is reconnecting.
+    Disconnected(String),
+    /// The connection is (re-)established and groups were re-joined.
+    Connected,
+}
+
+/// Stream of [`Event`]s.
+pub type Events = mpsc::Receiver<Event>;
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Keep reconnecting after the first successful connection.
+    pub reconnect: bool,
+    /// Capacity of the event channel (back-pressure on the socket when full).
+    pub event_buffer: usize,
+    /// Largest message accepted from the node.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { reconnect: true, event_buffer: 4096, max_message_bytes: 4 << 20 }
+    }
+}
+
+struct Cmd {
+    frame: ClientFrame,
+    reply: oneshot::Sender<Result<ServerFrame>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Joined groups → highest seq seen.
+    joined: HashMap<String, u64>,
+}
+
+/// A connected agent. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    address: Address,
+    node_id: Arc<Mutex<String>>,
+    cmds: mpsc::Sender<Cmd>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fresh random message id.
+pub fn new_msg_id() -> String {
+    let v: [u8; 12] = rand::random();
+    alloy_primitives::hex::encode(v)
+}
+
+async fn connect_and_auth(url: &str, signer: &PrivateKeySigner, max: usize) -> Result<(Ws, String)> {
+    let mut cfg = WebSocketConfig::default();
+    cfg.max_message_size = Some(max);
+    cfg.max_frame_size = Some(max);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    let first = next_frame(&mut ws).await?;
+    let ServerFrame::Challenge { node_id, message, .. } = first else {
+        return Err(Error::Protocol("expected a challenge".into()));
+    };
+    let sig = signer.sign_message_sync(message.as_bytes()).map_err(|e| Error::Signer(e.to_string()))?;
+    let auth = ClientFrame::Auth { address: signer.address(), signature: alloy_primitives::hex::encode_prefixed(sig.as_bytes()) };
+    ws.send(Message::text(reef_wire::encode_client_frame(None, &auth))).await.map_err(|e| Error::Connect(e.to_string()))?;
+    match next_frame(&mut ws).await? {
+        ServerFrame::Welcome { .. } => Ok((ws, node_id)),
+        ServerFrame::Error { code, message, .. } => Err(Error::Auth { code, message }),
+        other => Err(Error::Protocol(format!("unexpected frame before welcome: {other:?}"))),
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> Result<ServerFrame> {
+    loop {
+        match ws.next().await {
+            None => return Err(Error::Disconnected),
+            Some(Err(e)) => return Err(Error::Connect(e.to_string())),
+            Some(Ok(Message::Text(t))) => {
+                return serde_json::from_str(t.as_str()).map_err(|e| Error::Protocol(e.to_string()));
+            }
+            Some(Ok(Message::Close(c))) => {
+                return Err(Error::Connect(format!("closed: {}", c.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default())));
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+impl Client {
+    /// Connect to `url` (e.g. `ws://127.0.0.1:7700/v1/ws`) and authenticate as `signer`.
+    pub async fn connect(url: &str, signer: PrivateKeySigner) -> Result<(Self, Events)> {
+        Self::connect_with(url, signer, ConnectOptions::default()).await
+    }
+
+    /// [`Client::connect`] with options.
+    pub async fn connect_with(url: &str, signer: PrivateKeySigner, opts: ConnectOptions) -> Result<(Self, Events)> {
+        let (ws, node_id) = connect_and_auth(url, &signer, opts.max_message_bytes).await?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
+        let client = Self {
+            address: signer.address(),
+            node_id: Arc::new(Mutex::new(node_id)),
+            cmds: cmd_tx,
+            shared: Arc::default(),
+        };
+        let sup = Supervisor {
+            url: url.to_owned(),
+            signer,
+            opts,
+            shared: client.shared.clone(),
+            node_id: client.node_id.clone(),
+            events: ev_tx,
+            cmds: cmd_rx,
+            next_req: AtomicU64::new(1),
+        };
+        tokio::spawn(sup.run(ws));
+        Ok((client, ev_rx))
+    }
+
+    /// Our address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The id of the node we are connected to.
+    pub fn node_id(&self) -> String {
+        lock(&self.node_id).clone()
+    }
+
+    /// Send any frame and wait for its reply frame.
+    pub async fn request(&self, frame: ClientFrame) -> Result<ServerFrame> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd { frame, reply: tx }).await.map_err(|_| Error::Closed)?;
+        let reply = rx.await.map_err(|_| Error::Disconnected)??;
+        match reply {
+            ServerFrame::Error { code, message, .. } => Err(Error::Server { code, message }),
+            other => Ok(other),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, frame: ClientFrame, key: Option<&str>) -> Result<T> {
+        match self.request(frame).await? {
+            ServerFrame::Ok { mut result, .. } => {
+                if let Some(k) = key {
+                    result = result.get_mut(k).map(Value::take).unwrap_or(Value::Null);
+                }
+                serde_json::from_value(result).map_err(|e| Error::Protocol(e.to_string()))
+            }
+            other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Create or update our agent card.
+    pub async fn register(&self, card: AgentCard) -> Result<AgentInfo> {
+        self.call(ClientFrame::Register { card }, None).await
+    }
+
+    /// Look up an agent.
+    pub async fn get_agent(&self, address: Address) -> Result<AgentInfo> {
+        self.call(ClientFrame::GetAgent { address }, None).await
+    }
+
+    /// Ranked search of agents.
+    pub async fn discover(&self, query: AgentQuery) -> Result<Vec<AgentInfo>> {
+        self.call(ClientFrame::Discover { query }, Some("agents")).await
+    }
+
+    /// Create a group with initial members (and optional parent group).
+    pub async fn create_group(&self, name: &str, members: &[Address], parent_group_id: Option<&str>) -> Result<GroupInfo> {
+        let frame = ClientFrame::CreateGroup { name: name.into(), members: members.to_vec(), parent_group_id: parent_group_id.map(Into::into) };
+        self.call(frame, None).await
+    }
+
+    /// Add a member (creator only).
+    pub async fn invite(&self, group_id: &str, agent: Address) -> Result<GroupInfo> {
+        self.call(ClientFrame::Invite { group_id: group_id.into(), agent }, None).await
+    }
+
+    /// Remove a member (creator only, or ourselves).
+    pub async fn remove(&self, group_id: &str, agent: Address) -> Result<()> {
+        self.call::<Value>(ClientFrame::Remove { group_id: group_id.into(), agent }, None).await.map(|_| ())
+    }
+
+    /// Our groups.
+    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>> {
+        self.call(ClientFrame::ListGroups {}, Some("groups")).await
+    }
+
+    /// Follow a group, receiving every message with `seq > since_seq` (None: continue after the
+    /// last one this client saw, or from the start). Returns the group's last seq at join time.
+    pub async fn join(&self, group_id: &str, since_seq: Option<u64>) -> Result<u64> {
+        let since = since_seq.unwrap_or_else(|| lock(&self.shared).joined.get(group_id).copied().unwrap_or(0));
+        lock(&self.shared).joined.insert(group_id.to_owned(), since);
+        let res: Value = self.call(ClientFrame::Join { group_id: group_id.into(), since_seq: since }, None).await.inspect_err(|_| {
+            lock(&self.shared).joined.remove(group_id);
+        })?;
+        Ok(res.get("last_seq").and_then(Value::as_u64).unwrap_or(0))
+    }
+
+    /// Stop following a group on this connection.
+    pub async fn leave(&self, group_id: &str) -> Result<()> {
+        lock(&self.shared).joined.remove(group_id);
+        self.call::<Value>(ClientFrame::Leave { group_id: group_id.into() }, None).await.map(|_| ())
+    }
+
+    /// Post a message with a fresh `msg_id`; returns its seq.
+    pub async fn send(&self, group_id: &str, state: State, body: Option<Value>, task_desc: Option<Value>) -> Result<u64> {
+        self.send_message(SendMessage { group_id: group_id.into(), msg_id: new_msg_id(), state, task_desc, body, extra: Map::new() })
+            .await
+            .map(|(seq, _)| seq)
+    }
+
+    /// Post a fully specified message (idempotent on `msg_id`); returns (seq, duplicate).
+    pub async fn send_message(&self, msg: SendMessage) -> Result<(u64, bool)> {
+        match self.request(ClientFrame::Send(msg)).await? {
+            ServerFrame::Ack { seq, duplicate, .. } => Ok((seq, duplicate)),
+            other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Highest seq seen per joined group.
+    pub fn cursors(&self) -> HashMap<String, u64> {
+        lock(&self.shared).joined.clone()
+    }
+}
+
+struct Supervisor {
+    url: String,
+    signer: PrivateKeySigner,
+    opts: ConnectOptions,
+    shared: Arc<Mutex<Shared>>,
+    node_id: Arc<Mutex<String>>,
+    events: mpsc::Sender<Event>,
+    cmds: mpsc::Receiver<Cmd>,
+    next_req: AtomicU64,
+}
+
+enum End {
+    Shutdown,
+    Dropped(String),
+}
+
+impl Supervisor {
+    async fn run(mut self, first: Ws) {
+        let mut ws = Some(first);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if let Some(socket) = ws.take() {
+                backoff = Duration::from_millis(50);
+                match self.serve(socket).await {
+                    End::Shutdown => return,
+                    End::Dropped(reason) => {
+                        if self.events.send(Event::Disconnected(reason)).await.is_err() || !self.opts.reconnect {
+                            return;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            match connect_and_auth(&self.url, &self.signer, self.opts.max_message_bytes).await {
+                Ok((s, node_id)) => {
+                    *lock(&self.node_id) = node_id;
+                    ws = Some(s);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "reconnect failed");
+                    if self.cmds.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut ws: Ws) -> End {
+        let mut pending: HashMap<String, oneshot::Sender<Result<ServerFrame>>> = HashMap::new();
+        // Re-join every group after the last seq we saw.
+        let joined: Vec<(String, u64)> = lock(&self.shared).joined.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (group_id, since_seq) in joined {
+            let f = reef_wire::encode_client_frame(Some("rejoin"), &ClientFrame::Join { group_id, since_seq });
+            if let Err(e) = ws.send(Message::text(f)).await {
+                return End::Dropped(e.to_string());
+            }
+        }
+        let _ = self.events.send(Event::Connected).await;
+        let end = loop {
+            tokio::select! {
+                cmd = self.cmds.recv() => {
+                    let Some(cmd) = cmd else {
+                        let _ = ws.close(None).await;
+                        break End::Shutdown;
+                    };
+                    let id = self.next_req.fetch_add(1, Ordering::Relaxed).to_string();
+                    let text = reef_wire::encode_client_frame(Some(&id), &cmd.frame);
+                    pending.insert(id, cmd.reply);
+                    if let Err(e) = ws.send(Message::text(text)).await {
+                        break End::Dropped(e.to_string());
+                    }
+                }
+                msg = ws.next() => {
+                    let text = match msg {
+                        None => break End::Dropped("connection closed".into()),
+                        Some(Err(e)) => break End::Dropped(e.to_string()),
+                        Some(Ok(Message::Close(c))) => {
+                            break End::Dropped(c.map(|c| format!("closed {} {}", c.code, c.reason)).unwrap_or_else(|| "closed".into()));
+                        }
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                    };
+                    let frame: ServerFrame = match serde_json::from_str(text.as_str()) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unparseable frame from node");
+                            continue;
+                        }
+                    };
+                    if !self.dispatch(frame, &mut pending).await {
+                        break End::Shutdown;
+                    }
+                }
+            }
+        };
+        for (_, tx) in pending.drain() {
+            let _ = tx.send(Err(Error::Disconnected));
+        }
+        end
+    }
+
+    /// Route one frame; false when the event receiver is gone and no one can use us anymore.
+    async fn dispatch(&mut self, frame: ServerFrame, pending: &mut HashMap<String, oneshot::Sender<Result<ServerFrame>>>) -> bool {
+        let req_id = match &frame {
+            ServerFrame::Ok { req_id, .. } | ServerFrame::Error { req_id, .. } | ServerFrame::Ack { req_id, .. } | ServerFrame::Pong { req_id } => {
+                req_id.clone()
+            }
+            _ => None,
+        };
+        if let Some(id) = req_id {
+            if let Some(tx) = pending.remove(&id) {
+                let _ = tx.send(Ok(frame));
+            } else if let ServerFrame::Error { code, message, .. } = &frame {
+                tracing::warn!(%code, message, "error frame for request {id}");
+            }
+            return true;
+        }
+        let event = match frame {
+            ServerFrame::Message(env) => {
+                {
+                    let mut sh = lock(&self.shared);
+                    let Some(last) = sh.joined.get_mut(&env.group_id) else { return true };
+                    if env.seq <= *last {
+                        return true;
+                    }
+                    *last = env.seq;
+                }
+                Event::Message(env)
+            }
+            ServerFrame::Invited { group_id, by } => Event::Invited { group_id, by },
+            ServerFrame::Removed { group_id } => {
+                lock(&self.shared).joined.remove(&group_id);
+                Event::Removed { group_id }
+            }
+            ServerFrame::Error { code, message, .. } => {
+                if code == ErrorCode::RateLimited {
+                    tracing::debug!("rate limited: {message}");
+                } else {
+                    tracing::warn!(%code, message, "error frame from node");
+                }
+                return true;
+            }
+            _ => return true,
+        };
+        if self.events.send(event).await.is_err() {
+            // Nobody listens for events; keep serving requests.
+            return !self.cmds.is_closed();
+        }
+        true
+    }
+}

@@ -1,0 +1,980 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IBountyLedger} from "./interfaces/IBountyLedger.sol";
+import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
+
+/// @title Reef bounty escrow
+/// @notice Escrows bounty rewards (native ETH or ERC-20) for work done by software agents.
+///
+///         Storage model: ONE word per bounty. The word is `keccak256(abi.encode(bounty))` whose low
+///         48 bits are replaced by a uint40 timestamp (`stamp`, bits 8..47) and the uint8 `Status`
+///         (bits 0..7). Every call acting on a bounty passes the current `Bounty` record in calldata;
+///         the escrow re-hashes it, compares the upper 208 bits with the stored word and reverts with
+///         `BountyMismatch` on any difference. Events carry everything needed to rebuild the record:
+///         `BountyPosted` carries the full record, `BountyAwarded` sets `provider`/`price`,
+///         `ResultSubmitted` / `BountyAttested` set `resultHash`.
+///
+///         Ids are `uint256(keccak256(abi.encode(poster, salt)))`, so bids can be signed before the
+///         bounty exists on-chain.
+///
+///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
+///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
+///         are credited to `withdrawable[token][feeRecipient]` (never pushed on the hot path).
+///
+///         Timing conventions (all inclusive/exclusive bounds are deliberate):
+///         - fund / award / submit / submitEntry: `block.timestamp <= deadline`.
+///         - refundExpired: `block.timestamp > deadline` (contests: `> deadline + reviewWindow`).
+///         - attest, and dispute from `Submitted`: `block.timestamp <= stamp + reviewWindow`;
+///           claimAfterReview: `block.timestamp > stamp + reviewWindow`.
+///         - dispute from `Rejected`: `block.timestamp <= stamp + challengeWindow`;
+///           finalizeRejection: `block.timestamp > stamp + challengeWindow`.
+///         - pickWinners: `deadline < block.timestamp <= deadline + reviewWindow`.
+contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+
+    // ------------------------------------------------------------------------------------------
+    // Constants
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Basis-point denominator.
+    uint256 public constant BPS = 10_000;
+    /// @notice Maximum platform fee (10%).
+    uint16 public constant MAX_FEE_BPS = 1_000;
+    /// @notice Maximum number of winners of a contest.
+    uint8 public constant MAX_CONTEST_WINNERS = 32;
+    /// @notice Gas forwarded when pushing native ETH; a recipient needing more is paid via the ledger.
+    uint256 public constant ETH_PAYOUT_GAS = 100_000;
+
+    /// @notice EIP-712 type hash of `Bid`.
+    bytes32 public constant BID_TYPEHASH =
+        keccak256("Bid(uint256 bountyId,address bidder,uint256 amount,uint64 deadline,uint256 nonce)");
+    /// @notice EIP-712 type hash of `Attestation`.
+    bytes32 public constant ATTESTATION_TYPEHASH =
+        keccak256("Attestation(uint256 bountyId,bytes32 resultHash,uint8 verdict)");
+
+    /// @dev Verdict values of an `Attestation`.
+    uint8 internal constant VERDICT_ACCEPT = 1;
+    uint8 internal constant VERDICT_REJECT = 2;
+
+    /// @dev Low 48 bits of a record word: uint40 stamp (bits 8..47) and uint8 status (bits 0..7).
+    uint256 internal constant META_MASK = (1 << 48) - 1;
+    /// @dev Size of the ABI encoding of the static `Bounty` tuple (15 words).
+    uint256 internal constant BOUNTY_SIZE = 480;
+    /// @dev Byte offsets of the fields patched on award / submission inside the encoding.
+    uint256 internal constant PRICE_OFFSET = 96;
+    uint256 internal constant PROVIDER_OFFSET = 128;
+    uint256 internal constant RESULT_OFFSET = 448;
+
+    /// @dev Stored stake threshold meaning "gate disabled".
+    uint80 internal constant GATE_DISABLED = type(uint80).max;
+
+    // ------------------------------------------------------------------------------------------
+    // Immutables and storage
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Stake registry used for the stake gate and slashing (address(0) = none).
+    IStakeRegistry public immutable stakeRegistry;
+    /// @notice Native-ETH bond the escalating party posts with `dispute`.
+    uint256 public immutable disputeBond;
+    /// @notice Share of `price` slashed from a provider that loses a dispute.
+    uint16 public immutable slashBps;
+
+    /// @dev Fee settings and stake threshold packed in one slot (one SLOAD on the hot paths).
+    struct Config {
+        address feeRecipient;
+        uint16 feeBps;
+        uint80 stakeThreshold; // GATE_DISABLED = no gate
+    }
+
+    Config internal _config;
+
+    /// @notice Minimum bonded stake required of bidders/entrants at or above the stake threshold.
+    uint256 public minStake;
+
+    /// @dev bountyId => packed record word (commitment | stamp << 8 | status).
+    mapping(uint256 => uint256) internal _records;
+
+    /// @notice Pull ledger: token (address(0) = ETH) => account => claimable amount.
+    mapping(address token => mapping(address account => uint256)) public withdrawable;
+
+    /// @notice Permit2-style unordered nonces: bidder => word position => bitmap.
+    mapping(address bidder => mapping(uint256 wordPos => uint256)) public nonceBitmap;
+
+    /// @notice Party that escalated a bounty currently in `Disputed` (cleared on resolution).
+    mapping(uint256 bountyId => address) public disputeOpener;
+
+    /// @notice Contest entries: bountyId => entrant => result hash.
+    mapping(uint256 bountyId => mapping(address entrant => bytes32)) public entries;
+
+    /// @notice Number of entries submitted to a contest.
+    mapping(uint256 bountyId => uint256) public entryCount;
+
+    // ------------------------------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice A bounty was created. `record` is the full record as committed at creation
+    ///         (before any award); `funded` tells whether it was funded in the same call.
+    event BountyPosted(
+        uint256 indexed id, address indexed poster, address indexed token, Bounty record, bool funded
+    );
+    /// @notice An `Open` bounty was funded by `funder`.
+    event BountyFunded(uint256 indexed id, address indexed funder, uint256 amount);
+    /// @notice A bid was accepted: `provider` and `price` are now part of the record.
+    event BountyAwarded(uint256 indexed id, address indexed provider, uint256 price, uint256 bidNonce);
+    /// @notice The provider submitted `resultHash` (now part of the record).
+    event ResultSubmitted(uint256 indexed id, address indexed provider, bytes32 resultHash);
+    /// @notice A contest entry was submitted.
+    event EntrySubmitted(uint256 indexed id, address indexed entrant, bytes32 resultHash);
+    /// @notice A verdict was recorded. Emitted by `submitAndAttest` instead of `ResultSubmitted`:
+    ///         there `resultHash` is also the newly submitted result.
+    event BountyAttested(uint256 indexed id, address indexed evaluator, uint8 verdict, bytes32 resultHash);
+    /// @notice The bounty was settled in the provider's favour (or a contest was paid out:
+    ///         then `provider` is address(0) and `paid`/`fee` are totals over all winners).
+    event BountyCompleted(
+        uint256 indexed id, address indexed provider, uint256 paid, uint256 fee, uint256 refunded
+    );
+    /// @notice The result was rejected. `challengeUntil` is the last second the provider may
+    ///         dispute, or 0 if the poster was refunded at once.
+    event BountyRejected(uint256 indexed id, address indexed provider, uint256 challengeUntil);
+    /// @notice The poster was refunded `amount`; `reason` is the new terminal status
+    ///         (`Refunded` after a rejection, `Expired` after a deadline or a silent evaluator).
+    event BountyRefunded(uint256 indexed id, address indexed poster, uint256 amount, Status reason);
+    /// @notice The poster cancelled the bounty and was refunded `refunded`.
+    event BountyCancelled(uint256 indexed id, address indexed poster, uint256 refunded);
+    /// @notice A dispute was opened by `by`, who posted `bond` wei.
+    event DisputeOpened(uint256 indexed id, address indexed by, uint256 bond);
+    /// @notice The arbiter ruled. `toProvider` is net of `fee`.
+    event DisputeResolved(
+        uint256 indexed id,
+        uint16 providerBps,
+        uint256 toProvider,
+        uint256 toPoster,
+        uint256 fee,
+        uint256 slashed
+    );
+    /// @notice A contest winner was paid (net of `fee`).
+    event WinnerPaid(uint256 indexed id, address indexed winner, uint256 paid, uint256 fee);
+    /// @notice A push payment failed and was credited to the pull ledger instead.
+    event PayoutDeferred(address indexed token, address indexed to, uint256 amount);
+    /// @notice `account` withdrew `amount` of `token` from the ledger to `to`.
+    event Withdrawn(address indexed token, address indexed account, address to, uint256 amount);
+    /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
+    event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
+    /// @notice Platform fee settings changed.
+    event FeeUpdated(uint16 feeBps, address indexed recipient);
+    /// @notice Stake gate settings changed.
+    event StakeGateUpdated(uint256 threshold, uint256 minStake);
+
+    // ------------------------------------------------------------------------------------------
+    // Errors
+    // ------------------------------------------------------------------------------------------
+
+    error BountyMismatch();
+    error BountyExists();
+    error InvalidStatus(Status status);
+    error NotPoster();
+    error NotProvider();
+    error NotEvaluator();
+    error NotArbiter();
+    error NotParty();
+    error ZeroAmount();
+    error ZeroAddress();
+    error ZeroResult();
+    error InvalidDeadline();
+    error InvalidTerms();
+    error WrongMode();
+    error FeeMismatch();
+    error FeeTooHigh();
+    error InvalidBps();
+    error InvalidValue();
+    error FeeOnTransferToken();
+    error TooEarly();
+    error TooLate();
+    error BidMismatch();
+    error BidExpired();
+    error BidTooHigh();
+    error NonceUsed();
+    error InvalidSignature();
+    error InsufficientStake();
+    error InvalidVerdict();
+    error NoArbiter();
+    error AlreadyEntered();
+    error HasEntries();
+    error NoEntry(address winner);
+    error DuplicateWinner(address winner);
+    error InvalidWinners();
+    error InvalidShares();
+    error NothingToWithdraw();
+    error TransferFailed();
+
+    // ------------------------------------------------------------------------------------------
+    // Construction and admin
+    // ------------------------------------------------------------------------------------------
+
+    /// @param owner_ Admin (Ownable2Step).
+    /// @param feeRecipient_ Account credited with platform fees.
+    /// @param feeBps_ Platform fee in basis points (<= MAX_FEE_BPS).
+    /// @param stakeRegistry_ Stake registry (address(0) disables stake gating and slashing).
+    /// @param disputeBond_ Native-ETH bond required to open a dispute.
+    /// @param slashBps_ Share of the price slashed from a provider losing a dispute (<= 10000).
+    constructor(
+        address owner_,
+        address feeRecipient_,
+        uint16 feeBps_,
+        IStakeRegistry stakeRegistry_,
+        uint256 disputeBond_,
+        uint16 slashBps_
+    ) EIP712("ReefBountyEscrow", "1") Ownable(owner_) {
+        if (slashBps_ > BPS) revert InvalidBps();
+        stakeRegistry = stakeRegistry_;
+        disputeBond = disputeBond_;
+        slashBps = slashBps_;
+        _setFee(feeBps_, feeRecipient_);
+        _config.stakeThreshold = GATE_DISABLED;
+        emit StakeGateUpdated(type(uint256).max, 0);
+    }
+
+    /// @notice Sets the platform fee applied to bounties posted from now on, and its recipient.
+    /// @dev Only owner. Reverts `FeeTooHigh` above MAX_FEE_BPS, `ZeroAddress` for a zero recipient.
+    ///      Existing bounties keep their `feeBps` snapshot; accrued fees are credited to the
+    ///      recipient current at settlement time.
+    function setFee(uint16 newFeeBps, address recipient) external onlyOwner {
+        _setFee(newFeeBps, recipient);
+    }
+
+    /// @notice Sets the stake gate: bids (and contest entries) whose amount is >= `threshold`
+    ///         require `stakeRegistry.stakeOf(bidder) >= minStake_`.
+    /// @dev Only owner. Thresholds >= 2^80 - 1 disable the gate (the threshold is packed in 80 bits).
+    function setStakeGate(uint256 threshold, uint256 minStake_) external onlyOwner {
+        _config.stakeThreshold = threshold >= GATE_DISABLED ? GATE_DISABLED : uint80(threshold);
+        minStake = minStake_;
+        emit StakeGateUpdated(threshold, minStake_);
+    }
+
+    function _setFee(uint16 newFeeBps, address recipient) internal {
+        if (newFeeBps > MAX_FEE_BPS) revert FeeTooHigh();
+        if (recipient == address(0)) revert ZeroAddress();
+        _config.feeBps = newFeeBps;
+        _config.feeRecipient = recipient;
+        emit FeeUpdated(newFeeBps, recipient);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Creation and funding
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Creates an unfunded bounty (status `Open`). Anyone may fund it later with `fund`.
+    /// @param salt Caller-chosen salt; the id is `bountyIdOf(msg.sender, salt)`.
+    /// @param terms Full record: `poster` must be msg.sender, `feeBps` the current fee,
+    ///        `price`/`provider`/`resultHash` zero.
+    /// @return id The bounty id.
+    function post(bytes32 salt, Bounty calldata terms) external returns (uint256 id) {
+        id = _checkNew(salt, terms, _config.feeBps);
+        _records[id] = _word(_hash(terms), Status.Open);
+        emit BountyPosted(id, msg.sender, terms.token, terms, false);
+    }
+
+    /// @notice Funds an `Open` bounty with exactly `b.amount` (ETH via msg.value, or ERC-20 pulled
+    ///         from msg.sender). Anyone may fund; refunds always go to `b.poster`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function fund(uint256 id, Bounty calldata b) external payable nonReentrant {
+        uint256 word = _load(id, b);
+        _expect(word, Status.Open);
+        if (block.timestamp > b.deadline) revert TooLate();
+        _records[id] = _restamp(word, Status.Funded);
+        _pull(b.token, b.amount);
+        emit BountyFunded(id, msg.sender, b.amount);
+    }
+
+    /// @notice Creates and funds a bounty in one call (status `Funded`). The common path.
+    /// @param salt Caller-chosen salt; the id is `bountyIdOf(msg.sender, salt)`.
+    /// @param terms Full record (see `post`). ETH bounties send exactly `terms.amount` as msg.value.
+    /// @return id The bounty id.
+    function postAndFund(bytes32 salt, Bounty calldata terms)
+        external
+        payable
+        nonReentrant
+        returns (uint256 id)
+    {
+        id = _checkNew(salt, terms, _config.feeBps);
+        _records[id] = _word(_hash(terms), Status.Funded);
+        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        _pull(terms.token, terms.amount);
+    }
+
+    /// @notice Creates, funds and awards an auction bounty in one call, using a bid gathered
+    ///         off-chain for the id `bountyIdOf(msg.sender, salt)` (status `Awarded`).
+    /// @param salt Caller-chosen salt.
+    /// @param terms Full record as posted (see `post`); must be an auction.
+    /// @param bid The winning bid (EIP-712 signed by `bid.bidder`).
+    /// @param bidSig The bidder's signature (65-byte ECDSA, or anything its ERC-1271 wallet accepts).
+    /// @return id The bounty id.
+    function postFundAndAward(bytes32 salt, Bounty calldata terms, Bid calldata bid, bytes calldata bidSig)
+        external
+        payable
+        nonReentrant
+        returns (uint256 id)
+    {
+        Config memory c = _config;
+        id = _checkNew(salt, terms, c.feeBps);
+        if (terms.mode != Mode.Auction) revert WrongMode();
+        _checkBid(id, terms, bid, bidSig, c.stakeThreshold);
+        _records[id] = _word(_hashAwarded(terms, bid.amount, bid.bidder), Status.Awarded);
+        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
+        _pull(terms.token, terms.amount);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Auction flow
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Accepts a signed bid: sets `provider = bid.bidder` and `price = bid.amount`.
+    ///         If `price < amount`, the difference is returned to the poster at settlement.
+    /// @dev Only the poster, status `Funded`, auction mode, not after the deadline. Consumes the
+    ///      bidder's nonce and applies the stake gate when `bid.amount >= stakeThreshold`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    /// @param bid The bid.
+    /// @param sig The bidder's EIP-712 signature over `bid`.
+    function award(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig) external {
+        uint256 word = _load(id, b);
+        if (msg.sender != b.poster) revert NotPoster();
+        _expect(word, Status.Funded);
+        if (b.mode != Mode.Auction) revert WrongMode();
+        if (block.timestamp > b.deadline) revert TooLate();
+        _checkBid(id, b, bid, sig, _config.stakeThreshold);
+        _records[id] = _word(_hashAwarded(b, bid.amount, bid.bidder), Status.Awarded);
+        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
+    }
+
+    /// @notice The provider submits its result (status `Submitted`, review window starts).
+    /// @dev Only the provider, status `Awarded`, not after the deadline, `resultHash != 0`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    /// @param resultHash Hash of the delivered result.
+    function submit(uint256 id, Bounty calldata b, bytes32 resultHash) external {
+        uint256 word = _load(id, b);
+        _checkSubmission(word, b, resultHash);
+        _records[id] = _word(_hashSubmitted(b, resultHash), Status.Submitted);
+        emit ResultSubmitted(id, msg.sender, resultHash);
+    }
+
+    /// @notice Records the evaluator's verdict on a submitted result. Anyone may relay it.
+    ///         Verdict 1 accepts (provider paid `price - fee`, poster refunded `amount - price`);
+    ///         verdict 2 rejects (poster refunded at once if there is no arbiter or no challenge
+    ///         window, otherwise status `Rejected` until the challenge window ends).
+    /// @dev Status `Submitted`, within the review window. `evaluatorSig` is the evaluator's EIP-712
+    ///      signature over Attestation(id, b.resultHash, verdict) (ECDSA or ERC-1271); it is ignored
+    ///      when msg.sender is the evaluator.
+    /// @param id Bounty id.
+    /// @param b Current record (with `resultHash` set).
+    /// @param verdict 1 = accept, 2 = reject.
+    /// @param evaluatorSig Evaluator signature (may be empty if msg.sender == evaluator).
+    function attest(uint256 id, Bounty calldata b, uint8 verdict, bytes calldata evaluatorSig)
+        external
+        nonReentrant
+    {
+        uint256 word = _load(id, b);
+        _expect(word, Status.Submitted);
+        if (block.timestamp > _stampOf(word) + b.reviewWindow) revert TooLate();
+        _checkAttestation(id, b, b.resultHash, verdict, evaluatorSig);
+        emit BountyAttested(id, b.evaluator, verdict, b.resultHash);
+        _applyVerdict(id, b, bytes32(word), verdict);
+    }
+
+    /// @notice The provider submits its result together with the evaluator's attestation and is
+    ///         settled in the same transaction (the lean path). Emits `BountyAttested` (carrying
+    ///         the result hash) instead of `ResultSubmitted`.
+    /// @dev Only the provider, status `Awarded`, not after the deadline.
+    /// @param id Bounty id.
+    /// @param b Current record (`resultHash` still zero).
+    /// @param resultHash Hash of the delivered result.
+    /// @param verdict 1 = accept, 2 = reject.
+    /// @param evaluatorSig Evaluator's EIP-712 signature over Attestation(id, resultHash, verdict).
+    function submitAndAttest(
+        uint256 id,
+        Bounty calldata b,
+        bytes32 resultHash,
+        uint8 verdict,
+        bytes calldata evaluatorSig
+    ) external nonReentrant {
+        uint256 word = _load(id, b);
+        _checkSubmission(word, b, resultHash);
+        _checkAttestation(id, b, resultHash, verdict, evaluatorSig);
+        emit BountyAttested(id, b.evaluator, verdict, resultHash);
+        _applyVerdict(id, b, _hashSubmitted(b, resultHash), verdict);
+    }
+
+    /// @notice Settles a submitted bounty whose review window passed without a verdict.
+    ///         If the evaluator is the poster, silence counts as acceptance (provider paid,
+    ///         `Completed`). If the evaluator is a third party, silence means the result could not
+    ///         be verified: the poster is refunded in full (`Expired`). Anyone may call.
+    /// @dev Status `Submitted`, `block.timestamp > stamp + reviewWindow`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function claimAfterReview(uint256 id, Bounty calldata b) external nonReentrant {
+        uint256 word = _load(id, b);
+        _expect(word, Status.Submitted);
+        if (block.timestamp <= _stampOf(word) + b.reviewWindow) revert TooEarly();
+        if (b.evaluator == b.poster) {
+            _records[id] = _restamp(word, Status.Completed);
+            _settle(id, b);
+        } else {
+            _records[id] = _restamp(word, Status.Expired);
+            _refund(id, b, Status.Expired);
+        }
+    }
+
+    /// @notice Refunds the poster of a rejected bounty once the challenge window has passed.
+    ///         Anyone may call.
+    /// @dev Status `Rejected`, `block.timestamp > stamp + challengeWindow` → `Refunded`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function finalizeRejection(uint256 id, Bounty calldata b) external nonReentrant {
+        uint256 word = _load(id, b);
+        _expect(word, Status.Rejected);
+        if (block.timestamp <= _stampOf(word) + b.challengeWindow) revert TooEarly();
+        _records[id] = _restamp(word, Status.Refunded);
+        _refund(id, b, Status.Refunded);
+    }
+
+    /// @notice Expires a bounty nobody delivered on and refunds the poster. Anyone may call.
+    /// @dev Status `Open` (nothing to refund), `Funded` or `Awarded`; after `deadline`
+    ///      (contests: after `deadline + reviewWindow`, the winner-picking window) → `Expired`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function refundExpired(uint256 id, Bounty calldata b) external nonReentrant {
+        uint256 word = _load(id, b);
+        Status s = Status(uint8(word));
+        if (s != Status.Open && s != Status.Funded && s != Status.Awarded) revert InvalidStatus(s);
+        uint256 end = b.deadline;
+        if (b.mode == Mode.Contest) end += b.reviewWindow;
+        if (block.timestamp <= end) revert TooEarly();
+        _records[id] = _restamp(word, Status.Expired);
+        if (s == Status.Open) emit BountyRefunded(id, b.poster, 0, Status.Expired);
+        else _refund(id, b, Status.Expired);
+    }
+
+    /// @notice The poster cancels a bounty that has no provider yet and is refunded.
+    /// @dev Only the poster; status `Open` or `Funded`; contests only while they have no entries.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function cancel(uint256 id, Bounty calldata b) external nonReentrant {
+        uint256 word = _load(id, b);
+        if (msg.sender != b.poster) revert NotPoster();
+        Status s = Status(uint8(word));
+        if (s != Status.Open && s != Status.Funded) revert InvalidStatus(s);
+        if (entryCount[id] != 0) revert HasEntries();
+        _records[id] = _restamp(word, Status.Cancelled);
+        uint256 refunded = s == Status.Funded ? b.amount : 0;
+        emit BountyCancelled(id, msg.sender, refunded);
+        _pay(b.token, msg.sender, refunded);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Disputes
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Escalates to the arbiter, posting `disputeBond` wei. Allowed for the poster or the
+    ///         provider while a submission awaits its verdict (within the review window), or for
+    ///         the provider after a rejection (within the challenge window).
+    /// @dev Requires `b.arbiter != 0` and msg.value == disputeBond. → `Disputed`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function dispute(uint256 id, Bounty calldata b) external payable {
+        uint256 word = _load(id, b);
+        if (b.arbiter == address(0)) revert NoArbiter();
+        if (msg.value != disputeBond) revert InvalidValue();
+        Status s = Status(uint8(word));
+        if (s == Status.Submitted) {
+            if (msg.sender != b.poster && msg.sender != b.provider) revert NotParty();
+            if (block.timestamp > _stampOf(word) + b.reviewWindow) revert TooLate();
+        } else if (s == Status.Rejected) {
+            if (msg.sender != b.provider) revert NotProvider();
+            if (block.timestamp > _stampOf(word) + b.challengeWindow) revert TooLate();
+        } else {
+            revert InvalidStatus(s);
+        }
+        disputeOpener[id] = msg.sender;
+        _records[id] = _restamp(word, Status.Disputed);
+        emit DisputeOpened(id, msg.sender, msg.value);
+    }
+
+    /// @notice The arbiter rules a split: the provider gets `price * providerBps / 10000` gross
+    ///         (fee taken on that portion), the poster the rest of `amount`. `providerBps >= 5000`
+    ///         means the provider won. A losing escalator's bond goes to the other party, a winning
+    ///         escalator gets it back. A losing provider is slashed `price * slashBps / 10000`
+    ///         (to the poster) through the stake registry.
+    /// @dev Only `b.arbiter`, status `Disputed` → `Resolved`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    /// @param providerBps Provider's share of the price in basis points (<= 10000).
+    function resolve(uint256 id, Bounty calldata b, uint16 providerBps) external nonReentrant {
+        uint256 word = _load(id, b);
+        if (msg.sender != b.arbiter) revert NotArbiter();
+        _expect(word, Status.Disputed);
+        if (providerBps > BPS) revert InvalidBps();
+        _records[id] = _restamp(word, Status.Resolved);
+
+        bool providerWon = providerBps >= BPS / 2;
+        address opener = disputeOpener[id];
+        delete disputeOpener[id];
+
+        uint256 gross = uint256(b.price) * providerBps / BPS;
+        uint256 fee = gross * b.feeBps / BPS;
+        uint256 toPoster = b.amount - gross;
+        _accrueFee(b.token, fee);
+        _pay(b.token, b.provider, gross - fee);
+        _pay(b.token, b.poster, toPoster);
+
+        if (disputeBond != 0) {
+            bool openerWon = (opener == b.provider) == providerWon;
+            address bondTo = openerWon ? opener : (opener == b.provider ? b.poster : b.provider);
+            _pay(address(0), bondTo, disputeBond);
+        }
+
+        uint256 slashed;
+        if (!providerWon && address(stakeRegistry) != address(0)) {
+            uint256 slashAmount = uint256(b.price) * slashBps / BPS;
+            if (slashAmount != 0) slashed = stakeRegistry.slash(b.provider, slashAmount, b.poster);
+        }
+        emit DisputeResolved(id, providerBps, gross - fee, toPoster, fee, slashed);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Contests
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Submits an entry to a funded contest (one per address). Subject to the stake gate
+    ///         with the contest amount.
+    /// @dev Contest mode, status `Funded`, not after the deadline, `resultHash != 0`.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    /// @param resultHash Hash of the entry.
+    function submitEntry(uint256 id, Bounty calldata b, bytes32 resultHash) external {
+        uint256 word = _load(id, b);
+        if (b.mode != Mode.Contest) revert WrongMode();
+        _expect(word, Status.Funded);
+        if (block.timestamp > b.deadline) revert TooLate();
+        if (resultHash == bytes32(0)) revert ZeroResult();
+        if (entries[id][msg.sender] != bytes32(0)) revert AlreadyEntered();
+        _checkStake(msg.sender, b.amount, _config.stakeThreshold);
+        entries[id][msg.sender] = resultHash;
+        ++entryCount[id];
+        emit EntrySubmitted(id, msg.sender, resultHash);
+    }
+
+    /// @notice The evaluator picks the contest winners and their shares; everyone is paid at once
+    ///         (`amount * share / 10000` minus fee; the last winner receives the rounding dust).
+    /// @dev Only `b.evaluator`, contest mode, status `Funded`, `deadline < now <= deadline + reviewWindow`.
+    ///      Winners must have entries, be distinct, number 1..maxWinners; shares non-zero, sum 10000.
+    /// @param id Bounty id.
+    /// @param b Current record.
+    /// @param winners Winning entrants.
+    /// @param sharesBps Share of each winner in basis points.
+    function pickWinners(
+        uint256 id,
+        Bounty calldata b,
+        address[] calldata winners,
+        uint16[] calldata sharesBps
+    ) external nonReentrant {
+        uint256 word = _load(id, b);
+        if (msg.sender != b.evaluator) revert NotEvaluator();
+        if (b.mode != Mode.Contest) revert WrongMode();
+        _expect(word, Status.Funded);
+        if (block.timestamp <= b.deadline) revert TooEarly();
+        if (block.timestamp > uint256(b.deadline) + b.reviewWindow) revert TooLate();
+        uint256 n = winners.length;
+        if (n == 0 || n > b.maxWinners || n != sharesBps.length) revert InvalidWinners();
+        uint256 total;
+        for (uint256 i; i < n; ++i) {
+            address w = winners[i];
+            if (entries[id][w] == bytes32(0)) revert NoEntry(w);
+            for (uint256 j; j < i; ++j) {
+                if (winners[j] == w) revert DuplicateWinner(w);
+            }
+            if (sharesBps[i] == 0) revert InvalidShares();
+            total += sharesBps[i];
+        }
+        if (total != BPS) revert InvalidShares();
+
+        _records[id] = _restamp(word, Status.Completed);
+        _payWinners(id, b, winners, sharesBps);
+    }
+
+    /// @dev Pays contest winners; the last one receives the rounding dust.
+    function _payWinners(
+        uint256 id,
+        Bounty calldata b,
+        address[] calldata winners,
+        uint16[] calldata sharesBps
+    ) internal {
+        address token = b.token;
+        uint256 amount = b.amount;
+        uint256 left = amount;
+        uint256 feeTotal;
+        uint256 last = winners.length - 1;
+        for (uint256 i; i <= last; ++i) {
+            uint256 gross = i == last ? left : amount * sharesBps[i] / BPS;
+            left -= gross;
+            uint256 fee = gross * b.feeBps / BPS;
+            feeTotal += fee;
+            emit WinnerPaid(id, winners[i], gross - fee, fee);
+            _pay(token, winners[i], gross - fee);
+        }
+        _accrueFee(token, feeTotal);
+        emit BountyCompleted(id, address(0), amount - feeTotal, feeTotal, 0);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Ledger and nonces
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Withdraws everything credited to msg.sender in `token` (address(0) = ETH).
+    /// @param token Token to withdraw.
+    function withdraw(address token) external nonReentrant {
+        _withdraw(token, msg.sender);
+    }
+
+    /// @notice Withdraws everything credited to msg.sender in `token` to another address
+    ///         (e.g. when msg.sender cannot receive ETH or is blacklisted by the token).
+    /// @param token Token to withdraw.
+    /// @param to Recipient.
+    function withdrawTo(address token, address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        _withdraw(token, to);
+    }
+
+    /// @notice Marks the nonces set in `mask` at word `wordPos` as used, cancelling those bids.
+    /// @param wordPos Nonce word position (`nonce >> 8`).
+    /// @param mask Bits to set (bit `nonce & 0xff`).
+    function invalidateNonces(uint256 wordPos, uint256 mask) external {
+        nonceBitmap[msg.sender][wordPos] |= mask;
+        emit NonceInvalidated(msg.sender, wordPos, mask);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice Id of the bounty `poster` creates with `salt`.
+    function bountyIdOf(address poster, bytes32 salt) public pure returns (uint256) {
+        return uint256(keccak256(abi.encode(poster, salt)));
+    }
+
+    /// @notice Status and timestamp of the last transition of a bounty.
+    function statusOf(uint256 id) external view returns (Status status, uint40 stamp) {
+        uint256 word = _records[id];
+        return (Status(uint8(word)), _stampOf(word));
+    }
+
+    /// @notice Raw stored word of a bounty (commitment | stamp << 8 | status).
+    function recordOf(uint256 id) external view returns (uint256) {
+        return _records[id];
+    }
+
+    /// @inheritdoc IBountyLedger
+    function verifyRecord(uint256 bountyId, Bounty calldata b) external view returns (Status) {
+        return Status(uint8(_load(bountyId, b)));
+    }
+
+    /// @notice Commitment hash of a record: keccak256(abi.encode(b)) (the stored word keeps its
+    ///         upper 208 bits).
+    function hashBounty(Bounty calldata b) external pure returns (bytes32) {
+        return _hash(b);
+    }
+
+    /// @notice EIP-712 digest a bidder signs for `bid`.
+    function hashBid(Bid calldata bid) public view returns (bytes32) {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(BID_TYPEHASH, bid.bountyId, bid.bidder, bid.amount, bid.deadline, bid.nonce))
+        );
+    }
+
+    /// @notice EIP-712 digest an evaluator signs for `att`.
+    function hashAttestation(Attestation calldata att) external view returns (bytes32) {
+        return _attestationDigest(att.bountyId, att.resultHash, att.verdict);
+    }
+
+    /// @notice EIP-712 domain separator (name "ReefBountyEscrow", version "1").
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice Whether `nonce` of `bidder` is used (or invalidated).
+    function isNonceUsed(address bidder, uint256 nonce) external view returns (bool) {
+        return nonceBitmap[bidder][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+    }
+
+    /// @notice Current platform fee in basis points (snapshotted into new bounties).
+    function feeBps() external view returns (uint16) {
+        return _config.feeBps;
+    }
+
+    /// @notice Account credited with platform fees.
+    function feeRecipient() external view returns (address) {
+        return _config.feeRecipient;
+    }
+
+    /// @notice Bid amount from which the stake gate applies (type(uint256).max = disabled).
+    function stakeThreshold() external view returns (uint256) {
+        uint80 t = _config.stakeThreshold;
+        return t == GATE_DISABLED ? type(uint256).max : t;
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internal: records
+    // ------------------------------------------------------------------------------------------
+
+    /// @dev keccak256(abi.encode(b)). `Bounty` is a static 15-word tuple, so its ABI encoding is
+    ///      exactly its 480 calldata bytes: copy them to scratch memory past the free pointer
+    ///      (not allocated) and hash. Calldata with dirty high bits hashes differently from the
+    ///      clean encoding and therefore fails `_load`; `_checkNew` rejects it at creation.
+    function _hash(Bounty calldata b) internal pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, b, BOUNTY_SIZE)
+            h := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
+    /// @dev Commitment of `b` with `price` and `provider` set (award).
+    function _hashAwarded(Bounty calldata b, uint256 price, address provider)
+        internal
+        pure
+        returns (bytes32 h)
+    {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, b, BOUNTY_SIZE)
+            mstore(add(ptr, PRICE_OFFSET), price)
+            mstore(add(ptr, PROVIDER_OFFSET), provider)
+            h := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
+    /// @dev Commitment of `b` with `resultHash` set (submission).
+    function _hashSubmitted(Bounty calldata b, bytes32 resultHash) internal pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, b, BOUNTY_SIZE)
+            mstore(add(ptr, RESULT_OFFSET), resultHash)
+            h := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
+    /// @dev Loads the word of `id` and checks that `b` is its record.
+    function _load(uint256 id, Bounty calldata b) internal view returns (uint256 word) {
+        word = _records[id];
+        if ((word ^ uint256(_hash(b))) > META_MASK) revert BountyMismatch();
+    }
+
+    /// @dev New word from a commitment (low 48 bits ignored), the current time and a status.
+    function _word(bytes32 commitment, Status s) internal view returns (uint256) {
+        return (uint256(commitment) & ~META_MASK) | (uint256(uint40(block.timestamp)) << 8) | uint256(s);
+    }
+
+    /// @dev Same commitment, new status and stamp.
+    function _restamp(uint256 word, Status s) internal view returns (uint256) {
+        return _word(bytes32(word), s);
+    }
+
+    function _stampOf(uint256 word) internal pure returns (uint40) {
+        return uint40(word >> 8);
+    }
+
+    function _expect(uint256 word, Status s) internal pure {
+        Status current = Status(uint8(word));
+        if (current != s) revert InvalidStatus(current);
+    }
+
+    /// @dev Validates fresh terms posted by msg.sender and returns the (unused) id.
+    function _checkNew(bytes32 salt, Bounty calldata t, uint16 currentFee)
+        internal
+        view
+        returns (uint256 id)
+    {
+        id = bountyIdOf(msg.sender, salt);
+        if (_records[id] != 0) revert BountyExists();
+        if (t.poster != msg.sender) revert NotPoster();
+        if (t.amount == 0) revert ZeroAmount();
+        if (t.deadline <= block.timestamp) revert InvalidDeadline();
+        if (t.evaluator == address(0)) revert ZeroAddress();
+        if (t.price != 0 || t.provider != address(0) || t.resultHash != bytes32(0)) revert InvalidTerms();
+        if (t.feeBps != currentFee) revert FeeMismatch();
+        if (t.mode == Mode.Auction) {
+            if (t.maxWinners != 0) revert InvalidTerms();
+        } else if (t.maxWinners == 0 || t.maxWinners > MAX_CONTEST_WINNERS || t.reviewWindow == 0) {
+            revert InvalidTerms();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internal: checks
+    // ------------------------------------------------------------------------------------------
+
+    /// @dev Bid checks shared by `award` and `postFundAndAward` (consumes the nonce).
+    function _checkBid(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig, uint80 threshold)
+        internal
+    {
+        if (bid.bountyId != id) revert BidMismatch();
+        if (bid.deadline < block.timestamp) revert BidExpired();
+        uint256 price = bid.amount;
+        if (price == 0) revert ZeroAmount();
+        if (price > b.amount) revert BidTooHigh();
+        address bidder = bid.bidder;
+        _useNonce(bidder, bid.nonce);
+        if (!_isValidSig(bidder, hashBid(bid), sig)) revert InvalidSignature();
+        _checkStake(bidder, price, threshold);
+    }
+
+    /// @dev Stake gate: only calls the registry when `amount >= threshold`.
+    function _checkStake(address account, uint256 amount, uint80 threshold) internal view {
+        if (amount >= threshold && threshold != GATE_DISABLED && address(stakeRegistry) != address(0)) {
+            if (stakeRegistry.stakeOf(account) < minStake) revert InsufficientStake();
+        }
+    }
+
+    function _useNonce(address bidder, uint256 nonce) internal {
+        uint256 bit = 1 << (nonce & 0xff);
+        uint256 flipped = nonceBitmap[bidder][nonce >> 8] ^= bit;
+        if (flipped & bit == 0) revert NonceUsed();
+    }
+
+    /// @dev Checks shared by `submit` and `submitAndAttest`.
+    function _checkSubmission(uint256 word, Bounty calldata b, bytes32 resultHash) internal view {
+        if (msg.sender != b.provider) revert NotProvider();
+        _expect(word, Status.Awarded);
+        if (block.timestamp > b.deadline) revert TooLate();
+        if (resultHash == bytes32(0)) revert ZeroResult();
+    }
+
+    function _checkAttestation(
+        uint256 id,
+        Bounty calldata b,
+        bytes32 resultHash,
+        uint8 verdict,
+        bytes calldata sig
+    ) internal view {
+        if (verdict != VERDICT_ACCEPT && verdict != VERDICT_REJECT) revert InvalidVerdict();
+        address evaluator = b.evaluator;
+        if (
+            msg.sender != evaluator
+                && !_isValidSig(evaluator, _attestationDigest(id, resultHash, verdict), sig)
+        ) {
+            revert InvalidSignature();
+        }
+    }
+
+    function _attestationDigest(uint256 id, bytes32 resultHash, uint8 verdict)
+        internal
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, id, resultHash, verdict)));
+    }
+
+    /// @dev ECDSA first (no EXTCODESIZE on the common EOA path), then ERC-1271. An ECDSA signature
+    ///      by the key of `signer` is accepted even if `signer` has code (EIP-7702 accounts).
+    function _isValidSig(address signer, bytes32 digest, bytes calldata sig) internal view returns (bool) {
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, sig);
+        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        return SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, sig);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Internal: settlement
+    // ------------------------------------------------------------------------------------------
+
+    /// @dev Writes the verdict outcome for a submitted result whose commitment is `commitment`.
+    function _applyVerdict(uint256 id, Bounty calldata b, bytes32 commitment, uint8 verdict) internal {
+        if (verdict == VERDICT_ACCEPT) {
+            _records[id] = _word(commitment, Status.Completed);
+            _settle(id, b);
+        } else if (b.arbiter == address(0) || b.challengeWindow == 0) {
+            _records[id] = _word(commitment, Status.Refunded);
+            emit BountyRejected(id, b.provider, 0);
+            _refund(id, b, Status.Refunded);
+        } else {
+            _records[id] = _word(commitment, Status.Rejected);
+            emit BountyRejected(id, b.provider, block.timestamp + b.challengeWindow);
+        }
+    }
+
+    /// @dev Pays the provider `price - fee`, accrues the fee and refunds `amount - price`.
+    function _settle(uint256 id, Bounty calldata b) internal {
+        address token = b.token;
+        uint256 price = b.price;
+        uint256 fee = price * b.feeBps / BPS;
+        uint256 refunded = b.amount - price;
+        emit BountyCompleted(id, b.provider, price - fee, fee, refunded);
+        _accrueFee(token, fee);
+        _pay(token, b.provider, price - fee);
+        _pay(token, b.poster, refunded);
+    }
+
+    function _refund(uint256 id, Bounty calldata b, Status reason) internal {
+        emit BountyRefunded(id, b.poster, b.amount, reason);
+        _pay(b.token, b.poster, b.amount);
+    }
+
+    function _accrueFee(address token, uint256 fee) internal {
+        if (fee != 0) withdrawable[token][_config.feeRecipient] += fee;
+    }
+
+    /// @dev Pulls exactly `amount` from msg.sender. ERC-20: balance delta must equal `amount`.
+    function _pull(address token, uint256 amount) internal {
+        if (token == address(0)) {
+            if (msg.value != amount) revert InvalidValue();
+        } else {
+            if (msg.value != 0) revert InvalidValue();
+            uint256 before = IERC20(token).balanceOf(address(this));
+            IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+            if (IERC20(token).balanceOf(address(this)) - before != amount) revert FeeOnTransferToken();
+        }
+    }
+
+    /// @dev Push payment that never reverts: on failure the amount is credited to the pull ledger.
+    function _pay(address token, address to, uint256 amount) internal {
+        if (amount == 0) return;
+        bool ok;
+        if (token == address(0)) {
+            // Bounded gas and no return-data copy, so a hostile recipient cannot grief the caller.
+            assembly ("memory-safe") {
+                ok := call(ETH_PAYOUT_GAS, to, amount, 0, 0, 0, 0)
+            }
+        } else {
+            ok = IERC20(token).trySafeTransfer(to, amount);
+        }
+        if (!ok) {
+            withdrawable[token][to] += amount;
+            emit PayoutDeferred(token, to, amount);
+        }
+    }
+
+    function _withdraw(address token, address to) internal {
+        uint256 amount = withdrawable[token][msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        withdrawable[token][msg.sender] = 0;
+        emit Withdrawn(token, msg.sender, to, amount);
+        if (token == address(0)) {
+            (bool ok,) = to.call{value: amount}("");
+            if (!ok) revert TransferFailed();
+        } else {
+            IERC20(token).safeTransfer(to, amount);
+        }
+    }
+}

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+/// @title Reef bounty types shared by the escrow, the registries and off-chain clients.
+/// @notice The escrow stores ONE storage word per bounty: a commitment to the full `Bounty`
+///         record below plus its status and a timestamp. Every call that acts on a bounty passes
+///         the current `Bounty` in calldata; the escrow re-hashes it and compares. Events carry the
+///         full record, so clients and indexers rebuild it from logs.
+interface IBountyTypes {
+    /// @notice Lifecycle of a bounty.
+    enum Status {
+        None, // never created
+        Open, // posted, not yet funded
+        Funded, // funds escrowed, bidding (no provider yet)
+        Awarded, // a signed bid was accepted; provider set
+        Submitted, // provider submitted a result hash
+        Completed, // terminal: provider paid
+        Rejected, // evaluator rejected; refund pending challenge window (or refunded at once)
+        Expired, // terminal: refunded after deadline / silent evaluator
+        Disputed, // escalated to the arbiter
+        Resolved, // terminal: arbiter ruled a split
+        Cancelled, // terminal: poster withdrew before award
+        Refunded // terminal: rejection final, poster refunded
+    }
+
+    /// @notice How providers are chosen.
+    enum Mode {
+        Auction, // one provider, chosen by a signed bid
+        Contest // anyone submits entries; the evaluator picks winners and splits
+    }
+
+    /// @notice The full record of a bounty. Fields filled later start at zero.
+    struct Bounty {
+        address poster; // who pays and is refunded
+        address token; // ERC-20 reward token, address(0) = native ETH
+        uint128 amount; // escrowed budget
+        uint128 price; // agreed price from the winning bid (0 until awarded, <= amount)
+        address provider; // winning bidder (0 until awarded)
+        address evaluator; // attests verdicts: the poster, a verifier key, or a contract (ERC-1271)
+        address arbiter; // rules disputes; address(0) = no disputes
+        uint64 deadline; // submission deadline (unix seconds)
+        uint32 reviewWindow; // seconds after submission for a verdict (auto-accept if evaluator == poster)
+        uint32 challengeWindow; // seconds after a rejection in which the provider may dispute
+        uint16 feeBps; // platform fee snapshot, taken only on completion
+        Mode mode; // auction or contest
+        uint8 maxWinners; // contest only
+        bytes32 specHash; // keccak256 of the task description / spec
+        bytes32 resultHash; // provider's result (0 until submitted)
+    }
+
+    /// @notice A provider's EIP-712 signed bid: binding price for one bounty, single use.
+    struct Bid {
+        uint256 bountyId;
+        address bidder;
+        uint256 amount;
+        uint64 deadline; // bid validity
+        uint256 nonce; // unordered nonce (bitmap), single use per bidder
+    }
+
+    /// @notice An evaluator's EIP-712 verdict on a submitted result.
+    struct Attestation {
+        uint256 bountyId;
+        bytes32 resultHash;
+        uint8 verdict; // 1 = accept, 2 = reject
+    }
+}

@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {Test} from "forge-std/Test.sol";
+
+import {BountyEscrow} from "../../src/BountyEscrow.sol";
+import {IBountyTypes} from "../../src/interfaces/IBountyTypes.sol";
+import {IStakeRegistry} from "../../src/interfaces/IStakeRegistry.sol";
+import {EscrowActor, EscrowMockStakeRegistry, EscrowMockToken} from "../mocks/BountyEscrowMocks.sol";
+
+/// @notice Drives random lifecycles over ETH and one ERC-20 with a fixed actor set, and keeps ghost
+///         accounting of what each bounty has released.
+contract BountyEscrowHandler is Test {
+    uint256 internal constant N_ACTORS = 4;
+    uint256 public constant BOND = 0.01 ether;
+
+    BountyEscrow public escrow;
+    EscrowMockToken public token;
+    EscrowMockStakeRegistry public registry;
+
+    address public feeTo = makeAddr("inv.feeTo");
+    address public arbiter = makeAddr("inv.arbiter");
+    address public evaluator;
+    uint256 internal evaluatorKey;
+
+    address[] public actors;
+    uint256[] internal actorKeys;
+
+    // ---- bounty book
+    uint256[] public ids;
+    IBountyTypes.Bounty[] internal records;
+    mapping(uint256 index => bool) public funded;
+    mapping(uint256 index => uint256) public paid; // value released by the escrow for this bounty
+    mapping(uint256 index => IBountyTypes.Status) public lastStatus;
+    mapping(uint256 index => address[]) internal entrants;
+
+    // ---- ghosts
+    bool public terminalLeft; // set if a terminal bounty ever changed status
+    uint256 public nonceCounter;
+    uint256 public saltCounter;
+    uint256 public currentTime;
+    mapping(bytes32 => uint256) public calls; // handler invocations
+    mapping(bytes32 => uint256) public hits; // successful escrow calls
+
+    constructor() {
+        currentTime = 1_700_000_000;
+        vm.warp(currentTime);
+        (evaluator, evaluatorKey) = makeAddrAndKey("inv.evaluator");
+        token = new EscrowMockToken();
+        registry = new EscrowMockStakeRegistry();
+        escrow = new BountyEscrow(address(this), feeTo, 250, IStakeRegistry(address(registry)), BOND, 5_000);
+
+        EscrowActor code = new EscrowActor();
+        for (uint256 i; i < N_ACTORS; ++i) {
+            (address a, uint256 k) = makeAddrAndKey(string(abi.encodePacked("inv.actor", vm.toString(i))));
+            actors.push(a);
+            actorKeys.push(k);
+            // Actor 0 is a contract account (same key) that can be told to refuse ETH.
+            if (i == 0) vm.etch(a, address(code).code);
+            vm.deal(a, 1_000_000 ether);
+            token.mint(a, 1e36);
+            vm.prank(a);
+            token.approve(address(escrow), type(uint256).max);
+            registry.setStake(a, 100 ether);
+        }
+    }
+
+    // =====================================================================================
+    // views for the invariant contract
+    // =====================================================================================
+
+    function bountyCount() external view returns (uint256) {
+        return ids.length;
+    }
+
+    function record(uint256 i) external view returns (IBountyTypes.Bounty memory) {
+        return records[i];
+    }
+
+    function actorCount() external pure returns (uint256) {
+        return N_ACTORS;
+    }
+
+    function isTerminal(IBountyTypes.Status s) public pure returns (bool) {
+        return s == IBountyTypes.Status.Completed || s == IBountyTypes.Status.Expired
+            || s == IBountyTypes.Status.Resolved || s == IBountyTypes.Status.Cancelled
+            || s == IBountyTypes.Status.Refunded;
+    }
+
+    function holdsFunds(IBountyTypes.Status s) public pure returns (bool) {
+        return s == IBountyTypes.Status.Funded || s == IBountyTypes.Status.Awarded
+            || s == IBountyTypes.Status.Submitted || s == IBountyTypes.Status.Rejected
+            || s == IBountyTypes.Status.Disputed;
+    }
+
+    // =====================================================================================
+    // modifiers / helpers
+    // =====================================================================================
+
+    modifier step(bytes32 name) {
+        vm.warp(currentTime);
+        _;
+        ++calls[name];
+        _syncStatuses();
+    }
+
+    function _syncStatuses() internal {
+        for (uint256 i; i < ids.length; ++i) {
+            (IBountyTypes.Status s,) = escrow.statusOf(ids[i]);
+            IBountyTypes.Status prev = lastStatus[i];
+            if (isTerminal(prev) && s != prev) terminalLeft = true;
+            lastStatus[i] = s;
+        }
+    }
+
+    function _actor(uint256 seed) internal view returns (address a, uint256 k) {
+        uint256 i = seed % N_ACTORS;
+        return (actors[i], actorKeys[i]);
+    }
+
+    function _pick(uint256 seed) internal view returns (bool ok, uint256 i) {
+        if (ids.length == 0) return (false, 0);
+        return (true, seed % ids.length);
+    }
+
+    /// @dev First bounty (scanning from `seed`) whose status is `want`.
+    function _find(uint256 seed, IBountyTypes.Status want) internal view returns (bool, uint256) {
+        uint256 n = ids.length;
+        for (uint256 k; k < n; ++k) {
+            uint256 i = (seed % n + k) % n;
+            (IBountyTypes.Status s,) = escrow.statusOf(ids[i]);
+            if (s == want) return (true, i);
+        }
+        return (false, 0);
+    }
+
+    function _status(uint256 i) internal view returns (IBountyTypes.Status s, uint40 stamp) {
+        return escrow.statusOf(ids[i]);
+    }
+
+    function ledgerSum(address tkn) public view returns (uint256 sum) {
+        for (uint256 a; a < N_ACTORS; ++a) {
+            sum += escrow.withdrawable(tkn, actors[a]);
+        }
+        sum += escrow.withdrawable(tkn, feeTo);
+    }
+
+    function _escrowBal(address tkn) internal view returns (uint256) {
+        return tkn == address(0) ? address(escrow).balance : token.balanceOf(address(escrow));
+    }
+
+    /// @dev Value the escrow released (pushed out or credited to the ledger) during an action.
+    function _released(address tkn, uint256 balBefore, uint256 ledgerBefore) internal view returns (uint256) {
+        return (balBefore - _escrowBal(tkn)) + (ledgerSum(tkn) - ledgerBefore);
+    }
+
+    function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    // =====================================================================================
+    // actions
+    // =====================================================================================
+
+    function warp(uint256 secs) external step("warp") {
+        currentTime += bound(secs, 1, 18 hours);
+        vm.warp(currentTime);
+    }
+
+    function toggleRefuseEth(bool refuse) external step("toggleRefuseEth") {
+        EscrowActor(payable(actors[0]))
+            .setMode(refuse ? EscrowActor.ReceiveMode.Revert : EscrowActor.ReceiveMode.Accept);
+    }
+
+    function postAndFund(
+        uint256 posterSeed,
+        uint256 amount,
+        bool eth,
+        bool contest,
+        bool withArbiter,
+        bool posterEvaluates,
+        bool fundNow
+    ) external step("postAndFund") {
+        (address poster,) = _actor(posterSeed);
+        IBountyTypes.Bounty memory b;
+        b.poster = poster;
+        b.token = eth ? address(0) : address(token);
+        b.amount = uint128(bound(amount, 1, 100 ether));
+        b.evaluator = posterEvaluates ? poster : evaluator;
+        b.arbiter = withArbiter ? arbiter : address(0);
+        b.deadline = uint64(currentTime + 2 days);
+        b.reviewWindow = 1 days;
+        b.challengeWindow = withArbiter ? 1 days : 0;
+        b.feeBps = escrow.feeBps();
+        if (contest) {
+            b.mode = IBountyTypes.Mode.Contest;
+            b.maxWinners = 3;
+        }
+        b.specHash = keccak256(abi.encode(saltCounter));
+        bytes32 salt = bytes32(++saltCounter);
+        uint256 id;
+        vm.prank(poster);
+        if (fundNow) {
+            id = escrow.postAndFund{value: eth ? b.amount : 0}(salt, b);
+            ++hits["postAndFund"];
+        } else {
+            id = escrow.post(salt, b);
+            ++hits["postAndFund"];
+        }
+        ids.push(id);
+        records.push(b);
+        funded[ids.length - 1] = fundNow;
+    }
+
+    function fund(uint256 seed, uint256 funderSeed) external step("fund") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Open);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Open || currentTime > b.deadline) return;
+        (address funder,) = _actor(funderSeed);
+        vm.prank(funder);
+        escrow.fund{value: b.token == address(0) ? b.amount : 0}(ids[i], b);
+        ++hits["fund"];
+        funded[i] = true;
+    }
+
+    function award(uint256 seed, uint256 bidderSeed, uint256 price) external step("award") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Funded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (
+            s != IBountyTypes.Status.Funded || b.mode != IBountyTypes.Mode.Auction || currentTime > b.deadline
+        ) {
+            return;
+        }
+        (address bidder, uint256 key) = _actor(bidderSeed);
+        IBountyTypes.Bid memory bid = IBountyTypes.Bid({
+            bountyId: ids[i],
+            bidder: bidder,
+            amount: bound(price, 1, b.amount),
+            deadline: uint64(currentTime),
+            nonce: ++nonceCounter
+        });
+        bytes memory sig = _sign(key, escrow.hashBid(bid));
+        vm.prank(b.poster);
+        escrow.award(ids[i], b, bid, sig);
+        ++hits["award"];
+        records[i].provider = bidder;
+        records[i].price = uint128(bid.amount);
+    }
+
+    function submit(uint256 seed) external step("submit") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Awarded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Awarded || currentTime > b.deadline) return;
+        bytes32 r = keccak256(abi.encode("result", i));
+        vm.prank(b.provider);
+        escrow.submit(ids[i], b, r);
+        ++hits["submit"];
+        records[i].resultHash = r;
+    }
+
+    function submitAndAttest(uint256 seed, bool accept) external step("submitAndAttest") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Awarded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Awarded || currentTime > b.deadline || b.evaluator != evaluator) return;
+        bytes32 r = keccak256(abi.encode("result", i));
+        uint8 verdict = accept ? 1 : 2;
+        bytes memory sig = _sign(
+            evaluatorKey,
+            escrow.hashAttestation(
+                IBountyTypes.Attestation({bountyId: ids[i], resultHash: r, verdict: verdict})
+            )
+        );
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(b.provider);
+        escrow.submitAndAttest(ids[i], b, r, verdict, sig);
+        ++hits["submitAndAttest"];
+        records[i].resultHash = r;
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function attest(uint256 seed, bool accept) external step("attest") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Submitted);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s, uint40 stamp) = _status(i);
+        if (s != IBountyTypes.Status.Submitted || currentTime > stamp + b.reviewWindow) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(b.evaluator);
+        escrow.attest(ids[i], b, accept ? 1 : 2, "");
+        ++hits["attest"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function claimAfterReview(uint256 seed, uint256 callerSeed) external step("claimAfterReview") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Submitted);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s, uint40 stamp) = _status(i);
+        if (s != IBountyTypes.Status.Submitted || currentTime <= stamp + b.reviewWindow) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        (address caller,) = _actor(callerSeed);
+        vm.prank(caller);
+        escrow.claimAfterReview(ids[i], b);
+        ++hits["claimAfterReview"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function finalizeRejection(uint256 seed) external step("finalizeRejection") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Rejected);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s, uint40 stamp) = _status(i);
+        if (s != IBountyTypes.Status.Rejected || currentTime <= stamp + b.challengeWindow) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        escrow.finalizeRejection(ids[i], b);
+        ++hits["finalizeRejection"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function refundExpired(uint256 seed, uint256 callerSeed) external step("refundExpired") {
+        (bool ok, uint256 i) = _pick(seed);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (
+            s != IBountyTypes.Status.Open && s != IBountyTypes.Status.Funded
+                && s != IBountyTypes.Status.Awarded
+        ) {
+            return;
+        }
+        uint256 end = b.deadline;
+        if (b.mode == IBountyTypes.Mode.Contest) end += b.reviewWindow;
+        if (currentTime <= end) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        (address caller,) = _actor(callerSeed);
+        vm.prank(caller);
+        escrow.refundExpired(ids[i], b);
+        ++hits["refundExpired"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function cancel(uint256 seed) external step("cancel") {
+        // Throttled: cancelling is terminal and would otherwise starve the longer lifecycles.
+        if (seed % 4 != 0) return;
+        (bool ok, uint256 i) = _pick(seed / 4);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Open && s != IBountyTypes.Status.Funded) return;
+        if (escrow.entryCount(ids[i]) != 0) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(b.poster);
+        escrow.cancel(ids[i], b);
+        ++hits["cancel"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function dispute(uint256 seed, bool byPoster) external step("dispute") {
+        (bool ok, uint256 i) =
+            _find(seed, byPoster ? IBountyTypes.Status.Submitted : IBountyTypes.Status.Rejected);
+        if (!ok) (ok, i) = _find(seed, IBountyTypes.Status.Submitted);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        if (b.arbiter == address(0)) return;
+        (IBountyTypes.Status s, uint40 stamp) = _status(i);
+        address by;
+        if (s == IBountyTypes.Status.Submitted && currentTime <= stamp + b.reviewWindow) {
+            by = byPoster ? b.poster : b.provider;
+        } else if (s == IBountyTypes.Status.Rejected && currentTime <= stamp + b.challengeWindow) {
+            by = b.provider;
+        } else {
+            return;
+        }
+        vm.prank(by);
+        escrow.dispute{value: BOND}(ids[i], b);
+        ++hits["dispute"];
+    }
+
+    function resolve(uint256 seed, uint256 providerBps) external step("resolve") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Disputed);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Disputed) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(arbiter);
+        escrow.resolve(ids[i], b, uint16(bound(providerBps, 0, 10_000)));
+        ++hits["resolve"];
+        uint256 released = _released(b.token, bal, led);
+        // The dispute bond also leaves the escrow; it is not part of the bounty's amount.
+        if (b.token == address(0)) released -= BOND;
+        paid[i] += released;
+    }
+
+    function submitEntry(uint256 seed, uint256 entrantSeed) external step("submitEntry") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Funded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (
+            s != IBountyTypes.Status.Funded || b.mode != IBountyTypes.Mode.Contest || currentTime > b.deadline
+        ) {
+            return;
+        }
+        (address entrant,) = _actor(entrantSeed);
+        if (escrow.entries(ids[i], entrant) != bytes32(0)) return;
+        vm.prank(entrant);
+        escrow.submitEntry(ids[i], b, keccak256(abi.encode(entrant)));
+        ++hits["submitEntry"];
+        entrants[i].push(entrant);
+    }
+
+    function pickWinners(uint256 seed, uint256 countSeed, uint256 shareSeed) external step("pickWinners") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Funded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (IBountyTypes.Status s,) = _status(i);
+        if (s != IBountyTypes.Status.Funded || b.mode != IBountyTypes.Mode.Contest) return;
+        if (currentTime <= b.deadline || currentTime > uint256(b.deadline) + b.reviewWindow) return;
+        uint256 n = entrants[i].length;
+        if (n == 0) return;
+        n = bound(countSeed, 1, n < b.maxWinners ? n : b.maxWinners);
+        address[] memory winners = new address[](n);
+        uint16[] memory shares = new uint16[](n);
+        uint256 left = 10_000;
+        for (uint256 k; k < n; ++k) {
+            winners[k] = entrants[i][k];
+            if (k == n - 1) {
+                shares[k] = uint16(left);
+            } else {
+                uint256 sh = bound(uint256(keccak256(abi.encode(shareSeed, k))), 1, left - (n - 1 - k));
+                shares[k] = uint16(sh);
+                left -= sh;
+            }
+        }
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(b.evaluator);
+        escrow.pickWinners(ids[i], b, winners, shares);
+        ++hits["pickWinners"];
+        paid[i] += _released(b.token, bal, led);
+    }
+
+    function withdraw(uint256 actorSeed, bool eth) external step("withdraw") {
+        uint256 idx = actorSeed % (N_ACTORS + 1);
+        address who = idx == N_ACTORS ? feeTo : actors[idx];
+        address tkn = eth ? address(0) : address(token);
+        if (escrow.withdrawable(tkn, who) == 0) return;
+        if (eth && who == actors[0] && EscrowActor(payable(who)).mode() != EscrowActor.ReceiveMode.Accept) {
+            return;
+        }
+        vm.prank(who);
+        escrow.withdraw(tkn);
+        ++hits["withdraw"];
+    }
+}

@@ -1,0 +1,357 @@
+//! [`ReefClient`]: a typed, retrying client for Reef's contracts on one chain.
+//!
+//! Every write goes through one path ([`ReefClient::send_call`]): gas is estimated by the node
+//! (a revert at estimation is decoded into [`Revert`](crate::Revert)), the transaction is signed
+//! locally, sent with retries on transport errors, and awaited for the configured number of
+//! confirmations. Reads go through [`ReefClient::view`] with the same retry policy.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::transports::http::reqwest;
+use tokio::sync::Mutex;
+
+use alloy::{
+    network::{EthereumWallet, TransactionBuilder},
+    primitives::{Address, B256, Bytes, U256},
+    providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder},
+    rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest},
+    signers::local::PrivateKeySigner,
+    sol_types::{SolCall, SolEvent},
+    transports::{RpcError, TransportErrorKind},
+};
+use serde::Serialize;
+
+use crate::{Deployment, Error, Result, Revert, RetryPolicy};
+
+/// What a mined transaction cost and where it landed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TxOutcome {
+    /// Operation name (e.g. `postAndFund`).
+    pub action: String,
+    /// Transaction hash.
+    pub hash: B256,
+    /// Gas used as reported by the receipt.
+    pub gas_used: u64,
+    /// Block number it was mined in.
+    pub block: u64,
+    /// Logs emitted (not serialized).
+    #[serde(skip)]
+    pub logs: Vec<Log>,
+}
+
+impl TxOutcome {
+    /// Decodes the first log of event `E` emitted by `from`.
+    pub fn event<E: SolEvent>(&self, from: Address) -> Option<E> {
+        self.logs
+            .iter()
+            .filter(|l| l.address() == from)
+            .find_map(|l| E::decode_log_data(l.data()).ok())
+    }
+}
+
+/// Options for [`ReefClient`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Retry policy for transport failures.
+    pub retry: RetryPolicy,
+    /// Confirmations to wait for after inclusion (1 = included).
+    pub confirmations: u64,
+    /// How long to wait for a receipt.
+    pub tx_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { retry: RetryPolicy::default(), confirmations: 1, tx_timeout: Duration::from_secs(120) }
+    }
+}
+
+/// A client bound to one chain, one deployment and one signing key.
+#[derive(Debug, Clone)]
+pub struct ReefClient {
+    provider: DynProvider,
+    rpc_url: String,
+    signer: PrivateKeySigner,
+    deployment: Deployment,
+    opts: ClientOptions,
+    /// Serializes sends from this client so each takes the next pending nonce.
+    send_lock: Arc<Mutex<()>>,
+}
+
+/// A provider that signs with `signer`, estimates gas, and reads the account's pending nonce
+/// for every transaction (no cached nonce that a failed estimate could leave with a gap).
+fn build_provider(url: reqwest::Url, signer: &PrivateKeySigner) -> DynProvider {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(signer.clone()))
+        .connect_http(url)
+        .erased()
+}
+
+impl ReefClient {
+    /// Connects to `rpc_url`, checks that it serves `deployment.chain_id`, and signs with `signer`.
+    pub async fn connect(
+        rpc_url: &str,
+        signer: PrivateKeySigner,
+        deployment: Deployment,
+        opts: ClientOptions,
+    ) -> Result<Self> {
+        let url = rpc_url
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("RPC URL {rpc_url:?} is not a URL: {e}")))?;
+        let provider = build_provider(url, &signer);
+        let me = Self {
+            provider,
+            rpc_url: rpc_url.to_string(),
+            signer,
+            deployment,
+            opts,
+            send_lock: Arc::new(Mutex::new(())),
+        };
+        let actual = me.chain_id_on_rpc().await?;
+        if actual != me.deployment.chain_id {
+            return Err(Error::WrongChain { expected: me.deployment.chain_id, actual });
+        }
+        Ok(me)
+    }
+
+    /// The chain id the RPC endpoint reports.
+    pub async fn chain_id_on_rpc(&self) -> Result<u64> {
+        let p = self.provider.clone();
+        self.opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_chain_id().await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))
+    }
+
+    /// The signing account.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// The signing key (for EIP-712 signatures made by this account).
+    pub fn signer(&self) -> &PrivateKeySigner {
+        &self.signer
+    }
+
+    /// The deployment this client talks to.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The RPC endpoint.
+    pub fn rpc_url(&self) -> &str {
+        &self.rpc_url
+    }
+
+    /// The underlying provider (for reads not wrapped here).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The same client signing with another key.
+    pub fn with_signer(&self, signer: PrivateKeySigner) -> Result<Self> {
+        let url = self.rpc_url.parse().map_err(|e| Error::InvalidInput(format!("{e}")))?;
+        let provider = build_provider(url, &signer);
+        Ok(Self { provider, signer, send_lock: Arc::new(Mutex::new(())), ..self.clone() })
+    }
+
+    fn rpc_err(&self, source: RpcError<TransportErrorKind>) -> Error {
+        Error::Rpc { url: self.rpc_url.clone(), source }
+    }
+
+    /// Maps an RPC error from sending or estimating `action` to a typed error.
+    fn classify(&self, action: &str, err: RpcError<TransportErrorKind>) -> Error {
+        if let RpcError::ErrorResp(payload) = &err {
+            if let Some(data) = payload.as_revert_data() {
+                return Error::Revert { action: action.to_string(), revert: Revert::decode(&data) };
+            }
+            let msg = payload.message.to_string();
+            let lower = msg.to_lowercase();
+            if lower.contains("insufficient funds") || lower.contains("insufficient balance for transfer")
+            {
+                return Error::InsufficientFunds {
+                    account: self.address(),
+                    action: action.to_string(),
+                    message: msg,
+                };
+            }
+            if lower.contains("execution reverted") || lower.contains("revert") {
+                return Error::Revert {
+                    action: action.to_string(),
+                    revert: Revert::Unknown(Bytes::new()),
+                };
+            }
+            return Error::RpcRejected { url: self.rpc_url.clone(), what: action.to_string(), message: msg };
+        }
+        self.rpc_err(err)
+    }
+
+    /// Reads a view function.
+    pub async fn view<C: SolCall>(&self, to: Address, call: C) -> Result<C::Return> {
+        let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode());
+        let p = self.provider.clone();
+        let out = self
+            .opts
+            .retry
+            .run(|| {
+                let (p, tx) = (p.clone(), tx.clone());
+                async move { p.call(tx).await }
+            })
+            .await
+            .map_err(|e| self.classify(C::SIGNATURE, e))?;
+        C::abi_decode_returns(&out)
+            .map_err(|e| Error::Decode { what: C::SIGNATURE.to_string(), reason: e.to_string() })
+    }
+
+    /// Sends `call` to `to` with `value` wei and waits for the receipt.
+    pub async fn send_call<C: SolCall>(
+        &self,
+        action: &str,
+        to: Address,
+        call: &C,
+        value: U256,
+    ) -> Result<TxOutcome> {
+        let tx = TransactionRequest::default()
+            .with_from(self.address())
+            .with_to(to)
+            .with_input(call.abi_encode())
+            .with_value(value);
+        self.send_tx(action, tx).await
+    }
+
+    /// Deploys creation `code` (bytecode ++ abi-encoded constructor args); returns the address.
+    pub async fn deploy(&self, action: &str, code: Bytes) -> Result<(Address, TxOutcome)> {
+        let tx = TransactionRequest::default().with_from(self.address()).with_deploy_code(code);
+        let (outcome, receipt) = self.send_tx_receipt(action, tx).await?;
+        let addr = receipt.contract_address.ok_or_else(|| Error::Decode {
+            what: action.to_string(),
+            reason: "receipt carries no contract address".into(),
+        })?;
+        Ok((addr, outcome))
+    }
+
+    async fn send_tx(&self, action: &str, tx: TransactionRequest) -> Result<TxOutcome> {
+        self.send_tx_receipt(action, tx).await.map(|(o, _)| o)
+    }
+
+    async fn send_tx_receipt(
+        &self,
+        action: &str,
+        tx: TransactionRequest,
+    ) -> Result<(TxOutcome, TransactionReceipt)> {
+        // Held until the node accepted the transaction, so the next send sees it as pending.
+        let _guard = self.send_lock.lock().await;
+        let p = self.provider.clone();
+        let pending = self
+            .opts
+            .retry
+            .run(|| {
+                let (p, tx) = (p.clone(), tx.clone());
+                async move { p.send_transaction(tx).await }
+            })
+            .await
+            .map_err(|e| self.classify(action, e))?;
+        drop(_guard);
+        let hash = *pending.tx_hash();
+        let receipt = pending
+            .with_required_confirmations(self.opts.confirmations)
+            .with_timeout(Some(self.opts.tx_timeout))
+            .get_receipt()
+            .await
+            .map_err(|e| match e {
+                PendingTransactionError::TransportError(t) => self.rpc_err(t),
+                _ => Error::Timeout { action: action.to_string(), hash, waited: self.opts.tx_timeout },
+            })?;
+        if !receipt.status() {
+            return Err(Error::TxReverted { action: action.to_string(), hash });
+        }
+        let outcome = TxOutcome {
+            action: action.to_string(),
+            hash,
+            gas_used: receipt.gas_used,
+            block: receipt.block_number.unwrap_or_default(),
+            logs: receipt.inner.logs().to_vec(),
+        };
+        tracing::info!(action, %hash, gas = outcome.gas_used, "transaction mined");
+        Ok((outcome, receipt))
+    }
+
+    /// Fetches logs matching `filter`, with retries.
+    pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>> {
+        let p = self.provider.clone();
+        self.opts
+            .retry
+            .run(|| {
+                let (p, f) = (p.clone(), filter.clone());
+                async move { p.get_logs(&f).await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))
+    }
+
+    /// Native balance of `who`.
+    pub async fn eth_balance(&self, who: Address) -> Result<U256> {
+        let p = self.provider.clone();
+        self.opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_balance(who).await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))
+    }
+
+    /// Latest block number.
+    pub async fn block_number(&self) -> Result<u64> {
+        let p = self.provider.clone();
+        self.opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_block_number().await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))
+    }
+
+    /// Timestamp of the latest block.
+    pub async fn chain_time(&self) -> Result<u64> {
+        let p = self.provider.clone();
+        let block = self
+            .opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        block
+            .map(|b| b.header.timestamp)
+            .ok_or_else(|| Error::Decode { what: "latest block".into(), reason: "node returned none".into() })
+    }
+
+    /// Whether code is deployed at `addr`.
+    pub async fn has_code(&self, addr: Address) -> Result<bool> {
+        let p = self.provider.clone();
+        let code = self
+            .opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_code_at(addr).await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        Ok(!code.is_empty())
+    }
+}

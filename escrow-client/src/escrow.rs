@@ -1,0 +1,521 @@
+//! Bounty escrow operations: post/fund/award/submit/attest/release/reject/refund/dispute/resolve,
+//! bid and attestation signing, and rebuilding a bounty's record from its events.
+//!
+//! The escrow stores one commitment word per bounty; every call passes the current record
+//! ([`Bounty`]). [`ReefClient::bounty`] rebuilds that record from the chain's logs and checks it
+//! against the commitment, so callers never have to keep it themselves.
+
+use alloy::{
+    primitives::{Address, B256, Bytes, FixedBytes, U256, keccak256},
+    rpc::types::Filter,
+    sol_types::{SolEvent, SolValue},
+};
+use serde::Serialize;
+
+use crate::{
+    Error, ReefClient, Result, TxOutcome,
+    bindings::escrow::{
+        BountyEscrow,
+        IBountyTypes::{Attestation, Bid, Bounty},
+    },
+    signing::{self, verdict},
+};
+
+/// Lifecycle status of a bounty (mirrors `IBountyTypes.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Status {
+    /// Never created.
+    None = 0,
+    /// Posted, not funded.
+    Open,
+    /// Funded, bidding.
+    Funded,
+    /// A signed bid was accepted.
+    Awarded,
+    /// A result was submitted.
+    Submitted,
+    /// Terminal: the provider was paid.
+    Completed,
+    /// Rejected; refund after the challenge window unless disputed.
+    Rejected,
+    /// Terminal: refunded after a deadline or a silent evaluator.
+    Expired,
+    /// Escalated to the arbiter.
+    Disputed,
+    /// Terminal: the arbiter ruled a split.
+    Resolved,
+    /// Terminal: the poster withdrew before an award.
+    Cancelled,
+    /// Terminal: rejection final, poster refunded.
+    Refunded,
+}
+
+impl Status {
+    /// Converts the on-chain enum value.
+    pub fn from_u8(v: u8) -> Result<Self> {
+        use Status::*;
+        const ALL: [Status; 12] = [
+            None, Open, Funded, Awarded, Submitted, Completed, Rejected, Expired, Disputed,
+            Resolved, Cancelled, Refunded,
+        ];
+        ALL.get(v as usize)
+            .copied()
+            .ok_or_else(|| Error::Decode { what: "bounty status".into(), reason: format!("unknown value {v}") })
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Open => "open",
+            Self::Funded => "funded",
+            Self::Awarded => "awarded",
+            Self::Submitted => "submitted",
+            Self::Completed => "completed",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Disputed => "disputed",
+            Self::Resolved => "resolved",
+            Self::Cancelled => "cancelled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// Whether no further transition is possible.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Expired | Self::Resolved | Self::Cancelled | Self::Refunded)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `IBountyTypes.Mode.Auction`.
+pub const MODE_AUCTION: u8 = 0;
+/// `IBountyTypes.Mode.Contest`.
+pub const MODE_CONTEST: u8 = 1;
+
+/// Terms for a new auction bounty (the record's fields that the poster chooses).
+#[derive(Debug, Clone)]
+pub struct NewBounty {
+    /// Reward token (`Address::ZERO` = ETH).
+    pub token: Address,
+    /// Budget escrowed.
+    pub amount: u128,
+    /// Evaluator (`None` = the poster evaluates, with optimistic auto-accept).
+    pub evaluator: Option<Address>,
+    /// Arbiter for disputes (`Address::ZERO` = none).
+    pub arbiter: Address,
+    /// Submission deadline (unix seconds).
+    pub deadline: u64,
+    /// Review window after submission (seconds).
+    pub review_window: u32,
+    /// Challenge window after a rejection (seconds).
+    pub challenge_window: u32,
+    /// The task description; its keccak256 goes on-chain as `specHash`.
+    pub description: String,
+    /// Contest mode with up to this many winners (`None` = auction).
+    pub contest_winners: Option<u8>,
+}
+
+/// A bounty as rebuilt from the chain.
+#[derive(Debug, Clone)]
+pub struct BountyState {
+    /// Bounty id.
+    pub id: U256,
+    /// Current record (matches the on-chain commitment).
+    pub record: Bounty,
+    /// Current status.
+    pub status: Status,
+    /// Timestamp of the last transition.
+    pub stamp: u64,
+    /// The bounty's events, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One event in a bounty's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// Event name.
+    pub event: String,
+    /// Block number.
+    pub block: u64,
+    /// Transaction hash.
+    pub tx: Option<B256>,
+}
+
+/// JSON view of a bounty for `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct BountyJson {
+    /// Id (hex).
+    pub id: String,
+    /// Status name.
+    pub status: &'static str,
+    /// Poster.
+    pub poster: Address,
+    /// Token (zero = ETH).
+    pub token: Address,
+    /// Budget.
+    pub amount: String,
+    /// Agreed price.
+    pub price: String,
+    /// Provider (zero until awarded).
+    pub provider: Address,
+    /// Evaluator.
+    pub evaluator: Address,
+    /// Arbiter.
+    pub arbiter: Address,
+    /// Deadline (unix).
+    pub deadline: u64,
+    /// Mode.
+    pub mode: &'static str,
+    /// Hash of the description.
+    pub spec_hash: B256,
+    /// Result hash (zero until submitted).
+    pub result_hash: B256,
+    /// Last transition time.
+    pub stamp: u64,
+    /// History.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl From<&BountyState> for BountyJson {
+    fn from(s: &BountyState) -> Self {
+        let r = &s.record;
+        Self {
+            id: format!("{:#x}", s.id),
+            status: s.status.name(),
+            poster: r.poster,
+            token: r.token,
+            amount: r.amount.to_string(),
+            price: r.price.to_string(),
+            provider: r.provider,
+            evaluator: r.evaluator,
+            arbiter: r.arbiter,
+            deadline: r.deadline,
+            mode: if r.mode == MODE_CONTEST { "contest" } else { "auction" },
+            spec_hash: r.specHash,
+            result_hash: r.resultHash,
+            stamp: s.stamp,
+            history: s.history.clone(),
+        }
+    }
+}
+
+/// The id the escrow assigns to `poster`'s bounty with `salt`.
+pub fn bounty_id(poster: Address, salt: B256) -> U256 {
+    U256::from_be_bytes(keccak256((poster, salt).abi_encode()).0)
+}
+
+/// A fresh random salt.
+pub fn random_salt() -> B256 {
+    B256::from(rand::random::<[u8; 32]>())
+}
+
+impl ReefClient {
+    fn escrow_addr(&self) -> Address {
+        self.deployment().bounty_escrow
+    }
+
+    fn escrow_domain(&self) -> alloy::sol_types::Eip712Domain {
+        signing::escrow_domain(self.deployment().chain_id, self.escrow_addr())
+    }
+
+    /// The escrow's current platform fee (bps).
+    pub async fn fee_bps(&self) -> Result<u16> {
+        self.view(self.escrow_addr(), BountyEscrow::feeBpsCall {}).await
+    }
+
+    /// The native-ETH bond needed to open a dispute.
+    pub async fn dispute_bond(&self) -> Result<U256> {
+        self.view(self.escrow_addr(), BountyEscrow::disputeBondCall {}).await
+    }
+
+    /// Builds the on-chain record for new terms posted by this account.
+    pub async fn terms(&self, t: &NewBounty) -> Result<Bounty> {
+        if t.amount == 0 {
+            return Err(Error::InvalidInput("reward amount must be greater than zero".into()));
+        }
+        let now = self.chain_time().await?;
+        if t.deadline <= now {
+            return Err(Error::InvalidInput(format!(
+                "deadline {} is not in the future (chain time {now})",
+                t.deadline
+            )));
+        }
+        Ok(Bounty {
+            poster: self.address(),
+            token: t.token,
+            amount: t.amount,
+            price: 0,
+            provider: Address::ZERO,
+            evaluator: t.evaluator.unwrap_or(self.address()),
+            arbiter: t.arbiter,
+            deadline: t.deadline,
+            reviewWindow: t.review_window,
+            challengeWindow: t.challenge_window,
+            feeBps: self.fee_bps().await?,
+            mode: if t.contest_winners.is_some() { MODE_CONTEST } else { MODE_AUCTION },
+            maxWinners: t.contest_winners.unwrap_or(0),
+            specHash: keccak256(t.description.as_bytes()),
+            resultHash: B256::ZERO,
+        })
+    }
+
+    async fn pay_in(&self, b: &Bounty, approve: bool) -> Result<(U256, Option<TxOutcome>)> {
+        let amount = U256::from(b.amount);
+        let approval = self.ensure_can_pay(b.token, self.escrow_addr(), amount, approve).await?;
+        Ok((if b.token.is_zero() { amount } else { U256::ZERO }, approval))
+    }
+
+    /// Posts and funds a bounty in one transaction. Checks balance/allowance first (approving
+    /// when `approve` is set). Returns the id, the record and the transaction(s).
+    pub async fn post_and_fund(
+        &self,
+        salt: B256,
+        terms: Bounty,
+        approve: bool,
+    ) -> Result<(U256, Bounty, Vec<TxOutcome>)> {
+        let (value, approval) = self.pay_in(&terms, approve).await?;
+        let call = BountyEscrow::postAndFundCall { salt, terms: terms.clone() };
+        let out = self.send_call("postAndFund", self.escrow_addr(), &call, value).await?;
+        let id = bounty_id(self.address(), salt);
+        Ok((id, terms, approval.into_iter().chain([out]).collect()))
+    }
+
+    /// Posts, funds and awards to a signed bid in one transaction.
+    pub async fn post_fund_and_award(
+        &self,
+        salt: B256,
+        terms: Bounty,
+        bid: Bid,
+        bid_sig: Bytes,
+        approve: bool,
+    ) -> Result<(U256, Bounty, Vec<TxOutcome>)> {
+        let (value, approval) = self.pay_in(&terms, approve).await?;
+        let call = BountyEscrow::postFundAndAwardCall {
+            salt,
+            terms: terms.clone(),
+            bid: bid.clone(),
+            bidSig: bid_sig,
+        };
+        let out = self.send_call("postFundAndAward", self.escrow_addr(), &call, value).await?;
+        let mut b = terms;
+        b.provider = bid.bidder;
+        b.price = bid.amount.to::<u128>();
+        Ok((bounty_id(self.address(), salt), b, approval.into_iter().chain([out]).collect()))
+    }
+
+    /// Signs a bid for `bounty_id` as this account (the bidder).
+    pub fn sign_bid(&self, bounty_id: U256, amount: u128, deadline: u64, nonce: U256) -> Result<(Bid, Bytes)> {
+        let bid = Bid { bountyId: bounty_id, bidder: self.address(), amount: U256::from(amount), deadline, nonce };
+        let sig = signing::sign_bid(self.signer(), &bid, &self.escrow_domain())?;
+        Ok((bid, sig))
+    }
+
+    /// Verifies a bid's signature off-chain (chain id and contract bound).
+    pub fn verify_bid(&self, bid: &Bid, sig: &[u8]) -> Result<()> {
+        signing::verify_typed(bid, &self.escrow_domain(), sig, bid.bidder)
+    }
+
+    /// Signs an attestation as this account (the evaluator).
+    pub fn sign_attestation(&self, bounty_id: U256, result_hash: B256, verdict: u8) -> Result<Bytes> {
+        let att = Attestation { bountyId: bounty_id, resultHash: result_hash, verdict };
+        signing::sign_attestation(self.signer(), &att, &self.escrow_domain())
+    }
+
+    /// Poster: awards a funded bounty to a signed bid. Returns the updated record.
+    pub async fn award(&self, id: U256, b: &Bounty, bid: Bid, sig: Bytes) -> Result<(Bounty, TxOutcome)> {
+        self.verify_bid(&bid, &sig)?;
+        let call = BountyEscrow::awardCall { id, b: b.clone(), bid: bid.clone(), sig };
+        let out = self.send_call("award", self.escrow_addr(), &call, U256::ZERO).await?;
+        let mut nb = b.clone();
+        nb.provider = bid.bidder;
+        nb.price = bid.amount.to::<u128>();
+        Ok((nb, out))
+    }
+
+    /// Provider: submits a result hash. Returns the updated record.
+    pub async fn submit(&self, id: U256, b: &Bounty, result_hash: B256) -> Result<(Bounty, TxOutcome)> {
+        let call = BountyEscrow::submitCall { id, b: b.clone(), resultHash: result_hash };
+        let out = self.send_call("submit", self.escrow_addr(), &call, U256::ZERO).await?;
+        let mut nb = b.clone();
+        nb.resultHash = result_hash;
+        Ok((nb, out))
+    }
+
+    /// Anyone: records the evaluator's verdict (signature may be empty if we are the evaluator).
+    pub async fn attest(&self, id: U256, b: &Bounty, verdict: u8, sig: Bytes) -> Result<TxOutcome> {
+        let call = BountyEscrow::attestCall { id, b: b.clone(), verdict, evaluatorSig: sig };
+        self.send_call("attest", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Evaluator shortcut: accept the submitted result and release payment.
+    pub async fn release(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        self.attest(id, b, verdict::ACCEPT, Bytes::new()).await
+    }
+
+    /// Evaluator shortcut: reject the submitted result.
+    pub async fn reject(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        self.attest(id, b, verdict::REJECT, Bytes::new()).await
+    }
+
+    /// Provider: submit a result with the evaluator's attestation and get paid in one tx.
+    pub async fn submit_and_attest(
+        &self,
+        id: U256,
+        b: &Bounty,
+        result_hash: B256,
+        verdict: u8,
+        evaluator_sig: Bytes,
+    ) -> Result<(Bounty, TxOutcome)> {
+        let call = BountyEscrow::submitAndAttestCall {
+            id,
+            b: b.clone(),
+            resultHash: result_hash,
+            verdict,
+            evaluatorSig: evaluator_sig,
+        };
+        let out = self.send_call("submitAndAttest", self.escrow_addr(), &call, U256::ZERO).await?;
+        let mut nb = b.clone();
+        nb.resultHash = result_hash;
+        Ok((nb, out))
+    }
+
+    /// Anyone: refund the poster of a bounty past its deadline.
+    pub async fn refund_expired(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let call = BountyEscrow::refundExpiredCall { id, b: b.clone() };
+        self.send_call("refundExpired", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Poster: cancel before an award.
+    pub async fn cancel(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let call = BountyEscrow::cancelCall { id, b: b.clone() };
+        self.send_call("cancel", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Anyone: settle a submission whose review window passed without a verdict.
+    pub async fn claim_after_review(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let call = BountyEscrow::claimAfterReviewCall { id, b: b.clone() };
+        self.send_call("claimAfterReview", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Anyone: refund after a rejection's challenge window passed.
+    pub async fn finalize_rejection(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let call = BountyEscrow::finalizeRejectionCall { id, b: b.clone() };
+        self.send_call("finalizeRejection", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Poster or provider: escalate to the arbiter, posting the dispute bond.
+    pub async fn dispute(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let bond = self.dispute_bond().await?;
+        let call = BountyEscrow::disputeCall { id, b: b.clone() };
+        self.send_call("dispute", self.escrow_addr(), &call, bond).await
+    }
+
+    /// Arbiter: rule a split (`provider_bps` of the price to the provider).
+    pub async fn resolve(&self, id: U256, b: &Bounty, provider_bps: u16) -> Result<TxOutcome> {
+        if provider_bps > 10_000 {
+            return Err(Error::InvalidInput(format!("provider share {provider_bps} bps exceeds 10000")));
+        }
+        let call = BountyEscrow::resolveCall { id, b: b.clone(), providerBps: provider_bps };
+        self.send_call("resolve", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Withdraws this account's pull-ledger balance of `token`.
+    pub async fn withdraw(&self, token: Address) -> Result<TxOutcome> {
+        self.send_call("withdraw", self.escrow_addr(), &BountyEscrow::withdrawCall { token }, U256::ZERO)
+            .await
+    }
+
+    /// On-chain status and last-transition time.
+    pub async fn status_of(&self, id: U256) -> Result<(Status, u64)> {
+        let r = self.view(self.escrow_addr(), BountyEscrow::statusOfCall { id }).await?;
+        Ok((Status::from_u8(r.status.into())?, r.stamp.to::<u64>()))
+    }
+
+    /// Rebuilds a bounty's current record from its events and checks it against the chain.
+    pub async fn bounty(&self, id: U256) -> Result<BountyState> {
+        let filter = Filter::new()
+            .address(self.escrow_addr())
+            .topic1(B256::from(id))
+            .from_block(self.deployment().start_block);
+        let logs = self.logs(&filter).await?;
+        let mut record: Option<Bounty> = None;
+        let mut history = Vec::new();
+        for log in &logs {
+            let Some(topic0) = log.topic0().copied() else { continue };
+            let name = event_name(topic0);
+            let data = log.data();
+            if topic0 == BountyEscrow::BountyPosted::SIGNATURE_HASH {
+                if let Ok(ev) = BountyEscrow::BountyPosted::decode_log_data(data) {
+                    record = Some(ev.record);
+                }
+            } else if let Some(r) = record.as_mut() {
+                if topic0 == BountyEscrow::BountyAwarded::SIGNATURE_HASH {
+                    if let Ok(ev) = BountyEscrow::BountyAwarded::decode_log_data(data) {
+                        r.provider = ev.provider;
+                        r.price = ev.price.to::<u128>();
+                    }
+                } else if topic0 == BountyEscrow::ResultSubmitted::SIGNATURE_HASH {
+                    if let Ok(ev) = BountyEscrow::ResultSubmitted::decode_log_data(data) {
+                        r.resultHash = ev.resultHash;
+                    }
+                } else if topic0 == BountyEscrow::BountyAttested::SIGNATURE_HASH {
+                    if let Ok(ev) = BountyEscrow::BountyAttested::decode_log_data(data) {
+                        r.resultHash = ev.resultHash;
+                    }
+                }
+            }
+            history.push(HistoryEntry {
+                event: name.to_string(),
+                block: log.block_number.unwrap_or_default(),
+                tx: log.transaction_hash,
+            });
+        }
+        let record = record.ok_or(Error::BountyNotFound(id))?;
+        let (status, stamp) = self.status_of(id).await?;
+        // The rebuilt record must match the on-chain commitment.
+        self.view(self.escrow_addr(), BountyEscrow::verifyRecordCall { bountyId: id, b: record.clone() })
+            .await?;
+        Ok(BountyState { id, record, status, stamp, history })
+    }
+
+    /// Bounties posted on this deployment (optionally only by `poster`), oldest first.
+    pub async fn bounty_ids(&self, poster: Option<Address>) -> Result<Vec<U256>> {
+        let mut filter = Filter::new()
+            .address(self.escrow_addr())
+            .event_signature(BountyEscrow::BountyPosted::SIGNATURE_HASH)
+            .from_block(self.deployment().start_block);
+        if let Some(p) = poster {
+            filter = filter.topic2(p.into_word());
+        }
+        let logs = self.logs(&filter).await?;
+        Ok(logs.iter().filter_map(|l| l.topics().get(1).map(|t| U256::from_be_bytes(t.0))).collect())
+    }
+}
+
+fn event_name(topic0: FixedBytes<32>) -> &'static str {
+    use BountyEscrow as E;
+    match topic0 {
+        t if t == E::BountyPosted::SIGNATURE_HASH => "BountyPosted",
+        t if t == E::BountyFunded::SIGNATURE_HASH => "BountyFunded",
+        t if t == E::BountyAwarded::SIGNATURE_HASH => "BountyAwarded",
+        t if t == E::ResultSubmitted::SIGNATURE_HASH => "ResultSubmitted",
+        t if t == E::EntrySubmitted::SIGNATURE_HASH => "EntrySubmitted",
+        t if t == E::BountyAttested::SIGNATURE_HASH => "BountyAttested",
+        t if t == E::BountyCompleted::SIGNATURE_HASH => "BountyCompleted",
+        t if t == E::BountyRejected::SIGNATURE_HASH => "BountyRejected",
+        t if t == E::BountyRefunded::SIGNATURE_HASH => "BountyRefunded",
+        t if t == E::BountyCancelled::SIGNATURE_HASH => "BountyCancelled",
+        t if t == E::DisputeOpened::SIGNATURE_HASH => "DisputeOpened",
+        t if t == E::DisputeResolved::SIGNATURE_HASH => "DisputeResolved",
+        t if t == E::WinnerPaid::SIGNATURE_HASH => "WinnerPaid",
+        _ => "other",
+    }
+}

@@ -1,0 +1,351 @@
+//! In-memory fan-out of one node: which local connections follow which group, in-order
+//! delivery per group (buffering out-of-order seqs and filling gaps from the database), and
+//! the slow-consumer policy (bounded queue; when full, the connection is closed with a reason
+//! and the member replays on reconnect).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use super::error::Result;
+use super::store::Store;
+
+/// Close code sent to a consumer whose queue overflowed (application range).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// An outgoing item for a connection's writer task.
+#[derive(Debug)]
+pub enum Out {
+    /// A text frame.
+    Text(Utf8Bytes),
+}
+
+/// Asks a connection's writer to close with a code and reason, bypassing its queue.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    reason: OnceLock<(u16, String)>,
+    notify: Notify,
+}
+
+impl KillSwitch {
+    /// Request the close (first request wins).
+    pub fn kill(&self, code: u16, reason: &str) {
+        if self.reason.set((code, reason.to_owned())).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Wait until a close is requested; returns its code and reason.
+    pub async fn killed(&self) -> (u16, String) {
+        loop {
+            if let Some(r) = self.reason.get() {
+                return r.clone();
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// A handle on one authenticated connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    /// Node-local connection id.
+    pub id: u64,
+    /// Authenticated address.
+    pub address: Address,
+    /// Bounded queue to the writer.
+    pub tx: mpsc::Sender<Out>,
+    /// Out-of-band close.
+    pub kill: Arc<KillSwitch>,
+}
+
+impl ConnHandle {
+    /// Queue a frame without waiting; on a full queue apply the slow-consumer policy.
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        match self.tx.try_send(Out::Text(frame)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill.kill(CLOSE_SLOW_CONSUMER, "slow consumer: queue full, reconnect and replay with since_seq");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sub {
+    conn: ConnHandle,
+    live: bool,
+    cursor: u64,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    delivered: u64,
+    pending: BTreeMap<u64, Utf8Bytes>,
+    subs: HashMap<u64, Sub>,
+    filling: bool,
+    overflowed: u64,
+}
+
+#[derive(Debug, Default)]
+struct GroupHub {
+    state: Mutex<GroupState>,
+}
+
+impl GroupHub {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Bound on out-of-order frames buffered per group before the oldest gap is force-filled.
+const MAX_PENDING: usize = 4096;
+/// Page size of replays and gap fills.
+const PAGE: u32 = 256;
+
+/// The node's fan-out hub.
+#[derive(Debug)]
+pub struct Hub {
+    store: Store,
+    groups: Mutex<HashMap<String, Arc<GroupHub>>>,
+    conns: Mutex<HashMap<Address, HashMap<u64, ConnHandle>>>,
+    next_conn: AtomicU64,
+    gap_wait: Duration,
+}
+
+impl Hub {
+    /// A hub reading gaps and replays from `store`.
+    pub fn new(store: Store) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            groups: Mutex::default(),
+            conns: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            gap_wait: Duration::from_millis(20),
+        })
+    }
+
+    fn groups(&self) -> MutexGuard<'_, HashMap<String, Arc<GroupHub>>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<Address, HashMap<u64, ConnHandle>>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a new authenticated connection.
+    pub fn attach(&self, address: Address, tx: mpsc::Sender<Out>) -> ConnHandle {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let h = ConnHandle { id, address, tx, kill: Arc::default() };
+        self.conns().entry(address).or_default().insert(id, h.clone());
+        h
+    }
+
+    /// Forget a connection and all its subscriptions.
+    pub fn detach(&self, conn: &ConnHandle) {
+        {
+            let mut conns = self.conns();
+            if let Some(m) = conns.get_mut(&conn.address) {
+                m.remove(&conn.id);
+                if m.is_empty() {
+                    conns.remove(&conn.address);
+                }
+            }
+        }
+        let groups: Vec<(String, Arc<GroupHub>)> = self.groups().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (gid, g) in groups {
+            let empty = {
+                let mut st = g.lock();
+                st.subs.remove(&conn.id);
+                st.subs.is_empty()
+            };
+            if empty {
+                self.drop_group_if_idle(&gid);
+            }
+        }
+    }
+
+    fn drop_group_if_idle(&self, group_id: &str) {
+        let mut groups = self.groups();
+        if let Some(g) = groups.get(group_id)
+            && g.lock().subs.is_empty()
+        {
+            groups.remove(group_id);
+        }
+    }
+
+    /// Send a frame to every local connection of `address` (e.g. `invited`).
+    pub fn notify_agent(&self, address: &Address, frame: &Utf8Bytes) {
+        let handles: Vec<ConnHandle> = self.conns().get(address).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        for h in handles {
+            h.push(frame.clone());
+        }
+    }
+
+    /// End the subscriptions of `address` to `group_id` on this node (after removal).
+    pub fn unsubscribe_agent(&self, group_id: &str, address: &Address) {
+        let g = self.groups().get(group_id).cloned();
+        if let Some(g) = g {
+            g.lock().subs.retain(|_, s| s.conn.address != *address);
+            self.drop_group_if_idle(group_id);
+        }
+    }
+
+    /// Stop following a group on one connection.
+    pub fn leave(&self, group_id: &str, conn: &ConnHandle) {
+        let g = self.groups().get(group_id).cloned();
+        if let Some(g) = g {
+            g.lock().subs.remove(&conn.id);
+            self.drop_group_if_idle(group_id);
+        }
+    }
+
+    async fn group_hub(&self, group_id: &str) -> Result<Arc<GroupHub>> {
+        if let Some(g) = self.groups().get(group_id) {
+            return Ok(g.clone());
+        }
+        let last = self.store.last_seq(group_id).await?.unwrap_or(0);
+        let fresh = Arc::new(GroupHub::default());
+        fresh.lock().delivered = last;
+        Ok(self.groups().entry(group_id.to_owned()).or_insert(fresh).clone())
+    }
+
+    /// A sequenced message of `group_id` (from this node or the mesh, possibly twice, possibly
+    /// out of order). Delivered to live subscribers strictly in seq order.
+    pub fn publish(self: &Arc<Self>, group_id: &str, seq: u64, frame: Utf8Bytes) {
+        let Some(g) = self.groups().get(group_id).cloned() else { return };
+        let mut st = g.lock();
+        if seq <= st.delivered {
+            return;
+        }
+        if seq == st.delivered + 1 {
+            deliver(&mut st, seq, &frame);
+            loop {
+                let next = st.delivered + 1;
+                let Some(f) = st.pending.remove(&next) else { break };
+                deliver(&mut st, next, &f);
+            }
+        } else {
+            if st.pending.len() < MAX_PENDING {
+                st.pending.insert(seq, frame);
+            } else {
+                // Keep memory bounded: the gap filler reloads anything not buffered from the DB.
+                st.overflowed = st.overflowed.max(seq);
+            }
+            if !st.filling {
+                st.filling = true;
+                let hub = self.clone();
+                let gid = group_id.to_owned();
+                let g2 = g.clone();
+                tokio::spawn(async move { hub.fill_gaps(gid, g2).await });
+            }
+        }
+    }
+
+    async fn fill_gaps(self: Arc<Self>, group_id: String, g: Arc<GroupHub>) {
+        loop {
+            tokio::time::sleep(self.gap_wait).await;
+            let (from, to) = {
+                let mut st = g.lock();
+                let last = st.pending.last_key_value().map(|(k, _)| *k).unwrap_or(0).max(st.overflowed);
+                if last <= st.delivered {
+                    st.filling = false;
+                    st.overflowed = 0;
+                    return;
+                }
+                (st.delivered, last)
+            };
+            match self.store.frames(&group_id, from, to, PAGE).await {
+                Ok(rows) => {
+                    for (seq, frame) in rows {
+                        self.publish(&group_id, seq, Utf8Bytes::from(frame));
+                    }
+                }
+                Err(e) => tracing::warn!(group_id, error = %e, "gap fill failed"),
+            }
+        }
+    }
+
+    /// Follow `group_id` on `conn`, first replaying everything after `since_seq` from the
+    /// database (with back-pressure), then switching to live delivery without gap or repeat.
+    pub async fn subscribe(self: &Arc<Self>, group_id: &str, conn: &ConnHandle, since_seq: u64) -> Result<()> {
+        let g = self.group_hub(group_id).await?;
+        {
+            let mut st = g.lock();
+            st.subs.insert(conn.id, Sub { conn: conn.clone(), live: false, cursor: since_seq });
+        }
+        // Make sure the group stays registered (a concurrent detach may have dropped it).
+        self.groups().entry(group_id.to_owned()).or_insert_with(|| g.clone());
+        let hub = self.clone();
+        let conn = conn.clone();
+        let gid = group_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = hub.catch_up(&gid, &g, &conn, since_seq).await {
+                tracing::warn!(group_id = gid, error = %e, "replay failed");
+                conn.kill.kill(1011, "replay failed");
+            }
+        });
+        Ok(())
+    }
+
+    async fn catch_up(&self, group_id: &str, g: &GroupHub, conn: &ConnHandle, since_seq: u64) -> Result<()> {
+        let mut cursor = since_seq;
+        loop {
+            let target = {
+                let mut st = g.lock();
+                let delivered = st.delivered;
+                let Some(sub) = st.subs.get_mut(&conn.id) else { return Ok(()) };
+                if cursor >= delivered {
+                    sub.live = true;
+                    sub.cursor = cursor.min(delivered);
+                    return Ok(());
+                }
+                delivered
+            };
+            let rows = self.store.frames(group_id, cursor, target, PAGE).await?;
+            if rows.is_empty() {
+                // Nothing stored in (cursor, target]: cannot happen with a sane DB; go live.
+                cursor = target;
+                continue;
+            }
+            for (seq, frame) in rows {
+                let sent = tokio::time::timeout(Duration::from_secs(10), conn.tx.send(Out::Text(Utf8Bytes::from(frame)))).await;
+                match sent {
+                    Ok(Ok(())) => cursor = seq,
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => {
+                        conn.kill.kill(CLOSE_SLOW_CONSUMER, "slow consumer during replay");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of groups with local subscribers (for tests and metrics).
+    pub fn active_groups(&self) -> usize {
+        self.groups().len()
+    }
+}
+
+fn deliver(st: &mut GroupState, seq: u64, frame: &Utf8Bytes) {
+    st.delivered = seq;
+    st.subs.retain(|_, sub| {
+        if !sub.live || sub.cursor + 1 != seq {
+            return true;
+        }
+        if sub.conn.push(frame.clone()) {
+            sub.cursor = seq;
+            true
+        } else {
+            false
+        }
+    });
+}

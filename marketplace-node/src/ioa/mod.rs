@@ -1,0 +1,462 @@
+//! The IoA switchboard served by `reef node`: agent authentication (EIP-191 challenge),
+//! registry and presence, discovery (tantivy BM25), groups with ACLs, ordered and persisted
+//! group chat over WebSocket (`/v1/ws`) and REST (`/v1/...`), and cross-node fan-out over NATS.
+//!
+//! Layout: [`store`] (SQLite/Postgres), [`hub`] (local fan-out), [`discovery`] (search index),
+//! [`mesh`] (NATS), [`ws`] and [`rest`] (transports), all sharing one [`Node`].
+
+pub mod discovery;
+pub mod error;
+pub mod hub;
+pub mod mesh;
+pub mod rest;
+pub mod store;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, hex};
+use axum::extract::ws::Utf8Bytes;
+use reef_wire::{AgentCard, AgentInfo, AgentQuery, ErrorCode, GroupInfo, SendMessage, ServerFrame};
+use serde_json::Value;
+
+pub use error::{AppError, Error, Result};
+
+use discovery::Discovery;
+use hub::Hub;
+use mesh::Mesh;
+use store::Store;
+
+/// Node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id (named in login messages; must differ between nodes of a mesh).
+    pub node_id: String,
+    /// `sqlite://path` or `postgres://…`.
+    pub database_url: String,
+    /// NATS server for the mesh (None: single node).
+    pub nats_url: Option<String>,
+    /// Largest accepted WebSocket message, bytes (larger: close 1009).
+    pub max_frame_bytes: usize,
+    /// Challenge lifetime in seconds (0: challenges are born expired; for tests).
+    pub challenge_ttl_secs: u64,
+    /// Token-bucket refill rate, frames per second per agent.
+    pub rate_per_sec: f64,
+    /// Token-bucket capacity.
+    pub rate_burst: f64,
+    /// Per-connection outgoing queue length (slow-consumer bound).
+    pub queue_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: "reef-node".into(),
+            database_url: "sqlite://.reef/node.db".into(),
+            nats_url: None,
+            max_frame_bytes: 1 << 20,
+            challenge_ttl_secs: 60,
+            rate_per_sec: 200.0,
+            rate_burst: 400.0,
+            queue_len: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Shared state of a running node (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Store,
+    hub: Arc<Hub>,
+    discovery: Discovery,
+    mesh: Option<Mesh>,
+    /// REST challenges: nonce → expiry (single use).
+    challenges: Mutex<HashMap<String, u64>>,
+    /// REST bearer tokens → address.
+    tokens: Mutex<HashMap<String, Address>>,
+    buckets: Mutex<HashMap<Address, Bucket>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A fresh random hex id of `bytes` bytes.
+pub fn random_hex(bytes: usize) -> String {
+    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(v)
+}
+
+/// Serialize a server frame (infallible for our types).
+pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"encode\"}".into()))
+}
+
+/// A running node: its address and the task serving it.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Shared state.
+    pub node: Node,
+    /// The server task.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Open storage, join the mesh, build the index and serve on `listen`.
+pub async fn serve(config: Config, listen: SocketAddr) -> Result<Running> {
+    let node = Node::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Error::Internal(format!("bind {listen}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+    let app = rest::router(node.clone());
+    let task = tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    Ok(Running { addr, node, task })
+}
+
+impl Node {
+    /// Open storage, connect the mesh and load the discovery index.
+    pub async fn open(config: Config) -> Result<Self> {
+        let store = Store::connect(&config.database_url).await?;
+        store.reset_presence(&config.node_id).await?;
+        let hub = Hub::new(store.clone());
+        let discovery = Discovery::new()?;
+        for agent in store.all_agents().await? {
+            discovery.upsert(&agent.address, &agent.card)?;
+        }
+        let mesh = match &config.nats_url {
+            Some(url) => Some(Mesh::connect(url, &config.node_id).await?),
+            None => None,
+        };
+        let node = Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                hub,
+                discovery,
+                mesh,
+                challenges: Mutex::default(),
+                tokens: Mutex::default(),
+                buckets: Mutex::default(),
+            }),
+        };
+        if let Some(mesh) = &node.inner.mesh {
+            mesh.spawn_listener(node.clone()).await?;
+        }
+        Ok(node)
+    }
+
+    /// Configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Local fan-out hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Storage.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Discovery index.
+    pub fn discovery(&self) -> &Discovery {
+        &self.inner.discovery
+    }
+
+    /// New challenge: (nonce, expires, message).
+    pub fn challenge(&self) -> (String, u64, String) {
+        let nonce = random_hex(16);
+        let expires = reef_wire::unix_now() + self.inner.config.challenge_ttl_secs;
+        let message = reef_wire::login_message(&self.inner.config.node_id, &nonce, expires);
+        (nonce, expires, message)
+    }
+
+    /// Check an answer to a challenge this node issued.
+    pub fn verify_login(&self, nonce: &str, expires: u64, address: &Address, signature: &str) -> Result<()> {
+        if reef_wire::unix_now() >= expires {
+            return Err(Error::Auth(ErrorCode::ChallengeExpired, "challenge expired; reconnect for a new one".into()));
+        }
+        let message = reef_wire::login_message(&self.inner.config.node_id, nonce, expires);
+        let signer = reef_wire::recover_signer(&message, signature)
+            .map_err(|e| Error::Auth(ErrorCode::AuthFailed, e.to_string()))?;
+        if signer != *address {
+            return Err(Error::Auth(ErrorCode::AuthFailed, "signature does not match address and challenge".into()));
+        }
+        Ok(())
+    }
+
+    /// REST: issue a single-use challenge.
+    pub fn rest_challenge(&self) -> (String, u64, String) {
+        let (nonce, expires, message) = self.challenge();
+        let mut ch = lock(&self.inner.challenges);
+        let now = reef_wire::unix_now();
+        ch.retain(|_, exp| *exp > now);
+        ch.insert(nonce.clone(), expires);
+        (nonce, expires, message)
+    }
+
+    /// REST: consume a challenge and return a bearer token.
+    pub fn rest_login(&self, nonce: &str, address: &Address, signature: &str) -> Result<String> {
+        let expires = lock(&self.inner.challenges)
+            .remove(nonce)
+            .ok_or_else(|| Error::Auth(ErrorCode::AuthFailed, "unknown or already used challenge".into()))?;
+        self.verify_login(nonce, expires, address, signature)?;
+        let token = random_hex(32);
+        lock(&self.inner.tokens).insert(token.clone(), *address);
+        Ok(token)
+    }
+
+    /// REST: the address behind a bearer token.
+    pub fn token_address(&self, token: &str) -> Option<Address> {
+        lock(&self.inner.tokens).get(token).copied()
+    }
+
+    /// Take one token from `address`'s bucket.
+    pub fn rate_check(&self, address: &Address) -> Result<()> {
+        let cfg = &self.inner.config;
+        let mut buckets = lock(&self.inner.buckets);
+        let now = Instant::now();
+        let b = buckets.entry(*address).or_insert(Bucket { tokens: cfg.rate_burst, at: now });
+        let elapsed = now.duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * cfg.rate_per_sec).min(cfg.rate_burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Error::RateLimited)
+        }
+    }
+
+    /// Register (or update) the caller's card.
+    pub async fn register(&self, caller: &Address, card: AgentCard) -> Result<AgentInfo> {
+        if card.name.trim().is_empty() {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card.name must not be empty".into()));
+        }
+        if card.name.len() > 200 || card.description.len() > 10_000 || card.skills.len() > 100 {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card too large".into()));
+        }
+        self.inner.store.upsert_agent(caller, &card).await?;
+        self.inner.discovery.upsert(caller, &card)?;
+        if let Some(mesh) = &self.inner.mesh {
+            mesh.agent_updated(caller).await;
+        }
+        self.get_agent(caller).await
+    }
+
+    /// Look up an agent.
+    pub async fn get_agent(&self, address: &Address) -> Result<AgentInfo> {
+        self.inner.store.agent(address).await?.ok_or_else(|| Error::NotFound(format!("agent {address} is not registered")))
+    }
+
+    /// Reload one agent into the index (mesh notification).
+    pub async fn reindex_agent(&self, address: &Address) -> Result<()> {
+        if let Some(a) = self.inner.store.agent(address).await? {
+            self.inner.discovery.upsert(address, &a.card)?;
+        }
+        Ok(())
+    }
+
+    /// Ranked discovery.
+    pub async fn discover(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
+        let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
+        let all = self.inner.store.all_agents().await?;
+        let scores = self.inner.discovery.search(&q.query, 1000)?;
+        let wanted: Vec<String> = q.skills.iter().map(|s| s.to_lowercase()).collect();
+        let mut out: Vec<AgentInfo> = all
+            .into_iter()
+            .filter_map(|mut a| {
+                if !q.query.trim().is_empty() {
+                    a.score = *scores.get(&a.address)?;
+                }
+                let have: Vec<String> = a.card.skills.iter().map(|s| s.to_lowercase()).collect();
+                if !wanted.iter().all(|w| have.contains(w)) {
+                    return None;
+                }
+                if let Some(max) = q.max_price
+                    && a.card.price.is_some_and(|p| p > max)
+                {
+                    return None;
+                }
+                if q.online_only && !a.online {
+                    return None;
+                }
+                Some(a)
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.score
+                .partial_cmp(&a.score)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.online.cmp(&a.online))
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then(a.address.cmp(&b.address))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Create a group; returns it.
+    pub async fn create_group(&self, caller: &Address, name: &str, members: &[Address], parent: Option<&str>) -> Result<GroupInfo> {
+        if name.len() > 200 || members.len() > 1000 {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group name or member list too large".into()));
+        }
+        if let Some(p) = parent
+            && !self.inner.store.is_member(p, caller).await?
+        {
+            return Err(Error::Forbidden(format!("not a member of parent group {p}")));
+        }
+        let group_id = format!("g_{}", random_hex(12));
+        self.inner.store.create_group(&group_id, name, caller, members, parent).await?;
+        let frame = encode(&ServerFrame::Invited { group_id: group_id.clone(), by: *caller });
+        for m in members.iter().filter(|m| *m != caller) {
+            self.notify_agent(m, frame.clone()).await;
+        }
+        self.group(caller, &group_id).await
+    }
+
+    /// A group, visible to members only.
+    pub async fn group(&self, caller: &Address, group_id: &str) -> Result<GroupInfo> {
+        let g = self.inner.store.group(group_id).await?.ok_or_else(|| Error::Forbidden(not_member(group_id)))?;
+        if !g.members.contains(caller) {
+            return Err(Error::Forbidden(not_member(group_id)));
+        }
+        Ok(g)
+    }
+
+    /// The caller's groups.
+    pub async fn groups_of(&self, caller: &Address) -> Result<Vec<GroupInfo>> {
+        self.inner.store.groups_of(caller).await
+    }
+
+    /// Add `agent` to a group (creator only).
+    pub async fn invite(&self, caller: &Address, group_id: &str, agent: &Address) -> Result<GroupInfo> {
+        let g = self.group(caller, group_id).await?;
+        if g.creator != *caller {
+            return Err(Error::Forbidden("only the group's creator may invite".into()));
+        }
+        if self.inner.store.add_member(group_id, agent).await? {
+            self.notify_agent(agent, encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller })).await;
+        }
+        self.group(caller, group_id).await
+    }
+
+    /// Remove `agent` (creator only, or the agent itself leaving).
+    pub async fn remove(&self, caller: &Address, group_id: &str, agent: &Address) -> Result<()> {
+        let g = self.group(caller, group_id).await?;
+        if g.creator != *caller && caller != agent {
+            return Err(Error::Forbidden("only the group's creator may remove others".into()));
+        }
+        if agent == &g.creator {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "the creator cannot be removed".into()));
+        }
+        if self.inner.store.remove_member(group_id, agent).await? {
+            self.removed_locally(group_id, agent);
+            if let Some(mesh) = &self.inner.mesh {
+                mesh.removed(group_id, agent).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a removal on this node (end subscriptions, tell the agent).
+    pub fn removed_locally(&self, group_id: &str, agent: &Address) {
+        self.inner.hub.unsubscribe_agent(group_id, agent);
+        self.inner.hub.notify_agent(agent, &encode(&ServerFrame::Removed { group_id: group_id.into() }));
+    }
+
+    async fn notify_agent(&self, agent: &Address, frame: Utf8Bytes) {
+        self.inner.hub.notify_agent(agent, &frame);
+        if let Some(mesh) = &self.inner.mesh {
+            mesh.notify(agent, &frame).await;
+        }
+    }
+
+    /// Sequence, store and fan out a message; returns (seq, duplicate).
+    pub async fn send(&self, caller: &Address, msg: SendMessage) -> Result<(u64, bool)> {
+        if msg.msg_id.is_empty() || msg.msg_id.len() > 200 {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "msg_id must be 1..=200 bytes".into()));
+        }
+        if msg.group_id.len() > 200 {
+            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group_id too long".into()));
+        }
+        let ts = reef_wire::unix_now_ms();
+        let make = |seq: u64| {
+            let env = reef_wire::Envelope {
+                group_id: msg.group_id.clone(),
+                sender_id: *caller,
+                state: msg.state.clone(),
+                msg_id: msg.msg_id.clone(),
+                seq,
+                ts,
+                task_desc: msg.task_desc.clone(),
+                body: msg.body.clone(),
+                extra: msg.extra.clone(),
+            };
+            serde_json::to_string(&ServerFrame::Message(env)).unwrap_or_default()
+        };
+        let appended = self
+            .inner
+            .store
+            .append(&msg.group_id, &msg.msg_id, caller, make)
+            .await?
+            .ok_or_else(|| Error::Forbidden(not_member(&msg.group_id)))?;
+        if !appended.duplicate {
+            let frame = Utf8Bytes::from(appended.frame);
+            self.inner.hub.publish(&msg.group_id, appended.seq, frame.clone());
+            if let Some(mesh) = &self.inner.mesh {
+                mesh.publish(&msg.group_id, appended.seq, &frame).await;
+            }
+        }
+        Ok((appended.seq, appended.duplicate))
+    }
+
+    /// Stored messages after `since_seq` (members only), as JSON values.
+    pub async fn history(&self, caller: &Address, group_id: &str, since_seq: u64, limit: u32) -> Result<Vec<Value>> {
+        if !self.inner.store.is_member(group_id, caller).await? {
+            return Err(Error::Forbidden(not_member(group_id)));
+        }
+        let rows = self.inner.store.frames(group_id, since_seq, u64::MAX, limit.clamp(1, 1000)).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, f)| serde_json::from_str::<Value>(&f).ok())
+            .map(|mut v| {
+                if let Value::Object(o) = &mut v {
+                    o.remove("type");
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// Presence bookkeeping for a connection opening or closing.
+    pub async fn presence(&self, address: &Address, up: bool) {
+        if let Err(e) = self.inner.store.presence(address, &self.inner.config.node_id, up).await {
+            tracing::warn!(error = %e, "presence update failed");
+        }
+    }
+}
+
+fn not_member(group_id: &str) -> String {
+    format!("not a member of group {group_id} (or no such group)")
+}
+
+/// How long a writer waits for a close frame to go out.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,268 @@
+//! The WebSocket transport (`GET /v1/ws`): challenge → auth → frames, with one reader (this
+//! task) and one writer task per connection joined by a bounded queue.
+
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use reef_wire::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::hub::{ConnHandle, KillSwitch, Out};
+use super::{CLOSE_GRACE, Error, Node, encode};
+
+/// Close code for an oversized message (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a policy violation (failed authentication).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// Upgrade handler.
+pub async fn handler(State(node): State<Node>, ws: WebSocketUpgrade) -> Response {
+    let max = node.config().max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(256 * 1024 + max)
+        .on_upgrade(move |socket| session(node, socket))
+}
+
+fn error_frame(req_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+    encode(&ServerFrame::Error { req_id, code, message: message.into() })
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    let s = e.to_string();
+    s.contains("too long") || s.contains("too big") || s.contains("Space limit")
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(frame)).await;
+}
+
+/// Run the challenge/response; returns the authenticated address.
+async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
+    let (nonce, expires, message) = node.challenge();
+    let challenge = ServerFrame::Challenge {
+        v: PROTOCOL_VERSION,
+        node_id: node.config().node_id.clone(),
+        nonce: nonce.clone(),
+        expires,
+        message,
+    };
+    socket.send(Message::Text(encode(&challenge))).await.ok()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(node.config().challenge_ttl_secs + 10);
+    let mut strikes = 0u32;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                close(socket, CLOSE_POLICY, "authentication timeout").await;
+                return None;
+            }
+            Ok(None) => return None,
+            Ok(Some(Err(e))) => {
+                if is_too_big(&e) {
+                    close(socket, CLOSE_TOO_BIG, "message too big").await;
+                }
+                return None;
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Binary(_) => {
+                let _ = socket.send(Message::Text(error_frame(None, ErrorCode::InvalidFrame, "binary frames are not supported"))).await;
+                continue;
+            }
+        };
+        let (req_id, parsed) = reef_wire::parse_client_frame(&text);
+        let reply = match parsed {
+            Ok(ClientFrame::Auth { address, signature }) => match node.verify_login(&nonce, expires, &address, &signature) {
+                Ok(()) => return Some(address),
+                Err(e) => {
+                    let (code, message) = e.public();
+                    let _ = socket.send(Message::Text(error_frame(req_id, code, message))).await;
+                    close(socket, CLOSE_POLICY, "authentication failed").await;
+                    return None;
+                }
+            },
+            Ok(_) => error_frame(req_id, ErrorCode::Unauthenticated, "authenticate first: answer the challenge with an `auth` frame"),
+            Err(reef_wire::Error::Frame { code, message }) => error_frame(req_id, code, message),
+            Err(e) => error_frame(req_id, ErrorCode::InvalidFrame, e.to_string()),
+        };
+        strikes += 1;
+        if socket.send(Message::Text(reply)).await.is_err() {
+            return None;
+        }
+        if strikes >= 16 {
+            close(socket, CLOSE_POLICY, "too many frames before authentication").await;
+            return None;
+        }
+    }
+}
+
+async fn session(node: Node, mut socket: WebSocket) {
+    let Some(address) = authenticate(&node, &mut socket).await else { return };
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(node.config().queue_len.max(1));
+    let conn = node.hub().attach(address, tx);
+    node.presence(&address, true).await;
+    let writer = tokio::spawn(writer(sink, rx, conn.kill.clone()));
+    conn.push(encode(&ServerFrame::Welcome { v: PROTOCOL_VERSION, address, node_id: node.config().node_id.clone() }));
+
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = conn.kill.killed() => break,
+        };
+        let text = match msg {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Err(e)) => {
+                if is_too_big(&e) {
+                    conn.kill.kill(CLOSE_TOO_BIG, "message too big");
+                }
+                break;
+            }
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => {
+                conn.push(error_frame(None, ErrorCode::InvalidFrame, "binary frames are not supported"));
+                continue;
+            }
+        };
+        if let Err(e) = node.rate_check(&address) {
+            let (code, message) = e.public();
+            conn.push(error_frame(None, code, message));
+            continue;
+        }
+        let (req_id, parsed) = reef_wire::parse_client_frame(&text);
+        let frame = match parsed {
+            Ok(f) => f,
+            Err(reef_wire::Error::Frame { code, message }) => {
+                conn.push(error_frame(req_id, code, message));
+                continue;
+            }
+            Err(e) => {
+                conn.push(error_frame(req_id, ErrorCode::InvalidFrame, e.to_string()));
+                continue;
+            }
+        };
+        let reply = match handle(&node, &conn, req_id.clone(), frame).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                let (code, message) = e.public();
+                error_frame(req_id, code, message)
+            }
+        };
+        conn.push(reply);
+    }
+
+    node.hub().detach(&conn);
+    node.presence(&address, false).await;
+    conn.kill.kill(1000, "bye");
+    let _ = tokio::time::timeout(CLOSE_GRACE * 2, writer).await;
+}
+
+fn ok(req_id: Option<String>, result: serde_json::Value) -> Utf8Bytes {
+    encode(&ServerFrame::Ok { req_id, result })
+}
+
+async fn handle(node: &Node, conn: &ConnHandle, req_id: Option<String>, frame: ClientFrame) -> Result<Option<Utf8Bytes>, Error> {
+    let me = &conn.address;
+    Ok(Some(match frame {
+        ClientFrame::Auth { .. } => error_frame(req_id, ErrorCode::InvalidFrame, "already authenticated"),
+        ClientFrame::Ping {} => encode(&ServerFrame::Pong { req_id }),
+        ClientFrame::Register { card } => ok(req_id, to_value(&node.register(me, card).await?)),
+        ClientFrame::GetAgent { address } => ok(req_id, to_value(&node.get_agent(&address).await?)),
+        ClientFrame::Discover { query } => ok(req_id, json!({ "agents": to_value(&node.discover(&query).await?) })),
+        ClientFrame::CreateGroup { name, members, parent_group_id } => {
+            ok(req_id, to_value(&node.create_group(me, &name, &members, parent_group_id.as_deref()).await?))
+        }
+        ClientFrame::Invite { group_id, agent } => ok(req_id, to_value(&node.invite(me, &group_id, &agent).await?)),
+        ClientFrame::Remove { group_id, agent } => {
+            node.remove(me, &group_id, &agent).await?;
+            ok(req_id, json!({ "group_id": group_id, "removed": agent }))
+        }
+        ClientFrame::ListGroups {} => ok(req_id, json!({ "groups": to_value(&node.groups_of(me).await?) })),
+        ClientFrame::Join { group_id, since_seq } => {
+            let g = node.group(me, &group_id).await?;
+            // Reply first so the replayed messages follow the `ok`.
+            conn.push(ok(req_id, json!({ "group_id": group_id, "last_seq": g.last_seq })));
+            node.hub().subscribe(&group_id, conn, since_seq).await?;
+            return Ok(None);
+        }
+        ClientFrame::Leave { group_id } => {
+            node.hub().leave(&group_id, conn);
+            ok(req_id, json!({ "group_id": group_id }))
+        }
+        ClientFrame::Send(msg) => {
+            let group_id = msg.group_id.clone();
+            let msg_id = msg.msg_id.clone();
+            let (seq, duplicate) = node.send(me, msg).await?;
+            encode(&ServerFrame::Ack { req_id, group_id, msg_id, seq, duplicate })
+        }
+    }))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+enum Step {
+    Sent(Result<(), axum::Error>),
+    Kill(u16, String),
+    Done,
+}
+
+async fn writer(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Out>, kill: std::sync::Arc<KillSwitch>) {
+    loop {
+        let step = tokio::select! {
+            biased;
+            (code, reason) = kill.killed() => Step::Kill(code, reason),
+            item = rx.recv() => match item {
+                None => Step::Done,
+                Some(Out::Text(first)) => {
+                    let batch = async {
+                        sink.feed(Message::Text(first)).await?;
+                        for _ in 0..64 {
+                            match rx.try_recv() {
+                                Ok(Out::Text(t)) => sink.feed(Message::Text(t)).await?,
+                                Err(_) => break,
+                            }
+                        }
+                        sink.flush().await
+                    };
+                    tokio::select! {
+                        biased;
+                        (code, reason) = kill.killed() => Step::Kill(code, reason),
+                        r = batch => Step::Sent(r),
+                    }
+                }
+            },
+        };
+        match step {
+            Step::Sent(Ok(())) => {}
+            Step::Sent(Err(_)) => {
+                kill.kill(1006, "write failed");
+                return;
+            }
+            Step::Kill(code, reason) => {
+                let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+                return;
+            }
+            Step::Done => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Reef's marketplace node: the IoA switchboard (agent auth, registry, discovery, group chat)
+//! and the `reef` CLI commands that drive the on-chain settlement layer through
+//! [`escrow_client`]. It does not parse chain logs itself (that is the indexer's job).
+
+pub mod cmd;
+pub mod ioa;
+pub mod logging;

@@ -1,0 +1,37 @@
+//! `reef`: the command-line interface of the Reef marketplace.
+
+use clap::{Parser, Subcommand};
+use marketplace_node::cmd;
+
+/// Reef: a blockchain-settled marketplace where software agents find each other, bid for
+/// work, deliver it, get it verified and get paid on-chain.
+#[derive(Debug, Parser)]
+#[command(name = "reef", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local development chain (anvil) with Reef's contracts deployed.
+    Devnet(cmd::devnet::DevnetArgs),
+    /// Post, inspect and settle bounties on-chain.
+    Bounty(cmd::bounty::BountyArgs),
+    /// Run the marketplace node (the IoA switchboard).
+    Node(cmd::node::NodeArgs),
+    /// Run or manage an agent.
+    Agent(cmd::agent::AgentArgs),
+}
+
+#[tokio::main]
+async fn main() -> eyre::Result<()> {
+    marketplace_node::logging::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devnet(args) => args.run().await,
+        Command::Bounty(args) => args.run().await,
+        Command::Node(args) => args.run().await,
+        Command::Agent(args) => args.run().await,
+    }
+}
