@@ -99,23 +99,32 @@ impl ReefClient {
         deployment: Deployment,
         opts: ClientOptions,
     ) -> Result<Self> {
-        let url = rpc_url
-            .parse()
-            .map_err(|e| Error::InvalidInput(format!("RPC URL {rpc_url:?} is not a URL: {e}")))?;
-        let provider = build_provider(url, &signer);
-        let me = Self {
-            provider,
-            rpc_url: rpc_url.to_string(),
-            signer,
-            deployment,
-            opts,
-            send_lock: Arc::new(Mutex::new(())),
-        };
+        let me = Self::connect_unchecked(rpc_url, signer, deployment, opts)?;
         let actual = me.chain_id_on_rpc().await?;
         if actual != me.deployment.chain_id {
             return Err(Error::WrongChain { expected: me.deployment.chain_id, actual });
         }
         Ok(me)
+    }
+
+    /// Builds a client without contacting the RPC (no chain check); for probing the chain id.
+    pub fn connect_unchecked(
+        rpc_url: &str,
+        signer: PrivateKeySigner,
+        deployment: Deployment,
+        opts: ClientOptions,
+    ) -> Result<Self> {
+        let url = rpc_url
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("RPC URL {rpc_url:?} is not a URL: {e}")))?;
+        Ok(Self {
+            provider: build_provider(url, &signer),
+            rpc_url: rpc_url.to_string(),
+            signer,
+            deployment,
+            opts,
+            send_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     /// The chain id the RPC endpoint reports.
@@ -225,6 +234,12 @@ impl ReefClient {
             .with_input(call.abi_encode())
             .with_value(value);
         self.send_tx(action, tx).await
+    }
+
+    /// Sends `amount` wei of native ETH to `to`.
+    pub async fn send_eth(&self, to: Address, amount: U256) -> Result<TxOutcome> {
+        let tx = TransactionRequest::default().with_from(self.address()).with_to(to).with_value(amount);
+        self.send_tx("send ETH", tx).await
     }
 
     /// Deploys creation `code` (bytecode ++ abi-encoded constructor args); returns the address.

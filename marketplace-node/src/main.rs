@@ -18,6 +18,8 @@ enum Command {
     Devnet(cmd::devnet::DevnetArgs),
     /// Post, inspect and settle bounties on-chain.
     Bounty(cmd::bounty::BountyArgs),
+    /// Run one bounty's on-chain lifecycle on a throwaway anvil and print each step.
+    Demo(cmd::demo::DemoArgs),
     /// Run the marketplace node (the IoA switchboard).
     Node(cmd::node::NodeArgs),
     /// Run or manage an agent.
@@ -31,6 +33,7 @@ async fn main() -> eyre::Result<()> {
     match cli.command {
         Command::Devnet(args) => args.run().await,
         Command::Bounty(args) => args.run().await,
+        Command::Demo(args) => args.run().await,
         Command::Node(args) => args.run().await,
         Command::Agent(args) => args.run().await,
     }

@@ -2,5 +2,7 @@
 
 pub mod agent;
 pub mod bounty;
+pub mod chain;
+pub mod demo;
 pub mod devnet;
 pub mod node;

@@ -459,4 +459,4 @@ fn not_member(group_id: &str) -> String {
 }
 
 /// How long a writer waits for a close frame to go out.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,70 @@
+# Reef: two set-up commands, `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+FOUNDRY := $(ROOT)/node_modules/@foundry-rs
+export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: deps build demo test test-contracts test-rust lint fmt bench slither abi snapshot clean devnet-up devnet-down
+
+## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std)
+deps: node_modules/.reef-installed
+node_modules/.reef-installed: package.json package-lock.json
+	@command -v node >/dev/null || { echo "node/npm are required (apt-get install nodejs npm)"; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build: deps
+	cd contracts && forge build
+	$(CARGO) build --workspace
+
+## demo: anvil + contracts + one bounty's full lifecycle, every step with tx hash and gas
+demo: deps
+	$(CARGO) run -q -p marketplace-node --bin reef -- demo
+
+## test: everything — forge (unit/fuzz/invariant), gas snapshot, ABI freshness, fmt, clippy,
+## cargo unit + integration tests (real anvil, Postgres 127.0.0.1:5432, NATS 127.0.0.1:4222)
+test: deps test-contracts lint test-rust
+
+test-contracts: deps
+	cd contracts && forge fmt --check
+	cd contracts && forge test
+	cd contracts && forge snapshot --check --no-match-test invariant
+	anvil-scripts/export-abi.sh --check
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust: deps
+	$(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+	cd contracts && forge fmt
+
+## abi: refresh escrow-client/abi from a fresh forge build (commit the result)
+abi: deps
+	anvil-scripts/export-abi.sh
+
+snapshot: deps
+	cd contracts && forge snapshot --no-match-test invariant
+
+## bench: gas from anvil receipts (+ other benchmarks as they land); figures go in the notes
+bench: deps
+	$(CARGO) run --release -q -p escrow-client --example gas_bench
+
+slither: deps
+	anvil-scripts/slither.sh
+
+devnet-up: deps
+	$(CARGO) run -q -p marketplace-node --bin reef -- devnet up
+
+devnet-down:
+	$(CARGO) run -q -p marketplace-node --bin reef -- devnet down
+
+clean:
+	$(CARGO) clean
+	rm -rf contracts/out contracts/cache

@@ -1,0 +1,164 @@
+//! Shared plumbing for commands that talk to the chain: connection flags, key loading, amount
+//! and duration parsing, progress spinners and output.
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::{
+    primitives::{Address, U256, utils::parse_units},
+    signers::local::PrivateKeySigner,
+};
+use clap::Args;
+use escrow_client::{ClientOptions, Deployment, ReefClient, devnet::dev_signer};
+use eyre::{Context, eyre};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Flags selecting the chain, the deployment and the signing key.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long, global = true, env = "REEF_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    pub rpc_url: String,
+    /// Directory holding `<chainId>.json` deployment files.
+    #[arg(long, global = true, env = "REEF_DEPLOYMENTS", default_value = "deployments")]
+    pub deployments: PathBuf,
+    /// Hex private key that signs transactions.
+    #[arg(long, global = true, env = "REEF_PRIVATE_KEY", hide_env_values = true, conflicts_with = "dev_account")]
+    pub key: Option<String>,
+    /// Use anvil's N-th development account instead of --key (local chains only).
+    #[arg(long, global = true, value_name = "N")]
+    pub dev_account: Option<usize>,
+    /// Confirmations to wait for after inclusion.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub confirmations: u64,
+}
+
+impl ChainArgs {
+    /// The signing key from `--key` or `--dev-account` (default: dev account 0 on chain 31337).
+    pub fn signer(&self, chain_id: u64) -> eyre::Result<PrivateKeySigner> {
+        if let Some(k) = &self.key {
+            return k
+                .trim()
+                .parse::<PrivateKeySigner>()
+                .map_err(|e| eyre!("--key is not a valid hex private key: {e}"));
+        }
+        match (self.dev_account, chain_id) {
+            (Some(i), 31337) => Ok(dev_signer(i)),
+            (Some(_), other) => Err(eyre!("--dev-account only works on a local anvil chain (31337), not {other}")),
+            (None, 31337) => Ok(dev_signer(0)),
+            (None, _) => Err(eyre!("no signing key: pass --key <hex> or set REEF_PRIVATE_KEY")),
+        }
+    }
+
+    /// Connects: reads the chain id, loads its deployment file, checks the chain, builds a client.
+    pub async fn connect(&self) -> eyre::Result<ReefClient> {
+        let probe = escrow_client::deploy::empty_deployment(0);
+        let chain_id = ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
+            .chain_id_on_rpc()
+            .await?;
+        let path = Deployment::path_in(&self.deployments, chain_id);
+        let dep = Deployment::load(&path)?;
+        let client = ReefClient::connect(&self.rpc_url, self.signer(chain_id)?, dep, self.opts()).await?;
+        for (name, addr) in client.deployment().contracts() {
+            if !client.has_code(addr).await? {
+                return Err(eyre!(
+                    "{name} has no code at {addr} on chain {chain_id}: {} is stale (was the devnet restarted?). Run `reef devnet up` or redeploy",
+                    path.display()
+                ));
+            }
+        }
+        Ok(client)
+    }
+
+    fn opts(&self) -> ClientOptions {
+        ClientOptions { confirmations: self.confirmations, ..ClientOptions::default() }
+    }
+}
+
+/// Parses a token reference: `eth`, `test` (the devnet token), or an address.
+pub fn parse_token(s: &str, dep: &Deployment) -> eyre::Result<Address> {
+    match s.to_ascii_lowercase().as_str() {
+        "eth" | "native" => Ok(Address::ZERO),
+        "test" | "rusd" => dep.test_token.ok_or_else(|| eyre!("this chain has no test token; pass an ERC-20 address")),
+        other => other.parse().map_err(|e| eyre!("--token {s:?} is neither eth, test nor an address: {e}")),
+    }
+}
+
+/// Parses a human amount (`5`, `0.25`) into base units with `decimals`.
+pub fn parse_amount(s: &str, decimals: u8) -> eyre::Result<U256> {
+    let v: U256 = parse_units(s, decimals)
+        .map_err(|e| eyre!("amount {s:?} is not a decimal number with at most {decimals} decimals: {e}"))?
+        .into();
+    if v.is_zero() {
+        return Err(eyre!("amount must be greater than zero"));
+    }
+    Ok(v)
+}
+
+/// Parses `90s`, `10m`, `1h`, `2d` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 10m, 1h or 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses a bounty id given as hex (`0x…`) or decimal.
+pub fn parse_bounty_id(s: &str) -> eyre::Result<U256> {
+    let s = s.trim();
+    let r = if let Some(hex) = s.strip_prefix("0x") { U256::from_str_radix(hex, 16) } else { U256::from_str_radix(s, 10) };
+    r.wrap_err_with(|| format!("bounty id {s:?} is not a hex or decimal number"))
+}
+
+/// A spinner on stderr (hidden when stderr is not a terminal).
+pub fn spinner(msg: impl Into<String>) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"));
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb.set_message(msg.into());
+    pb
+}
+
+/// Short form of a 256-bit id for tables.
+pub fn short_id(id: U256) -> String {
+    let s = format!("{id:#066x}");
+    format!("{}…{}", &s[..10], &s[s.len() - 6..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(parse_amount("5", 18).unwrap(), U256::from(5u128 * 10u128.pow(18)));
+        assert_eq!(parse_amount("0.25", 6).unwrap(), U256::from(250_000u64));
+        assert!(parse_amount("0", 18).is_err());
+        assert!(parse_amount("-1", 18).is_err());
+        assert!(parse_amount("abc", 18).is_err());
+    }
+
+    #[test]
+    fn ids() {
+        assert_eq!(parse_bounty_id("0x10").unwrap(), U256::from(16));
+        assert_eq!(parse_bounty_id("16").unwrap(), U256::from(16));
+        assert!(parse_bounty_id("0xzz").is_err());
+    }
+}

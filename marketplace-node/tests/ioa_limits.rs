@@ -1,0 +1,195 @@
+//! Bad input and limits against a real `reef node`: every case ends in an error frame (with the
+//! connection still usable) or in the documented close code, never in a half-applied change.
+
+#[path = "ioa_support.rs"]
+mod support;
+
+use alloy_signer_local::PrivateKeySigner;
+use futures::StreamExt;
+use reef_wire::{ErrorCode, ServerFrame};
+use serde_json::json;
+use support::*;
+
+fn code_of(f: &ServerFrame) -> Option<ErrorCode> {
+    match f {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+async fn ping_ok(ws: &mut Ws) {
+    send_json(ws, json!({"type":"ping","req_id":"p"})).await;
+    let f = wait_for(ws, |f| matches!(f, ServerFrame::Pong { .. })).await;
+    assert!(matches!(f, ServerFrame::Pong { req_id: Some(ref r) } if r == "p"));
+}
+
+#[tokio::test]
+async fn ioa_bad_frames_get_error_frames_and_connection_survives() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    let _welcome_done = ();
+    send_text(&mut ws, "{not json").await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::MalformedJson));
+    send_json(&mut ws, json!({"type":"teleport","req_id":"x"})).await;
+    let f = next_frame(&mut ws).await.unwrap();
+    assert!(matches!(&f, ServerFrame::Error { code: ErrorCode::UnknownType, req_id: Some(r), .. } if r == "x"), "{f:?}");
+    send_json(&mut ws, json!({"type":"send","group_id":"g"})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::MissingField));
+    send_json(&mut ws, json!({"type":"create_group","name":7})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::InvalidFrame));
+    send_json(&mut ws, json!({"type":"auth","address":key.address(),"signature":"0x00"})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::InvalidFrame));
+    ping_ok(&mut ws).await;
+}
+
+#[tokio::test]
+async fn ioa_oversized_frame_closes_1009_and_nothing_is_applied() {
+    let node = spawn_node(&sqlite_url(), &["--max-frame-bytes", "4096"]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    send_json(&mut ws, json!({"type":"create_group","name":"g","req_id":"c"})).await;
+    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    let gid = result["group_id"].as_str().unwrap().to_owned();
+    let big = "x".repeat(10_000);
+    send_json(&mut ws, json!({"type":"send","group_id":gid,"msg_id":"big","state":"discussion","body":big})).await;
+    let closed = loop {
+        match next_frame(&mut ws).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, Some(1009));
+    let mut ws = raw_login(&node, &key).await;
+    send_json(&mut ws, json!({"type":"join","group_id":gid,"req_id":"j"})).await;
+    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    assert_eq!(result["last_seq"], 0, "the oversized message was not stored");
+}
+
+#[tokio::test]
+async fn ioa_auth_rejections() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let other = PrivateKeySigner::random();
+
+    // Anything before auth is refused (connection stays up for the auth).
+    let (mut ws, ch) = raw_connect(&node).await;
+    send_json(&mut ws, json!({"type":"create_group","name":"x"})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::Unauthenticated));
+    // Forged: signed by another key while claiming `key`'s address.
+    let ServerFrame::Challenge { message, node_id, .. } = ch else { panic!() };
+    assert!(message.contains(&node_id) && message.contains("nonce: ") && message.contains("expires: "));
+    send_json(&mut ws, json!({"type":"auth","address":key.address(),"signature":sign(&other, &message)})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::AuthFailed));
+    assert_eq!(next_frame(&mut ws).await.unwrap_err(), Some(1008));
+
+    // Replayed: a valid signature for connection 1's challenge, presented on connection 2.
+    let (_ws1, ch1) = raw_connect(&node).await;
+    let ServerFrame::Challenge { message: m1, .. } = ch1 else { panic!() };
+    let (mut ws2, _) = raw_connect(&node).await;
+    send_json(&mut ws2, json!({"type":"auth","address":key.address(),"signature":sign(&key, &m1)})).await;
+    assert_eq!(code_of(&next_frame(&mut ws2).await.unwrap()), Some(ErrorCode::AuthFailed));
+
+    // A signature for another node id is useless here.
+    let foreign = reef_wire::login_message("some-other-node", "00", reef_wire::unix_now() + 60);
+    let (mut ws3, _) = raw_connect(&node).await;
+    send_json(&mut ws3, json!({"type":"auth","address":key.address(),"signature":sign(&key, &foreign)})).await;
+    assert_eq!(code_of(&next_frame(&mut ws3).await.unwrap()), Some(ErrorCode::AuthFailed));
+
+    // REST: a challenge is single use.
+    let (_, ch) = http(&node.addr, "POST", "/v1/auth/challenge", None, None);
+    let body = json!({"address":key.address(),"nonce":ch["nonce"],"signature":sign(&key, ch["message"].as_str().unwrap())});
+    assert_eq!(http(&node.addr, "POST", "/v1/auth/login", None, Some(&body)).0, 200);
+    let (st, v) = http(&node.addr, "POST", "/v1/auth/login", None, Some(&body));
+    assert_eq!((st, v["code"].as_str()), (401, Some("auth_failed")));
+
+    // Expired challenge (a node whose challenges are born expired).
+    let node0 = spawn_node(&sqlite_url(), &["--challenge-ttl-secs", "0"]);
+    let (mut ws, ch) = raw_connect(&node0).await;
+    let ServerFrame::Challenge { message, .. } = ch else { panic!() };
+    send_json(&mut ws, json!({"type":"auth","address":key.address(),"signature":sign(&key, &message)})).await;
+    assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::ChallengeExpired));
+}
+
+#[tokio::test]
+async fn ioa_sender_cannot_be_spoofed() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    send_json(&mut ws, json!({"type":"create_group","name":"g"})).await;
+    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    let gid = result["group_id"].as_str().unwrap().to_owned();
+    send_json(&mut ws, json!({"type":"join","group_id":gid})).await;
+    send_json(&mut ws, json!({"type":"send","group_id":gid,"msg_id":"1","state":"discussion",
+        "sender_id":"0x000000000000000000000000000000000000dEaD","seq":1000,"ts":1})).await;
+    let ServerFrame::Message(m) = wait_for(&mut ws, |f| matches!(f, ServerFrame::Message(_))).await else { unreachable!() };
+    assert_eq!((m.sender_id, m.seq), (key.address(), 1));
+    assert!(m.ts > 1);
+}
+
+#[tokio::test]
+async fn ioa_rate_limit_answers_with_error_frames_not_disconnects() {
+    let node = spawn_node(&sqlite_url(), &["--rate-per-sec", "1", "--rate-burst", "5"]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    for i in 0..20 {
+        send_json(&mut ws, json!({"type":"ping","req_id":i.to_string()})).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..20 {
+        match next_frame(&mut ws).await.expect("connection must stay up") {
+            ServerFrame::Pong { .. } => pongs += 1,
+            ServerFrame::Error { code: ErrorCode::RateLimited, .. } => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((5..=7).contains(&pongs), "burst honoured: {pongs}");
+    assert_eq!(pongs + limited, 20);
+}
+
+#[tokio::test]
+async fn ioa_slow_consumer_is_disconnected_then_replays() {
+    let node = spawn_node(&sqlite_url(), &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"]);
+    let (slow, fast) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    let (f, _fe) = reef_agent_sdk::Client::connect(&node.ws_url(), fast.clone()).await.unwrap();
+    let g = f.create_group("firehose", &[slow.address()], None).await.unwrap();
+    // The slow member joins with a raw socket and then stops reading.
+    let mut ws = raw_login(&node, &slow).await;
+    send_json(&mut ws, json!({"type":"join","group_id":g.group_id,"req_id":"j"})).await;
+    wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await;
+    // Far more than the queue (8 frames) plus socket buffers can hold.
+    let body = "y".repeat(30_000);
+    let sent = 600u64;
+    for _ in 0..sent {
+        f.send(&g.group_id, reef_wire::State::Discussion, Some(json!(body)), None).await.unwrap();
+    }
+    // Now read: some messages, then the node's close (4008 with its reason when the close frame
+    // could still be written within the grace period, else the TCP connection just ends).
+    let mut got = 0u64;
+    let closed_code = loop {
+        match tokio::time::timeout(DEADLINE, ws.next()).await.expect("the slow consumer must be disconnected") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => got += 1,
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert!(got < sent, "the node did not buffer everything for the slow reader ({got})");
+    assert!(closed_code.is_none() || closed_code == Some(hub_close()), "{closed_code:?}");
+    // Reconnect and replay everything in order.
+    let (s, mut se) = reef_agent_sdk::Client::connect(&node.ws_url(), slow.clone()).await.unwrap();
+    s.join(&g.group_id, Some(0)).await.unwrap();
+    let mut expect = 1;
+    while expect <= sent {
+        match tokio::time::timeout(DEADLINE, se.recv()).await.unwrap().unwrap() {
+            reef_agent_sdk::Event::Message(m) => {
+                assert_eq!(m.seq, expect);
+                expect += 1;
+            }
+            _ => continue,
+        }
+    }
+}
+
+fn hub_close() -> u16 {
+    marketplace_node::ioa::hub::CLOSE_SLOW_CONSUMER
+}
