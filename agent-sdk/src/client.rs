@@ -12,7 +12,8 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use futures::{SinkExt, StreamExt};
 use reef_wire::{
-    AgentCard, AgentInfo, AgentQuery, ClientFrame, Envelope, ErrorCode, GroupInfo, SendMessage, ServerFrame, State,
+    AgentCard, AgentInfo, AgentQuery, ClientFrame, Envelope, ErrorCode, GroupInfo, SendMessage,
+    ServerFrame, State,
 };
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::{Error, Result};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Something that happened on the connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +104,11 @@ pub fn new_msg_id() -> String {
     alloy_primitives::hex::encode(v)
 }
 
-async fn connect_and_auth(url: &str, signer: &PrivateKeySigner, max: usize) -> Result<(Ws, String)> {
+async fn connect_and_auth(
+    url: &str,
+    signer: &PrivateKeySigner,
+    max: usize,
+) -> Result<(Ws, String)> {
     let mut cfg = WebSocketConfig::default();
     cfg.max_message_size = Some(max);
     cfg.max_frame_size = Some(max);
@@ -113,9 +119,15 @@ async fn connect_and_auth(url: &str, signer: &PrivateKeySigner, max: usize) -> R
     let ServerFrame::Challenge { node_id, message, .. } = first else {
         return Err(Error::Protocol("expected a challenge".into()));
     };
-    let sig = signer.sign_message_sync(message.as_bytes()).map_err(|e| Error::Signer(e.to_string()))?;
-    let auth = ClientFrame::Auth { address: signer.address(), signature: alloy_primitives::hex::encode_prefixed(sig.as_bytes()) };
-    ws.send(Message::text(reef_wire::encode_client_frame(None, &auth))).await.map_err(|e| Error::Connect(e.to_string()))?;
+    let sig =
+        signer.sign_message_sync(message.as_bytes()).map_err(|e| Error::Signer(e.to_string()))?;
+    let auth = ClientFrame::Auth {
+        address: signer.address(),
+        signature: alloy_primitives::hex::encode_prefixed(sig.as_bytes()),
+    };
+    ws.send(Message::text(reef_wire::encode_client_frame(None, &auth)))
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
     match next_frame(&mut ws).await? {
         ServerFrame::Welcome { .. } => Ok((ws, node_id)),
         ServerFrame::Error { code, message, .. } => Err(Error::Auth { code, message }),
@@ -129,10 +141,14 @@ async fn next_frame(ws: &mut Ws) -> Result<ServerFrame> {
             None => return Err(Error::Disconnected),
             Some(Err(e)) => return Err(Error::Connect(e.to_string())),
             Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(t.as_str()).map_err(|e| Error::Protocol(e.to_string()));
+                return serde_json::from_str(t.as_str())
+                    .map_err(|e| Error::Protocol(e.to_string()));
             }
             Some(Ok(Message::Close(c))) => {
-                return Err(Error::Connect(format!("closed: {}", c.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default())));
+                return Err(Error::Connect(format!(
+                    "closed: {}",
+                    c.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default()
+                )));
             }
             Some(Ok(_)) => continue,
         }
@@ -146,7 +162,11 @@ impl Client {
     }
 
     /// [`Client::connect`] with options.
-    pub async fn connect_with(url: &str, signer: PrivateKeySigner, opts: ConnectOptions) -> Result<(Self, Events)> {
+    pub async fn connect_with(
+        url: &str,
+        signer: PrivateKeySigner,
+        opts: ConnectOptions,
+    ) -> Result<(Self, Events)> {
         let (ws, node_id) = connect_and_auth(url, &signer, opts.max_message_bytes).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
@@ -191,7 +211,11 @@ impl Client {
         }
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(&self, frame: ClientFrame, key: Option<&str>) -> Result<T> {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        frame: ClientFrame,
+        key: Option<&str>,
+    ) -> Result<T> {
         match self.request(frame).await? {
             ServerFrame::Ok { mut result, .. } => {
                 if let Some(k) = key {
@@ -219,8 +243,17 @@ impl Client {
     }
 
     /// Create a group with initial members (and optional parent group).
-    pub async fn create_group(&self, name: &str, members: &[Address], parent_group_id: Option<&str>) -> Result<GroupInfo> {
-        let frame = ClientFrame::CreateGroup { name: name.into(), members: members.to_vec(), parent_group_id: parent_group_id.map(Into::into) };
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[Address],
+        parent_group_id: Option<&str>,
+    ) -> Result<GroupInfo> {
+        let frame = ClientFrame::CreateGroup {
+            name: name.into(),
+            members: members.to_vec(),
+            parent_group_id: parent_group_id.map(Into::into),
+        };
         self.call(frame, None).await
     }
 
@@ -231,7 +264,9 @@ impl Client {
 
     /// Remove a member (creator only, or ourselves).
     pub async fn remove(&self, group_id: &str, agent: Address) -> Result<()> {
-        self.call::<Value>(ClientFrame::Remove { group_id: group_id.into(), agent }, None).await.map(|_| ())
+        self.call::<Value>(ClientFrame::Remove { group_id: group_id.into(), agent }, None)
+            .await
+            .map(|_| ())
     }
 
     /// Our groups.
@@ -242,11 +277,15 @@ impl Client {
     /// Follow a group, receiving every message with `seq > since_seq` (None: continue after the
     /// last one this client saw, or from the start). Returns the group's last seq at join time.
     pub async fn join(&self, group_id: &str, since_seq: Option<u64>) -> Result<u64> {
-        let since = since_seq.unwrap_or_else(|| lock(&self.shared).joined.get(group_id).copied().unwrap_or(0));
+        let since = since_seq
+            .unwrap_or_else(|| lock(&self.shared).joined.get(group_id).copied().unwrap_or(0));
         lock(&self.shared).joined.insert(group_id.to_owned(), since);
-        let res: Value = self.call(ClientFrame::Join { group_id: group_id.into(), since_seq: since }, None).await.inspect_err(|_| {
-            lock(&self.shared).joined.remove(group_id);
-        })?;
+        let res: Value = self
+            .call(ClientFrame::Join { group_id: group_id.into(), since_seq: since }, None)
+            .await
+            .inspect_err(|_| {
+                lock(&self.shared).joined.remove(group_id);
+            })?;
         Ok(res.get("last_seq").and_then(Value::as_u64).unwrap_or(0))
     }
 
@@ -257,10 +296,23 @@ impl Client {
     }
 
     /// Post a message with a fresh `msg_id`; returns its seq.
-    pub async fn send(&self, group_id: &str, state: State, body: Option<Value>, task_desc: Option<Value>) -> Result<u64> {
-        self.send_message(SendMessage { group_id: group_id.into(), msg_id: new_msg_id(), state, task_desc, body, extra: Map::new() })
-            .await
-            .map(|(seq, _)| seq)
+    pub async fn send(
+        &self,
+        group_id: &str,
+        state: State,
+        body: Option<Value>,
+        task_desc: Option<Value>,
+    ) -> Result<u64> {
+        self.send_message(SendMessage {
+            group_id: group_id.into(),
+            msg_id: new_msg_id(),
+            state,
+            task_desc,
+            body,
+            extra: Map::new(),
+        })
+        .await
+        .map(|(seq, _)| seq)
     }
 
     /// Post a fully specified message (idempotent on `msg_id`); returns (seq, duplicate).
@@ -303,7 +355,9 @@ impl Supervisor {
                 match self.serve(socket).await {
                     End::Shutdown => return,
                     End::Dropped(reason) => {
-                        if self.events.send(Event::Disconnected(reason)).await.is_err() || !self.opts.reconnect {
+                        if self.events.send(Event::Disconnected(reason)).await.is_err()
+                            || !self.opts.reconnect
+                        {
                             return;
                         }
                     }
@@ -329,9 +383,13 @@ impl Supervisor {
     async fn serve(&mut self, mut ws: Ws) -> End {
         let mut pending: HashMap<String, oneshot::Sender<Result<ServerFrame>>> = HashMap::new();
         // Re-join every group after the last seq we saw.
-        let joined: Vec<(String, u64)> = lock(&self.shared).joined.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let joined: Vec<(String, u64)> =
+            lock(&self.shared).joined.iter().map(|(k, v)| (k.clone(), *v)).collect();
         for (group_id, since_seq) in joined {
-            let f = reef_wire::encode_client_frame(Some("rejoin"), &ClientFrame::Join { group_id, since_seq });
+            let f = reef_wire::encode_client_frame(
+                Some("rejoin"),
+                &ClientFrame::Join { group_id, since_seq },
+            );
             if let Err(e) = ws.send(Message::text(f)).await {
                 return End::Dropped(e.to_string());
             }
@@ -381,11 +439,16 @@ impl Supervisor {
     }
 
     /// Route one frame; false when the event receiver is gone and no one can use us anymore.
-    async fn dispatch(&mut self, frame: ServerFrame, pending: &mut HashMap<String, oneshot::Sender<Result<ServerFrame>>>) -> bool {
+    async fn dispatch(
+        &mut self,
+        frame: ServerFrame,
+        pending: &mut HashMap<String, oneshot::Sender<Result<ServerFrame>>>,
+    ) -> bool {
         let req_id = match &frame {
-            ServerFrame::Ok { req_id, .. } | ServerFrame::Error { req_id, .. } | ServerFrame::Ack { req_id, .. } | ServerFrame::Pong { req_id } => {
-                req_id.clone()
-            }
+            ServerFrame::Ok { req_id, .. }
+            | ServerFrame::Error { req_id, .. }
+            | ServerFrame::Ack { req_id, .. }
+            | ServerFrame::Pong { req_id } => req_id.clone(),
             _ => None,
         };
         if let Some(id) = req_id {
@@ -414,7 +477,7 @@ impl Supervisor {
                 Event::Removed { group_id }
             }
             ServerFrame::Error { code, message, .. } => {
-                if code == ErrorCode::RateLimited {
+                if matches!(code, ErrorCode::RateLimited | ErrorCode::Overloaded) {
                     tracing::debug!("rate limited: {message}");
                 } else {
                     tracing::warn!(%code, message, "error frame from node");

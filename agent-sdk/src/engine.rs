@@ -153,7 +153,11 @@ impl Engine {
         for id in task_ids {
             match c.tasks.get(*id).map(|t| t.status.clone()) {
                 Some(status @ (TaskStatus::Done(_) | TaskStatus::Failed(_))) => {
-                    out.push(Action::Resume { group_id: group_id.into(), task_id: (*id).into(), status })
+                    out.push(Action::Resume {
+                        group_id: group_id.into(),
+                        task_id: (*id).into(),
+                        status,
+                    })
                 }
                 _ => {
                     c.paused_on.insert((*id).to_owned());
@@ -174,8 +178,13 @@ impl Engine {
         match &env.state {
             State::Discussion | State::Other(_) => {}
             State::TaskAssignment => {
-                let desc: TaskDesc = env.task_desc.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-                let id = if desc.task_id.is_empty() { env.msg_id.clone() } else { desc.task_id.clone() };
+                let desc: TaskDesc = env
+                    .task_desc
+                    .clone()
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                let id =
+                    if desc.task_id.is_empty() { env.msg_id.clone() } else { desc.task_id.clone() };
                 let desc = TaskDesc { task_id: id.clone(), ..desc };
                 if c.tasks.contains_key(&id) {
                     return out;
@@ -185,12 +194,21 @@ impl Engine {
                     TaskMode::Async => Phase::Discussion,
                 };
                 if desc.assignee == Some(me) {
-                    out.push(Action::Execute { group_id: env.group_id.clone(), task: desc.clone(), assigner: env.sender_id });
+                    out.push(Action::Execute {
+                        group_id: env.group_id.clone(),
+                        task: desc.clone(),
+                        assigner: env.sender_id,
+                    });
                 }
-                c.tasks.insert(id, Task { desc, assigner: env.sender_id, status: TaskStatus::Assigned });
+                c.tasks.insert(
+                    id,
+                    Task { desc, assigner: env.sender_id, status: TaskStatus::Assigned },
+                );
             }
             State::Execution => {
-                let Some(task_id) = env.task_desc.as_ref().and_then(|t| t.get("task_id")).and_then(Value::as_str) else {
+                let Some(task_id) =
+                    env.task_desc.as_ref().and_then(|t| t.get("task_id")).and_then(Value::as_str)
+                else {
                     return out;
                 };
                 let body = env.body.clone().unwrap_or(Value::Null);
@@ -209,18 +227,29 @@ impl Engine {
                 let concludes = task.desc.concludes.unwrap_or(sync);
                 let assigner = task.assigner;
                 if c.paused_on.remove(task_id) {
-                    out.push(Action::Resume { group_id: env.group_id.clone(), task_id: task_id.into(), status: status.clone() });
+                    out.push(Action::Resume {
+                        group_id: env.group_id.clone(),
+                        task_id: task_id.into(),
+                        status: status.clone(),
+                    });
                 }
                 if sync {
-                    let still_blocked = c.tasks.values().any(|t| t.desc.mode == TaskMode::Sync && t.status == TaskStatus::Assigned);
+                    let still_blocked = c
+                        .tasks
+                        .values()
+                        .any(|t| t.desc.mode == TaskMode::Sync && t.status == TaskStatus::Assigned);
                     if !still_blocked {
                         c.phase = Phase::Discussion;
                     }
                 }
                 if concludes && assigner == me {
                     let result = match status {
-                        TaskStatus::Done(r) => serde_json::json!({ "status": "done", "task_id": task_id, "result": r }),
-                        TaskStatus::Failed(r) => serde_json::json!({ "status": "failed", "task_id": task_id, "result": r }),
+                        TaskStatus::Done(r) => {
+                            serde_json::json!({ "status": "done", "task_id": task_id, "result": r })
+                        }
+                        TaskStatus::Failed(r) => {
+                            serde_json::json!({ "status": "failed", "task_id": task_id, "result": r })
+                        }
                         TaskStatus::Assigned => Value::Null,
                     };
                     out.push(Action::Conclude { group_id: env.group_id.clone(), result });
@@ -233,7 +262,11 @@ impl Engine {
                 if env.sender_id == me
                     && let Some(parent) = c.parent.clone()
                 {
-                    out.push(Action::BubbleUp { parent_group_id: parent, child_group_id: env.group_id.clone(), result });
+                    out.push(Action::BubbleUp {
+                        parent_group_id: parent,
+                        child_group_id: env.group_id.clone(),
+                        result,
+                    });
                 }
             }
         }
@@ -246,7 +279,13 @@ mod tests {
     use super::*;
     use serde_json::{Map, json};
 
-    fn env(seq: u64, from: Address, state: State, task: Option<Value>, body: Option<Value>) -> Envelope {
+    fn env(
+        seq: u64,
+        from: Address,
+        state: State,
+        task: Option<Value>,
+        body: Option<Value>,
+    ) -> Envelope {
         Envelope {
             group_id: "g".into(),
             sender_id: from,
@@ -269,7 +308,13 @@ mod tests {
         b.track("g", Some("parent".into()));
         let msgs = [
             env(1, boss, State::Discussion, None, Some(json!("hi"))),
-            env(2, boss, State::TaskAssignment, Some(json!({"task_id":"t1","assignee":worker,"mode":"sync","input":{"x":1}})), None),
+            env(
+                2,
+                boss,
+                State::TaskAssignment,
+                Some(json!({"task_id":"t1","assignee":worker,"mode":"sync","input":{"x":1}})),
+                None,
+            ),
         ];
         for m in &msgs {
             assert!(b.on_message(m).is_empty());
@@ -277,14 +322,24 @@ mod tests {
         assert_eq!(b.phase("g"), Phase::Execution);
         assert!(w.on_message(&msgs[0]).is_empty());
         let acts = w.on_message(&msgs[1]);
-        assert!(matches!(&acts[..], [Action::Execute { task, .. }] if task.task_id == "t1" && task.input == json!({"x":1})));
-        let done = env(3, worker, State::Execution, Some(json!({"task_id":"t1"})), Some(json!({"status":"done","result":42})));
+        assert!(
+            matches!(&acts[..], [Action::Execute { task, .. }] if task.task_id == "t1" && task.input == json!({"x":1}))
+        );
+        let done = env(
+            3,
+            worker,
+            State::Execution,
+            Some(json!({"task_id":"t1"})),
+            Some(json!({"status":"done","result":42})),
+        );
         let acts = b.on_message(&done);
         assert!(matches!(&acts[..], [Action::Conclude { result, .. }] if result["result"] == 42));
         assert_eq!(b.phase("g"), Phase::Discussion);
         let concl = env(4, boss, State::Conclusion, None, Some(json!({"result":42})));
         let acts = b.on_message(&concl);
-        assert!(matches!(&acts[..], [Action::BubbleUp { parent_group_id, .. }] if parent_group_id == "parent"));
+        assert!(
+            matches!(&acts[..], [Action::BubbleUp { parent_group_id, .. }] if parent_group_id == "parent")
+        );
         assert_eq!(b.phase("g"), Phase::Concluded);
         assert!(w.on_message(&concl).is_empty(), "only the concluder bubbles up");
     }
@@ -294,14 +349,37 @@ mod tests {
         let me = Address::repeat_byte(1);
         let other = Address::repeat_byte(2);
         let mut e = Engine::new(me);
-        e.on_message(&env(1, me, State::TaskAssignment, Some(json!({"task_id":"a","assignee":other,"mode":"async"})), None));
+        e.on_message(&env(
+            1,
+            me,
+            State::TaskAssignment,
+            Some(json!({"task_id":"a","assignee":other,"mode":"async"})),
+            None,
+        ));
         assert_eq!(e.phase("g"), Phase::Discussion);
         assert!(e.pause_on("g", &["a"]).is_empty());
         assert!(e.on_message(&env(2, other, State::Other("haggle".into()), None, None)).is_empty());
         assert_eq!(e.phase("g"), Phase::Discussion);
-        let acts = e.on_message(&env(3, other, State::Execution, Some(json!({"task_id":"a"})), Some(json!({"status":"failed"}))));
-        assert!(matches!(&acts[..], [Action::Resume { task_id, status: TaskStatus::Failed(_), .. }] if task_id == "a"));
+        let acts = e.on_message(&env(
+            3,
+            other,
+            State::Execution,
+            Some(json!({"task_id":"a"})),
+            Some(json!({"status":"failed"})),
+        ));
+        assert!(
+            matches!(&acts[..], [Action::Resume { task_id, status: TaskStatus::Failed(_), .. }] if task_id == "a")
+        );
         // Duplicate result is ignored.
-        assert!(e.on_message(&env(4, other, State::Execution, Some(json!({"task_id":"a"})), Some(json!({"status":"done"})))).is_empty());
+        assert!(
+            e.on_message(&env(
+                4,
+                other,
+                State::Execution,
+                Some(json!({"task_id":"a"})),
+                Some(json!({"status":"done"}))
+            ))
+            .is_empty()
+        );
     }
 }

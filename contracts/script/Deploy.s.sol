@@ -70,8 +70,10 @@ contract Deploy is Script {
 
         string memory json = _toJson(d);
         console2.log(json);
-        if (vm.isContext(VmSafe.ForgeContext.ScriptBroadcast) || vm.isContext(VmSafe.ForgeContext.ScriptResume))
-        {
+        if (
+            vm.isContext(VmSafe.ForgeContext.ScriptBroadcast)
+                || vm.isContext(VmSafe.ForgeContext.ScriptResume)
+        ) {
             string memory dir = string.concat(vm.projectRoot(), "/../deployments");
             vm.createDir(dir, true);
             string memory path = string.concat(dir, "/", vm.toString(block.chainid), ".json");

@@ -25,7 +25,9 @@ import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 ///         `ResultSubmitted` / `BountyAttested` set `resultHash`.
 ///
 ///         Ids are `uint256(keccak256(abi.encode(poster, salt)))`, so bids can be signed before the
-///         bounty exists on-chain.
+///         bounty exists on-chain. A bid also commits to the bounty's terms: `Bid.termsHash` must be
+///         the commitment (`hashBounty`) of the record as posted, so the poster cannot change the
+///         token, amount, spec, evaluator, arbiter, windows or deadline after the bidder signed.
 ///
 ///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
 ///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
@@ -56,8 +58,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     uint256 public constant ETH_PAYOUT_GAS = 100_000;
 
     /// @notice EIP-712 type hash of `Bid`.
-    bytes32 public constant BID_TYPEHASH =
-        keccak256("Bid(uint256 bountyId,address bidder,uint256 amount,uint64 deadline,uint256 nonce)");
+    bytes32 public constant BID_TYPEHASH = keccak256(
+        "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint256 nonce)"
+    );
     /// @notice EIP-712 type hash of `Attestation`.
     bytes32 public constant ATTESTATION_TYPEHASH =
         keccak256("Attestation(uint256 bountyId,bytes32 resultHash,uint8 verdict)");
@@ -163,6 +166,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         uint256 fee,
         uint256 slashed
     );
+    /// @notice The stake registry's `slash` reverted during `resolve`; the ruling was settled
+    ///         anyway without slashing (`slashed` = 0 in `DisputeResolved`).
+    event SlashFailed(uint256 indexed id, address indexed provider, uint256 amount);
     /// @notice A contest winner was paid (net of `fee`).
     event WinnerPaid(uint256 indexed id, address indexed winner, uint256 paid, uint256 fee);
     /// @notice A push payment failed and was credited to the pull ledger instead.
@@ -318,7 +324,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     ///         off-chain for the id `bountyIdOf(msg.sender, salt)` (status `Awarded`).
     /// @param salt Caller-chosen salt.
     /// @param terms Full record as posted (see `post`); must be an auction.
-    /// @param bid The winning bid (EIP-712 signed by `bid.bidder`).
+    /// @param bid The winning bid (EIP-712 signed by `bid.bidder`); `bid.termsHash` must be
+    ///        `hashBounty(terms)`.
     /// @param bidSig The bidder's signature (65-byte ECDSA, or anything its ERC-1271 wallet accepts).
     /// @return id The bounty id.
     function postFundAndAward(bytes32 salt, Bounty calldata terms, Bid calldata bid, bytes calldata bidSig)
@@ -330,8 +337,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         Config memory c = _config;
         id = _checkNew(salt, terms, c.feeBps);
         if (terms.mode != Mode.Auction) revert WrongMode();
-        _checkBid(id, terms, bid, bidSig, c.stakeThreshold);
-        _records[id] = _word(_hashAwarded(terms, bid.amount, bid.bidder), Status.Awarded);
+        (bytes32 posted, bytes32 awarded) = _hashTermsAndAwarded(terms, bid.amount, bid.bidder);
+        _checkBid(id, posted, terms.amount, bid, bidSig, c.stakeThreshold);
+        _records[id] = _word(awarded, Status.Awarded);
         emit BountyPosted(id, msg.sender, terms.token, terms, true);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
         _pull(terms.token, terms.amount);
@@ -343,20 +351,23 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
 
     /// @notice Accepts a signed bid: sets `provider = bid.bidder` and `price = bid.amount`.
     ///         If `price < amount`, the difference is returned to the poster at settlement.
-    /// @dev Only the poster, status `Funded`, auction mode, not after the deadline. Consumes the
-    ///      bidder's nonce and applies the stake gate when `bid.amount >= stakeThreshold`.
+    /// @dev Only the poster, status `Funded`, auction mode, not after the deadline. The bid must
+    ///      commit to this record (`bid.termsHash == hashBounty(b)`, else `BidMismatch`). Consumes
+    ///      the bidder's nonce and applies the stake gate when `bid.amount >= stakeThreshold`.
     /// @param id Bounty id.
     /// @param b Current record.
     /// @param bid The bid.
     /// @param sig The bidder's EIP-712 signature over `bid`.
     function award(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig) external {
-        uint256 word = _load(id, b);
+        (bytes32 posted, bytes32 awarded) = _hashTermsAndAwarded(b, bid.amount, bid.bidder);
+        uint256 word = _records[id];
+        if ((word ^ uint256(posted)) > META_MASK) revert BountyMismatch();
         if (msg.sender != b.poster) revert NotPoster();
         _expect(word, Status.Funded);
         if (b.mode != Mode.Auction) revert WrongMode();
         if (block.timestamp > b.deadline) revert TooLate();
-        _checkBid(id, b, bid, sig, _config.stakeThreshold);
-        _records[id] = _word(_hashAwarded(b, bid.amount, bid.bidder), Status.Awarded);
+        _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
+        _records[id] = _word(awarded, Status.Awarded);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
     }
 
@@ -517,8 +528,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     ///         (fee taken on that portion), the poster the rest of `amount`. `providerBps >= 5000`
     ///         means the provider won. A losing escalator's bond goes to the other party, a winning
     ///         escalator gets it back. A losing provider is slashed `price * slashBps / 10000`
-    ///         (to the poster) through the stake registry.
-    /// @dev Only `b.arbiter`, status `Disputed` → `Resolved`.
+    ///         (to the poster) through the stake registry. The registry cannot block the ruling:
+    ///         if `slash` reverts, `SlashFailed` is emitted and the ruling settles with `slashed` = 0.
+    /// @dev Only `b.arbiter`, status `Disputed` → `Resolved`. All state is written before the
+    ///      external calls (payouts, then `slash`); guarded by `nonReentrant`.
     /// @param id Bounty id.
     /// @param b Current record.
     /// @param providerBps Provider's share of the price in basis points (<= 10000).
@@ -549,7 +562,13 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         uint256 slashed;
         if (!providerWon && address(stakeRegistry) != address(0)) {
             uint256 slashAmount = uint256(b.price) * slashBps / BPS;
-            if (slashAmount != 0) slashed = stakeRegistry.slash(b.provider, slashAmount, b.poster);
+            if (slashAmount != 0) {
+                try stakeRegistry.slash(b.provider, slashAmount, b.poster) returns (uint256 s) {
+                    slashed = s;
+                } catch {
+                    emit SlashFailed(id, b.provider, slashAmount);
+                }
+            }
         }
         emit DisputeResolved(id, providerBps, gross - fee, toPoster, fee, slashed);
     }
@@ -697,10 +716,15 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         return _hash(b);
     }
 
-    /// @notice EIP-712 digest a bidder signs for `bid`.
+    /// @notice EIP-712 digest a bidder signs for `bid`. Sign it with `bid.termsHash` set to
+    ///         `hashBounty` of the record as posted.
     function hashBid(Bid calldata bid) public view returns (bytes32) {
         return _hashTypedDataV4(
-            keccak256(abi.encode(BID_TYPEHASH, bid.bountyId, bid.bidder, bid.amount, bid.deadline, bid.nonce))
+            keccak256(
+                abi.encode(
+                    BID_TYPEHASH, bid.bountyId, bid.termsHash, bid.bidder, bid.amount, bid.deadline, bid.nonce
+                )
+            )
         );
     }
 
@@ -751,18 +775,20 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         }
     }
 
-    /// @dev Commitment of `b` with `price` and `provider` set (award).
-    function _hashAwarded(Bounty calldata b, uint256 price, address provider)
+    /// @dev Commitments of `b` as given (`posted`, = `_hash(b)`) and with `price` and `provider`
+    ///      set (`awarded`): one calldata copy, two hashes (award / postFundAndAward).
+    function _hashTermsAndAwarded(Bounty calldata b, uint256 price, address provider)
         internal
         pure
-        returns (bytes32 h)
+        returns (bytes32 posted, bytes32 awarded)
     {
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             calldatacopy(ptr, b, BOUNTY_SIZE)
+            posted := keccak256(ptr, BOUNTY_SIZE)
             mstore(add(ptr, PRICE_OFFSET), price)
             mstore(add(ptr, PROVIDER_OFFSET), provider)
-            h := keccak256(ptr, BOUNTY_SIZE)
+            awarded := keccak256(ptr, BOUNTY_SIZE)
         }
     }
 
@@ -826,15 +852,21 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     // Internal: checks
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Bid checks shared by `award` and `postFundAndAward` (consumes the nonce).
-    function _checkBid(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig, uint80 threshold)
-        internal
-    {
-        if (bid.bountyId != id) revert BidMismatch();
+    /// @dev Bid checks shared by `award` and `postFundAndAward` (consumes the nonce). `posted` is
+    ///      the commitment of the `Funded` record (`_hash(b)`), which the bid must be signed for.
+    function _checkBid(
+        uint256 id,
+        bytes32 posted,
+        uint256 budget,
+        Bid calldata bid,
+        bytes calldata sig,
+        uint80 threshold
+    ) internal {
+        if (bid.bountyId != id || bid.termsHash != posted) revert BidMismatch();
         if (bid.deadline < block.timestamp) revert BidExpired();
         uint256 price = bid.amount;
         if (price == 0) revert ZeroAmount();
-        if (price > b.amount) revert BidTooHigh();
+        if (price > budget) revert BidTooHigh();
         address bidder = bid.bidder;
         _useNonce(bidder, bid.nonce);
         if (!_isValidSig(bidder, hashBid(bid), sig)) revert InvalidSignature();

@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {Test} from "forge-std/Test.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
+import {AgentRegistry} from "../src/AgentRegistry.sol";
 import {BountyEscrow} from "../src/BountyEscrow.sol";
 import {IBountyTypes} from "../src/interfaces/IBountyTypes.sol";
 import {IStakeRegistry} from "../src/interfaces/IStakeRegistry.sol";
@@ -106,13 +107,15 @@ abstract contract BountyEscrowFixture is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _bid(uint256 id, address bidder, uint256 price, uint256 nonce)
+    /// @dev Bid for bounty `id` committing to the record `b` as posted (`termsHash = hashBounty(b)`).
+    function _bid(uint256 id, IBountyTypes.Bounty memory b, address bidder, uint256 price, uint256 nonce)
         internal
         view
         returns (IBountyTypes.Bid memory bid)
     {
         bid = IBountyTypes.Bid({
             bountyId: id,
+            termsHash: keccak256(abi.encode(b)),
             bidder: bidder,
             amount: price,
             deadline: uint64(block.timestamp + 1 days),
@@ -142,7 +145,7 @@ abstract contract BountyEscrowFixture is Test {
     /// @dev Posts+funds `b` and awards it to `provider` at `price`; returns the id and updates `b`.
     function _award(IBountyTypes.Bounty memory b, uint128 price) internal returns (uint256 id) {
         id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, price, uint256(keccak256(abi.encode(id))));
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, price, uint256(keccak256(abi.encode(id))));
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(b.poster);
         escrow.award(id, b, bid, sig);
@@ -573,7 +576,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_Award_SetsProviderAndPrice() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 600e18, 7);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 600e18, 7);
         bytes memory sig = _signBid(providerKey, bid);
 
         vm.expectEmit(address(escrow));
@@ -594,7 +597,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         EscrowMockWallet wallet = new EscrowMockWallet(provider);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, address(wallet), 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, address(wallet), 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
@@ -607,7 +610,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         EscrowMockWallet wallet = new EscrowMockWallet(provider);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, address(wallet), 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, address(wallet), 500e18, 1);
         bytes memory sig = _signBid(evaluatorKey, bid);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
@@ -617,7 +620,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardNotPoster() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.NotPoster.selector);
         vm.prank(provider);
@@ -628,7 +631,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         vm.prank(poster);
         uint256 id = escrow.post(bytes32("s"), b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(abi.encodeWithSelector(BountyEscrow.InvalidStatus.selector, IBountyTypes.Status.Open));
         vm.prank(poster);
@@ -638,7 +641,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardContest() public {
         IBountyTypes.Bounty memory b = _contestTerms(address(token), uint128(AMOUNT), 2);
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.WrongMode.selector);
         vm.prank(poster);
@@ -649,7 +652,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
         vm.warp(b.deadline + 1);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.TooLate.selector);
         vm.prank(poster);
@@ -659,7 +662,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardBidForOtherBounty() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id + 1, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id + 1, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.BidMismatch.selector);
         vm.prank(poster);
@@ -669,7 +672,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardBidExpired() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.warp(bid.deadline + 1);
         vm.expectRevert(BountyEscrow.BidExpired.selector);
@@ -680,7 +683,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardBidTooHigh() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, AMOUNT + 1, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, AMOUNT + 1, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.BidTooHigh.selector);
         vm.prank(poster);
@@ -690,7 +693,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardBidZero() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 0, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 0, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.ZeroAmount.selector);
         vm.prank(poster);
@@ -700,7 +703,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardBidReplayed() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 42);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 42);
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
@@ -708,7 +711,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         // Same nonce, for a second bounty: the first use burnt it.
         IBountyTypes.Bounty memory b2 = _terms(address(token), uint128(AMOUNT));
         uint256 id2 = _postAndFund(b2);
-        IBountyTypes.Bid memory bid2 = _bid(id2, provider, 500e18, 42);
+        IBountyTypes.Bid memory bid2 = _bid(id2, b2, provider, 500e18, 42);
         bytes memory sig2 = _signBid(providerKey, bid2);
         vm.expectRevert(BountyEscrow.NonceUsed.selector);
         vm.prank(poster);
@@ -719,7 +722,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
         uint256 nonce = (3 << 8) | 9;
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, nonce);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, nonce);
         bytes memory sig = _signBid(providerKey, bid);
 
         vm.expectEmit(address(escrow));
@@ -737,7 +740,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardSignedByOtherKey() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(evaluatorKey, bid);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
@@ -747,7 +750,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardTamperedBid() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         bid.amount = 900e18;
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
@@ -758,7 +761,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardMalformedSignature() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
         escrow.award(id, b, bid, hex"1234");
@@ -767,7 +770,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_AwardWrongChainId() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(providerKey, bid); // signed for chain 31337
         vm.chainId(10);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
@@ -780,7 +783,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
             new BountyEscrow(owner, feeTo, FEE_BPS, IStakeRegistry(address(registry)), BOND, SLASH_BPS);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _sign(providerKey, other.hashBid(bid));
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
@@ -793,7 +796,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         registry.setStake(provider, 1 ether - 1);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 100e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.InsufficientStake.selector);
         vm.prank(poster);
@@ -810,7 +813,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         escrow.setStakeGate(100e18, 1 ether);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 100e18 - 1, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18 - 1, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectCall(address(registry), abi.encodeCall(IStakeRegistry.stakeOf, (provider)), 0);
         vm.prank(poster);
@@ -823,7 +826,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         // Try to award again with the pre-award record.
         b.provider = address(0);
         b.price = 0;
-        IBountyTypes.Bid memory bid = _bid(id, provider, 400e18, 99);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 400e18, 99);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.BountyMismatch.selector);
         vm.prank(poster);
@@ -838,7 +841,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         bytes32 salt = bytes32("one-shot");
         uint256 id = escrow.bountyIdOf(poster, salt);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 800e18, 5);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 800e18, 5);
         bytes memory sig = _signBid(providerKey, bid);
 
         vm.expectEmit(address(escrow));
@@ -871,7 +874,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         bytes32 salt = bytes32("eth");
         uint256 id = escrow.bountyIdOf(poster, salt);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 1 ether, 5);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 1 ether, 5);
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.postFundAndAward{value: 1 ether}(salt, b, bid, sig);
@@ -883,7 +886,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _contestTerms(address(token), uint128(AMOUNT), 2);
         bytes32 salt = bytes32("c");
         uint256 id = escrow.bountyIdOf(poster, salt);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 800e18, 5);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 800e18, 5);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.WrongMode.selector);
         vm.prank(poster);
@@ -894,7 +897,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         bytes32 salt = bytes32("c");
         uint256 id = escrow.bountyIdOf(poster, salt);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 800e18, 5);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 800e18, 5);
         bytes memory sig = _signBid(posterKey, bid);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
@@ -903,11 +906,112 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_RevertWhen_PostFundAndAwardBidForOtherId() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
-        IBountyTypes.Bid memory bid = _bid(escrow.bountyIdOf(poster, bytes32("other")), provider, 800e18, 5);
+        IBountyTypes.Bid memory bid =
+            _bid(escrow.bountyIdOf(poster, bytes32("other")), b, provider, 800e18, 5);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.BidMismatch.selector);
         vm.prank(poster);
         escrow.postFundAndAward(bytes32("c"), b, bid, sig);
+    }
+
+    // =====================================================================================
+    // Bid commits to the terms (SECURITY.md L1)
+    // =====================================================================================
+
+    function test_RevertWhen_BidTermsHashMismatch() public {
+        // award: the bid was signed for the same bounty id but another token.
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _postAndFund(b);
+        IBountyTypes.Bounty memory otherToken = _terms(address(0), uint128(AMOUNT));
+        IBountyTypes.Bid memory bid = _bid(id, otherToken, provider, 500e18, 1);
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.expectRevert(BountyEscrow.BidMismatch.selector);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+
+        // postFundAndAward: the bid was signed for the same id but another evaluator.
+        IBountyTypes.Bounty memory t = _terms(address(token), uint128(AMOUNT));
+        bytes32 salt = bytes32("terms");
+        uint256 id2 = escrow.bountyIdOf(poster, salt);
+        IBountyTypes.Bounty memory otherEvaluator = _terms(address(token), uint128(AMOUNT));
+        otherEvaluator.evaluator = stranger;
+        IBountyTypes.Bid memory bid2 = _bid(id2, otherEvaluator, provider, 500e18, 2);
+        bytes memory sig2 = _signBid(providerKey, bid2);
+        vm.expectRevert(BountyEscrow.BidMismatch.selector);
+        vm.prank(poster);
+        escrow.postFundAndAward(salt, t, bid2, sig2);
+
+        // A bid whose termsHash is the posted record's commitment is accepted by both paths.
+        assertEq(_bid(id, b, provider, 500e18, 1).termsHash, escrow.hashBounty(b));
+        bid = _bid(id, b, provider, 500e18, 1);
+        sig = _signBid(providerKey, bid);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Awarded));
+        bid2 = _bid(id2, t, provider, 500e18, 2);
+        sig2 = _signBid(providerKey, bid2);
+        vm.prank(poster);
+        escrow.postFundAndAward(salt, t, bid2, sig2);
+        assertEq(uint8(_status(id2)), uint8(IBountyTypes.Status.Awarded));
+    }
+
+    function test_RevertWhen_AwardTermsHashTampered() public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _postAndFund(b);
+        IBountyTypes.Bounty memory other = _terms(address(token), uint128(AMOUNT));
+        other.specHash = keccak256("other spec");
+        IBountyTypes.Bid memory bid = _bid(id, other, provider, 500e18, 1);
+        bytes memory sig = _signBid(providerKey, bid);
+        // Re-pointing the signed bid at the posted terms breaks the signature.
+        bid.termsHash = escrow.hashBounty(b);
+        vm.expectRevert(BountyEscrow.InvalidSignature.selector);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+    }
+
+    /// @dev A bid signed for terms that differ from the posted record in any single field is
+    ///      rejected by `award` and by `postFundAndAward`; the bid for the posted terms passes.
+    function testFuzz_BidForChangedTermsIsRejected(uint8 field, uint256 v, bool oneShot) public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        IBountyTypes.Bounty memory s = _terms(address(token), uint128(AMOUNT));
+        field = uint8(bound(field, 0, 14));
+        if (field == 0) s.poster = address(uint160(v));
+        else if (field == 1) s.token = address(uint160(v));
+        else if (field == 2) s.amount = uint128(v);
+        else if (field == 3) s.price = uint128(v);
+        else if (field == 4) s.provider = address(uint160(v));
+        else if (field == 5) s.evaluator = address(uint160(v));
+        else if (field == 6) s.arbiter = address(uint160(v));
+        else if (field == 7) s.deadline = uint64(v);
+        else if (field == 8) s.reviewWindow = uint32(v);
+        else if (field == 9) s.challengeWindow = uint32(v);
+        else if (field == 10) s.feeBps = uint16(v);
+        else if (field == 11) s.mode = IBountyTypes.Mode(v % 2);
+        else if (field == 12) s.maxWinners = uint8(v);
+        else if (field == 13) s.specHash = bytes32(v);
+        else s.resultHash = bytes32(v);
+        vm.assume(keccak256(abi.encode(s)) != keccak256(abi.encode(b)));
+
+        uint256 id;
+        bytes32 salt = bytes32("fuzz");
+        if (oneShot) {
+            id = escrow.bountyIdOf(poster, salt);
+        } else {
+            id = _postAndFund(b);
+        }
+        IBountyTypes.Bid memory bid = _bid(id, s, provider, 500e18, 1);
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.expectRevert(BountyEscrow.BidMismatch.selector);
+        vm.prank(poster);
+        if (oneShot) escrow.postFundAndAward(salt, b, bid, sig);
+        else escrow.award(id, b, bid, sig);
+
+        bid = _bid(id, b, provider, 500e18, 1);
+        sig = _signBid(providerKey, bid);
+        vm.prank(poster);
+        if (oneShot) escrow.postFundAndAward(salt, b, bid, sig);
+        else escrow.award(id, b, bid, sig);
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Awarded));
     }
 
     // =====================================================================================
@@ -1659,6 +1763,67 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(token.balanceOf(address(escrow)), 0);
     }
 
+    // SECURITY.md L6: the stake registry cannot block a ruling.
+    function test_ResolveSucceedsWhenSlashReverts() public {
+        registry.setStake(provider, 10_000e18);
+        registry.setSlashReverts(true);
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _rejected(b, 500e18);
+        vm.prank(provider);
+        escrow.dispute{value: BOND}(id, b);
+
+        uint256 postEth = poster.balance;
+        uint256 postTok = token.balanceOf(poster);
+        uint256 provTok = token.balanceOf(provider);
+        uint256 gross = 500e18 * uint256(1_000) / 10_000;
+        uint256 fee = gross * FEE_BPS / 10_000;
+        uint256 slash = 500e18 * uint256(SLASH_BPS) / 10_000;
+
+        vm.expectCall(address(registry), abi.encodeCall(IStakeRegistry.slash, (provider, slash, poster)));
+        vm.expectEmit(address(escrow));
+        emit BountyEscrow.SlashFailed(id, provider, slash);
+        vm.expectEmit(address(escrow));
+        emit BountyEscrow.DisputeResolved(id, 1_000, gross - fee, AMOUNT - gross, fee, 0);
+        vm.prank(arbiter);
+        escrow.resolve(id, b, 1_000);
+
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Resolved));
+        assertEq(escrow.disputeOpener(id), address(0));
+        assertEq(token.balanceOf(provider) - provTok, gross - fee);
+        assertEq(token.balanceOf(poster) - postTok, AMOUNT - gross);
+        assertEq(poster.balance - postEth, BOND);
+        assertEq(escrow.withdrawable(address(token), feeTo), fee);
+        assertEq(token.balanceOf(address(escrow)), fee);
+        assertEq(address(escrow).balance, 0);
+        assertEq(registry.slashCalls(), 0);
+        assertEq(registry.stakeOf(provider), 10_000e18);
+    }
+
+    /// @dev The L6 deployment mistake itself: a real AgentRegistry whose `escrow` was never set
+    ///      reverts `NotEscrow` on `slash`; the ruling still settles.
+    function test_ResolveSucceedsWhenRegistryNotWired() public {
+        AgentRegistry reg = new AgentRegistry(owner, 1 hours);
+        escrow = new BountyEscrow(owner, feeTo, FEE_BPS, IStakeRegistry(address(reg)), BOND, SLASH_BPS);
+        _fundActor(poster);
+        _fundActor(provider);
+        vm.prank(provider);
+        reg.stake{value: 1 ether}();
+        IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
+        uint256 id = _rejected(b, 1 ether);
+        vm.prank(provider);
+        escrow.dispute{value: BOND}(id, b);
+
+        uint256 postEth = poster.balance;
+        vm.expectEmit(address(escrow));
+        emit BountyEscrow.SlashFailed(id, provider, 0.5 ether);
+        vm.prank(arbiter);
+        escrow.resolve(id, b, 0);
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Resolved));
+        assertEq(poster.balance - postEth, 1 ether + BOND);
+        assertEq(address(escrow).balance, 0);
+        assertEq(reg.stakeOf(provider), 1 ether);
+    }
+
     function test_RevertWhen_ResolveNotArbiter() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _rejected(b, 500e18);
@@ -1949,7 +2114,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         EscrowActor actor = new EscrowActor();
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 1 ether, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 1 ether, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
@@ -2019,7 +2184,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         b.evaluator = poster;
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 1 ether, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 1 ether, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
@@ -2054,7 +2219,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     // =====================================================================================
 
     function test_HashBid_MatchesManualEIP712() public view {
-        IBountyTypes.Bid memory bid = _bid(1, provider, 2, 3);
+        IBountyTypes.Bid memory bid = _bid(1, _terms(address(token), uint128(AMOUNT)), provider, 2, 3);
         bytes32 domain = keccak256(
             abi.encode(
                 keccak256(
@@ -2070,9 +2235,10 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "Bid(uint256 bountyId,address bidder,uint256 amount,uint64 deadline,uint256 nonce)"
+                    "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint256 nonce)"
                 ),
                 bid.bountyId,
+                bid.termsHash,
                 bid.bidder,
                 bid.amount,
                 bid.deadline,
@@ -2244,7 +2410,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.assume(key != providerKey);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, provider, 500e18, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 1);
         bytes memory sig = _signBid(key, bid);
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
@@ -2257,7 +2423,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         address bidder = vm.addr(key);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, bidder, price, nonce);
+        IBountyTypes.Bid memory bid = _bid(id, b, bidder, price, nonce);
         bytes memory sig = _signBid(key, bid);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);

@@ -31,7 +31,11 @@ impl Row {
     }
 }
 
-async fn terms(poster: &ReefClient, evaluator: &ReefClient, token: alloy::primitives::Address) -> Bounty {
+async fn terms(
+    poster: &ReefClient,
+    evaluator: &ReefClient,
+    token: alloy::primitives::Address,
+) -> Bounty {
     let now = poster.chain_time().await.unwrap();
     let nb = NewBounty {
         token,
@@ -47,13 +51,20 @@ async fn terms(poster: &ReefClient, evaluator: &ReefClient, token: alloy::primit
     poster.terms(&nb).await.unwrap()
 }
 
-async fn three_tx(name: &str, poster: &ReefClient, provider: &ReefClient, evaluator: &ReefClient, token: alloy::primitives::Address, nonce: u64) -> Row {
+async fn three_tx(
+    name: &str,
+    poster: &ReefClient,
+    provider: &ReefClient,
+    evaluator: &ReefClient,
+    token: alloy::primitives::Address,
+    nonce: u64,
+) -> Row {
     let t = terms(poster, evaluator, token).await;
     let price = t.amount;
     let (id, b, txs) = poster.post_and_fund(random_salt(), t, true).await.unwrap();
     let post = txs.last().unwrap().gas_used;
     let deadline = poster.chain_time().await.unwrap() + 600;
-    let (bid, sig) = provider.sign_bid(id, price, deadline, U256::from(nonce)).unwrap();
+    let (bid, sig) = provider.sign_bid(id, &b, price, deadline, U256::from(nonce)).unwrap();
     let (b, award) = poster.award(id, &b, bid, sig).await.unwrap();
     let rh = alloy::primitives::keccak256(b"sorted output");
     let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
@@ -68,12 +79,19 @@ async fn three_tx(name: &str, poster: &ReefClient, provider: &ReefClient, evalua
     }
 }
 
-async fn two_tx(name: &str, poster: &ReefClient, provider: &ReefClient, evaluator: &ReefClient, token: alloy::primitives::Address, nonce: u64) -> Row {
+async fn two_tx(
+    name: &str,
+    poster: &ReefClient,
+    provider: &ReefClient,
+    evaluator: &ReefClient,
+    token: alloy::primitives::Address,
+    nonce: u64,
+) -> Row {
     let t = terms(poster, evaluator, token).await;
     let salt = random_salt();
     let id = escrow_client::escrow::bounty_id(poster.address(), salt);
     let deadline = poster.chain_time().await.unwrap() + 600;
-    let (bid, sig) = provider.sign_bid(id, t.amount, deadline, U256::from(nonce)).unwrap();
+    let (bid, sig) = provider.sign_bid(id, &t, t.amount, deadline, U256::from(nonce)).unwrap();
     let (_, b, txs) = poster.post_fund_and_award(salt, t, bid, sig, true).await.unwrap();
     let first = txs.last().unwrap().gas_used;
     let rh = alloy::primitives::keccak256(b"sorted output");
@@ -90,24 +108,65 @@ async fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.expect("anvil starts");
     let opts = ClientOptions::default();
-    let deployer = ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), opts.clone())
-        .await
-        .unwrap();
+    let deployer =
+        ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), opts.clone())
+            .await
+            .unwrap();
     // Seed many payers for the voucher batches (dev keys 0..5 plus random funded keys).
-    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()))
-        .await
-        .unwrap();
-    let c = |i: usize| ReefClient::connect(&anvil.rpc_url, dev_signer(i), dep.clone(), opts.clone());
-    let (poster, provider, evaluator) = (c(0).await.unwrap(), c(1).await.unwrap(), c(2).await.unwrap());
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await
+    .unwrap();
+    let c =
+        |i: usize| ReefClient::connect(&anvil.rpc_url, dev_signer(i), dep.clone(), opts.clone());
+    let (poster, provider, evaluator) =
+        (c(0).await.unwrap(), c(1).await.unwrap(), c(2).await.unwrap());
     let token = dep.test_token.unwrap();
     let fee = poster.fee_bps().await.unwrap();
 
     let mut rows = Vec::new();
-    rows.push(three_tx("ERC-20, 3 tx, first bounty on a fresh escrow", &poster, &provider, &evaluator, token, 1).await);
-    rows.push(three_tx("ERC-20, 3 tx, steady state", &poster, &provider, &evaluator, token, 2).await);
-    rows.push(two_tx("ERC-20, 2 tx (post+fund+award, submit+attest+release)", &poster, &provider, &evaluator, token, 3).await);
-    rows.push(three_tx("ETH, 3 tx, steady state", &poster, &provider, &evaluator, alloy::primitives::Address::ZERO, 4).await);
-    rows.push(two_tx("ETH, 2 tx", &poster, &provider, &evaluator, alloy::primitives::Address::ZERO, 5).await);
+    rows.push(
+        three_tx(
+            "ERC-20, 3 tx, first bounty on a fresh escrow",
+            &poster,
+            &provider,
+            &evaluator,
+            token,
+            1,
+        )
+        .await,
+    );
+    rows.push(
+        three_tx("ERC-20, 3 tx, steady state", &poster, &provider, &evaluator, token, 2).await,
+    );
+    rows.push(
+        two_tx(
+            "ERC-20, 2 tx (post+fund+award, submit+attest+release)",
+            &poster,
+            &provider,
+            &evaluator,
+            token,
+            3,
+        )
+        .await,
+    );
+    rows.push(
+        three_tx(
+            "ETH, 3 tx, steady state",
+            &poster,
+            &provider,
+            &evaluator,
+            alloy::primitives::Address::ZERO,
+            4,
+        )
+        .await,
+    );
+    rows.push(
+        two_tx("ETH, 2 tx", &poster, &provider, &evaluator, alloy::primitives::Address::ZERO, 5)
+            .await,
+    );
 
     // Vouchers: n payers (fresh keys funded with ETH and tokens) → one payee, one batch.
     let mut batches = Vec::new();
@@ -118,12 +177,26 @@ async fn main() {
             let key = alloy::signers::local::PrivateKeySigner::random();
             let payer = poster.with_signer(key).unwrap();
             poster.send_eth(payer.address(), parse_ether("1").unwrap()).await.unwrap();
-            poster.mint_test_tokens(token, payer.address(), parse_ether("10").unwrap()).await.unwrap();
-            let (ch, _) = payer.open_channel(provider.address(), token, parse_ether("10").unwrap().to(), 3_600).await.unwrap();
+            poster
+                .mint_test_tokens(token, payer.address(), parse_ether("10").unwrap())
+                .await
+                .unwrap();
+            let (ch, _) = payer
+                .open_channel(provider.address(), token, parse_ether("10").unwrap().to(), 3_600)
+                .await
+                .unwrap();
             // 1,000 micropayments: the payee only keeps the latest cumulative voucher.
             let mut last = None;
             for i in 1..=1_000u64 {
-                last = Some(payer.sign_voucher(ch, provider.address(), U256::from(i) * parse_ether("0.001").unwrap()).unwrap());
+                last = Some(
+                    payer
+                        .sign_voucher(
+                            ch,
+                            provider.address(),
+                            U256::from(i) * parse_ether("0.001").unwrap(),
+                        )
+                        .unwrap(),
+                );
             }
             let (v, s) = last.unwrap();
             vouchers.push(v);
@@ -148,14 +221,21 @@ async fn main() {
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
     }
-    println!("Reef gas benchmark (anvil receipts, platform fee {fee} bps, description {} chars)\n", DESCRIPTION.len());
+    println!(
+        "Reef gas benchmark (anvil receipts, platform fee {fee} bps, description {} chars)\n",
+        DESCRIPTION.len()
+    );
     println!("| lifecycle | transactions (gas) | total |\n|---|---|---|");
     for r in &rows {
         let parts: Vec<String> = r.txs.iter().map(|(n, g)| format!("{n} {g}")).collect();
         println!("| {} | {} | **{}** |", r.name, parts.join(" + "), r.total());
     }
-    println!("\nReference: ERC-8183 reference escrow, 6 transactions: 521,237 gas (../shared/TOOLCHAIN.md).\n");
-    println!("| redeemBatch vouchers | tx gas | gas per voucher | gas per micropayment at 1,000 payments/voucher |\n|---|---|---|---|");
+    println!(
+        "\nReference: ERC-8183 reference escrow, 6 transactions: 521,237 gas (../shared/TOOLCHAIN.md).\n"
+    );
+    println!(
+        "| redeemBatch vouchers | tx gas | gas per voucher | gas per micropayment at 1,000 payments/voucher |\n|---|---|---|---|"
+    );
     for (n, g) in &batches {
         println!("| {n} | {g} | {} | {:.1} |", g / *n as u64, (*g as f64) / (*n as f64) / 1000.0);
     }

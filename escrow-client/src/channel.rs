@@ -26,7 +26,8 @@ impl ReefClient {
         if !token.is_zero() {
             self.ensure_can_pay(token, self.channel_addr(), U256::from(amount), true).await?;
         }
-        let call = PaymentChannel::openCall { payee, token, amount, challengePeriod: challenge_period };
+        let call =
+            PaymentChannel::openCall { payee, token, amount, challengePeriod: challenge_period };
         let out = self.send_call("open channel", self.channel_addr(), &call, value).await?;
         let ev: PaymentChannel::ChannelOpened =
             out.event(self.channel_addr()).ok_or_else(|| Error::Decode {
@@ -37,7 +38,12 @@ impl ReefClient {
     }
 
     /// Adds `amount` to a channel's deposit.
-    pub async fn deposit_channel(&self, channel_id: U256, token: Address, amount: u128) -> Result<TxOutcome> {
+    pub async fn deposit_channel(
+        &self,
+        channel_id: U256,
+        token: Address,
+        amount: u128,
+    ) -> Result<TxOutcome> {
         let value = if token.is_zero() { U256::from(amount) } else { U256::ZERO };
         if !token.is_zero() {
             self.ensure_can_pay(token, self.channel_addr(), U256::from(amount), true).await?;
@@ -47,8 +53,18 @@ impl ReefClient {
     }
 
     /// Signs a cumulative voucher as the payer (this client's key).
-    pub fn sign_voucher(&self, channel_id: U256, payee: Address, cumulative: U256) -> Result<(Voucher, Bytes)> {
-        let v = Voucher { channelId: channel_id, payer: self.address(), payee, cumulativeAmount: cumulative };
+    pub fn sign_voucher(
+        &self,
+        channel_id: U256,
+        payee: Address,
+        cumulative: U256,
+    ) -> Result<(Voucher, Bytes)> {
+        let v = Voucher {
+            channelId: channel_id,
+            payer: self.address(),
+            payee,
+            cumulativeAmount: cumulative,
+        };
         let domain = signing::channel_domain(self.deployment().chain_id, self.channel_addr());
         let sig = signing::sign_voucher(self.signer(), &v, &domain)?;
         Ok((v, sig))
@@ -60,7 +76,9 @@ impl ReefClient {
         signing::verify_typed(v, &domain, sig, v.payer)?;
         let ch = self.channel(v.channelId).await?;
         if ch.payer != v.payer || ch.payee != v.payee {
-            return Err(Error::InvalidInput("voucher names a different payer/payee than the channel".into()));
+            return Err(Error::InvalidInput(
+                "voucher names a different payer/payee than the channel".into(),
+            ));
         }
         if ch.closed {
             return Err(Error::InvalidInput("channel is closed".into()));
@@ -86,12 +104,21 @@ impl ReefClient {
 
     /// Redeems one voucher (reverts with the precise reason if invalid).
     pub async fn redeem_voucher(&self, v: Voucher, sig: Bytes) -> Result<TxOutcome> {
-        self.send_call("redeem", self.channel_addr(), &PaymentChannel::redeemCall { v, sig }, U256::ZERO)
-            .await
+        self.send_call(
+            "redeem",
+            self.channel_addr(),
+            &PaymentChannel::redeemCall { v, sig },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// Redeems many vouchers (from many payers) in one transaction; invalid ones are skipped.
-    pub async fn redeem_batch(&self, vouchers: Vec<Voucher>, sigs: Vec<Bytes>) -> Result<TxOutcome> {
+    pub async fn redeem_batch(
+        &self,
+        vouchers: Vec<Voucher>,
+        sigs: Vec<Bytes>,
+    ) -> Result<TxOutcome> {
         let call = PaymentChannel::redeemBatchCall { vouchers, signatures: sigs };
         self.send_call("redeemBatch", self.channel_addr(), &call, U256::ZERO).await
     }

@@ -21,7 +21,7 @@ use alloy::{
 };
 use serde::Serialize;
 
-use crate::{Deployment, Error, Result, Revert, RetryPolicy};
+use crate::{Deployment, Error, Result, RetryPolicy, Revert};
 
 /// What a mined transaction cost and where it landed.
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +62,11 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { retry: RetryPolicy::default(), confirmations: 1, tx_timeout: Duration::from_secs(120) }
+        Self {
+            retry: RetryPolicy::default(),
+            confirmations: 1,
+            tx_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -184,7 +188,8 @@ impl ReefClient {
             }
             let msg = payload.message.to_string();
             let lower = msg.to_lowercase();
-            if lower.contains("insufficient funds") || lower.contains("insufficient balance for transfer")
+            if lower.contains("insufficient funds")
+                || lower.contains("insufficient balance for transfer")
             {
                 return Error::InsufficientFunds {
                     account: self.address(),
@@ -198,7 +203,11 @@ impl ReefClient {
                     revert: Revert::Unknown(Bytes::new()),
                 };
             }
-            return Error::RpcRejected { url: self.rpc_url.clone(), what: action.to_string(), message: msg };
+            return Error::RpcRejected {
+                url: self.rpc_url.clone(),
+                what: action.to_string(),
+                message: msg,
+            };
         }
         self.rpc_err(err)
     }
@@ -238,7 +247,8 @@ impl ReefClient {
 
     /// Sends `amount` wei of native ETH to `to`.
     pub async fn send_eth(&self, to: Address, amount: U256) -> Result<TxOutcome> {
-        let tx = TransactionRequest::default().with_from(self.address()).with_to(to).with_value(amount);
+        let tx =
+            TransactionRequest::default().with_from(self.address()).with_to(to).with_value(amount);
         self.send_tx("send ETH", tx).await
     }
 
@@ -283,7 +293,11 @@ impl ReefClient {
             .await
             .map_err(|e| match e {
                 PendingTransactionError::TransportError(t) => self.rpc_err(t),
-                _ => Error::Timeout { action: action.to_string(), hash, waited: self.opts.tx_timeout },
+                _ => Error::Timeout {
+                    action: action.to_string(),
+                    hash,
+                    waited: self.opts.tx_timeout,
+                },
             })?;
         if !receipt.status() {
             return Err(Error::TxReverted { action: action.to_string(), hash });
@@ -350,9 +364,10 @@ impl ReefClient {
             })
             .await
             .map_err(|e| self.rpc_err(e))?;
-        block
-            .map(|b| b.header.timestamp)
-            .ok_or_else(|| Error::Decode { what: "latest block".into(), reason: "node returned none".into() })
+        block.map(|b| b.header.timestamp).ok_or_else(|| Error::Decode {
+            what: "latest block".into(),
+            reason: "node returned none".into(),
+        })
     }
 
     /// Whether code is deployed at `addr`.

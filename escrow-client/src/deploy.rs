@@ -65,7 +65,10 @@ fn code(bytecode: &Bytes, ctor_args: Vec<u8>) -> Bytes {
 
 /// Deploys everything with `deployer` (whose deployment addresses are ignored) and returns
 /// the new deployment and the transactions sent.
-pub async fn deploy_all(deployer: &ReefClient, cfg: &DeployConfig) -> Result<(Deployment, Vec<TxOutcome>)> {
+pub async fn deploy_all(
+    deployer: &ReefClient,
+    cfg: &DeployConfig,
+) -> Result<(Deployment, Vec<TxOutcome>)> {
     let me = deployer.address();
     let start_block = deployer.block_number().await? + 1;
     let mut txs = Vec::new();
@@ -75,8 +78,11 @@ pub async fn deploy_all(deployer: &ReefClient, cfg: &DeployConfig) -> Result<(De
             "deploy AgentRegistry",
             code(
                 &AgentRegistry::BYTECODE,
-                AgentRegistry::constructorCall { initialOwner: me, unbondingDelay_: cfg.unbonding_delay }
-                    .abi_encode(),
+                AgentRegistry::constructorCall {
+                    initialOwner: me,
+                    unbondingDelay_: cfg.unbonding_delay,
+                }
+                .abi_encode(),
             ),
         )
         .await?;
@@ -101,7 +107,12 @@ pub async fn deploy_all(deployer: &ReefClient, cfg: &DeployConfig) -> Result<(De
     txs.push(tx);
     txs.push(
         deployer
-            .send_call("setEscrow", registry, &AgentRegistry::setEscrowCall { escrow_: escrow }, U256::ZERO)
+            .send_call(
+                "setEscrow",
+                registry,
+                &AgentRegistry::setEscrowCall { escrow_: escrow },
+                U256::ZERO,
+            )
             .await?,
     );
     if let Some(threshold) = cfg.stake_threshold {
@@ -121,8 +132,11 @@ pub async fn deploy_all(deployer: &ReefClient, cfg: &DeployConfig) -> Result<(De
             "deploy ReputationRegistry",
             code(
                 &ReputationRegistry::BYTECODE,
-                ReputationRegistry::constructorCall { identityRegistry_: registry, ledger_: escrow }
-                    .abi_encode(),
+                ReputationRegistry::constructorCall {
+                    identityRegistry_: registry,
+                    ledger_: escrow,
+                }
+                .abi_encode(),
             ),
         )
         .await?;
@@ -134,8 +148,9 @@ pub async fn deploy_all(deployer: &ReefClient, cfg: &DeployConfig) -> Result<(De
 
     let mut test_token = None;
     if let Some(seed) = &cfg.test_token_to {
-        let (token, tx) =
-            deployer.deploy("deploy ReefTestToken", code(&ReefTestToken::BYTECODE, Vec::new())).await?;
+        let (token, tx) = deployer
+            .deploy("deploy ReefTestToken", code(&ReefTestToken::BYTECODE, Vec::new()))
+            .await?;
         txs.push(tx);
         for who in seed {
             let call = ReefTestToken::mintCall { to: *who, amount: cfg.test_token_amount };
@@ -164,15 +179,15 @@ pub async fn ensure_deployed(
 ) -> Result<(Deployment, bool)> {
     let chain_id = deployer.chain_id_on_rpc().await?;
     let path = Deployment::path_in(dir, chain_id);
-    if path.exists() {
-        if let Ok(existing) = Deployment::load(&path) {
-            let mut all = true;
-            for (_, addr) in existing.contracts() {
-                all &= deployer.has_code(addr).await?;
-            }
-            if all && existing.chain_id == chain_id {
-                return Ok((existing, false));
-            }
+    if path.exists()
+        && let Ok(existing) = Deployment::load(&path)
+    {
+        let mut all = true;
+        for (_, addr) in existing.contracts() {
+            all &= deployer.has_code(addr).await?;
+        }
+        if all && existing.chain_id == chain_id {
+            return Ok((existing, false));
         }
     }
     let (dep, _) = deploy_all(deployer, cfg).await?;

@@ -41,7 +41,9 @@ impl Deployment {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Deployment {
             path: path.to_path_buf(),
-            reason: format!("{e}; run `reef devnet up` (local) or deploy with contracts/script/Deploy.s.sol"),
+            reason: format!(
+                "{e}; run `reef devnet up` (local) or deploy with contracts/script/Deploy.s.sol"
+            ),
         })?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Deployment { path: path.to_path_buf(), reason: e.to_string() })
@@ -49,7 +51,10 @@ impl Deployment {
 
     /// Writes the file atomically (temp file + rename), creating the directory.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |e: std::io::Error| Error::Deployment { path: path.to_path_buf(), reason: e.to_string() };
+        let io = |e: std::io::Error| Error::Deployment {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }

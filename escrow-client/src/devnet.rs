@@ -46,11 +46,11 @@ pub fn find_tool(name: &str) -> Result<PathBuf> {
     if let Some(found) = roots.iter().map(|r| r.join(&rel)).find(|p| p.is_file()) {
         return Ok(found);
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(found) = std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
-        {
-            return Ok(found);
-        }
+    if let Some(paths) = std::env::var_os("PATH")
+        && let Some(found) =
+            std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
+    {
+        return Ok(found);
     }
     Err(Error::ToolMissing {
         tool: name.to_string(),
@@ -60,7 +60,8 @@ pub fn find_tool(name: &str) -> Result<PathBuf> {
 
 /// Asks the OS for a free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Devnet(format!("no free port: {e}")))?;
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Devnet(format!("no free port: {e}")))?;
     l.local_addr().map(|a| a.port()).map_err(|e| Error::Devnet(e.to_string()))
 }
 
@@ -140,19 +141,22 @@ impl AnvilProcess {
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(Error::Devnet(format!(
-                        "anvil exited during start-up ({status}); is port {} taken?",
-                        self.port
-                    )));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(Error::Devnet(format!(
+                    "anvil exited during start-up ({status}); is port {} taken?",
+                    self.port
+                )));
             }
             if rpc_answers(&self.rpc_url).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::Devnet(format!("anvil did not answer on {} within {timeout:?}", self.rpc_url)));
+                return Err(Error::Devnet(format!(
+                    "anvil did not answer on {} within {timeout:?}",
+                    self.rpc_url
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

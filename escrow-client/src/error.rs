@@ -41,7 +41,9 @@ pub enum Error {
         message: String,
     },
     /// The endpoint serves a different chain than the deployment file names.
-    #[error("wrong chain: expected chain id {expected}, the RPC serves {actual}. Point --rpc-url at the right node or use that chain's deployments file")]
+    #[error(
+        "wrong chain: expected chain id {expected}, the RPC serves {actual}. Point --rpc-url at the right node or use that chain's deployments file"
+    )]
     WrongChain {
         /// Chain id of the deployment.
         expected: u64,
@@ -57,7 +59,9 @@ pub enum Error {
         revert: Revert,
     },
     /// The sender cannot pay for the transaction (value + gas).
-    #[error("{account} has too little ETH for {action} (value + gas): {message}. Fund it (local chain: `reef devnet up` seeds dev accounts)")]
+    #[error(
+        "{account} has too little ETH for {action} (value + gas): {message}. Fund it (local chain: `reef devnet up` seeds dev accounts)"
+    )]
     InsufficientFunds {
         /// Account that pays.
         account: Address,
@@ -67,7 +71,9 @@ pub enum Error {
         message: String,
     },
     /// Token balance too low for an escrow deposit.
-    #[error("{account} holds {have} of token {token} but {need} is needed. Acquire more tokens first")]
+    #[error(
+        "{account} holds {have} of token {token} but {need} is needed. Acquire more tokens first"
+    )]
     InsufficientBalance {
         /// Token (zero address = ETH).
         token: Address,
@@ -79,7 +85,9 @@ pub enum Error {
         need: U256,
     },
     /// Token allowance too low for an escrow deposit.
-    #[error("{account} allows {spender} to spend {have} of token {token} but {need} is needed. Approve first (`reef bounty post --approve`)")]
+    #[error(
+        "{account} allows {spender} to spend {have} of token {token} but {need} is needed. Approve first (`reef bounty post --approve`)"
+    )]
     InsufficientAllowance {
         /// Token.
         token: Address,
@@ -101,7 +109,9 @@ pub enum Error {
         hash: B256,
     },
     /// A transaction was not confirmed in time.
-    #[error("transaction {hash} for {action} not confirmed after {waited:?}; it may still be mined — check it before retrying")]
+    #[error(
+        "transaction {hash} for {action} not confirmed after {waited:?}; it may still be mined — check it before retrying"
+    )]
     Timeout {
         /// Operation.
         action: String,
@@ -219,14 +229,22 @@ impl Revert {
     /// What the user can do about it, for the errors that have an obvious remedy.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self.name().as_str() {
-            "BountyMismatch" => "the bounty record passed does not match the chain; re-read it (`reef bounty show`)",
+            "BountyMismatch" => {
+                "the bounty record passed does not match the chain; re-read it (`reef bounty show`)"
+            }
             "BountyExists" => "a bounty with this poster and salt exists already; use a new salt",
-            "InvalidStatus" | "WrongStatus" => "the bounty is not in a state that allows this; check `reef bounty show`",
-            "InvalidSignature" | "BadSignature" => "the signature does not match the signer, chain id or contract; re-sign for this deployment",
+            "InvalidStatus" | "WrongStatus" => {
+                "the bounty is not in a state that allows this; check `reef bounty show`"
+            }
+            "InvalidSignature" | "BadSignature" => {
+                "the signature does not match the signer, chain id or contract; re-sign for this deployment"
+            }
             "NonceUsed" => "this bid was already used or cancelled; ask the bidder for a fresh bid",
             "BidExpired" => "the bid's deadline has passed; ask the bidder for a fresh bid",
             "InvalidDeadline" => "the deadline must be in the future (chain time)",
-            "TooEarly" => "this step is not allowed yet (deadline or review/challenge window still running)",
+            "TooEarly" => {
+                "this step is not allowed yet (deadline or review/challenge window still running)"
+            }
             "TooLate" => "the window for this step has closed",
             "BidMismatch" => "the bid was signed for another bounty",
             "BidTooHigh" => "the bid exceeds the bounty's escrowed amount",
@@ -234,13 +252,19 @@ impl Revert {
             "NoArbiter" => "this bounty has no arbiter, so it cannot be disputed",
             "InvalidValue" => "send exactly the bounty amount in ETH (or none for ERC-20 bounties)",
             "ChallengePeriodActive" => "wait until the channel's challenge period has passed",
-            "InsufficientStake" => "the bidder must stake more in the AgentRegistry to take bounties of this size",
+            "InsufficientStake" => {
+                "the bidder must stake more in the AgentRegistry to take bounties of this size"
+            }
             "FeeOnTransferToken" => "this token takes a fee on transfer; use a standard ERC-20",
             "ERC20InsufficientAllowance" => "approve the escrow for the amount first",
             "ERC20InsufficientBalance" => "the account holds too few tokens",
-            "NotPoster" | "NotProvider" | "NotEvaluator" | "NotArbiter" | "Unauthorized" => "send the transaction from the account that holds that role",
+            "NotPoster" | "NotProvider" | "NotEvaluator" | "NotArbiter" | "Unauthorized" => {
+                "send the transaction from the account that holds that role"
+            }
             "NothingToRedeem" => "this voucher (or a larger one) was already redeemed",
-            "ExceedsDeposit" => "the voucher exceeds the channel's deposit; ask the payer to top up",
+            "ExceedsDeposit" => {
+                "the voucher exceeds the channel's deposit; ask the payer to top up"
+            }
             _ => return None,
         })
     }

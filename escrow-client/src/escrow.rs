@@ -60,9 +60,10 @@ impl Status {
             None, Open, Funded, Awarded, Submitted, Completed, Rejected, Expired, Disputed,
             Resolved, Cancelled, Refunded,
         ];
-        ALL.get(v as usize)
-            .copied()
-            .ok_or_else(|| Error::Decode { what: "bounty status".into(), reason: format!("unknown value {v}") })
+        ALL.get(v as usize).copied().ok_or_else(|| Error::Decode {
+            what: "bounty status".into(),
+            reason: format!("unknown value {v}"),
+        })
     }
 
     /// Lower-case name.
@@ -85,7 +86,10 @@ impl Status {
 
     /// Whether no further transition is possible.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Expired | Self::Resolved | Self::Cancelled | Self::Refunded)
+        matches!(
+            self,
+            Self::Completed | Self::Expired | Self::Resolved | Self::Cancelled | Self::Refunded
+        )
     }
 }
 
@@ -207,6 +211,147 @@ impl From<&BountyState> for BountyJson {
     }
 }
 
+/// The commitment of a record (`BountyEscrow.hashBounty`): `keccak256(abi.encode(record))`.
+/// A bid's `termsHash` is this hash of the record as posted (no provider, price or result).
+pub fn terms_hash(record: &Bounty) -> B256 {
+    keccak256(record.abi_encode())
+}
+
+/// A bounty record in JSON (what the node and agents exchange; amounts as decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordJson {
+    /// Poster.
+    pub poster: Address,
+    /// Token (zero = ETH).
+    pub token: Address,
+    /// Budget (decimal string).
+    pub amount: String,
+    /// Agreed price (decimal string).
+    pub price: String,
+    /// Provider.
+    pub provider: Address,
+    /// Evaluator.
+    pub evaluator: Address,
+    /// Arbiter.
+    pub arbiter: Address,
+    /// Submission deadline.
+    pub deadline: u64,
+    /// Review window.
+    pub review_window: u32,
+    /// Challenge window.
+    pub challenge_window: u32,
+    /// Fee snapshot.
+    pub fee_bps: u16,
+    /// 0 auction, 1 contest.
+    pub mode: u8,
+    /// Contest winners.
+    pub max_winners: u8,
+    /// keccak256 of the description.
+    pub spec_hash: B256,
+    /// Result hash.
+    pub result_hash: B256,
+}
+
+impl From<&Bounty> for RecordJson {
+    fn from(b: &Bounty) -> Self {
+        Self {
+            poster: b.poster,
+            token: b.token,
+            amount: b.amount.to_string(),
+            price: b.price.to_string(),
+            provider: b.provider,
+            evaluator: b.evaluator,
+            arbiter: b.arbiter,
+            deadline: b.deadline,
+            review_window: b.reviewWindow,
+            challenge_window: b.challengeWindow,
+            fee_bps: b.feeBps,
+            mode: b.mode,
+            max_winners: b.maxWinners,
+            spec_hash: b.specHash,
+            result_hash: b.resultHash,
+        }
+    }
+}
+
+impl TryFrom<&RecordJson> for Bounty {
+    type Error = Error;
+
+    fn try_from(r: &RecordJson) -> Result<Self> {
+        let num = |what: &str, s: &str| {
+            s.parse::<u128>().map_err(|e| Error::InvalidInput(format!("record {what} {s:?}: {e}")))
+        };
+        Ok(Bounty {
+            poster: r.poster,
+            token: r.token,
+            amount: num("amount", &r.amount)?,
+            price: num("price", &r.price)?,
+            provider: r.provider,
+            evaluator: r.evaluator,
+            arbiter: r.arbiter,
+            deadline: r.deadline,
+            reviewWindow: r.review_window,
+            challengeWindow: r.challenge_window,
+            feeBps: r.fee_bps,
+            mode: r.mode,
+            maxWinners: r.max_winners,
+            specHash: r.spec_hash,
+            resultHash: r.result_hash,
+        })
+    }
+}
+
+/// A signed-bid payload in JSON (what agents send to a node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BidJson {
+    /// Bounty id (0x-hex).
+    pub bounty_id: U256,
+    /// Commitment of the posted record.
+    pub terms_hash: B256,
+    /// Bidder.
+    pub bidder: Address,
+    /// Price (decimal string).
+    pub amount: String,
+    /// Validity (unix seconds).
+    pub deadline: u64,
+    /// Unordered nonce (decimal string).
+    pub nonce: String,
+}
+
+impl From<&Bid> for BidJson {
+    fn from(b: &Bid) -> Self {
+        Self {
+            bounty_id: b.bountyId,
+            terms_hash: b.termsHash,
+            bidder: b.bidder,
+            amount: b.amount.to_string(),
+            deadline: b.deadline,
+            nonce: b.nonce.to_string(),
+        }
+    }
+}
+
+impl TryFrom<&BidJson> for Bid {
+    type Error = Error;
+
+    fn try_from(b: &BidJson) -> Result<Self> {
+        let num = |what: &str, s: &str| {
+            U256::from_str_radix(s, 10)
+                .map_err(|e| Error::InvalidInput(format!("bid {what} {s:?}: {e}")))
+        };
+        Ok(Bid {
+            bountyId: b.bounty_id,
+            termsHash: b.terms_hash,
+            bidder: b.bidder,
+            amount: num("amount", &b.amount)?,
+            deadline: b.deadline,
+            nonce: num("nonce", &b.nonce)?,
+        })
+    }
+}
+
 /// The id the escrow assigns to `poster`'s bounty with `salt`.
 pub fn bounty_id(poster: Address, salt: B256) -> U256 {
     U256::from_be_bytes(keccak256((poster, salt).abi_encode()).0)
@@ -311,9 +456,23 @@ impl ReefClient {
         Ok((bounty_id(self.address(), salt), b, approval.into_iter().chain([out]).collect()))
     }
 
-    /// Signs a bid for `bounty_id` as this account (the bidder).
-    pub fn sign_bid(&self, bounty_id: U256, amount: u128, deadline: u64, nonce: U256) -> Result<(Bid, Bytes)> {
-        let bid = Bid { bountyId: bounty_id, bidder: self.address(), amount: U256::from(amount), deadline, nonce };
+    /// Signs a bid as this account (the bidder) for the bounty whose posted record is `terms`.
+    pub fn sign_bid(
+        &self,
+        bounty_id: U256,
+        terms: &Bounty,
+        amount: u128,
+        deadline: u64,
+        nonce: U256,
+    ) -> Result<(Bid, Bytes)> {
+        let bid = Bid {
+            bountyId: bounty_id,
+            termsHash: terms_hash(terms),
+            bidder: self.address(),
+            amount: U256::from(amount),
+            deadline,
+            nonce,
+        };
         let sig = signing::sign_bid(self.signer(), &bid, &self.escrow_domain())?;
         Ok((bid, sig))
     }
@@ -324,13 +483,24 @@ impl ReefClient {
     }
 
     /// Signs an attestation as this account (the evaluator).
-    pub fn sign_attestation(&self, bounty_id: U256, result_hash: B256, verdict: u8) -> Result<Bytes> {
+    pub fn sign_attestation(
+        &self,
+        bounty_id: U256,
+        result_hash: B256,
+        verdict: u8,
+    ) -> Result<Bytes> {
         let att = Attestation { bountyId: bounty_id, resultHash: result_hash, verdict };
         signing::sign_attestation(self.signer(), &att, &self.escrow_domain())
     }
 
     /// Poster: awards a funded bounty to a signed bid. Returns the updated record.
-    pub async fn award(&self, id: U256, b: &Bounty, bid: Bid, sig: Bytes) -> Result<(Bounty, TxOutcome)> {
+    pub async fn award(
+        &self,
+        id: U256,
+        b: &Bounty,
+        bid: Bid,
+        sig: Bytes,
+    ) -> Result<(Bounty, TxOutcome)> {
         self.verify_bid(&bid, &sig)?;
         let call = BountyEscrow::awardCall { id, b: b.clone(), bid: bid.clone(), sig };
         let out = self.send_call("award", self.escrow_addr(), &call, U256::ZERO).await?;
@@ -341,7 +511,12 @@ impl ReefClient {
     }
 
     /// Provider: submits a result hash. Returns the updated record.
-    pub async fn submit(&self, id: U256, b: &Bounty, result_hash: B256) -> Result<(Bounty, TxOutcome)> {
+    pub async fn submit(
+        &self,
+        id: U256,
+        b: &Bounty,
+        result_hash: B256,
+    ) -> Result<(Bounty, TxOutcome)> {
         let call = BountyEscrow::submitCall { id, b: b.clone(), resultHash: result_hash };
         let out = self.send_call("submit", self.escrow_addr(), &call, U256::ZERO).await?;
         let mut nb = b.clone();
@@ -421,7 +596,9 @@ impl ReefClient {
     /// Arbiter: rule a split (`provider_bps` of the price to the provider).
     pub async fn resolve(&self, id: U256, b: &Bounty, provider_bps: u16) -> Result<TxOutcome> {
         if provider_bps > 10_000 {
-            return Err(Error::InvalidInput(format!("provider share {provider_bps} bps exceeds 10000")));
+            return Err(Error::InvalidInput(format!(
+                "provider share {provider_bps} bps exceeds 10000"
+            )));
         }
         let call = BountyEscrow::resolveCall { id, b: b.clone(), providerBps: provider_bps };
         self.send_call("resolve", self.escrow_addr(), &call, U256::ZERO).await
@@ -429,14 +606,19 @@ impl ReefClient {
 
     /// Withdraws this account's pull-ledger balance of `token`.
     pub async fn withdraw(&self, token: Address) -> Result<TxOutcome> {
-        self.send_call("withdraw", self.escrow_addr(), &BountyEscrow::withdrawCall { token }, U256::ZERO)
-            .await
+        self.send_call(
+            "withdraw",
+            self.escrow_addr(),
+            &BountyEscrow::withdrawCall { token },
+            U256::ZERO,
+        )
+        .await
     }
 
     /// On-chain status and last-transition time.
     pub async fn status_of(&self, id: U256) -> Result<(Status, u64)> {
         let r = self.view(self.escrow_addr(), BountyEscrow::statusOfCall { id }).await?;
-        Ok((Status::from_u8(r.status.into())?, r.stamp.to::<u64>()))
+        Ok((Status::from_u8(r.status)?, r.stamp.to::<u64>()))
     }
 
     /// Rebuilds a bounty's current record from its events and checks it against the chain.
@@ -466,10 +648,10 @@ impl ReefClient {
                     if let Ok(ev) = BountyEscrow::ResultSubmitted::decode_log_data(data) {
                         r.resultHash = ev.resultHash;
                     }
-                } else if topic0 == BountyEscrow::BountyAttested::SIGNATURE_HASH {
-                    if let Ok(ev) = BountyEscrow::BountyAttested::decode_log_data(data) {
-                        r.resultHash = ev.resultHash;
-                    }
+                } else if topic0 == BountyEscrow::BountyAttested::SIGNATURE_HASH
+                    && let Ok(ev) = BountyEscrow::BountyAttested::decode_log_data(data)
+                {
+                    r.resultHash = ev.resultHash;
                 }
             }
             history.push(HistoryEntry {
@@ -481,8 +663,11 @@ impl ReefClient {
         let record = record.ok_or(Error::BountyNotFound(id))?;
         let (status, stamp) = self.status_of(id).await?;
         // The rebuilt record must match the on-chain commitment.
-        self.view(self.escrow_addr(), BountyEscrow::verifyRecordCall { bountyId: id, b: record.clone() })
-            .await?;
+        self.view(
+            self.escrow_addr(),
+            BountyEscrow::verifyRecordCall { bountyId: id, b: record.clone() },
+        )
+        .await?;
         Ok(BountyState { id, record, status, stamp, history })
     }
 
@@ -496,7 +681,10 @@ impl ReefClient {
             filter = filter.topic2(p.into_word());
         }
         let logs = self.logs(&filter).await?;
-        Ok(logs.iter().filter_map(|l| l.topics().get(1).map(|t| U256::from_be_bytes(t.0))).collect())
+        Ok(logs
+            .iter()
+            .filter_map(|l| l.topics().get(1).map(|t| U256::from_be_bytes(t.0)))
+            .collect())
     }
 }
 

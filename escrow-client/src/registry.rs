@@ -30,15 +30,19 @@ impl ReefClient {
     pub async fn register_agent(&self, agent_uri: &str) -> Result<(U256, TxOutcome)> {
         let call = AgentRegistry::register_2Call { agentURI: agent_uri.to_string() };
         let out = self.send_call("register agent", self.registry_addr(), &call, U256::ZERO).await?;
-        let ev: AgentRegistry::Registered = out.event(self.registry_addr()).ok_or_else(|| Error::Decode {
-            what: "Registered".into(),
-            reason: "event missing from receipt".into(),
+        let ev: AgentRegistry::Registered = out.event(self.registry_addr()).ok_or_else(|| {
+            Error::Decode { what: "Registered".into(), reason: "event missing from receipt".into() }
         })?;
         Ok((ev.agentId, out))
     }
 
     /// Signs the ERC-8004 wallet proof as `self` (the NEW wallet) for `agent_id` owned by `owner`.
-    pub fn sign_agent_wallet(&self, agent_id: U256, owner: Address, deadline: U256) -> Result<Bytes> {
+    pub fn sign_agent_wallet(
+        &self,
+        agent_id: U256,
+        owner: Address,
+        deadline: U256,
+    ) -> Result<Bytes> {
         let domain = eip712_domain! {
             name: "ERC8004IdentityRegistry",
             version: "1",
@@ -57,13 +61,19 @@ impl ReefClient {
         deadline: U256,
         signature: Bytes,
     ) -> Result<TxOutcome> {
-        let call = AgentRegistry::setAgentWalletCall { agentId: agent_id, newWallet: wallet, deadline, signature };
+        let call = AgentRegistry::setAgentWalletCall {
+            agentId: agent_id,
+            newWallet: wallet,
+            deadline,
+            signature,
+        };
         self.send_call("setAgentWallet", self.registry_addr(), &call, U256::ZERO).await
     }
 
     /// The agent's payment wallet (zero if unset).
     pub async fn agent_wallet(&self, agent_id: U256) -> Result<Address> {
-        self.view(self.registry_addr(), AgentRegistry::getAgentWalletCall { agentId: agent_id }).await
+        self.view(self.registry_addr(), AgentRegistry::getAgentWalletCall { agentId: agent_id })
+            .await
     }
 
     /// Bonds `amount` wei of stake for this account.

@@ -12,7 +12,10 @@ use alloy::{
 
 use crate::{
     Error, Result,
-    bindings::{channel::PaymentChannel::Voucher, escrow::IBountyTypes::{Attestation, Bid}},
+    bindings::{
+        channel::PaymentChannel::Voucher,
+        escrow::IBountyTypes::{Attestation, Bid},
+    },
 };
 
 /// EIP-712 domain name of the BountyEscrow.
@@ -41,9 +44,14 @@ pub fn sign_typed<T: SolStruct>(
 }
 
 /// Recovers the EOA that signed `value` under `domain`.
-pub fn recover_typed<T: SolStruct>(value: &T, domain: &Eip712Domain, sig: &[u8]) -> Result<Address> {
-    let sig = Signature::try_from(sig)
-        .map_err(|e| Error::InvalidInput(format!("malformed signature ({} bytes): {e}", sig.len())))?;
+pub fn recover_typed<T: SolStruct>(
+    value: &T,
+    domain: &Eip712Domain,
+    sig: &[u8],
+) -> Result<Address> {
+    let sig = Signature::try_from(sig).map_err(|e| {
+        Error::InvalidInput(format!("malformed signature ({} bytes): {e}", sig.len()))
+    })?;
     let digest: B256 = value.eip712_signing_hash(domain);
     sig.recover_address_from_prehash(&digest)
         .map_err(|e| Error::InvalidInput(format!("unrecoverable signature: {e}")))
@@ -96,6 +104,7 @@ mod tests {
     fn bid() -> Bid {
         Bid {
             bountyId: U256::from(7),
+            termsHash: alloy::primitives::B256::repeat_byte(9),
             bidder: dev_signer(1).address(),
             amount: U256::from(1000),
             deadline: 2_000_000_000,
@@ -119,7 +128,8 @@ mod tests {
         let sig = sign_bid(&s, &bid(), &escrow_domain(31337, c)).unwrap();
         let other_chain = verify_typed(&bid(), &escrow_domain(1, c), &sig, s.address());
         assert!(matches!(other_chain, Err(Error::BadSignature { .. })));
-        let other_contract = verify_typed(&bid(), &escrow_domain(31337, Address::ZERO), &sig, s.address());
+        let other_contract =
+            verify_typed(&bid(), &escrow_domain(31337, Address::ZERO), &sig, s.address());
         assert!(matches!(other_contract, Err(Error::BadSignature { .. })));
         let mut changed = bid();
         changed.amount = U256::from(999);

@@ -15,18 +15,33 @@ impl ReefClient {
     }
 
     /// Allowance `owner` gave `spender` in `token`.
-    pub async fn allowance(&self, token: Address, owner: Address, spender: Address) -> Result<U256> {
+    pub async fn allowance(
+        &self,
+        token: Address,
+        owner: Address,
+        spender: Address,
+    ) -> Result<U256> {
         self.view(token, Erc20::allowanceCall { owner, spender }).await
     }
 
     /// Approves `spender` for `amount` of `token` from this client's account.
-    pub async fn approve(&self, token: Address, spender: Address, amount: U256) -> Result<TxOutcome> {
+    pub async fn approve(
+        &self,
+        token: Address,
+        spender: Address,
+        amount: U256,
+    ) -> Result<TxOutcome> {
         self.send_call("approve", token, &Erc20::approveCall { spender, value: amount }, U256::ZERO)
             .await
     }
 
     /// Mints development tokens (only the ReefTestToken faucet supports this).
-    pub async fn mint_test_tokens(&self, token: Address, to: Address, amount: U256) -> Result<TxOutcome> {
+    pub async fn mint_test_tokens(
+        &self,
+        token: Address,
+        to: Address,
+        amount: U256,
+    ) -> Result<TxOutcome> {
         self.send_call("mint", token, &Erc20::mintCall { to, amount }, U256::ZERO).await
     }
 

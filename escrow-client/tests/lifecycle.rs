@@ -10,8 +10,8 @@ use common::*;
 use escrow_client::{
     ClientOptions, Error, ReefClient, RetryPolicy,
     bindings::escrow::BountyEscrow,
-    escrow::Status,
     devnet::dev_signer,
+    escrow::Status,
     escrow::random_salt,
     signing::{self, verdict},
 };
@@ -49,7 +49,8 @@ async fn post_fund_and_award_in_one_transaction() {
     let terms = env.poster.terms(&env.new_bounty(ether("5"), now + 3_600)).await.unwrap();
     let salt = random_salt();
     let id = escrow_client::escrow::bounty_id(env.poster.address(), salt);
-    let (bid, sig) = env.provider.sign_bid(id, ether("4"), now + 600, U256::from(1)).unwrap();
+    let (bid, sig) =
+        env.provider.sign_bid(id, &terms, ether("4"), now + 600, U256::from(1)).unwrap();
     let (id2, b, txs) = env.poster.post_fund_and_award(salt, terms, bid, sig, true).await.unwrap();
     assert_eq!(id, id2);
     assert_eq!(txs.last().unwrap().action, "postFundAndAward");
@@ -66,7 +67,7 @@ async fn poster_evaluates_submit_then_release_and_double_release_fails() {
     nb.evaluator = None; // poster evaluates
     let terms = env.poster.terms(&nb).await.unwrap();
     let (id, b, _) = env.poster.post_and_fund(random_salt(), terms, true).await.unwrap();
-    let (bid, sig) = env.provider.sign_bid(id, ether("10"), now + 600, U256::from(9)).unwrap();
+    let (bid, sig) = env.provider.sign_bid(id, &b, ether("10"), now + 600, U256::from(9)).unwrap();
     let (b, _) = env.poster.award(id, &b, bid, sig).await.unwrap();
     let (b, _) = env.provider.submit(id, &b, result_hash("done")).await.unwrap();
     env.poster.release(id, &b).await.unwrap();
@@ -81,14 +82,15 @@ async fn bid_with_bad_signature_is_rejected_on_and_off_chain() {
     let (id, b) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
     // The stranger signs a bid claiming to be the provider.
-    let (mut bid, _) = env.provider.sign_bid(id, ether("1"), deadline, U256::from(1)).unwrap();
-    let forged = env.stranger.sign_bid(id, ether("1"), deadline, U256::from(1)).unwrap().1;
+    let (mut bid, _) = env.provider.sign_bid(id, &b, ether("1"), deadline, U256::from(1)).unwrap();
+    let forged = env.stranger.sign_bid(id, &b, ether("1"), deadline, U256::from(1)).unwrap().1;
     bid.bidder = env.provider.address();
     let off = env.poster.award(id, &b, bid.clone(), forged.clone()).await.unwrap_err();
     assert!(matches!(off, Error::BadSignature { .. }), "{off}");
     // Bypass the client's own check: the contract rejects it too.
     let call = BountyEscrow::awardCall { id, b, bid, sig: forged };
-    let on = env.poster.send_call("award", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
+    let on =
+        env.poster.send_call("award", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
     assert_eq!(on.revert_name().as_deref(), Some("InvalidSignature"), "{on}");
 }
 
@@ -98,8 +100,10 @@ async fn replayed_bid_nonce_is_rejected() {
     let (id1, b1) = env.posted(ether("10")).await;
     let (id2, b2) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
-    let (bid1, sig1) = env.provider.sign_bid(id1, ether("5"), deadline, U256::from(42)).unwrap();
-    let (bid2, sig2) = env.provider.sign_bid(id2, ether("5"), deadline, U256::from(42)).unwrap();
+    let (bid1, sig1) =
+        env.provider.sign_bid(id1, &b1, ether("5"), deadline, U256::from(42)).unwrap();
+    let (bid2, sig2) =
+        env.provider.sign_bid(id2, &b2, ether("5"), deadline, U256::from(42)).unwrap();
     env.poster.award(id1, &b1, bid1.clone(), sig1.clone()).await.unwrap();
     let err = env.poster.award(id2, &b2, bid2, sig2).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("NonceUsed"), "{err}");
@@ -113,7 +117,7 @@ async fn expired_bid_is_rejected() {
     let env = setup().await;
     let (id, b) = env.posted(ether("10")).await;
     let now = env.poster.chain_time().await.unwrap();
-    let (bid, sig) = env.provider.sign_bid(id, ether("5"), now + 10, U256::from(3)).unwrap();
+    let (bid, sig) = env.provider.sign_bid(id, &b, ether("5"), now + 10, U256::from(3)).unwrap();
     env.warp(60).await;
     let err = env.poster.award(id, &b, bid, sig).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("BidExpired"), "{err}");
@@ -124,17 +128,19 @@ async fn signature_for_another_chain_is_rejected() {
     let env = setup().await;
     let (id, b) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
-    let (bid, _) = env.provider.sign_bid(id, ether("5"), deadline, U256::from(4)).unwrap();
+    let (bid, _) = env.provider.sign_bid(id, &b, ether("5"), deadline, U256::from(4)).unwrap();
     let wrong = signing::escrow_domain(1, env.dep.bounty_escrow);
     let sig = signing::sign_bid(env.provider.signer(), &bid, &wrong).unwrap();
     let call = BountyEscrow::awardCall { id, b, bid, sig };
-    let err = env.poster.send_call("award", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
+    let err =
+        env.poster.send_call("award", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("InvalidSignature"), "{err}");
 
     // And a client pointed at a deployment of another chain refuses to connect.
     let mut dep = env.dep.clone();
     dep.chain_id = 1;
-    let err = ReefClient::connect(&env.anvil.rpc_url, dev_signer(0), dep, opts()).await.unwrap_err();
+    let err =
+        ReefClient::connect(&env.anvil.rpc_url, dev_signer(0), dep, opts()).await.unwrap_err();
     assert!(matches!(err, Error::WrongChain { expected: 1, actual: 31337 }), "{err}");
 }
 
@@ -148,7 +154,11 @@ async fn insufficient_allowance_and_balance_are_clear_errors() {
     assert!(matches!(err, Error::InsufficientAllowance { .. }), "{err}");
     // Without the pre-flight the token's own error is decoded.
     let call = BountyEscrow::postAndFundCall { salt: random_salt(), terms };
-    let err = env.poster.send_call("postAndFund", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
+    let err = env
+        .poster
+        .send_call("postAndFund", env.dep.bounty_escrow, &call, U256::ZERO)
+        .await
+        .unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("ERC20InsufficientAllowance"), "{err}");
 
     // A fresh key holds nothing at all.
@@ -158,7 +168,8 @@ async fn insufficient_allowance_and_balance_are_clear_errors() {
     assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
     // And cannot pay gas.
     let call = BountyEscrow::postAndFundCall { salt: random_salt(), terms };
-    let err = broke.send_call("postAndFund", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
+    let err =
+        broke.send_call("postAndFund", env.dep.bounty_escrow, &call, U256::ZERO).await.unwrap_err();
     assert!(matches!(err, Error::InsufficientFunds { .. } | Error::Revert { .. }), "{err}");
 }
 
@@ -221,7 +232,8 @@ async fn forged_attestation_is_rejected() {
     let (id, b) = env.awarded(ether("10"), ether("10")).await;
     let rh = result_hash("r");
     let forged = env.stranger.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
-    let err = env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, forged).await.unwrap_err();
+    let err =
+        env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, forged).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("InvalidSignature"), "{err}");
 }
 
@@ -230,7 +242,8 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
     use alloy::providers::Provider;
     let env = setup().await;
     let id = U256::from(123456789u64);
-    let (bid, sig) = env.provider.sign_bid(id, 1_000, 2_000_000_000, U256::from(7)).unwrap();
+    let (bid, sig) =
+        env.provider.sign_bid(id, &sample_terms(), 1_000, 2_000_000_000, U256::from(7)).unwrap();
     // The contract computes the same digest.
     let onchain: alloy::primitives::B256 = env
         .provider
@@ -248,7 +261,8 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
                 {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}
             ],
             "Bid": [
-                {"name": "bountyId", "type": "uint256"}, {"name": "bidder", "type": "address"},
+                {"name": "bountyId", "type": "uint256"}, {"name": "termsHash", "type": "bytes32"},
+                {"name": "bidder", "type": "address"},
                 {"name": "amount", "type": "uint256"}, {"name": "deadline", "type": "uint64"},
                 {"name": "nonce", "type": "uint256"}
             ]
@@ -256,7 +270,7 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
         "primaryType": "Bid",
         "domain": {"name": "ReefBountyEscrow", "version": "1", "chainId": 31337,
                    "verifyingContract": env.dep.bounty_escrow},
-        "message": {"bountyId": "123456789", "bidder": env.provider.address(), "amount": "1000",
+        "message": {"bountyId": "123456789", "termsHash": bid.termsHash, "bidder": env.provider.address(), "amount": "1000",
                     "deadline": 2000000000u64, "nonce": "7"}
     });
     let wallet_sig: Bytes = env
@@ -266,6 +280,43 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
         .await
         .unwrap();
     assert_eq!(wallet_sig, sig);
+}
+
+fn sample_terms() -> escrow_client::bindings::escrow::IBountyTypes::Bounty {
+    escrow_client::bindings::escrow::IBountyTypes::Bounty {
+        poster: Address::repeat_byte(1),
+        token: Address::repeat_byte(2),
+        amount: 1_000,
+        evaluator: Address::repeat_byte(3),
+        deadline: 2_000_000_000,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bid_for_other_terms_is_rejected() {
+    let env = setup().await;
+    let (id, b) = env.posted(ether("10")).await;
+    let deadline = env.poster.chain_time().await.unwrap() + 600;
+    // The bidder agreed to other terms (e.g. another evaluator): the award is refused.
+    let mut other = b.clone();
+    other.evaluator = env.stranger.address();
+    let (bid, sig) =
+        env.provider.sign_bid(id, &other, ether("5"), deadline, U256::from(11)).unwrap();
+    let err = env.poster.award(id, &b, bid, sig).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("BidMismatch"), "{err}");
+}
+
+#[tokio::test]
+async fn terms_hash_matches_the_contract() {
+    let env = setup().await;
+    let (_, b) = env.posted(ether("3")).await;
+    let onchain: alloy::primitives::B256 = env
+        .poster
+        .view(env.dep.bounty_escrow, BountyEscrow::hashBountyCall { b: b.clone() })
+        .await
+        .unwrap();
+    assert_eq!(onchain, escrow_client::escrow::terms_hash(&b));
 }
 
 #[tokio::test]
@@ -309,7 +360,11 @@ async fn contest_mode_splits_between_winners() {
         winners: vec![a.address()],
         sharesBps: vec![10_000],
     };
-    let err = env.evaluator.send_call("pickWinners", env.dep.bounty_escrow, &early, U256::ZERO).await.unwrap_err();
+    let err = env
+        .evaluator
+        .send_call("pickWinners", env.dep.bounty_escrow, &early, U256::ZERO)
+        .await
+        .unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("TooEarly"), "{err}");
     env.warp(3_601).await;
     let call = BountyEscrow::pickWinnersCall {

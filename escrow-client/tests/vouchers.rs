@@ -17,7 +17,10 @@ async fn cumulative_vouchers_from_many_payers_redeem_in_one_batch() {
         // 1,000 micro-payments of 0.001 each: only the last cumulative voucher is redeemed.
         let mut last = None;
         for i in 1..=1_000u64 {
-            last = Some(p.sign_voucher(ch, payee.address(), U256::from(i) * U256::from(ether("0.001"))).unwrap());
+            last = Some(
+                p.sign_voucher(ch, payee.address(), U256::from(i) * U256::from(ether("0.001")))
+                    .unwrap(),
+            );
         }
         let (v, s) = last.unwrap();
         assert_eq!(payee.verify_voucher(&v, &s).await.unwrap(), U256::from(ether("1")));
@@ -56,9 +59,15 @@ async fn payer_reclaims_remainder_after_challenge_period() {
 #[tokio::test]
 async fn forged_voucher_is_rejected() {
     let env = setup().await;
-    let (ch, _) = env.poster.open_channel(env.provider.address(), Address::ZERO, ether("1"), 600).await.unwrap();
-    let (mut v, _) = env.poster.sign_voucher(ch, env.provider.address(), U256::from(ether("0.5"))).unwrap();
-    let (_, forged) = env.stranger.sign_voucher(ch, env.provider.address(), U256::from(ether("0.5"))).unwrap();
+    let (ch, _) = env
+        .poster
+        .open_channel(env.provider.address(), Address::ZERO, ether("1"), 600)
+        .await
+        .unwrap();
+    let (mut v, _) =
+        env.poster.sign_voucher(ch, env.provider.address(), U256::from(ether("0.5"))).unwrap();
+    let (_, forged) =
+        env.stranger.sign_voucher(ch, env.provider.address(), U256::from(ether("0.5"))).unwrap();
     v.payer = env.poster.address();
     assert!(env.provider.verify_voucher(&v, &forged).await.is_err());
     let err = env.provider.redeem_voucher(v, forged).await.unwrap_err();

@@ -5,3 +5,4 @@
 pub mod cmd;
 pub mod ioa;
 pub mod logging;
+pub mod market;

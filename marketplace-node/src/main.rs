@@ -24,6 +24,10 @@ enum Command {
     Node(cmd::node::NodeArgs),
     /// Run or manage an agent.
     Agent(cmd::agent::AgentArgs),
+    /// Index the chain into SQL (SQLite or Postgres), reorg-safe.
+    Indexer(cmd::indexer::IndexerArgs),
+    /// Agents' reputation scores from the index, explained.
+    Agents(cmd::agents::AgentsArgs),
 }
 
 #[tokio::main]
@@ -36,5 +40,7 @@ async fn main() -> eyre::Result<()> {
         Command::Demo(args) => args.run().await,
         Command::Node(args) => args.run().await,
         Command::Agent(args) => args.run().await,
+        Command::Indexer(args) => args.run().await,
+        Command::Agents(args) => args.run().await,
     }
 }

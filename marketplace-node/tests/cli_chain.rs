@@ -38,7 +38,8 @@ impl Drop for Devnet {
 
 #[test]
 fn devnet_and_bounty_commands_end_to_end() {
-    let dir = std::env::temp_dir().join(format!("reef-cli-{}-{}", std::process::id(), rand_suffix()));
+    let dir =
+        std::env::temp_dir().join(format!("reef-cli-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let dn = Devnet { dir: dir.clone() };
     let port = escrow_client::devnet::free_port().unwrap().to_string();
@@ -58,15 +59,30 @@ fn devnet_and_bounty_commands_end_to_end() {
     assert!(err.contains("already running"), "{err}");
 
     let (ok, out, err) = reef(
-        &["bounty", "post", "Sort these numbers", "--reward", "5", "--token", "test", "--deadline", "1h",
-          "--approve", "--rpc-url", &rpc, "--json"],
+        &[
+            "bounty",
+            "post",
+            "Sort these numbers",
+            "--reward",
+            "5",
+            "--token",
+            "test",
+            "--deadline",
+            "1h",
+            "--approve",
+            "--rpc-url",
+            &rpc,
+            "--json",
+        ],
         &dir,
     );
     assert!(ok, "post failed: {err}");
     let posted = json(&out);
     let id = posted["id"].as_str().unwrap().to_string();
     assert_eq!(posted["amount"], "5000000000000000000");
-    assert!(posted["transactions"].as_array().unwrap().iter().any(|t| t["action"] == "postAndFund"));
+    assert!(
+        posted["transactions"].as_array().unwrap().iter().any(|t| t["action"] == "postAndFund")
+    );
 
     let (ok, out, err) = reef(&["bounty", "show", &id, "--rpc-url", &rpc, "--json"], &dir);
     assert!(ok, "{err}");
@@ -86,7 +102,20 @@ fn devnet_and_bounty_commands_end_to_end() {
     // A key with no funds: told what is missing before any transaction.
     let broke = "0x1111111111111111111111111111111111111111111111111111111111111111";
     let (ok, _, err) = reef(
-        &["bounty", "post", "x", "--reward", "1", "--token", "test", "--approve", "--key", broke, "--rpc-url", &rpc],
+        &[
+            "bounty",
+            "post",
+            "x",
+            "--reward",
+            "1",
+            "--token",
+            "test",
+            "--approve",
+            "--key",
+            broke,
+            "--rpc-url",
+            &rpc,
+        ],
         &dir,
     );
     assert!(!ok);

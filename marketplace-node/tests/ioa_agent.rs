@@ -22,7 +22,12 @@ impl Drop for Kill {
 }
 
 /// Drive one sync task through a group and return the executor's `execution` body.
-async fn assign_and_wait(node: &NodeProc, boss: &PrivateKeySigner, worker: alloy_primitives::Address, input: Value) -> Value {
+async fn assign_and_wait(
+    node: &NodeProc,
+    boss: &PrivateKeySigner,
+    worker: alloy_primitives::Address,
+    input: Value,
+) -> Value {
     let (b, mut ev) = Client::connect(&node.ws_url(), boss.clone()).await.unwrap();
     // Wait until the worker is online (registered and connected).
     poll(|| {
@@ -33,11 +38,20 @@ async fn assign_and_wait(node: &NodeProc, boss: &PrivateKeySigner, worker: alloy
     let g = b.create_group("job", &[worker], None).await.unwrap();
     b.join(&g.group_id, Some(0)).await.unwrap();
     let mut engine = Engine::new(boss.address());
-    b.send(&g.group_id, State::TaskAssignment, None, Some(json!({"task_id":"t1","assignee":worker,"mode":"sync","input":input})))
-        .await
-        .unwrap();
+    b.send(
+        &g.group_id,
+        State::TaskAssignment,
+        None,
+        Some(json!({"task_id":"t1","assignee":worker,"mode":"sync","input":input})),
+    )
+    .await
+    .unwrap();
     loop {
-        let Event::Message(m) = tokio::time::timeout(DEADLINE, ev.recv()).await.expect("timed out").unwrap() else { continue };
+        let Event::Message(m) =
+            tokio::time::timeout(DEADLINE, ev.recv()).await.expect("timed out").unwrap()
+        else {
+            continue;
+        };
         for a in engine.on_message(&m) {
             if let Action::Conclude { result, .. } = a {
                 assert_eq!(m.sender_id, worker);
@@ -55,7 +69,21 @@ async fn ioa_reef_agent_runs_exec_brain() {
     let script = r#"read line; case "$line" in *fail*) echo '"nope"'; exit 3;; esac; echo "{\"got\": $line}""#;
     let _agent = Kill(
         Command::new(env!("CARGO_BIN_EXE_reef"))
-            .args(["agent", "run", "--node", &node.ws_url(), "--key", &key, "--name", "echo", "--skills", "echo", "--exec", script, "--json"])
+            .args([
+                "agent",
+                "run",
+                "--node",
+                &node.ws_url(),
+                "--key",
+                &key,
+                "--name",
+                "echo",
+                "--skills",
+                "echo",
+                "--exec",
+                script,
+                "--json",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -78,12 +106,25 @@ async fn ioa_python_example_agent() {
     let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ioa-pyvenv");
     let py = venv.join("bin/python");
     if !py.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         assert!(ok, "python3 -m venv failed");
     }
-    let have = Command::new(&py).args(["-c", "import websockets, eth_account"]).status().map(|s| s.success()).unwrap_or(false);
+    let have = Command::new(&py)
+        .args(["-c", "import websockets, eth_account"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !have {
-        let ok = Command::new(&py).args(["-m", "pip", "install", "-q", "websockets", "eth-account"]).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "websockets", "eth-account"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         if !ok {
             eprintln!("SKIPPED: could not pip install websockets eth-account");
             return;

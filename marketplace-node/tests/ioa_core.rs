@@ -13,7 +13,10 @@ use support::*;
 
 async fn next_message(ev: &mut reef_agent_sdk::Events) -> reef_wire::Envelope {
     loop {
-        let e = tokio::time::timeout(DEADLINE, ev.recv()).await.expect("timed out").expect("events closed");
+        let e = tokio::time::timeout(DEADLINE, ev.recv())
+            .await
+            .expect("timed out")
+            .expect("events closed");
         if let Event::Message(m) = e {
             return m;
         }
@@ -33,22 +36,55 @@ fn card(name: &str, desc: &str, skills: &[&str], price: f64) -> AgentCard {
 }
 
 pub(crate) async fn scenario(node: &NodeProc) {
-    let (ka, kb, kc) = (PrivateKeySigner::random(), PrivateKeySigner::random(), PrivateKeySigner::random());
+    let (ka, kb, kc) =
+        (PrivateKeySigner::random(), PrivateKeySigner::random(), PrivateKeySigner::random());
     let (a, mut ea) = Client::connect(&node.ws_url(), ka.clone()).await.unwrap();
     let (b, mut eb) = Client::connect(&node.ws_url(), kb.clone()).await.unwrap();
     let (c, _ec) = Client::connect(&node.ws_url(), kc.clone()).await.unwrap();
     assert_eq!(a.node_id(), node.node_id);
 
     // Registry + discovery (BM25 ranking, filters, presence).
-    a.register(card("Translator", "translates French and German legal documents", &["translation", "french"], 5.0)).await.unwrap();
-    b.register(card("Summarizer", "summarizes long documents into bullet points", &["summarization"], 2.0)).await.unwrap();
-    c.register(card("Coder", "writes Rust code and reviews pull requests", &["rust", "code-review"], 50.0)).await.unwrap();
-    let hits = b.discover(AgentQuery { query: "translate french documents".into(), ..Default::default() }).await.unwrap();
+    a.register(card(
+        "Translator",
+        "translates French and German legal documents",
+        &["translation", "french"],
+        5.0,
+    ))
+    .await
+    .unwrap();
+    b.register(card(
+        "Summarizer",
+        "summarizes long documents into bullet points",
+        &["summarization"],
+        2.0,
+    ))
+    .await
+    .unwrap();
+    c.register(card(
+        "Coder",
+        "writes Rust code and reviews pull requests",
+        &["rust", "code-review"],
+        50.0,
+    ))
+    .await
+    .unwrap();
+    let hits = b
+        .discover(AgentQuery { query: "translate french documents".into(), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(hits[0].address, ka.address(), "{hits:?}");
     assert!(hits[0].score > 0.0 && hits[0].online);
-    let hits = b.discover(AgentQuery { query: "documents".into(), max_price: Some(3.0), ..Default::default() }).await.unwrap();
+    let hits = b
+        .discover(AgentQuery {
+            query: "documents".into(),
+            max_price: Some(3.0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(hits.iter().map(|h| h.address).collect::<Vec<_>>(), vec![kb.address()]);
-    let hits = b.discover(AgentQuery { skills: vec!["rust".into()], ..Default::default() }).await.unwrap();
+    let hits =
+        b.discover(AgentQuery { skills: vec!["rust".into()], ..Default::default() }).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].card.name, "Coder");
 
@@ -72,9 +108,16 @@ pub(crate) async fn scenario(node: &NodeProc) {
         let mut extra = Map::new();
         extra.insert("mood".into(), json!(i));
         let st = if i == 7 { State::Other("haggling".into()) } else { State::Discussion };
-        a.send_message(SendMessage { group_id: gid.clone(), msg_id: format!("m{i}"), state: st, task_desc: None, body: Some(json!(i)), extra })
-            .await
-            .unwrap();
+        a.send_message(SendMessage {
+            group_id: gid.clone(),
+            msg_id: format!("m{i}"),
+            state: st,
+            task_desc: None,
+            body: Some(json!(i)),
+            extra,
+        })
+        .await
+        .unwrap();
     }
     for i in 0..20u64 {
         let m = next_message(&mut eb).await;
@@ -87,7 +130,14 @@ pub(crate) async fn scenario(node: &NodeProc) {
     }
     // Idempotent msg_id.
     let (seq, dup) = a
-        .send_message(SendMessage { group_id: gid.clone(), msg_id: "m3".into(), state: State::Discussion, task_desc: None, body: Some(json!("again")), extra: Map::new() })
+        .send_message(SendMessage {
+            group_id: gid.clone(),
+            msg_id: "m3".into(),
+            state: State::Discussion,
+            task_desc: None,
+            body: Some(json!("again")),
+            extra: Map::new(),
+        })
         .await
         .unwrap();
     assert_eq!((seq, dup), (4, true));
@@ -120,20 +170,39 @@ pub(crate) async fn scenario(node: &NodeProc) {
 
     // REST: same data, bearer auth, non-member rejected.
     let ta = rest_login(&node.addr, &ka);
-    let (st, v) = http(&node.addr, "GET", &format!("/v1/groups/{gid}/messages?since_seq=19"), Some(&ta), None);
+    let (st, v) = http(
+        &node.addr,
+        "GET",
+        &format!("/v1/groups/{gid}/messages?since_seq=19"),
+        Some(&ta),
+        None,
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["messages"].as_array().unwrap().len(), 2);
-    let (st, v) = http(&node.addr, "POST", &format!("/v1/groups/{gid}/messages"), Some(&ta), Some(&json!({"msg_id":"rest-1","state":"conclusion","body":{"ok":true},"sender_id":"0x0000000000000000000000000000000000000001"})));
+    let (st, v) = http(
+        &node.addr,
+        "POST",
+        &format!("/v1/groups/{gid}/messages"),
+        Some(&ta),
+        Some(
+            &json!({"msg_id":"rest-1","state":"conclusion","body":{"ok":true},"sender_id":"0x0000000000000000000000000000000000000001"}),
+        ),
+    );
     assert_eq!((st, v["seq"].as_u64()), (200, Some(22)), "{v}");
     assert_eq!(next_message(&mut eb).await.seq, 21);
     let m = next_message(&mut eb).await;
-    assert_eq!((m.seq, m.sender_id, m.state), (22, ka.address(), State::Conclusion), "sender is the authenticated caller");
+    assert_eq!(
+        (m.seq, m.sender_id, m.state),
+        (22, ka.address(), State::Conclusion),
+        "sender is the authenticated caller"
+    );
     let tc = rest_login(&node.addr, &kc);
     let (st, v) = http(&node.addr, "GET", &format!("/v1/groups/{gid}/messages"), Some(&tc), None);
     assert_eq!((st, v["code"].as_str()), (403, Some("forbidden")));
     let (st, _) = http(&node.addr, "GET", &format!("/v1/groups/{gid}/messages"), None, None);
     assert_eq!(st, 401);
-    let (st, v) = http(&node.addr, "POST", "/v1/discover", None, Some(&json!({"query":"rust code"})));
+    let (st, v) =
+        http(&node.addr, "POST", "/v1/discover", None, Some(&json!({"query":"rust code"})));
     assert_eq!(st, 200);
     assert_eq!(v["agents"][0]["card"]["name"], "Coder");
 }

@@ -33,7 +33,10 @@ async fn ioa_bad_frames_get_error_frames_and_connection_survives() {
     assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::MalformedJson));
     send_json(&mut ws, json!({"type":"teleport","req_id":"x"})).await;
     let f = next_frame(&mut ws).await.unwrap();
-    assert!(matches!(&f, ServerFrame::Error { code: ErrorCode::UnknownType, req_id: Some(r), .. } if r == "x"), "{f:?}");
+    assert!(
+        matches!(&f, ServerFrame::Error { code: ErrorCode::UnknownType, req_id: Some(r), .. } if r == "x"),
+        "{f:?}"
+    );
     send_json(&mut ws, json!({"type":"send","group_id":"g"})).await;
     assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::MissingField));
     send_json(&mut ws, json!({"type":"create_group","name":7})).await;
@@ -49,10 +52,18 @@ async fn ioa_oversized_frame_closes_1009_and_nothing_is_applied() {
     let key = PrivateKeySigner::random();
     let mut ws = raw_login(&node, &key).await;
     send_json(&mut ws, json!({"type":"create_group","name":"g","req_id":"c"})).await;
-    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    let ServerFrame::Ok { result, .. } =
+        wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await
+    else {
+        unreachable!()
+    };
     let gid = result["group_id"].as_str().unwrap().to_owned();
     let big = "x".repeat(10_000);
-    send_json(&mut ws, json!({"type":"send","group_id":gid,"msg_id":"big","state":"discussion","body":big})).await;
+    send_json(
+        &mut ws,
+        json!({"type":"send","group_id":gid,"msg_id":"big","state":"discussion","body":big}),
+    )
+    .await;
     let closed = loop {
         match next_frame(&mut ws).await {
             Ok(_) => continue,
@@ -62,7 +73,11 @@ async fn ioa_oversized_frame_closes_1009_and_nothing_is_applied() {
     assert_eq!(closed, Some(1009));
     let mut ws = raw_login(&node, &key).await;
     send_json(&mut ws, json!({"type":"join","group_id":gid,"req_id":"j"})).await;
-    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    let ServerFrame::Ok { result, .. } =
+        wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await
+    else {
+        unreachable!()
+    };
     assert_eq!(result["last_seq"], 0, "the oversized message was not stored");
 }
 
@@ -78,8 +93,14 @@ async fn ioa_auth_rejections() {
     assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::Unauthenticated));
     // Forged: signed by another key while claiming `key`'s address.
     let ServerFrame::Challenge { message, node_id, .. } = ch else { panic!() };
-    assert!(message.contains(&node_id) && message.contains("nonce: ") && message.contains("expires: "));
-    send_json(&mut ws, json!({"type":"auth","address":key.address(),"signature":sign(&other, &message)})).await;
+    assert!(
+        message.contains(&node_id) && message.contains("nonce: ") && message.contains("expires: ")
+    );
+    send_json(
+        &mut ws,
+        json!({"type":"auth","address":key.address(),"signature":sign(&other, &message)}),
+    )
+    .await;
     assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::AuthFailed));
     assert_eq!(next_frame(&mut ws).await.unwrap_err(), Some(1008));
 
@@ -87,13 +108,18 @@ async fn ioa_auth_rejections() {
     let (_ws1, ch1) = raw_connect(&node).await;
     let ServerFrame::Challenge { message: m1, .. } = ch1 else { panic!() };
     let (mut ws2, _) = raw_connect(&node).await;
-    send_json(&mut ws2, json!({"type":"auth","address":key.address(),"signature":sign(&key, &m1)})).await;
+    send_json(&mut ws2, json!({"type":"auth","address":key.address(),"signature":sign(&key, &m1)}))
+        .await;
     assert_eq!(code_of(&next_frame(&mut ws2).await.unwrap()), Some(ErrorCode::AuthFailed));
 
     // A signature for another node id is useless here.
     let foreign = reef_wire::login_message("some-other-node", "00", reef_wire::unix_now() + 60);
     let (mut ws3, _) = raw_connect(&node).await;
-    send_json(&mut ws3, json!({"type":"auth","address":key.address(),"signature":sign(&key, &foreign)})).await;
+    send_json(
+        &mut ws3,
+        json!({"type":"auth","address":key.address(),"signature":sign(&key, &foreign)}),
+    )
+    .await;
     assert_eq!(code_of(&next_frame(&mut ws3).await.unwrap()), Some(ErrorCode::AuthFailed));
 
     // REST: a challenge is single use.
@@ -107,7 +133,11 @@ async fn ioa_auth_rejections() {
     let node0 = spawn_node(&sqlite_url(), &["--challenge-ttl-secs", "0"]);
     let (mut ws, ch) = raw_connect(&node0).await;
     let ServerFrame::Challenge { message, .. } = ch else { panic!() };
-    send_json(&mut ws, json!({"type":"auth","address":key.address(),"signature":sign(&key, &message)})).await;
+    send_json(
+        &mut ws,
+        json!({"type":"auth","address":key.address(),"signature":sign(&key, &message)}),
+    )
+    .await;
     assert_eq!(code_of(&next_frame(&mut ws).await.unwrap()), Some(ErrorCode::ChallengeExpired));
 }
 
@@ -117,12 +147,23 @@ async fn ioa_sender_cannot_be_spoofed() {
     let key = PrivateKeySigner::random();
     let mut ws = raw_login(&node, &key).await;
     send_json(&mut ws, json!({"type":"create_group","name":"g"})).await;
-    let ServerFrame::Ok { result, .. } = wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await else { unreachable!() };
+    let ServerFrame::Ok { result, .. } =
+        wait_for(&mut ws, |f| matches!(f, ServerFrame::Ok { .. })).await
+    else {
+        unreachable!()
+    };
     let gid = result["group_id"].as_str().unwrap().to_owned();
     send_json(&mut ws, json!({"type":"join","group_id":gid})).await;
-    send_json(&mut ws, json!({"type":"send","group_id":gid,"msg_id":"1","state":"discussion",
-        "sender_id":"0x000000000000000000000000000000000000dEaD","seq":1000,"ts":1})).await;
-    let ServerFrame::Message(m) = wait_for(&mut ws, |f| matches!(f, ServerFrame::Message(_))).await else { unreachable!() };
+    send_json(
+        &mut ws,
+        json!({"type":"send","group_id":gid,"msg_id":"1","state":"discussion",
+        "sender_id":"0x000000000000000000000000000000000000dEaD","seq":1000,"ts":1}),
+    )
+    .await;
+    let ServerFrame::Message(m) = wait_for(&mut ws, |f| matches!(f, ServerFrame::Message(_))).await
+    else {
+        unreachable!()
+    };
     assert_eq!((m.sender_id, m.seq), (key.address(), 1));
     assert!(m.ts > 1);
 }
@@ -149,7 +190,10 @@ async fn ioa_rate_limit_answers_with_error_frames_not_disconnects() {
 
 #[tokio::test]
 async fn ioa_slow_consumer_is_disconnected_then_replays() {
-    let node = spawn_node(&sqlite_url(), &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"]);
+    let node = spawn_node(
+        &sqlite_url(),
+        &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"],
+    );
     let (slow, fast) = (PrivateKeySigner::random(), PrivateKeySigner::random());
     let (f, _fe) = reef_agent_sdk::Client::connect(&node.ws_url(), fast.clone()).await.unwrap();
     let g = f.create_group("firehose", &[slow.address()], None).await.unwrap();
@@ -167,8 +211,13 @@ async fn ioa_slow_consumer_is_disconnected_then_replays() {
     // could still be written within the grace period, else the TCP connection just ends).
     let mut got = 0u64;
     let closed_code = loop {
-        match tokio::time::timeout(DEADLINE, ws.next()).await.expect("the slow consumer must be disconnected") {
-            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => break c.map(|c| u16::from(c.code)),
+        match tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("the slow consumer must be disconnected")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c))) => {
+                break c.map(|c| u16::from(c.code));
+            }
             Some(Ok(_)) => got += 1,
             Some(Err(_)) | None => break None,
         }

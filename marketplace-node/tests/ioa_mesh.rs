@@ -13,7 +13,9 @@ use support::*;
 async fn collect(ev: &mut reef_agent_sdk::Events, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     while out.len() < n {
-        if let Event::Message(m) = tokio::time::timeout(DEADLINE, ev.recv()).await.expect("timed out").expect("closed") {
+        if let Event::Message(m) =
+            tokio::time::timeout(DEADLINE, ev.recv()).await.expect("timed out").expect("closed")
+        {
             out.push((m.seq, m.msg_id));
         }
     }
@@ -26,18 +28,28 @@ async fn ioa_two_nodes_same_order() {
     let nats = ["--nats-url", "nats://127.0.0.1:4222"];
     let n1 = spawn_node(&db.url, &nats);
     let n2 = spawn_node(&db.url, &nats);
-    let (k1, k2, k3) = (PrivateKeySigner::random(), PrivateKeySigner::random(), PrivateKeySigner::random());
+    let (k1, k2, k3) =
+        (PrivateKeySigner::random(), PrivateKeySigner::random(), PrivateKeySigner::random());
     let (a, mut ea) = Client::connect(&n1.ws_url(), k1.clone()).await.unwrap();
     let (b, mut eb) = Client::connect(&n2.ws_url(), k2.clone()).await.unwrap();
     let (c, mut ec) = Client::connect(&n2.ws_url(), k3.clone()).await.unwrap();
     assert_ne!(a.node_id(), b.node_id());
 
     // Registration on node 1 is discoverable on node 2 (index updated over the mesh).
-    a.register(reef_wire::AgentCard { name: "Oracle".into(), description: "weather forecasts".into(), ..Default::default() }).await.unwrap();
+    a.register(reef_wire::AgentCard {
+        name: "Oracle".into(),
+        description: "weather forecasts".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let hits = poll(|| {
         let b = b.clone();
         async move {
-            let h = b.discover(AgentQuery { query: "weather".into(), ..Default::default() }).await.unwrap();
+            let h = b
+                .discover(AgentQuery { query: "weather".into(), ..Default::default() })
+                .await
+                .unwrap();
             (!h.is_empty()).then_some(h)
         }
     })
@@ -67,12 +79,17 @@ async fn ioa_two_nodes_same_order() {
             }
         })
     };
-    let (t1, t2, t3) = (send_all(a.clone(), "a"), send_all(b.clone(), "b"), send_all(c.clone(), "c"));
+    let (t1, t2, t3) =
+        (send_all(a.clone(), "a"), send_all(b.clone(), "b"), send_all(c.clone(), "c"));
     t1.await.unwrap();
     t2.await.unwrap();
     t3.await.unwrap();
     let total = 3 * n;
-    let (ra, rb, rc) = (collect(&mut ea, total).await, collect(&mut eb, total).await, collect(&mut ec, total).await);
+    let (ra, rb, rc) = (
+        collect(&mut ea, total).await,
+        collect(&mut eb, total).await,
+        collect(&mut ec, total).await,
+    );
     let seqs: Vec<u64> = ra.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "gap-free, duplicate-free seqs");
     assert_eq!(ra, rb, "same messages, same order on both nodes");

@@ -13,7 +13,8 @@ use reef_wire::ServerFrame;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -51,7 +52,16 @@ impl Drop for NodeProc {
 pub fn spawn_node(database_url: &str, extra: &[&str]) -> NodeProc {
     let node_id = format!("node-{}", rand_hex(4));
     let mut child = Command::new(env!("CARGO_BIN_EXE_reef"))
-        .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", &node_id, "--database-url", database_url])
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--node-id",
+            &node_id,
+            "--database-url",
+            database_url,
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -60,7 +70,8 @@ pub fn spawn_node(database_url: &str, extra: &[&str]) -> NodeProc {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("read node stdout");
-    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("node did not start: {e}: {line:?}"));
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("node did not start: {e}: {line:?}"));
     NodeProc { child, addr: v["listen"].as_str().unwrap().to_owned(), node_id }
 }
 
@@ -78,7 +89,16 @@ impl PgDb {
     pub fn new() -> Self {
         let name = format!("reef_ioa_{}", rand_hex(6));
         let ok = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", &format!("CREATE DATABASE {name}")])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
             .status()
             .expect("psql");
         assert!(ok.success(), "create database");
@@ -89,7 +109,16 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .status();
     }
 }
@@ -110,7 +139,11 @@ pub fn sign(key: &PrivateKeySigner, message: &str) -> String {
 pub async fn raw_login(node: &NodeProc, key: &PrivateKeySigner) -> Ws {
     let (mut ws, ch) = raw_connect(node).await;
     let ServerFrame::Challenge { message, .. } = ch else { panic!("{ch:?}") };
-    send_json(&mut ws, serde_json::json!({"type":"auth","address":key.address(),"signature":sign(key, &message)})).await;
+    send_json(
+        &mut ws,
+        serde_json::json!({"type":"auth","address":key.address(),"signature":sign(key, &message)}),
+    )
+    .await;
     let w = next_frame(&mut ws).await.unwrap();
     assert!(matches!(w, ServerFrame::Welcome { .. }), "{w:?}");
     ws
@@ -127,9 +160,12 @@ pub async fn send_text(ws: &mut Ws, t: &str) {
 /// Next text frame as a ServerFrame; Err(close code) when the node closed.
 pub async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, Option<u16>> {
     loop {
-        let m = tokio::time::timeout(DEADLINE, ws.next()).await.expect("timed out waiting for a frame");
+        let m =
+            tokio::time::timeout(DEADLINE, ws.next()).await.expect("timed out waiting for a frame");
         match m {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap_or_else(|e| panic!("{e}: {t}"))),
+            Some(Ok(Message::Text(t))) => {
+                return Ok(serde_json::from_str(t.as_str()).unwrap_or_else(|e| panic!("{e}: {t}")));
+            }
             Some(Ok(Message::Close(c))) => return Err(c.map(|c| u16::from(c.code))),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return Err(None),
@@ -148,7 +184,13 @@ pub async fn wait_for(ws: &mut Ws, mut pred: impl FnMut(&ServerFrame) -> bool) -
 }
 
 /// Minimal HTTP/1.1 JSON call (no client library needed): returns (status, body).
-pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut s = std::net::TcpStream::connect(addr).expect("http connect");
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -170,7 +212,13 @@ pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Opt
 pub fn rest_login(addr: &str, key: &PrivateKeySigner) -> String {
     let (_, ch) = http(addr, "POST", "/v1/auth/challenge", None, None);
     let sig = sign(key, ch["message"].as_str().unwrap());
-    let (st, v) = http(addr, "POST", "/v1/auth/login", None, Some(&serde_json::json!({"address":key.address(),"nonce":ch["nonce"],"signature":sig})));
+    let (st, v) = http(
+        addr,
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&serde_json::json!({"address":key.address(),"nonce":ch["nonce"],"signature":sig})),
+    );
     assert_eq!(st, 200, "{v}");
     v["token"].as_str().unwrap().to_owned()
 }

@@ -249,6 +249,8 @@ pub enum ErrorCode {
     NotFound,
     /// The per-agent rate limit was hit; retry later.
     RateLimited,
+    /// The node is overloaded (its write queue is full); retry later.
+    Overloaded,
     /// Internal error (details are in the node's log, never on the wire).
     Internal,
     /// A code this version does not know.
@@ -467,8 +469,7 @@ pub fn recover_signer(message: &str, signature: &str) -> Result<Address> {
         return Err(Error::BadSignature(format!("expected 65 bytes, got {}", bytes.len())));
     }
     let sig = Signature::from_raw(&bytes).map_err(|e| Error::BadSignature(e.to_string()))?;
-    sig.recover_address_from_msg(message.as_bytes())
-        .map_err(|e| Error::BadSignature(e.to_string()))
+    sig.recover_address_from_msg(message.as_bytes()).map_err(|e| Error::BadSignature(e.to_string()))
 }
 
 /// Parse a client frame, classifying failures into wire error codes.
@@ -481,7 +482,10 @@ pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
         Err(e) => return (None, Err(frame_err(ErrorCode::MalformedJson, e.to_string()))),
     };
     let Value::Object(mut obj) = value else {
-        return (None, Err(frame_err(ErrorCode::MalformedJson, "frame must be a JSON object".into())));
+        return (
+            None,
+            Err(frame_err(ErrorCode::MalformedJson, "frame must be a JSON object".into())),
+        );
     };
     let req_id = match obj.remove("req_id") {
         Some(Value::String(s)) => Some(s),
@@ -490,12 +494,25 @@ pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
     };
     obj.remove("v");
     let kind = match obj.get("type") {
-        None => return (req_id, Err(frame_err(ErrorCode::MissingField, "missing field `type`".into()))),
+        None => {
+            return (
+                req_id,
+                Err(frame_err(ErrorCode::MissingField, "missing field `type`".into())),
+            );
+        }
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return (req_id, Err(frame_err(ErrorCode::InvalidFrame, "`type` must be a string".into()))),
+        Some(_) => {
+            return (
+                req_id,
+                Err(frame_err(ErrorCode::InvalidFrame, "`type` must be a string".into())),
+            );
+        }
     };
     if !CLIENT_FRAME_TYPES.contains(&kind.as_str()) {
-        return (req_id, Err(frame_err(ErrorCode::UnknownType, format!("unknown frame type `{kind}`"))));
+        return (
+            req_id,
+            Err(frame_err(ErrorCode::UnknownType, format!("unknown frame type `{kind}`"))),
+        );
     }
     if kind == "send" {
         for node_owned in ["sender_id", "seq", "ts"] {
@@ -504,7 +521,11 @@ pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
     }
     let res = serde_json::from_value::<ClientFrame>(Value::Object(obj)).map_err(|e| {
         let msg = e.to_string();
-        let code = if msg.starts_with("missing field") { ErrorCode::MissingField } else { ErrorCode::InvalidFrame };
+        let code = if msg.starts_with("missing field") {
+            ErrorCode::MissingField
+        } else {
+            ErrorCode::InvalidFrame
+        };
         frame_err(code, msg)
     });
     (req_id, res)
@@ -545,7 +566,9 @@ mod tests {
     #[test]
     fn unknown_state_and_fields_round_trip() {
         let text = r#"{"type":"message","group_id":"g","sender_id":"0x0000000000000000000000000000000000000001","state":"haggling","msg_id":"m","seq":3,"ts":1,"mood":"ok"}"#;
-        let ServerFrame::Message(env) = serde_json::from_str::<ServerFrame>(text).unwrap() else { panic!() };
+        let ServerFrame::Message(env) = serde_json::from_str::<ServerFrame>(text).unwrap() else {
+            panic!()
+        };
         assert_eq!(env.state, State::Other("haggling".into()));
         assert_eq!(env.extra.get("mood"), Some(&Value::from("ok")));
         let back = serde_json::to_value(ServerFrame::Message(env)).unwrap();
@@ -565,7 +588,9 @@ mod tests {
         assert_eq!(code(r#"{"x":1}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"type":"join","group_id":5}"#), ErrorCode::InvalidFrame);
-        let (id, f) = parse_client_frame(r#"{"type":"send","req_id":"7","group_id":"g","msg_id":"m","state":"discussion","sender_id":"spoof","seq":99,"x":1}"#);
+        let (id, f) = parse_client_frame(
+            r#"{"type":"send","req_id":"7","group_id":"g","msg_id":"m","state":"discussion","sender_id":"spoof","seq":99,"x":1}"#,
+        );
         assert_eq!(id.as_deref(), Some("7"));
         let ClientFrame::Send(s) = f.unwrap() else { panic!() };
         assert!(!s.extra.contains_key("sender_id") && !s.extra.contains_key("seq"));

@@ -49,8 +49,12 @@ interface IBountyTypes {
     }
 
     /// @notice A provider's EIP-712 signed bid: binding price for one bounty, single use.
+    /// @dev `termsHash` commits the bidder to the bounty's terms: it must equal the commitment
+    ///      `keccak256(abi.encode(bounty))` of the record as posted (provider, price and resultHash
+    ///      zero), i.e. `BountyEscrow.hashBounty` of the `Funded` record.
     struct Bid {
         uint256 bountyId;
+        bytes32 termsHash; // commitment of the bounty record as posted (see hashBounty)
         address bidder;
         uint256 amount;
         uint64 deadline; // bid validity

@@ -239,6 +239,7 @@ contract BountyEscrowHandler is Test {
         (address bidder, uint256 key) = _actor(bidderSeed);
         IBountyTypes.Bid memory bid = IBountyTypes.Bid({
             bountyId: ids[i],
+            termsHash: keccak256(abi.encode(b)),
             bidder: bidder,
             amount: bound(price, 1, b.amount),
             deadline: uint64(currentTime),

@@ -111,15 +111,22 @@ contract EscrowMockWallet is IERC1271 {
     }
 }
 
-/// @notice Stake registry mock: settable stakes, records slashes.
+/// @notice Stake registry mock: settable stakes, records slashes; `slash` can be made to revert.
 contract EscrowMockStakeRegistry is IStakeRegistry {
     mapping(address => uint256) public stakes;
     uint256 public slashCalls;
     uint256 public totalSlashed;
     address public lastSlashTo;
+    bool public slashReverts;
+
+    error SlashRefused();
 
     function setStake(address account, uint256 amount) external {
         stakes[account] = amount;
+    }
+
+    function setSlashReverts(bool value) external {
+        slashReverts = value;
     }
 
     function stakeOf(address account) external view returns (uint256) {
@@ -127,6 +134,7 @@ contract EscrowMockStakeRegistry is IStakeRegistry {
     }
 
     function slash(address account, uint256 amount, address to) external returns (uint256 slashed) {
+        if (slashReverts) revert SlashRefused();
         slashed = amount < stakes[account] ? amount : stakes[account];
         stakes[account] -= slashed;
         ++slashCalls;

@@ -32,7 +32,9 @@ pub fn opts() -> ClientOptions {
 pub async fn setup() -> Env {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.expect("anvil starts");
     let deployer =
-        ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), opts()).await.unwrap();
+        ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), opts())
+            .await
+            .unwrap();
     let seed = (0..6).map(|i| dev_signer(i).address()).collect();
     let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await.expect("deploys");
     let c = |i| {
@@ -80,7 +82,8 @@ impl Env {
     pub async fn awarded(&self, amount: u128, price: u128) -> (U256, Bounty) {
         let (id, b) = self.posted(amount).await;
         let deadline = self.poster.chain_time().await.unwrap() + 600;
-        let (bid, sig) = self.provider.sign_bid(id, price, deadline, U256::from(rand_nonce())).unwrap();
+        let (bid, sig) =
+            self.provider.sign_bid(id, &b, price, deadline, U256::from(rand_nonce())).unwrap();
         let (b, _) = self.poster.award(id, &b, bid, sig).await.unwrap();
         (id, b)
     }

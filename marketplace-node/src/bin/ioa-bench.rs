@@ -18,16 +18,20 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, broadcast};
+
 use tokio_tungstenite::tungstenite::Message;
 
 /// A connection and its frame maker (message number, send time µs) → text.
 type Driver = (Ws, Box<dyn Fn(u64, u64) -> String + Send>);
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Benchmark options.
 #[derive(Debug, Parser)]
-#[command(after_help = "Example:\n  cargo run --release -p marketplace-node --bin ioa-bench -- --agents 1000 --group-size 10 --rate 10 --secs 10")]
+#[command(
+    after_help = "Example:\n  cargo run --release -p marketplace-node --bin ioa-bench -- --agents 1000 --group-size 10 --rate 10 --secs 10"
+)]
 struct Opts {
     /// Number of agents.
     #[arg(long, default_value_t = 1000)]
@@ -49,16 +53,55 @@ struct Opts {
     json: bool,
 }
 
-#[derive(Default)]
+/// Latency histogram: 10 µs buckets up to 2 s (lock-free).
 struct Stats {
     delivered: AtomicU64,
-    lat_us: Mutex<Vec<u32>>,
+    buckets: Vec<AtomicU64>,
+}
+
+const BUCKET_US: u64 = 10;
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            buckets: (0..200_000).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Stats {
+    fn record(&self, us: u64) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let i = ((us / BUCKET_US) as usize).min(self.buckets.len() - 1);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let total = self.delivered.load(Ordering::Relaxed);
+        if total == 0 {
+            return f64::NAN;
+        }
+        let target = ((total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= target {
+                return ((i as u64 + 1) * BUCKET_US) as f64 / 1000.0;
+            }
+        }
+        f64::INFINITY
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -96,7 +139,15 @@ async fn reef_login(url: &str, key: &PrivateKeySigner) -> eyre::Result<Ws> {
 }
 
 /// Drive one agent: send at `rate` until `stop`, record deliveries.
-async fn drive(ws: Ws, frame: impl Fn(u64, u64) -> String + Send + 'static, rate: f64, t0: Instant, measuring: Arc<AtomicBool>, stop: Arc<AtomicBool>, stats: Arc<Stats>) {
+async fn drive(
+    ws: Ws,
+    frame: impl Fn(u64, u64) -> String + Send + 'static,
+    rate: f64,
+    t0: Instant,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+) {
     let (mut sink, mut stream) = ws.split();
     let period = Duration::from_secs_f64(1.0 / rate);
     let st2 = stop.clone();
@@ -116,7 +167,6 @@ async fn drive(ws: Ws, frame: impl Fn(u64, u64) -> String + Send + 'static, rate
         }
         let _ = sink.close().await;
     });
-    let mut lats = Vec::new();
     while let Some(Ok(m)) = stream.next().await {
         let Message::Text(t) = m else { continue };
         // Cheap extraction of "t":<micros> from the body without a full parse.
@@ -125,15 +175,13 @@ async fn drive(ws: Ws, frame: impl Fn(u64, u64) -> String + Send + 'static, rate
         let digits: String = s[pos + 5..].chars().take_while(|c| c.is_ascii_digit()).collect();
         let Ok(sent) = digits.parse::<u64>() else { continue };
         if measuring.load(Ordering::Relaxed) {
-            stats.delivered.fetch_add(1, Ordering::Relaxed);
             let now = t0.elapsed().as_micros() as u64;
-            lats.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+            stats.record(now.saturating_sub(sent));
         }
         if stop.load(Ordering::Relaxed) {
             break;
         }
     }
-    stats.lat_us.lock().await.extend(lats);
     writer.abort();
 }
 
@@ -150,7 +198,15 @@ async fn measure(conns: Vec<Driver>, o: &Opts) -> Report {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for (ws, f) in conns {
-        tasks.push(tokio::spawn(drive(ws, f, o.rate, t0, measuring.clone(), stop.clone(), stats.clone())));
+        tasks.push(tokio::spawn(drive(
+            ws,
+            f,
+            o.rate,
+            t0,
+            measuring.clone(),
+            stop.clone(),
+            stats.clone(),
+        )));
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
     measuring.store(true, Ordering::Relaxed);
@@ -162,13 +218,12 @@ async fn measure(conns: Vec<Driver>, o: &Opts) -> Report {
     for t in &tasks {
         t.abort();
     }
-    // Give aborted tasks a moment to flush their latency vectors is not needed: count what we have.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let delivered = stats.delivered.load(Ordering::Relaxed);
-    let mut lats = std::mem::take(&mut *stats.lat_us.lock().await);
-    lats.sort_unstable();
-    let pct = |p: f64| if lats.is_empty() { f64::NAN } else { lats[((lats.len() - 1) as f64 * p) as usize] as f64 / 1000.0 };
-    Report { delivered_per_sec: delivered as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    Report {
+        delivered_per_sec: delivered as f64 / elapsed,
+        p50_ms: stats.percentile_ms(0.50),
+        p99_ms: stats.percentile_ms(0.99),
+    }
 }
 
 /// The ceiling: a minimal broadcast server (first frame `{"group":n}`, then every text frame is
@@ -176,7 +231,8 @@ async fn measure(conns: Vec<Driver>, o: &Opts) -> Report {
 async fn raw_server() -> eyre::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let groups: Arc<Mutex<std::collections::HashMap<u64, broadcast::Sender<String>>>> = Arc::default();
+    let groups: Arc<Mutex<std::collections::HashMap<u64, broadcast::Sender<String>>>> =
+        Arc::default();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let groups = groups.clone();
@@ -184,8 +240,16 @@ async fn raw_server() -> eyre::Result<SocketAddr> {
                 let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
                 let (mut sink, mut stream) = ws.split();
                 let Some(Ok(Message::Text(first))) = stream.next().await else { return };
-                let g = serde_json::from_str::<Value>(first.as_str()).ok().and_then(|v| v["group"].as_u64()).unwrap_or(0);
-                let tx = groups.lock().await.entry(g).or_insert_with(|| broadcast::channel(1024).0).clone();
+                let g = serde_json::from_str::<Value>(first.as_str())
+                    .ok()
+                    .and_then(|v| v["group"].as_u64())
+                    .unwrap_or(0);
+                let tx = groups
+                    .lock()
+                    .await
+                    .entry(g)
+                    .or_insert_with(|| broadcast::channel(1024).0)
+                    .clone();
                 let mut rx = tx.subscribe();
                 tokio::spawn(async move {
                     while let Ok(m) = rx.recv().await {
@@ -210,18 +274,46 @@ async fn main() -> eyre::Result<()> {
     // --- Reef node as a separate process (so its RSS is its own).
     let dir = std::env::temp_dir().join(format!("reef-bench-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir)?;
-    let db = o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
+    let db =
+        o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
     let reef = std::env::current_exe()?.with_file_name("reef");
     let mut child = Command::new(&reef)
-        .args(["node", "--listen", "127.0.0.1:0", "--json", "--database-url", &db, "--rate-per-sec", "100000", "--rate-burst", "100000", "--queue-len", "4096"])
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--database-url",
+            &db,
+            "--rate-per-sec",
+            "100000",
+            "--rate-burst",
+            "100000",
+            "--queue-len",
+            "4096",
+        ])
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| eyre::eyre!("cannot start {}: {e} (build it: cargo build --release -p marketplace-node)", reef.display()))?;
+        .map_err(|e| {
+            eyre::eyre!(
+                "cannot start {}: {e} (build it: cargo build --release -p marketplace-node)",
+                reef.display()
+            )
+        })?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().ok_or_else(|| eyre::eyre!("no stdout"))?), &mut line)?;
-    let addr = serde_json::from_str::<Value>(&line)?["listen"].as_str().unwrap_or_default().to_owned();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().ok_or_else(|| eyre::eyre!("no stdout"))?),
+        &mut line,
+    )?;
+    let addr =
+        serde_json::from_str::<Value>(&line)?["listen"].as_str().unwrap_or_default().to_owned();
     let url = format!("ws://{addr}/v1/ws");
-    eprintln!("node {addr} (pid {}), {} agents in {groups} groups of {}", child.id(), o.agents, o.group_size);
+    eprintln!(
+        "node {addr} (pid {}), {} agents in {groups} groups of {}",
+        child.id(),
+        o.agents,
+        o.group_size
+    );
 
     let rss0 = rss_kib(child.id());
     let keys: Vec<PrivateKeySigner> = (0..o.agents).map(|_| PrivateKeySigner::random()).collect();
@@ -232,12 +324,16 @@ async fn main() -> eyre::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = rss_kib(child.id());
     let per_conn_kib = (rss_idle.saturating_sub(rss0)) as f64 / o.agents as f64;
-    eprintln!("node RSS {rss0} KiB → {rss_idle} KiB with {} idle authenticated connections", o.agents);
+    eprintln!(
+        "node RSS {rss0} KiB → {rss_idle} KiB with {} idle authenticated connections",
+        o.agents
+    );
 
     // Groups: the first member creates with the others; everyone joins.
     let mut gids = Vec::new();
     for g in 0..groups {
-        let members: Vec<_> = keys.iter().skip(g * o.group_size).take(o.group_size).map(|k| k.address()).collect();
+        let members: Vec<_> =
+            keys.iter().skip(g * o.group_size).take(o.group_size).map(|k| k.address()).collect();
         let ws = &mut conns[g * o.group_size];
         ws.send(Message::text(json!({"type":"create_group","name":format!("bench-{g}"),"members":members[1..],"req_id":"cg"}).to_string())).await?;
         let r = wait_reply(ws, "cg").await?;
@@ -246,9 +342,12 @@ async fn main() -> eyre::Result<()> {
     let mut drivers: Vec<Driver> = Vec::new();
     for (i, mut ws) in conns.into_iter().enumerate() {
         let gid = gids[i / o.group_size].clone();
-        ws.send(Message::text(json!({"type":"join","group_id":gid,"req_id":"j"}).to_string())).await?;
+        ws.send(Message::text(json!({"type":"join","group_id":gid,"req_id":"j"}).to_string()))
+            .await?;
         wait_reply(&mut ws, "j").await?;
-        let f = move |n: u64, now: u64| json!({"type":"send","group_id":gid,"msg_id":format!("{i}-{n}"),"state":"discussion","body":{"bt":now}}).to_string();
+        let f = move |n: u64, now: u64| {
+            json!({"type":"send","group_id":gid,"msg_id":format!("{i}-{n}"),"state":"discussion","body":{"bt":now}}).to_string()
+        };
         drivers.push((ws, Box::new(f)));
     }
     let reef_report = measure(drivers, &o).await;
@@ -262,7 +361,9 @@ async fn main() -> eyre::Result<()> {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{raw}/")).await?;
         let g = i / o.group_size;
         ws.send(Message::text(json!({"group": g}).to_string())).await?;
-        let f = move |n: u64, now: u64| json!({"type":"send","group_id":g,"msg_id":format!("{i}-{n}"),"state":"discussion","body":{"bt":now}}).to_string();
+        let f = move |n: u64, now: u64| {
+            json!({"type":"send","group_id":g,"msg_id":format!("{i}-{n}"),"state":"discussion","body":{"bt":now}}).to_string()
+        };
         drivers.push((ws, Box::new(f)));
     }
     let raw_report = measure(drivers, &o).await;
@@ -281,9 +382,18 @@ async fn main() -> eyre::Result<()> {
     if o.json {
         println!("{report}");
     } else {
-        println!("offered load:        {offered:.0} deliveries/s ({} agents × {} msg/s × {} recipients)", o.agents, o.rate, o.group_size);
-        println!("reef:                {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms", reef_report.delivered_per_sec, reef_report.p50_ms, reef_report.p99_ms);
-        println!("raw ceiling:         {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms", raw_report.delivered_per_sec, raw_report.p50_ms, raw_report.p99_ms);
+        println!(
+            "offered load:        {offered:.0} deliveries/s ({} agents × {} msg/s × {} recipients)",
+            o.agents, o.rate, o.group_size
+        );
+        println!(
+            "reef:                {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms",
+            reef_report.delivered_per_sec, reef_report.p50_ms, reef_report.p99_ms
+        );
+        println!(
+            "raw ceiling:         {:.0} deliveries/s, p50 {:.2} ms, p99 {:.2} ms",
+            raw_report.delivered_per_sec, raw_report.p50_ms, raw_report.p99_ms
+        );
         println!("ratio to ceiling:    {:.1} %", ratio * 100.0);
         println!("node RSS/idle conn:  {per_conn_kib:.1} KiB");
     }

@@ -20,7 +20,9 @@ use tokio::io::AsyncWriteExt;
 
 /// Arguments of `reef agent`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  reef agent keygen --json\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name echo --skills echo,test --exec ./my-agent")]
+#[command(
+    after_help = "Examples:\n  reef agent keygen --json\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name echo --skills echo,test --exec ./my-agent"
+)]
 pub struct AgentArgs {
     #[command(subcommand)]
     command: AgentCommand,
@@ -35,7 +37,9 @@ enum AgentCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  reef agent keygen --json   # {\"address\":\"0x…\",\"private_key\":\"0x…\"}")]
+#[command(
+    after_help = "Example:\n  reef agent keygen --json   # {\"address\":\"0x…\",\"private_key\":\"0x…\"}"
+)]
 struct KeygenArgs {
     /// Print JSON.
     #[arg(long)]
@@ -43,7 +47,9 @@ struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout.")]
+#[command(
+    after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout."
+)]
 struct RunArgs {
     /// Node WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:7700/v1/ws", env = "REEF_NODE_URL")]
@@ -98,7 +104,8 @@ impl AgentArgs {
 
 impl RunArgs {
     async fn run(self) -> eyre::Result<()> {
-        let signer: PrivateKeySigner = self.key.trim().parse().wrap_err("--key is not a valid private key")?;
+        let signer: PrivateKeySigner =
+            self.key.trim().parse().wrap_err("--key is not a valid private key")?;
         let (client, mut events) = Client::connect(&self.node, signer).await?;
         let me = client.address();
         client
@@ -126,7 +133,11 @@ impl RunArgs {
         while let Some(ev) = events.recv().await {
             match ev {
                 Event::Invited { group_id, .. } => {
-                    if let Ok(g) = client.list_groups().await.map(|gs| gs.into_iter().find(|g| g.group_id == group_id)) {
+                    if let Ok(g) = client
+                        .list_groups()
+                        .await
+                        .map(|gs| gs.into_iter().find(|g| g.group_id == group_id))
+                    {
                         engine.track(&group_id, g.and_then(|g| g.parent_group_id));
                     }
                     let last = client.join(&group_id, Some(0)).await?;
@@ -136,16 +147,27 @@ impl RunArgs {
                     seen.insert(m.group_id.clone(), m.seq);
                     for action in engine.on_message(&m) {
                         match action {
-                            Action::Execute { group_id, task, .. } => deferred.push((group_id, task)),
+                            Action::Execute { group_id, task, .. } => {
+                                deferred.push((group_id, task))
+                            }
                             Action::Conclude { group_id, result } => {
                                 if m.seq >= caught_up.get(&group_id).copied().unwrap_or(0) {
-                                    client.send(&group_id, State::Conclusion, Some(result), None).await?;
+                                    client
+                                        .send(&group_id, State::Conclusion, Some(result), None)
+                                        .await?;
                                 }
                             }
                             Action::BubbleUp { parent_group_id, child_group_id, result } => {
                                 if m.seq >= caught_up.get(&child_group_id).copied().unwrap_or(0) {
                                     let body = json!({ "status": "done", "result": result, "child_group_id": child_group_id });
-                                    client.send(&parent_group_id, State::Execution, Some(body), Some(json!({ "task_id": child_group_id }))).await?;
+                                    client
+                                        .send(
+                                            &parent_group_id,
+                                            State::Execution,
+                                            Some(body),
+                                            Some(json!({ "task_id": child_group_id })),
+                                        )
+                                        .await?;
                                 }
                             }
                             Action::Resume { .. } => {}
@@ -154,22 +176,39 @@ impl RunArgs {
                     // Run tasks once their group's history is replayed and they are still open.
                     let ready: Vec<(String, TaskDesc)> = {
                         let (ready, keep) = deferred.drain(..).partition(|(g, _)| {
-                            seen.get(g).copied().unwrap_or(0) >= caught_up.get(g).copied().unwrap_or(0)
+                            seen.get(g).copied().unwrap_or(0)
+                                >= caught_up.get(g).copied().unwrap_or(0)
                         });
                         deferred = keep;
                         ready
                     };
                     for (group_id, task) in ready {
-                        if engine.task_status(&group_id, &task.task_id) != Some(reef_agent_sdk::engine::TaskStatus::Assigned) {
+                        if engine.task_status(&group_id, &task.task_id)
+                            != Some(reef_agent_sdk::engine::TaskStatus::Assigned)
+                        {
                             continue;
                         }
                         let (ok, result, code) = execute(&self.exec, &group_id, &task).await;
                         let body = json!({ "status": if ok { "done" } else { "failed" }, "result": result, "exit_code": code });
-                        let seq = client.send(&group_id, State::Execution, Some(body.clone()), Some(json!({ "task_id": task.task_id }))).await?;
+                        let seq = client
+                            .send(
+                                &group_id,
+                                State::Execution,
+                                Some(body.clone()),
+                                Some(json!({ "task_id": task.task_id })),
+                            )
+                            .await?;
                         if self.json {
-                            println!("{}", json!({ "group_id": group_id, "task_id": task.task_id, "ok": ok, "seq": seq, "result": result }));
+                            println!(
+                                "{}",
+                                json!({ "group_id": group_id, "task_id": task.task_id, "ok": ok, "seq": seq, "result": result })
+                            );
                         } else {
-                            eprintln!("task {} in {group_id}: {}", task.task_id, if ok { "done" } else { "failed" });
+                            eprintln!(
+                                "task {} in {group_id}: {}",
+                                task.task_id,
+                                if ok { "done" } else { "failed" }
+                            );
                         }
                         done += 1;
                         if self.max_tasks.is_some_and(|m| done >= m) {

@@ -3,12 +3,14 @@
 use alloy::primitives::{Address, B256, U256, utils::format_units};
 use clap::{Args, Subcommand};
 use escrow_client::{
-    NewBounty, ReefClient, Status,
+    NewBounty, ReefClient, Status, TxOutcome,
     escrow::{BountyJson, random_salt},
 };
 use eyre::eyre;
 
-use super::chain::{ChainArgs, parse_amount, parse_bounty_id, parse_duration, parse_token, short_id, spinner};
+use super::chain::{
+    ChainArgs, parse_amount, parse_bounty_id, parse_duration, parse_token, short_id, spinner,
+};
 
 /// Post, inspect and refund bounties on-chain.
 #[derive(Debug, Args)]
@@ -92,6 +94,43 @@ struct PostArgs {
     /// Salt that, with your address, determines the bounty id (default: random).
     #[arg(long)]
     salt: Option<B256>,
+    /// Run the marketplace through this node (sealed bidding, verification, settlement);
+    /// without it the bounty is only escrowed on-chain.
+    #[arg(long, env = "REEF_NODE_HTTP")]
+    node: Option<String>,
+    /// Skills a provider needs (comma separated; with --node).
+    #[arg(long, value_delimiter = ',')]
+    skills: Vec<String>,
+    /// Verification with --node: `hash` (needs --expect), `command` (needs --verifier) or `poster`.
+    #[arg(long, default_value = "poster")]
+    verify: String,
+    /// Expected result (JSON text or @file) for `--verify hash`; only its hash is sent.
+    #[arg(long)]
+    expect: Option<String>,
+    /// Verifier program name on the node for `--verify command`.
+    #[arg(long)]
+    verifier: Option<String>,
+    /// Task input (JSON text or @file) handed to the provider.
+    #[arg(long)]
+    input: Option<String>,
+    /// Sealed-bid window with --node.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    bid_window: std::time::Duration,
+    /// Return after the award instead of following the bounty to its end.
+    #[arg(long)]
+    detach: bool,
+}
+
+/// JSON text or `@path` → value.
+fn json_arg(s: &str) -> eyre::Result<serde_json::Value> {
+    let text = match s.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| eyre!("cannot read {path}: {e}"))?
+        }
+        None => s.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| eyre!("not valid JSON ({e}): {}", text.chars().take(80).collect::<String>()))
 }
 
 impl BountyArgs {
@@ -113,18 +152,21 @@ impl BountyArgs {
         if token.is_zero() {
             return Ok(18);
         }
-        Ok(client
+        client
             .view(token, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
             .await
-            .map_err(|e| eyre!("token {token} does not answer decimals(): {e}"))?)
+            .map_err(|e| eyre!("token {token} does not answer decimals(): {e}"))
     }
 
     async fn post(&self, client: &ReefClient, p: &PostArgs) -> eyre::Result<()> {
         let token = parse_token(&p.token, client.deployment())?;
         let decimals = Self::decimals(client, token).await?;
         let amount = parse_amount(&p.reward, decimals)?;
-        let amount: u128 = amount.try_into().map_err(|_| eyre!("reward does not fit in 128 bits"))?;
-        let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).map_err(|_| eyre!("window too long"));
+        let amount: u128 =
+            amount.try_into().map_err(|_| eyre!("reward does not fit in 128 bits"))?;
+        let secs = |d: std::time::Duration| {
+            u32::try_from(d.as_secs()).map_err(|_| eyre!("window too long"))
+        };
         let now = client.chain_time().await?;
         let nb = NewBounty {
             token,
@@ -137,6 +179,9 @@ impl BountyArgs {
             description: p.description.clone(),
             contest_winners: p.contest,
         };
+        if let Some(node) = &p.node {
+            return self.post_via_node(client, p, nb, node, decimals).await;
+        }
         let terms = client.terms(&nb).await?;
         let pb = spinner("posting and funding the bounty");
         let res = client.post_and_fund(p.salt.unwrap_or_else(random_salt), terms, p.approve).await;
@@ -158,8 +203,186 @@ impl BountyArgs {
                 eprintln!("  {:<12} tx {}  gas {}", t.action, t.hash, t.gas_used);
             }
             println!("bounty {id:#x}");
-            println!("  reward   {} ({})", format_units(U256::from(record.amount), decimals)?, token_name(token));
+            println!(
+                "  reward   {} ({})",
+                format_units(U256::from(record.amount), decimals)?,
+                token_name(token)
+            );
             println!("  deadline in {}s", p.deadline.as_secs());
+        }
+        Ok(())
+    }
+
+    async fn post_via_node(
+        &self,
+        client: &ReefClient,
+        p: &PostArgs,
+        mut nb: NewBounty,
+        node_url: &str,
+        decimals: u8,
+    ) -> eyre::Result<()> {
+        use super::nodeapi::NodeApi;
+        use serde_json::json;
+        let mut api = NodeApi::new(node_url);
+        let info = api
+            .get("/v1/market/info")
+            .await
+            .map_err(|e| eyre!("{e} (is the node started with --rpc-url?)"))?;
+        let node_chain = info["deployment"]["chainId"].as_u64().unwrap_or_default();
+        if node_chain != client.deployment().chain_id {
+            return Err(eyre!(
+                "the node settles on chain {node_chain} but --rpc-url serves chain {}",
+                client.deployment().chain_id
+            ));
+        }
+        let evaluator: Address = info["evaluator"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| eyre!("node reported no evaluator"))?;
+        let verify = match p.verify.as_str() {
+            "hash" => {
+                let expected = p
+                    .expect
+                    .as_deref()
+                    .ok_or_else(|| eyre!("--verify hash needs --expect <json|@file>"))?;
+                let v = json_arg(expected)?;
+                nb.evaluator = Some(evaluator);
+                json!({ "mode": "hash", "expected": crate::market::verify::result_hash(&v) })
+            }
+            "command" => {
+                let name = p
+                    .verifier
+                    .as_deref()
+                    .ok_or_else(|| eyre!("--verify command needs --verifier <name>"))?;
+                nb.evaluator = Some(evaluator);
+                json!({ "mode": "command", "verifier": name })
+            }
+            "poster" => {
+                nb.evaluator = None;
+                json!({ "mode": "poster" })
+            }
+            other => return Err(eyre!("--verify {other:?}: use hash, command or poster")),
+        };
+        let input = match &p.input {
+            Some(s) => json_arg(s)?,
+            None => serde_json::Value::Null,
+        };
+        let grace = info["award_grace_secs"].as_u64().unwrap_or(300);
+        if nb.deadline <= client.chain_time().await? + p.bid_window.as_secs() + grace {
+            return Err(eyre!(
+                "--deadline is too short: it must exceed the bid window ({}s) plus the node's award grace ({grace}s)",
+                p.bid_window.as_secs()
+            ));
+        }
+        // Pre-flight before anything is announced: funds and allowance for the award.
+        let terms = client.terms(&nb).await?;
+        let amount = U256::from(terms.amount);
+        if let Some(tx) = client
+            .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
+            .await?
+        {
+            eprintln!("  approve      tx {}  gas {}", tx.hash, tx.gas_used);
+        }
+        api.login(client.signer()).await?;
+        let salt = p.salt.unwrap_or_else(random_salt);
+        let req = json!({
+            "salt": salt,
+            "record": escrow_client::escrow::RecordJson::from(&terms),
+            "description": p.description,
+            "input": input,
+            "skills": p.skills,
+            "verify": verify,
+            "bid_window_secs": p.bid_window.as_secs(),
+        });
+        let posted = api.post("/v1/market/bounties", req).await?;
+        let id = posted["id"].as_str().unwrap_or_default().to_string();
+        eprintln!("bounty {id}: call for proposals sent to {} agents", posted["invited"]);
+        let pb = spinner("collecting sealed bids");
+        let mut seen_events = 0usize;
+        let mut award: Option<TxOutcome> = None;
+        let result = loop {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            let v = api.get(&format!("/v1/market/bounties/{id}")).await?;
+            if let Some(evs) = v["events"].as_array() {
+                for e in evs.iter().skip(seen_events) {
+                    pb.println(format!(
+                        "  {:<16} {}",
+                        e["event"].as_str().unwrap_or(""),
+                        e["detail"].as_str().unwrap_or("")
+                    ));
+                }
+                seen_events = evs.len();
+            }
+            let phase = v["phase"].as_str().unwrap_or("").to_string();
+            pb.set_message(format!("{phase} ({} bids)", v["bids"]));
+            if phase == "awaiting_award" && award.is_none() {
+                let signed = &v["winning_bid"];
+                let bj: escrow_client::escrow::BidJson =
+                    serde_json::from_value(signed["bid"].clone())
+                        .map_err(|e| eyre!("node sent a malformed winning bid: {e}"))?;
+                let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj)?;
+                let sig: alloy::primitives::Bytes =
+                    serde_json::from_value(signed["signature"].clone())
+                        .map_err(|e| eyre!("node sent a malformed signature: {e}"))?;
+                pb.set_message("awarding on-chain (create + fund + award)");
+                let (_, _, txs) = client
+                    .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
+                    .await?;
+                for t in &txs {
+                    pb.println(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
+                }
+                pb.println(format!(
+                    "  awarded to {} at {} ({} decimals)",
+                    bid.bidder,
+                    format_units(bid.amount, decimals).unwrap_or_default(),
+                    decimals
+                ));
+                award = txs.last().cloned();
+                if p.detach {
+                    break v;
+                }
+            }
+            if phase == "settled" || phase == "failed" {
+                break v;
+            }
+        };
+        pb.finish_and_clear();
+        let onchain = client.bounty(parse_bounty_id(&id)?).await.ok();
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({
+                    "id": id,
+                    "phase": result["phase"],
+                    "winner": result["winner"],
+                    "verdict": result["verdict"],
+                    "status": onchain.as_ref().map(|s| s.status.name()),
+                    "award_tx": award,
+                }))?
+            );
+        } else {
+            println!("bounty {id}");
+            println!("  phase    {}", result["phase"].as_str().unwrap_or(""));
+            if let Some(s) = &onchain {
+                println!("  on-chain {}", s.status);
+                if !s.record.provider.is_zero() {
+                    println!(
+                        "  provider {} at price {}",
+                        s.record.provider,
+                        format_units(U256::from(s.record.price), decimals)?
+                    );
+                }
+            }
+            if let Some(v) = result["verdict"].as_object() {
+                println!(
+                    "  verdict  {} ({})",
+                    if v["accept"] == true { "accept" } else { "reject" },
+                    v["reason"].as_str().unwrap_or("")
+                );
+            }
+            if let Some(n) = result["note"].as_str() {
+                println!("  note     {n}");
+            }
         }
         Ok(())
     }
@@ -191,7 +414,12 @@ impl BountyArgs {
         }
         println!("history:");
         for h in &state.history {
-            println!("  block {:>6}  {:<16} {}", h.block, h.event, h.tx.map(|t| t.to_string()).unwrap_or_default());
+            println!(
+                "  block {:>6}  {:<16} {}",
+                h.block,
+                h.event,
+                h.tx.map(|t| t.to_string()).unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -211,9 +439,13 @@ impl BountyArgs {
             println!("no bounties");
             return Ok(());
         }
-        println!("{:<20} {:<10} {:>24} {:<8} {}", "id", "status", "amount", "token", "provider");
+        println!("{:<20} {:<10} {:>24} {:<8} provider", "id", "status", "amount", "token");
         for s in &rows {
-            let prov = if s.record.provider.is_zero() { "-".to_string() } else { s.record.provider.to_string() };
+            let prov = if s.record.provider.is_zero() {
+                "-".to_string()
+            } else {
+                s.record.provider.to_string()
+            };
             println!(
                 "{:<20} {:<10} {:>24} {:<8} {}",
                 short_id(s.id),
@@ -249,9 +481,15 @@ impl BountyArgs {
         pb.finish_and_clear();
         let out = out?;
         if self.json {
-            println!("{}", serde_json::json!({"id": format!("{id:#x}"), "refunded": state.record.amount.to_string(), "tx": out}));
+            println!(
+                "{}",
+                serde_json::json!({"id": format!("{id:#x}"), "refunded": state.record.amount.to_string(), "tx": out})
+            );
         } else {
-            println!("refunded {} to {} (tx {}, gas {})", state.record.amount, state.record.poster, out.hash, out.gas_used);
+            println!(
+                "refunded {} to {} (tx {}, gas {})",
+                state.record.amount, state.record.poster, out.hash, out.gas_used
+            );
         }
         Ok(())
     }

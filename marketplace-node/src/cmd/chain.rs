@@ -22,7 +22,13 @@ pub struct ChainArgs {
     #[arg(long, global = true, env = "REEF_DEPLOYMENTS", default_value = "deployments")]
     pub deployments: PathBuf,
     /// Hex private key that signs transactions.
-    #[arg(long, global = true, env = "REEF_PRIVATE_KEY", hide_env_values = true, conflicts_with = "dev_account")]
+    #[arg(
+        long,
+        global = true,
+        env = "REEF_PRIVATE_KEY",
+        hide_env_values = true,
+        conflicts_with = "dev_account"
+    )]
     pub key: Option<String>,
     /// Use anvil's N-th development account instead of --key (local chains only).
     #[arg(long, global = true, value_name = "N")]
@@ -43,7 +49,9 @@ impl ChainArgs {
         }
         match (self.dev_account, chain_id) {
             (Some(i), 31337) => Ok(dev_signer(i)),
-            (Some(_), other) => Err(eyre!("--dev-account only works on a local anvil chain (31337), not {other}")),
+            (Some(_), other) => {
+                Err(eyre!("--dev-account only works on a local anvil chain (31337), not {other}"))
+            }
             (None, 31337) => Ok(dev_signer(0)),
             (None, _) => Err(eyre!("no signing key: pass --key <hex> or set REEF_PRIVATE_KEY")),
         }
@@ -52,12 +60,14 @@ impl ChainArgs {
     /// Connects: reads the chain id, loads its deployment file, checks the chain, builds a client.
     pub async fn connect(&self) -> eyre::Result<ReefClient> {
         let probe = escrow_client::deploy::empty_deployment(0);
-        let chain_id = ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
-            .chain_id_on_rpc()
-            .await?;
+        let chain_id =
+            ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
+                .chain_id_on_rpc()
+                .await?;
         let path = Deployment::path_in(&self.deployments, chain_id);
         let dep = Deployment::load(&path)?;
-        let client = ReefClient::connect(&self.rpc_url, self.signer(chain_id)?, dep, self.opts()).await?;
+        let client =
+            ReefClient::connect(&self.rpc_url, self.signer(chain_id)?, dep, self.opts()).await?;
         for (name, addr) in client.deployment().contracts() {
             if !client.has_code(addr).await? {
                 return Err(eyre!(
@@ -78,15 +88,21 @@ impl ChainArgs {
 pub fn parse_token(s: &str, dep: &Deployment) -> eyre::Result<Address> {
     match s.to_ascii_lowercase().as_str() {
         "eth" | "native" => Ok(Address::ZERO),
-        "test" | "rusd" => dep.test_token.ok_or_else(|| eyre!("this chain has no test token; pass an ERC-20 address")),
-        other => other.parse().map_err(|e| eyre!("--token {s:?} is neither eth, test nor an address: {e}")),
+        "test" | "rusd" => dep
+            .test_token
+            .ok_or_else(|| eyre!("this chain has no test token; pass an ERC-20 address")),
+        other => other
+            .parse()
+            .map_err(|e| eyre!("--token {s:?} is neither eth, test nor an address: {e}")),
     }
 }
 
 /// Parses a human amount (`5`, `0.25`) into base units with `decimals`.
 pub fn parse_amount(s: &str, decimals: u8) -> eyre::Result<U256> {
     let v: U256 = parse_units(s, decimals)
-        .map_err(|e| eyre!("amount {s:?} is not a decimal number with at most {decimals} decimals: {e}"))?
+        .map_err(|e| {
+            eyre!("amount {s:?} is not a decimal number with at most {decimals} decimals: {e}")
+        })?
         .into();
     if v.is_zero() {
         return Err(eyre!("amount must be greater than zero"));
@@ -98,7 +114,8 @@ pub fn parse_amount(s: &str, decimals: u8) -> eyre::Result<U256> {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 10m, 1h or 2d"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 10m, 1h or 2d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -112,14 +129,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses a bounty id given as hex (`0x…`) or decimal.
 pub fn parse_bounty_id(s: &str) -> eyre::Result<U256> {
     let s = s.trim();
-    let r = if let Some(hex) = s.strip_prefix("0x") { U256::from_str_radix(hex, 16) } else { U256::from_str_radix(s, 10) };
+    let r = if let Some(hex) = s.strip_prefix("0x") {
+        U256::from_str_radix(hex, 16)
+    } else {
+        U256::from_str_radix(s, 10)
+    };
     r.wrap_err_with(|| format!("bounty id {s:?} is not a hex or decimal number"))
 }
 
 /// A spinner on stderr (hidden when stderr is not a terminal).
 pub fn spinner(msg: impl Into<String>) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("static template"),
+    );
     pb.enable_steady_tick(Duration::from_millis(100));
     pb.set_message(msg.into());
     pb

@@ -15,7 +15,9 @@ use super::chain::spinner;
 
 /// Run the settlement lifecycle end to end on a private anvil and print every transaction.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  reef demo          # starts anvil on a free port, runs, stops it\n  reef demo --json")]
+#[command(
+    after_help = "Example:\n  reef demo          # starts anvil on a free port, runs, stops it\n  reef demo --json"
+)]
 pub struct DemoArgs {
     /// Print a machine-readable JSON report on stdout.
     #[arg(long)]
@@ -47,9 +49,13 @@ impl DemoArgs {
 
         say("deploying Reef's contracts");
         let opts = ClientOptions::default();
-        let deployer =
-            ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(anvil.chain_id), opts.clone())
-                .await?;
+        let deployer = ReefClient::connect(
+            &anvil.rpc_url,
+            dev_signer(0),
+            empty_deployment(anvil.chain_id),
+            opts.clone(),
+        )
+        .await?;
         let seed = (0..6).map(|i| dev_signer(i).address()).collect();
         let pb = spinner("deploying");
         let (dep, txs) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await?;
@@ -57,12 +63,20 @@ impl DemoArgs {
         for t in txs.iter().filter(|t| t.action.starts_with("deploy")) {
             record(&mut steps, &t.action, t);
         }
-        let connect = |i: usize| ReefClient::connect(&anvil.rpc_url, dev_signer(i), dep.clone(), opts.clone());
+        let connect = |i: usize| {
+            ReefClient::connect(&anvil.rpc_url, dev_signer(i), dep.clone(), opts.clone())
+        };
         let poster = connect(0).await?;
         let provider = connect(1).await?;
         let evaluator = connect(2).await?;
-        let token = dep.test_token.ok_or_else(|| eyre::eyre!("devnet deployment has no test token"))?;
-        eprintln!("  poster    {}\n  provider  {}\n  evaluator {}", poster.address(), provider.address(), evaluator.address());
+        let token =
+            dep.test_token.ok_or_else(|| eyre::eyre!("devnet deployment has no test token"))?;
+        eprintln!(
+            "  poster    {}\n  provider  {}\n  evaluator {}",
+            poster.address(),
+            provider.address(),
+            evaluator.address()
+        );
 
         say("poster posts and funds a 100 rUSD bounty (approve + postAndFund)");
         let now = poster.chain_time().await?;
@@ -89,12 +103,14 @@ impl DemoArgs {
         debug_assert_eq!(id, bounty_id(poster.address(), salt));
 
         say("provider signs an EIP-712 bid of 90 rUSD; poster awards it on-chain");
-        let (bid, sig) = provider.sign_bid(id, 90 * 10u128.pow(18), now + 600, U256::from(1))?;
+        let (bid, sig) =
+            provider.sign_bid(id, &b, 90 * 10u128.pow(18), now + 600, U256::from(1))?;
         let (b, t) = poster.award(id, &b, bid, sig).await?;
         record(&mut steps, "award (signed bid verified on-chain)", &t);
 
         say("provider does the work; evaluator signs an EIP-712 attestation");
-        let mut numbers: Vec<u32> = (0..10_000u32).map(|i| i.wrapping_mul(2_654_435_761) % 100_000).collect();
+        let mut numbers: Vec<u32> =
+            (0..10_000u32).map(|i| i.wrapping_mul(2_654_435_761) % 100_000).collect();
         numbers.sort_unstable();
         let result = serde_json::to_vec(&numbers)?;
         let result_hash = keccak256(&result);
@@ -110,7 +126,8 @@ impl DemoArgs {
         let poster_refund = poster.token_balance(token, poster.address()).await? - poster_before;
 
         let state = poster.bounty(id).await?;
-        let lifecycle_gas: u64 = steps.iter().filter(|s| !s.step.starts_with("deploy")).map(|s| s.gas).sum();
+        let lifecycle_gas: u64 =
+            steps.iter().filter(|s| !s.step.starts_with("deploy")).map(|s| s.gas).sum();
         if self.json {
             let v = serde_json::json!({
                 "bountyId": format!("{id:#x}"),
@@ -128,7 +145,9 @@ impl DemoArgs {
                 format_ether(after - before),
                 format_ether(poster_refund)
             );
-            println!("lifecycle gas (approve + post/fund + award + submit/attest/release): {lifecycle_gas}");
+            println!(
+                "lifecycle gas (approve + post/fund + award + submit/attest/release): {lifecycle_gas}"
+            );
         }
         say("stopping anvil");
         drop(anvil);

@@ -142,8 +142,13 @@ impl DevnetArgs {
         let pb = spinner("deploying contracts");
         let seed: Vec<Address> = (0..6).map(|i| dev_signer(i).address()).collect();
         let (dep, fresh) =
-            ensure_deployed(&deployer, &self.deployments, &DeployConfig::devnet(seed.clone())).await?;
-        pb.finish_with_message(if fresh { "contracts deployed" } else { "contracts already deployed" });
+            ensure_deployed(&deployer, &self.deployments, &DeployConfig::devnet(seed.clone()))
+                .await?;
+        pb.finish_with_message(if fresh {
+            "contracts deployed"
+        } else {
+            "contracts already deployed"
+        });
         self.print_status(Some(&state), Some(dep), &deployer, seed).await
     }
 
@@ -231,12 +236,18 @@ impl DevnetArgs {
             return Ok(());
         }
         if let Some(s) = state {
-            println!("devnet running: {} (chain {}, pid {}, block {block})", s.rpc_url, s.chain_id, s.pid);
+            println!(
+                "devnet running: {} (chain {}, pid {}, block {block})",
+                s.rpc_url, s.chain_id, s.pid
+            );
             println!("anvil log: {}", s.log_file.display());
         }
         match &dep {
             Some(d) => {
-                println!("contracts ({}):", Deployment::path_in(&self.deployments, d.chain_id).display());
+                println!(
+                    "contracts ({}):",
+                    Deployment::path_in(&self.deployments, d.chain_id).display()
+                );
                 for (name, addr) in d.contracts() {
                     println!("  {name:<20} {addr}");
                 }
@@ -247,7 +258,7 @@ impl DevnetArgs {
         for (i, a) in accounts.iter().enumerate() {
             let eth = client.eth_balance(*a).await.unwrap_or(U256::ZERO);
             let tok = match dep.as_ref().and_then(|d| d.test_token) {
-                Some(t) => client.token_balance(t, *a).await.map(|b| format_ether(b)).unwrap_or_default(),
+                Some(t) => client.token_balance(t, *a).await.map(format_ether).unwrap_or_default(),
                 None => String::new(),
             };
             println!("  [{i}] {a}  {} ETH  {tok} rUSD", format_ether(eth));

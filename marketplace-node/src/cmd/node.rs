@@ -5,11 +5,16 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
-use crate::ioa::{self, Config};
+use crate::{
+    ioa::{self, Config},
+    market::{self, Market, MarketConfig},
+};
 
 /// Arguments of `reef node`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  reef node --listen 127.0.0.1:7700\n  reef node --listen 127.0.0.1:7701 --node-id n2 \\\n    --database-url postgres://postgres@127.0.0.1/reef --nats-url nats://127.0.0.1:4222\n\nAgents connect to ws://<listen>/v1/ws; scripts use http://<listen>/v1/... (docs/protocol.md).")]
+#[command(
+    after_help = "Examples:\n  reef node --listen 127.0.0.1:7700\n  reef node --listen 127.0.0.1:7701 --node-id n2 \\\n    --database-url postgres://postgres@127.0.0.1/reef --nats-url nats://127.0.0.1:4222\n\nAgents connect to ws://<listen>/v1/ws; scripts use http://<listen>/v1/... (docs/protocol.md)."
+)]
 pub struct NodeArgs {
     /// Address to listen on (port 0: pick a free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:7700", env = "REEF_LISTEN")]
@@ -38,36 +43,131 @@ pub struct NodeArgs {
     /// Per-connection outgoing queue length (full: the consumer is disconnected and replays).
     #[arg(long, default_value_t = 1024)]
     queue_len: usize,
+    /// Sends queued for the group-commit writer (full: `overloaded` error frames).
+    #[arg(long, default_value_t = 8192)]
+    send_queue_len: usize,
+    /// Seconds without a presence heartbeat after which an agent counts as offline.
+    #[arg(long, default_value_t = 30)]
+    presence_ttl_secs: u64,
+    /// Lifetime of REST bearer tokens in seconds.
+    #[arg(long, default_value_t = 86400)]
+    token_ttl_secs: u64,
     /// Print the bound address as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Enable the marketplace (bounties, sealed bids, verification) against this chain RPC.
+    #[arg(long = "rpc-url", env = "REEF_RPC_URL")]
+    market_rpc: Option<String>,
+    /// Directory with `<chainId>.json` deployment files (marketplace).
+    #[arg(long, env = "REEF_DEPLOYMENTS", default_value = "deployments")]
+    deployments: std::path::PathBuf,
+    /// The node's evaluator key (hex): signs attestations, pays gas for refunds and claims.
+    #[arg(long, env = "REEF_MARKET_KEY", hide_env_values = true)]
+    market_key: Option<String>,
+    /// Use anvil's N-th dev account as the evaluator key (local chains only).
+    #[arg(long, value_name = "N", conflicts_with = "market_key")]
+    market_dev_account: Option<usize>,
+    /// A verifier program posters may choose for `command` verification (repeatable).
+    #[arg(long = "verifier", value_name = "NAME=PATH")]
+    verifiers: Vec<String>,
+    /// Most sealed bids kept per bounty.
+    #[arg(long, default_value_t = 10_000)]
+    bid_capacity: usize,
+    /// Seconds a winning bid must stay valid after the window closes (time for the award).
+    #[arg(long, default_value_t = 300)]
+    award_grace_secs: u64,
+    /// Marketplace work-loop period in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    market_tick_ms: u64,
 }
 
 impl NodeArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
         let config = Config {
-            node_id: self.node_id,
-            database_url: self.database_url,
-            nats_url: self.nats_url,
+            node_id: self.node_id.clone(),
+            database_url: self.database_url.clone(),
+            nats_url: self.nats_url.clone(),
             max_frame_bytes: self.max_frame_bytes,
             challenge_ttl_secs: self.challenge_ttl_secs,
             rate_per_sec: self.rate_per_sec,
             rate_burst: self.rate_burst,
             queue_len: self.queue_len,
+            send_queue_len: self.send_queue_len,
+            presence_ttl_secs: self.presence_ttl_secs,
+            token_ttl_secs: self.token_ttl_secs,
         };
         let node_id = config.node_id.clone();
-        let running = ioa::serve(config, self.listen).await?;
-        if self.json {
-            println!("{}", serde_json::json!({ "listen": running.addr.to_string(), "node_id": node_id }));
-        } else {
-            println!("listening on {}", running.addr);
+        let node = ioa::Node::open(config).await?;
+        let mut app = ioa::rest::router(node.clone());
+        let mut market_addr = None;
+        if let Some(rpc) = &self.market_rpc {
+            let market = self.open_market(node.clone(), rpc).await?;
+            market_addr = Some(market.address());
+            app = app.merge(market::rest::router(market.clone()));
+            tokio::spawn(market.run());
         }
-        eprintln!("reef node {node_id}: ws://{}/v1/ws", running.addr);
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| eyre::eyre!("cannot listen on {}: {e}", self.listen))?;
+        let addr = listener.local_addr()?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "listen": addr.to_string(), "node_id": node_id, "evaluator": market_addr })
+            );
+        } else {
+            println!("listening on {addr}");
+        }
+        eprintln!("reef node {node_id}: ws://{addr}/v1/ws");
+        if let Some(a) = market_addr {
+            eprintln!("marketplace enabled; evaluator {a}");
+        }
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
         tokio::select! {
-            r = running.task => { r??; }
+            r = server => { r?; }
             _ = tokio::signal::ctrl_c() => { eprintln!("shutting down"); }
         }
         Ok(())
+    }
+
+    async fn open_market(&self, node: ioa::Node, rpc: &str) -> eyre::Result<Market> {
+        use escrow_client::{Deployment, ReefClient, deploy::empty_deployment, devnet::dev_signer};
+        let probe = ReefClient::connect_unchecked(
+            rpc,
+            dev_signer(0),
+            empty_deployment(0),
+            Default::default(),
+        )?;
+        let chain_id = probe.chain_id_on_rpc().await?;
+        let deployment = Deployment::load(&Deployment::path_in(&self.deployments, chain_id))?;
+        let key = match (&self.market_key, self.market_dev_account, chain_id) {
+            (Some(k), _, _) => k
+                .trim()
+                .parse()
+                .map_err(|e| eyre::eyre!("--market-key is not a private key: {e}"))?,
+            (None, Some(i), 31337) => dev_signer(i),
+            (None, Some(_), other) => {
+                eyre::bail!("--market-dev-account only works on anvil (31337), not chain {other}")
+            }
+            (None, None, 31337) => dev_signer(5),
+            (None, None, _) => eyre::bail!(
+                "the marketplace needs an evaluator key: --market-key or REEF_MARKET_KEY"
+            ),
+        };
+        let verifiers = market::verify::Verifiers::parse(&self.verifiers, Default::default())
+            .map_err(|e| eyre::eyre!(e))?;
+        let cfg = MarketConfig {
+            rpc_url: rpc.to_string(),
+            deployment,
+            key,
+            scoring: Default::default(),
+            bid_capacity: self.bid_capacity,
+            award_grace_secs: self.award_grace_secs,
+            max_bid_window_secs: 3_600,
+            tick: std::time::Duration::from_millis(self.market_tick_ms),
+            verifiers,
+        };
+        Ok(Market::open(node, cfg).await?)
     }
 }

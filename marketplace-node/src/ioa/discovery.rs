@@ -69,14 +69,21 @@ impl Discovery {
         if query.trim().is_empty() {
             return Ok(out);
         }
-        let mut parser = QueryParser::for_index(&self.index, vec![self.name, self.description, self.skills]);
+        let mut parser =
+            QueryParser::for_index(&self.index, vec![self.name, self.description, self.skills]);
         parser.set_field_boost(self.name, 2.0);
         parser.set_field_boost(self.skills, 1.5);
         let (q, _errors) = parser.parse_query_lenient(query);
         let searcher = self.reader.searcher();
-        for (score, addr) in searcher.search(&q, &TopDocs::with_limit(limit.max(1)).order_by_score())? {
+        for (score, addr) in
+            searcher.search(&q, &TopDocs::with_limit(limit.max(1)).order_by_score())?
+        {
             let d: TantivyDocument = searcher.doc(addr)?;
-            if let Some(a) = d.get_first(self.address).and_then(|v| v.as_str()).and_then(|s| s.parse::<Address>().ok()) {
+            if let Some(a) = d
+                .get_first(self.address)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<Address>().ok())
+            {
                 out.insert(a, score);
             }
         }

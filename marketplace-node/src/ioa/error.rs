@@ -23,6 +23,9 @@ pub enum Error {
     /// Rate limit hit.
     #[error("rate limit exceeded")]
     RateLimited,
+    /// The node's write queue is full (back-pressure instead of unbounded memory).
+    #[error("node overloaded: write queue full, retry later")]
+    Overloaded,
     /// Database failure.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -48,6 +51,7 @@ impl Error {
             Self::Forbidden(m) => (ErrorCode::Forbidden, m.clone()),
             Self::NotFound(m) => (ErrorCode::NotFound, m.clone()),
             Self::RateLimited => (ErrorCode::RateLimited, self.to_string()),
+            Self::Overloaded => (ErrorCode::Overloaded, self.to_string()),
             Self::Db(_) | Self::Index(_) | Self::Mesh(_) | Self::Internal(_) => {
                 tracing::error!(error = %self, "internal error");
                 (ErrorCode::Internal, "internal error".into())
@@ -62,6 +66,7 @@ impl Error {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use alloy_primitives::Address;
@@ -70,7 +70,10 @@ impl ConnHandle {
         match self.tx.try_send(Out::Text(frame)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.kill(CLOSE_SLOW_CONSUMER, "slow consumer: queue full, reconnect and replay with since_seq");
+                self.kill.kill(
+                    CLOSE_SLOW_CONSUMER,
+                    "slow consumer: queue full, reconnect and replay with since_seq",
+                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -114,7 +117,8 @@ const PAGE: u32 = 256;
 #[derive(Debug)]
 pub struct Hub {
     store: Store,
-    groups: Mutex<HashMap<String, Arc<GroupHub>>>,
+    /// Read-mostly (every publish looks its group up): readers do not contend.
+    groups: RwLock<HashMap<String, Arc<GroupHub>>>,
     conns: Mutex<HashMap<Address, HashMap<u64, ConnHandle>>>,
     next_conn: AtomicU64,
     gap_wait: Duration,
@@ -125,15 +129,19 @@ impl Hub {
     pub fn new(store: Store) -> Arc<Self> {
         Arc::new(Self {
             store,
-            groups: Mutex::default(),
+            groups: RwLock::default(),
             conns: Mutex::default(),
             next_conn: AtomicU64::new(1),
             gap_wait: Duration::from_millis(20),
         })
     }
 
-    fn groups(&self) -> MutexGuard<'_, HashMap<String, Arc<GroupHub>>> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    fn groups_read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<GroupHub>>> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn groups_write(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<GroupHub>>> {
+        self.groups.write().unwrap_or_else(|p| p.into_inner())
     }
 
     fn conns(&self) -> MutexGuard<'_, HashMap<Address, HashMap<u64, ConnHandle>>> {
@@ -159,7 +167,8 @@ impl Hub {
                 }
             }
         }
-        let groups: Vec<(String, Arc<GroupHub>)> = self.groups().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let groups: Vec<(String, Arc<GroupHub>)> =
+            self.groups_read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (gid, g) in groups {
             let empty = {
                 let mut st = g.lock();
@@ -173,7 +182,7 @@ impl Hub {
     }
 
     fn drop_group_if_idle(&self, group_id: &str) {
-        let mut groups = self.groups();
+        let mut groups = self.groups_write();
         if let Some(g) = groups.get(group_id)
             && g.lock().subs.is_empty()
         {
@@ -183,7 +192,8 @@ impl Hub {
 
     /// Send a frame to every local connection of `address` (e.g. `invited`).
     pub fn notify_agent(&self, address: &Address, frame: &Utf8Bytes) {
-        let handles: Vec<ConnHandle> = self.conns().get(address).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let handles: Vec<ConnHandle> =
+            self.conns().get(address).map(|m| m.values().cloned().collect()).unwrap_or_default();
         for h in handles {
             h.push(frame.clone());
         }
@@ -191,7 +201,7 @@ impl Hub {
 
     /// End the subscriptions of `address` to `group_id` on this node (after removal).
     pub fn unsubscribe_agent(&self, group_id: &str, address: &Address) {
-        let g = self.groups().get(group_id).cloned();
+        let g = self.groups_read().get(group_id).cloned();
         if let Some(g) = g {
             g.lock().subs.retain(|_, s| s.conn.address != *address);
             self.drop_group_if_idle(group_id);
@@ -200,7 +210,7 @@ impl Hub {
 
     /// Stop following a group on one connection.
     pub fn leave(&self, group_id: &str, conn: &ConnHandle) {
-        let g = self.groups().get(group_id).cloned();
+        let g = self.groups_read().get(group_id).cloned();
         if let Some(g) = g {
             g.lock().subs.remove(&conn.id);
             self.drop_group_if_idle(group_id);
@@ -208,19 +218,19 @@ impl Hub {
     }
 
     async fn group_hub(&self, group_id: &str) -> Result<Arc<GroupHub>> {
-        if let Some(g) = self.groups().get(group_id) {
+        if let Some(g) = self.groups_read().get(group_id) {
             return Ok(g.clone());
         }
         let last = self.store.last_seq(group_id).await?.unwrap_or(0);
         let fresh = Arc::new(GroupHub::default());
         fresh.lock().delivered = last;
-        Ok(self.groups().entry(group_id.to_owned()).or_insert(fresh).clone())
+        Ok(self.groups_write().entry(group_id.to_owned()).or_insert(fresh).clone())
     }
 
     /// A sequenced message of `group_id` (from this node or the mesh, possibly twice, possibly
     /// out of order). Delivered to live subscribers strictly in seq order.
     pub fn publish(self: &Arc<Self>, group_id: &str, seq: u64, frame: Utf8Bytes) {
-        let Some(g) = self.groups().get(group_id).cloned() else { return };
+        let Some(g) = self.groups_read().get(group_id).cloned() else { return };
         let mut st = g.lock();
         if seq <= st.delivered {
             return;
@@ -254,7 +264,8 @@ impl Hub {
             tokio::time::sleep(self.gap_wait).await;
             let (from, to) = {
                 let mut st = g.lock();
-                let last = st.pending.last_key_value().map(|(k, _)| *k).unwrap_or(0).max(st.overflowed);
+                let last =
+                    st.pending.last_key_value().map(|(k, _)| *k).unwrap_or(0).max(st.overflowed);
                 if last <= st.delivered {
                     st.filling = false;
                     st.overflowed = 0;
@@ -275,14 +286,19 @@ impl Hub {
 
     /// Follow `group_id` on `conn`, first replaying everything after `since_seq` from the
     /// database (with back-pressure), then switching to live delivery without gap or repeat.
-    pub async fn subscribe(self: &Arc<Self>, group_id: &str, conn: &ConnHandle, since_seq: u64) -> Result<()> {
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        group_id: &str,
+        conn: &ConnHandle,
+        since_seq: u64,
+    ) -> Result<()> {
         let g = self.group_hub(group_id).await?;
         {
             let mut st = g.lock();
             st.subs.insert(conn.id, Sub { conn: conn.clone(), live: false, cursor: since_seq });
         }
         // Make sure the group stays registered (a concurrent detach may have dropped it).
-        self.groups().entry(group_id.to_owned()).or_insert_with(|| g.clone());
+        self.groups_write().entry(group_id.to_owned()).or_insert_with(|| g.clone());
         let hub = self.clone();
         let conn = conn.clone();
         let gid = group_id.to_owned();
@@ -295,7 +311,13 @@ impl Hub {
         Ok(())
     }
 
-    async fn catch_up(&self, group_id: &str, g: &GroupHub, conn: &ConnHandle, since_seq: u64) -> Result<()> {
+    async fn catch_up(
+        &self,
+        group_id: &str,
+        g: &GroupHub,
+        conn: &ConnHandle,
+        since_seq: u64,
+    ) -> Result<()> {
         let mut cursor = since_seq;
         loop {
             let target = {
@@ -316,7 +338,11 @@ impl Hub {
                 continue;
             }
             for (seq, frame) in rows {
-                let sent = tokio::time::timeout(Duration::from_secs(10), conn.tx.send(Out::Text(Utf8Bytes::from(frame)))).await;
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    conn.tx.send(Out::Text(Utf8Bytes::from(frame))),
+                )
+                .await;
                 match sent {
                     Ok(Ok(())) => cursor = seq,
                     Ok(Err(_)) => return Ok(()),
@@ -331,7 +357,7 @@ impl Hub {
 
     /// Number of groups with local subscribers (for tests and metrics).
     pub fn active_groups(&self) -> usize {
-        self.groups().len()
+        self.groups_read().len()
     }
 }
 

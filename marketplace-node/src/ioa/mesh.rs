@@ -31,7 +31,8 @@ enum Ctl {
 
 /// Group ids are node-generated (`g_<hex>`); anything else is refused as a subject token.
 fn subject_safe(group_id: &str) -> bool {
-    !group_id.is_empty() && group_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !group_id.is_empty()
+        && group_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl Mesh {
@@ -43,8 +44,13 @@ impl Mesh {
 
     /// Subscribe and feed `node`'s hub.
     pub async fn spawn_listener(&self, node: Node) -> Result<()> {
-        let mut msgs = self.client.subscribe(format!("{MSG_PREFIX}>")).await.map_err(|e| Error::Mesh(e.to_string()))?;
-        let mut ctl = self.client.subscribe(CTL_SUBJECT).await.map_err(|e| Error::Mesh(e.to_string()))?;
+        let mut msgs = self
+            .client
+            .subscribe(format!("{MSG_PREFIX}>"))
+            .await
+            .map_err(|e| Error::Mesh(e.to_string()))?;
+        let mut ctl =
+            self.client.subscribe(CTL_SUBJECT).await.map_err(|e| Error::Mesh(e.to_string()))?;
         // Make sure the subscriptions are registered before we serve.
         self.client.flush().await.map_err(|e| Error::Mesh(e.to_string()))?;
         let me = self.node_id.clone();
@@ -66,7 +72,11 @@ impl Mesh {
         let me = self.node_id.clone();
         tokio::spawn(async move {
             while let Some(m) = ctl.next().await {
-                let Some((from, body)) = std::str::from_utf8(&m.payload).ok().and_then(|t| t.split_once('\n')) else { continue };
+                let Some((from, body)) =
+                    std::str::from_utf8(&m.payload).ok().and_then(|t| t.split_once('\n'))
+                else {
+                    continue;
+                };
                 if from == me {
                     continue;
                 }
@@ -77,7 +87,9 @@ impl Mesh {
                         }
                     }
                     Ok(Ctl::Removed { group_id, agent }) => node.removed_locally(&group_id, &agent),
-                    Ok(Ctl::Notify { agent, frame }) => node.hub().notify_agent(&agent, &Utf8Bytes::from(frame)),
+                    Ok(Ctl::Notify { agent, frame }) => {
+                        node.hub().notify_agent(&agent, &Utf8Bytes::from(frame))
+                    }
                     Err(e) => tracing::warn!(error = %e, "bad control event"),
                 }
             }
@@ -91,7 +103,8 @@ impl Mesh {
             return;
         }
         let payload = format!("{} {seq}\n{}", self.node_id, frame.as_str());
-        if let Err(e) = self.client.publish(format!("{MSG_PREFIX}{group_id}"), payload.into()).await {
+        if let Err(e) = self.client.publish(format!("{MSG_PREFIX}{group_id}"), payload.into()).await
+        {
             // Other nodes recover through gap filling from the shared database.
             tracing::warn!(error = %e, "mesh publish failed");
         }

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod mesh;
 pub mod rest;
 pub mod store;
+pub mod writer;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ use discovery::Discovery;
 use hub::Hub;
 use mesh::Mesh;
 use store::Store;
+use writer::Writer;
 
 /// Node configuration.
 #[derive(Debug, Clone)]
@@ -49,6 +51,13 @@ pub struct Config {
     pub rate_burst: f64,
     /// Per-connection outgoing queue length (slow-consumer bound).
     pub queue_len: usize,
+    /// Sends waiting for the group-commit writer (full: `overloaded` error, nothing stored).
+    pub send_queue_len: usize,
+    /// An agent is online while a node holding its connection refreshed its presence row
+    /// within this many seconds (nodes refresh every third of it).
+    pub presence_ttl_secs: u64,
+    /// Lifetime of REST bearer tokens, seconds.
+    pub token_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -62,6 +71,9 @@ impl Default for Config {
             rate_per_sec: 200.0,
             rate_burst: 400.0,
             queue_len: 1024,
+            send_queue_len: 8192,
+            presence_ttl_secs: 30,
+            token_ttl_secs: 24 * 3600,
         }
     }
 }
@@ -87,8 +99,10 @@ struct Inner {
     mesh: Option<Mesh>,
     /// REST challenges: nonce → expiry (single use).
     challenges: Mutex<HashMap<String, u64>>,
-    /// REST bearer tokens → address.
-    tokens: Mutex<HashMap<String, Address>>,
+    /// Cache of REST bearer tokens seen valid in the database: token hash → (address, expiry).
+    tokens: Mutex<HashMap<String, (Address, u64)>>,
+    /// Group-commit writer of messages.
+    writer: Writer,
     buckets: Mutex<HashMap<Address, Bucket>>,
 }
 
@@ -104,7 +118,9 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// Serialize a server frame (infallible for our types).
 pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"encode\"}".into()))
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_else(|_| {
+        "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"encode\"}".into()
+    }))
 }
 
 /// A running node: its address and the task serving it.
@@ -121,10 +137,14 @@ pub struct Running {
 /// Open storage, join the mesh, build the index and serve on `listen`.
 pub async fn serve(config: Config, listen: SocketAddr) -> Result<Running> {
     let node = Node::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Error::Internal(format!("bind {listen}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Internal(format!("bind {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
     let app = rest::router(node.clone());
-    let task = tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+    });
     Ok(Running { addr, node, task })
 }
 
@@ -135,13 +155,15 @@ impl Node {
         store.reset_presence(&config.node_id).await?;
         let hub = Hub::new(store.clone());
         let discovery = Discovery::new()?;
-        for agent in store.all_agents().await? {
+        for agent in store.all_agents(0).await? {
             discovery.upsert(&agent.address, &agent.card)?;
         }
         let mesh = match &config.nats_url {
             Some(url) => Some(Mesh::connect(url, &config.node_id).await?),
             None => None,
         };
+        let writer = Writer::spawn(store.clone(), hub.clone(), mesh.clone(), config.send_queue_len);
+        spawn_heartbeat(store.clone(), config.node_id.clone(), config.presence_ttl_secs);
         let node = Self {
             inner: Arc::new(Inner {
                 config,
@@ -152,6 +174,7 @@ impl Node {
                 challenges: Mutex::default(),
                 tokens: Mutex::default(),
                 buckets: Mutex::default(),
+                writer,
             }),
         };
         if let Some(mesh) = &node.inner.mesh {
@@ -189,15 +212,27 @@ impl Node {
     }
 
     /// Check an answer to a challenge this node issued.
-    pub fn verify_login(&self, nonce: &str, expires: u64, address: &Address, signature: &str) -> Result<()> {
+    pub fn verify_login(
+        &self,
+        nonce: &str,
+        expires: u64,
+        address: &Address,
+        signature: &str,
+    ) -> Result<()> {
         if reef_wire::unix_now() >= expires {
-            return Err(Error::Auth(ErrorCode::ChallengeExpired, "challenge expired; reconnect for a new one".into()));
+            return Err(Error::Auth(
+                ErrorCode::ChallengeExpired,
+                "challenge expired; reconnect for a new one".into(),
+            ));
         }
         let message = reef_wire::login_message(&self.inner.config.node_id, nonce, expires);
         let signer = reef_wire::recover_signer(&message, signature)
             .map_err(|e| Error::Auth(ErrorCode::AuthFailed, e.to_string()))?;
         if signer != *address {
-            return Err(Error::Auth(ErrorCode::AuthFailed, "signature does not match address and challenge".into()));
+            return Err(Error::Auth(
+                ErrorCode::AuthFailed,
+                "signature does not match address and challenge".into(),
+            ));
         }
         Ok(())
     }
@@ -212,20 +247,52 @@ impl Node {
         (nonce, expires, message)
     }
 
-    /// REST: consume a challenge and return a bearer token.
-    pub fn rest_login(&self, nonce: &str, address: &Address, signature: &str) -> Result<String> {
-        let expires = lock(&self.inner.challenges)
-            .remove(nonce)
-            .ok_or_else(|| Error::Auth(ErrorCode::AuthFailed, "unknown or already used challenge".into()))?;
+    /// REST: consume a challenge and return a bearer token. Only the token's hash is stored
+    /// (with its address and expiry), in the database, so the token works on every node
+    /// sharing it and across restarts.
+    pub async fn rest_login(
+        &self,
+        nonce: &str,
+        address: &Address,
+        signature: &str,
+    ) -> Result<String> {
+        let expires = lock(&self.inner.challenges).remove(nonce).ok_or_else(|| {
+            Error::Auth(ErrorCode::AuthFailed, "unknown or already used challenge".into())
+        })?;
         self.verify_login(nonce, expires, address, signature)?;
         let token = random_hex(32);
-        lock(&self.inner.tokens).insert(token.clone(), *address);
+        let until = reef_wire::unix_now().saturating_add(self.inner.config.token_ttl_secs);
+        self.inner
+            .store
+            .insert_token(&token_hash(&token), address, &self.inner.config.node_id, until)
+            .await?;
         Ok(token)
     }
 
-    /// REST: the address behind a bearer token.
-    pub fn token_address(&self, token: &str) -> Option<Address> {
-        lock(&self.inner.tokens).get(token).copied()
+    /// REST: the address behind a bearer token (None: unknown or expired).
+    pub async fn token_address(&self, token: &str) -> Result<Option<Address>> {
+        let hash = token_hash(token);
+        let now = reef_wire::unix_now();
+        if let Some((a, exp)) = lock(&self.inner.tokens).get(&hash).copied()
+            && exp > now
+        {
+            return Ok(Some(a));
+        }
+        let Some((a, exp)) = self.inner.store.token(&hash).await? else { return Ok(None) };
+        let mut cache = lock(&self.inner.tokens);
+        if cache.len() >= 100_000 {
+            cache.retain(|_, (_, e)| *e > now);
+            if cache.len() >= 100_000 {
+                cache.clear();
+            }
+        }
+        cache.insert(hash, (a, exp));
+        Ok(Some(a))
+    }
+
+    /// Unix time from which a presence refresh counts as online.
+    fn fresh_since(&self) -> u64 {
+        reef_wire::unix_now().saturating_sub(self.inner.config.presence_ttl_secs)
     }
 
     /// Take one token from `address`'s bucket.
@@ -248,7 +315,10 @@ impl Node {
     /// Register (or update) the caller's card.
     pub async fn register(&self, caller: &Address, card: AgentCard) -> Result<AgentInfo> {
         if card.name.trim().is_empty() {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card.name must not be empty".into()));
+            return Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                "card.name must not be empty".into(),
+            ));
         }
         if card.name.len() > 200 || card.description.len() > 10_000 || card.skills.len() > 100 {
             return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card too large".into()));
@@ -263,12 +333,16 @@ impl Node {
 
     /// Look up an agent.
     pub async fn get_agent(&self, address: &Address) -> Result<AgentInfo> {
-        self.inner.store.agent(address).await?.ok_or_else(|| Error::NotFound(format!("agent {address} is not registered")))
+        self.inner
+            .store
+            .agent(address, self.fresh_since())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("agent {address} is not registered")))
     }
 
     /// Reload one agent into the index (mesh notification).
     pub async fn reindex_agent(&self, address: &Address) -> Result<()> {
-        if let Some(a) = self.inner.store.agent(address).await? {
+        if let Some(a) = self.inner.store.agent(address, 0).await? {
             self.inner.discovery.upsert(address, &a.card)?;
         }
         Ok(())
@@ -277,7 +351,7 @@ impl Node {
     /// Ranked discovery.
     pub async fn discover(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
         let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
-        let all = self.inner.store.all_agents().await?;
+        let all = self.inner.store.all_agents(self.fresh_since()).await?;
         let scores = self.inner.discovery.search(&q.query, 1000)?;
         let wanted: Vec<String> = q.skills.iter().map(|s| s.to_lowercase()).collect();
         let mut out: Vec<AgentInfo> = all
@@ -314,9 +388,18 @@ impl Node {
     }
 
     /// Create a group; returns it.
-    pub async fn create_group(&self, caller: &Address, name: &str, members: &[Address], parent: Option<&str>) -> Result<GroupInfo> {
+    pub async fn create_group(
+        &self,
+        caller: &Address,
+        name: &str,
+        members: &[Address],
+        parent: Option<&str>,
+    ) -> Result<GroupInfo> {
         if name.len() > 200 || members.len() > 1000 {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group name or member list too large".into()));
+            return Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                "group name or member list too large".into(),
+            ));
         }
         if let Some(p) = parent
             && !self.inner.store.is_member(p, caller).await?
@@ -334,7 +417,12 @@ impl Node {
 
     /// A group, visible to members only.
     pub async fn group(&self, caller: &Address, group_id: &str) -> Result<GroupInfo> {
-        let g = self.inner.store.group(group_id).await?.ok_or_else(|| Error::Forbidden(not_member(group_id)))?;
+        let g = self
+            .inner
+            .store
+            .group(group_id)
+            .await?
+            .ok_or_else(|| Error::Forbidden(not_member(group_id)))?;
         if !g.members.contains(caller) {
             return Err(Error::Forbidden(not_member(group_id)));
         }
@@ -347,13 +435,22 @@ impl Node {
     }
 
     /// Add `agent` to a group (creator only).
-    pub async fn invite(&self, caller: &Address, group_id: &str, agent: &Address) -> Result<GroupInfo> {
+    pub async fn invite(
+        &self,
+        caller: &Address,
+        group_id: &str,
+        agent: &Address,
+    ) -> Result<GroupInfo> {
         let g = self.group(caller, group_id).await?;
         if g.creator != *caller {
             return Err(Error::Forbidden("only the group's creator may invite".into()));
         }
         if self.inner.store.add_member(group_id, agent).await? {
-            self.notify_agent(agent, encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller })).await;
+            self.notify_agent(
+                agent,
+                encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller }),
+            )
+            .await;
         }
         self.group(caller, group_id).await
     }
@@ -365,7 +462,10 @@ impl Node {
             return Err(Error::Forbidden("only the group's creator may remove others".into()));
         }
         if agent == &g.creator {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "the creator cannot be removed".into()));
+            return Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                "the creator cannot be removed".into(),
+            ));
         }
         if self.inner.store.remove_member(group_id, agent).await? {
             self.removed_locally(group_id, agent);
@@ -379,7 +479,9 @@ impl Node {
     /// Apply a removal on this node (end subscriptions, tell the agent).
     pub fn removed_locally(&self, group_id: &str, agent: &Address) {
         self.inner.hub.unsubscribe_agent(group_id, agent);
-        self.inner.hub.notify_agent(agent, &encode(&ServerFrame::Removed { group_id: group_id.into() }));
+        self.inner
+            .hub
+            .notify_agent(agent, &encode(&ServerFrame::Removed { group_id: group_id.into() }));
     }
 
     async fn notify_agent(&self, agent: &Address, frame: Utf8Bytes) {
@@ -392,48 +494,35 @@ impl Node {
     /// Sequence, store and fan out a message; returns (seq, duplicate).
     pub async fn send(&self, caller: &Address, msg: SendMessage) -> Result<(u64, bool)> {
         if msg.msg_id.is_empty() || msg.msg_id.len() > 200 {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "msg_id must be 1..=200 bytes".into()));
+            return Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                "msg_id must be 1..=200 bytes".into(),
+            ));
         }
         if msg.group_id.len() > 200 {
             return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group_id too long".into()));
         }
-        let ts = reef_wire::unix_now_ms();
-        let make = |seq: u64| {
-            let env = reef_wire::Envelope {
-                group_id: msg.group_id.clone(),
-                sender_id: *caller,
-                state: msg.state.clone(),
-                msg_id: msg.msg_id.clone(),
-                seq,
-                ts,
-                task_desc: msg.task_desc.clone(),
-                body: msg.body.clone(),
-                extra: msg.extra.clone(),
-            };
-            serde_json::to_string(&ServerFrame::Message(env)).unwrap_or_default()
-        };
-        let appended = self
-            .inner
-            .store
-            .append(&msg.group_id, &msg.msg_id, caller, make)
+        let group_id = msg.group_id.clone();
+        self.inner
+            .writer
+            .send(*caller, msg, reef_wire::unix_now_ms())
             .await?
-            .ok_or_else(|| Error::Forbidden(not_member(&msg.group_id)))?;
-        if !appended.duplicate {
-            let frame = Utf8Bytes::from(appended.frame);
-            self.inner.hub.publish(&msg.group_id, appended.seq, frame.clone());
-            if let Some(mesh) = &self.inner.mesh {
-                mesh.publish(&msg.group_id, appended.seq, &frame).await;
-            }
-        }
-        Ok((appended.seq, appended.duplicate))
+            .ok_or_else(|| Error::Forbidden(not_member(&group_id)))
     }
 
     /// Stored messages after `since_seq` (members only), as JSON values.
-    pub async fn history(&self, caller: &Address, group_id: &str, since_seq: u64, limit: u32) -> Result<Vec<Value>> {
+    pub async fn history(
+        &self,
+        caller: &Address,
+        group_id: &str,
+        since_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<Value>> {
         if !self.inner.store.is_member(group_id, caller).await? {
             return Err(Error::Forbidden(not_member(group_id)));
         }
-        let rows = self.inner.store.frames(group_id, since_seq, u64::MAX, limit.clamp(1, 1000)).await?;
+        let rows =
+            self.inner.store.frames(group_id, since_seq, u64::MAX, limit.clamp(1, 1000)).await?;
         Ok(rows
             .into_iter()
             .filter_map(|(_, f)| serde_json::from_str::<Value>(&f).ok())
@@ -452,6 +541,26 @@ impl Node {
             tracing::warn!(error = %e, "presence update failed");
         }
     }
+}
+
+/// Keep this node's presence rows fresh: one batched UPDATE per third of the TTL.
+fn spawn_heartbeat(store: Store, node_id: String, ttl_secs: u64) {
+    let period = Duration::from_secs_f64((ttl_secs as f64 / 3.0).clamp(0.2, 60.0));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.heartbeat(&node_id).await {
+                tracing::warn!(error = %e, "presence heartbeat failed");
+            }
+        }
+    });
+}
+
+/// Hex keccak-256 of a bearer token (only the hash is stored).
+fn token_hash(token: &str) -> String {
+    hex::encode(alloy_primitives::keccak256(token.as_bytes()))
 }
 
 fn not_member(group_id: &str) -> String {

@@ -45,9 +45,15 @@ impl FromRequestParts<Node> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Error::Auth(ErrorCode::Unauthenticated, "missing bearer token; POST /v1/auth/challenge then /v1/auth/login".into()))?;
+            .ok_or_else(|| {
+                Error::Auth(
+                    ErrorCode::Unauthenticated,
+                    "missing bearer token; POST /v1/auth/challenge then /v1/auth/login".into(),
+                )
+            })?;
         let address = node
             .token_address(token.trim())
+            .await?
             .ok_or_else(|| Error::Auth(ErrorCode::Unauthenticated, "unknown token".into()))?;
         node.rate_check(&address)?;
         Ok(Self(address))
@@ -66,7 +72,9 @@ async fn health(State(node): State<Node>) -> Json<Value> {
 
 async fn challenge(State(node): State<Node>) -> Json<Value> {
     let (nonce, expires, message) = node.rest_challenge();
-    Json(json!({ "node_id": node.config().node_id, "nonce": nonce, "expires": expires, "message": message }))
+    Json(
+        json!({ "node_id": node.config().node_id, "nonce": nonce, "expires": expires, "message": message }),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,16 +85,22 @@ struct Login {
 }
 
 async fn login(State(node): State<Node>, Json(l): Json<Login>) -> ApiResult {
-    let token = node.rest_login(&l.nonce, &l.address, &l.signature)?;
+    let token = node.rest_login(&l.nonce, &l.address, &l.signature).await?;
     Ok(Json(json!({ "token": token, "address": l.address })))
 }
 
-async fn register(State(node): State<Node>, Caller(me): Caller, Json(card): Json<AgentCard>) -> ApiResult {
+async fn register(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Json(card): Json<AgentCard>,
+) -> ApiResult {
     Ok(Json(val(&node.register(&me, card).await?)))
 }
 
 async fn get_agent(State(node): State<Node>, Path(address): Path<String>) -> ApiResult {
-    let address: Address = address.parse().map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
+    let address: Address = address
+        .parse()
+        .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
     Ok(Json(val(&node.get_agent(&address).await?)))
 }
 
@@ -103,15 +117,25 @@ struct NewGroup {
     parent_group_id: Option<String>,
 }
 
-async fn create_group(State(node): State<Node>, Caller(me): Caller, Json(g): Json<NewGroup>) -> ApiResult {
-    Ok(Json(val(&node.create_group(&me, &g.name, &g.members, g.parent_group_id.as_deref()).await?)))
+async fn create_group(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Json(g): Json<NewGroup>,
+) -> ApiResult {
+    Ok(Json(val(&node
+        .create_group(&me, &g.name, &g.members, g.parent_group_id.as_deref())
+        .await?)))
 }
 
 async fn list_groups(State(node): State<Node>, Caller(me): Caller) -> ApiResult {
     Ok(Json(json!({ "groups": val(&node.groups_of(&me).await?) })))
 }
 
-async fn get_group(State(node): State<Node>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult {
+async fn get_group(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
     Ok(Json(val(&node.group(&me, &id).await?)))
 }
 
@@ -120,12 +144,23 @@ struct Member {
     agent: Address,
 }
 
-async fn invite(State(node): State<Node>, Caller(me): Caller, Path(id): Path<String>, Json(m): Json<Member>) -> ApiResult {
+async fn invite(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Json(m): Json<Member>,
+) -> ApiResult {
     Ok(Json(val(&node.invite(&me, &id, &m.agent).await?)))
 }
 
-async fn remove(State(node): State<Node>, Caller(me): Caller, Path((id, address)): Path<(String, String)>) -> ApiResult {
-    let agent: Address = address.parse().map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
+async fn remove(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path((id, address)): Path<(String, String)>,
+) -> ApiResult {
+    let agent: Address = address
+        .parse()
+        .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
     node.remove(&me, &id, &agent).await?;
     Ok(Json(json!({ "group_id": id, "removed": agent })))
 }
@@ -138,7 +173,12 @@ struct Since {
     limit: Option<u32>,
 }
 
-async fn history(State(node): State<Node>, Caller(me): Caller, Path(id): Path<String>, Query(q): Query<Since>) -> ApiResult {
+async fn history(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> ApiResult {
     let messages = node.history(&me, &id, q.since_seq, q.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "messages": messages })))
 }
@@ -155,12 +195,24 @@ struct PostMessage {
     extra: Map<String, Value>,
 }
 
-async fn send(State(node): State<Node>, Caller(me): Caller, Path(id): Path<String>, Json(p): Json<PostMessage>) -> ApiResult {
+async fn send(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Json(p): Json<PostMessage>,
+) -> ApiResult {
     let mut extra = p.extra;
     for owned in ["sender_id", "seq", "ts", "group_id", "type", "req_id", "v"] {
         extra.remove(owned);
     }
-    let msg = SendMessage { group_id: id.clone(), msg_id: p.msg_id.clone(), state: p.state, task_desc: p.task_desc, body: p.body, extra };
+    let msg = SendMessage {
+        group_id: id.clone(),
+        msg_id: p.msg_id.clone(),
+        state: p.state,
+        task_desc: p.task_desc,
+        body: p.body,
+        extra,
+    };
     let (seq, duplicate) = node.send(&me, msg).await?;
     Ok(Json(json!({ "group_id": id, "msg_id": p.msg_id, "seq": seq, "duplicate": duplicate })))
 }

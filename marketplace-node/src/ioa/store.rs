@@ -10,7 +10,37 @@ use sqlx::{AnyPool, Row};
 use super::error::{Error, Result};
 
 /// Ordered migrations: (version, SQL). Every statement is valid on SQLite and Postgres.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_presence_tokens.sql")),
+];
+
+/// Largest number of values in one `IN (…)` list or rows in one multi-row `INSERT`.
+const CHUNK: usize = 100;
+
+/// `$first, $first+1, …` (`n` placeholders).
+fn placeholders(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('$');
+        s.push_str(&(first + i).to_string());
+    }
+    s
+}
+
+/// One message of a batch given to [`Store::append_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Target group.
+    pub group_id: &'a str,
+    /// Client idempotency key.
+    pub msg_id: &'a str,
+    /// Authenticated sender.
+    pub sender: &'a Address,
+}
 
 /// Database handle.
 #[derive(Clone, Debug)]
@@ -43,12 +73,17 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
-        let url = if !postgres && url.starts_with("sqlite:") && !url.contains('?') && !url.contains(":memory:") {
+        let url = if !postgres
+            && url.starts_with("sqlite:")
+            && !url.contains('?')
+            && !url.contains(":memory:")
+        {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             if let Some(dir) = std::path::Path::new(path).parent()
                 && !dir.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("create {dir:?}: {e}")))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Internal(format!("create {dir:?}: {e}")))?;
             }
             format!("{url}?mode=rwc")
         } else {
@@ -133,31 +168,93 @@ impl Store {
         Ok(())
     }
 
-    /// All registered agents with presence.
-    pub async fn all_agents(&self) -> Result<Vec<AgentInfo>> {
+    /// All registered agents with presence: online when some node holds a connection of the
+    /// agent and refreshed that row at or after `fresh_since` (unix s), so the agents of a
+    /// crashed node turn offline once its heartbeats are older than the TTL.
+    pub async fn all_agents(&self, fresh_since: u64) -> Result<Vec<AgentInfo>> {
         let rows = sqlx::query(
-            "SELECT a.address, a.card, CAST(COALESCE(SUM(p.conns), 0) AS BIGINT) AS conns, \
+            "SELECT a.address, a.card, \
+             CAST(COALESCE(SUM(CASE WHEN p.last_seen >= $1 AND p.conns > 0 THEN p.conns ELSE 0 END), 0) AS BIGINT) AS conns, \
              CAST(COALESCE(MAX(p.last_seen), a.updated_at) AS BIGINT) AS last_seen \
              FROM ioa_agents a LEFT JOIN ioa_presence p ON p.address = a.address \
              GROUP BY a.address, a.card, a.updated_at",
         )
+        .bind(fresh_since.min(i64::MAX as u64) as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(agent_from_row).collect()
     }
 
-    /// One agent with presence.
-    pub async fn agent(&self, address: &Address) -> Result<Option<AgentInfo>> {
+    /// One agent with presence (see [`Store::all_agents`] for `fresh_since`).
+    pub async fn agent(&self, address: &Address, fresh_since: u64) -> Result<Option<AgentInfo>> {
         let row = sqlx::query(
-            "SELECT a.address, a.card, CAST(COALESCE(SUM(p.conns), 0) AS BIGINT) AS conns, \
+            "SELECT a.address, a.card, \
+             CAST(COALESCE(SUM(CASE WHEN p.last_seen >= $2 AND p.conns > 0 THEN p.conns ELSE 0 END), 0) AS BIGINT) AS conns, \
              CAST(COALESCE(MAX(p.last_seen), a.updated_at) AS BIGINT) AS last_seen \
              FROM ioa_agents a LEFT JOIN ioa_presence p ON p.address = a.address \
              WHERE a.address = $1 GROUP BY a.address, a.card, a.updated_at",
         )
         .bind(addr_key(address))
+        .bind(fresh_since.min(i64::MAX as u64) as i64)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Refresh `last_seen` of every presence row of `node_id` that has open connections: one
+    /// statement per heartbeat for all of the node's connections.
+    pub async fn heartbeat(&self, node_id: &str) -> Result<()> {
+        sqlx::query("UPDATE ioa_presence SET last_seen = $2 WHERE node_id = $1 AND conns > 0")
+            .bind(node_id.to_owned())
+            .bind(reef_wire::unix_now() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Store a REST bearer token (by hash) for `address`, valid until `expires_at` (unix s), and
+    /// drop expired ones.
+    pub async fn insert_token(
+        &self,
+        token_hash: &str,
+        address: &Address,
+        node_id: &str,
+        expires_at: u64,
+    ) -> Result<()> {
+        let now = reef_wire::unix_now() as i64;
+        sqlx::query("DELETE FROM ioa_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ioa_tokens (token_hash, address, node_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash.to_owned())
+        .bind(addr_key(address))
+        .bind(node_id.to_owned())
+        .bind(now)
+        .bind(expires_at.min(i64::MAX as u64) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The address and expiry (unix s) of a token hash, if stored and not expired.
+    pub async fn token(&self, token_hash: &str) -> Result<Option<(Address, u64)>> {
+        let row = sqlx::query(
+            "SELECT address, expires_at FROM ioa_tokens WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash.to_owned())
+        .bind(reef_wire::unix_now() as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                parse_addr(&r.try_get::<String, _>("address")?)?,
+                r.try_get::<i64, _>("expires_at")?.max(0) as u64,
+            ))
+        })
+        .transpose()
     }
 
     /// Record a connection (`up`) or disconnection of `address` on `node_id`.
@@ -214,12 +311,14 @@ impl Store {
             }
         }
         for m in all {
-            sqlx::query("INSERT INTO ioa_members (group_id, address, added_at) VALUES ($1, $2, $3)")
-                .bind(group_id.to_owned())
-                .bind(addr_key(&m))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO ioa_members (group_id, address, added_at) VALUES ($1, $2, $3)",
+            )
+            .bind(group_id.to_owned())
+            .bind(addr_key(&m))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -234,13 +333,15 @@ impl Store {
         else {
             return Ok(None);
         };
-        let members = sqlx::query("SELECT address FROM ioa_members WHERE group_id = $1 ORDER BY added_at, address")
-            .bind(group_id.to_owned())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| parse_addr(&r.try_get::<String, _>("address")?))
-            .collect::<Result<Vec<_>>>()?;
+        let members = sqlx::query(
+            "SELECT address FROM ioa_members WHERE group_id = $1 ORDER BY added_at, address",
+        )
+        .bind(group_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| parse_addr(&r.try_get::<String, _>("address")?))
+        .collect::<Result<Vec<_>>>()?;
         Ok(Some(GroupInfo {
             group_id: row.try_get("group_id")?,
             name: row.try_get("name")?,
@@ -253,13 +354,14 @@ impl Store {
 
     /// Groups `address` belongs to.
     pub async fn groups_of(&self, address: &Address) -> Result<Vec<GroupInfo>> {
-        let ids: Vec<String> = sqlx::query("SELECT group_id FROM ioa_members WHERE address = $1 ORDER BY group_id")
-            .bind(addr_key(address))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get("group_id"))
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<String> =
+            sqlx::query("SELECT group_id FROM ioa_members WHERE address = $1 ORDER BY group_id")
+                .bind(addr_key(address))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get("group_id"))
+                .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(g) = self.group(&id).await? {
@@ -313,66 +415,153 @@ impl Store {
             .map(|s| s.max(0) as u64))
     }
 
-    /// Atomically check membership, assign the next seq and store the message.
+    /// Group commit: append a batch of messages in ONE transaction and return, per input (same
+    /// order), `None` when the sender is not a member (or the group does not exist), else the
+    /// stored message.
     ///
-    /// `make_frame(seq)` builds the stored `message` frame text. Idempotent on
-    /// `(group_id, msg_id)`: a repeated id returns the stored message with `duplicate`.
-    /// Returns `Ok(None)` when `sender` is not a member (or the group does not exist).
-    pub async fn append(
+    /// Per group (groups taken in sorted order, so concurrent nodes sharing Postgres lock the
+    /// counter rows in a consistent order and cannot deadlock): the group's counter row is locked
+    /// first (`UPDATE … RETURNING`, which also makes SQLite take its write lock up front),
+    /// membership and already stored `msg_id`s are read, every new message gets the next seq in
+    /// arrival order, the rows are inserted and the counter is written — all in the same
+    /// transaction, so no two nodes ever assign the same seq. Idempotent on
+    /// `(group_id, msg_id)`, including repeats inside the batch: a repeat gets the first
+    /// message's seq and frame with `duplicate`.
+    ///
+    /// `make_frame(index, seq)` builds the stored frame text of `batch[index]`.
+    pub async fn append_batch(
         &self,
-        group_id: &str,
-        msg_id: &str,
-        sender: &Address,
-        make_frame: impl Fn(u64) -> String,
-    ) -> Result<Option<Appended>> {
+        batch: &[NewMessage<'_>],
+        mut make_frame: impl FnMut(usize, u64) -> String,
+    ) -> Result<Vec<Option<Appended>>> {
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| batch[a].group_id.cmp(batch[b].group_id).then(a.cmp(&b)));
         let mut tx = self.pool.begin().await?;
-        // The first statement writes, so SQLite takes the write lock up front (no upgrade
-        // deadlock) and Postgres row-locks the counter until commit: seqs of one group are
-        // committed in order, whichever node assigns them.
-        let row = sqlx::query(
-            "UPDATE ioa_groups SET last_seq = last_seq + 1 WHERE group_id = $1 \
-             AND EXISTS (SELECT 1 FROM ioa_members m WHERE m.group_id = $1 AND m.address = $2) RETURNING last_seq",
-        )
-        .bind(group_id.to_owned())
-        .bind(addr_key(sender))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let seq = row.try_get::<i64, _>("last_seq")?.max(0) as u64;
-        let frame = make_frame(seq);
-        let inserted = sqlx::query(
-            "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (group_id, msg_id) DO NOTHING",
-        )
-        .bind(group_id.to_owned())
-        .bind(seq as i64)
-        .bind(msg_id.to_owned())
-        .bind(addr_key(sender))
-        .bind(frame.clone())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            tx.commit().await?;
-            return Ok(Some(Appended { seq, frame, duplicate: false }));
-        }
-        tx.rollback().await?;
-        let row = sqlx::query("SELECT seq, frame FROM ioa_messages WHERE group_id = $1 AND msg_id = $2")
+        for run in order.chunk_by(|&a, &b| batch[a].group_id == batch[b].group_id) {
+            let group_id = batch[run[0]].group_id;
+            let Some(row) = sqlx::query(
+                "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id = $1 RETURNING last_seq",
+            )
             .bind(group_id.to_owned())
-            .bind(msg_id.to_owned())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some(Appended {
-            seq: row.try_get::<i64, _>("seq")?.max(0) as u64,
-            frame: row.try_get("frame")?,
-            duplicate: true,
-        }))
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                continue; // no such group: every message of the run is refused
+            };
+            let first_seq = row.try_get::<i64, _>("last_seq")?.max(0) as u64;
+
+            // Members among the run's senders.
+            let mut senders: Vec<String> = run.iter().map(|&i| addr_key(batch[i].sender)).collect();
+            senders.sort_unstable();
+            senders.dedup();
+            let mut members = std::collections::HashSet::with_capacity(senders.len());
+            for chunk in senders.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT address FROM ioa_members WHERE group_id = $1 AND address IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id.to_owned());
+                for a in chunk {
+                    q = q.bind(a.clone());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    members.insert(r.try_get::<String, _>("address")?);
+                }
+            }
+            let allowed: Vec<usize> = run
+                .iter()
+                .copied()
+                .filter(|&i| members.contains(&addr_key(batch[i].sender)))
+                .collect();
+
+            // Already stored msg_ids (the counter row lock orders us after any other writer).
+            let mut ids: Vec<&str> = allowed.iter().map(|&i| batch[i].msg_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut known: std::collections::HashMap<String, Appended> =
+                std::collections::HashMap::new();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT msg_id, seq, frame FROM ioa_messages WHERE group_id = $1 AND msg_id IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id.to_owned());
+                for id in chunk {
+                    q = q.bind((*id).to_owned());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    known.insert(
+                        r.try_get("msg_id")?,
+                        Appended {
+                            seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                            frame: r.try_get("frame")?,
+                            duplicate: true,
+                        },
+                    );
+                }
+            }
+
+            // Assign seqs in arrival order.
+            let mut seq = first_seq;
+            let mut fresh: Vec<usize> = Vec::new();
+            for &i in &allowed {
+                let m = batch[i];
+                if let Some(prev) = known.get(m.msg_id) {
+                    out[i] = Some(Appended { duplicate: true, ..prev.clone() });
+                    continue;
+                }
+                seq += 1;
+                let a = Appended { seq, frame: make_frame(i, seq), duplicate: false };
+                known.insert(m.msg_id.to_owned(), Appended { duplicate: true, ..a.clone() });
+                out[i] = Some(a);
+                fresh.push(i);
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            for chunk in fresh.chunks(CHUNK) {
+                let mut sql = String::from(
+                    "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame) VALUES ",
+                );
+                for k in 0..chunk.len() {
+                    if k > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    sql.push_str(&placeholders(k * 5 + 1, 5));
+                    sql.push(')');
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for &i in chunk {
+                    let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
+                    q = q
+                        .bind(group_id.to_owned())
+                        .bind(a.seq as i64)
+                        .bind(batch[i].msg_id.to_owned())
+                        .bind(addr_key(batch[i].sender))
+                        .bind(a.frame.clone());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE ioa_groups SET last_seq = $2 WHERE group_id = $1")
+                .bind(group_id.to_owned())
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Stored frames with `after < seq <= upto`, in order, at most `limit`.
-    pub async fn frames(&self, group_id: &str, after: u64, upto: u64, limit: u32) -> Result<Vec<(u64, String)>> {
+    pub async fn frames(
+        &self,
+        group_id: &str,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>> {
         let rows = sqlx::query(
             "SELECT seq, frame FROM ioa_messages WHERE group_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
         )
@@ -383,7 +572,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get::<String, _>("frame")?)))
+            .map(|r| {
+                Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get::<String, _>("frame")?))
+            })
             .collect()
     }
 }

@@ -26,6 +26,7 @@ pub async fn handler(State(node): State<Node>, ws: WebSocketUpgrade) -> Response
     let max = node.config().max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024 + max)
         .on_upgrade(move |socket| session(node, socket))
@@ -56,7 +57,8 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
         message,
     };
     socket.send(Message::Text(encode(&challenge))).await.ok()?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(node.config().challenge_ttl_secs + 10);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(node.config().challenge_ttl_secs + 10);
     let mut strikes = 0u32;
     loop {
         let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
@@ -78,13 +80,21 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
             Message::Close(_) => return None,
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
-                let _ = socket.send(Message::Text(error_frame(None, ErrorCode::InvalidFrame, "binary frames are not supported"))).await;
+                let _ = socket
+                    .send(Message::Text(error_frame(
+                        None,
+                        ErrorCode::InvalidFrame,
+                        "binary frames are not supported",
+                    )))
+                    .await;
                 continue;
             }
         };
         let (req_id, parsed) = reef_wire::parse_client_frame(&text);
         let reply = match parsed {
-            Ok(ClientFrame::Auth { address, signature }) => match node.verify_login(&nonce, expires, &address, &signature) {
+            Ok(ClientFrame::Auth { address, signature }) => match node
+                .verify_login(&nonce, expires, &address, &signature)
+            {
                 Ok(()) => return Some(address),
                 Err(e) => {
                     let (code, message) = e.public();
@@ -93,7 +103,11 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
                     return None;
                 }
             },
-            Ok(_) => error_frame(req_id, ErrorCode::Unauthenticated, "authenticate first: answer the challenge with an `auth` frame"),
+            Ok(_) => error_frame(
+                req_id,
+                ErrorCode::Unauthenticated,
+                "authenticate first: answer the challenge with an `auth` frame",
+            ),
             Err(reef_wire::Error::Frame { code, message }) => error_frame(req_id, code, message),
             Err(e) => error_frame(req_id, ErrorCode::InvalidFrame, e.to_string()),
         };
@@ -115,7 +129,11 @@ async fn session(node: Node, mut socket: WebSocket) {
     let conn = node.hub().attach(address, tx);
     node.presence(&address, true).await;
     let writer = tokio::spawn(writer(sink, rx, conn.kill.clone()));
-    conn.push(encode(&ServerFrame::Welcome { v: PROTOCOL_VERSION, address, node_id: node.config().node_id.clone() }));
+    conn.push(encode(&ServerFrame::Welcome {
+        v: PROTOCOL_VERSION,
+        address,
+        node_id: node.config().node_id.clone(),
+    }));
 
     loop {
         let msg = tokio::select! {
@@ -133,7 +151,11 @@ async fn session(node: Node, mut socket: WebSocket) {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                conn.push(error_frame(None, ErrorCode::InvalidFrame, "binary frames are not supported"));
+                conn.push(error_frame(
+                    None,
+                    ErrorCode::InvalidFrame,
+                    "binary frames are not supported",
+                ));
                 continue;
             }
         };
@@ -175,23 +197,37 @@ fn ok(req_id: Option<String>, result: serde_json::Value) -> Utf8Bytes {
     encode(&ServerFrame::Ok { req_id, result })
 }
 
-async fn handle(node: &Node, conn: &ConnHandle, req_id: Option<String>, frame: ClientFrame) -> Result<Option<Utf8Bytes>, Error> {
+async fn handle(
+    node: &Node,
+    conn: &ConnHandle,
+    req_id: Option<String>,
+    frame: ClientFrame,
+) -> Result<Option<Utf8Bytes>, Error> {
     let me = &conn.address;
     Ok(Some(match frame {
-        ClientFrame::Auth { .. } => error_frame(req_id, ErrorCode::InvalidFrame, "already authenticated"),
+        ClientFrame::Auth { .. } => {
+            error_frame(req_id, ErrorCode::InvalidFrame, "already authenticated")
+        }
         ClientFrame::Ping {} => encode(&ServerFrame::Pong { req_id }),
         ClientFrame::Register { card } => ok(req_id, to_value(&node.register(me, card).await?)),
         ClientFrame::GetAgent { address } => ok(req_id, to_value(&node.get_agent(&address).await?)),
-        ClientFrame::Discover { query } => ok(req_id, json!({ "agents": to_value(&node.discover(&query).await?) })),
-        ClientFrame::CreateGroup { name, members, parent_group_id } => {
-            ok(req_id, to_value(&node.create_group(me, &name, &members, parent_group_id.as_deref()).await?))
+        ClientFrame::Discover { query } => {
+            ok(req_id, json!({ "agents": to_value(&node.discover(&query).await?) }))
         }
-        ClientFrame::Invite { group_id, agent } => ok(req_id, to_value(&node.invite(me, &group_id, &agent).await?)),
+        ClientFrame::CreateGroup { name, members, parent_group_id } => ok(
+            req_id,
+            to_value(&node.create_group(me, &name, &members, parent_group_id.as_deref()).await?),
+        ),
+        ClientFrame::Invite { group_id, agent } => {
+            ok(req_id, to_value(&node.invite(me, &group_id, &agent).await?))
+        }
         ClientFrame::Remove { group_id, agent } => {
             node.remove(me, &group_id, &agent).await?;
             ok(req_id, json!({ "group_id": group_id, "removed": agent }))
         }
-        ClientFrame::ListGroups {} => ok(req_id, json!({ "groups": to_value(&node.groups_of(me).await?) })),
+        ClientFrame::ListGroups {} => {
+            ok(req_id, json!({ "groups": to_value(&node.groups_of(me).await?) }))
+        }
         ClientFrame::Join { group_id, since_seq } => {
             let g = node.group(me, &group_id).await?;
             // Reply first so the replayed messages follow the `ok`.
@@ -222,7 +258,11 @@ enum Step {
     Done,
 }
 
-async fn writer(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Out>, kill: std::sync::Arc<KillSwitch>) {
+async fn writer(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Out>,
+    kill: std::sync::Arc<KillSwitch>,
+) {
     loop {
         let step = tokio::select! {
             biased;
@@ -255,7 +295,8 @@ async fn writer(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<
                 return;
             }
             Step::Kill(code, reason) => {
-                let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
+                let frame =
+                    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
                 let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
                 return;
             }

@@ -1,0 +1,688 @@
+//! SQL storage over sqlx's `Any` driver: the same migrations and statements on SQLite (default)
+//! and Postgres.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use alloy::primitives::{Address, B256, U256};
+use sqlx::{
+    AnyPool, AssertSqlSafe, Row,
+    any::{AnyArguments, AnyPoolOptions, AnyRow},
+    query::Query,
+};
+
+use crate::{
+    BlockRef, Error, EventRow, Result,
+    decode::addr_hex,
+    derived::{BOUNTY_KINDS, BountyRow, STAKE_KINDS, StakeRow},
+};
+
+/// Ordered migrations (version, SQL), from `indexer/migrations/`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// Rows per multi-row INSERT (13 columns × 400 stays below SQLite's 32,766 bind limit).
+const CHUNK: usize = 400;
+
+/// Database handle (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+/// Everything one sync step writes, committed atomically with the checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Decoded events (any order; duplicates allowed).
+    pub events: Vec<EventRow>,
+    /// Headers to remember for reorg detection.
+    pub blocks: Vec<BlockRef>,
+    /// Tokens first seen in this batch, with the block they were first seen in.
+    pub new_tokens: Vec<(Address, u64)>,
+    /// New checkpoint: first block not yet indexed.
+    pub next_block: u64,
+    /// Forget remembered headers below this height.
+    pub prune_below: u64,
+}
+
+/// Counts shown by `reef indexer status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Stats {
+    /// Raw events stored.
+    pub events: i64,
+    /// Bounties known.
+    pub bounties: i64,
+    /// Bounties in a terminal state.
+    pub settled_bounties: i64,
+    /// Accounts with stake.
+    pub stakers: i64,
+    /// Accounts with a known funding source.
+    pub funded_accounts: i64,
+    /// Headers kept for reorg detection.
+    pub window_blocks: i64,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("{what}: {e}"))
+}
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+fn in_list(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+type AnyQuery<'q> = Query<'q, sqlx::Any, AnyArguments>;
+
+fn bind_bounty<'q>(q: AnyQuery<'q>, b: &BountyRow) -> AnyQuery<'q> {
+    q.bind(b.id.clone())
+        .bind(b.poster.clone())
+        .bind(b.token.clone())
+        .bind(b.amount.clone())
+        .bind(b.price.clone())
+        .bind(b.provider.clone())
+        .bind(b.deadline)
+        .bind(b.status.clone())
+        .bind(i64::from(b.funded))
+        .bind(b.posted_block)
+        .bind(b.submitted_at)
+        .bind(b.settled_at)
+        .bind(b.settled_block)
+        .bind(b.paid.clone())
+        .bind(b.provider_bps)
+        .bind(b.last_block)
+        .bind(b.last_log)
+}
+
+const BOUNTY_COLS: &str = "id, poster, token, amount, price, provider, deadline, status, funded, posted_block, \
+    submitted_at, settled_at, settled_block, paid, provider_bps, last_block, last_log";
+
+fn bounty_from_row(r: &AnyRow) -> Result<BountyRow> {
+    let g = |e: sqlx::Error| corrupt("idx_bounties", e);
+    Ok(BountyRow {
+        id: r.try_get("id").map_err(g)?,
+        poster: r.try_get("poster").map_err(g)?,
+        token: r.try_get("token").map_err(g)?,
+        amount: r.try_get("amount").map_err(g)?,
+        price: r.try_get("price").map_err(g)?,
+        provider: r.try_get("provider").map_err(g)?,
+        deadline: r.try_get("deadline").map_err(g)?,
+        status: r.try_get("status").map_err(g)?,
+        funded: r.try_get::<i64, _>("funded").map_err(g)? != 0,
+        posted_block: r.try_get("posted_block").map_err(g)?,
+        submitted_at: r.try_get("submitted_at").map_err(g)?,
+        settled_at: r.try_get("settled_at").map_err(g)?,
+        settled_block: r.try_get("settled_block").map_err(g)?,
+        paid: r.try_get("paid").map_err(g)?,
+        provider_bps: r.try_get("provider_bps").map_err(g)?,
+        last_block: r.try_get("last_block").map_err(g)?,
+        last_log: r.try_get("last_log").map_err(g)?,
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> Result<EventRow> {
+    let g = |e: sqlx::Error| corrupt("idx_events", e);
+    let addr = |s: Option<String>| -> Result<Option<Address>> {
+        s.map(|s| s.parse::<Address>().map_err(|e| corrupt("address", e))).transpose()
+    };
+    let hash = |s: String| s.parse::<B256>().map_err(|e| corrupt("hash", e));
+    Ok(EventRow {
+        block_number: r.try_get::<i64, _>("block_number").map_err(g)? as u64,
+        log_index: r.try_get::<i64, _>("log_index").map_err(g)? as u64,
+        block_hash: hash(r.try_get("block_hash").map_err(g)?)?,
+        tx_hash: hash(r.try_get("tx_hash").map_err(g)?)?,
+        block_time: r.try_get::<i64, _>("block_time").map_err(g)? as u64,
+        contract: addr(Some(r.try_get("contract").map_err(g)?))?.unwrap_or_default(),
+        kind: r.try_get("kind").map_err(g)?,
+        ref_id: r.try_get("ref_id").map_err(g)?,
+        actor: addr(r.try_get("actor").map_err(g)?)?,
+        counterparty: addr(r.try_get("counterparty").map_err(g)?)?,
+        amount: r.try_get("amount").map_err(g)?,
+        amount2: r.try_get("amount2").map_err(g)?,
+        extra: r.try_get("extra").map_err(g)?,
+    })
+}
+
+const EVENT_COLS: &str = "block_number, log_index, block_hash, tx_hash, block_time, contract, kind, ref_id, actor, counterparty, amount, amount2, extra";
+
+impl Store {
+    /// Connects to `url` (`sqlite:path`, `sqlite::memory:`, `postgres://…`), creating the SQLite
+    /// file and its directory if needed, and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        if !postgres && !url.starts_with("sqlite:") {
+            return Err(Error::Config(format!(
+                "database URL {url:?} must start with sqlite: or postgres://"
+            )));
+        }
+        let url = if !postgres && !url.contains('?') && !url.contains(":memory:") {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Config(format!("cannot create {dir:?}: {e}")))?;
+            }
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 4 });
+        if !postgres {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        let store = Self { pool, postgres };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Whether this is a Postgres database.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_lock(7262332)").execute(&mut *conn).await?;
+        }
+        let res = async {
+            sqlx::raw_sql("CREATE TABLE IF NOT EXISTS idx_migrations (version BIGINT PRIMARY KEY)")
+                .execute(&mut *conn)
+                .await?;
+            for (version, sql) in MIGRATIONS {
+                let done = sqlx::query("SELECT version FROM idx_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+                let applied = async {
+                    sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *conn).await?;
+                    sqlx::query("INSERT INTO idx_migrations (version) VALUES ($1)")
+                        .bind(*version)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                match applied {
+                    Ok(()) => sqlx::raw_sql("COMMIT").execute(&mut *conn).await?,
+                    Err(e) => {
+                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                        return Err(e);
+                    }
+                };
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if self.postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7262332)").execute(&mut *conn).await;
+        }
+        res.map_err(Into::into)
+    }
+
+    /// Reads a metadata value.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM idx_meta WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("value")).transpose()?)
+    }
+
+    /// Writes a metadata value.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO idx_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key.to_string())
+            .bind(value.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The checkpoint: first block not yet indexed (None before the first run).
+    pub async fn next_block(&self) -> Result<Option<u64>> {
+        self.meta("next_block")
+            .await?
+            .map(|s| s.parse().map_err(|e| corrupt("next_block", e)))
+            .transpose()
+    }
+
+    /// The remembered header at height `n`.
+    pub async fn block(&self, n: u64) -> Result<Option<BlockRef>> {
+        let row = sqlx::query(
+            "SELECT number, hash, parent_hash, timestamp FROM idx_blocks WHERE number = $1",
+        )
+        .bind(n as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| block_from_row(&r)).transpose()
+    }
+
+    /// The highest remembered header.
+    pub async fn tip_block(&self) -> Result<Option<BlockRef>> {
+        let row = sqlx::query("SELECT number, hash, parent_hash, timestamp FROM idx_blocks ORDER BY number DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| block_from_row(&r)).transpose()
+    }
+
+    /// Tokens discovered in BountyPosted events.
+    pub async fn tokens(&self) -> Result<Vec<Address>> {
+        let rows = sqlx::query("SELECT token FROM idx_tokens").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String, _>("token")?.parse::<Address>().map_err(|e| corrupt("token", e))
+            })
+            .collect::<std::result::Result<Vec<_>, Error>>()
+    }
+
+    /// Commits a batch and the new checkpoint atomically.
+    pub async fn commit(&self, batch: &Batch) -> Result<()> {
+        // Deduplicate by position (a source may repeat logs) and order by chain position.
+        let mut events: BTreeMap<(u64, u64), &EventRow> = BTreeMap::new();
+        for e in &batch.events {
+            events.entry((e.block_number, e.log_index)).or_insert(e);
+        }
+        let events: Vec<&EventRow> = events.into_values().collect();
+        let mut tx = self.pool.begin().await?;
+        for chunk in events.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO idx_events ({EVENT_COLS}) VALUES {} ON CONFLICT (block_number, log_index) DO NOTHING",
+                placeholders(chunk.len(), 13)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.block_number as i64)
+                    .bind(e.log_index as i64)
+                    .bind(e.block_hash.to_string())
+                    .bind(e.tx_hash.to_string())
+                    .bind(e.block_time as i64)
+                    .bind(addr_hex(e.contract))
+                    .bind(e.kind.clone())
+                    .bind(e.ref_id.clone())
+                    .bind(e.actor.map(addr_hex))
+                    .bind(e.counterparty.map(addr_hex))
+                    .bind(e.amount.clone())
+                    .bind(e.amount2.clone())
+                    .bind(e.extra.clone());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in batch.blocks.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO idx_blocks (number, hash, parent_hash, timestamp) VALUES {} \
+                 ON CONFLICT (number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash, timestamp = excluded.timestamp",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in chunk {
+                q = q
+                    .bind(b.number as i64)
+                    .bind(b.hash.to_string())
+                    .bind(b.parent.to_string())
+                    .bind(b.timestamp as i64);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (token, block) in &batch.new_tokens {
+            sqlx::query("INSERT INTO idx_tokens (token, first_block) VALUES ($1, $2) ON CONFLICT (token) DO NOTHING")
+                .bind(addr_hex(*token))
+                .bind(*block as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Funding sources: the earliest inbound transfer per account wins.
+        let transfers: Vec<&EventRow> =
+            events.iter().copied().filter(|e| e.kind == "Transfer").collect();
+        let mut first: BTreeMap<Address, &EventRow> = BTreeMap::new();
+        for t in &transfers {
+            if let Some(to) = t.counterparty {
+                first.entry(to).or_insert(t);
+            }
+        }
+        let first: Vec<(Address, &EventRow)> = first.into_iter().collect();
+        for chunk in first.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO idx_funding (account, token, first_from, amount, block_number, log_index) VALUES {} \
+                 ON CONFLICT (account) DO UPDATE SET token = excluded.token, first_from = excluded.first_from, \
+                 amount = excluded.amount, block_number = excluded.block_number, log_index = excluded.log_index \
+                 WHERE excluded.block_number < idx_funding.block_number \
+                 OR (excluded.block_number = idx_funding.block_number AND excluded.log_index < idx_funding.log_index)",
+                placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (to, t) in chunk {
+                q = q
+                    .bind(addr_hex(*to))
+                    .bind(addr_hex(t.contract))
+                    .bind(t.actor.map(addr_hex).unwrap_or_default())
+                    .bind(t.amount.clone().unwrap_or_default())
+                    .bind(t.block_number as i64)
+                    .bind(t.log_index as i64);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        fold_derived(&mut tx, &events).await?;
+        sqlx::query("INSERT INTO idx_meta (key, value) VALUES ('next_block', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(batch.next_block.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if batch.prune_below > 0 {
+            sqlx::query("DELETE FROM idx_blocks WHERE number < $1")
+                .bind(batch.prune_below as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Undoes everything at or above block `fork`: events, headers, funding, tokens; recomputes
+    /// the derived rows that those events touched from the remaining events; moves the checkpoint
+    /// back to `fork`.
+    pub async fn rewind(&self, fork: u64) -> Result<()> {
+        let f = fork as i64;
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query("SELECT id FROM idx_bounties WHERE last_block >= $1")
+            .bind(f)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let accounts: Vec<String> =
+            sqlx::query("SELECT account FROM idx_stakes WHERE last_block >= $1")
+                .bind(f)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("account"))
+                .collect::<std::result::Result<_, _>>()?;
+        for sql in [
+            "DELETE FROM idx_events WHERE block_number >= $1",
+            "DELETE FROM idx_blocks WHERE number >= $1",
+            "DELETE FROM idx_funding WHERE block_number >= $1",
+            "DELETE FROM idx_tokens WHERE first_block >= $1",
+            "DELETE FROM idx_bounties WHERE last_block >= $1",
+            "DELETE FROM idx_stakes WHERE last_block >= $1",
+        ] {
+            sqlx::query(sql).bind(f).execute(&mut *tx).await?;
+        }
+        // Re-fold the affected keys from their surviving events.
+        let mut replay: Vec<EventRow> = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {EVENT_COLS} FROM idx_events WHERE ref_id IN ({}) AND kind IN ({}) ORDER BY block_number, log_index",
+                in_list(chunk.len()),
+                BOUNTY_KINDS.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                replay.push(event_from_row(&r)?);
+            }
+        }
+        for chunk in accounts.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {EVENT_COLS} FROM idx_events WHERE actor IN ({}) AND kind IN ('Staked', 'UnbondRequested', 'Slashed') ORDER BY block_number, log_index",
+                in_list(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for a in chunk {
+                q = q.bind(a.clone());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                replay.push(event_from_row(&r)?);
+            }
+        }
+        replay.sort_by_key(|e| (e.block_number, e.log_index));
+        replay.dedup_by_key(|e| (e.block_number, e.log_index));
+        let refs: Vec<&EventRow> = replay.iter().collect();
+        fold_derived(&mut tx, &refs).await?;
+        sqlx::query("INSERT INTO idx_meta (key, value) VALUES ('next_block', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(fork.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Table counts.
+    pub async fn stats(&self) -> Result<Stats> {
+        let one = |sql: &'static str| async move {
+            let r = sqlx::query(sql).fetch_one(&self.pool).await?;
+            Ok::<i64, Error>(r.try_get::<i64, _>(0)?)
+        };
+        Ok(Stats {
+            events: one("SELECT CAST(COUNT(*) AS BIGINT) FROM idx_events").await?,
+            bounties: one("SELECT CAST(COUNT(*) AS BIGINT) FROM idx_bounties").await?,
+            settled_bounties: one(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM idx_bounties WHERE status IN ('completed','expired','resolved','cancelled','refunded')",
+            )
+            .await?,
+            stakers: one("SELECT CAST(COUNT(*) AS BIGINT) FROM idx_stakes").await?,
+            funded_accounts: one("SELECT CAST(COUNT(*) AS BIGINT) FROM idx_funding").await?,
+            window_blocks: one("SELECT CAST(COUNT(*) AS BIGINT) FROM idx_blocks").await?,
+        })
+    }
+
+    /// All raw events in chain order (tests and small tools; use ranges on big databases).
+    pub async fn events(&self) -> Result<Vec<EventRow>> {
+        let sql = format!("SELECT {EVENT_COLS} FROM idx_events ORDER BY block_number, log_index");
+        sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    /// All bounty rows ordered by id.
+    pub async fn bounties(&self) -> Result<Vec<BountyRow>> {
+        let sql = format!("SELECT {BOUNTY_COLS} FROM idx_bounties ORDER BY id");
+        sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(bounty_from_row)
+            .collect()
+    }
+
+    /// Bounties settled at or below `max_block` that had a provider, ordered by settlement.
+    pub async fn settled_bounties(&self, max_block: u64) -> Result<Vec<BountyRow>> {
+        let sql = format!(
+            "SELECT {BOUNTY_COLS} FROM idx_bounties WHERE provider IS NOT NULL AND settled_block IS NOT NULL \
+             AND settled_block <= $1 ORDER BY settled_block, last_log, id"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(max_block as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(bounty_from_row)
+            .collect()
+    }
+
+    /// All stake rows.
+    pub async fn stakes(&self) -> Result<Vec<StakeRow>> {
+        let rows = sqlx::query("SELECT account, bonded, slashed, updated_at, last_block, last_log FROM idx_stakes ORDER BY account")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stake_from_row).collect()
+    }
+
+    /// Funding sources: account → first sender of a watched token.
+    pub async fn funding(&self) -> Result<BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT account, first_from FROM idx_funding")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("account")?, r.try_get("first_from")?))).collect()
+    }
+
+    /// The raw pool (for ad-hoc queries).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+fn block_from_row(r: &AnyRow) -> Result<BlockRef> {
+    let h = |s: String| s.parse::<B256>().map_err(|e| corrupt("block hash", e));
+    Ok(BlockRef {
+        number: r.try_get::<i64, _>("number")? as u64,
+        hash: h(r.try_get("hash")?)?,
+        parent: h(r.try_get("parent_hash")?)?,
+        timestamp: r.try_get::<i64, _>("timestamp")? as u64,
+    })
+}
+
+fn stake_from_row(r: &AnyRow) -> Result<StakeRow> {
+    let u = |s: String| s.parse::<U256>().map_err(|e| corrupt("stake amount", e));
+    Ok(StakeRow {
+        account: r.try_get("account")?,
+        bonded: u(r.try_get("bonded")?)?,
+        slashed: u(r.try_get("slashed")?)?,
+        updated_at: r.try_get("updated_at")?,
+        last_block: r.try_get("last_block")?,
+        last_log: r.try_get("last_log")?,
+    })
+}
+
+/// Folds `events` (chain order, deduplicated) into the bounty and stake rows they touch.
+async fn fold_derived(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[&EventRow],
+) -> Result<()> {
+    let bounty_events: Vec<&EventRow> = events
+        .iter()
+        .copied()
+        .filter(|e| BOUNTY_KINDS.contains(&e.kind.as_str()) && e.ref_id.is_some())
+        .collect();
+    let stake_events: Vec<&EventRow> = events
+        .iter()
+        .copied()
+        .filter(|e| STAKE_KINDS.contains(&e.kind.as_str()) && e.actor.is_some())
+        .collect();
+
+    if !bounty_events.is_empty() {
+        let ids: BTreeSet<String> = bounty_events.iter().filter_map(|e| e.ref_id.clone()).collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        let mut rows: BTreeMap<String, BountyRow> = BTreeMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {BOUNTY_COLS} FROM idx_bounties WHERE id IN ({})",
+                in_list(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let b = bounty_from_row(&r)?;
+                rows.insert(b.id.clone(), b);
+            }
+        }
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        for e in &bounty_events {
+            let id = e.ref_id.clone().unwrap_or_default();
+            if rows.entry(id.clone()).or_insert_with(|| BountyRow::new(&id)).apply(e) {
+                changed.insert(id);
+            }
+        }
+        let changed: Vec<&BountyRow> = changed.iter().filter_map(|id| rows.get(id)).collect();
+        for chunk in changed.chunks(CHUNK / 2) {
+            let sql = format!(
+                "INSERT INTO idx_bounties ({BOUNTY_COLS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
+                 poster = excluded.poster, token = excluded.token, amount = excluded.amount, price = excluded.price, \
+                 provider = excluded.provider, deadline = excluded.deadline, status = excluded.status, \
+                 funded = excluded.funded, posted_block = excluded.posted_block, submitted_at = excluded.submitted_at, \
+                 settled_at = excluded.settled_at, settled_block = excluded.settled_block, paid = excluded.paid, \
+                 provider_bps = excluded.provider_bps, last_block = excluded.last_block, last_log = excluded.last_log",
+                placeholders(chunk.len(), 17)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for b in chunk {
+                q = bind_bounty(q, b);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+
+    if !stake_events.is_empty() {
+        let accounts: BTreeSet<String> =
+            stake_events.iter().filter_map(|e| e.actor.map(addr_hex)).collect();
+        let accounts: Vec<String> = accounts.into_iter().collect();
+        let mut rows: BTreeMap<String, StakeRow> = BTreeMap::new();
+        for chunk in accounts.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT account, bonded, slashed, updated_at, last_block, last_log FROM idx_stakes WHERE account IN ({})",
+                in_list(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for a in chunk {
+                q = q.bind(a.clone());
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let s = stake_from_row(&r)?;
+                rows.insert(s.account.clone(), s);
+            }
+        }
+        for e in &stake_events {
+            let a = e.actor.map(addr_hex).unwrap_or_default();
+            rows.entry(a.clone()).or_insert_with(|| StakeRow::new(&a)).apply(e);
+        }
+        for s in rows.values() {
+            sqlx::query(
+                "INSERT INTO idx_stakes (account, bonded, slashed, updated_at, last_block, last_log) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (account) DO UPDATE SET bonded = excluded.bonded, slashed = excluded.slashed, \
+                 updated_at = excluded.updated_at, last_block = excluded.last_block, last_log = excluded.last_log",
+            )
+            .bind(s.account.clone())
+            .bind(s.bonded.to_string())
+            .bind(s.slashed.to_string())
+            .bind(s.updated_at)
+            .bind(s.last_block)
+            .bind(s.last_log)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! A small REST client for a Reef node's `/v1` API: challenge login with the account's key and
+//! JSON requests with the bearer token. Used by `reef bounty post --node` and `reef agent run`.
+
+use alloy::{
+    signers::{SignerSync, local::PrivateKeySigner},
+    transports::http::reqwest,
+};
+use eyre::{Context, eyre};
+use serde_json::{Value, json};
+
+/// An authenticated session with a node.
+#[derive(Debug, Clone)]
+pub struct NodeApi {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+/// `ws://host:port/v1/ws` or `http://host:port[/...]` → `http://host:port`.
+pub fn http_base(url: &str) -> String {
+    let u = url.trim_end_matches('/');
+    let u = u.strip_suffix("/v1/ws").unwrap_or(u);
+    if let Some(rest) = u.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = u.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else {
+        u.to_string()
+    }
+}
+
+impl NodeApi {
+    /// A client for the node at `url` (http(s) or ws(s)).
+    pub fn new(url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .unwrap_or_default();
+        Self { base: http_base(url), http, token: None }
+    }
+
+    /// Logs in by signing the node's challenge (EIP-191) with `signer`.
+    pub async fn login(&mut self, signer: &PrivateKeySigner) -> eyre::Result<()> {
+        let ch = self.request("POST", "/v1/auth/challenge", Some(json!({}))).await?;
+        let message =
+            ch["message"].as_str().ok_or_else(|| eyre!("node sent no challenge message"))?;
+        let nonce = ch["nonce"].as_str().ok_or_else(|| eyre!("node sent no challenge nonce"))?;
+        let sig =
+            signer.sign_message_sync(message.as_bytes()).wrap_err("signing the login challenge")?;
+        let sig_hex = format!("0x{}", alloy::primitives::hex::encode(sig.as_bytes()));
+        let out = self
+            .request(
+                "POST",
+                "/v1/auth/login",
+                Some(json!({ "address": signer.address(), "nonce": nonce, "signature": sig_hex })),
+            )
+            .await?;
+        self.token =
+            Some(out["token"].as_str().ok_or_else(|| eyre!("node sent no token"))?.to_string());
+        Ok(())
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> eyre::Result<Value> {
+        self.request("GET", path, None).await
+    }
+
+    /// POST `body` to `path`.
+    pub async fn post(&self, path: &str, body: Value) -> eyre::Result<Value> {
+        self.request("POST", path, Some(body)).await
+    }
+
+    async fn request(&self, method: &str, path: &str, body: Option<Value>) -> eyre::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.http.get(&url),
+            _ => self.http.post(&url),
+        };
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            eyre!("node {} unreachable ({e}); is `reef node` running there?", self.base)
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        if !status.is_success() {
+            let msg = v["message"].as_str().map(str::to_string).unwrap_or(text);
+            return Err(eyre!("node answered {status} to {method} {path}: {msg}"));
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bases() {
+        assert_eq!(http_base("ws://127.0.0.1:7700/v1/ws"), "http://127.0.0.1:7700");
+        assert_eq!(http_base("http://127.0.0.1:7700/"), "http://127.0.0.1:7700");
+        assert_eq!(http_base("wss://n.example/v1/ws"), "https://n.example");
+    }
+}

@@ -1,0 +1,148 @@
+//! Group commit: the node's single message writer. Sends from every transport go through one
+//! bounded queue to one task that persists them in batches (one transaction per batch, see
+//! [`Store::append_batch`]), then fans the new messages out in seq order (local hub and mesh)
+//! and acks each sender. A full queue is answered with [`Error::Overloaded`] instead of growing
+//! memory.
+
+use std::sync::Arc;
+
+use alloy_primitives::Address;
+use axum::extract::ws::Utf8Bytes;
+use reef_wire::{SendMessage, ServerFrame};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{Error, Result};
+use super::hub::Hub;
+use super::mesh::Mesh;
+use super::store::{Appended, NewMessage, Store};
+
+/// Largest batch (one transaction).
+pub const MAX_BATCH: usize = 1024;
+
+/// Outcome of one send: (seq, duplicate), or `None` when the sender may not post there.
+type Reply = Result<Option<(u64, bool)>>;
+
+#[derive(Debug)]
+struct Job {
+    caller: Address,
+    msg: SendMessage,
+    ts: u64,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Handle on the writer task (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Start the writer task with a queue of `queue_len` sends.
+    pub fn spawn(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, queue_len: usize) -> Self {
+        let (tx, rx) = mpsc::channel(queue_len.max(1));
+        tokio::spawn(run(store, hub, mesh, rx));
+        Self { tx }
+    }
+
+    /// Queue a send and wait for it to be committed and fanned out. `Ok(None)`: not a member
+    /// (or no such group).
+    pub async fn send(&self, caller: Address, msg: SendMessage, ts: u64) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Job { caller, msg, ts, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => Error::Internal("writer stopped".into()),
+        })?;
+        rx.await.map_err(|_| Error::Internal("writer dropped a send".into()))?
+    }
+}
+
+async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        let results = match commit(&store, &batch).await {
+            Ok(r) => r.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() > 1 => {
+                // Isolate whatever failed: retry one by one so one bad send fails alone.
+                tracing::warn!(error = %e, n = batch.len(), "batch commit failed; retrying singly");
+                let mut r = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    r.push(
+                        commit(&store, std::slice::from_ref(job)).await.map(|mut v| v.remove(0)),
+                    );
+                }
+                r
+            }
+            Err(e) => vec![Err(e)],
+        };
+        finish(&hub, mesh.as_ref(), batch, results).await;
+    }
+}
+
+async fn commit(store: &Store, batch: &[Job]) -> Result<Vec<Option<Appended>>> {
+    let items: Vec<NewMessage<'_>> = batch
+        .iter()
+        .map(|j| NewMessage { group_id: &j.msg.group_id, msg_id: &j.msg.msg_id, sender: &j.caller })
+        .collect();
+    let out = store.append_batch(&items, |i, seq| frame(&batch[i], seq)).await?;
+    if out.len() != batch.len() {
+        return Err(Error::Internal("batch result length mismatch".into()));
+    }
+    Ok(out)
+}
+
+/// The stored `message` frame of a job (serialized once; shared by every recipient).
+fn frame(job: &Job, seq: u64) -> String {
+    let m = &job.msg;
+    let env = reef_wire::Envelope {
+        group_id: m.group_id.clone(),
+        sender_id: job.caller,
+        state: m.state.clone(),
+        msg_id: m.msg_id.clone(),
+        seq,
+        ts: job.ts,
+        task_desc: m.task_desc.clone(),
+        body: m.body.clone(),
+        extra: m.extra.clone(),
+    };
+    serde_json::to_string(&ServerFrame::Message(env)).unwrap_or_default()
+}
+
+/// Fan out the new messages in (group, seq) order, then ack every sender.
+async fn finish(
+    hub: &Arc<Hub>,
+    mesh: Option<&Mesh>,
+    batch: Vec<Job>,
+    results: Vec<Result<Option<Appended>>>,
+) {
+    let mut fresh: Vec<(usize, u64, Utf8Bytes)> = Vec::new();
+    let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(batch.len());
+    let mut groups: Vec<String> = Vec::with_capacity(batch.len());
+    for (i, (job, res)) in batch.into_iter().zip(results).enumerate() {
+        let reply = match res {
+            Ok(Some(a)) => {
+                let r = Ok(Some((a.seq, a.duplicate)));
+                if !a.duplicate {
+                    fresh.push((i, a.seq, Utf8Bytes::from(a.frame)));
+                }
+                r
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        groups.push(job.msg.group_id);
+        replies.push((job.reply, reply));
+    }
+    fresh.sort_by(|a, b| groups[a.0].cmp(&groups[b.0]).then(a.1.cmp(&b.1)));
+    for (i, seq, f) in &fresh {
+        hub.publish(&groups[*i], *seq, f.clone());
+    }
+    if let Some(mesh) = mesh {
+        for (i, seq, f) in &fresh {
+            mesh.publish(&groups[*i], *seq, f).await;
+        }
+    }
+    for (tx, r) in replies {
+        let _ = tx.send(r);
+    }
+}

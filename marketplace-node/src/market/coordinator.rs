@@ -1,0 +1,778 @@
+//! The node's marketplace coordinator: validates postings and bids, runs the work loop that
+//! moves each bounty through its phases, and talks to agents over IoA groups.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    primitives::{Address, B256, Bytes, U256, keccak256},
+    signers::local::PrivateKeySigner,
+};
+use escrow_client::{
+    ClientOptions, Deployment, ReefClient, Status,
+    bindings::escrow::IBountyTypes::{Bid, Bounty},
+    escrow::{BidJson, RecordJson, bounty_id, terms_hash},
+    signing::verdict as verdict_code,
+};
+use reef_wire::{AgentQuery, SendMessage, State as MsgState};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{
+    MarketError, Result,
+    auction::{BidBook, Candidate, ScoringConfig},
+    id_hex, parse_addr,
+    store::{BountyRow, MarketStore, Phase},
+    verify::{Verdict, Verifiers, VerifySpec, result_hash},
+};
+use crate::ioa::Node;
+
+/// Marketplace settings of a node.
+#[derive(Debug, Clone)]
+pub struct MarketConfig {
+    /// Chain RPC endpoint.
+    pub rpc_url: String,
+    /// Contract addresses.
+    pub deployment: Deployment,
+    /// The node's evaluator key (signs attestations, pays gas for refunds and claims).
+    pub key: PrivateKeySigner,
+    /// Bid ranking weights.
+    pub scoring: ScoringConfig,
+    /// Most bids kept per bounty.
+    pub bid_capacity: usize,
+    /// A bid must stay valid at least this long after the window closes (time to award).
+    pub award_grace_secs: u64,
+    /// Longest accepted bid window.
+    pub max_bid_window_secs: u64,
+    /// Work-loop period.
+    pub tick: Duration,
+    /// Verifier programs offered to posters.
+    pub verifiers: Verifiers,
+}
+
+/// What a poster sends to register a bounty with the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostRequest {
+    /// Salt that, with the poster, determines the bounty id.
+    pub salt: B256,
+    /// The record as it will be posted on-chain (no provider, price or result yet).
+    pub record: RecordJson,
+    /// Task description (its keccak256 must equal `record.specHash`).
+    pub description: String,
+    /// Task input handed to the provider.
+    #[serde(default)]
+    pub input: Value,
+    /// Skills a provider needs (discovery filter for the call for proposals).
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// How the result is verified.
+    pub verify: VerifySpec,
+    /// Sealed-bid window in seconds.
+    pub bid_window_secs: u64,
+}
+
+/// What a bidder sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BidRequest {
+    /// The EIP-712 bid.
+    pub bid: BidJson,
+    /// Its signature (65 bytes, hex).
+    pub signature: Bytes,
+    /// Promised delivery time after the award, seconds.
+    pub eta_secs: u64,
+}
+
+/// The coordinator (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Market {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: Node,
+    store: MarketStore,
+    chain: ReefClient,
+    cfg: MarketConfig,
+}
+
+fn now() -> u64 {
+    reef_wire::unix_now()
+}
+
+fn task_id(id: &str) -> String {
+    format!("bounty-{}", &id[2..14])
+}
+
+impl Market {
+    /// Connects to the chain and the node's database; does not start the work loop.
+    pub async fn open(node: Node, cfg: MarketConfig) -> Result<Self> {
+        let store = MarketStore::connect(&node.config().database_url).await?;
+        let chain = ReefClient::connect(
+            &cfg.rpc_url,
+            cfg.key.clone(),
+            cfg.deployment.clone(),
+            ClientOptions::default(),
+        )
+        .await?;
+        Ok(Self { inner: Arc::new(Inner { node, store, chain, cfg }) })
+    }
+
+    /// The node's evaluator address.
+    pub fn address(&self) -> Address {
+        self.inner.cfg.key.address()
+    }
+
+    /// Storage (for the REST layer).
+    pub fn store(&self) -> &MarketStore {
+        &self.inner.store
+    }
+
+    /// The IoA node.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// Chain facts a poster or agent needs.
+    pub async fn info(&self) -> Result<Value> {
+        Ok(json!({
+            "evaluator": self.address(),
+            "deployment": self.inner.cfg.deployment,
+            "fee_bps": self.inner.chain.fee_bps().await?,
+            "verifiers": self.inner.cfg.verifiers.names(),
+            "award_grace_secs": self.inner.cfg.award_grace_secs,
+            "max_bid_window_secs": self.inner.cfg.max_bid_window_secs,
+            "scoring": self.inner.cfg.scoring,
+            "node_id": self.inner.node.config().node_id,
+        }))
+    }
+
+    /// Registers a bounty from `caller` and announces it. Idempotent per bounty id.
+    pub async fn post(&self, caller: Address, req: PostRequest) -> Result<Value> {
+        let cfg = &self.inner.cfg;
+        let record =
+            Bounty::try_from(&req.record).map_err(|e| MarketError::BadRequest(e.to_string()))?;
+        let bad = |m: String| Err(MarketError::BadRequest(m));
+        if record.poster != caller {
+            return Err(MarketError::Forbidden(format!(
+                "record.poster {} is not the authenticated caller {caller}",
+                record.poster
+            )));
+        }
+        if !record.provider.is_zero() || record.price != 0 || record.resultHash != B256::ZERO {
+            return bad("record must be as posted: provider, price and resultHash zero".into());
+        }
+        if record.mode != escrow_client::escrow::MODE_AUCTION {
+            return bad(
+                "the node runs auctions; contest bounties are posted on-chain directly".into()
+            );
+        }
+        if record.specHash != keccak256(req.description.as_bytes()) {
+            return bad("record.specHash is not keccak256(description)".into());
+        }
+        if record.amount == 0 {
+            return bad("reward must be greater than zero".into());
+        }
+        match &req.verify {
+            VerifySpec::Poster if record.evaluator != record.poster => {
+                return bad("verify mode poster needs record.evaluator = poster".into());
+            }
+            VerifySpec::Hash { .. } | VerifySpec::Command { .. }
+                if record.evaluator != self.address() =>
+            {
+                return bad(format!(
+                    "verify mode {} needs record.evaluator = this node's evaluator {}",
+                    req.verify.name(),
+                    self.address()
+                ));
+            }
+            VerifySpec::Command { verifier } if !cfg.verifiers.has(verifier) => {
+                return bad(format!(
+                    "verifier {verifier:?} is not installed on this node; available: {:?}",
+                    cfg.verifiers.names()
+                ));
+            }
+            _ => {}
+        }
+        if req.bid_window_secs == 0 || req.bid_window_secs > cfg.max_bid_window_secs {
+            return bad(format!("bid window must be 1..={} seconds", cfg.max_bid_window_secs));
+        }
+        let chain_now = self.inner.chain.chain_time().await?.max(now());
+        let close = now() + req.bid_window_secs;
+        if record.deadline <= chain_now.max(close) + cfg.award_grace_secs {
+            return bad("deadline leaves no time to bid, award and work; extend it".into());
+        }
+        let fee = self.inner.chain.fee_bps().await?;
+        if record.feeBps != fee {
+            return bad(format!(
+                "record.feeBps {} differs from the escrow's current fee {fee}",
+                record.feeBps
+            ));
+        }
+        let id = bounty_id(caller, req.salt);
+        let (status, _) = self.inner.chain.status_of(id).await?;
+        if status != Status::None {
+            return Err(MarketError::Conflict(format!(
+                "bounty {} already exists on-chain ({status})",
+                id_hex(id)
+            )));
+        }
+        let spec = json!({
+            "salt": req.salt,
+            "record": req.record,
+            "terms_hash": terms_hash(&record),
+            "description": req.description,
+            "input": req.input,
+            "skills": req.skills,
+            "verify": req.verify,
+            "bid_window_secs": req.bid_window_secs,
+        });
+        let key = id_hex(id);
+        let fresh = self.inner.store.insert_bounty(&key, &caller.to_string(), &spec, close).await?;
+        if fresh {
+            self.inner
+                .store
+                .log(&key, "posted", &format!("bid window {}s", req.bid_window_secs))
+                .await?;
+        }
+        let row = self.row(&key).await?;
+        let invited = self.announce(&row).await?;
+        Ok(
+            json!({ "id": key, "bid_close_at": row.bid_close_at, "cfp_group": row.cfp_group, "invited": invited, "new": fresh }),
+        )
+    }
+
+    async fn row(&self, key: &str) -> Result<BountyRow> {
+        self.inner.store.bounty(key).await?.ok_or_else(|| MarketError::NotFound(key.to_string()))
+    }
+
+    fn record_of(row: &BountyRow) -> Result<Bounty> {
+        let r: RecordJson = serde_json::from_value(row.spec["record"].clone())
+            .map_err(|e| MarketError::Internal(format!("stored record: {e}")))?;
+        Bounty::try_from(&r).map_err(|e| MarketError::Internal(e.to_string()))
+    }
+
+    fn verify_spec(row: &BountyRow) -> Result<VerifySpec> {
+        serde_json::from_value(row.spec["verify"].clone())
+            .map_err(|e| MarketError::Internal(format!("stored verify: {e}")))
+    }
+
+    /// Sends the call for proposals to matching online agents (once; safe to repeat).
+    async fn announce(&self, row: &BountyRow) -> Result<usize> {
+        if row.cfp_group.is_some() || row.phase != Phase::Bidding {
+            return Ok(0);
+        }
+        let me = self.address();
+        let skills: Vec<String> =
+            serde_json::from_value(row.spec["skills"].clone()).unwrap_or_default();
+        let poster = parse_addr(&row.poster)?;
+        let agents = self
+            .inner
+            .node
+            .discover(&AgentQuery {
+                query: row.spec["description"].as_str().unwrap_or_default().to_string(),
+                skills: skills.clone(),
+                online_only: true,
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await?;
+        let members: Vec<Address> =
+            agents.iter().map(|a| a.address).filter(|a| *a != poster && *a != me).collect();
+        let group = self
+            .inner
+            .node
+            .create_group(&me, &format!("cfp {}", &row.id[..12]), &members, None)
+            .await?;
+        let body = json!({
+            "kind": "cfp",
+            "bounty_id": row.id,
+            "record": row.spec["record"],
+            "terms_hash": row.spec["terms_hash"],
+            "description": row.spec["description"],
+            "input": row.spec["input"],
+            "skills": skills,
+            "verify": row.spec["verify"]["mode"],
+            "bid_close_at": row.bid_close_at,
+            "award_grace_secs": self.inner.cfg.award_grace_secs,
+            "chain_id": self.inner.cfg.deployment.chain_id,
+            "escrow": self.inner.cfg.deployment.bounty_escrow,
+        });
+        self.inner
+            .node
+            .send(
+                &me,
+                SendMessage {
+                    group_id: group.group_id.clone(),
+                    msg_id: format!("cfp-{}", row.id),
+                    state: MsgState::Discussion,
+                    task_desc: None,
+                    body: Some(body),
+                    extra: Default::default(),
+                },
+            )
+            .await?;
+        self.inner.store.set_field(&row.id, "cfp_group", &group.group_id).await?;
+        self.inner
+            .store
+            .log(&row.id, "announced", &format!("call for proposals to {} agents", members.len()))
+            .await?;
+        Ok(members.len())
+    }
+
+    /// Accepts a sealed bid from `caller`.
+    pub async fn bid(&self, caller: Address, key: &str, req: BidRequest) -> Result<Value> {
+        let row = self.row(key).await?;
+        if row.phase != Phase::Bidding || now() >= row.bid_close_at {
+            return Err(MarketError::Conflict("the bid window is closed".into()));
+        }
+        let record = Self::record_of(&row)?;
+        let bid = Bid::try_from(&req.bid).map_err(|e| MarketError::BadRequest(e.to_string()))?;
+        if bid.bidder != caller {
+            return Err(MarketError::Forbidden(format!(
+                "bid.bidder {} is not the authenticated caller {caller}",
+                bid.bidder
+            )));
+        }
+        if id_hex(bid.bountyId) != row.id {
+            return Err(MarketError::BadRequest("bid is for another bounty".into()));
+        }
+        if bid.termsHash != terms_hash(&record) {
+            return Err(MarketError::BadRequest(
+                "bid.termsHash does not commit to this bounty's terms".into(),
+            ));
+        }
+        if bid.amount.is_zero() || bid.amount > U256::from(record.amount) {
+            return Err(MarketError::BadRequest(format!("price must be in 1..={}", record.amount)));
+        }
+        if bid.deadline < row.bid_close_at + self.inner.cfg.award_grace_secs {
+            return Err(MarketError::BadRequest(format!(
+                "bid must stay valid until at least {} (window close + {}s to award)",
+                row.bid_close_at + self.inner.cfg.award_grace_secs,
+                self.inner.cfg.award_grace_secs
+            )));
+        }
+        if caller == record.poster {
+            return Err(MarketError::Forbidden("the poster cannot bid on its own bounty".into()));
+        }
+        if req.eta_secs == 0 || req.eta_secs > record.deadline.saturating_sub(row.bid_close_at) {
+            return Err(MarketError::BadRequest(
+                "eta must be positive and end before the deadline".into(),
+            ));
+        }
+        self.inner
+            .chain
+            .verify_bid(&bid, &req.signature)
+            .map_err(|e| MarketError::BadRequest(format!("bad bid signature: {e}")))?;
+        if self.inner.store.bid_count(key).await? as usize >= self.inner.cfg.bid_capacity
+            && !self.inner.store.bids(key).await?.iter().any(|b| b.bidder == caller.to_string())
+        {
+            return Err(MarketError::Conflict(format!(
+                "this bounty holds the maximum of {} bids",
+                self.inner.cfg.bid_capacity
+            )));
+        }
+        let stored = json!({ "bid": req.bid, "signature": req.signature });
+        self.inner.store.upsert_bid(key, &caller.to_string(), &stored, req.eta_secs).await?;
+        Ok(json!({ "accepted": true, "bid_close_at": row.bid_close_at }))
+    }
+
+    /// Runs the work loop until the task is aborted.
+    pub async fn run(self) {
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "market tick failed; retrying");
+            }
+            tokio::time::sleep(self.inner.cfg.tick).await;
+        }
+    }
+
+    /// One pass over every unfinished bounty.
+    pub async fn tick(&self) -> Result<()> {
+        for row in self.inner.store.active().await? {
+            if let Err(e) = self.step(&row).await {
+                tracing::warn!(bounty = %row.id, error = %e, "bounty step failed; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(&self, row: &BountyRow) -> Result<()> {
+        match row.phase {
+            Phase::Bidding => {
+                self.announce(row).await?;
+                if now() >= row.bid_close_at {
+                    self.close(row).await?;
+                }
+            }
+            Phase::AwaitingAward => self.await_award(row).await?,
+            Phase::Working => self.work(row).await?,
+            Phase::Settling | Phase::AwaitingPoster => self.settle(row).await?,
+            Phase::Settled | Phase::Failed => {}
+        }
+        Ok(())
+    }
+
+    /// Closes the window and ranks the bids.
+    async fn close(&self, row: &BountyRow) -> Result<()> {
+        let record = Self::record_of(row)?;
+        let bids = self.inner.store.bids(&row.id).await?;
+        let mut book: BidBook<(Value, u64)> =
+            BidBook::new(U256::from(record.amount), self.inner.cfg.bid_capacity);
+        let threshold_gate = self.inner.cfg.deployment.agent_registry;
+        for b in &bids {
+            let Ok(bj) = serde_json::from_value::<BidJson>(b.bid["bid"].clone()) else { continue };
+            let Ok(bid) = Bid::try_from(&bj) else { continue };
+            let stake = if threshold_gate.is_zero() {
+                U256::ZERO
+            } else {
+                self.inner.chain.stake_of(bid.bidder).await.unwrap_or_default()
+            };
+            let c = Candidate {
+                bidder: bid.bidder,
+                price: bid.amount,
+                eta_secs: b.eta_secs,
+                reputation: None,
+                stake,
+            };
+            let _ = book.submit(c, (b.bid.clone(), b.eta_secs));
+        }
+        let max_eta = record.deadline.saturating_sub(row.bid_close_at);
+        let ranked = book.close(
+            U256::from_be_bytes(super::parse_id(&row.id)?.to_be_bytes::<32>()),
+            max_eta,
+            &self.inner.cfg.scoring,
+        );
+        let ranking: Vec<Value> = ranked
+            .iter()
+            .map(|(r, (bid, eta))| json!({ "bidder": r.candidate.bidder, "price": r.candidate.price.to_string(), "eta_secs": eta, "score": r.score, "components": r.components, "signed": bid }))
+            .collect();
+        let winner = ranked.first().map(|(r, _)| r.candidate.bidder.to_string());
+        self.inner.store.set_ranking(&row.id, &Value::Array(ranking), winner.as_deref()).await?;
+        match winner {
+            Some(w) => {
+                self.inner
+                    .store
+                    .transition(
+                        &row.id,
+                        Phase::Bidding,
+                        Phase::AwaitingAward,
+                        &format!("{} bids; winner {w}", ranked.len()),
+                    )
+                    .await?;
+            }
+            None => {
+                self.inner
+                    .store
+                    .transition(&row.id, Phase::Bidding, Phase::Failed, "no valid bids")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the poster's award on-chain, then assigns the task.
+    async fn await_award(&self, row: &BountyRow) -> Result<()> {
+        let id = super::parse_id(&row.id)?;
+        let (status, stamp) = self.inner.chain.status_of(id).await?;
+        match status {
+            Status::None | Status::Open | Status::Funded => {
+                let expiry = row
+                    .ranking
+                    .as_ref()
+                    .and_then(|r| r[0]["signed"]["bid"]["deadline"].as_u64())
+                    .unwrap_or(0);
+                if now() > expiry + 60 {
+                    self.inner
+                        .store
+                        .transition(
+                            &row.id,
+                            Phase::AwaitingAward,
+                            Phase::Failed,
+                            "the poster did not award before the winning bid expired",
+                        )
+                        .await?;
+                }
+                Ok(())
+            }
+            _ => {
+                self.inner.store.set_awarded_at(&row.id, stamp).await?;
+                self.inner
+                    .store
+                    .transition(
+                        &row.id,
+                        Phase::AwaitingAward,
+                        Phase::Working,
+                        &format!("awarded on-chain ({status})"),
+                    )
+                    .await?;
+                let fresh = self.row(&row.id).await?;
+                self.assign(&fresh).await
+            }
+        }
+    }
+
+    /// The on-chain record (with provider) as rebuilt from events.
+    async fn chain_record(&self, row: &BountyRow) -> Result<(Bounty, Status, u64)> {
+        let s = self.inner.chain.bounty(super::parse_id(&row.id)?).await?;
+        Ok((s.record, s.status, s.stamp))
+    }
+
+    /// Opens the work group with poster and provider and assigns the task (idempotent).
+    async fn assign(&self, row: &BountyRow) -> Result<()> {
+        let me = self.address();
+        let (record, _, _) = self.chain_record(row).await?;
+        let provider = record.provider;
+        if row.winner.as_deref() != Some(&provider.to_string()) {
+            self.inner.store.set_field(&row.id, "winner", &provider.to_string()).await?;
+        }
+        let group_id = match &row.work_group {
+            Some(g) => g.clone(),
+            None => {
+                let poster = parse_addr(&row.poster)?;
+                let g = self
+                    .inner
+                    .node
+                    .create_group(
+                        &me,
+                        &format!("task {}", &row.id[..12]),
+                        &[poster, provider],
+                        None,
+                    )
+                    .await?;
+                self.inner.store.set_field(&row.id, "work_group", &g.group_id).await?;
+                g.group_id
+            }
+        };
+        let task = json!({
+            "task_id": task_id(&row.id),
+            "assignee": provider,
+            "mode": "sync",
+            "input": {
+                "bounty_id": row.id,
+                "description": row.spec["description"],
+                "input": row.spec["input"],
+                "record": RecordJson::from(&record),
+                "verify": row.spec["verify"]["mode"],
+            },
+        });
+        self.inner
+            .node
+            .send(
+                &me,
+                SendMessage {
+                    group_id,
+                    msg_id: format!("assign-{}", row.id),
+                    state: MsgState::TaskAssignment,
+                    task_desc: Some(task),
+                    body: Some(json!({ "kind": "assignment", "bounty_id": row.id })),
+                    extra: Default::default(),
+                },
+            )
+            .await?;
+        self.inner.store.log(&row.id, "assigned", &format!("task assigned to {provider}")).await?;
+        Ok(())
+    }
+
+    /// Reads the work group for the provider's result; verifies; signs the verdict.
+    async fn work(&self, row: &BountyRow) -> Result<()> {
+        let me = self.address();
+        let Some(group) = &row.work_group else { return self.assign(row).await };
+        let (record, status, _) = self.chain_record(row).await?;
+        if status.is_terminal() {
+            self.inner
+                .store
+                .transition(
+                    &row.id,
+                    Phase::Working,
+                    Phase::Settled,
+                    &format!("settled on-chain: {status}"),
+                )
+                .await?;
+            return Ok(());
+        }
+        if now() > record.deadline && matches!(status, Status::Awarded) {
+            self.inner.chain.refund_expired(super::parse_id(&row.id)?, &record).await?;
+            self.inner
+                .store
+                .transition(
+                    &row.id,
+                    Phase::Working,
+                    Phase::Settled,
+                    "provider missed the deadline; poster refunded",
+                )
+                .await?;
+            return Ok(());
+        }
+        let msgs = self.inner.node.history(&me, group, row.cursor, 200).await?;
+        let mut cursor = row.cursor;
+        for m in msgs {
+            cursor = cursor.max(m["seq"].as_u64().unwrap_or(cursor));
+            let from: Option<Address> = m["sender_id"].as_str().and_then(|s| s.parse().ok());
+            if from != Some(record.provider)
+                || m["state"] != "execution"
+                || m["task_desc"]["task_id"] != task_id(&row.id)
+            {
+                continue;
+            }
+            let result = m["body"]["result"].clone();
+            let ok = m["body"]["status"] == "done";
+            let spec = Self::verify_spec(row)?;
+            let verdict = if !ok {
+                Some(Verdict { accept: false, reason: "the provider reported failure".into() })
+            } else {
+                self.inner.cfg.verifiers.verify(&spec, &row.spec["input"], &result).await
+            };
+            let rh = result_hash(&result);
+            self.inner.store.set_cursor(&row.id, cursor).await?;
+            return match verdict {
+                Some(v) => self.conclude(row, group, &record, rh, v).await,
+                None => {
+                    self.say(group, &row.id, "await-poster", json!({ "kind": "awaiting_poster", "bounty_id": row.id, "result_hash": rh })).await?;
+                    self.inner.store.transition(&row.id, Phase::Working, Phase::AwaitingPoster, "result delivered; the poster decides (auto-accept after the review window)").await?;
+                    Ok(())
+                }
+            };
+        }
+        self.inner.store.set_cursor(&row.id, cursor).await?;
+        Ok(())
+    }
+
+    async fn say(&self, group: &str, id: &str, tag: &str, body: Value) -> Result<()> {
+        self.inner
+            .node
+            .send(
+                &self.address(),
+                SendMessage {
+                    group_id: group.to_string(),
+                    msg_id: format!("{tag}-{id}"),
+                    state: MsgState::Conclusion,
+                    task_desc: None,
+                    body: Some(body),
+                    extra: Default::default(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Persists the verdict, signs the attestation and tells the group.
+    async fn conclude(
+        &self,
+        row: &BountyRow,
+        group: &str,
+        record: &Bounty,
+        rh: B256,
+        v: Verdict,
+    ) -> Result<()> {
+        let id = super::parse_id(&row.id)?;
+        let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
+        let sig = self.inner.chain.sign_attestation(id, rh, code)?;
+        let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig });
+        self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
+        let body = json!({
+            "kind": "verdict",
+            "bounty_id": row.id,
+            "accept": v.accept,
+            "reason": v.reason,
+            "result_hash": rh,
+            "verdict": code,
+            "attestation": sig,
+            "record": RecordJson::from(record),
+        });
+        self.say(group, &row.id, "verdict", body).await?;
+        self.inner
+            .store
+            .transition(
+                &row.id,
+                Phase::Working,
+                Phase::Settling,
+                &format!("verdict: {} ({})", if v.accept { "accept" } else { "reject" }, v.reason),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Follows the chain to a terminal state, nudging it where the node may.
+    async fn settle(&self, row: &BountyRow) -> Result<()> {
+        let id = super::parse_id(&row.id)?;
+        let (record, status, stamp) = self.chain_record(row).await?;
+        if status.is_terminal() {
+            self.inner
+                .store
+                .transition(
+                    &row.id,
+                    row.phase,
+                    Phase::Settled,
+                    &format!("settled on-chain: {status}"),
+                )
+                .await?;
+            return Ok(());
+        }
+        let t = self.inner.chain.chain_time().await?;
+        match (row.phase, status) {
+            // The provider submitted without the attestation: record our verdict ourselves.
+            (Phase::Settling, Status::Submitted) => {
+                let accept = row.verdict.as_ref().map(|v| v["accept"] == true).unwrap_or(false);
+                let code = if accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
+                if let Some(v) = &row.verdict
+                    && v["result_hash"].as_str() == Some(&record.resultHash.to_string())
+                {
+                    self.inner.chain.attest(id, &record, code, Bytes::new()).await?;
+                } else {
+                    // A different result than the one verified was submitted: reject it.
+                    self.inner
+                        .chain
+                        .attest(id, &record, verdict_code::REJECT, Bytes::new())
+                        .await?;
+                }
+            }
+            // Rejected work the provider never submits: refund once the deadline passed.
+            (Phase::Settling, Status::Awarded) if t > record.deadline => {
+                self.inner.chain.refund_expired(id, &record).await?;
+            }
+            (Phase::AwaitingPoster, Status::Submitted)
+                if t > stamp + u64::from(record.reviewWindow) =>
+            {
+                self.inner.chain.claim_after_review(id, &record).await?;
+            }
+            (Phase::AwaitingPoster, Status::Awarded) if t > record.deadline => {
+                self.inner.chain.refund_expired(id, &record).await?;
+            }
+            (_, Status::Rejected) if t > stamp + u64::from(record.challengeWindow) => {
+                self.inner.chain.finalize_rejection(id, &record).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A bounty's public view; the poster also sees the ranking and the winning signed bid.
+    pub async fn view(&self, caller: Option<Address>, key: &str) -> Result<Value> {
+        let row = self.row(key).await?;
+        let is_poster = caller.is_some_and(|c| c.to_string() == row.poster);
+        let bids = self.inner.store.bid_count(key).await?;
+        let events = self.inner.store.events(key).await?;
+        let mut v = json!({
+            "id": row.id,
+            "phase": row.phase,
+            "poster": row.poster,
+            "bid_close_at": row.bid_close_at,
+            "bids": bids,
+            "winner": row.winner,
+            "cfp_group": row.cfp_group,
+            "work_group": row.work_group,
+            "verdict": row.verdict,
+            "note": row.note,
+            "events": events,
+            "description": row.spec["description"],
+            "verify": row.spec["verify"]["mode"],
+        });
+        if is_poster && let Some(r) = &row.ranking {
+            v["ranking"] = r.clone();
+            v["winning_bid"] = r[0]["signed"].clone();
+            v["record"] = row.spec["record"].clone();
+            v["salt"] = row.spec["salt"].clone();
+        }
+        Ok(v)
+    }
+}

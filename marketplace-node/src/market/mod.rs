@@ -1,0 +1,70 @@
+//! The marketplace loop inside `reef node`: posters register bounties, the node announces a
+//! call for proposals (CFP) to matching online agents over IoA, collects sealed EIP-712 bids,
+//! ranks them when the window closes, waits for the poster's on-chain award (create + fund +
+//! award in one transaction), assigns the task in an IoA work group, verifies the result, and
+//! signs the evaluator attestation that lets the provider get paid on-chain.
+//!
+//! Crash safety: every transition is a compare-and-set in [`store::MarketStore`] written
+//! before the action it enables; actions are idempotent and keyed by bounty id (IoA messages
+//! use deterministic `msg_id`s, so a resent message is not delivered twice); the work loop
+//! reloads unfinished bounties on start and reconciles them with the chain.
+
+pub mod auction;
+pub mod coordinator;
+pub mod rest;
+pub mod sandbox;
+pub mod store;
+pub mod verify;
+
+use alloy::primitives::{Address, U256};
+
+pub use coordinator::{Market, MarketConfig};
+
+/// Errors of the marketplace layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// The request is invalid (message says why).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such bounty.
+    #[error("no bounty {0} on this node")]
+    NotFound(String),
+    /// The bounty is not in a phase that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The chain could not be reached or refused.
+    #[error("chain: {0}")]
+    Chain(#[from] escrow_client::Error),
+    /// The IoA layer failed.
+    #[error("ioa: {0}")]
+    Ioa(#[from] crate::ioa::Error),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Anything else that is the node's fault.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Result alias of the marketplace layer.
+pub type Result<T, E = MarketError> = std::result::Result<T, E>;
+
+/// `0x`-hex of a bounty id (the key used everywhere off-chain).
+pub fn id_hex(id: U256) -> String {
+    format!("{id:#066x}")
+}
+
+/// Parses a hex bounty id.
+pub fn parse_id(s: &str) -> Result<U256> {
+    let t = s.trim().trim_start_matches("0x");
+    U256::from_str_radix(t, 16)
+        .map_err(|_| MarketError::BadRequest(format!("{s:?} is not a hex bounty id")))
+}
+
+/// Parses an address column.
+pub fn parse_addr(s: &str) -> Result<Address> {
+    s.parse().map_err(|_| MarketError::Internal(format!("bad address {s:?} in db")))
+}

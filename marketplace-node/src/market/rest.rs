@@ -1,0 +1,130 @@
+//! REST routes of the marketplace (`/v1/market/...`), merged into the node's router. Writes
+//! need the IoA bearer token (`POST /v1/auth/challenge`, `/v1/auth/login`).
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, Path, State},
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+
+use super::{
+    Market, MarketError,
+    coordinator::{BidRequest, PostRequest},
+};
+use crate::ioa::rest::Caller;
+
+impl IntoResponse for MarketError {
+    fn into_response(self) -> Response {
+        let this = match self {
+            Self::Ioa(e) => return crate::ioa::AppError(e).into_response(),
+            other => other,
+        };
+        let (status, code) = match &this {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Chain(_) => (StatusCode::BAD_GATEWAY, "chain_unavailable"),
+            Self::Ioa(_) | Self::Db(_) | Self::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let message = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %this, "market request failed");
+                "internal error; see the node's log".to_string()
+            }
+            _ => this.to_string(),
+        };
+        (status, Json(json!({ "error": code, "message": message }))).into_response()
+    }
+}
+
+/// The authenticated caller of a market request.
+#[derive(Debug, Clone, Copy)]
+pub struct MarketCaller(pub alloy::primitives::Address);
+
+impl FromRequestParts<Market> for MarketCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, m: &Market) -> Result<Self, Self::Rejection> {
+        Caller::from_request_parts(parts, m.node())
+            .await
+            .map(|c| Self(c.0))
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// Optional caller (reads work without a token, but the poster sees more with one).
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeCaller(pub Option<alloy::primitives::Address>);
+
+impl FromRequestParts<Market> for MaybeCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, m: &Market) -> Result<Self, Self::Rejection> {
+        if parts.headers.get(axum::http::header::AUTHORIZATION).is_none() {
+            return Ok(Self(None));
+        }
+        MarketCaller::from_request_parts(parts, m).await.map(|c| Self(Some(c.0)))
+    }
+}
+
+/// The marketplace routes.
+pub fn router(market: Market) -> Router {
+    Router::new()
+        .route("/v1/market/info", get(info))
+        .route("/v1/market/bounties", post(post_bounty).get(list))
+        .route("/v1/market/bounties/{id}", get(view))
+        .route("/v1/market/bounties/{id}/bids", post(bid))
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .with_state(market)
+}
+
+async fn info(State(m): State<Market>) -> Result<Json<Value>, MarketError> {
+    m.info().await.map(Json)
+}
+
+async fn post_bounty(
+    State(m): State<Market>,
+    MarketCaller(caller): MarketCaller,
+    body: Result<Json<PostRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), MarketError> {
+    let Json(req) = body.map_err(|e| MarketError::BadRequest(format!("malformed bounty: {e}")))?;
+    let v = m.post(caller, req).await?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn bid(
+    State(m): State<Market>,
+    MarketCaller(caller): MarketCaller,
+    Path(id): Path<String>,
+    body: Result<Json<BidRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, MarketError> {
+    let Json(req) = body.map_err(|e| MarketError::BadRequest(format!("malformed bid: {e}")))?;
+    m.bid(caller, &normalize(&id)?, req).await.map(Json)
+}
+
+async fn view(
+    State(m): State<Market>,
+    MaybeCaller(caller): MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, MarketError> {
+    m.view(caller, &normalize(&id)?).await.map(Json)
+}
+
+async fn list(State(m): State<Market>) -> Result<Json<Value>, MarketError> {
+    let rows = m.store().list(200).await?;
+    let v: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({ "id": r.id, "phase": r.phase, "poster": r.poster, "winner": r.winner, "note": r.note }))
+        .collect();
+    Ok(Json(Value::Array(v)))
+}
+
+fn normalize(id: &str) -> Result<String, MarketError> {
+    super::parse_id(id).map(super::id_hex)
+}

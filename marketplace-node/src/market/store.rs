@@ -1,0 +1,412 @@
+//! Durable marketplace state: bounties with their lifecycle state, sealed bids, and a progress
+//! log. Every transition is written here before it is acted on, so a restarted node resumes
+//! exactly where it stopped (same SQL on SQLite and Postgres through sqlx's `Any` driver).
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row, any::AnyPoolOptions};
+
+use super::{MarketError, Result};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_market.sql"))];
+
+/// Lifecycle of a bounty inside the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Call for proposals sent; sealed bids being collected.
+    Bidding,
+    /// Window closed, winner chosen; waiting for the poster's on-chain award.
+    AwaitingAward,
+    /// Awarded on-chain; the task is assigned and the provider works.
+    Working,
+    /// A verdict was signed; waiting for it to settle on-chain.
+    Settling,
+    /// Waiting for the poster's own verdict (verification mode `poster`).
+    AwaitingPoster,
+    /// Terminal on-chain (completed, refunded, resolved, expired or cancelled).
+    Settled,
+    /// Ended off-chain without an award (no bids, or never awarded).
+    Failed,
+}
+
+impl Phase {
+    /// Database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bidding => "bidding",
+            Self::AwaitingAward => "awaiting_award",
+            Self::Working => "working",
+            Self::Settling => "settling",
+            Self::AwaitingPoster => "awaiting_poster",
+            Self::Settled => "settled",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "bidding" => Self::Bidding,
+            "awaiting_award" => Self::AwaitingAward,
+            "working" => Self::Working,
+            "settling" => Self::Settling,
+            "awaiting_poster" => Self::AwaitingPoster,
+            "settled" => Self::Settled,
+            "failed" => Self::Failed,
+            other => return Err(MarketError::Internal(format!("unknown phase {other:?} in db"))),
+        })
+    }
+
+    /// No further work for the node.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Settled | Self::Failed)
+    }
+}
+
+/// One bounty row.
+#[derive(Debug, Clone, Serialize)]
+pub struct BountyRow {
+    /// 0x-hex id.
+    pub id: String,
+    /// Poster address.
+    pub poster: String,
+    /// Phase.
+    pub phase: Phase,
+    /// The posted spec (JSON).
+    pub spec: serde_json::Value,
+    /// Unix seconds when bidding closes.
+    pub bid_close_at: u64,
+    /// Winning bidder.
+    pub winner: Option<String>,
+    /// Ranked bids (JSON) after the window closed.
+    pub ranking: Option<serde_json::Value>,
+    /// Call-for-proposals group.
+    pub cfp_group: Option<String>,
+    /// Work group with poster and provider.
+    pub work_group: Option<String>,
+    /// Last work-group seq processed.
+    pub cursor: u64,
+    /// Verdict (JSON) once decided.
+    pub verdict: Option<serde_json::Value>,
+    /// Unix seconds of the on-chain award as seen by the node.
+    pub awarded_at: Option<u64>,
+    /// Human note on the last transition.
+    pub note: Option<String>,
+}
+
+/// A stored sealed bid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BidRow {
+    /// Bidder.
+    pub bidder: String,
+    /// Signed bid (JSON: bid fields + signature).
+    pub bid: serde_json::Value,
+    /// Promised delivery time after award, seconds.
+    pub eta_secs: u64,
+}
+
+/// Marketplace database handle.
+#[derive(Debug, Clone)]
+pub struct MarketStore {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+fn now_ms() -> i64 {
+    reef_wire::unix_now_ms() as i64
+}
+
+fn to_json(v: Option<String>) -> Option<serde_json::Value> {
+    v.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+impl MarketStore {
+    /// Connects to the node's database (`sqlite://…` or `postgres://…`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let url = if !postgres
+            && url.starts_with("sqlite:")
+            && !url.contains('?')
+            && !url.contains(":memory:")
+        {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 2 });
+        if !postgres {
+            opts = opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        let me = Self { pool, postgres };
+        me.migrate().await?;
+        Ok(me)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_lock(7262332)").execute(&mut *conn).await?;
+        }
+        let res = async {
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS market_migrations (version BIGINT PRIMARY KEY)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            for (version, sql) in MIGRATIONS {
+                let done = sqlx::query("SELECT version FROM market_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_none() {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *conn).await?;
+                    sqlx::query("INSERT INTO market_migrations (version) VALUES ($1)")
+                        .bind(*version)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if self.postgres {
+            let _ = sqlx::query("SELECT pg_advisory_unlock(7262332)").execute(&mut *conn).await;
+        }
+        res.map_err(Into::into)
+    }
+
+    /// Inserts a new bounty; false if the id exists already (idempotent posting).
+    pub async fn insert_bounty(
+        &self,
+        id: &str,
+        poster: &str,
+        spec: &serde_json::Value,
+        bid_close_at: u64,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at) \
+             VALUES ($1, $2, 'bidding', $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(poster)
+        .bind(spec.to_string())
+        .bind(bid_close_at as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    fn row(r: &sqlx::any::AnyRow) -> Result<BountyRow> {
+        let state: String = r.try_get("state")?;
+        let spec: String = r.try_get("spec")?;
+        Ok(BountyRow {
+            id: r.try_get("id")?,
+            poster: r.try_get("poster")?,
+            phase: Phase::parse(&state)?,
+            spec: serde_json::from_str(&spec).map_err(|e| MarketError::Internal(e.to_string()))?,
+            bid_close_at: r.try_get::<i64, _>("bid_close_at")? as u64,
+            winner: r.try_get("winner")?,
+            ranking: to_json(r.try_get("ranking")?),
+            cfp_group: r.try_get("cfp_group")?,
+            work_group: r.try_get("work_group")?,
+            cursor: r.try_get::<i64, _>("cursor")? as u64,
+            verdict: to_json(r.try_get("verdict")?),
+            awarded_at: r.try_get::<Option<i64>, _>("awarded_at")?.map(|v| v as u64),
+            note: r.try_get("note")?,
+        })
+    }
+
+    /// One bounty.
+    pub async fn bounty(&self, id: &str) -> Result<Option<BountyRow>> {
+        let r = sqlx::query("SELECT * FROM market_bounties WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(Self::row).transpose()
+    }
+
+    /// Bounties not yet final (the node's work list, also after a restart).
+    pub async fn active(&self) -> Result<Vec<BountyRow>> {
+        let rows = sqlx::query("SELECT * FROM market_bounties WHERE state NOT IN ('settled', 'failed') ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    /// All bounties, newest first (bounded).
+    pub async fn list(&self, limit: i64) -> Result<Vec<BountyRow>> {
+        let rows = sqlx::query("SELECT * FROM market_bounties ORDER BY created_at DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
+    /// workers or a restart never act twice). Returns whether it moved.
+    pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
+            .bind(to.as_str())
+            .bind(note)
+            .bind(now_ms())
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&self.pool)
+            .await?;
+        let moved = r.rows_affected() == 1;
+        if moved {
+            self.log(id, to.as_str(), note).await?;
+        }
+        Ok(moved)
+    }
+
+    /// Records the ranking and the winner.
+    pub async fn set_ranking(
+        &self,
+        id: &str,
+        ranking: &serde_json::Value,
+        winner: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(ranking.to_string())
+        .bind(winner)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
+    pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
+        let col = match field {
+            "cfp_group" | "work_group" | "verdict" | "winner" => field,
+            other => return Err(MarketError::Internal(format!("not a settable column: {other}"))),
+        };
+        let sql = format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the award time.
+    pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
+        sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
+            .bind(at as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Advances the work-group cursor.
+    pub async fn set_cursor(&self, id: &str, cursor: u64) -> Result<()> {
+        sqlx::query("UPDATE market_bounties SET cursor = $1 WHERE id = $2")
+            .bind(cursor as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores (or replaces, within the window) a bidder's sealed bid.
+    pub async fn upsert_bid(
+        &self,
+        bounty_id: &str,
+        bidder: &str,
+        bid: &serde_json::Value,
+        eta_secs: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
+        )
+        .bind(bounty_id)
+        .bind(bidder)
+        .bind(bid.to_string())
+        .bind(eta_secs as i64)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Number of bids for a bounty.
+    pub async fn bid_count(&self, bounty_id: &str) -> Result<u64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM market_bids WHERE bounty_id = $1")
+            .bind(bounty_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+
+    /// All bids of a bounty.
+    pub async fn bids(&self, bounty_id: &str) -> Result<Vec<BidRow>> {
+        let rows = sqlx::query(
+            "SELECT bidder, bid, eta_secs FROM market_bids WHERE bounty_id = $1 ORDER BY bidder",
+        )
+        .bind(bounty_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let bid: String = r.try_get("bid")?;
+                Ok(BidRow {
+                    bidder: r.try_get("bidder")?,
+                    bid: serde_json::from_str(&bid)
+                        .map_err(|e| MarketError::Internal(e.to_string()))?,
+                    eta_secs: r.try_get::<i64, _>("eta_secs")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends to the progress log.
+    pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(bounty_id)
+        .bind(now_ms())
+        .bind(event)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The progress log of a bounty, oldest first.
+    pub async fn events(&self, bounty_id: &str) -> Result<Vec<serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, event, detail FROM market_log WHERE bounty_id = $1 ORDER BY at_ms",
+        )
+        .bind(bounty_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "at_ms": r.try_get::<i64, _>("at_ms")?,
+                    "event": r.try_get::<String, _>("event")?,
+                    "detail": r.try_get::<String, _>("detail")?,
+                }))
+            })
+            .collect()
+    }
+}
