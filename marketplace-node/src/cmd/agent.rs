@@ -34,6 +34,78 @@ enum AgentCommand {
     Run(Box<RunArgs>),
     /// Generate a new secp256k1 key and print it with its address.
     Keygen(KeygenArgs),
+    /// What this agent earned: on-chain payouts from the escrow (the chain is the truth).
+    Earnings(EarningsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  reef agent earnings --key $KEY --json")]
+struct EarningsArgs {
+    #[command(flatten)]
+    chain: super::chain::ChainArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+impl EarningsArgs {
+    async fn run(self) -> eyre::Result<()> {
+        use alloy::sol_types::SolEvent;
+        use escrow_client::bindings::escrow::BountyEscrow;
+        let client = self.chain.connect().await?;
+        let me = client.address();
+        let escrow = client.deployment().bounty_escrow;
+        let mut rows = Vec::new();
+        let mut totals: std::collections::BTreeMap<String, alloy::primitives::U256> =
+            Default::default();
+        for (sig, name) in [
+            (BountyEscrow::BountyCompleted::SIGNATURE_HASH, "completed"),
+            (BountyEscrow::WinnerPaid::SIGNATURE_HASH, "contest"),
+        ] {
+            let filter = alloy::rpc::types::Filter::new()
+                .address(escrow)
+                .event_signature(sig)
+                .topic2(me.into_word())
+                .from_block(client.deployment().start_block);
+            for log in client.logs(&filter).await? {
+                let Some(id) =
+                    log.topics().get(1).map(|t| alloy::primitives::U256::from_be_bytes(t.0))
+                else {
+                    continue;
+                };
+                let paid = if name == "completed" {
+                    BountyEscrow::BountyCompleted::decode_log_data(log.data()).map(|e| e.paid).ok()
+                } else {
+                    BountyEscrow::WinnerPaid::decode_log_data(log.data()).map(|e| e.paid).ok()
+                };
+                let Some(paid) = paid else { continue };
+                let token = client.bounty(id).await.map(|s| s.record.token).unwrap_or_default();
+                *totals.entry(token.to_string()).or_default() += paid;
+                rows.push(json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash }));
+            }
+        }
+        if self.json {
+            let t: serde_json::Map<String, Value> =
+                totals.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({ "agent": me, "payouts": rows, "totals": t })
+                )?
+            );
+        } else {
+            println!("agent {me}: {} payouts", rows.len());
+            for (token, total) in &totals {
+                let name = if token == &alloy::primitives::Address::ZERO.to_string() {
+                    "ETH".to_string()
+                } else {
+                    token.clone()
+                };
+                println!("  {} {name}", alloy::primitives::utils::format_ether(*total));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +150,19 @@ struct RunArgs {
     /// Exit after this many tasks (default: run forever).
     #[arg(long)]
     max_tasks: Option<u64>,
+    /// Chain RPC: enables bidding on the node's calls for proposals and getting paid on-chain.
+    #[arg(long, env = "REEF_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Price asked per bounty, in whole token units (default: the full budget); bounties whose
+    /// budget is below it are skipped.
+    #[arg(long)]
+    bid_price: Option<String>,
+    /// Promised delivery time after an award (e.g. 30s, 5m).
+    #[arg(long, default_value = "60s", value_parser = super::chain::parse_duration)]
+    eta: std::time::Duration,
+    /// Do not bid (only execute tasks assigned directly).
+    #[arg(long)]
+    no_bid: bool,
     /// Machine-readable output on stdout.
     #[arg(long)]
     json: bool,
@@ -98,6 +183,7 @@ impl AgentArgs {
                 Ok(())
             }
             AgentCommand::Run(r) => r.run().await,
+            AgentCommand::Earnings(e) => e.run().await,
         }
     }
 }
@@ -119,6 +205,22 @@ impl RunArgs {
             })
             .await?;
         eprintln!("agent {me} registered on node {}", client.node_id());
+        let market = match &self.rpc_url {
+            Some(rpc) => match Bidder::connect(&self, rpc).await {
+                Ok(b) => {
+                    eprintln!(
+                        "marketplace: bidding and settling on chain {}",
+                        b.chain.deployment().chain_id
+                    );
+                    Some(b)
+                }
+                Err(e) => {
+                    eprintln!("marketplace disabled: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         let mut engine = Engine::new(me);
         // Seq up to which a group's messages are history (already handled in an earlier run).
         let mut caught_up: HashMap<String, u64> = HashMap::new();
@@ -145,6 +247,14 @@ impl RunArgs {
                 }
                 Event::Message(m) => {
                     seen.insert(m.group_id.clone(), m.seq);
+                    if let (Some(b), Some(body)) = (&market, &m.body) {
+                        let from_node = Some(m.sender_id) == b.evaluator;
+                        match body["kind"].as_str() {
+                            Some("cfp") if from_node && !self.no_bid => b.on_cfp(body, &self).await,
+                            Some("verdict") if from_node => b.on_verdict(body).await,
+                            _ => {}
+                        }
+                    }
                     for action in engine.on_message(&m) {
                         match action {
                             Action::Execute { group_id, task, .. } => {
@@ -255,5 +365,124 @@ async fn execute(program: &str, group_id: &str, task: &TaskDesc) -> (bool, Value
             (out.status.success(), result, code)
         }
         Err(e) => (false, json!(format!("program failed: {e}")), -1),
+    }
+}
+
+/// The marketplace side of `reef agent run`: bids on calls for proposals and collects payment.
+struct Bidder {
+    api: super::nodeapi::NodeApi,
+    chain: escrow_client::ReefClient,
+    evaluator: Option<alloy_primitives::Address>,
+    skills: Vec<String>,
+}
+
+impl Bidder {
+    async fn connect(args: &RunArgs, rpc: &str) -> eyre::Result<Self> {
+        let signer: alloy::signers::local::PrivateKeySigner =
+            args.key.trim().parse().wrap_err("--key")?;
+        let mut api = super::nodeapi::NodeApi::new(&args.node);
+        let info = api.get("/v1/market/info").await?;
+        let deployment: escrow_client::Deployment =
+            serde_json::from_value(info["deployment"].clone())
+                .wrap_err("node sent no deployment")?;
+        let chain =
+            escrow_client::ReefClient::connect(rpc, signer.clone(), deployment, Default::default())
+                .await?;
+        api.login(&signer).await?;
+        let evaluator = info["evaluator"].as_str().and_then(|s| s.parse().ok());
+        Ok(Self { api, chain, evaluator, skills: args.skills.clone() })
+    }
+
+    async fn on_cfp(&self, cfp: &Value, args: &RunArgs) {
+        if let Err(e) = self.bid(cfp, args).await {
+            eprintln!("no bid on {}: {e}", cfp["bounty_id"].as_str().unwrap_or("?"));
+        }
+    }
+
+    async fn bid(&self, cfp: &Value, args: &RunArgs) -> eyre::Result<()> {
+        use escrow_client::{bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson};
+        let wanted: Vec<String> = serde_json::from_value(cfp["skills"].clone()).unwrap_or_default();
+        if let Some(missing) = wanted.iter().find(|w| !self.skills.contains(w)) {
+            eyre::bail!("lacks skill {missing:?}");
+        }
+        let record: RecordJson =
+            serde_json::from_value(cfp["record"].clone()).wrap_err("cfp record")?;
+        let record = Bounty::try_from(&record)?;
+        let id = crate::market::parse_id(cfp["bounty_id"].as_str().unwrap_or_default())?;
+        let budget = record.amount;
+        let price = match &args.bid_price {
+            None => budget,
+            Some(p) => {
+                let decimals = if record.token.is_zero() {
+                    18
+                } else {
+                    self.chain
+                        .view(
+                            record.token,
+                            escrow_client::bindings::token::ReefTestToken::decimalsCall {},
+                        )
+                        .await?
+                };
+                let want: u128 = super::chain::parse_amount(p, decimals)?
+                    .try_into()
+                    .map_err(|_| eyre::eyre!("price too large"))?;
+                if want > budget {
+                    eyre::bail!("budget {budget} is below my price {want}");
+                }
+                want
+            }
+        };
+        let close = cfp["bid_close_at"].as_u64().unwrap_or_default();
+        let grace = cfp["award_grace_secs"].as_u64().unwrap_or(300);
+        let deadline = close + grace + 60;
+        let nonce = alloy_primitives::U256::from(rand::random::<u64>());
+        let (bid, sig) = self.chain.sign_bid(id, &record, price, deadline, nonce)?;
+        let body = json!({
+            "bid": escrow_client::escrow::BidJson::from(&bid),
+            "signature": sig,
+            "eta_secs": args.eta.as_secs().max(1),
+        });
+        self.api
+            .post(&format!("/v1/market/bounties/{}/bids", crate::market::id_hex(id)), body)
+            .await?;
+        eprintln!("bid {price} on bounty {}", crate::market::id_hex(id));
+        Ok(())
+    }
+
+    async fn on_verdict(&self, v: &Value) {
+        if let Err(e) = self.collect(v).await {
+            eprintln!("settlement of {} failed: {e}", v["bounty_id"].as_str().unwrap_or("?"));
+        }
+    }
+
+    /// On an accepting verdict for our work: submit the result with the attestation and get paid.
+    async fn collect(&self, v: &Value) -> eyre::Result<()> {
+        use escrow_client::{Status, bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson};
+        let record: RecordJson =
+            serde_json::from_value(v["record"].clone()).wrap_err("verdict record")?;
+        let record = Bounty::try_from(&record)?;
+        if record.provider != self.chain.address() || v["accept"] != true {
+            return Ok(());
+        }
+        let id = crate::market::parse_id(v["bounty_id"].as_str().unwrap_or_default())?;
+        let (status, _) = self.chain.status_of(id).await?;
+        if status != Status::Awarded {
+            return Ok(()); // already settled (e.g. a replayed verdict after a restart)
+        }
+        let rh: alloy_primitives::B256 =
+            serde_json::from_value(v["result_hash"].clone()).wrap_err("result_hash")?;
+        let att: alloy_primitives::Bytes =
+            serde_json::from_value(v["attestation"].clone()).wrap_err("attestation")?;
+        let (_, tx) = self
+            .chain
+            .submit_and_attest(id, &record, rh, escrow_client::signing::verdict::ACCEPT, att)
+            .await?;
+        eprintln!(
+            "paid for bounty {}: tx {} gas {}",
+            crate::market::id_hex(id),
+            tx.hash,
+            tx.gas_used
+        );
+        Ok(())
     }
 }

@@ -590,7 +590,9 @@ impl Market {
                 .await?;
             return Ok(());
         }
-        if now() > record.deadline && matches!(status, Status::Awarded) {
+        if matches!(status, Status::Awarded)
+            && self.inner.chain.chain_time().await? > record.deadline
+        {
             self.inner.chain.refund_expired(super::parse_id(&row.id)?, &record).await?;
             self.inner
                 .store

@@ -1,0 +1,240 @@
+//! The marketplace loop with real processes: anvil, `reef node` with the marketplace enabled,
+//! agents run by `reef agent run --exec`, and a poster running `reef bounty post --node`.
+//! An honest agent is paid; a dishonest one is stopped by verification.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use escrow_client::{
+    ClientOptions, ReefClient,
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer},
+};
+use serde_json::Value;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn reef() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
+    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
+    c
+}
+
+struct Env {
+    _anvil: AnvilProcess,
+    rpc: String,
+    dir: PathBuf,
+    _node: Kill,
+    http: String,
+    ws: String,
+}
+
+async fn setup() -> Env {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("reef-market-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(dir.join("deployments")).unwrap();
+    let deployer = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(0),
+        empty_deployment(31337),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await
+    .unwrap();
+    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    let verifier = repo().join("examples/verifiers/sorted.py");
+    let mut node = reef()
+        .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", "market-test"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", dir.display()))
+        .args([
+            "--rpc-url",
+            &anvil.rpc_url,
+            "--market-dev-account",
+            "5",
+            "--award-grace-secs",
+            "30",
+        ])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .arg("--verifier")
+        .arg(format!("sorted={}", verifier.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("node printed {line:?}: {e}"));
+    let listen = v["listen"].as_str().unwrap().to_string();
+    Env {
+        rpc: anvil.rpc_url.clone(),
+        _anvil: anvil,
+        dir,
+        _node: Kill(node),
+        http: format!("http://{listen}"),
+        ws: format!("ws://{listen}/v1/ws"),
+    }
+}
+
+impl Env {
+    fn agent(&self, dev: usize, brain: &str, price: &str) -> Kill {
+        let child = reef()
+            .args(["agent", "run", "--node", &self.ws, "--key", DEV_KEYS[dev], "--name"])
+            .arg(format!("sorter-{dev}"))
+            .args([
+                "--skills",
+                "sort",
+                "--rpc-url",
+                &self.rpc,
+                "--bid-price",
+                price,
+                "--eta",
+                "30s",
+            ])
+            .arg("--exec")
+            .arg(format!("python3 {}", repo().join("examples/agents").join(brain).display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Kill(child)
+    }
+
+    async fn wait_online(&self, dev: usize) {
+        let addr = dev_signer(dev).address();
+        let url = format!("{}/v1/agents/{addr}", self.http);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = alloy::transports::http::reqwest::get(&url)
+                .await
+                .ok()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "agent {dev} never came online");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn post(&self, extra: &[&str]) -> Value {
+        let out = reef()
+            .args([
+                "bounty",
+                "post",
+                "Sort these numbers ascending",
+                "--reward",
+                "5",
+                "--token",
+                "test",
+            ])
+            .args([
+                "--node",
+                &self.http,
+                "--skills",
+                "sort",
+                "--bid-window",
+                "2s",
+                "--deadline",
+                "1h",
+            ])
+            .args([
+                "--input",
+                "[5,3,9,1]",
+                "--approve",
+                "--dev-account",
+                "0",
+                "--json",
+                "--rpc-url",
+                &self.rpc,
+            ])
+            .arg("--deployments")
+            .arg(self.dir.join("deployments"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn earnings(&self, dev: usize) -> Value {
+        let out = reef()
+            .args([
+                "agent",
+                "earnings",
+                "--dev-account",
+                &dev.to_string(),
+                "--json",
+                "--rpc-url",
+                &self.rpc,
+            ])
+            .arg("--deployments")
+            .arg(self.dir.join("deployments"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn honest_agent_wins_delivers_and_is_paid() {
+    let env = setup().await;
+    let _a = env.agent(1, "sort.py", "4");
+    env.wait_online(1).await;
+    let res = env.post(&["--verify", "hash", "--expect", "[1,3,5,9]"]);
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    assert_eq!(res["verdict"]["accept"], true, "{res}");
+    let earned = env.earnings(1);
+    assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
+    // 4 rUSD minus the 1% fee.
+    assert_eq!(earned["payouts"][0]["paid"], "3960000000000000000", "{earned}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dishonest_agent_is_not_paid() {
+    let env = setup().await;
+    let _a = env.agent(2, "sort_dishonest.py", "3");
+    env.wait_online(2).await;
+    let res = env.post(&["--verify", "command", "--verifier", "sorted", "--detach"]);
+    // Detached after the award: follow the node until the verdict is in.
+    let id = res["id"].as_str().unwrap().to_string();
+    let url = format!("{}/v1/market/bounties/{id}", env.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verdict = loop {
+        let v: Value =
+            alloy::transports::http::reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if !v["verdict"].is_null() {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no verdict: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(verdict["verdict"]["accept"], false, "{verdict}");
+    assert_eq!(verdict["phase"], "settling", "{verdict}");
+    assert!(env.earnings(2)["payouts"].as_array().unwrap().is_empty());
+}
