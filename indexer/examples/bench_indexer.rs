@@ -100,9 +100,9 @@ async fn seed(url: &str, poster: &ReefClient, target_events: u64) -> R<(u64, u64
             contest_winners: None,
         })
         .await?;
-    // ~8 events per bounty (posted, funded, awarded, transfer in, submitted, attested, completed, transfer out).
+    // ~6 events per bounty (posted, awarded, transfer in, submitted, attested, completed + payout).
     let per_round = 400u64;
-    let bounties = target_events.div_ceil(8);
+    let bounties = target_events.div_ceil(6);
     let started = Instant::now();
     let mut n = 0u64;
     while n < bounties {

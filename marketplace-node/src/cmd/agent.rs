@@ -442,9 +442,19 @@ impl Bidder {
             "signature": sig,
             "eta_secs": args.eta.as_secs().max(1),
         });
-        self.api
-            .post(&format!("/v1/market/bounties/{}/bids", crate::market::id_hex(id)), body)
-            .await?;
+        let path = format!("/v1/market/bounties/{}/bids", crate::market::id_hex(id));
+        // The node may be restarting: retry until the window closes.
+        loop {
+            match self.api.post(&path, body.clone()).await {
+                Ok(_) => break,
+                Err(e)
+                    if e.to_string().contains("unreachable") && reef_wire::unix_now() < close =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         eprintln!("bid {price} on bounty {}", crate::market::id_hex(id));
         Ok(())
     }

@@ -300,9 +300,29 @@ impl BountyArgs {
         let pb = spinner("collecting sealed bids");
         let mut seen_events = 0usize;
         let mut award: Option<TxOutcome> = None;
+        let mut unreachable_since: Option<std::time::Instant> = None;
         let result = loop {
             tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-            let v = api.get(&format!("/v1/market/bounties/{id}")).await?;
+            // The node may restart mid-lifecycle (its state is durable): keep polling for a while.
+            let v = match api.get(&format!("/v1/market/bounties/{id}")).await {
+                Ok(v) => {
+                    unreachable_since = None;
+                    v
+                }
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > std::time::Duration::from_secs(120) {
+                        return Err(e.wrap_err(format!(
+                            "lost the node for 2 minutes; follow later with `reef bounty show {id}`"
+                        )));
+                    }
+                    pb.set_message(format!("node unreachable, retrying ({e})"));
+                    if e.to_string().contains("401") {
+                        let _ = api.login(client.signer()).await;
+                    }
+                    continue;
+                }
+            };
             if let Some(evs) = v["events"].as_array() {
                 for e in evs.iter().skip(seen_events) {
                     pb.println(format!(

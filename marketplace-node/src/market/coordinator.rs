@@ -89,6 +89,8 @@ pub struct Market {
 
 #[derive(Debug)]
 struct Inner {
+    /// When this process started (a window that opened before it may have lost bids).
+    started_at: u64,
     node: Node,
     store: MarketStore,
     chain: ReefClient,
@@ -114,7 +116,7 @@ impl Market {
             ClientOptions::default(),
         )
         .await?;
-        Ok(Self { inner: Arc::new(Inner { node, store, chain, cfg }) })
+        Ok(Self { inner: Arc::new(Inner { started_at: now(), node, store, chain, cfg }) })
     }
 
     /// The node's evaluator address.
@@ -256,6 +258,65 @@ impl Market {
             .map_err(|e| MarketError::Internal(format!("stored verify: {e}")))
     }
 
+    /// Re-announces with a new window when this process started after the window opened and
+    /// no bid arrived (the node was down while agents tried to bid). Once per bounty.
+    async fn maybe_reopen(&self, row: &BountyRow) -> Result<bool> {
+        let window = row.spec["bid_window_secs"].as_u64().unwrap_or(0);
+        let opened = row.bid_close_at.saturating_sub(window);
+        let reopened =
+            self.inner.store.events(&row.id).await?.iter().any(|e| e["event"] == "reopened");
+        if reopened
+            || self.inner.started_at <= opened
+            || self.inner.store.bid_count(&row.id).await? > 0
+        {
+            return Ok(false);
+        }
+        let close = now() + window;
+        self.inner.store.reopen(&row.id, close).await?;
+        self.inner
+            .store
+            .log(&row.id, "reopened", "the node restarted during the bid window; bidding re-opened")
+            .await?;
+        if let Some(group) = &row.cfp_group {
+            let mut body = self.cfp_body(row);
+            body["bid_close_at"] = json!(close);
+            self.inner
+                .node
+                .send(
+                    &self.address(),
+                    SendMessage {
+                        group_id: group.clone(),
+                        msg_id: format!("cfp-{}-reopened", row.id),
+                        state: MsgState::Discussion,
+                        task_desc: None,
+                        body: Some(body),
+                        extra: Default::default(),
+                    },
+                )
+                .await?;
+        }
+        Ok(true)
+    }
+
+    fn cfp_body(&self, row: &BountyRow) -> Value {
+        let skills: Vec<String> =
+            serde_json::from_value(row.spec["skills"].clone()).unwrap_or_default();
+        json!({
+            "kind": "cfp",
+            "bounty_id": row.id,
+            "record": row.spec["record"],
+            "terms_hash": row.spec["terms_hash"],
+            "description": row.spec["description"],
+            "input": row.spec["input"],
+            "skills": skills,
+            "verify": row.spec["verify"]["mode"],
+            "bid_close_at": row.bid_close_at,
+            "award_grace_secs": self.inner.cfg.award_grace_secs,
+            "chain_id": self.inner.cfg.deployment.chain_id,
+            "escrow": self.inner.cfg.deployment.bounty_escrow,
+        })
+    }
+
     /// Sends the call for proposals to matching online agents (once; safe to repeat).
     async fn announce(&self, row: &BountyRow) -> Result<usize> {
         if row.cfp_group.is_some() || row.phase != Phase::Bidding {
@@ -283,20 +344,7 @@ impl Market {
             .node
             .create_group(&me, &format!("cfp {}", &row.id[..12]), &members, None)
             .await?;
-        let body = json!({
-            "kind": "cfp",
-            "bounty_id": row.id,
-            "record": row.spec["record"],
-            "terms_hash": row.spec["terms_hash"],
-            "description": row.spec["description"],
-            "input": row.spec["input"],
-            "skills": skills,
-            "verify": row.spec["verify"]["mode"],
-            "bid_close_at": row.bid_close_at,
-            "award_grace_secs": self.inner.cfg.award_grace_secs,
-            "chain_id": self.inner.cfg.deployment.chain_id,
-            "escrow": self.inner.cfg.deployment.bounty_escrow,
-        });
+        let body = self.cfp_body(row);
         self.inner
             .node
             .send(
@@ -400,7 +448,7 @@ impl Market {
         match row.phase {
             Phase::Bidding => {
                 self.announce(row).await?;
-                if now() >= row.bid_close_at {
+                if now() >= row.bid_close_at && !self.maybe_reopen(row).await? {
                     self.close(row).await?;
                 }
             }

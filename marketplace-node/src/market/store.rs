@@ -305,6 +305,17 @@ impl MarketStore {
         Ok(())
     }
 
+    /// Re-opens the bid window until `close` (after a crash overlapped it).
+    pub async fn reopen(&self, id: &str, close: u64) -> Result<()> {
+        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, updated_at = $2 WHERE id = $3 AND state = 'bidding'")
+            .bind(close as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
         sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")

@@ -1,0 +1,199 @@
+//! Crash safety of the marketplace loop: `kill -9` the node in the middle of a bounty's
+//! lifecycle (during bidding, and while the provider works), restart it on the same database,
+//! and the bounty still reaches its terminal state with exactly one payout.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use escrow_client::{
+    ClientOptions, ReefClient,
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer, free_port},
+};
+use serde_json::Value;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn reef() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
+    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
+    c
+}
+
+fn start_node(dir: &Path, rpc: &str, port: u16) -> Kill {
+    let mut node = reef()
+        .args([
+            "node",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+            "--node-id",
+            "crash-test",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", dir.display()))
+        .args(["--rpc-url", rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listen"), "node did not start: {line:?}");
+    Kill(node)
+}
+
+async fn phase(http: &str, id: &str) -> Option<String> {
+    let v: Value = alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties/{id}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["phase"].as_str().map(str::to_string)
+}
+
+async fn crash_during(kill_in: &str) {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("reef-crash-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(dir.join("deployments")).unwrap();
+    let deployer = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(0),
+        empty_deployment(31337),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await
+    .unwrap();
+    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let mut node = start_node(&dir, &anvil.rpc_url, port);
+    let brain = format!("sleep 3; python3 {}", repo().join("examples/agents/sort.py").display());
+    let _agent = Kill(
+        reef()
+            .args([
+                "agent",
+                "run",
+                "--node",
+                &format!("ws://127.0.0.1:{port}/v1/ws"),
+                "--key",
+                DEV_KEYS[1],
+            ])
+            .args([
+                "--skills",
+                "sort",
+                "--rpc-url",
+                &anvil.rpc_url,
+                "--bid-price",
+                "4",
+                "--eta",
+                "30s",
+            ])
+            .args(["--exec", &brain])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
+    let t0 = Instant::now();
+    while !alloy::transports::http::reqwest::get(&agent_url)
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let poster = reef()
+        .args([
+            "bounty",
+            "post",
+            "Sort these numbers ascending",
+            "--reward",
+            "5",
+            "--token",
+            "test",
+        ])
+        .args(["--node", &http, "--skills", "sort", "--bid-window", "3s", "--deadline", "1h"])
+        .args(["--input", "[5,3,9,1]", "--verify", "hash", "--expect", "[1,3,5,9]"])
+        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &anvil.rpc_url])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Find the bounty, wait for the phase to crash in, kill -9, restart.
+    let t0 = Instant::now();
+    let id = loop {
+        let list: Value =
+            alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        if let Some(id) = list[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "bounty never posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let t0 = Instant::now();
+    while phase(&http, &id).await.as_deref() != Some(kill_in) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never reached {kill_in}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.0.kill().unwrap(); // SIGKILL: no graceful shutdown
+    node.0.wait().unwrap();
+    node = start_node(&dir, &anvil.rpc_url, port);
+    let out = poster.wait_with_output().unwrap();
+    assert!(out.status.success(), "poster failed");
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    // Exactly one payout on-chain.
+    let earned = reef()
+        .args(["agent", "earnings", "--dev-account", "1", "--json", "--rpc-url", &anvil.rpc_url])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .output()
+        .unwrap();
+    let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
+    assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_bidding_then_restart_completes() {
+    crash_during("bidding").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_provider_works_then_restart_completes() {
+    crash_during("working").await;
+}
