@@ -238,3 +238,44 @@ async fn dishonest_agent_is_not_paid() {
     assert_eq!(verdict["phase"], "settling", "{verdict}");
     assert!(env.earnings(2)["payouts"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poster_verifies_and_accepts_from_the_cli() {
+    let env = setup().await;
+    let _a = env.agent(3, "sort.py", "2");
+    env.wait_online(3).await;
+    let res = env.post(&["--verify", "poster", "--detach"]);
+    let id = res["id"].as_str().unwrap().to_string();
+    let chain_args = |cmd: &str| {
+        let mut c = reef();
+        c.args(["bounty", cmd, &id, "--dev-account", "0", "--json", "--rpc-url", &env.rpc])
+            .arg("--deployments")
+            .arg(env.dir.join("deployments"));
+        c
+    };
+    // The provider commits its result on-chain once it has delivered it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = chain_args("show").output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["status"] == "submitted" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never submitted: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A stranger cannot accept; the poster (the evaluator) can.
+    let out = reef()
+        .args(["bounty", "accept", &id, "--dev-account", "4", "--rpc-url", &env.rpc])
+        .arg("--deployments")
+        .arg(env.dir.join("deployments"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the evaluator"));
+    let out = chain_args("accept").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(env.earnings(3)["payouts"].as_array().unwrap().len(), 1);
+}

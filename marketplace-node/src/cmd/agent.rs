@@ -252,6 +252,9 @@ impl RunArgs {
                         match body["kind"].as_str() {
                             Some("cfp") if from_node && !self.no_bid => b.on_cfp(body, &self).await,
                             Some("verdict") if from_node => b.on_verdict(body).await,
+                            Some("awaiting_poster") if from_node => {
+                                b.on_awaiting_poster(body).await
+                            }
                             _ => {}
                         }
                     }
@@ -457,6 +460,38 @@ impl Bidder {
         }
         eprintln!("bid {price} on bounty {}", crate::market::id_hex(id));
         Ok(())
+    }
+
+    /// Poster-verified bounties: commit the result hash on-chain so the poster can accept it
+    /// (or the review window auto-accepts it).
+    async fn on_awaiting_poster(&self, v: &Value) {
+        let run = async {
+            use escrow_client::{
+                Status, bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson,
+            };
+            let record: RecordJson =
+                serde_json::from_value(v["record"].clone()).wrap_err("record")?;
+            let record = Bounty::try_from(&record)?;
+            if record.provider != self.chain.address() {
+                return Ok(());
+            }
+            let id = crate::market::parse_id(v["bounty_id"].as_str().unwrap_or_default())?;
+            if self.chain.status_of(id).await?.0 != Status::Awarded {
+                return Ok(());
+            }
+            let rh: alloy_primitives::B256 =
+                serde_json::from_value(v["result_hash"].clone()).wrap_err("result_hash")?;
+            let (_, tx) = self.chain.submit(id, &record, rh).await?;
+            eprintln!(
+                "submitted result for {} (tx {}); the poster decides",
+                crate::market::id_hex(id),
+                tx.hash
+            );
+            Ok::<_, eyre::Report>(())
+        };
+        if let Err(e) = run.await {
+            eprintln!("submission of {} failed: {e}", v["bounty_id"].as_str().unwrap_or("?"));
+        }
     }
 
     async fn on_verdict(&self, v: &Value) {

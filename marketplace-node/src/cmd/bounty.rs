@@ -58,6 +58,39 @@ enum BountyCmd {
         /// Bounty id (hex or decimal).
         id: String,
     },
+    /// Accept the submitted result and pay the provider (you must be the evaluator).
+    #[command(after_help = "Example:\n  reef bounty accept 0x3f2a…")]
+    Accept {
+        /// Bounty id (hex or decimal).
+        id: String,
+    },
+    /// Reject the submitted result (you must be the evaluator); the poster is refunded.
+    #[command(after_help = "Example:\n  reef bounty reject 0x3f2a…")]
+    Reject {
+        /// Bounty id (hex or decimal).
+        id: String,
+    },
+    /// Escalate to the bounty's arbiter, posting the dispute bond (poster or provider).
+    #[command(after_help = "Example:\n  reef bounty dispute 0x3f2a…")]
+    Dispute {
+        /// Bounty id (hex or decimal).
+        id: String,
+    },
+    /// Arbiter: rule a split, giving the provider this share of the price in basis points.
+    #[command(after_help = "Example:\n  reef bounty resolve 0x3f2a… --provider-bps 3000")]
+    Resolve {
+        /// Bounty id (hex or decimal).
+        id: String,
+        /// Provider's share of the price (0..=10000 bps).
+        #[arg(long)]
+        provider_bps: u16,
+    },
+    /// Cancel a funded bounty before it is awarded (poster only); the escrow is refunded.
+    #[command(after_help = "Example:\n  reef bounty cancel 0x3f2a…")]
+    Cancel {
+        /// Bounty id (hex or decimal).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +178,21 @@ impl BountyArgs {
                 self.list(&client, who).await
             }
             BountyCmd::Refund { id } => self.refund(&client, parse_bounty_id(id)?).await,
+            BountyCmd::Accept { id } => {
+                self.verb(&client, parse_bounty_id(id)?, "accept", None).await
+            }
+            BountyCmd::Reject { id } => {
+                self.verb(&client, parse_bounty_id(id)?, "reject", None).await
+            }
+            BountyCmd::Dispute { id } => {
+                self.verb(&client, parse_bounty_id(id)?, "dispute", None).await
+            }
+            BountyCmd::Resolve { id, provider_bps } => {
+                self.verb(&client, parse_bounty_id(id)?, "resolve", Some(*provider_bps)).await
+            }
+            BountyCmd::Cancel { id } => {
+                self.verb(&client, parse_bounty_id(id)?, "cancel", None).await
+            }
         }
     }
 
@@ -473,6 +521,76 @@ impl BountyArgs {
                 s.record.amount,
                 token_name(s.record.token),
                 prov
+            );
+        }
+        Ok(())
+    }
+
+    /// accept / reject / dispute / resolve / cancel, with the role and state checked first.
+    async fn verb(
+        &self,
+        client: &ReefClient,
+        id: U256,
+        verb: &str,
+        bps: Option<u16>,
+    ) -> eyre::Result<()> {
+        let state = client.bounty(id).await?;
+        let r = &state.record;
+        let me = client.address();
+        let need = |ok: bool, why: String| if ok { Ok(()) } else { Err(eyre!(why)) };
+        match verb {
+            "accept" | "reject" => {
+                need(
+                    r.evaluator == me,
+                    format!("only the evaluator {} may {verb}; you are {me}", r.evaluator),
+                )?;
+                need(
+                    state.status == Status::Submitted,
+                    format!("bounty is {}, not submitted: nothing to {verb} yet", state.status),
+                )?;
+            }
+            "dispute" => {
+                need(
+                    !r.arbiter.is_zero(),
+                    "this bounty has no arbiter, so it cannot be disputed".into(),
+                )?;
+                need(
+                    me == r.poster || me == r.provider,
+                    "only the poster or the provider may dispute".into(),
+                )?;
+            }
+            "resolve" => {
+                need(r.arbiter == me, format!("only the arbiter {} may resolve", r.arbiter))?
+            }
+            "cancel" => {
+                need(r.poster == me, "only the poster may cancel".into())?;
+                need(
+                    matches!(state.status, Status::Open | Status::Funded),
+                    format!("bounty is {}: only unawarded bounties can be cancelled", state.status),
+                )?;
+            }
+            _ => {}
+        }
+        let pb = spinner(format!("{verb} {id:#x}"));
+        let out = match verb {
+            "accept" => client.release(id, r).await,
+            "reject" => client.reject(id, r).await,
+            "dispute" => client.dispute(id, r).await,
+            "resolve" => client.resolve(id, r, bps.unwrap_or_default()).await,
+            _ => client.cancel(id, r).await,
+        };
+        pb.finish_and_clear();
+        let out = out?;
+        let (status, _) = client.status_of(id).await?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "id": format!("{id:#x}"), "action": verb, "status": status, "tx": out })
+            );
+        } else {
+            println!(
+                "{verb}: bounty {id:#x} is now {status} (tx {}, gas {})",
+                out.hash, out.gas_used
             );
         }
         Ok(())

@@ -677,7 +677,8 @@ impl Market {
             return match verdict {
                 Some(v) => self.conclude(row, group, &record, rh, v).await,
                 None => {
-                    self.say(group, &row.id, "await-poster", json!({ "kind": "awaiting_poster", "bounty_id": row.id, "result_hash": rh })).await?;
+                    let body = json!({ "kind": "awaiting_poster", "bounty_id": row.id, "result_hash": rh, "record": RecordJson::from(&record) });
+                    self.say(group, &row.id, "await-poster", body).await?;
                     self.inner.store.transition(&row.id, Phase::Working, Phase::AwaitingPoster, "result delivered; the poster decides (auto-accept after the review window)").await?;
                     Ok(())
                 }
