@@ -241,6 +241,11 @@ async fn main() -> R<()> {
         }
         Err(e) => println!("backfill postgres: skipped ({e})"),
     }
+    // Again into a new SQLite file, now that anvil has served these logs once (the first run
+    // above also pays for anvil's cold log queries).
+    let sqlite2 = format!("sqlite:{}", dir.join("idx2.db").display());
+    let warm = backfill("sqlite (warm anvil)", &sqlite2, &anvil.rpc_url, &cfg).await?;
+    warm.store().close().await;
 
     live_lag(ix, &poster).await?;
     let _ = std::fs::remove_dir_all(&dir);

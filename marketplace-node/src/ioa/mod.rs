@@ -493,21 +493,25 @@ impl Node {
 
     /// Sequence, store and fan out a message; returns (seq, duplicate).
     pub async fn send(&self, caller: &Address, msg: SendMessage) -> Result<(u64, bool)> {
-        if msg.msg_id.is_empty() || msg.msg_id.len() > 200 {
-            return Err(Error::BadRequest(
-                ErrorCode::InvalidFrame,
-                "msg_id must be 1..=200 bytes".into(),
-            ));
-        }
-        if msg.group_id.len() > 200 {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group_id too long".into()));
-        }
+        check_send(&msg)?;
         let group_id = msg.group_id.clone();
         self.inner
             .writer
             .send(*caller, msg, reef_wire::unix_now_ms())
             .await?
             .ok_or_else(|| Error::Forbidden(not_member(&group_id)))
+    }
+
+    /// Queue a message from a WebSocket connection (pipelined: returns once queued); the
+    /// writer pushes the `ack` (or `error`) frame to `conn` after the commit.
+    pub fn send_pipelined(
+        &self,
+        conn: &hub::ConnHandle,
+        req_id: Option<String>,
+        msg: SendMessage,
+    ) -> Result<()> {
+        check_send(&msg)?;
+        self.inner.writer.send_to_conn(conn, req_id, msg, reef_wire::unix_now_ms())
     }
 
     /// Stored messages after `since_seq` (members only), as JSON values.
@@ -561,6 +565,19 @@ fn spawn_heartbeat(store: Store, node_id: String, ttl_secs: u64) {
 /// Hex keccak-256 of a bearer token (only the hash is stored).
 fn token_hash(token: &str) -> String {
     hex::encode(alloy_primitives::keccak256(token.as_bytes()))
+}
+
+fn check_send(msg: &SendMessage) -> Result<()> {
+    if msg.msg_id.is_empty() || msg.msg_id.len() > 200 {
+        return Err(Error::BadRequest(
+            ErrorCode::InvalidFrame,
+            "msg_id must be 1..=200 bytes".into(),
+        ));
+    }
+    if msg.group_id.len() > 200 {
+        return Err(Error::BadRequest(ErrorCode::InvalidFrame, "group_id too long".into()));
+    }
+    Ok(())
 }
 
 fn not_member(group_id: &str) -> String {

@@ -16,7 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Largest number of values in one `IN (…)` list or rows in one multi-row `INSERT`.
-const CHUNK: usize = 100;
+const CHUNK: usize = 128;
 
 /// `$first, $first+1, …` (`n` placeholders).
 fn placeholders(first: usize, n: usize) -> String {
@@ -29,6 +29,24 @@ fn placeholders(first: usize, n: usize) -> String {
         s.push_str(&(first + i).to_string());
     }
     s
+}
+
+/// Rows per multi-row INSERT, largest first.
+const INSERT_ROWS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `items` padded to a power-of-two length by repeating the last one (harmless in `IN` lists
+/// and `CASE`), so that few distinct statements are prepared and cached.
+fn padded<T: Copy>(items: &[T]) -> Vec<T> {
+    let mut v = items.to_vec();
+    if let Some(&last) = items.last() {
+        v.resize(items.len().next_power_of_two(), last);
+    }
+    v
+}
+
+/// `($1, $2), ($3, $4), …` (`n` pairs).
+fn pair_placeholders(n: usize) -> String {
+    (0..n).map(|k| format!("(${}, ${})", 2 * k + 1, 2 * k + 2)).collect::<Vec<_>>().join(", ")
 }
 
 /// One message of a batch given to [`Store::append_batch`].
@@ -419,14 +437,14 @@ impl Store {
     /// order), `None` when the sender is not a member (or the group does not exist), else the
     /// stored message.
     ///
-    /// Per group (groups taken in sorted order, so concurrent nodes sharing Postgres lock the
-    /// counter rows in a consistent order and cannot deadlock): the group's counter row is locked
-    /// first (`UPDATE … RETURNING`, which also makes SQLite take its write lock up front),
-    /// membership and already stored `msg_id`s are read, every new message gets the next seq in
-    /// arrival order, the rows are inserted and the counter is written — all in the same
-    /// transaction, so no two nodes ever assign the same seq. Idempotent on
-    /// `(group_id, msg_id)`, including repeats inside the batch: a repeat gets the first
-    /// message's seq and frame with `duplicate`.
+    /// A constant number of statements per batch (not per group or message): lock the
+    /// counter rows of every group of the batch (Postgres: `SELECT … ORDER BY group_id FOR
+    /// UPDATE`, so concurrent nodes lock in one global order and cannot deadlock; SQLite: an
+    /// `UPDATE … RETURNING`, which takes the write lock up front), read membership and already
+    /// stored `msg_id`s, give every new message the next seq of its group in arrival order,
+    /// insert the rows and write the counters — all in the same transaction, so no two nodes
+    /// ever assign the same seq. Idempotent on `(group_id, msg_id)`, including repeats inside
+    /// the batch: a repeat gets the first message's seq and frame with `duplicate`.
     ///
     /// `make_frame(index, seq)` builds the stored frame text of `batch[index]`.
     pub async fn append_batch(
@@ -434,93 +452,121 @@ impl Store {
         batch: &[NewMessage<'_>],
         mut make_frame: impl FnMut(usize, u64) -> String,
     ) -> Result<Vec<Option<Appended>>> {
+        use std::collections::{HashMap, HashSet};
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| batch[a].group_id.cmp(batch[b].group_id).then(a.cmp(&b)));
+        let senders: Vec<String> = batch.iter().map(|m| addr_key(m.sender)).collect();
+        let mut gids: Vec<&str> = batch.iter().map(|m| m.group_id).collect();
+        gids.sort_unstable();
+        gids.dedup();
         let mut tx = self.pool.begin().await?;
-        for run in order.chunk_by(|&a, &b| batch[a].group_id == batch[b].group_id) {
-            let group_id = batch[run[0]].group_id;
-            let Some(row) = sqlx::query(
-                "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id = $1 RETURNING last_seq",
-            )
-            .bind(group_id.to_owned())
-            .fetch_optional(&mut *tx)
-            .await?
-            else {
-                continue; // no such group: every message of the run is refused
+
+        // 1. Lock the counters (sorted chunks, sorted inside each chunk: one global order).
+        let mut next: HashMap<&str, u64> = HashMap::with_capacity(gids.len());
+        for chunk in gids.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = if self.postgres {
+                format!(
+                    "SELECT group_id, last_seq FROM ioa_groups WHERE group_id IN ({}) \
+                     ORDER BY group_id COLLATE \"C\" FOR UPDATE",
+                    placeholders(1, chunk.len())
+                )
+            } else {
+                format!(
+                    "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id IN ({}) RETURNING group_id, last_seq",
+                    placeholders(1, chunk.len())
+                )
             };
-            let first_seq = row.try_get::<i64, _>("last_seq")?.max(0) as u64;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for g in &chunk {
+                q = q.bind((*g).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let g: String = r.try_get("group_id")?;
+                if let Some(k) = chunk.iter().find(|k| **k == g) {
+                    next.insert(k, r.try_get::<i64, _>("last_seq")?.max(0) as u64);
+                }
+            }
+        }
 
-            // Members among the run's senders.
-            let mut senders: Vec<String> = run.iter().map(|&i| addr_key(batch[i].sender)).collect();
-            senders.sort_unstable();
-            senders.dedup();
-            let mut members = std::collections::HashSet::with_capacity(senders.len());
-            for chunk in senders.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT address FROM ioa_members WHERE group_id = $1 AND address IN ({})",
-                    placeholders(2, chunk.len())
+        // 2. Membership of (group, sender) pairs of existing groups.
+        let mut pairs: Vec<(&str, &str)> = batch
+            .iter()
+            .zip(&senders)
+            .filter(|(m, _)| next.contains_key(m.group_id))
+            .map(|(m, s)| (m.group_id, s.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut members: HashSet<(String, String)> = HashSet::with_capacity(pairs.len());
+        for chunk in pairs.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = format!(
+                "SELECT group_id, address FROM ioa_members WHERE (group_id, address) IN (VALUES {})",
+                pair_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (g, a) in &chunk {
+                q = q.bind((*g).to_owned()).bind((*a).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                members.insert((r.try_get("group_id")?, r.try_get("address")?));
+            }
+        }
+        let allowed: Vec<usize> = (0..batch.len())
+            .filter(|&i| members.contains(&(batch[i].group_id.to_owned(), senders[i].clone())))
+            .collect();
+
+        // 3. Already stored msg_ids (the counter row locks order us after any other writer).
+        let mut keys: Vec<(&str, &str)> =
+            allowed.iter().map(|&i| (batch[i].group_id, batch[i].msg_id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut known: HashMap<(String, String), Appended> = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = format!(
+                "SELECT group_id, msg_id, seq, frame FROM ioa_messages WHERE (group_id, msg_id) IN (VALUES {})",
+                pair_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (g, m) in &chunk {
+                q = q.bind((*g).to_owned()).bind((*m).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                known.insert(
+                    (r.try_get("group_id")?, r.try_get("msg_id")?),
+                    Appended {
+                        seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                        frame: r.try_get("frame")?,
+                        duplicate: true,
+                    },
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id.to_owned());
-                for a in chunk {
-                    q = q.bind(a.clone());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    members.insert(r.try_get::<String, _>("address")?);
-                }
             }
-            let allowed: Vec<usize> = run
-                .iter()
-                .copied()
-                .filter(|&i| members.contains(&addr_key(batch[i].sender)))
-                .collect();
+        }
 
-            // Already stored msg_ids (the counter row lock orders us after any other writer).
-            let mut ids: Vec<&str> = allowed.iter().map(|&i| batch[i].msg_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let mut known: std::collections::HashMap<String, Appended> =
-                std::collections::HashMap::new();
-            for chunk in ids.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT msg_id, seq, frame FROM ioa_messages WHERE group_id = $1 AND msg_id IN ({})",
-                    placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id.to_owned());
-                for id in chunk {
-                    q = q.bind((*id).to_owned());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    known.insert(
-                        r.try_get("msg_id")?,
-                        Appended {
-                            seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
-                            frame: r.try_get("frame")?,
-                            duplicate: true,
-                        },
-                    );
-                }
-            }
-
-            // Assign seqs in arrival order.
-            let mut seq = first_seq;
-            let mut fresh: Vec<usize> = Vec::new();
-            for &i in &allowed {
-                let m = batch[i];
-                if let Some(prev) = known.get(m.msg_id) {
-                    out[i] = Some(Appended { duplicate: true, ..prev.clone() });
-                    continue;
-                }
-                seq += 1;
-                let a = Appended { seq, frame: make_frame(i, seq), duplicate: false };
-                known.insert(m.msg_id.to_owned(), Appended { duplicate: true, ..a.clone() });
-                out[i] = Some(a);
-                fresh.push(i);
-            }
-            if fresh.is_empty() {
+        // 4. Seqs in arrival order, per group.
+        let mut fresh: Vec<usize> = Vec::new();
+        for &i in &allowed {
+            let m = batch[i];
+            let key = (m.group_id.to_owned(), m.msg_id.to_owned());
+            if let Some(prev) = known.get(&key) {
+                out[i] = Some(prev.clone());
                 continue;
             }
-            for chunk in fresh.chunks(CHUNK) {
+            let Some(seq) = next.get_mut(m.group_id) else { continue };
+            *seq += 1;
+            let a = Appended { seq: *seq, frame: make_frame(i, *seq), duplicate: false };
+            known.insert(key, Appended { duplicate: true, ..a.clone() });
+            out[i] = Some(a);
+            fresh.push(i);
+        }
+        if !fresh.is_empty() {
+            // 5. Insert (multi-row statements of power-of-two sizes: few distinct statements).
+            let mut rest = &fresh[..];
+            while !rest.is_empty() {
+                let take = INSERT_ROWS.iter().copied().find(|&k| k <= rest.len()).unwrap_or(1);
+                let (chunk, tail) = rest.split_at(take);
+                rest = tail;
                 let mut sql = String::from(
                     "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame) VALUES ",
                 );
@@ -536,19 +582,37 @@ impl Store {
                 for &i in chunk {
                     let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
                     q = q
-                        .bind(group_id.to_owned())
+                        .bind(batch[i].group_id.to_owned())
                         .bind(a.seq as i64)
                         .bind(batch[i].msg_id.to_owned())
-                        .bind(addr_key(batch[i].sender))
+                        .bind(senders[i].clone())
                         .bind(a.frame.clone());
                 }
                 q.execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE ioa_groups SET last_seq = $2 WHERE group_id = $1")
-                .bind(group_id.to_owned())
-                .bind(seq as i64)
-                .execute(&mut *tx)
-                .await?;
+            // 6. Counters of the groups that got messages.
+            let mut touched: Vec<&str> = fresh.iter().map(|&i| batch[i].group_id).collect();
+            touched.sort_unstable();
+            touched.dedup();
+            for chunk in touched.chunks(CHUNK) {
+                let chunk = padded(chunk);
+                let mut sql = String::from("UPDATE ioa_groups SET last_seq = CASE group_id");
+                for k in 0..chunk.len() {
+                    sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * k + 1, 2 * k + 2));
+                }
+                sql.push_str(" ELSE last_seq END WHERE group_id IN (");
+                sql.push_str(&placeholders(2 * chunk.len() + 1, chunk.len()));
+                sql.push(')');
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for g in &chunk {
+                    let seq = next.get(g).copied().unwrap_or(0);
+                    q = q.bind((*g).to_owned()).bind(seq as i64);
+                }
+                for g in &chunk {
+                    q = q.bind((*g).to_owned());
+                }
+                q.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(out)

@@ -11,8 +11,9 @@ use axum::extract::ws::Utf8Bytes;
 use reef_wire::{SendMessage, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 
+use super::encode;
 use super::error::{Error, Result};
-use super::hub::Hub;
+use super::hub::{ConnHandle, Hub};
 use super::mesh::Mesh;
 use super::store::{Appended, NewMessage, Store};
 
@@ -22,12 +23,22 @@ pub const MAX_BATCH: usize = 1024;
 /// Outcome of one send: (seq, duplicate), or `None` when the sender may not post there.
 type Reply = Result<Option<(u64, bool)>>;
 
+/// Where the outcome of a send goes.
+#[derive(Debug)]
+enum ReplyTo {
+    /// A waiting caller (REST).
+    Wait(oneshot::Sender<Reply>),
+    /// A WebSocket connection: the writer pushes the `ack` (or `error`) frame itself, so a
+    /// connection can have many sends in flight (pipelining) while their order is kept.
+    Conn(ConnHandle, Option<String>),
+}
+
 #[derive(Debug)]
 struct Job {
     caller: Address,
     msg: SendMessage,
     ts: u64,
-    reply: oneshot::Sender<Reply>,
+    reply: ReplyTo,
 }
 
 /// Handle on the writer task (cheap to clone).
@@ -48,11 +59,32 @@ impl Writer {
     /// (or no such group).
     pub async fn send(&self, caller: Address, msg: SendMessage, ts: u64) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Job { caller, msg, ts, reply }).map_err(|e| match e {
+        self.queue(Job { caller, msg, ts, reply: ReplyTo::Wait(reply) })?;
+        rx.await.map_err(|_| Error::Internal("writer dropped a send".into()))?
+    }
+
+    /// Queue a send from a WebSocket connection without waiting: its `ack` (or `error`) frame
+    /// is pushed to `conn` after the commit. Sends of one connection keep their order.
+    pub fn send_to_conn(
+        &self,
+        conn: &ConnHandle,
+        req_id: Option<String>,
+        msg: SendMessage,
+        ts: u64,
+    ) -> Result<()> {
+        self.queue(Job {
+            caller: conn.address,
+            msg,
+            ts,
+            reply: ReplyTo::Conn(conn.clone(), req_id),
+        })
+    }
+
+    fn queue(&self, job: Job) -> Result<()> {
+        self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::Overloaded,
             mpsc::error::TrySendError::Closed(_) => Error::Internal("writer stopped".into()),
-        })?;
-        rx.await.map_err(|_| Error::Internal("writer dropped a send".into()))?
+        })
     }
 }
 
@@ -116,7 +148,7 @@ async fn finish(
     results: Vec<Result<Option<Appended>>>,
 ) {
     let mut fresh: Vec<(usize, u64, Utf8Bytes)> = Vec::new();
-    let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(batch.len());
+    let mut replies: Vec<(ReplyTo, String, String, Reply)> = Vec::with_capacity(batch.len());
     let mut groups: Vec<String> = Vec::with_capacity(batch.len());
     for (i, (job, res)) in batch.into_iter().zip(results).enumerate() {
         let reply = match res {
@@ -130,8 +162,8 @@ async fn finish(
             Ok(None) => Ok(None),
             Err(e) => Err(e),
         };
-        groups.push(job.msg.group_id);
-        replies.push((job.reply, reply));
+        groups.push(job.msg.group_id.clone());
+        replies.push((job.reply, job.msg.group_id, job.msg.msg_id, reply));
     }
     fresh.sort_by(|a, b| groups[a.0].cmp(&groups[b.0]).then(a.1.cmp(&b.1)));
     for (i, seq, f) in &fresh {
@@ -142,7 +174,28 @@ async fn finish(
             mesh.publish(&groups[*i], *seq, f).await;
         }
     }
-    for (tx, r) in replies {
-        let _ = tx.send(r);
+    for (to, group_id, msg_id, r) in replies {
+        match to {
+            ReplyTo::Wait(tx) => {
+                let _ = tx.send(r);
+            }
+            ReplyTo::Conn(conn, req_id) => {
+                let frame = match r {
+                    Ok(Some((seq, duplicate))) => {
+                        ServerFrame::Ack { req_id, group_id, msg_id, seq, duplicate }
+                    }
+                    Ok(None) => ServerFrame::Error {
+                        req_id,
+                        code: reef_wire::ErrorCode::Forbidden,
+                        message: super::not_member(&group_id),
+                    },
+                    Err(e) => {
+                        let (code, message) = e.public();
+                        ServerFrame::Error { req_id, code, message }
+                    }
+                };
+                conn.push(encode(&frame));
+            }
+        }
     }
 }

@@ -240,10 +240,9 @@ async fn handle(
             ok(req_id, json!({ "group_id": group_id }))
         }
         ClientFrame::Send(msg) => {
-            let group_id = msg.group_id.clone();
-            let msg_id = msg.msg_id.clone();
-            let (seq, duplicate) = node.send(me, msg).await?;
-            encode(&ServerFrame::Ack { req_id, group_id, msg_id, seq, duplicate })
+            // Pipelined: the group-commit writer pushes the `ack` after the commit.
+            node.send_pipelined(conn, req_id, msg)?;
+            return Ok(None);
         }
     }))
 }
