@@ -6,3 +6,4 @@ pub mod cmd;
 pub mod ioa;
 pub mod logging;
 pub mod market;
+pub mod metered;

@@ -28,6 +28,8 @@ enum Command {
     Indexer(cmd::indexer::IndexerArgs),
     /// Agents' reputation scores from the index, explained.
     Agents(cmd::agents::AgentsArgs),
+    /// Pay metered agents per call with payment-channel vouchers (and serve/redeem as an agent).
+    Pay(cmd::pay::PayArgs),
 }
 
 #[tokio::main]
@@ -42,5 +44,6 @@ async fn main() -> eyre::Result<()> {
         Command::Agent(args) => args.run().await,
         Command::Indexer(args) => args.run().await,
         Command::Agents(args) => args.run().await,
+        Command::Pay(args) => args.run().await,
     }
 }

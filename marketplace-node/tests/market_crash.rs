@@ -144,7 +144,7 @@ async fn crash_during(kill_in: &str) {
         .arg("--deployments")
         .arg(dir.join("deployments"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Find the bounty, wait for the phase to crash in, kill -9, restart.
@@ -172,7 +172,7 @@ async fn crash_during(kill_in: &str) {
     node.0.wait().unwrap();
     node = start_node(&dir, &anvil.rpc_url, port);
     let out = poster.wait_with_output().unwrap();
-    assert!(out.status.success(), "poster failed");
+    assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
     let res: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["phase"], "settled", "{res}");
     assert_eq!(res["status"], "completed", "{res}");

@@ -36,6 +36,10 @@ enum AgentCommand {
     Keygen(KeygenArgs),
     /// What this agent earned: on-chain payouts from the escrow (the chain is the truth).
     Earnings(EarningsArgs),
+    /// Serve metered calls paid per call with payment-channel vouchers.
+    ServeMetered(Box<super::metered_agent::ServeMeteredArgs>),
+    /// Redeem accepted vouchers on-chain in one batch.
+    Redeem(super::metered_agent::RedeemMeteredArgs),
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +167,10 @@ struct RunArgs {
     /// Do not bid (only execute tasks assigned directly).
     #[arg(long)]
     no_bid: bool,
+    /// Give the brain this agent's key and chain settings (REEF_PRIVATE_KEY, REEF_NODE_HTTP,
+    /// REEF_RPC_URL, REEF_DEPLOYMENTS, REEF_BIN) so it can post sub-bounties (nested work).
+    #[arg(long)]
+    share_key_with_brain: bool,
     /// Machine-readable output on stdout.
     #[arg(long)]
     json: bool,
@@ -184,6 +192,8 @@ impl AgentArgs {
             }
             AgentCommand::Run(r) => r.run().await,
             AgentCommand::Earnings(e) => e.run().await,
+            AgentCommand::ServeMetered(a) => a.run().await,
+            AgentCommand::Redeem(a) => a.run().await,
         }
     }
 }
@@ -301,7 +311,8 @@ impl RunArgs {
                         {
                             continue;
                         }
-                        let (ok, result, code) = execute(&self.exec, &group_id, &task).await;
+                        let env = self.brain_env(market.as_ref());
+                        let (ok, result, code) = execute(&self.exec, &group_id, &task, &env).await;
                         let body = json!({ "status": if ok { "done" } else { "failed" }, "result": result, "exit_code": code });
                         let seq = client
                             .send(
@@ -338,7 +349,37 @@ impl RunArgs {
 }
 
 /// Run the brain program; returns (success, result, exit code).
-async fn execute(program: &str, group_id: &str, task: &TaskDesc) -> (bool, Value, i32) {
+impl RunArgs {
+    /// Environment handed to the brain (empty unless --share-key-with-brain).
+    fn brain_env(&self, market: Option<&Bidder>) -> Vec<(String, String)> {
+        if !self.share_key_with_brain {
+            return Vec::new();
+        }
+        let mut env = vec![
+            ("REEF_PRIVATE_KEY".to_string(), self.key.trim().to_string()),
+            ("REEF_NODE_HTTP".to_string(), super::nodeapi::http_base(&self.node)),
+        ];
+        if let Ok(bin) = std::env::current_exe() {
+            env.push(("REEF_BIN".into(), bin.display().to_string()));
+        }
+        if let (Some(rpc), Some(b)) = (&self.rpc_url, market) {
+            env.push(("REEF_RPC_URL".into(), rpc.clone()));
+            let dir = std::env::temp_dir().join(format!("reef-agent-{}", b.chain.address()));
+            let dep = b.chain.deployment();
+            if dep.save(&escrow_client::Deployment::path_in(&dir, dep.chain_id)).is_ok() {
+                env.push(("REEF_DEPLOYMENTS".into(), dir.display().to_string()));
+            }
+        }
+        env
+    }
+}
+
+async fn execute(
+    program: &str,
+    group_id: &str,
+    task: &TaskDesc,
+    env: &[(String, String)],
+) -> (bool, Value, i32) {
     let input = json!({
         "group_id": group_id,
         "task_id": task.task_id,
@@ -348,6 +389,7 @@ async fn execute(program: &str, group_id: &str, task: &TaskDesc) -> (bool, Value
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(program)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

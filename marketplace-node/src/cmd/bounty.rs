@@ -35,7 +35,7 @@ enum BountyCmd {
     #[command(after_help = "Example:
   reef bounty post \"Sort these 10,000 numbers\" --reward 5 --token test --deadline 1h --approve
   reef bounty post \"Find a nonce\" --reward 0.1 --token eth --evaluator 0xabc… --arbiter 0xdef…")]
-    Post(PostArgs),
+    Post(Box<PostArgs>),
     /// Show one bounty rebuilt from its on-chain events.
     #[command(after_help = "Example:\n  reef bounty show 0x3f2a… --json")]
     Show {

@@ -7,5 +7,7 @@ pub mod chain;
 pub mod demo;
 pub mod devnet;
 pub mod indexer;
+pub mod metered_agent;
 pub mod node;
 pub mod nodeapi;
+pub mod pay;

@@ -79,6 +79,9 @@ pub struct NodeArgs {
     /// Marketplace work-loop period in milliseconds.
     #[arg(long, default_value_t = 200)]
     market_tick_ms: u64,
+    /// Do not run the embedded chain indexer (bids are then ranked on this node's history only).
+    #[arg(long)]
+    no_indexer: bool,
 }
 
 impl NodeArgs {
@@ -157,6 +160,28 @@ impl NodeArgs {
         };
         let verifiers = market::verify::Verifiers::parse(&self.verifiers, Default::default())
             .map_err(|e| eyre::eyre!(e))?;
+        // Embedded indexer (same database, `idx_` tables): feeds the reputation engine that
+        // ranks bids.
+        let reputation = if self.no_indexer {
+            None
+        } else {
+            let store = reef_indexer::Store::connect(&self.database_url).await?;
+            let source = reef_indexer::RpcSource::new(rpc)?;
+            let mut indexer = reef_indexer::Indexer::new(
+                source,
+                store.clone(),
+                reef_indexer::IndexerConfig::for_deployment(&deployment),
+            )
+            .await?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _keep = stop_tx;
+                if let Err(e) = indexer.run(stop_rx).await {
+                    tracing::error!(error = %e, "embedded indexer stopped");
+                }
+            });
+            Some(store)
+        };
         let cfg = MarketConfig {
             rpc_url: rpc.to_string(),
             deployment,
@@ -167,6 +192,7 @@ impl NodeArgs {
             max_bid_window_secs: 3_600,
             tick: std::time::Duration::from_millis(self.market_tick_ms),
             verifiers,
+            reputation,
         };
         Ok(Market::open(node, cfg).await?)
     }

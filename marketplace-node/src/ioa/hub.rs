@@ -122,10 +122,13 @@ pub struct Hub {
     conns: Mutex<HashMap<Address, HashMap<u64, ConnHandle>>>,
     next_conn: AtomicU64,
     gap_wait: Duration,
+    /// The main runtime: gap fills are spawned there even when `publish` is called from the
+    /// group-commit writer's own thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Hub {
-    /// A hub reading gaps and replays from `store`.
+    /// A hub reading gaps and replays from `store` (call from within the main runtime).
     pub fn new(store: Store) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -133,6 +136,7 @@ impl Hub {
             conns: Mutex::default(),
             next_conn: AtomicU64::new(1),
             gap_wait: Duration::from_millis(20),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
@@ -254,7 +258,7 @@ impl Hub {
                 let hub = self.clone();
                 let gid = group_id.to_owned();
                 let g2 = g.clone();
-                tokio::spawn(async move { hub.fill_gaps(gid, g2).await });
+                self.runtime.spawn(async move { hub.fill_gaps(gid, g2).await });
             }
         }
     }

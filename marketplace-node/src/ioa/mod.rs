@@ -162,7 +162,9 @@ impl Node {
             Some(url) => Some(Mesh::connect(url, &config.node_id).await?),
             None => None,
         };
-        let writer = Writer::spawn(store.clone(), hub.clone(), mesh.clone(), config.send_queue_len);
+        let writer =
+            Writer::spawn(&config.database_url, hub.clone(), mesh.clone(), config.send_queue_len)
+                .await?;
         spawn_heartbeat(store.clone(), config.node_id.clone(), config.presence_ttl_secs);
         let node = Self {
             inner: Arc::new(Inner {

@@ -48,11 +48,44 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Start the writer task with a queue of `queue_len` sends.
-    pub fn spawn(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, queue_len: usize) -> Self {
+    /// Start the writer with a queue of `queue_len` sends. It runs on its own thread (a
+    /// current-thread runtime with its own database connection), so that its statement round
+    /// trips never wait behind the many connection tasks of the main runtime: the commit
+    /// latency stays low under load.
+    pub async fn spawn(
+        database_url: &str,
+        hub: Arc<Hub>,
+        mesh: Option<Mesh>,
+        queue_len: usize,
+    ) -> Result<Self> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
-        tokio::spawn(run(store, hub, mesh, rx));
-        Self { tx }
+        let (ready_tx, ready) = oneshot::channel::<Result<()>>();
+        let url = database_url.to_owned();
+        std::thread::Builder::new()
+            .name("reef-writer".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::Internal(format!("writer runtime: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match Store::connect_writer(&url).await {
+                        Ok(store) => {
+                            let _ = ready_tx.send(Ok(()));
+                            run(store, hub, mesh, rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| Error::Internal(format!("writer thread: {e}")))?;
+        ready.await.map_err(|_| Error::Internal("writer thread died".into()))??;
+        Ok(Self { tx })
     }
 
     /// Queue a send and wait for it to be committed and fanned out. `Ok(None)`: not a member
@@ -92,6 +125,7 @@ async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Rece
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
+        let started = std::time::Instant::now();
         let results = match commit(&store, &batch).await {
             Ok(r) => r.into_iter().map(Ok).collect(),
             Err(e) if batch.len() > 1 => {
@@ -107,7 +141,10 @@ async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Rece
             }
             Err(e) => vec![Err(e)],
         };
+        let n = batch.len();
+        let committed = started.elapsed();
         finish(&hub, mesh.as_ref(), batch, results).await;
+        tracing::trace!(n, ?committed, total = ?started.elapsed(), "batch");
     }
 }
 

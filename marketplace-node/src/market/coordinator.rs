@@ -47,6 +47,8 @@ pub struct MarketConfig {
     pub tick: Duration,
     /// Verifier programs offered to posters.
     pub verifiers: Verifiers,
+    /// The embedded indexer's store: bidders are ranked with the reputation engine's scores.
+    pub reputation: Option<reef_indexer::Store>,
 }
 
 /// What a poster sends to register a bounty with the node.
@@ -467,6 +469,7 @@ impl Market {
         let mut book: BidBook<(Value, u64)> =
             BidBook::new(U256::from(record.amount), self.inner.cfg.bid_capacity);
         let threshold_gate = self.inner.cfg.deployment.agent_registry;
+        let engine = self.reputation_book().await;
         for b in &bids {
             let Ok(bj) = serde_json::from_value::<BidJson>(b.bid["bid"].clone()) else { continue };
             let Ok(bid) = Bid::try_from(&bj) else { continue };
@@ -475,11 +478,23 @@ impl Market {
             } else {
                 self.inner.chain.stake_of(bid.bidder).await.unwrap_or_default()
             };
+            // Local track record until the indexer-backed reputation engine is wired in:
+            // a Beta(1, 1) prior over verified outcomes of the agent's past wins here.
+            let (ok, bad) =
+                self.inner.store.outcomes(&bid.bidder.to_string()).await.unwrap_or((0, 0));
+            let local = (1.0 + ok as f64) / (2.0 + (ok + bad) as f64);
+            // On-chain history (all nodes, value-weighted, Sybil-discounted) from the engine,
+            // blended with this node's verified verdicts (which land before refunds do).
+            let reputation = Some(match &engine {
+                Some(book) if ok + bad > 0 => (book.score(&bid.bidder).value + local) / 2.0,
+                Some(book) => book.score(&bid.bidder).value,
+                None => local,
+            });
             let c = Candidate {
                 bidder: bid.bidder,
                 price: bid.amount,
                 eta_secs: b.eta_secs,
-                reputation: None,
+                reputation,
                 stake,
             };
             let _ = book.submit(c, (b.bid.clone(), b.eta_secs));
@@ -675,7 +690,7 @@ impl Market {
             let rh = result_hash(&result);
             self.inner.store.set_cursor(&row.id, cursor).await?;
             return match verdict {
-                Some(v) => self.conclude(row, group, &record, rh, v).await,
+                Some(v) => self.conclude(row, group, &record, rh, v, &result).await,
                 None => {
                     let body = json!({ "kind": "awaiting_poster", "bounty_id": row.id, "result_hash": rh, "record": RecordJson::from(&record) });
                     self.say(group, &row.id, "await-poster", body).await?;
@@ -714,11 +729,13 @@ impl Market {
         record: &Bounty,
         rh: B256,
         v: Verdict,
+        result: &Value,
     ) -> Result<()> {
         let id = super::parse_id(&row.id)?;
         let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
         let sig = self.inner.chain.sign_attestation(id, rh, code)?;
-        let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig });
+        // The result is kept for the poster (who is a member of the work group anyway).
+        let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "result": result });
         self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
         let body = json!({
             "kind": "verdict",
@@ -797,6 +814,20 @@ impl Market {
         Ok(())
     }
 
+    /// The reputation engine's book over the embedded index (None if not configured/failing).
+    async fn reputation_book(&self) -> Option<reef_reputation::ReputationBook> {
+        let store = self.inner.cfg.reputation.as_ref()?;
+        match reef_indexer::reputation::load_book(store, 0, reef_reputation::Params::default())
+            .await
+        {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "reputation engine unavailable; ranking with local history");
+                None
+            }
+        }
+    }
+
     /// A bounty's public view; the poster also sees the ranking and the winning signed bid.
     pub async fn view(&self, caller: Option<Address>, key: &str) -> Result<Value> {
         let row = self.row(key).await?;
@@ -812,7 +843,13 @@ impl Market {
             "winner": row.winner,
             "cfp_group": row.cfp_group,
             "work_group": row.work_group,
-            "verdict": row.verdict,
+            "verdict": row.verdict.as_ref().map(|v| {
+                let mut v = v.clone();
+                if !is_poster && let Some(o) = v.as_object_mut() {
+                    o.remove("result");
+                }
+                v
+            }),
             "note": row.note,
             "events": events,
             "description": row.spec["description"],

@@ -37,7 +37,7 @@ pub enum MarketError {
     Conflict(String),
     /// The chain could not be reached or refused.
     #[error("chain: {0}")]
-    Chain(#[from] escrow_client::Error),
+    Chain(Box<escrow_client::Error>),
     /// The IoA layer failed.
     #[error("ioa: {0}")]
     Ioa(#[from] crate::ioa::Error),
@@ -47,6 +47,12 @@ pub enum MarketError {
     /// Anything else that is the node's fault.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<escrow_client::Error> for MarketError {
+    fn from(e: escrow_client::Error) -> Self {
+        Self::Chain(Box::new(e))
+    }
 }
 
 /// Result alias of the marketplace layer.

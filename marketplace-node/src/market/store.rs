@@ -388,6 +388,26 @@ impl MarketStore {
             .collect()
     }
 
+    /// Verified outcomes of an agent's past wins on this node: (accepted, rejected).
+    pub async fn outcomes(&self, agent: &str) -> Result<(u64, u64)> {
+        let rows = sqlx::query(
+            "SELECT verdict FROM market_bounties WHERE winner = $1 AND verdict IS NOT NULL",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut acc = (0, 0);
+        for r in rows {
+            let v: String = r.try_get("verdict")?;
+            match serde_json::from_str::<serde_json::Value>(&v).map(|v| v["accept"] == true) {
+                Ok(true) => acc.0 += 1,
+                Ok(false) => acc.1 += 1,
+                Err(_) => {}
+            }
+        }
+        Ok(acc)
+    }
+
     /// Appends to the progress log.
     pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
         sqlx::query(

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Nested-work agent: wins a large sorting bounty, splits the list in two, posts each half as a
+sub-bounty through the same marketplace (paid from its own wallet), and merges the results.
+
+Needs (set by `reef agent run --share-key-with-brain`): REEF_BIN, REEF_NODE_HTTP, REEF_RPC_URL,
+REEF_DEPLOYMENTS, REEF_PRIVATE_KEY."""
+import heapq
+import json
+import os
+import subprocess
+import sys
+import concurrent.futures as cf
+
+task = json.load(sys.stdin)
+numbers = task["input"]["input"]
+half = len(numbers) // 2
+parts = [numbers[:half], numbers[half:]]
+
+
+def sub_bounty(part):
+    cmd = [
+        os.environ["REEF_BIN"], "bounty", "post", f"Sort {len(part)} numbers (sub-task)",
+        "--reward", "1", "--token", "test", "--node", os.environ["REEF_NODE_HTTP"],
+        "--skills", "sort", "--bid-window", "2s", "--deadline", "10m", "--approve",
+        "--verify", "command", "--verifier", "sorted", "--input", json.dumps(part),
+        "--rpc-url", os.environ["REEF_RPC_URL"], "--deployments", os.environ["REEF_DEPLOYMENTS"], "--json",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "REEF_PRIVATE_KEY": os.environ["REEF_PRIVATE_KEY"]})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-500:])
+    res = json.loads(out.stdout)
+    if res.get("status") != "completed":
+        raise RuntimeError(f"sub-bounty ended {res}")
+    return res["verdict"]["result"], res["id"]
+
+
+with cf.ThreadPoolExecutor(2) as pool:
+    results = list(pool.map(sub_bounty, parts))
+merged = list(heapq.merge(results[0][0], results[1][0]))
+print(json.dumps(merged))
+print(json.dumps({"sub_bounties": [r[1] for r in results]}), file=sys.stderr)
