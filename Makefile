@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt bench slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-ioa slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std)
 deps: node_modules/.reef-installed
@@ -55,6 +55,16 @@ snapshot: deps
 ## bench: gas from anvil receipts (+ other benchmarks as they land); figures go in the notes
 bench: deps
 	$(CARGO) run --release -q -p escrow-client --example gas_bench
+	$(MAKE) bench-ioa
+
+## bench-ioa: IoA switchboard — 1000 agents in groups of 10 at 10 msg/s each through a real
+## `reef node` (SQLite): delivered msgs/s, p50/p99 latency, RSS per idle connection, ratio to a
+## raw tokio-tungstenite broadcast server. More: IOA_BENCH_ARGS="--rate 20" or
+## IOA_BENCH_ARGS="--database-url postgres://postgres@127.0.0.1:5432/<empty db>".
+IOA_BENCH_ARGS ?=
+bench-ioa:
+	$(CARGO) build --release -q -p marketplace-node --bins
+	$(ROOT)/target/release/ioa-bench --agents 1000 --group-size 10 --rate 10 --secs 10 $(IOA_BENCH_ARGS)
 
 slither: deps
 	anvil-scripts/slither.sh

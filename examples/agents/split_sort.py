@@ -20,7 +20,7 @@ parts = [numbers[:half], numbers[half:]]
 def sub_bounty(part):
     cmd = [
         os.environ["REEF_BIN"], "bounty", "post", f"Sort {len(part)} numbers (sub-task)",
-        "--reward", "1", "--token", "test", "--node", os.environ["REEF_NODE_HTTP"],
+        "--reward", "4", "--token", "test", "--node", os.environ["REEF_NODE_HTTP"],
         "--skills", "sort", "--bid-window", "2s", "--deadline", "10m", "--approve",
         "--verify", "command", "--verifier", "sorted", "--input", json.dumps(part),
         "--rpc-url", os.environ["REEF_RPC_URL"], "--deployments", os.environ["REEF_DEPLOYMENTS"], "--json",

@@ -45,7 +45,8 @@ struct Opts {
     /// Measured seconds.
     #[arg(long, default_value_t = 10)]
     secs: u64,
-    /// Database for the node (default: a fresh SQLite file).
+    /// Database for the node (default: a fresh SQLite file), e.g.
+    /// `postgres://postgres@127.0.0.1:5432/reef_bench` (an existing, preferably empty database).
     #[arg(long)]
     database_url: Option<String>,
     /// Print the report as JSON on stdout.
@@ -370,12 +371,13 @@ async fn main() -> eyre::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     let ratio = reef_report.delivered_per_sec / raw_report.delivered_per_sec;
+    let db_kind = if db.starts_with("postgres") { "postgres" } else { "sqlite" };
     let offered = o.agents as f64 * o.rate * o.group_size as f64;
     let report = json!({
         "agents": o.agents, "group_size": o.group_size, "rate_per_agent": o.rate, "secs": o.secs,
         "offered_deliveries_per_sec": offered,
         "reef": { "delivered_per_sec": reef_report.delivered_per_sec, "p50_ms": reef_report.p50_ms, "p99_ms": reef_report.p99_ms,
-                  "rss_per_idle_conn_kib": per_conn_kib, "database": if o.database_url.is_some() { "custom" } else { "sqlite" } },
+                  "rss_per_idle_conn_kib": per_conn_kib, "database": db_kind },
         "raw_ceiling": { "delivered_per_sec": raw_report.delivered_per_sec, "p50_ms": raw_report.p50_ms, "p99_ms": raw_report.p99_ms },
         "ratio_to_ceiling": ratio,
     });
@@ -395,6 +397,7 @@ async fn main() -> eyre::Result<()> {
             raw_report.delivered_per_sec, raw_report.p50_ms, raw_report.p99_ms
         );
         println!("ratio to ceiling:    {:.1} %", ratio * 100.0);
+        println!("node database:       {db_kind}");
         println!("node RSS/idle conn:  {per_conn_kib:.1} KiB");
     }
     Ok(())

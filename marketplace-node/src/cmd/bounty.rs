@@ -413,6 +413,12 @@ impl BountyArgs {
             if phase == "settled" || phase == "failed" {
                 break v;
             }
+            // A rejection settles by refund (after the challenge window or the deadline): the
+            // outcome is known now, so stop following.
+            if phase == "settling" && v["verdict"]["accept"] == false {
+                pb.println("  rejected: the poster is refunded when the deadline passes (`reef bounty refund`)");
+                break v;
+            }
         };
         pb.finish_and_clear();
         let onchain = client.bounty(parse_bounty_id(&id)?).await.ok();

@@ -13,15 +13,19 @@ use serde::Serialize;
 
 use super::chain::spinner;
 
-/// Run the settlement lifecycle end to end on a private anvil and print every transaction.
+/// Run the marketplace end to end on a private anvil: node, example agents, a poster running
+/// several bounties (auction, nested, metered, one dishonest agent) and a final table.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef demo          # starts anvil on a free port, runs, stops it\n  reef demo --json"
+    after_help = "Examples:\n  reef demo                # the marketplace (anvil + node + 7 agents + poster)\n  reef demo --settlement   # only one bounty's on-chain lifecycle, every tx with its gas\n  reef demo --json"
 )]
 pub struct DemoArgs {
     /// Print a machine-readable JSON report on stdout.
     #[arg(long)]
     json: bool,
+    /// Only the settlement layer: one bounty's on-chain lifecycle with every tx and its gas.
+    #[arg(long)]
+    settlement: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +38,9 @@ struct Step {
 impl DemoArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
+        if !self.settlement {
+            return super::demo_market::run(self.json).await;
+        }
         let mut steps: Vec<Step> = Vec::new();
         let say = |s: &str| eprintln!("\n▶ {s}");
         let record = |steps: &mut Vec<Step>, label: &str, t: &TxOutcome| {

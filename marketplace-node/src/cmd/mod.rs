@@ -5,6 +5,7 @@ pub mod agents;
 pub mod bounty;
 pub mod chain;
 pub mod demo;
+pub mod demo_market;
 pub mod devnet;
 pub mod indexer;
 pub mod metered_agent;

@@ -468,12 +468,34 @@ impl Store {
     /// ever assign the same seq. Idempotent on `(group_id, msg_id)`, including repeats inside
     /// the batch: a repeat gets the first message's seq and frame with `duplicate`.
     ///
+    /// Already stored `msg_id`s are found optimistically: the rows are inserted with
+    /// `ON CONFLICT (group_id, msg_id) DO NOTHING`, and only if one of them was skipped (a
+    /// client re-sending an old message — rare) is the transaction rolled back and the batch
+    /// redone with an explicit lookup of stored ids first. Repeats inside the batch are
+    /// resolved in memory.
+    ///
     /// `make_frame(index, seq)` builds the stored frame text of `batch[index]`.
     pub async fn append_batch(
         &self,
         batch: &[NewMessage<'_>],
         mut make_frame: impl FnMut(usize, u64) -> String,
     ) -> Result<Vec<Option<Appended>>> {
+        if let Some(out) = self.try_append(batch, &mut make_frame, false).await? {
+            return Ok(out);
+        }
+        self.try_append(batch, &mut make_frame, true)
+            .await?
+            .ok_or_else(|| Error::Internal("duplicate msg_id not found by lookup".into()))
+    }
+
+    /// One attempt of [`Store::append_batch`]; `Ok(None)`: an insert hit an already stored
+    /// `msg_id` that was not looked up (the transaction was rolled back).
+    async fn try_append(
+        &self,
+        batch: &[NewMessage<'_>],
+        make_frame: &mut impl FnMut(usize, u64) -> String,
+        lookup: bool,
+    ) -> Result<Option<Vec<Option<Appended>>>> {
         use std::collections::{HashMap, HashSet};
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let senders: Vec<String> = batch.iter().map(|m| addr_key(m.sender)).collect();
@@ -538,9 +560,13 @@ impl Store {
             .filter(|&i| members.contains(&(batch[i].group_id.to_owned(), senders[i].clone())))
             .collect();
 
-        // 3. Already stored msg_ids (the counter row locks order us after any other writer).
-        let mut keys: Vec<(&str, &str)> =
-            allowed.iter().map(|&i| (batch[i].group_id, batch[i].msg_id)).collect();
+        // 3. Already stored msg_ids, on the second attempt only (the counter row locks order
+        //    us after any other writer of these groups).
+        let mut keys: Vec<(&str, &str)> = if lookup {
+            allowed.iter().map(|&i| (batch[i].group_id, batch[i].msg_id)).collect()
+        } else {
+            Vec::new()
+        };
         keys.sort_unstable();
         keys.dedup();
         let mut known: HashMap<(String, String), Appended> = HashMap::new();
@@ -592,6 +618,7 @@ impl Store {
                 let mut sql = String::from(
                     "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame) VALUES ",
                 );
+                let rows = chunk.len() as u64;
                 for k in 0..chunk.len() {
                     if k > 0 {
                         sql.push_str(", ");
@@ -600,6 +627,7 @@ impl Store {
                     sql.push_str(&placeholders(k * 5 + 1, 5));
                     sql.push(')');
                 }
+                sql.push_str(" ON CONFLICT (group_id, msg_id) DO NOTHING");
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for &i in chunk {
                     let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
@@ -610,7 +638,10 @@ impl Store {
                         .bind(senders[i].clone())
                         .bind(a.frame.clone());
                 }
-                q.execute(&mut *tx).await?;
+                if q.execute(&mut *tx).await?.rows_affected() != rows {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
             }
             // 6. Counters of the groups that got messages.
             let mut touched: Vec<&str> = fresh.iter().map(|&i| batch[i].group_id).collect();
@@ -637,7 +668,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Stored frames with `after < seq <= upto`, in order, at most `limit`.

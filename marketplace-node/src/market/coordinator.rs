@@ -332,7 +332,9 @@ impl Market {
             .inner
             .node
             .discover(&AgentQuery {
-                query: row.spec["description"].as_str().unwrap_or_default().to_string(),
+                // Skills select the agents; the description only ranks them (an empty query
+                // matches everyone with the skills, so no capable agent is left out).
+                query: String::new(),
                 skills: skills.clone(),
                 online_only: true,
                 limit: Some(100),

@@ -1,0 +1,1088 @@
+//! End-to-end marketplace benchmark: bounties settled per second on anvil with N agents,
+//! compared in the same run with anvil's raw transaction rate divided by the transactions a
+//! bounty needs on-chain.
+//!
+//! ```text
+//! cargo build --release -p marketplace-node --bins      # the `reef` binary the bench runs
+//! cargo run --release -p marketplace-node --example market_bench [-- --agents 50 --bounties 100 --json]
+//! ```
+//!
+//! What it does, all in one run on a fresh anvil (automine):
+//!
+//! 1. Raw rate: `--raw-txs` pre-signed ETH transfers (then as many ERC-20 transfers) sent
+//!    concurrently from the poster keys; tx/s from the first send to the last receipt.
+//! 2. Marketplace: `reef node` with the marketplace, `--agents` `reef agent run` processes
+//!    (sorting brain, hash verification), `--posters` poster keys that drive the node's REST API
+//!    directly (post → wait for the sealed-bid window → `postFundAndAward` with the winning
+//!    bid → follow to `settled`). Bounties/s is measured from the first post to the last
+//!    `settled` event; per-stage latencies come from the node's event timestamps.
+//! 3. Ceiling = raw ETH-transfer tx/s ÷ transactions per bounty (postFundAndAward +
+//!    submitAndAttest = 2; the poster's one-time approve is amortized and reported apart).
+//!
+//! Every spawned process (anvil, node, agents and their process groups) is killed and the
+//! temporary directory removed on exit, on error and on Ctrl-C.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use alloy::{
+    eips::eip2718::Encodable2718,
+    network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
+    primitives::{Address, Bytes, U256, keccak256, utils::parse_ether},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::types::TransactionRequest,
+    signers::local::PrivateKeySigner,
+    sol_types::SolCall,
+};
+use escrow_client::{
+    ClientOptions, Deployment, ReefClient,
+    bindings::{escrow::IBountyTypes::Bid, token::ReefTestToken},
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::{AnvilOptions, AnvilProcess, dev_signer},
+    escrow::{BidJson, NewBounty, RecordJson, random_salt},
+};
+use eyre::{WrapErr, bail, eyre};
+use futures::{StreamExt, stream};
+use marketplace_node::{cmd::nodeapi::NodeApi, market::verify::result_hash};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+#[derive(Debug, Clone)]
+struct Opts {
+    agents: usize,
+    bounties: usize,
+    posters: usize,
+    raw_txs: usize,
+    raw_concurrency: usize,
+    bid_window: u64,
+    tick_ms: u64,
+    timeout_secs: u64,
+    no_indexer: bool,
+    keep: bool,
+    json: bool,
+    reef: Option<PathBuf>,
+}
+
+const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
+             [--raw-concurrency 32] [--bid-window 1] [--tick-ms 100] [--timeout 150]
+             [--no-indexer] [--keep] [--reef PATH] [--json]";
+
+impl Opts {
+    fn parse() -> eyre::Result<Self> {
+        let mut o = Self {
+            agents: 50,
+            bounties: 100,
+            posters: 10,
+            raw_txs: 2_000,
+            raw_concurrency: 32,
+            bid_window: 1,
+            tick_ms: 100,
+            timeout_secs: 150,
+            no_indexer: false,
+            keep: false,
+            json: false,
+            reef: None,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            let mut val = || -> eyre::Result<String> {
+                i += 1;
+                args.get(i).cloned().ok_or_else(|| eyre!("{a} needs a value\nusage: {USAGE}"))
+            };
+            let num = |s: String| -> eyre::Result<u64> {
+                s.trim_end_matches('s').parse().map_err(|_| eyre!("{a}: {s:?} is not a number"))
+            };
+            match a {
+                "--agents" => o.agents = num(val()?)? as usize,
+                "--bounties" => o.bounties = num(val()?)? as usize,
+                "--posters" => o.posters = num(val()?)? as usize,
+                "--raw-txs" => o.raw_txs = num(val()?)? as usize,
+                "--raw-concurrency" => o.raw_concurrency = num(val()?)? as usize,
+                "--bid-window" => o.bid_window = num(val()?)?,
+                "--tick-ms" => o.tick_ms = num(val()?)?,
+                "--timeout" => o.timeout_secs = num(val()?)?,
+                "--no-indexer" => o.no_indexer = true,
+                "--keep" => o.keep = true,
+                "--json" => o.json = true,
+                "--reef" => o.reef = Some(PathBuf::from(val()?)),
+                "-h" | "--help" => {
+                    println!("usage: {USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?}\nusage: {USAGE}"),
+            }
+            i += 1;
+        }
+        if o.agents == 0 || o.bounties == 0 || o.posters == 0 || o.raw_concurrency == 0 {
+            bail!("--agents, --bounties, --posters and --raw-concurrency must be positive");
+        }
+        if o.bid_window == 0 {
+            bail!("--bid-window must be at least 1 second (the node counts whole seconds)");
+        }
+        o.posters = o.posters.min(o.bounties);
+        Ok(o)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process and temp-dir guards
+
+/// A child process in its own process group; the whole group is killed on drop.
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, name: impl Into<String>) -> eyre::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let name = name.into();
+        cmd.process_group(0);
+        let child = cmd.spawn().wrap_err_with(|| format!("cannot start {name}"))?;
+        Ok(Self { child, name })
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) on the process group we created for this child.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop (unless `--keep`).
+struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The `reef` binary next to this example's build directory (target/<profile>/reef).
+fn locate_reef(opt: &Option<PathBuf>) -> eyre::Result<PathBuf> {
+    if let Some(p) = opt {
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(eyre!("--reef {}: no such file", p.display()))
+        };
+    }
+    let exe = std::env::current_exe()?;
+    // target/release/examples/market_bench → target/release/reef
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("reef"))
+        .ok_or_else(|| eyre!("cannot derive the target directory from {}", exe.display()))?;
+    if !candidate.is_file() {
+        bail!(
+            "the `reef` binary is not built at {}.\nBuild it first with:\n  cargo build --release -p marketplace-node --bins\n(or pass --reef /path/to/reef)",
+            candidate.display()
+        );
+    }
+    // Warn when sources changed after the binary was built (a stale node would be measured).
+    let built = std::fs::metadata(&candidate)?.modified()?;
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for dir in
+        ["marketplace-node/src", "escrow-client/src", "agent-sdk/src", "wire/src", "indexer/src"]
+    {
+        walk(&repo().join(dir), &mut |p| {
+            if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified())
+                && newest.as_ref().is_none_or(|(t, _)| m > *t)
+            {
+                newest = Some((m, p.to_path_buf()));
+            }
+        });
+    }
+    if let Some((t, p)) = newest
+        && t > built
+    {
+        eprintln!(
+            "warning: {} is newer than {}; rebuild with `cargo build --release -p marketplace-node --bins`",
+            p.display(),
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw transactions
+
+fn http_provider(rpc: &str) -> eyre::Result<DynProvider> {
+    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_http(rpc.parse()?).erased())
+}
+
+/// Pre-signs `count` transactions per sender: `make(sender_index, k)` gives (to, value, input,
+/// gas). Returned round-robin across senders (nonce order within a sender).
+async fn presign(
+    p: &DynProvider,
+    senders: &[PrivateKeySigner],
+    count: usize,
+    chain_id: u64,
+    make: impl Fn(usize, usize) -> (Address, U256, Bytes, u64),
+) -> eyre::Result<Vec<Bytes>> {
+    let mut per_sender = Vec::with_capacity(senders.len());
+    for (si, s) in senders.iter().enumerate() {
+        let nonce = p.get_transaction_count(s.address()).pending().await?;
+        let wallet = EthereumWallet::from(s.clone());
+        let mut v = Vec::new();
+        for k in 0..count.div_ceil(senders.len()) {
+            let (to, value, input, gas) = make(si, k);
+            let tx = TransactionRequest::default()
+                .with_from(s.address())
+                .with_to(to)
+                .with_value(value)
+                .with_input(input)
+                .with_nonce(nonce + k as u64)
+                .with_gas_limit(gas)
+                .with_max_fee_per_gas(20_000_000_000)
+                .with_max_priority_fee_per_gas(1_000_000_000)
+                .with_chain_id(chain_id);
+            let env = tx.build(&wallet).await.map_err(|e| eyre!("signing: {e}"))?;
+            v.push(Bytes::from(env.encoded_2718()));
+        }
+        per_sender.push(v);
+    }
+    let mut out = Vec::with_capacity(count);
+    let longest = per_sender.iter().map(Vec::len).max().unwrap_or(0);
+    for k in 0..longest {
+        for v in &per_sender {
+            if let Some(t) = v.get(k)
+                && out.len() < count
+            {
+                out.push(t.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sends raw transactions with `concurrency` requests in flight, then waits until every
+/// sender's nonce shows all of them mined (a cheap "last receipt" check that does not load anvil
+/// with one receipt poll per transaction). Returns the time from the first send to the moment
+/// the last transaction was seen mined.
+async fn blast(
+    p: &DynProvider,
+    txs: Vec<Bytes>,
+    senders: &[Address],
+    concurrency: usize,
+) -> eyre::Result<Duration> {
+    let t0 = Instant::now();
+    let results: Vec<eyre::Result<()>> = stream::iter(txs)
+        .map(|raw| {
+            let p = p.clone();
+            async move {
+                let _ = p.send_raw_transaction(&raw).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    // Pending nonces only count what the pool accepted; mined ("latest") nonces count receipts.
+    let mut target = Vec::with_capacity(senders.len());
+    for s in senders {
+        target.push(p.get_transaction_count(*s).pending().await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (s, want) in senders.iter().zip(target) {
+        while p.get_transaction_count(*s).await? < want {
+            if Instant::now() > deadline {
+                bail!("transactions from {s} not mined within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    Ok(t0.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Marketplace
+
+/// What one bounty's poster task saw.
+#[derive(Debug, Default)]
+struct Outcome {
+    id: String,
+    phase: String,
+    events: Vec<(String, u64)>,
+    bid_close_at: u64,
+    bids: u64,
+    winner: Option<String>,
+    /// ms: poster noticed `awaiting_award` / award transaction mined.
+    seen_awaiting_ms: Option<u64>,
+    award_done_ms: Option<u64>,
+    award_tx_ms: Option<f64>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn at(&self, ev: &str) -> Option<u64> {
+        self.events.iter().find(|(e, _)| e == ev).map(|(_, t)| *t)
+    }
+}
+
+struct Poster {
+    client: ReefClient,
+    api: NodeApi,
+    template: escrow_client::bindings::escrow::IBountyTypes::Bounty,
+}
+
+async fn run_bounty(poster: Arc<Poster>, i: usize, window: u64, timeout: Duration) -> Outcome {
+    let mut out = Outcome::default();
+    if let Err(e) = drive_bounty(&poster, i, window, timeout, &mut out).await {
+        out.error = Some(format!("{e:#}"));
+    }
+    out
+}
+
+async fn drive_bounty(
+    poster: &Poster,
+    i: usize,
+    window: u64,
+    timeout: Duration,
+    out: &mut Outcome,
+) -> eyre::Result<()> {
+    let give_up = Instant::now() + timeout;
+    let numbers: Vec<i64> = (0..8).map(|_| rand::random::<i32>() as i64 % 1000).collect();
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    let description = format!("Sort these numbers ascending (bench bounty #{i})");
+    let mut terms = poster.template.clone();
+    terms.specHash = keccak256(description.as_bytes());
+    let salt = random_salt();
+    let req = json!({
+        "salt": salt,
+        "record": RecordJson::from(&terms),
+        "description": description,
+        "input": numbers,
+        "skills": ["sort"],
+        "verify": { "mode": "hash", "expected": result_hash(&json!(sorted)) },
+        "bid_window_secs": window,
+    });
+    let posted = poster.api.post("/v1/market/bounties", req).await?;
+    out.id = posted["id"].as_str().unwrap_or_default().to_string();
+    out.bid_close_at = posted["bid_close_at"].as_u64().unwrap_or_default();
+    let path = format!("/v1/market/bounties/{}", out.id);
+    // Nothing to do until the window closes.
+    let close_ms = out.bid_close_at * 1000;
+    let wait = close_ms.saturating_sub(now_ms());
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let mut awarded = false;
+    let v = loop {
+        if Instant::now() > give_up {
+            out.error = Some("timed out".into());
+            break poster.api.get(&path).await?;
+        }
+        let v = poster.api.get(&path).await?;
+        let phase = v["phase"].as_str().unwrap_or_default();
+        if phase == "settled" || phase == "failed" {
+            break v;
+        }
+        if phase == "awaiting_award" && !awarded {
+            out.seen_awaiting_ms = Some(now_ms());
+            let signed = &v["winning_bid"];
+            let bj: BidJson = serde_json::from_value(signed["bid"].clone())
+                .wrap_err("node sent a malformed winning bid")?;
+            let bid = Bid::try_from(&bj)?;
+            let sig: Bytes = serde_json::from_value(signed["signature"].clone())
+                .wrap_err("node sent a malformed signature")?;
+            let t = Instant::now();
+            poster.client.post_fund_and_award(salt, terms.clone(), bid, sig, false).await?;
+            out.award_tx_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+            out.award_done_ms = Some(now_ms());
+            awarded = true;
+        }
+        // Fast polling only while the poster has to act; afterwards just follow to the end.
+        let pause = if awarded { 500 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    };
+    out.phase = v["phase"].as_str().unwrap_or_default().to_string();
+    out.bids = v["bids"].as_u64().unwrap_or_default();
+    out.winner = v["winner"].as_str().map(str::to_string);
+    out.events = v["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["event"].as_str().unwrap_or_default().to_string(),
+                        e["at_ms"].as_u64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if out.phase == "failed" {
+        out.error = Some(format!("failed: {}", v["note"].as_str().unwrap_or("")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Stat {
+    n: usize,
+    p50: f64,
+    p95: f64,
+    max: f64,
+    mean: f64,
+}
+
+fn stat(mut v: Vec<f64>) -> Option<Stat> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    Some(Stat {
+        n: v.len(),
+        p50: pct(0.50),
+        p95: pct(0.95),
+        max: v[v.len() - 1],
+        mean: v.iter().sum::<f64>() / v.len() as f64,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+struct Env {
+    // Field order is drop order: agents, then the node, then anvil, then the directory.
+    agents: Vec<Proc>,
+    node: Option<Proc>,
+    anvil: Option<AnvilProcess>,
+    dir: TempDir,
+}
+
+impl Env {
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path.join(name)
+    }
+}
+
+async fn fund_eth(
+    p: &DynProvider,
+    chain_id: u64,
+    funders: &[PrivateKeySigner],
+    to: &[Address],
+    each: U256,
+) -> eyre::Result<()> {
+    // One pre-signed transfer per recipient, spread over the funders.
+    let mut txs = Vec::new();
+    for (fi, f) in funders.iter().enumerate() {
+        let mine: Vec<Address> = to
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % funders.len() == fi)
+            .map(|(_, a)| *a)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let m = mine.clone();
+        txs.extend(
+            presign(p, std::slice::from_ref(f), mine.len(), chain_id, move |_, k| {
+                (m[k], each, Bytes::new(), 21_000)
+            })
+            .await?,
+        );
+    }
+    let from: Vec<Address> = funders.iter().map(|f| f.address()).collect();
+    blast(p, txs, &from, 16).await.map(|_| ())
+}
+
+async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
+    let reef = locate_reef(&o.reef)?;
+    if Command::new("python3").arg("--version").output().is_err() {
+        bail!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)");
+    }
+    let log = |m: &str| {
+        if !o.json {
+            eprintln!("[{:>7.1}s] {m}", START.elapsed().as_secs_f64());
+        }
+    };
+
+    // --- anvil + contracts --------------------------------------------------------------------
+    let anvil = AnvilProcess::spawn(AnvilOptions {
+        log_file: Some(env.log("anvil.log")),
+        ..Default::default()
+    })
+    .await?;
+    let rpc = anvil.rpc_url.clone();
+    let chain_id = anvil.chain_id;
+    env.anvil = Some(anvil);
+    let posters: Vec<PrivateKeySigner> =
+        (0..o.posters).map(|_| PrivateKeySigner::random()).collect();
+    let agents: Vec<PrivateKeySigner> = (0..o.agents).map(|_| PrivateKeySigner::random()).collect();
+    let deployer = ReefClient::connect(
+        &rpc,
+        dev_signer(0),
+        empty_deployment(chain_id),
+        ClientOptions::default(),
+    )
+    .await?;
+    let seed: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await?;
+    let dep_dir = env.dir.path.join("deployments");
+    dep.save(&Deployment::path_in(&dep_dir, chain_id))?;
+    let token = dep.test_token.ok_or_else(|| eyre!("deployment has no test token"))?;
+    log(&format!("anvil {rpc}, contracts deployed (escrow {})", dep.bounty_escrow));
+
+    let p = http_provider(&rpc)?;
+    let funders: Vec<PrivateKeySigner> = (0..5).map(dev_signer).collect();
+    let mut recipients: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    recipients.extend(agents.iter().map(|s| s.address()));
+    fund_eth(&p, chain_id, &funders, &recipients, parse_ether("100")?).await?;
+    log(&format!("funded {} posters and {} agents", posters.len(), agents.len()));
+
+    // --- 1. raw transaction rate ---------------------------------------------------------------
+    let sink: Vec<Address> = (0..16).map(|_| PrivateKeySigner::random().address()).collect();
+    let s2 = sink.clone();
+    let eth_txs = presign(&p, &posters, o.raw_txs, chain_id, move |si, k| {
+        (s2[(si + k) % s2.len()], U256::from(1_000u64), Bytes::new(), 21_000)
+    })
+    .await?;
+    let n_eth = eth_txs.len();
+    let poster_addrs: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    let eth_took = blast(&p, eth_txs, &poster_addrs, o.raw_concurrency).await?;
+    let eth_rate = n_eth as f64 / eth_took.as_secs_f64();
+    log(&format!(
+        "raw ETH transfers: {n_eth} in {:.2}s = {eth_rate:.0} tx/s",
+        eth_took.as_secs_f64()
+    ));
+    let s3 = sink.clone();
+    let erc_txs = presign(&p, &posters, o.raw_txs, chain_id, move |si, k| {
+        let call =
+            ReefTestToken::transferCall { to: s3[(si + k) % s3.len()], value: U256::from(1u64) };
+        (token, U256::ZERO, Bytes::from(call.abi_encode()), 80_000)
+    })
+    .await?;
+    let n_erc = erc_txs.len();
+    let erc_took = blast(&p, erc_txs, &poster_addrs, o.raw_concurrency).await?;
+    // Every transfer must have succeeded: the sinks hold exactly one token unit per transfer.
+    let mut got = U256::ZERO;
+    for a in &sink {
+        got += deployer.token_balance(token, *a).await?;
+    }
+    if got != U256::from(n_erc) {
+        bail!("ERC-20 transfers: sinks hold {got} units, expected {n_erc} (some reverted)");
+    }
+    let erc_rate = n_erc as f64 / erc_took.as_secs_f64();
+    log(&format!(
+        "raw ERC-20 transfers: {n_erc} in {:.2}s = {erc_rate:.0} tx/s",
+        erc_took.as_secs_f64()
+    ));
+
+    // --- 2. node and agents --------------------------------------------------------------------
+    let node_log = File::create(env.log("node.log"))?;
+    let mut cmd = Command::new(&reef);
+    cmd.env_remove("REEF_PRIVATE_KEY")
+        .env_remove("REEF_RPC_URL")
+        .env("RUST_LOG", "warn")
+        .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", "bench"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", env.dir.path.display()))
+        .args(["--rpc-url", &rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+        .args(["--market-tick-ms", &o.tick_ms.to_string()])
+        .arg("--deployments")
+        .arg(&dep_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(node_log);
+    if o.no_indexer {
+        cmd.arg("--no-indexer");
+    }
+    let mut node = Proc::spawn(cmd, "reef node")?;
+    let stdout = node.child.stdout.take().ok_or_else(|| eyre!("node stdout"))?;
+    env.node = Some(node);
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        line
+    })
+    .await?;
+    let v: Value = serde_json::from_str(&line).map_err(|e| {
+        eyre!("the node did not start ({e}); its log:\n{}", tail(&env.log("node.log"), 20))
+    })?;
+    let listen = v["listen"].as_str().ok_or_else(|| eyre!("node printed {line:?}"))?.to_string();
+    let http = format!("http://{listen}");
+    let ws = format!("ws://{listen}/v1/ws");
+    log(&format!("node on {http}"));
+
+    let agents_log = File::create(env.log("agents.log"))?;
+    let brain = format!("python3 {}", repo().join("examples/agents/sort.py").display());
+    for (i, a) in agents.iter().enumerate() {
+        let key = alloy::primitives::hex::encode_prefixed(a.to_bytes());
+        let mut cmd = Command::new(&reef);
+        cmd.env_remove("REEF_PRIVATE_KEY")
+            .env_remove("REEF_RPC_URL")
+            .env("RUST_LOG", "warn")
+            .args(["agent", "run", "--node", &ws, "--key", &key, "--name"])
+            .arg(format!("bench-sorter-{i}"))
+            .args(["--skills", "sort", "--rpc-url", &rpc, "--bid-price", "4", "--eta", "30s"])
+            .arg("--exec")
+            .arg(&brain)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(agents_log.try_clone()?);
+        env.agents.push(Proc::spawn(cmd, format!("agent {i}"))?);
+    }
+    // Online and bidding: the agent logs "marketplace: bidding" once its bidder is connected.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = std::fs::read_to_string(env.log("agents.log"))
+            .unwrap_or_default()
+            .matches("marketplace: bidding")
+            .count();
+        if ready >= agents.len() {
+            break;
+        }
+        let agents_log = env.log("agents.log");
+        for a in &mut env.agents {
+            if let Some(st) = a.exited() {
+                bail!("{} exited ({st}); log:\n{}", a.name, tail(&agents_log, 20));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {ready}/{} agents connected within 90 s; log:\n{}",
+                agents.len(),
+                tail(&env.log("agents.log"), 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let probe = NodeApi::new(&http);
+    for a in &agents {
+        probe.get(&format!("/v1/agents/{}", a.address())).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    log(&format!("{} agents online and bidding", agents.len()));
+
+    // --- posters: clients, logins, one approve each (amortized) -------------------------------
+    let info = probe.get("/v1/market/info").await?;
+    let evaluator: Address = info["evaluator"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| eyre!("node reported no evaluator"))?;
+    let mut poster_ctx = Vec::new();
+    for s in &posters {
+        let client =
+            ReefClient::connect(&rpc, s.clone(), dep.clone(), ClientOptions::default()).await?;
+        let mut api = NodeApi::new(&http);
+        api.login(s).await?;
+        let now = client.chain_time().await?;
+        let template = client
+            .terms(&NewBounty {
+                token,
+                amount: parse_ether("5")?.to::<u128>(),
+                evaluator: Some(evaluator),
+                arbiter: Address::ZERO,
+                deadline: now + 3_600,
+                review_window: 3_600,
+                challenge_window: 3_600,
+                description: String::new(),
+                contest_winners: None,
+            })
+            .await?;
+        poster_ctx.push((client, api, template));
+    }
+    let approvals: Vec<eyre::Result<()>> =
+        futures::future::join_all(poster_ctx.iter().map(|(c, _, _)| async move {
+            c.approve(token, dep.bounty_escrow, U256::MAX).await?;
+            Ok(())
+        }))
+        .await;
+    for a in approvals {
+        a?;
+    }
+    let posters_arc: Vec<Arc<Poster>> = poster_ctx
+        .into_iter()
+        .map(|(client, api, template)| Arc::new(Poster { client, api, template }))
+        .collect();
+    log(&format!("{} posters approved the escrow (1 tx each, amortized)", posters_arc.len()));
+
+    // Nonces before the run: the on-chain transaction count of the marketplace path.
+    let mut watched: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    watched.extend(agents.iter().map(|s| s.address()));
+    watched.push(evaluator);
+    let count_nonces = |p: DynProvider, who: Vec<Address>| async move {
+        let mut n = 0u64;
+        for a in who {
+            n += p.get_transaction_count(a).await?;
+        }
+        Ok::<_, eyre::Report>(n)
+    };
+    let nonces_before = count_nonces(p.clone(), watched.clone()).await?;
+
+    // --- 3. the marketplace run ----------------------------------------------------------------
+    log(&format!(
+        "posting {} bounties from {} posters (bid window {}s, hash verification)",
+        o.bounties,
+        posters_arc.len(),
+        o.bid_window
+    ));
+    // The node closes windows on whole seconds (close = now_secs + window): start just after a
+    // second boundary so a 1 s window really lasts about a second for the first posts.
+    tokio::time::sleep(Duration::from_millis(1_000 - now_ms() % 1_000 + 20)).await;
+    let t_first_post = now_ms();
+    let t0 = Instant::now();
+    let timeout = Duration::from_secs(o.timeout_secs);
+    let tasks: Vec<_> = (0..o.bounties)
+        .map(|i| {
+            let poster = posters_arc[i % posters_arc.len()].clone();
+            tokio::spawn(run_bounty(poster, i, o.bid_window, timeout))
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        outcomes.push(t.await?);
+    }
+    let wall = t0.elapsed();
+    let nonces_after = count_nonces(p.clone(), watched).await?;
+    for a in &mut env.agents {
+        if let Some(st) = a.exited() {
+            eprintln!("warning: {} exited during the run ({st})", a.name);
+        }
+    }
+
+    // --- report --------------------------------------------------------------------------------
+    let settled: Vec<&Outcome> =
+        outcomes.iter().filter(|o| o.phase == "settled" && o.error.is_none()).collect();
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let last_settled = settled.iter().filter_map(|o| o.at("settled")).max();
+    let span_ms = last_settled.map(|t| t.saturating_sub(t_first_post)).unwrap_or(0);
+    let bps = if span_ms > 0 { settled.len() as f64 / (span_ms as f64 / 1e3) } else { 0.0 };
+    let tx_per_bounty = 2.0;
+    let ceiling = eth_rate / tx_per_bounty;
+    let ceiling_erc = erc_rate / tx_per_bounty;
+    let ratio = bps / ceiling;
+    let onchain_txs = nonces_after - nonces_before;
+
+    let span = |a: &str, b: &str| -> Vec<f64> {
+        settled.iter().filter_map(|o| Some(o.at(b)?.saturating_sub(o.at(a)?) as f64)).collect()
+    };
+    // Announcing is measured over every bounty (also those whose window closed without bids).
+    let announce_all: Vec<f64> = outcomes
+        .iter()
+        .filter_map(|o| Some(o.at("announced")?.saturating_sub(o.at("posted")?) as f64))
+        .collect();
+    let announced_after_close = outcomes
+        .iter()
+        .filter(|o| o.at("announced").is_some_and(|t| t >= o.bid_close_at * 1000))
+        .count();
+    let announce_events: usize =
+        outcomes.iter().map(|o| o.events.iter().filter(|(e, _)| e == "announced").count()).sum();
+    let mut stages: Vec<(&str, &str, Option<Stat>)> = vec![
+        (
+            "post → announced",
+            "node registers the bounty and sends the call for proposals (all bounties)",
+            stat(announce_all),
+        ),
+        (
+            "bid window",
+            "announced → awaiting_award (window + close + ranking)",
+            stat(span("announced", "awaiting_award")),
+        ),
+        (
+            "close lag",
+            "bid_close_at → awaiting_award (work-loop delay after the window)",
+            stat(
+                settled
+                    .iter()
+                    .filter_map(|o| {
+                        Some(o.at("awaiting_award")?.saturating_sub(o.bid_close_at * 1000) as f64)
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "award",
+            "awaiting_award → working (poster sees it, award tx, node sees it)",
+            stat(span("awaiting_award", "working")),
+        ),
+        (
+            "  poster reaction",
+            "awaiting_award → poster saw it (poll)",
+            stat(
+                settled
+                    .iter()
+                    .filter_map(|o| {
+                        Some(o.seen_awaiting_ms?.saturating_sub(o.at("awaiting_award")?) as f64)
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            "  award tx",
+            "postFundAndAward send → receipt (poster)",
+            stat(settled.iter().filter_map(|o| o.award_tx_ms).collect()),
+        ),
+        (
+            "  node notices",
+            "award receipt → working (node tick)",
+            stat(
+                settled
+                    .iter()
+                    .filter_map(|o| Some(o.at("working")?.saturating_sub(o.award_done_ms?) as f64))
+                    .collect(),
+            ),
+        ),
+        (
+            "work + verify",
+            "working → settling (assign, agent runs, node verifies)",
+            stat(span("working", "settling")),
+        ),
+        (
+            "release",
+            "settling → settled (agent's submitAndAttest, node sees it)",
+            stat(span("settling", "settled")),
+        ),
+        ("total", "posted → settled", stat(span("posted", "settled"))),
+    ];
+    stages.retain(|(_, _, s)| s.is_some());
+    let mut wins: HashMap<String, usize> = HashMap::new();
+    for o in &settled {
+        if let Some(w) = &o.winner {
+            *wins.entry(w.clone()).or_default() += 1;
+        }
+    }
+    let bids = stat(settled.iter().map(|o| o.bids as f64).collect());
+    let mut errors: HashMap<String, usize> = HashMap::new();
+    for f in &failed {
+        let e = f.error.clone().unwrap_or_default();
+        *errors.entry(e.chars().take(160).collect()).or_default() += 1;
+    }
+
+    Ok(json!({
+        "agents": o.agents,
+        "posters": posters_arc.len(),
+        "bounties": o.bounties,
+        "bid_window_secs": o.bid_window,
+        "market_tick_ms": o.tick_ms,
+        "indexer": !o.no_indexer,
+        "raw": {
+            "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate },
+            "erc20_transfers": { "txs": n_erc, "secs": erc_took.as_secs_f64(), "tx_per_sec": erc_rate },
+            "concurrency": o.raw_concurrency,
+        },
+        "tx_per_bounty": {
+            "path": tx_per_bounty,
+            "approve_once_per_poster": posters_arc.len(),
+            "approve_amortized": posters_arc.len() as f64 / o.bounties as f64,
+            "measured_onchain": onchain_txs as f64 / o.bounties as f64,
+        },
+        "market": {
+            "settled": settled.len(),
+            "failed": failed.len(),
+            "first_post_to_last_settled_secs": span_ms as f64 / 1e3,
+            "wall_secs": wall.as_secs_f64(),
+            "bounties_per_sec": bps,
+            "bids_per_bounty": bids,
+            "announced_after_window_closed": announced_after_close,
+            "announce_events_per_bounty": announce_events as f64 / o.bounties as f64,
+            "distinct_winners": wins.len(),
+            "max_wins_per_agent": wins.values().max().copied().unwrap_or(0),
+            "errors": errors,
+        },
+        "ceiling_bounties_per_sec": ceiling,
+        "ceiling_erc20_bounties_per_sec": ceiling_erc,
+        "ratio": ratio,
+        "goal_ratio": 0.5,
+        "stages_ms": stages.iter().map(|(name, what, s)| json!({ "stage": name.trim(), "what": what, "stat": s })).collect::<Vec<_>>(),
+    }))
+}
+
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn print_report(r: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let m = &r["market"];
+    println!(
+        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {}s, tick {} ms, indexer {}",
+        r["agents"],
+        r["bounties"],
+        r["posters"],
+        r["bid_window_secs"],
+        r["market_tick_ms"],
+        r["indexer"]
+    );
+    println!("\n| metric | value |\n|---|---|");
+    println!(
+        "| anvil raw ETH transfers | {:.0} tx/s ({} txs, {:.2} s, {} in flight) |",
+        f(&r["raw"]["eth_transfers"]["tx_per_sec"]),
+        r["raw"]["eth_transfers"]["txs"],
+        f(&r["raw"]["eth_transfers"]["secs"]),
+        r["raw"]["concurrency"]
+    );
+    println!(
+        "| anvil raw ERC-20 transfers | {:.0} tx/s ({} txs, {:.2} s) |",
+        f(&r["raw"]["erc20_transfers"]["tx_per_sec"]),
+        r["raw"]["erc20_transfers"]["txs"],
+        f(&r["raw"]["erc20_transfers"]["secs"])
+    );
+    println!(
+        "| transactions per bounty | 2 (postFundAndAward + submitAndAttest); measured {:.2}; + approve once per poster ({:.2}/bounty amortized, not in the run) |",
+        f(&r["tx_per_bounty"]["measured_onchain"]),
+        f(&r["tx_per_bounty"]["approve_amortized"])
+    );
+    println!(
+        "| ceiling = raw ETH tx/s ÷ 2 | {:.1} bounties/s (ERC-20 basis: {:.1}) |",
+        f(&r["ceiling_bounties_per_sec"]),
+        f(&r["ceiling_erc20_bounties_per_sec"])
+    );
+    println!(
+        "| settled | {} of {} ({} failed) in {:.2} s first post → last settled |",
+        m["settled"],
+        r["bounties"],
+        m["failed"],
+        f(&m["first_post_to_last_settled_secs"])
+    );
+    println!("| **bounties settled/s** | **{:.2}** |", f(&m["bounties_per_sec"]));
+    println!("| ratio to ceiling | {:.1}% (goal ≥ 50%) |", 100.0 * f(&r["ratio"]));
+    println!(
+        "| bids per bounty (p50/min-max…) | p50 {:.0}, max {:.0} |",
+        f(&m["bids_per_bounty"]["p50"]),
+        f(&m["bids_per_bounty"]["max"])
+    );
+    println!(
+        "| calls for proposals sent after the window had closed | {} of {} ({:.2} `announced` events per bounty) |",
+        m["announced_after_window_closed"],
+        r["bounties"],
+        f(&m["announce_events_per_bounty"])
+    );
+    println!(
+        "| distinct winners | {} (most wins by one agent: {}) |",
+        m["distinct_winners"], m["max_wins_per_agent"]
+    );
+    println!("\n| stage (ms) | p50 | p95 | max | mean | what |\n|---|---|---|---|---|---|");
+    for s in r["stages_ms"].as_array().into_iter().flatten() {
+        let st = &s["stat"];
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+            s["stage"].as_str().unwrap_or(""),
+            f(&st["p50"]),
+            f(&st["p95"]),
+            f(&st["max"]),
+            f(&st["mean"]),
+            s["what"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(errs) = m["errors"].as_object()
+        && !errs.is_empty()
+    {
+        println!("\nerrors:");
+        for (e, n) in errs {
+            println!("  {n} × {e}");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let _ = *START;
+    let o = match Opts::parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("reef-market-bench-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(dir.join("deployments")) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    let mut env = Env {
+        agents: Vec::new(),
+        node: None,
+        anvil: None,
+        dir: TempDir { path: dir, keep: o.keep },
+    };
+    let res = tokio::select! {
+        r = run(&o, &mut env) => r,
+        _ = tokio::signal::ctrl_c() => Err(eyre!("interrupted")),
+    };
+    let code = match res {
+        Ok(report) => {
+            if o.json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                print_report(&report);
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("market_bench failed: {e:#}");
+            for name in ["node.log", "agents.log"] {
+                let t = tail(&env.log(name), 15);
+                if !t.is_empty() {
+                    eprintln!("--- last lines of {name} ---\n{t}");
+                }
+            }
+            std::process::ExitCode::FAILURE
+        }
+    };
+    drop(env); // kills agents, node, anvil; removes the temp dir
+    code
+}

@@ -1,0 +1,582 @@
+//! `reef demo`: the whole marketplace on a private anvil — a node with the marketplace and the
+//! embedded indexer, seven example agents (different skills and prices, one dishonest, one
+//! nested, one metered), and a poster that runs several bounties to completion.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{Address, U256, utils::format_ether, utils::parse_ether},
+    providers::Provider,
+    signers::local::PrivateKeySigner,
+};
+use escrow_client::{
+    ClientOptions, ReefClient,
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::{AnvilOptions, AnvilProcess, dev_signer, free_port},
+};
+use eyre::{WrapErr, eyre};
+use serde_json::{Value, json};
+
+/// Kills a child process when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct AgentSpec {
+    name: &'static str,
+    skills: &'static str,
+    price: &'static str,
+    brain: &'static str,
+    extra: &'static [&'static str],
+}
+
+const AGENTS: &[AgentSpec] = &[
+    AgentSpec { name: "sorter-fast", skills: "sort", price: "4", brain: "sort.py", extra: &[] },
+    AgentSpec { name: "sorter-cheap", skills: "sort", price: "3.5", brain: "sort.py", extra: &[] },
+    AgentSpec {
+        name: "cheater",
+        skills: "sort",
+        price: "3.4",
+        brain: "sort_dishonest.py",
+        extra: &[],
+    },
+    AgentSpec { name: "miner", skills: "pow", price: "2", brain: "pow.py", extra: &[] },
+    AgentSpec { name: "fixer", skills: "code-fix", price: "6", brain: "code_fix.py", extra: &[] },
+    AgentSpec {
+        name: "splitter",
+        skills: "sort-large",
+        price: "8",
+        brain: "split_sort.py",
+        extra: &["--share-key-with-brain"],
+    },
+];
+
+/// Finds the repository root (where `examples/` lives).
+fn repo_root() -> eyre::Result<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::current_dir()
+        .map(|d| d.ancestors().map(Path::to_path_buf).collect())
+        .unwrap_or_default();
+    roots.extend(Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().map(Path::to_path_buf));
+    roots.into_iter().find(|r| r.join("examples/agents/sort.py").is_file()).ok_or_else(|| {
+        eyre!("cannot find the repository's examples/ directory; run `reef demo` from the repo")
+    })
+}
+
+pub(crate) struct Demo {
+    reef: PathBuf,
+    tmp: PathBuf,
+    rpc: String,
+    http: String,
+    ws: String,
+    deployments: PathBuf,
+}
+
+impl Demo {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.reef);
+        c.env_remove("REEF_PRIVATE_KEY").env("RUST_LOG", "warn");
+        c
+    }
+
+    fn log(&self, name: &str) -> eyre::Result<std::fs::File> {
+        Ok(std::fs::File::create(self.tmp.join(format!("{name}.log")))?)
+    }
+
+    /// Runs `reef bounty post …` as the poster and returns its JSON.
+    fn post(&self, title: &str, args: &[&str]) -> eyre::Result<Value> {
+        eprintln!("\n▶ {title}");
+        let out = self
+            .cmd()
+            .args([
+                "bounty",
+                "post",
+                title,
+                "--token",
+                "test",
+                "--node",
+                &self.http,
+                "--bid-window",
+                "2s",
+            ])
+            .args([
+                "--deadline",
+                "30m",
+                "--approve",
+                "--dev-account",
+                "0",
+                "--json",
+                "--rpc-url",
+                &self.rpc,
+            ])
+            .arg("--deployments")
+            .arg(&self.deployments)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err(eyre!("posting {title:?} failed"));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn chain_cmd(&self, args: &[&str]) -> eyre::Result<Value> {
+        let out = self
+            .cmd()
+            .args(args)
+            .args(["--json", "--rpc-url", &self.rpc])
+            .arg("--deployments")
+            .arg(&self.deployments)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err(eyre!("`reef {}` failed", args.join(" ")));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
+
+/// Runs the marketplace demo.
+pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
+    let t0 = Instant::now();
+    let root = repo_root()?;
+    let reef = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("reef-demo-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("deployments"))?;
+
+    eprintln!("▶ starting a private anvil and deploying Reef's contracts");
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await?;
+    let deployer = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(0),
+        empty_deployment(anvil.chain_id),
+        ClientOptions::default(),
+    )
+    .await?;
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await?;
+    let deployments = tmp.join("deployments");
+    dep.save(&escrow_client::Deployment::path_in(&deployments, dep.chain_id))?;
+    let token = dep.test_token.ok_or_else(|| eyre!("no test token"))?;
+    eprintln!("  anvil {} · escrow {}", anvil.rpc_url, dep.bounty_escrow);
+
+    let port = free_port()?;
+    let demo = Demo {
+        reef,
+        tmp: tmp.clone(),
+        rpc: anvil.rpc_url.clone(),
+        http: format!("http://127.0.0.1:{port}"),
+        ws: format!("ws://127.0.0.1:{port}/v1/ws"),
+        deployments: deployments.clone(),
+    };
+
+    eprintln!("▶ starting the node (IoA switchboard + marketplace + embedded indexer, SQLite)");
+    let v = |name: &str| {
+        format!("{name}={}", root.join("examples/verifiers").join(format!("{name}.py")).display())
+    };
+    let mut node = demo
+        .cmd()
+        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--json", "--node-id", "demo"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", tmp.display()))
+        .args(["--rpc-url", &demo.rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+        .arg("--deployments")
+        .arg(&deployments)
+        .args(["--verifier", &v("sorted"), "--verifier", &v("pow"), "--verifier", &v("unittest")])
+        .stdout(Stdio::piped())
+        .stderr(demo.log("node")?)
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().ok_or_else(|| eyre!("node stdout"))?).read_line(&mut line)?;
+    let _node = Proc(node);
+    if !line.contains("listen") {
+        return Err(eyre!("the node did not start; see {}", tmp.join("node.log").display()));
+    }
+
+    eprintln!("▶ funding and starting {} agents (+1 metered)", AGENTS.len());
+    let mut names: Vec<(Address, &'static str)> = vec![(dev_signer(0).address(), "poster")];
+    let mut procs = Vec::new();
+    let mut keys = Vec::new();
+    for spec in AGENTS.iter().map(Some).chain([None]) {
+        let key = PrivateKeySigner::random();
+        deployer.send_eth(key.address(), parse_ether("2")?).await?;
+        deployer.mint_test_tokens(token, key.address(), parse_ether("100")?).await?;
+        let hex_key = alloy::primitives::hex::encode_prefixed(key.to_bytes());
+        let mut c = demo.cmd();
+        match spec {
+            Some(s) => {
+                c.args(["agent", "run", "--node", &demo.ws, "--key", &hex_key, "--name", s.name])
+                    .args([
+                        "--skills",
+                        s.skills,
+                        "--rpc-url",
+                        &demo.rpc,
+                        "--bid-price",
+                        s.price,
+                        "--eta",
+                        "60s",
+                    ])
+                    .arg("--exec")
+                    .arg(format!(
+                        "python3 {}",
+                        root.join("examples/agents").join(s.brain).display()
+                    ))
+                    .args(s.extra);
+                names.push((key.address(), s.name));
+            }
+            None => {
+                c.args([
+                    "agent",
+                    "serve-metered",
+                    "--node",
+                    &demo.ws,
+                    "--key",
+                    &hex_key,
+                    "--name",
+                    "metered-sorter",
+                ])
+                .args([
+                    "--skills",
+                    "sort-metered",
+                    "--price",
+                    "0.01",
+                    "--token",
+                    "test",
+                    "--rpc-url",
+                    &demo.rpc,
+                ])
+                .arg("--deployments")
+                .arg(&deployments)
+                .arg("--state-dir")
+                .arg(tmp.join("metered"))
+                .arg("--exec")
+                .arg(format!("python3 {}", root.join("examples/agents/metered_sort.py").display()));
+                names.push((key.address(), "metered-sorter"));
+            }
+        }
+        let name = spec.map(|s| s.name).unwrap_or("metered-sorter");
+        c.stdout(Stdio::null()).stderr(demo.log(name)?);
+        procs.push(Proc(c.spawn()?));
+        keys.push((name, hex_key, key.address()));
+    }
+    let api = super::nodeapi::NodeApi::new(&demo.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (name, _, addr) in &keys {
+        while api
+            .get(&format!("/v1/agents/{addr}"))
+            .await
+            .map(|v| v["online"] != true)
+            .unwrap_or(true)
+        {
+            if Instant::now() > deadline {
+                return Err(eyre!(
+                    "agent {name} did not come online; see {}",
+                    tmp.join(format!("{name}.log")).display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("  {name:<15} {addr} online");
+    }
+    let name_of = |a: &str| -> String {
+        names
+            .iter()
+            .find(|(x, _)| x.to_string().eq_ignore_ascii_case(a))
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_else(|| a.to_string())
+    };
+
+    let mut rows: Vec<Value> = Vec::new();
+    let numbers = json!([42, 7, 19, 3, 88, 23, 61, 5, 14, 70, 36, 9]);
+    let sorted = {
+        let mut v: Vec<i64> = serde_json::from_value(numbers.clone())?;
+        v.sort();
+        json!(v)
+    };
+    let mut record = |label: &str, mode: &str, r: &Value| {
+        rows.push(json!({ "label": label, "mode": mode, "result": r }))
+    };
+
+    // 1. The cheapest bidder is dishonest: hash verification stops its payment.
+    let r = demo.post(
+        "Sort 12 numbers (hash-verified)",
+        &[
+            "--reward",
+            "5",
+            "--skills",
+            "sort",
+            "--input",
+            &numbers.to_string(),
+            "--verify",
+            "hash",
+            "--expect",
+            &sorted.to_string(),
+            "--detach",
+        ],
+    )?;
+    wait_verdict(&api, &r).await?;
+    record("sort #1", "auction · hash", &r);
+    // 2. Same job again: the cheater's failed verdict now weighs on its reputation.
+    let r = demo.post(
+        "Sort 12 numbers again (hash-verified)",
+        &[
+            "--reward",
+            "5",
+            "--skills",
+            "sort",
+            "--input",
+            &numbers.to_string(),
+            "--verify",
+            "hash",
+            "--expect",
+            &sorted.to_string(),
+        ],
+    )?;
+    record("sort #2", "auction · hash", &r);
+    // 3. Proof of work, checked by a sandboxed verifier.
+    let r = demo.post(
+        "Find a nonce: sha256(reef + nonce) starts with 0000",
+        &[
+            "--reward",
+            "3",
+            "--skills",
+            "pow",
+            "--input",
+            r#"{"prefix":"reef","zeros":4}"#,
+            "--verify",
+            "command",
+            "--verifier",
+            "pow",
+        ],
+    )?;
+    record("proof of work", "auction · command", &r);
+    // 4. A code fix that must pass the poster's unit test.
+    let code = json!({ "code": "def total(xs):\n    s = 0\n    for i in range(len(xs) - 1):\n        s += xs[i]\n    return s\n", "test": "assert total([1, 2, 3]) == 6\nassert total([]) == 0\n" });
+    let r = demo.post(
+        "Fix total() so the unit test passes",
+        &[
+            "--reward",
+            "8",
+            "--skills",
+            "code-fix",
+            "--input",
+            &code.to_string(),
+            "--verify",
+            "command",
+            "--verifier",
+            "unittest",
+        ],
+    )?;
+    record("code fix", "auction · unit test", &r);
+    // 5. Nested: the splitter posts two sub-bounties and merges their verified results.
+    let big: Vec<i64> = (0..20).map(|i| (i * 37 + 11) % 101).collect();
+    let r = demo.post(
+        "Sort 20 numbers (may be split)",
+        &[
+            "--reward",
+            "10",
+            "--skills",
+            "sort-large",
+            "--input",
+            &json!(big).to_string(),
+            "--verify",
+            "command",
+            "--verifier",
+            "sorted",
+        ],
+    )?;
+    record("nested sort", "auction · nested", &r);
+    // 6. The poster verifies: accept from the CLI once the provider committed its result.
+    let r = demo.post(
+        "Sort 12 numbers (poster-verified)",
+        &[
+            "--reward",
+            "5",
+            "--skills",
+            "sort",
+            "--input",
+            &numbers.to_string(),
+            "--verify",
+            "poster",
+            "--detach",
+        ],
+    )?;
+    let id = r["id"].as_str().unwrap_or_default().to_string();
+    let until = Instant::now() + Duration::from_secs(60);
+    while demo.chain_cmd(&["bounty", "show", &id, "--dev-account", "0"])?["status"] != "submitted" {
+        if Instant::now() > until {
+            return Err(eyre!("poster-verified bounty never got a submission"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("  poster accepts the submitted result: reef bounty accept {id}");
+    demo.chain_cmd(&["bounty", "accept", &id, "--dev-account", "0"])?;
+    record("poster-verified sort", "auction · poster", &r);
+
+    // 7. Metered: 20 calls paid with cumulative vouchers, redeemed in one transaction.
+    eprintln!("\n▶ metered: 20 calls at 0.01 rUSD each, paid with payment-channel vouchers");
+    let metered =
+        keys.iter().find(|k| k.0 == "metered-sorter").ok_or_else(|| eyre!("metered agent"))?;
+    let paid = demo.chain_cmd(&[
+        "pay",
+        "call",
+        "--node",
+        &demo.ws,
+        "--agent",
+        &metered.2.to_string(),
+        "--price",
+        "0.01",
+        "--token",
+        "test",
+        "--deposit",
+        "1",
+        "--input",
+        &numbers.to_string(),
+        "--count",
+        "20",
+        "--dev-account",
+        "0",
+    ])?;
+    let redeem = demo.chain_cmd(&[
+        "agent",
+        "redeem",
+        "--key",
+        &metered.1,
+        "--state-dir",
+        &tmp.join("metered").display().to_string(),
+    ])?;
+    eprintln!("  {} calls, redeemed with gas {}", paid["calls"], redeem["gas_used"]);
+
+    // Table: on-chain truth for each bounty.
+    let client =
+        ReefClient::connect(&demo.rpc, dev_signer(0), dep.clone(), ClientOptions::default())
+            .await?;
+    let mut table = Vec::new();
+    for row in &rows {
+        let r = &row["result"];
+        let Some(id) = r["id"].as_str() else { continue };
+        let idn = super::chain::parse_bounty_id(id)?;
+        let state = client.bounty(idn).await?;
+        let mut gas = 0u64;
+        let mut seen = std::collections::HashSet::new();
+        for h in state.history.iter().filter_map(|h| h.tx) {
+            if seen.insert(h)
+                && let Ok(Some(rc)) = client.provider().get_transaction_receipt(h).await
+            {
+                gas += rc.gas_used;
+            }
+        }
+        let node_view = api.get(&format!("/v1/market/bounties/{id}")).await.unwrap_or_default();
+        let verdict = match node_view["verdict"]["accept"].as_bool() {
+            Some(true) => "accept".to_string(),
+            Some(false) => "REJECT".to_string(),
+            None if state.status == escrow_client::Status::Completed => {
+                "poster accepted".to_string()
+            }
+            None => "-".to_string(),
+        };
+        let winner = if state.record.provider.is_zero() {
+            "-".into()
+        } else {
+            name_of(&state.record.provider.to_string())
+        };
+        let payout = if state.status == escrow_client::Status::Completed {
+            format_ether(
+                U256::from(state.record.price)
+                    - U256::from(state.record.price) * U256::from(state.record.feeBps)
+                        / U256::from(10_000u64),
+            )
+        } else {
+            "0".into()
+        };
+        table.push(json!({
+            "bounty": row["label"], "mode": row["mode"], "id": id, "winner": winner,
+            "price": format_ether(U256::from(state.record.price)), "verdict": verdict,
+            "status": state.status.name(), "gas": gas, "payout": payout,
+        }));
+    }
+    table.push(json!({
+        "bounty": "metered sort ×20", "mode": "vouchers", "id": "-", "winner": "metered-sorter",
+        "price": "0.01/call", "verdict": "per-call voucher check", "status": "redeemed",
+        "gas": redeem["gas_used"], "payout": format!("{}", paid["total_paid"].as_str().unwrap_or("0.2")),
+    }));
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "bounties": table, "seconds": t0.elapsed().as_secs() })
+            )?
+        );
+    } else {
+        println!(
+            "\n{:<22} {:<20} {:<15} {:>9} {:<16} {:<10} {:>8} {:>9}",
+            "bounty", "mode", "winner", "price", "verdict", "status", "gas", "payout"
+        );
+        for t in &table {
+            println!(
+                "{:<22} {:<20} {:<15} {:>9} {:<16} {:<10} {:>8} {:>9}",
+                t["bounty"].as_str().unwrap_or(""),
+                t["mode"].as_str().unwrap_or(""),
+                t["winner"].as_str().unwrap_or(""),
+                trim(t["price"].as_str().unwrap_or("")),
+                t["verdict"].as_str().unwrap_or(""),
+                t["status"].as_str().unwrap_or(""),
+                t["gas"],
+                trim(t["payout"].as_str().unwrap_or("")),
+            );
+        }
+        println!(
+            "\nrewards in rUSD; payout = price minus the 1% platform fee; gas = all transactions of the bounty"
+        );
+        println!(
+            "the rejected bounty refunds the poster at its deadline (anyone may call `reef bounty refund`)"
+        );
+        println!("logs of the node and every agent: {}", tmp.display());
+        println!("finished in {}s", t0.elapsed().as_secs());
+    }
+    drop(procs);
+    let _ = &anvil;
+    Ok(())
+}
+
+fn trim(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Follows a detached bounty on the node until its verdict is in.
+async fn wait_verdict(api: &super::nodeapi::NodeApi, posted: &Value) -> eyre::Result<()> {
+    let id = posted["id"].as_str().ok_or_else(|| eyre!("no id"))?;
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = api.get(&format!("/v1/market/bounties/{id}")).await?;
+        if !v["verdict"].is_null() {
+            let ok = v["verdict"]["accept"] == true;
+            eprintln!(
+                "  verdict: {} ({})",
+                if ok { "accept" } else { "reject" },
+                v["verdict"]["reason"].as_str().unwrap_or("")
+            );
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err(eyre!("no verdict for {id}")).wrap_err("the demo's agents did not deliver");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
