@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-ioa slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std)
 deps: node_modules/.reef-installed
@@ -52,10 +52,33 @@ abi: deps
 snapshot: deps
 	cd contracts && forge snapshot --no-match-test invariant
 
-## bench: gas from anvil receipts (+ other benchmarks as they land); figures go in the notes
-bench: deps
+## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
+bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market
+
+## bench-gas: escrow lifecycle and voucher gas from anvil receipts
+bench-gas: deps
 	$(CARGO) run --release -q -p escrow-client --example gas_bench
-	$(MAKE) bench-ioa
+
+## bench-auction: 1,000 sealed bids — signature verifications/s and decision latency
+bench-auction:
+	$(CARGO) run --release -q -p marketplace-node --example auction_bench
+
+## bench-indexer: backfill ≥100,000 escrow events into SQLite and Postgres, live-tail lag
+bench-indexer: deps
+	$(CARGO) run --release -q -p reef-indexer --example bench_indexer -- 100000
+
+## bench-reputation: full recompute over 1,000,000 events and incremental update cost
+bench-reputation:
+	$(CARGO) bench -q -p reef-reputation
+
+## bench-metered: sequential voucher-paid calls through the node (sign + verify + fsync per call)
+bench-metered: deps
+	$(CARGO) test --release -q -p marketplace-node --test metered -- --ignored --nocapture throughput 2>&1 | grep BENCH
+
+## bench-market: end-to-end bounties/s with 50 agents vs anvil's raw tx rate
+bench-market: deps
+	$(CARGO) build --release -q -p marketplace-node --bins
+	$(CARGO) run --release -q -p marketplace-node --example market_bench
 
 ## bench-ioa: IoA switchboard — 1000 agents in groups of 10 at 10 msg/s each through a real
 ## `reef node` (SQLite): delivered msgs/s, p50/p99 latency, RSS per idle connection, ratio to a

@@ -301,9 +301,12 @@ impl<S: ChainSource> Indexer<S> {
         }
         let elapsed = started.elapsed();
         let n_logs = logs.len();
+        let t1 = Instant::now();
         let times = self.timestamps(&logs, &BTreeMap::new()).await?;
+        let t2 = Instant::now();
         let (events, ignored, new_tokens) = self.decode_all(&logs, &times, next, to).await?;
         let n = events.len();
+        let t3 = Instant::now();
         self.store
             .commit(&Batch {
                 events,
@@ -313,6 +316,15 @@ impl<S: ChainSource> Indexer<S> {
                 prune_below: 0,
             })
             .await?;
+        if std::env::var_os("REEF_PROF").is_some() {
+            eprintln!(
+                "PROF {next}..={to} logs={n_logs} fetch={:?} times={:?} decode={:?} commit={:?}",
+                elapsed,
+                t2 - t1,
+                t3 - t2,
+                t3.elapsed()
+            );
+        }
         // Adapt: halve after errors, double while requests are quick and small.
         if shrunk {
             self.range = (self.range / 2).max(1);

@@ -266,21 +266,23 @@ fn http_provider(rpc: &str) -> eyre::Result<DynProvider> {
     Ok(ProviderBuilder::new().disable_recommended_fillers().connect_http(rpc.parse()?).erased())
 }
 
-/// Pre-signs `count` transactions per sender: `make(sender_index, k)` gives (to, value, input,
-/// gas). Returned round-robin across senders (nonce order within a sender).
+/// Pre-signs `count` transactions spread over `senders`: `make(sender_index, k)` gives
+/// (to, value, input, gas) for the sender's k-th transaction. Returns them per sender in nonce
+/// order.
 async fn presign(
     p: &DynProvider,
     senders: &[PrivateKeySigner],
     count: usize,
     chain_id: u64,
     make: impl Fn(usize, usize) -> (Address, U256, Bytes, u64),
-) -> eyre::Result<Vec<Bytes>> {
+) -> eyre::Result<Vec<(Address, Vec<Bytes>)>> {
     let mut per_sender = Vec::with_capacity(senders.len());
     for (si, s) in senders.iter().enumerate() {
         let nonce = p.get_transaction_count(s.address()).pending().await?;
         let wallet = EthereumWallet::from(s.clone());
-        let mut v = Vec::new();
-        for k in 0..count.div_ceil(senders.len()) {
+        let mine = count / senders.len() + usize::from(si < count % senders.len());
+        let mut v = Vec::with_capacity(mine);
+        for k in 0..mine {
             let (to, value, input, gas) = make(si, k);
             let tx = TransactionRequest::default()
                 .with_from(s.address())
@@ -295,57 +297,40 @@ async fn presign(
             let env = tx.build(&wallet).await.map_err(|e| eyre!("signing: {e}"))?;
             v.push(Bytes::from(env.encoded_2718()));
         }
-        per_sender.push(v);
+        per_sender.push((s.address(), v));
     }
-    let mut out = Vec::with_capacity(count);
-    let longest = per_sender.iter().map(Vec::len).max().unwrap_or(0);
-    for k in 0..longest {
-        for v in &per_sender {
-            if let Some(t) = v.get(k)
-                && out.len() < count
-            {
-                out.push(t.clone());
-            }
-        }
-    }
-    Ok(out)
+    Ok(per_sender)
 }
 
-/// Sends raw transactions with `concurrency` requests in flight, then waits until every
-/// sender's nonce shows all of them mined (a cheap "last receipt" check that does not load anvil
-/// with one receipt poll per transaction). Returns the time from the first send to the moment
-/// the last transaction was seen mined.
-async fn blast(
-    p: &DynProvider,
-    txs: Vec<Bytes>,
-    senders: &[Address],
-    concurrency: usize,
-) -> eyre::Result<Duration> {
+/// Sends each sender's pre-signed transactions in nonce order (one request in flight per
+/// sender, all senders concurrently, so anvil never sees a nonce gap), then waits until every
+/// sender's mined nonce covers them (a cheap "last receipt" check that does not load anvil with
+/// one receipt poll per transaction). Returns the time from the first send until the last
+/// transaction was seen mined.
+async fn blast(p: &DynProvider, per_sender: Vec<(Address, Vec<Bytes>)>) -> eyre::Result<Duration> {
     let t0 = Instant::now();
-    let results: Vec<eyre::Result<()>> = stream::iter(txs)
-        .map(|raw| {
-            let p = p.clone();
-            async move {
-                let _ = p.send_raw_transaction(&raw).await?;
-                Ok(())
+    let sends = per_sender.iter().map(|(_, txs)| {
+        let p = p.clone();
+        async move {
+            for raw in txs {
+                let _ = p.send_raw_transaction(raw).await?;
             }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for r in results {
+            Ok::<_, eyre::Report>(())
+        }
+    });
+    for r in futures::future::join_all(sends).await {
         r?;
     }
-    // Pending nonces only count what the pool accepted; mined ("latest") nonces count receipts.
-    let mut target = Vec::with_capacity(senders.len());
-    for s in senders {
-        target.push(p.get_transaction_count(*s).pending().await?);
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for (s, want) in senders.iter().zip(target) {
-        while p.get_transaction_count(*s).await? < want {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (s, _) in &per_sender {
+        let want = p.get_transaction_count(*s).pending().await?;
+        loop {
+            let mined = p.get_transaction_count(*s).await?;
+            if mined >= want {
+                break;
+            }
             if Instant::now() > deadline {
-                bail!("transactions from {s} not mined within 120 s");
+                bail!("transactions from {s} not mined within 60 s ({mined} of {want})");
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -526,28 +511,14 @@ async fn fund_eth(
     to: &[Address],
     each: U256,
 ) -> eyre::Result<()> {
-    // One pre-signed transfer per recipient, spread over the funders.
-    let mut txs = Vec::new();
-    for (fi, f) in funders.iter().enumerate() {
-        let mine: Vec<Address> = to
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % funders.len() == fi)
-            .map(|(_, a)| *a)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let m = mine.clone();
-        txs.extend(
-            presign(p, std::slice::from_ref(f), mine.len(), chain_id, move |_, k| {
-                (m[k], each, Bytes::new(), 21_000)
-            })
-            .await?,
-        );
-    }
-    let from: Vec<Address> = funders.iter().map(|f| f.address()).collect();
-    blast(p, txs, &from, 16).await.map(|_| ())
+    // One pre-signed transfer per recipient, recipients dealt round-robin to the funders.
+    let to = to.to_vec();
+    let n = funders.len();
+    let txs = presign(p, funders, to.len(), chain_id, move |fi, k| {
+        (to[k * n + fi], each, Bytes::new(), 21_000)
+    })
+    .await?;
+    blast(p, txs).await.map(|_| ())
 }
 
 async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
@@ -573,6 +544,9 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     let posters: Vec<PrivateKeySigner> =
         (0..o.posters).map(|_| PrivateKeySigner::random()).collect();
     let agents: Vec<PrivateKeySigner> = (0..o.agents).map(|_| PrivateKeySigner::random()).collect();
+    // Senders of the raw-rate phase: one per request in flight.
+    let raw_keys: Vec<PrivateKeySigner> =
+        (0..o.raw_concurrency).map(|_| PrivateKeySigner::random()).collect();
     let deployer = ReefClient::connect(
         &rpc,
         dev_signer(0),
@@ -580,7 +554,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         ClientOptions::default(),
     )
     .await?;
-    let seed: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    let seed: Vec<Address> = posters.iter().chain(&raw_keys).map(|s| s.address()).collect();
     let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await?;
     let dep_dir = env.dir.path.join("deployments");
     dep.save(&Deployment::path_in(&dep_dir, chain_id))?;
@@ -590,34 +564,33 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     let p = http_provider(&rpc)?;
     let funders: Vec<PrivateKeySigner> = (0..5).map(dev_signer).collect();
     let mut recipients: Vec<Address> = posters.iter().map(|s| s.address()).collect();
-    recipients.extend(agents.iter().map(|s| s.address()));
+    recipients.extend(agents.iter().chain(&raw_keys).map(|s| s.address()));
     fund_eth(&p, chain_id, &funders, &recipients, parse_ether("100")?).await?;
     log(&format!("funded {} posters and {} agents", posters.len(), agents.len()));
 
     // --- 1. raw transaction rate ---------------------------------------------------------------
     let sink: Vec<Address> = (0..16).map(|_| PrivateKeySigner::random().address()).collect();
     let s2 = sink.clone();
-    let eth_txs = presign(&p, &posters, o.raw_txs, chain_id, move |si, k| {
+    let eth_txs = presign(&p, &raw_keys, o.raw_txs, chain_id, move |si, k| {
         (s2[(si + k) % s2.len()], U256::from(1_000u64), Bytes::new(), 21_000)
     })
     .await?;
-    let n_eth = eth_txs.len();
-    let poster_addrs: Vec<Address> = posters.iter().map(|s| s.address()).collect();
-    let eth_took = blast(&p, eth_txs, &poster_addrs, o.raw_concurrency).await?;
+    let n_eth: usize = eth_txs.iter().map(|(_, v)| v.len()).sum();
+    let eth_took = blast(&p, eth_txs).await?;
     let eth_rate = n_eth as f64 / eth_took.as_secs_f64();
     log(&format!(
         "raw ETH transfers: {n_eth} in {:.2}s = {eth_rate:.0} tx/s",
         eth_took.as_secs_f64()
     ));
     let s3 = sink.clone();
-    let erc_txs = presign(&p, &posters, o.raw_txs, chain_id, move |si, k| {
+    let erc_txs = presign(&p, &raw_keys, o.raw_txs, chain_id, move |si, k| {
         let call =
             ReefTestToken::transferCall { to: s3[(si + k) % s3.len()], value: U256::from(1u64) };
         (token, U256::ZERO, Bytes::from(call.abi_encode()), 80_000)
     })
     .await?;
-    let n_erc = erc_txs.len();
-    let erc_took = blast(&p, erc_txs, &poster_addrs, o.raw_concurrency).await?;
+    let n_erc: usize = erc_txs.iter().map(|(_, v)| v.len()).sum();
+    let erc_took = blast(&p, erc_txs).await?;
     // Every transfer must have succeeded: the sinks hold exactly one token unit per transfer.
     let mut got = U256::ZERO;
     for a in &sink {

@@ -433,7 +433,9 @@ async fn unredeemed_vouchers_are_redeemed_automatically_past_the_threshold() {
     assert!(!r.is_empty());
 }
 
+/// A benchmark, not a test: run by `make bench-metered` (`--ignored`), never by `make test`.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; run with `make bench-metered`"]
 async fn throughput_with_voucher_verification() {
     let env = setup().await;
     let mut c = reef();

@@ -99,11 +99,14 @@ pub fn parse_token(s: &str, dep: &Deployment) -> eyre::Result<Address> {
 
 /// Parses a human amount (`5`, `0.25`) into base units with `decimals`.
 pub fn parse_amount(s: &str, decimals: u8) -> eyre::Result<U256> {
-    let v: U256 = parse_units(s, decimals)
-        .map_err(|e| {
-            eyre!("amount {s:?} is not a decimal number with at most {decimals} decimals: {e}")
-        })?
-        .into();
+    use alloy::primitives::utils::ParseUnits;
+    let parsed = parse_units(s.trim(), decimals).map_err(|e| {
+        eyre!("amount {s:?} is not a decimal number with at most {decimals} decimals: {e}")
+    })?;
+    let v = match parsed {
+        ParseUnits::U256(v) => v,
+        ParseUnits::I256(_) => return Err(eyre!("amount {s:?} is negative")),
+    };
     if v.is_zero() {
         return Err(eyre!("amount must be greater than zero"));
     }
