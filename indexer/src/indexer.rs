@@ -374,9 +374,13 @@ impl<S: ChainSource> Indexer<S> {
         let (events, ignored, new_tokens) = self.decode_all(&logs, &times, next, to).await?;
         let n = events.len();
         let prune_below = to.saturating_sub(self.cfg.reorg_window);
+        let t3 = Instant::now();
         self.store
             .commit(&Batch { events, blocks, new_tokens, next_block: to + 1, prune_below })
             .await?;
+        if std::env::var_os("REEF_PROF").is_some() {
+            eprintln!("PROF tail {next}..={to} events={n} commit={:?}", t3.elapsed());
+        }
         Ok(Step::Indexed { next: to + 1, events: n, ignored })
     }
 

@@ -319,6 +319,8 @@ impl Store {
             events.entry((e.block_number, e.log_index)).or_insert(e);
         }
         let events: Vec<&EventRow> = events.into_values().collect();
+        let prof = std::env::var_os("REEF_PROF").is_some();
+        let t0 = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         for chunk in events.chunks(CHUNK) {
             let sql = format!(
@@ -344,6 +346,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        if prof { eprintln!("PROF  events {:?}", t0.elapsed()); }
         for chunk in batch.blocks.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO idx_blocks (number, hash, parent_hash, timestamp) VALUES {} \
@@ -398,7 +401,9 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        if prof { eprintln!("PROF  funding {:?}", t0.elapsed()); }
         fold_derived(&mut tx, &events).await?;
+        if prof { eprintln!("PROF  fold {:?}", t0.elapsed()); }
         sqlx::query("INSERT INTO idx_meta (key, value) VALUES ('next_block', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(batch.next_block.to_string())
             .execute(&mut *tx)
@@ -410,6 +415,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if prof { eprintln!("PROF  commit {:?}", t0.elapsed()); }
         Ok(())
     }
 

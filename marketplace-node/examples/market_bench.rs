@@ -48,7 +48,6 @@ use escrow_client::{
     escrow::{BidJson, NewBounty, RecordJson, random_salt},
 };
 use eyre::{WrapErr, bail, eyre};
-use futures::{StreamExt, stream};
 use marketplace_node::{cmd::nodeapi::NodeApi, market::verify::result_hash};
 use serde_json::{Value, json};
 
@@ -307,7 +306,10 @@ async fn presign(
 /// sender's mined nonce covers them (a cheap "last receipt" check that does not load anvil with
 /// one receipt poll per transaction). Returns the time from the first send until the last
 /// transaction was seen mined.
-async fn blast(p: &DynProvider, per_sender: Vec<(Address, Vec<Bytes>)>) -> eyre::Result<Duration> {
+async fn blast(
+    p: &DynProvider,
+    per_sender: Vec<(Address, Vec<Bytes>)>,
+) -> eyre::Result<(Duration, usize)> {
     let t0 = Instant::now();
     let sends = per_sender.iter().map(|(_, txs)| {
         let p = p.clone();
@@ -322,12 +324,23 @@ async fn blast(p: &DynProvider, per_sender: Vec<(Address, Vec<Bytes>)>) -> eyre:
         r?;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut kicks = 0usize;
     for (s, _) in &per_sender {
         let want = p.get_transaction_count(*s).pending().await?;
+        let (mut last, mut since) = (0u64, Instant::now());
         loop {
             let mined = p.get_transaction_count(*s).await?;
             if mined >= want {
                 break;
+            }
+            if mined != last {
+                (last, since) = (mined, Instant::now());
+            } else if since.elapsed() > Duration::from_millis(200) {
+                // anvil's automine can leave ready transactions in its pool when they arrive
+                // while a block is being mined (nothing triggers the next block): mine one.
+                let _: String = p.raw_request("evm_mine".into(), ()).await?;
+                kicks += 1;
+                since = Instant::now();
             }
             if Instant::now() > deadline {
                 bail!("transactions from {s} not mined within 60 s ({mined} of {want})");
@@ -335,7 +348,7 @@ async fn blast(p: &DynProvider, per_sender: Vec<(Address, Vec<Bytes>)>) -> eyre:
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    Ok(t0.elapsed())
+    Ok((t0.elapsed(), kicks))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -576,7 +589,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     })
     .await?;
     let n_eth: usize = eth_txs.iter().map(|(_, v)| v.len()).sum();
-    let eth_took = blast(&p, eth_txs).await?;
+    let (eth_took, eth_kicks) = blast(&p, eth_txs).await?;
     let eth_rate = n_eth as f64 / eth_took.as_secs_f64();
     log(&format!(
         "raw ETH transfers: {n_eth} in {:.2}s = {eth_rate:.0} tx/s",
@@ -590,7 +603,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     })
     .await?;
     let n_erc: usize = erc_txs.iter().map(|(_, v)| v.len()).sum();
-    let erc_took = blast(&p, erc_txs).await?;
+    let (erc_took, erc_kicks) = blast(&p, erc_txs).await?;
     // Every transfer must have succeeded: the sinks hold exactly one token unit per transfer.
     let mut got = U256::ZERO;
     for a in &sink {
@@ -895,8 +908,8 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "market_tick_ms": o.tick_ms,
         "indexer": !o.no_indexer,
         "raw": {
-            "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate },
-            "erc20_transfers": { "txs": n_erc, "secs": erc_took.as_secs_f64(), "tx_per_sec": erc_rate },
+            "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate, "stall_kicks": eth_kicks },
+            "erc20_transfers": { "txs": n_erc, "secs": erc_took.as_secs_f64(), "tx_per_sec": erc_rate, "stall_kicks": erc_kicks },
             "concurrency": o.raw_concurrency,
         },
         "tx_per_bounty": {
