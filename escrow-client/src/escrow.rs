@@ -562,6 +562,30 @@ impl ReefClient {
         Ok((nb, out))
     }
 
+    /// Contest: submit an entry (result hash) before the deadline.
+    pub async fn submit_entry(&self, id: U256, b: &Bounty, result_hash: B256) -> Result<TxOutcome> {
+        let call = BountyEscrow::submitEntryCall { id, b: b.clone(), resultHash: result_hash };
+        self.send_call("submitEntry", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// Contest evaluator: pay `winners` their `shares_bps` (summing to 10,000) of the reward.
+    pub async fn pick_winners(
+        &self,
+        id: U256,
+        b: &Bounty,
+        winners: Vec<Address>,
+        shares_bps: Vec<u16>,
+    ) -> Result<TxOutcome> {
+        let call =
+            BountyEscrow::pickWinnersCall { id, b: b.clone(), winners, sharesBps: shares_bps };
+        self.send_call("pickWinners", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
+    /// A contest entrant's committed result hash (zero if none).
+    pub async fn entry_of(&self, id: U256, entrant: Address) -> Result<B256> {
+        self.view(self.escrow_addr(), BountyEscrow::entriesCall { bountyId: id, entrant }).await
+    }
+
     /// Anyone: refund the poster of a bounty past its deadline.
     pub async fn refund_expired(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
         let call = BountyEscrow::refundExpiredCall { id, b: b.clone() };

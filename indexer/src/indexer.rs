@@ -316,15 +316,16 @@ impl<S: ChainSource> Indexer<S> {
                 prune_below: 0,
             })
             .await?;
-        if std::env::var_os("REEF_PROF").is_some() {
-            eprintln!(
-                "PROF {next}..={to} logs={n_logs} fetch={:?} times={:?} decode={:?} commit={:?}",
-                elapsed,
-                t2 - t1,
-                t3 - t2,
-                t3.elapsed()
-            );
-        }
+        tracing::debug!(
+            from = next,
+            to,
+            logs = n_logs,
+            fetch = ?elapsed,
+            timestamps = ?(t2 - t1),
+            decode = ?(t3 - t2),
+            commit = ?t3.elapsed(),
+            "backfilled"
+        );
         // Adapt: halve after errors, double while requests are quick and small.
         if shrunk {
             self.range = (self.range / 2).max(1);
@@ -378,9 +379,7 @@ impl<S: ChainSource> Indexer<S> {
         self.store
             .commit(&Batch { events, blocks, new_tokens, next_block: to + 1, prune_below })
             .await?;
-        if std::env::var_os("REEF_PROF").is_some() {
-            eprintln!("PROF tail {next}..={to} events={n} commit={:?}", t3.elapsed());
-        }
+        tracing::debug!(from = next, to, events = n, commit = ?t3.elapsed(), "tail step indexed");
         Ok(Step::Indexed { next: to + 1, events: n, ignored })
     }
 

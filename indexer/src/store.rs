@@ -65,8 +65,12 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Corrupt(format!("{what}: {e}"))
 }
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+/// `rows` tuples of `cols` bind parameters: `($1,$2),($3,$4)` on Postgres, `(?,?),(?,?)` on
+/// SQLite. SQLite resolves every numbered parameter's name by a linear scan of the statement's
+/// parameter list (`sqlite3_bind_parameter_name`, which sqlx calls per parameter), so binding a
+/// statement with thousands of `$N`s is quadratic; anonymous `?`s have no names to scan.
+fn placeholders(pg: bool, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * if pg { 6 } else { 2 } + rows * 3);
     for r in 0..rows {
         if r > 0 {
             s.push(',');
@@ -76,16 +80,25 @@ fn placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
+            if pg {
+                s.push('$');
+                s.push_str(&(r * cols + c + 1).to_string());
+            } else {
+                s.push('?');
+            }
         }
         s.push(')');
     }
     s
 }
 
-fn in_list(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+/// `n` bind parameters for an `IN (…)` list (see [`placeholders`]).
+fn in_list(pg: bool, n: usize) -> String {
+    if pg {
+        (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+    } else {
+        vec!["?"; n].join(",")
+    }
 }
 
 type AnyQuery<'q> = Query<'q, sqlx::Any, AnyArguments>;
@@ -188,7 +201,7 @@ impl Store {
         if !postgres {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")
                         .execute(conn)
                         .await?;
                     Ok(())
@@ -319,13 +332,12 @@ impl Store {
             events.entry((e.block_number, e.log_index)).or_insert(e);
         }
         let events: Vec<&EventRow> = events.into_values().collect();
-        let prof = std::env::var_os("REEF_PROF").is_some();
-        let t0 = std::time::Instant::now();
+        let pg = self.postgres;
         let mut tx = self.pool.begin().await?;
         for chunk in events.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO idx_events ({EVENT_COLS}) VALUES {} ON CONFLICT (block_number, log_index) DO NOTHING",
-                placeholders(chunk.len(), 13)
+                placeholders(pg, chunk.len(), 13)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -346,12 +358,11 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        if prof { eprintln!("PROF  events {:?}", t0.elapsed()); }
         for chunk in batch.blocks.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO idx_blocks (number, hash, parent_hash, timestamp) VALUES {} \
                  ON CONFLICT (number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash, timestamp = excluded.timestamp",
-                placeholders(chunk.len(), 4)
+                placeholders(pg, chunk.len(), 4)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for b in chunk {
@@ -387,7 +398,7 @@ impl Store {
                  amount = excluded.amount, block_number = excluded.block_number, log_index = excluded.log_index \
                  WHERE excluded.block_number < idx_funding.block_number \
                  OR (excluded.block_number = idx_funding.block_number AND excluded.log_index < idx_funding.log_index)",
-                placeholders(chunk.len(), 6)
+                placeholders(pg, chunk.len(), 6)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (to, t) in chunk {
@@ -401,9 +412,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        if prof { eprintln!("PROF  funding {:?}", t0.elapsed()); }
-        fold_derived(&mut tx, &events).await?;
-        if prof { eprintln!("PROF  fold {:?}", t0.elapsed()); }
+        fold_derived(&mut tx, pg, &events).await?;
         sqlx::query("INSERT INTO idx_meta (key, value) VALUES ('next_block', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(batch.next_block.to_string())
             .execute(&mut *tx)
@@ -415,7 +424,6 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        if prof { eprintln!("PROF  commit {:?}", t0.elapsed()); }
         Ok(())
     }
 
@@ -424,6 +432,7 @@ impl Store {
     /// back to `fork`.
     pub async fn rewind(&self, fork: u64) -> Result<()> {
         let f = fork as i64;
+        let pg = self.postgres;
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query("SELECT id FROM idx_bounties WHERE last_block >= $1")
             .bind(f)
@@ -455,7 +464,7 @@ impl Store {
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
                 "SELECT {EVENT_COLS} FROM idx_events WHERE ref_id IN ({}) AND kind IN ({}) ORDER BY block_number, log_index",
-                in_list(chunk.len()),
+                in_list(pg, chunk.len()),
                 BOUNTY_KINDS.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(",")
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -469,7 +478,7 @@ impl Store {
         for chunk in accounts.chunks(CHUNK) {
             let sql = format!(
                 "SELECT {EVENT_COLS} FROM idx_events WHERE actor IN ({}) AND kind IN ('Staked', 'UnbondRequested', 'Slashed') ORDER BY block_number, log_index",
-                in_list(chunk.len())
+                in_list(pg, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for a in chunk {
@@ -482,7 +491,7 @@ impl Store {
         replay.sort_by_key(|e| (e.block_number, e.log_index));
         replay.dedup_by_key(|e| (e.block_number, e.log_index));
         let refs: Vec<&EventRow> = replay.iter().collect();
-        fold_derived(&mut tx, &refs).await?;
+        fold_derived(&mut tx, pg, &refs).await?;
         sqlx::query("INSERT INTO idx_meta (key, value) VALUES ('next_block', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(fork.to_string())
             .execute(&mut *tx)
@@ -594,6 +603,7 @@ fn stake_from_row(r: &AnyRow) -> Result<StakeRow> {
 /// Folds `events` (chain order, deduplicated) into the bounty and stake rows they touch.
 async fn fold_derived(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    pg: bool,
     events: &[&EventRow],
 ) -> Result<()> {
     let bounty_events: Vec<&EventRow> = events
@@ -614,7 +624,7 @@ async fn fold_derived(
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
                 "SELECT {BOUNTY_COLS} FROM idx_bounties WHERE id IN ({})",
-                in_list(chunk.len())
+                in_list(pg, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -641,7 +651,7 @@ async fn fold_derived(
                  funded = excluded.funded, posted_block = excluded.posted_block, submitted_at = excluded.submitted_at, \
                  settled_at = excluded.settled_at, settled_block = excluded.settled_block, paid = excluded.paid, \
                  provider_bps = excluded.provider_bps, last_block = excluded.last_block, last_log = excluded.last_log",
-                placeholders(chunk.len(), 17)
+                placeholders(pg, chunk.len(), 17)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for b in chunk {
@@ -659,7 +669,7 @@ async fn fold_derived(
         for chunk in accounts.chunks(CHUNK) {
             let sql = format!(
                 "SELECT account, bonded, slashed, updated_at, last_block, last_log FROM idx_stakes WHERE account IN ({})",
-                in_list(chunk.len())
+                in_list(pg, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for a in chunk {

@@ -279,3 +279,90 @@ async fn poster_verifies_and_accepts_from_the_cli() {
     assert_eq!(v["status"], "completed", "{v}");
     assert_eq!(env.earnings(3)["payouts"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contest_pays_the_verified_entries_and_not_the_cheater() {
+    use alloy::providers::Provider;
+    let env = setup().await;
+    let _a = env.agent(1, "sort.py", "1");
+    let _b = env.agent(2, "sort.py", "1");
+    let _c = env.agent(3, "sort_dishonest.py", "1");
+    for d in [1, 2, 3] {
+        env.wait_online(d).await;
+    }
+    let mut poster = reef()
+        .args([
+            "bounty",
+            "post",
+            "Sort these numbers ascending (contest)",
+            "--reward",
+            "6",
+            "--token",
+            "test",
+        ])
+        .args(["--node", &env.http, "--skills", "sort", "--deadline", "2m", "--contest", "2"])
+        .args(["--input", "[5,3,9,1]", "--verify", "command", "--verifier", "sorted"])
+        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &env.rpc])
+        .arg("--deployments")
+        .arg(env.dir.join("deployments"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Wait for the three entries, then let the deadline pass on-chain.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: Value =
+            alloy::transports::http::reqwest::get(format!("{}/v1/market/bounties", env.http))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        if let Some(id) = list[0]["id"].as_str() {
+            let v: Value = alloy::transports::http::reqwest::get(format!(
+                "{}/v1/market/bounties/{id}",
+                env.http
+            ))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            let entries = v["events"]
+                .as_array()
+                .map(|e| e.iter().filter(|x| x["event"] == "entry").count())
+                .unwrap_or(0);
+            if entries == 3 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "entries never arrived: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let chain = ReefClient::connect(
+        &env.rpc,
+        dev_signer(0),
+        escrow_client::deploy::empty_deployment(31337),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let _: Value =
+        chain.provider().raw_request("evm_increaseTime".into(), (180u64,)).await.unwrap();
+    let _: Value = chain.provider().raw_request("evm_mine".into(), ()).await.unwrap();
+    let out = poster.stdout.take().unwrap();
+    let status = poster.wait().unwrap();
+    assert!(status.success());
+    let res: Value = serde_json::from_reader(out).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    let winners = res["verdict"]["winners"].as_array().unwrap();
+    assert_eq!(winners.len(), 2, "{res}");
+    // 3 rUSD each minus the 1% fee; the cheater's entry failed verification.
+    for d in [1, 2] {
+        let e = env.earnings(d);
+        assert_eq!(e["payouts"][0]["paid"], "2970000000000000000", "{e}");
+    }
+    assert!(env.earnings(3)["payouts"].as_array().unwrap().is_empty());
+}

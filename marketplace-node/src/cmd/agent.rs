@@ -439,6 +439,10 @@ impl Bidder {
     }
 
     async fn on_cfp(&self, cfp: &Value, args: &RunArgs) {
+        if cfp["record"]["mode"] == 1 {
+            self.enter_contest(cfp, args);
+            return;
+        }
         if let Err(e) = self.bid(cfp, args).await {
             eprintln!("no bid on {}: {e}", cfp["bounty_id"].as_str().unwrap_or("?"));
         }
@@ -534,6 +538,54 @@ impl Bidder {
         if let Err(e) = run.await {
             eprintln!("submission of {} failed: {e}", v["bounty_id"].as_str().unwrap_or("?"));
         }
+    }
+
+    /// Contest: do the work right away, commit the result hash on-chain with `submitEntry`,
+    /// and hand the result to the node (which judges after the deadline). Runs in the
+    /// background so the agent keeps serving messages.
+    fn enter_contest(&self, cfp: &Value, args: &RunArgs) {
+        let (api, chain, cfp) = (self.api.clone(), self.chain.clone(), cfp.clone());
+        let (exec, env) = (args.exec.clone(), args.brain_env(Some(self)));
+        tokio::spawn(async move {
+            let run = async {
+                use escrow_client::{
+                    Status, bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson,
+                };
+                let record: RecordJson =
+                    serde_json::from_value(cfp["record"].clone()).wrap_err("cfp record")?;
+                let record = Bounty::try_from(&record)?;
+                let key = cfp["bounty_id"].as_str().unwrap_or_default().to_string();
+                let id = crate::market::parse_id(&key)?;
+                // Wait for the poster's funding transaction.
+                while chain.status_of(id).await?.0 != Status::Funded {
+                    if chain.chain_time().await? > record.deadline {
+                        eyre::bail!("the contest was never funded");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+                let task = TaskDesc {
+                    task_id: format!("contest-{}", &key[2..14]),
+                    input: json!({ "bounty_id": key, "description": cfp["description"], "input": cfp["input"], "record": cfp["record"] }),
+                    ..Default::default()
+                };
+                let (ok, result, code) = execute(&exec, "contest", &task, &env).await;
+                if !ok {
+                    eyre::bail!("brain failed (exit {code})");
+                }
+                let rh = crate::market::verify::result_hash(&result);
+                chain.submit_entry(id, &record, rh).await?;
+                api.post(
+                    &format!("/v1/market/bounties/{key}/entries"),
+                    json!({ "result": result }),
+                )
+                .await?;
+                eprintln!("entered contest {key}");
+                Ok::<_, eyre::Report>(())
+            };
+            if let Err(e) = run.await {
+                eprintln!("contest entry failed: {e}");
+            }
+        });
     }
 
     async fn on_verdict(&self, v: &Value) {

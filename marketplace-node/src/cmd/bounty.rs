@@ -344,10 +344,18 @@ impl BountyArgs {
         });
         let posted = api.post("/v1/market/bounties", req).await?;
         let id = posted["id"].as_str().unwrap_or_default().to_string();
+        let mut award: Option<TxOutcome> = None;
+        if p.contest.is_some() {
+            // Contests are escrowed up front; entries arrive on-chain until the deadline.
+            let (_, _, txs) = client.post_and_fund(salt, terms.clone(), p.approve).await?;
+            for t in &txs {
+                eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
+            }
+            award = txs.last().cloned();
+        }
         eprintln!("bounty {id}: call for proposals sent to {} agents", posted["invited"]);
         let pb = spinner("collecting sealed bids");
         let mut seen_events = 0usize;
-        let mut award: Option<TxOutcome> = None;
         let mut unreachable_since: Option<std::time::Instant> = None;
         let result = loop {
             tokio::time::sleep(std::time::Duration::from_millis(400)).await;

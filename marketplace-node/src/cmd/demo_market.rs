@@ -425,7 +425,85 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
     demo.chain_cmd(&["bounty", "accept", &id, "--dev-account", "0"])?;
     record("poster-verified sort", "auction · poster", &r);
 
-    // 7. Metered: 20 calls paid with cumulative vouchers, redeemed in one transaction.
+    // 7. Contest: every sorter works in parallel; the first two verified entries split the reward.
+    eprintln!("\n▶ Contest: sort 12 numbers, 2 winners split 9 rUSD (command-verified)");
+    let mut contest = demo
+        .cmd()
+        .args([
+            "bounty",
+            "post",
+            "Sort 12 numbers (contest)",
+            "--token",
+            "test",
+            "--node",
+            &demo.http,
+            "--reward",
+            "9",
+        ])
+        .args([
+            "--deadline",
+            "2m",
+            "--contest",
+            "2",
+            "--skills",
+            "sort",
+            "--input",
+            &numbers.to_string(),
+        ])
+        .args([
+            "--verify",
+            "command",
+            "--verifier",
+            "sorted",
+            "--approve",
+            "--dev-account",
+            "0",
+            "--json",
+            "--rpc-url",
+            &demo.rpc,
+        ])
+        .arg("--deployments")
+        .arg(&deployments)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = api.get("/v1/market/bounties").await?;
+        let entries = match list[0]["id"].as_str() {
+            Some(id) if list[0]["phase"] == "contest" => {
+                api.get(&format!("/v1/market/bounties/{id}")).await?["events"]
+                    .as_array()
+                    .map(|e| e.iter().filter(|x| x["event"] == "entry").count())
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        };
+        if entries >= 3 {
+            break;
+        }
+        if Instant::now() > until {
+            return Err(eyre!("contest entries did not arrive"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "  3 entries committed on-chain; fast-forwarding this private chain past the deadline"
+    );
+    let _: Value = deployer.provider().raw_request("evm_increaseTime".into(), (150u64,)).await?;
+    let _: Value = deployer.provider().raw_request("evm_mine".into(), ()).await?;
+    let out = contest.stdout.take().ok_or_else(|| eyre!("contest stdout"))?;
+    if !contest.wait()?.success() {
+        return Err(eyre!("the contest poster failed"));
+    }
+    let r: Value = serde_json::from_reader(out)?;
+    let contest_winners: Vec<String> = r["verdict"]["winners"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|a| a.as_str()).map(&name_of).collect())
+        .unwrap_or_default();
+    record("contest (2 winners)", "contest · command", &r);
+
+    // 8. Metered: 20 calls paid with cumulative vouchers, redeemed in one transaction.
     eprintln!("\n▶ metered: 20 calls at 0.01 rUSD each, paid with payment-channel vouchers");
     let metered =
         keys.iter().find(|k| k.0 == "metered-sorter").ok_or_else(|| eyre!("metered agent"))?;
@@ -488,11 +566,20 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
             None => "-".to_string(),
         };
         let winner = if state.record.provider.is_zero() {
-            "-".into()
+            if contest_winners.is_empty() || row["mode"] != "contest · command" {
+                "-".into()
+            } else {
+                contest_winners.join("+")
+            }
         } else {
             name_of(&state.record.provider.to_string())
         };
-        let payout = if state.status == escrow_client::Status::Completed {
+        let payout = if state.status == escrow_client::Status::Completed
+            && state.record.provider.is_zero()
+        {
+            let amt = U256::from(state.record.amount);
+            format_ether(amt - amt * U256::from(state.record.feeBps) / U256::from(10_000u64))
+        } else if state.status == escrow_client::Status::Completed {
             format_ether(
                 U256::from(state.record.price)
                     - U256::from(state.record.price) * U256::from(state.record.feeBps)
@@ -503,7 +590,7 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         };
         table.push(json!({
             "bounty": row["label"], "mode": row["mode"], "id": id, "winner": winner,
-            "price": format_ether(U256::from(state.record.price)), "verdict": verdict,
+            "price": format_ether(U256::from(if state.record.provider.is_zero() { state.record.amount } else { state.record.price })), "verdict": verdict,
             "status": state.status.name(), "gas": gas, "payout": payout,
         }));
     }

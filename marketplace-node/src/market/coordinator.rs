@@ -165,10 +165,9 @@ impl Market {
         if !record.provider.is_zero() || record.price != 0 || record.resultHash != B256::ZERO {
             return bad("record must be as posted: provider, price and resultHash zero".into());
         }
-        if record.mode != escrow_client::escrow::MODE_AUCTION {
-            return bad(
-                "the node runs auctions; contest bounties are posted on-chain directly".into()
-            );
+        let contest = record.mode == escrow_client::escrow::MODE_CONTEST;
+        if contest && (matches!(req.verify, VerifySpec::Poster) || record.reviewWindow == 0) {
+            return bad("contests need hash or command verification and a review window (time to pick winners)".into());
         }
         if record.specHash != keccak256(req.description.as_bytes()) {
             return bad("record.specHash is not keccak256(description)".into());
@@ -231,7 +230,14 @@ impl Market {
             "bid_window_secs": req.bid_window_secs,
         });
         let key = id_hex(id);
-        let fresh = self.inner.store.insert_bounty(&key, &caller.to_string(), &spec, close).await?;
+        // Contests take entries until the deadline instead of bids during a window.
+        let (close, phase) =
+            if contest { (record.deadline, Phase::Contest) } else { (close, Phase::Bidding) };
+        let fresh = self
+            .inner
+            .store
+            .insert_bounty_in(&key, &caller.to_string(), &spec, close, phase)
+            .await?;
         if fresh {
             self.inner
                 .store
@@ -321,7 +327,7 @@ impl Market {
 
     /// Sends the call for proposals to matching online agents (once; safe to repeat).
     async fn announce(&self, row: &BountyRow) -> Result<usize> {
-        if row.cfp_group.is_some() || row.phase != Phase::Bidding {
+        if row.cfp_group.is_some() || !matches!(row.phase, Phase::Bidding | Phase::Contest) {
             return Ok(0);
         }
         let me = self.address();
@@ -456,6 +462,10 @@ impl Market {
                     self.close(row).await?;
                 }
             }
+            Phase::Contest => {
+                self.announce(row).await?;
+                self.contest(row).await?;
+            }
             Phase::AwaitingAward => self.await_award(row).await?,
             Phase::Working => self.work(row).await?,
             Phase::Settling | Phase::AwaitingPoster => self.settle(row).await?,
@@ -532,6 +542,106 @@ impl Market {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Accepts a contest entry's result from `caller` (who must also commit it on-chain with
+    /// `submitEntry`; only entries whose on-chain hash matches are judged).
+    pub async fn entry(&self, caller: Address, key: &str, result: Value) -> Result<Value> {
+        let row = self.row(key).await?;
+        if row.phase != Phase::Contest {
+            return Err(MarketError::Conflict("this bounty is not an open contest".into()));
+        }
+        if self.inner.chain.chain_time().await? > row.bid_close_at {
+            return Err(MarketError::Conflict("the contest deadline has passed".into()));
+        }
+        if caller.to_string() == row.poster {
+            return Err(MarketError::Forbidden("the poster cannot enter its own contest".into()));
+        }
+        let fresh = self.inner.store.insert_entry(key, &caller.to_string(), &result).await?;
+        if fresh {
+            self.inner.store.log(key, "entry", &format!("entry from {caller}")).await?;
+        }
+        Ok(json!({ "accepted": fresh, "result_hash": result_hash(&result) }))
+    }
+
+    /// Contest: after the deadline, verify entries and pay the first `maxWinners` verified ones.
+    async fn contest(&self, row: &BountyRow) -> Result<()> {
+        let id = super::parse_id(&row.id)?;
+        let record = Self::record_of(row)?;
+        let (status, _) = self.inner.chain.status_of(id).await?;
+        let t = self.inner.chain.chain_time().await?;
+        if status.is_terminal() {
+            self.inner
+                .store
+                .transition(
+                    &row.id,
+                    Phase::Contest,
+                    Phase::Settled,
+                    &format!("settled on-chain: {status}"),
+                )
+                .await?;
+            return Ok(());
+        }
+        if matches!(status, Status::None | Status::Open) {
+            if t > record.deadline {
+                self.inner
+                    .store
+                    .transition(
+                        &row.id,
+                        Phase::Contest,
+                        Phase::Failed,
+                        "the poster never funded the contest",
+                    )
+                    .await?;
+            }
+            return Ok(());
+        }
+        if t <= record.deadline {
+            return Ok(());
+        }
+        let spec = Self::verify_spec(row)?;
+        let mut winners = Vec::new();
+        let mut judged = Vec::new();
+        for (agent, result) in self.inner.store.entries(&row.id).await? {
+            let Ok(addr) = agent.parse::<Address>() else { continue };
+            let rh = result_hash(&result);
+            let onchain = self.inner.chain.entry_of(id, addr).await?;
+            let verdict = if onchain != rh {
+                Verdict { accept: false, reason: "no matching on-chain entry".into() }
+            } else {
+                self.inner.cfg.verifiers.verify(&spec, &row.spec["input"], &result).await.unwrap_or(
+                    Verdict { accept: false, reason: "no automatic verification".into() },
+                )
+            };
+            judged
+                .push(json!({ "agent": addr, "accept": verdict.accept, "reason": verdict.reason }));
+            if verdict.accept && winners.len() < usize::from(record.maxWinners) {
+                winners.push(addr);
+            }
+        }
+        let verdict = json!({ "accept": !winners.is_empty(), "winners": winners, "entries": judged, "reason": format!("{} verified winner(s)", winners.len()) });
+        self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
+        if winners.is_empty() {
+            if t > record.deadline + u64::from(record.reviewWindow) {
+                self.inner.chain.refund_expired(id, &record).await?;
+            }
+            return Ok(());
+        }
+        // Equal split (the remainder of the division goes to the first winner).
+        let n = winners.len() as u16;
+        let mut shares = vec![10_000 / n; winners.len()];
+        shares[0] += 10_000 - (10_000 / n) * n;
+        self.inner.chain.pick_winners(id, &record, winners.clone(), shares).await?;
+        self.inner
+            .store
+            .transition(
+                &row.id,
+                Phase::Contest,
+                Phase::Settled,
+                &format!("winners paid: {winners:?}"),
+            )
+            .await?;
         Ok(())
     }
 

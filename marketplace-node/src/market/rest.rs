@@ -80,6 +80,7 @@ pub fn router(market: Market) -> Router {
         .route("/v1/market/bounties", post(post_bounty).get(list))
         .route("/v1/market/bounties/{id}", get(view))
         .route("/v1/market/bounties/{id}/bids", post(bid))
+        .route("/v1/market/bounties/{id}/entries", post(entry))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .with_state(market)
 }
@@ -106,6 +107,20 @@ async fn bid(
 ) -> Result<Json<Value>, MarketError> {
     let Json(req) = body.map_err(|e| MarketError::BadRequest(format!("malformed bid: {e}")))?;
     m.bid(caller, &normalize(&id)?, req).await.map(Json)
+}
+
+async fn entry(
+    State(m): State<Market>,
+    MarketCaller(caller): MarketCaller,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, MarketError> {
+    let Json(v) = body.map_err(|e| MarketError::BadRequest(format!("malformed entry: {e}")))?;
+    let result = v
+        .get("result")
+        .cloned()
+        .ok_or_else(|| MarketError::BadRequest("entry needs a `result`".into()))?;
+    m.entry(caller, &normalize(&id)?, result).await.map(Json)
 }
 
 async fn view(

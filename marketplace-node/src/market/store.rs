@@ -7,7 +7,10 @@ use sqlx::{AnyPool, Row, any::AnyPoolOptions};
 
 use super::{MarketError, Result};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_market.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_market.sql")),
+    (2, include_str!("migrations/0002_contest.sql")),
+];
 
 /// Lifecycle of a bounty inside the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +18,8 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_market.sq
 pub enum Phase {
     /// Call for proposals sent; sealed bids being collected.
     Bidding,
+    /// Contest: funded on-chain, entries collected until the deadline.
+    Contest,
     /// Window closed, winner chosen; waiting for the poster's on-chain award.
     AwaitingAward,
     /// Awarded on-chain; the task is assigned and the provider works.
@@ -34,6 +39,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Bidding => "bidding",
+            Self::Contest => "contest",
             Self::AwaitingAward => "awaiting_award",
             Self::Working => "working",
             Self::Settling => "settling",
@@ -46,6 +52,7 @@ impl Phase {
     fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "bidding" => Self::Bidding,
+            "contest" => Self::Contest,
             "awaiting_award" => Self::AwaitingAward,
             "working" => Self::Working,
             "settling" => Self::Settling,
@@ -191,16 +198,29 @@ impl MarketStore {
         spec: &serde_json::Value,
         bid_close_at: u64,
     ) -> Result<bool> {
+        self.insert_bounty_in(id, poster, spec, bid_close_at, Phase::Bidding).await
+    }
+
+    /// Inserts a new bounty in `phase`; false if the id exists already.
+    pub async fn insert_bounty_in(
+        &self,
+        id: &str,
+        poster: &str,
+        spec: &serde_json::Value,
+        bid_close_at: u64,
+        phase: Phase,
+    ) -> Result<bool> {
         let now = now_ms();
         let r = sqlx::query(
             "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at) \
-             VALUES ($1, $2, 'bidding', $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $6, $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(poster)
         .bind(spec.to_string())
         .bind(bid_close_at as i64)
         .bind(now)
+        .bind(phase.as_str())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -406,6 +426,43 @@ impl MarketStore {
             }
         }
         Ok(acc)
+    }
+
+    /// Stores a contest entry's result (first write wins: an entry cannot be swapped later).
+    pub async fn insert_entry(
+        &self,
+        bounty_id: &str,
+        agent: &str,
+        result: &serde_json::Value,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO market_entries (bounty_id, agent, result, received_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (bounty_id, agent) DO NOTHING",
+        )
+        .bind(bounty_id)
+        .bind(agent)
+        .bind(result.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Contest entries, earliest first: (agent, result).
+    pub async fn entries(&self, bounty_id: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let rows = sqlx::query("SELECT agent, result FROM market_entries WHERE bounty_id = $1 ORDER BY received_at, agent")
+            .bind(bounty_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let res: String = r.try_get("result")?;
+                Ok((
+                    r.try_get("agent")?,
+                    serde_json::from_str(&res).map_err(|e| MarketError::Internal(e.to_string()))?,
+                ))
+            })
+            .collect()
     }
 
     /// Appends to the progress log.
