@@ -58,6 +58,8 @@ pub struct ClientOptions {
     pub confirmations: u64,
     /// How long to wait for a receipt.
     pub tx_timeout: Duration,
+    /// Retry policy of the first request (the chain-id check in [`ReefClient::connect`]).
+    pub connect_retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +68,7 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             confirmations: 1,
             tx_timeout: Duration::from_secs(120),
+            connect_retry: RetryPolicy::quick(),
         }
     }
 }
@@ -104,7 +107,16 @@ impl ReefClient {
         opts: ClientOptions,
     ) -> Result<Self> {
         let me = Self::connect_unchecked(rpc_url, signer, deployment, opts)?;
-        let actual = me.chain_id_on_rpc().await?;
+        let p = me.provider.clone();
+        let actual = me
+            .opts
+            .connect_retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_chain_id().await }
+            })
+            .await
+            .map_err(|e| me.rpc_err(e))?;
         if actual != me.deployment.chain_id {
             return Err(Error::WrongChain { expected: me.deployment.chain_id, actual });
         }
@@ -286,19 +298,26 @@ impl ReefClient {
             .map_err(|e| self.classify(action, e))?;
         drop(_guard);
         let hash = *pending.tx_hash();
-        let receipt = pending
+        let receipt = match pending
             .with_required_confirmations(self.opts.confirmations)
             .with_timeout(Some(self.opts.tx_timeout))
             .get_receipt()
             .await
-            .map_err(|e| match e {
-                PendingTransactionError::TransportError(t) => self.rpc_err(t),
-                _ => Error::Timeout {
+        {
+            Ok(r) => r,
+            // The endpoint failed while we waited: the transaction is out there, so poll for
+            // its receipt (with retries) instead of reporting a failure that did not happen.
+            Err(PendingTransactionError::TransportError(_)) => {
+                self.receipt_after_outage(action, hash).await?
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
                     action: action.to_string(),
                     hash,
                     waited: self.opts.tx_timeout,
-                },
-            })?;
+                });
+            }
+        };
         if !receipt.status() {
             return Err(Error::TxReverted { action: action.to_string(), hash });
         }
@@ -311,6 +330,33 @@ impl ReefClient {
         };
         tracing::info!(action, %hash, gas = outcome.gas_used, "transaction mined");
         Ok((outcome, receipt))
+    }
+
+    async fn receipt_after_outage(&self, action: &str, hash: B256) -> Result<TransactionReceipt> {
+        let deadline = std::time::Instant::now() + self.opts.tx_timeout;
+        loop {
+            let p = self.provider.clone();
+            let r = self
+                .opts
+                .retry
+                .run(|| {
+                    let p = p.clone();
+                    async move { p.get_transaction_receipt(hash).await }
+                })
+                .await
+                .map_err(|e| self.rpc_err(e))?;
+            if let Some(r) = r {
+                return Ok(r);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    action: action.to_string(),
+                    hash,
+                    waited: self.opts.tx_timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Fetches logs matching `filter`, with retries.

@@ -1,0 +1,198 @@
+//! The RPC goes down for 30 s in the middle of a bounty (while the provider works and gets its
+//! verdict): the node, the agent and the poster retry, and the bounty still completes with
+//! exactly one payout. The outage is a TCP proxy in front of anvil that resets every
+//! connection while "down".
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use escrow_client::{
+    ClientOptions, ReefClient,
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer},
+};
+use serde_json::Value;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn reef() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
+    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
+    c
+}
+
+/// A TCP proxy to `upstream` that resets connections while `down` is set.
+async fn proxy(upstream: String, down: Arc<AtomicBool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { continue };
+            if down.load(Ordering::SeqCst) {
+                drop(inbound); // connection refused/reset from the client's point of view
+                continue;
+            }
+            let up = upstream.clone();
+            let down = down.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&up).await else { return };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = async { while !down.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(20)).await } } => {}
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpc_down_for_30s_mid_bounty_then_completes() {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let down = Arc::new(AtomicBool::new(false));
+    let pport = proxy(format!("127.0.0.1:{}", anvil.port), down.clone()).await;
+    let rpc = format!("http://127.0.0.1:{pport}");
+    let dir = std::env::temp_dir().join(format!("reef-outage-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(dir.join("deployments")).unwrap();
+    let deployer = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(0),
+        empty_deployment(31337),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await
+    .unwrap();
+    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    let mut node = reef()
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--node-id",
+            "outage-test",
+            "--no-indexer",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", dir.display()))
+        .args(["--rpc-url", &rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _node = Kill(node);
+    let listen =
+        serde_json::from_str::<Value>(&line).unwrap()["listen"].as_str().unwrap().to_string();
+    let http = format!("http://{listen}");
+    // The brain takes 3 s, so the result and the verdict land inside the outage.
+    let brain = format!("sleep 3; python3 {}", repo().join("examples/agents/sort.py").display());
+    let _agent = Kill(
+        reef()
+            .args(["agent", "run", "--node", &format!("ws://{listen}/v1/ws"), "--key", DEV_KEYS[1]])
+            .args([
+                "--skills",
+                "sort",
+                "--rpc-url",
+                &rpc,
+                "--bid-price",
+                "4",
+                "--eta",
+                "30s",
+                "--exec",
+                &brain,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
+    while !alloy::transports::http::reqwest::get(&agent_url)
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "agent never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let poster = reef()
+        .args([
+            "bounty",
+            "post",
+            "Sort these numbers ascending",
+            "--reward",
+            "5",
+            "--token",
+            "test",
+        ])
+        .args(["--node", &http, "--skills", "sort", "--bid-window", "2s", "--deadline", "1h"])
+        .args(["--input", "[5,3,9,1]", "--verify", "hash", "--expect", "[1,3,5,9]"])
+        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &rpc])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Take the RPC down as soon as the work starts, for 30 s.
+    let t0 = Instant::now();
+    loop {
+        let list: Value =
+            alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        if list[0]["phase"] == "working" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never started working: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    down.store(false, Ordering::SeqCst);
+    let out = poster.wait_with_output().unwrap();
+    assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    let earned = reef()
+        .args(["agent", "earnings", "--dev-account", "1", "--json", "--rpc-url", &anvil.rpc_url])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .output()
+        .unwrap();
+    let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
+    assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
+}
