@@ -780,6 +780,7 @@ impl Market {
                 .await?;
             return Ok(());
         }
+        self.note_missed_eta(row).await?;
         let msgs = self.inner.node.history(&me, group, row.cursor, 200).await?;
         let mut cursor = row.cursor;
         for m in msgs {
@@ -812,6 +813,36 @@ impl Market {
             };
         }
         self.inner.store.set_cursor(&row.id, cursor).await?;
+        Ok(())
+    }
+
+    /// Records (once) that the provider is past the ETA it promised in its bid. The job stays
+    /// with it (the escrow has no re-award transition) until the deadline refunds the poster,
+    /// but the miss counts against it when this node ranks its next bids.
+    async fn note_missed_eta(&self, row: &BountyRow) -> Result<()> {
+        let (Some(awarded), Some(winner), Some(ranking)) =
+            (row.awarded_at, &row.winner, &row.ranking)
+        else {
+            return Ok(());
+        };
+        let eta = ranking
+            .as_array()
+            .and_then(|r| {
+                r.iter()
+                    .find(|b| b["bidder"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(winner)))
+            })
+            .and_then(|b| b["eta_secs"].as_u64());
+        let Some(eta) = eta else { return Ok(()) };
+        if now() <= awarded + eta {
+            return Ok(());
+        }
+        let events = self.inner.store.events(&row.id).await?;
+        if !events.iter().any(|e| e["event"] == "eta_missed") {
+            self.inner
+                .store
+                .log(&row.id, "eta_missed", &format!("{winner} promised delivery within {eta}s"))
+                .await?;
+        }
         Ok(())
     }
 

@@ -416,7 +416,14 @@ impl MarketStore {
         .bind(agent)
         .fetch_all(&self.pool)
         .await?;
-        let mut acc = (0, 0);
+        let missed = sqlx::query(
+            "SELECT COUNT(*) AS n FROM market_log l JOIN market_bounties b ON b.id = l.bounty_id \
+             WHERE b.winner = $1 AND l.event = 'eta_missed'",
+        )
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut acc = (0, missed.try_get::<i64, _>("n")? as u64);
         for r in rows {
             let v: String = r.try_get("verdict")?;
             match serde_json::from_str::<serde_json::Value>(&v).map(|v| v["accept"] == true) {
@@ -496,5 +503,66 @@ impl MarketStore {
                 }))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> MarketStore {
+        let dir = std::env::temp_dir().join(format!("reef-market-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        MarketStore::connect(&format!("sqlite://{}/m.db", dir.display())).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn transitions_are_compare_and_set_and_posting_is_idempotent() {
+        let s = store().await;
+        let spec = serde_json::json!({"x": 1});
+        assert!(s.insert_bounty("0x01", "0xposter", &spec, 10).await.unwrap());
+        assert!(!s.insert_bounty("0x01", "0xposter", &spec, 10).await.unwrap());
+        assert!(
+            s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap()
+        );
+        // A second worker (or a restarted node) cannot repeat the same transition.
+        assert!(
+            !s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "again").await.unwrap()
+        );
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
+        assert_eq!(s.active().await.unwrap().len(), 1);
+        assert!(s.transition("0x01", Phase::AwaitingAward, Phase::Failed, "x").await.unwrap());
+        assert!(s.active().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn outcomes_count_verdicts_and_missed_etas() {
+        let s = store().await;
+        let spec = serde_json::json!({});
+        for (id, accept) in [("0x01", true), ("0x02", false)] {
+            s.insert_bounty(id, "0xp", &spec, 1).await.unwrap();
+            s.set_field(id, "winner", "0xagent").await.unwrap();
+            s.set_field(id, "verdict", &serde_json::json!({"accept": accept}).to_string())
+                .await
+                .unwrap();
+        }
+        s.insert_bounty("0x03", "0xp", &spec, 1).await.unwrap();
+        s.set_field("0x03", "winner", "0xagent").await.unwrap();
+        s.log("0x03", "eta_missed", "late").await.unwrap();
+        assert_eq!(s.outcomes("0xagent").await.unwrap(), (1, 2));
+        assert_eq!(s.outcomes("0xother").await.unwrap(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn bids_replace_within_the_window_and_entries_are_first_write() {
+        let s = store().await;
+        s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 1}), 10).await.unwrap();
+        s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 2}), 20).await.unwrap();
+        let bids = s.bids("0x01").await.unwrap();
+        assert_eq!(bids.len(), 1);
+        assert_eq!(bids[0].bid["p"], 2);
+        assert!(s.insert_entry("0x01", "0xa", &serde_json::json!([1])).await.unwrap());
+        assert!(!s.insert_entry("0x01", "0xa", &serde_json::json!([2])).await.unwrap());
+        assert_eq!(s.entries("0x01").await.unwrap()[0].1, serde_json::json!([1]));
     }
 }
