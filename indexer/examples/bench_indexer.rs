@@ -1,6 +1,7 @@
 //! Indexer benchmark (`make bench`): seeds anvil with ≥ 100,000 escrow events (many bounties per
 //! block, automine off), then measures backfill into SQLite and Postgres (events/s, blocks/s)
-//! and the live-tail lag in blocks while blocks keep coming.
+//! and the live-tail lag in blocks while blocks keep coming (polling over HTTP, then woken by a
+//! ws:// `newHeads` subscription).
 //!
 //! `cargo run --release -p reef-indexer --example bench_indexer [-- EVENTS]`
 //! Postgres is skipped when 127.0.0.1:5432 does not answer.
@@ -170,7 +171,7 @@ async fn backfill(
     Ok(ix)
 }
 
-async fn live_lag(mut ix: Indexer<RpcSource>, poster: &ReefClient) -> R<()> {
+async fn live_lag(label: &str, mut ix: Indexer<RpcSource>, poster: &ReefClient) -> R<()> {
     let store = ix.store().clone();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move { ix.run(rx).await });
@@ -194,7 +195,7 @@ async fn live_lag(mut ix: Indexer<RpcSource>, poster: &ReefClient) -> R<()> {
     let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64;
     let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
     println!(
-        "live tail: {} samples over 15 s with a block every 500 ms: lag mean {mean:.2}, p99 {p99}, max {} blocks (goal ≤ 1)",
+        "live tail {label}: {} samples over 15 s with a block every 500 ms: lag mean {mean:.2}, p99 {p99}, max {} blocks (goal ≤ 1)",
         samples.len(),
         samples.last().copied().unwrap_or(0)
     );
@@ -247,7 +248,14 @@ async fn main() -> R<()> {
     let warm = backfill("sqlite (warm anvil)", &sqlite2, &anvil.rpc_url, &cfg).await?;
     warm.store().close().await;
 
-    live_lag(ix, &poster).await?;
+    let store = ix.store().clone();
+    live_lag(&format!("(http, {:?} poll)", cfg.poll_interval), ix, &poster).await?;
+    // Same database, now woken by newHeads pushes over ws:// with a 1 s fallback poll.
+    let mut ws_cfg = cfg.clone();
+    ws_cfg.poll_interval = Duration::from_secs(1);
+    let ws = anvil.rpc_url.replacen("http://", "ws://", 1);
+    let wix = Indexer::new(RpcSource::new(&ws)?, store, ws_cfg).await?;
+    live_lag("(ws newHeads, 1 s poll)", wix, &poster).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

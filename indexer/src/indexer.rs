@@ -204,11 +204,17 @@ impl<S: ChainSource> Indexer<S> {
     }
 
     /// Runs the live tail until `stop` turns true: sync, then poll the head about every
-    /// `poll_interval`. Transient errors are logged and retried; a deep reorg or a
-    /// configuration error ends the loop.
+    /// `poll_interval`, or sooner when the source pushes a new head (ws:// RPC URLs subscribe to
+    /// `newHeads`; see [`ChainSource::head_notifications`]). Transient errors are logged and
+    /// retried; a deep reorg or a configuration error ends the loop.
     pub async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut failures = 0u32;
+        // Pushed heads (ws:// sources) wake the loop early; polling stays as the fallback.
+        let mut heads = self.src.head_notifications();
         loop {
+            if let Some(h) = heads.as_mut() {
+                h.mark_unchanged();
+            }
             if *stop.borrow() {
                 return Ok(());
             }
@@ -235,9 +241,19 @@ impl<S: ChainSource> Indexer<S> {
             }
             let wait =
                 if failures > 0 { backoff(&self.cfg, failures) } else { self.cfg.poll_interval };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+            let pushed = async {
+                match heads.as_mut() {
+                    Some(h) if failures == 0 => h.changed().await.is_ok(),
+                    _ => std::future::pending().await,
+                }
+            };
+            let alive = tokio::select! {
+                _ = tokio::time::sleep(wait) => true,
+                _ = stop.changed() => true,
+                alive = pushed => alive,
+            };
+            if !alive {
+                heads = None;
             }
         }
     }

@@ -5,6 +5,8 @@
 
 use std::{future::Future, time::Duration};
 
+use tokio::sync::watch;
+
 use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256},
@@ -42,9 +44,16 @@ pub trait ChainSource: Send + Sync {
         to: u64,
         addresses: &[Address],
     ) -> impl Future<Output = Result<Vec<Log>>> + Send;
+    /// Pushed new-head numbers, if this source can subscribe to them (a ws:// RPC URL): the live
+    /// tail then syncs as soon as a block arrives instead of waiting for its next poll. `None`
+    /// (the default) means poll only. Must be called within a Tokio runtime.
+    fn head_notifications(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
 }
 
-/// [`ChainSource`] over HTTP JSON-RPC.
+/// [`ChainSource`] over HTTP JSON-RPC; with a ws:// URL, requests still go over HTTP (same host
+/// and port) and new heads are pushed over an `eth_subscribe("newHeads")` WebSocket.
 #[derive(Debug, Clone)]
 pub struct RpcSource {
     provider: DynProvider,
@@ -56,7 +65,8 @@ fn rpc_err(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
 }
 
 impl RpcSource {
-    /// A source reading from `url` (http:// or https://; ws:// URLs are polled over HTTP).
+    /// A source reading from `url` (http://, https://, or ws:// — see [`RpcSource`]; wss:// is
+    /// read over https:// and polled, as the WebSocket client is built without TLS).
     pub fn new(url: &str) -> Result<Self> {
         let http = if let Some(rest) = url.strip_prefix("ws://") {
             format!("http://{rest}")
@@ -124,4 +134,67 @@ impl ChainSource for RpcSource {
         let filter = Filter::new().from_block(from).to_block(to).address(addresses.to_vec());
         timed(format!("eth_getLogs {from}..={to}"), self.provider.get_logs(&filter)).await
     }
+
+    fn head_notifications(&self) -> Option<watch::Receiver<u64>> {
+        if !self.url.starts_with("ws://") {
+            return None;
+        }
+        let (tx, rx) = watch::channel(0u64);
+        tokio::spawn(follow_heads(self.url.clone(), tx));
+        Some(rx)
+    }
+}
+
+/// Keeps an `eth_subscribe("newHeads")` WebSocket open to `url` (reconnecting with backoff) and
+/// publishes each new head's number, until every receiver is gone.
+async fn follow_heads(url: String, tx: watch::Sender<u64>) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            r = subscribe_heads(&url, &tx) => match r {
+                Ok(()) => tracing::debug!(%url, "newHeads subscription closed; reconnecting"),
+                Err(e) => tracing::warn!(%url, error = %e, "newHeads subscription failed; polling meanwhile"),
+            },
+            () = tx.closed() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = tx.closed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One subscription: connect, subscribe, forward heads until the socket closes.
+async fn subscribe_heads(url: &str, tx: &watch::Sender<u64>) -> Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut ws, _) =
+        timed(format!("connect {url}"), tokio_tungstenite::connect_async(url)).await?;
+    let req = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    ws.send(Message::text(req)).await.map_err(|e| rpc_err("eth_subscribe", e))?;
+    while let Some(msg) = ws.next().await {
+        let text = match msg.map_err(|e| rpc_err("newHeads", e))? {
+            Message::Text(t) => t,
+            Message::Ping(p) => {
+                ws.send(Message::Pong(p)).await.map_err(|e| rpc_err("newHeads", e))?;
+                continue;
+            }
+            Message::Close(_) => return Ok(()),
+            _ => continue,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(text.as_str()).map_err(|e| rpc_err("newHeads", e))?;
+        if let Some(err) = v.get("error") {
+            return Err(rpc_err("eth_subscribe", err));
+        }
+        let number = v["params"]["result"]["number"]
+            .as_str()
+            .and_then(|n| u64::from_str_radix(n.trim_start_matches("0x"), 16).ok());
+        if let Some(n) = number {
+            tx.send_replace(n);
+        }
+    }
+    Ok(())
 }

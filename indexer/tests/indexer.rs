@@ -194,3 +194,42 @@ async fn derived_state_confirmations_and_reputation() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// With a ws:// URL the live tail is woken by `newHeads` pushes: with a one-minute poll
+/// interval, a newly mined job is still indexed within seconds.
+#[tokio::test]
+async fn ws_url_tails_by_new_heads_subscription() {
+    let env = setup().await;
+    let ws = env.anvil.rpc_url.replacen("http://", "ws://", 1);
+    let src = RpcSource::new(&ws).unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let mut cfg = env.config();
+    cfg.poll_interval = std::time::Duration::from_secs(60);
+    let mut ix = Indexer::new(src, store.clone(), cfg).await.unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move { ix.run(rx).await });
+    // Let the first sync and the subscription settle, then make new blocks.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let id = env.completed_job(ether("1")).await;
+    let head = env.head().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let next = store.next_block().await.unwrap().unwrap_or(0);
+        if next > head {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tail stuck at {next}, head {head}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let want = format!("{id:#066x}");
+    let bounties = store.bounties().await.unwrap();
+    assert!(
+        bounties.iter().any(|b| b.id == want && b.status == "completed"),
+        "{want} not completed in {bounties:?}"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    store.close().await;
+    db.drop_db().await;
+}

@@ -534,30 +534,21 @@ async fn fund_eth(
     blast(p, txs).await.map(|_| ())
 }
 
-async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
-    let reef = locate_reef(&o.reef)?;
-    if Command::new("python3").arg("--version").output().is_err() {
-        bail!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)");
-    }
-    let log = |m: &str| {
-        if !o.json {
-            eprintln!("[{:>7.1}s] {m}", START.elapsed().as_secs_f64());
-        }
-    };
-
-    // --- anvil + contracts --------------------------------------------------------------------
-    let anvil = AnvilProcess::spawn(AnvilOptions {
-        log_file: Some(env.log("anvil.log")),
+/// Raw transaction rate on a fresh anvil: returns (ETH txs, time, stall kicks, ERC-20 txs,
+/// time, stall kicks). The anvil is stopped before returning.
+async fn raw_phase(
+    o: &Opts,
+    log_file: &Path,
+    log: &dyn Fn(&str),
+) -> eyre::Result<(usize, Duration, usize, usize, Duration, usize)> {
+    let mut anvil = AnvilProcess::spawn(AnvilOptions {
+        log_file: Some(log_file.to_path_buf()),
         ..Default::default()
     })
     .await?;
     let rpc = anvil.rpc_url.clone();
     let chain_id = anvil.chain_id;
-    env.anvil = Some(anvil);
-    let posters: Vec<PrivateKeySigner> =
-        (0..o.posters).map(|_| PrivateKeySigner::random()).collect();
-    let agents: Vec<PrivateKeySigner> = (0..o.agents).map(|_| PrivateKeySigner::random()).collect();
-    // Senders of the raw-rate phase: one per request in flight.
+    // Senders: one per request in flight.
     let raw_keys: Vec<PrivateKeySigner> =
         (0..o.raw_concurrency).map(|_| PrivateKeySigner::random()).collect();
     let deployer = ReefClient::connect(
@@ -567,21 +558,12 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         ClientOptions::default(),
     )
     .await?;
-    let seed: Vec<Address> = posters.iter().chain(&raw_keys).map(|s| s.address()).collect();
-    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await?;
-    let dep_dir = env.dir.path.join("deployments");
-    dep.save(&Deployment::path_in(&dep_dir, chain_id))?;
+    let seed: Vec<Address> = raw_keys.iter().map(|s| s.address()).collect();
+    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed.clone())).await?;
     let token = dep.test_token.ok_or_else(|| eyre!("deployment has no test token"))?;
-    log(&format!("anvil {rpc}, contracts deployed (escrow {})", dep.bounty_escrow));
-
     let p = http_provider(&rpc)?;
     let funders: Vec<PrivateKeySigner> = (0..5).map(dev_signer).collect();
-    let mut recipients: Vec<Address> = posters.iter().map(|s| s.address()).collect();
-    recipients.extend(agents.iter().chain(&raw_keys).map(|s| s.address()));
-    fund_eth(&p, chain_id, &funders, &recipients, parse_ether("100")?).await?;
-    log(&format!("funded {} posters and {} agents", posters.len(), agents.len()));
-
-    // --- 1. raw transaction rate ---------------------------------------------------------------
+    fund_eth(&p, chain_id, &funders, &seed, parse_ether("100")?).await?;
     let sink: Vec<Address> = (0..16).map(|_| PrivateKeySigner::random().address()).collect();
     let s2 = sink.clone();
     let eth_txs = presign(&p, &raw_keys, o.raw_txs, chain_id, move |si, k| {
@@ -617,6 +599,61 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "raw ERC-20 transfers: {n_erc} in {:.2}s = {erc_rate:.0} tx/s",
         erc_took.as_secs_f64()
     ));
+
+    anvil.stop();
+    Ok((n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks))
+}
+
+async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
+    let reef = locate_reef(&o.reef)?;
+    if Command::new("python3").arg("--version").output().is_err() {
+        bail!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)");
+    }
+    let log = |m: &str| {
+        if !o.json {
+            eprintln!("[{:>7.1}s] {m}", START.elapsed().as_secs_f64());
+        }
+    };
+
+    // --- 1. raw transaction rate, on its own anvil (so the node's indexer never backfills
+    // these blocks and nothing else loads anvil while it is measured) --------------------------
+    let raw = raw_phase(o, &env.log("anvil-raw.log"), &log).await?;
+    let (n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks) = raw;
+    let eth_rate = n_eth as f64 / eth_took.as_secs_f64();
+    let erc_rate = n_erc as f64 / erc_took.as_secs_f64();
+
+    // --- anvil + contracts --------------------------------------------------------------------
+    let anvil = AnvilProcess::spawn(AnvilOptions {
+        log_file: Some(env.log("anvil.log")),
+        ..Default::default()
+    })
+    .await?;
+    let rpc = anvil.rpc_url.clone();
+    let chain_id = anvil.chain_id;
+    env.anvil = Some(anvil);
+    let posters: Vec<PrivateKeySigner> =
+        (0..o.posters).map(|_| PrivateKeySigner::random()).collect();
+    let agents: Vec<PrivateKeySigner> = (0..o.agents).map(|_| PrivateKeySigner::random()).collect();
+    let deployer = ReefClient::connect(
+        &rpc,
+        dev_signer(0),
+        empty_deployment(chain_id),
+        ClientOptions::default(),
+    )
+    .await?;
+    let seed: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet(seed)).await?;
+    let dep_dir = env.dir.path.join("deployments");
+    dep.save(&Deployment::path_in(&dep_dir, chain_id))?;
+    let token = dep.test_token.ok_or_else(|| eyre!("deployment has no test token"))?;
+    log(&format!("anvil {rpc}, contracts deployed (escrow {})", dep.bounty_escrow));
+
+    let p = http_provider(&rpc)?;
+    let funders: Vec<PrivateKeySigner> = (0..5).map(dev_signer).collect();
+    let mut recipients: Vec<Address> = posters.iter().map(|s| s.address()).collect();
+    recipients.extend(agents.iter().map(|s| s.address()));
+    fund_eth(&p, chain_id, &funders, &recipients, parse_ether("100")?).await?;
+    log(&format!("funded {} posters and {} agents", posters.len(), agents.len()));
 
     // --- 2. node and agents --------------------------------------------------------------------
     let node_log = File::create(env.log("node.log"))?;
