@@ -171,7 +171,7 @@ async fn crash_during(kill_in: &str) {
     node.0.kill().unwrap(); // SIGKILL: no graceful shutdown
     node.0.wait().unwrap();
     node = start_node(&dir, &anvil.rpc_url, port);
-    let out = poster.wait_with_output().unwrap();
+    let out = wait_with_deadline(poster, 240);
     assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
     let res: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["phase"], "settled", "{res}");
@@ -196,4 +196,25 @@ async fn kill_9_during_bidding_then_restart_completes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_provider_works_then_restart_completes() {
     crash_during("working").await;
+}
+
+/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
+fn wait_with_deadline(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "process did not finish within {secs}s; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }

@@ -351,10 +351,9 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
     let _: Value =
         chain.provider().raw_request("evm_increaseTime".into(), (180u64,)).await.unwrap();
     let _: Value = chain.provider().raw_request("evm_mine".into(), ()).await.unwrap();
-    let out = poster.stdout.take().unwrap();
-    let status = poster.wait().unwrap();
-    assert!(status.success());
-    let res: Value = serde_json::from_reader(out).unwrap();
+    let out = wait_with_deadline(poster, 240);
+    assert!(out.status.success());
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["phase"], "settled", "{res}");
     assert_eq!(res["status"], "completed", "{res}");
     let winners = res["verdict"]["winners"].as_array().unwrap();
@@ -365,4 +364,25 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
         assert_eq!(e["payouts"][0]["paid"], "2970000000000000000", "{e}");
     }
     assert!(env.earnings(3)["payouts"].as_array().unwrap().is_empty());
+}
+
+/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
+fn wait_with_deadline(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "process did not finish within {secs}s; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }

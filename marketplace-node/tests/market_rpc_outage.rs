@@ -182,7 +182,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
     down.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(30)).await;
     down.store(false, Ordering::SeqCst);
-    let out = poster.wait_with_output().unwrap();
+    let out = wait_with_deadline(poster, 240);
     assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
     let res: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(res["phase"], "settled", "{res}");
@@ -195,4 +195,25 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
         .unwrap();
     let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
     assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
+}
+
+/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
+fn wait_with_deadline(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "process did not finish within {secs}s; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
 }

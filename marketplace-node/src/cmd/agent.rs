@@ -414,11 +414,16 @@ async fn execute(
 }
 
 /// The marketplace side of `reef agent run`: bids on calls for proposals and collects payment.
+#[derive(Clone)]
 struct Bidder {
     api: super::nodeapi::NodeApi,
     chain: escrow_client::ReefClient,
     evaluator: Option<alloy_primitives::Address>,
     skills: Vec<String>,
+    bid_price: Option<String>,
+    eta_secs: u64,
+    /// Token decimals, read once per token.
+    decimals: std::sync::Arc<std::sync::Mutex<HashMap<alloy_primitives::Address, u8>>>,
 }
 
 impl Bidder {
@@ -435,7 +440,15 @@ impl Bidder {
                 .await?;
         api.login(&signer).await?;
         let evaluator = info["evaluator"].as_str().and_then(|s| s.parse().ok());
-        Ok(Self { api, chain, evaluator, skills: args.skills.clone() })
+        Ok(Self {
+            api,
+            chain,
+            evaluator,
+            skills: args.skills.clone(),
+            bid_price: args.bid_price.clone(),
+            eta_secs: args.eta.as_secs().max(1),
+            decimals: Default::default(),
+        })
     }
 
     async fn on_cfp(&self, cfp: &Value, args: &RunArgs) {
@@ -443,12 +456,34 @@ impl Bidder {
             self.enter_contest(cfp, args);
             return;
         }
-        if let Err(e) = self.bid(cfp, args).await {
-            eprintln!("no bid on {}: {e}", cfp["bounty_id"].as_str().unwrap_or("?"));
-        }
+        // Bid in the background: a burst of calls for proposals must not queue behind each
+        // other (or behind this agent's own work).
+        let (me, cfp) = (self.clone(), cfp.clone());
+        tokio::spawn(async move {
+            if let Err(e) = me.bid(&cfp).await {
+                eprintln!("no bid on {}: {e}", cfp["bounty_id"].as_str().unwrap_or("?"));
+            }
+        });
     }
 
-    async fn bid(&self, cfp: &Value, args: &RunArgs) -> eyre::Result<()> {
+    async fn token_decimals(&self, token: alloy_primitives::Address) -> eyre::Result<u8> {
+        if token.is_zero() {
+            return Ok(18);
+        }
+        if let Some(d) = self.decimals.lock().ok().and_then(|m| m.get(&token).copied()) {
+            return Ok(d);
+        }
+        let d = self
+            .chain
+            .view(token, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
+            .await?;
+        if let Ok(mut m) = self.decimals.lock() {
+            m.insert(token, d);
+        }
+        Ok(d)
+    }
+
+    async fn bid(&self, cfp: &Value) -> eyre::Result<()> {
         use escrow_client::{bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson};
         let wanted: Vec<String> = serde_json::from_value(cfp["skills"].clone()).unwrap_or_default();
         if let Some(missing) = wanted.iter().find(|w| !self.skills.contains(w)) {
@@ -459,19 +494,10 @@ impl Bidder {
         let record = Bounty::try_from(&record)?;
         let id = crate::market::parse_id(cfp["bounty_id"].as_str().unwrap_or_default())?;
         let budget = record.amount;
-        let price = match &args.bid_price {
+        let price = match &self.bid_price {
             None => budget,
             Some(p) => {
-                let decimals = if record.token.is_zero() {
-                    18
-                } else {
-                    self.chain
-                        .view(
-                            record.token,
-                            escrow_client::bindings::token::ReefTestToken::decimalsCall {},
-                        )
-                        .await?
-                };
+                let decimals = self.token_decimals(record.token).await?;
                 let want: u128 = super::chain::parse_amount(p, decimals)?
                     .try_into()
                     .map_err(|_| eyre::eyre!("price too large"))?;
@@ -489,7 +515,7 @@ impl Bidder {
         let body = json!({
             "bid": escrow_client::escrow::BidJson::from(&bid),
             "signature": sig,
-            "eta_secs": args.eta.as_secs().max(1),
+            "eta_secs": self.eta_secs,
         });
         let path = format!("/v1/market/bounties/{}/bids", crate::market::id_hex(id));
         // The node may be restarting: retry until the window closes.

@@ -246,6 +246,7 @@ impl Market {
         }
         let row = self.row(&key).await?;
         let invited = self.announce(&row).await?;
+        let row = self.row(&key).await?;
         Ok(
             json!({ "id": key, "bid_close_at": row.bid_close_at, "cfp_group": row.cfp_group, "invited": invited, "new": fresh }),
         )
@@ -285,7 +286,7 @@ impl Market {
             .store
             .log(&row.id, "reopened", "the node restarted during the bid window; bidding re-opened")
             .await?;
-        if let Some(group) = &row.cfp_group {
+        if let Some(group) = row.cfp_group.as_ref().filter(|g| !g.starts_with("claimed:")) {
             let mut body = self.cfp_body(row);
             body["bid_close_at"] = json!(close);
             self.inner
@@ -327,7 +328,14 @@ impl Market {
 
     /// Sends the call for proposals to matching online agents (once; safe to repeat).
     async fn announce(&self, row: &BountyRow) -> Result<usize> {
-        if row.cfp_group.is_some() || !matches!(row.phase, Phase::Bidding | Phase::Contest) {
+        if row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"))
+            || !matches!(row.phase, Phase::Bidding | Phase::Contest)
+        {
+            return Ok(0);
+        }
+        // Exactly one announcement even if the REST handler and the work loop (or two nodes
+        // of a mesh) get here at once.
+        if !self.inner.store.claim(&row.id, "cfp_group", 30_000).await? {
             return Ok(0);
         }
         let me = self.address();
@@ -700,9 +708,12 @@ impl Market {
         if row.winner.as_deref() != Some(&provider.to_string()) {
             self.inner.store.set_field(&row.id, "winner", &provider.to_string()).await?;
         }
-        let group_id = match &row.work_group {
-            Some(g) => g.clone(),
+        let group_id = match row.work_group.as_deref().filter(|g| !g.starts_with("claimed:")) {
+            Some(g) => g.to_string(),
             None => {
+                if !self.inner.store.claim(&row.id, "work_group", 30_000).await? {
+                    return Ok(()); // another worker is opening it
+                }
                 let poster = parse_addr(&row.poster)?;
                 let g = self
                     .inner
@@ -751,7 +762,9 @@ impl Market {
     /// Reads the work group for the provider's result; verifies; signs the verdict.
     async fn work(&self, row: &BountyRow) -> Result<()> {
         let me = self.address();
-        let Some(group) = &row.work_group else { return self.assign(row).await };
+        let Some(group) = row.work_group.as_ref().filter(|g| !g.starts_with("claimed:")) else {
+            return self.assign(row).await;
+        };
         let (record, status, _) = self.chain_record(row).await?;
         if status.is_terminal() {
             self.inner

@@ -336,6 +336,30 @@ impl MarketStore {
         Ok(())
     }
 
+    /// Claims a one-time side effect (announcing, opening the work group) for this process:
+    /// sets `field` to a `claimed:<ms>` marker only if it is empty or holds a claim older than
+    /// `stale_ms` (a node that died between claim and completion). Safe across nodes sharing
+    /// the database.
+    pub async fn claim(&self, id: &str, field: &str, stale_ms: i64) -> Result<bool> {
+        let col = match field {
+            "cfp_group" | "work_group" => field,
+            other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
+        };
+        let now = now_ms();
+        let marker = format!("claimed:{now}");
+        let sql = format!(
+            "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND {col} < $3))"
+        );
+        // Markers compare as text: same prefix and 13-digit millisecond stamps.
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&marker)
+            .bind(id)
+            .bind(format!("claimed:{}", now - stale_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
         sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
