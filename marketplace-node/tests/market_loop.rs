@@ -290,7 +290,7 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
     for d in [1, 2, 3] {
         env.wait_online(d).await;
     }
-    let mut poster = reef()
+    let poster = reef()
         .args([
             "bounty",
             "post",
