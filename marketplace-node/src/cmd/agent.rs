@@ -40,6 +40,8 @@ enum AgentCommand {
     ServeMetered(Box<super::metered_agent::ServeMeteredArgs>),
     /// Redeem accepted vouchers on-chain in one batch.
     Redeem(super::metered_agent::RedeemMeteredArgs),
+    /// An agent's reputation score with every component explained (from the index).
+    Show(Box<super::agents::ShowAgentArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +196,7 @@ impl AgentArgs {
             AgentCommand::Earnings(e) => e.run().await,
             AgentCommand::ServeMetered(a) => a.run().await,
             AgentCommand::Redeem(a) => a.run().await,
+            AgentCommand::Show(a) => a.run().await,
         }
     }
 }

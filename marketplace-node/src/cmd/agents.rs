@@ -86,6 +86,30 @@ impl AgentsArgs {
     }
 }
 
+/// `reef agent show <addr>`: one agent's score with its explanation.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  reef agent show 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --json"
+)]
+pub struct ShowAgentArgs {
+    #[command(flatten)]
+    index: IndexArgs,
+    /// The agent's address.
+    addr: Address,
+    /// JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ShowAgentArgs {
+    /// Runs the command.
+    pub async fn run(self) -> eyre::Result<()> {
+        AgentsArgs { index: self.index, cmd: AgentsCmd::Show { addr: self.addr, json: self.json } }
+            .run()
+            .await
+    }
+}
+
 fn print_score(s: &Score) {
     println!("agent       {}", s.agent);
     println!("score       {:.3}  (confidence {:.3})", s.value, s.confidence);
