@@ -4,8 +4,8 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -16,23 +16,9 @@ use escrow_client::{
 };
 use serde_json::Value;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn reef() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
-    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
-    c
-}
+use common::{Kill, reef, repo, wait_with_deadline};
 
 fn start_node(dir: &Path, rpc: &str, port: u16) -> Kill {
     let mut node = reef()
@@ -196,25 +182,4 @@ async fn kill_9_during_bidding_then_restart_completes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_provider_works_then_restart_completes() {
     crash_during("working").await;
-}
-
-/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
-fn wait_with_deadline(mut child: std::process::Child, secs: u64) -> std::process::Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().unwrap(),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(100))
-            }
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "process did not finish within {secs}s; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
 }

@@ -5,8 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,23 +20,9 @@ use escrow_client::{
 };
 use serde_json::Value;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn reef() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
-    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
-    c
-}
+use common::{Kill, reef, repo, wait_with_deadline};
 
 /// A TCP proxy to `upstream` that resets connections while `down` is set.
 async fn proxy(upstream: String, down: Arc<AtomicBool>) -> u16 {
@@ -195,25 +180,4 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
         .unwrap();
     let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
     assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
-}
-
-/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
-fn wait_with_deadline(mut child: std::process::Child, secs: u64) -> std::process::Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().unwrap(),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(100))
-            }
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "process did not finish within {secs}s; stderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
 }

@@ -277,23 +277,28 @@ impl RunArgs {
                                 deferred.push((group_id, task))
                             }
                             Action::Conclude { group_id, result } => {
-                                if m.seq >= caught_up.get(&group_id).copied().unwrap_or(0) {
-                                    client
+                                if m.seq >= caught_up.get(&group_id).copied().unwrap_or(0)
+                                    && let Err(e) = client
                                         .send(&group_id, State::Conclusion, Some(result), None)
-                                        .await?;
+                                        .await
+                                {
+                                    eprintln!("could not post the conclusion to {group_id}: {e}");
                                 }
                             }
                             Action::BubbleUp { parent_group_id, child_group_id, result } => {
                                 if m.seq >= caught_up.get(&child_group_id).copied().unwrap_or(0) {
                                     let body = json!({ "status": "done", "result": result, "child_group_id": child_group_id });
-                                    client
+                                    if let Err(e) = client
                                         .send(
                                             &parent_group_id,
                                             State::Execution,
                                             Some(body),
                                             Some(json!({ "task_id": child_group_id })),
                                         )
-                                        .await?;
+                                        .await
+                                    {
+                                        eprintln!("could not bubble a result up: {e}");
+                                    }
                                 }
                             }
                             Action::Resume { .. } => {}
@@ -317,14 +322,17 @@ impl RunArgs {
                         let env = self.brain_env(market.as_ref());
                         let (ok, result, code) = execute(&self.exec, &group_id, &task, &env).await;
                         let body = json!({ "status": if ok { "done" } else { "failed" }, "result": result, "exit_code": code });
-                        let seq = client
-                            .send(
-                                &group_id,
-                                State::Execution,
-                                Some(body.clone()),
-                                Some(json!({ "task_id": task.task_id })),
-                            )
-                            .await?;
+                        // A deterministic msg_id makes the send idempotent, so it can be retried
+                        // across a node restart without delivering the result twice.
+                        let msg = reef_wire::SendMessage {
+                            group_id: group_id.clone(),
+                            msg_id: format!("result-{}", task.task_id),
+                            state: State::Execution,
+                            task_desc: Some(json!({ "task_id": task.task_id })),
+                            body: Some(body.clone()),
+                            extra: Default::default(),
+                        };
+                        let seq = send_reliably(&client, msg).await?;
                         if self.json {
                             println!(
                                 "{}",
@@ -349,6 +357,23 @@ impl RunArgs {
         }
         Ok(())
     }
+}
+
+/// Sends `msg` until the node acknowledges it, riding out disconnections (the SDK reconnects
+/// underneath); gives up after about ten minutes.
+async fn send_reliably(client: &Client, msg: reef_wire::SendMessage) -> eyre::Result<u64> {
+    let mut delay = std::time::Duration::from_millis(250);
+    for _ in 0..150 {
+        match client.send_message(msg.clone()).await {
+            Ok((seq, _)) => return Ok(seq),
+            Err(e) => {
+                eprintln!("sending to {} failed ({e}); retrying", msg.group_id);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+    eyre::bail!("could not deliver a message to group {} for ten minutes", msg.group_id)
 }
 
 /// Run the brain program; returns (success, result, exit code).

@@ -1,0 +1,94 @@
+//! Helpers shared by the marketplace integration tests: real processes, real anvil.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output},
+    time::{Duration, Instant},
+};
+
+use escrow_client::{
+    ClientOptions, Deployment, ReefClient,
+    deploy::{DeployConfig, deploy_all, empty_deployment},
+    devnet::dev_signer,
+};
+
+/// Kills a child process when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `reef` binary under test, with the environment it must not inherit removed.
+pub fn reef() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
+    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
+    c
+}
+
+/// Deploys Reef on the anvil at `rpc` (dev accounts 0..6 seeded) and writes
+/// `dir/deployments/<chainId>.json`.
+pub async fn deploy_devnet(rpc: &str, dir: &Path) -> Deployment {
+    std::fs::create_dir_all(dir.join("deployments")).unwrap();
+    let deployer =
+        ReefClient::connect(rpc, dev_signer(0), empty_deployment(31337), ClientOptions::default())
+            .await
+            .unwrap();
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await
+    .unwrap();
+    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    dep
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("reef-{tag}-{}", rand::random::<u32>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits for `child` with a deadline (a hung poster fails the test instead of hanging CI).
+pub fn wait_with_deadline(mut child: Child, secs: u64) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "process did not finish within {secs}s; stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// Polls `GET url` until it answers 2xx (e.g. an agent's card once it registered).
+pub async fn wait_http_ok(url: &str, what: &str) {
+    let t0 = Instant::now();
+    while !alloy::transports::http::reqwest::get(url)
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{what} never became available at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
