@@ -1,12 +1,13 @@
 //! `reef indexer run|status`, `reef agents top` and `reef agent show` against a real anvil with
 //! real bounty outcomes: a completed job raises the provider above the neutral prior.
 
+mod common;
+
 use std::process::Command;
 
 use alloy::primitives::{U256, keccak256};
 use escrow_client::{
     ClientOptions, NewBounty, ReefClient,
-    deploy::{DeployConfig, deploy_all, empty_deployment},
     devnet::{AnvilOptions, AnvilProcess, dev_signer},
     escrow::random_salt,
     signing::verdict,
@@ -29,17 +30,7 @@ async fn indexer_and_reputation_commands_reflect_a_completed_job() {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("reef-rep-{}", rand::random::<u32>()));
     let opts = ClientOptions::default();
-    let deployer =
-        ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), opts.clone())
-            .await
-            .unwrap();
-    let (dep, _) = deploy_all(
-        &deployer,
-        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
-    )
-    .await
-    .unwrap();
-    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let c = |i| ReefClient::connect(&anvil.rpc_url, dev_signer(i), dep.clone(), opts.clone());
     let (poster, provider, evaluator) =
         (c(0).await.unwrap(), c(1).await.unwrap(), c(2).await.unwrap());

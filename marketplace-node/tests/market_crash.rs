@@ -9,11 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use escrow_client::{
-    ClientOptions, ReefClient,
-    deploy::{DeployConfig, deploy_all, empty_deployment},
-    devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer, free_port},
-};
+use escrow_client::devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer, free_port};
 use serde_json::Value;
 
 mod common;
@@ -58,22 +54,7 @@ async fn phase(http: &str, id: &str) -> Option<String> {
 async fn crash_during(kill_in: &str) {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("reef-crash-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(dir.join("deployments")).unwrap();
-    let deployer = ReefClient::connect(
-        &anvil.rpc_url,
-        dev_signer(0),
-        empty_deployment(31337),
-        ClientOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (dep, _) = deploy_all(
-        &deployer,
-        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
-    )
-    .await
-    .unwrap();
-    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let port = free_port().unwrap();
     let http = format!("http://127.0.0.1:{port}");
     let mut node = start_node(&dir, &anvil.rpc_url, port);
@@ -105,15 +86,7 @@ async fn crash_during(kill_in: &str) {
             .unwrap(),
     );
     let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
-    let t0 = Instant::now();
-    while !alloy::transports::http::reqwest::get(&agent_url)
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "agent never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_http_ok(&agent_url, "the agent's card").await;
     let poster = reef()
         .args([
             "bounty",

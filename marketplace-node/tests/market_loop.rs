@@ -11,7 +11,6 @@ use std::{
 
 use escrow_client::{
     ClientOptions, ReefClient,
-    deploy::{DeployConfig, deploy_all, empty_deployment},
     devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer},
 };
 use serde_json::Value;
@@ -32,22 +31,7 @@ struct Env {
 async fn setup() -> Env {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("reef-market-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(dir.join("deployments")).unwrap();
-    let deployer = ReefClient::connect(
-        &anvil.rpc_url,
-        dev_signer(0),
-        empty_deployment(31337),
-        ClientOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (dep, _) = deploy_all(
-        &deployer,
-        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
-    )
-    .await
-    .unwrap();
-    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let verifier = repo().join("examples/verifiers/sorted.py");
     let mut node = reef()
         .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", "market-test"])
@@ -109,21 +93,8 @@ impl Env {
     }
 
     async fn wait_online(&self, dev: usize) {
-        let addr = dev_signer(dev).address();
-        let url = format!("{}/v1/agents/{addr}", self.http);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = alloy::transports::http::reqwest::get(&url)
-                .await
-                .ok()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "agent {dev} never came online");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = format!("{}/v1/agents/{}", self.http, dev_signer(dev).address());
+        common::wait_http_ok(&url, &format!("agent {dev}")).await;
     }
 
     fn post(&self, extra: &[&str]) -> Value {

@@ -13,11 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use escrow_client::{
-    ClientOptions, ReefClient,
-    deploy::{DeployConfig, deploy_all, empty_deployment},
-    devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer},
-};
+use escrow_client::devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer};
 use serde_json::Value;
 
 mod common;
@@ -56,22 +52,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
     let pport = proxy(format!("127.0.0.1:{}", anvil.port), down.clone()).await;
     let rpc = format!("http://127.0.0.1:{pport}");
     let dir = std::env::temp_dir().join(format!("reef-outage-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(dir.join("deployments")).unwrap();
-    let deployer = ReefClient::connect(
-        &anvil.rpc_url,
-        dev_signer(0),
-        empty_deployment(31337),
-        ClientOptions::default(),
-    )
-    .await
-    .unwrap();
-    let (dep, _) = deploy_all(
-        &deployer,
-        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
-    )
-    .await
-    .unwrap();
-    dep.save(&dir.join("deployments/31337.json")).unwrap();
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let mut node = reef()
         .args([
             "node",
@@ -119,16 +100,8 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
             .spawn()
             .unwrap(),
     );
-    let t0 = Instant::now();
     let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
-    while !alloy::transports::http::reqwest::get(&agent_url)
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(30), "agent never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_http_ok(&agent_url, "the agent's card").await;
     let poster = reef()
         .args([
             "bounty",

@@ -289,20 +289,14 @@ impl Market {
         if let Some(group) = row.cfp_group.as_ref().filter(|g| !g.starts_with("claimed:")) {
             let mut body = self.cfp_body(row);
             body["bid_close_at"] = json!(close);
-            self.inner
-                .node
-                .send(
-                    &self.address(),
-                    SendMessage {
-                        group_id: group.clone(),
-                        msg_id: format!("cfp-{}-reopened", row.id),
-                        state: MsgState::Discussion,
-                        task_desc: None,
-                        body: Some(body),
-                        extra: Default::default(),
-                    },
-                )
-                .await?;
+            self.send_as_market(
+                group,
+                format!("cfp-{}-reopened", row.id),
+                MsgState::Discussion,
+                None,
+                body,
+            )
+            .await?;
         }
         Ok(true)
     }
@@ -363,20 +357,14 @@ impl Market {
             .create_group(&me, &format!("cfp {}", &row.id[..12]), &members, None)
             .await?;
         let body = self.cfp_body(row);
-        self.inner
-            .node
-            .send(
-                &me,
-                SendMessage {
-                    group_id: group.group_id.clone(),
-                    msg_id: format!("cfp-{}", row.id),
-                    state: MsgState::Discussion,
-                    task_desc: None,
-                    body: Some(body),
-                    extra: Default::default(),
-                },
-            )
-            .await?;
+        self.send_as_market(
+            &group.group_id,
+            format!("cfp-{}", row.id),
+            MsgState::Discussion,
+            None,
+            body,
+        )
+        .await?;
         self.inner.store.set_field(&row.id, "cfp_group", &group.group_id).await?;
         self.inner
             .store
@@ -490,6 +478,7 @@ impl Market {
             BidBook::new(U256::from(record.amount), self.inner.cfg.bid_capacity);
         let threshold_gate = self.inner.cfg.deployment.agent_registry;
         let engine = self.reputation_book().await;
+        let history = self.inner.store.all_outcomes().await.unwrap_or_default();
         for b in &bids {
             let Ok(bj) = serde_json::from_value::<BidJson>(b.bid["bid"].clone()) else { continue };
             let Ok(bid) = Bid::try_from(&bj) else { continue };
@@ -500,8 +489,7 @@ impl Market {
             };
             // Local track record until the indexer-backed reputation engine is wired in:
             // a Beta(1, 1) prior over verified outcomes of the agent's past wins here.
-            let (ok, bad) =
-                self.inner.store.outcomes(&bid.bidder.to_string()).await.unwrap_or((0, 0));
+            let (ok, bad) = history.get(&bid.bidder.to_string()).copied().unwrap_or((0, 0));
             let local = (1.0 + ok as f64) / (2.0 + (ok + bad) as f64);
             // On-chain history (all nodes, value-weighted, Sybil-discounted) from the engine,
             // blended with this node's verified verdicts (which land before refunds do).
@@ -741,20 +729,15 @@ impl Market {
                 "verify": row.spec["verify"]["mode"],
             },
         });
-        self.inner
-            .node
-            .send(
-                &me,
-                SendMessage {
-                    group_id,
-                    msg_id: format!("assign-{}", row.id),
-                    state: MsgState::TaskAssignment,
-                    task_desc: Some(task),
-                    body: Some(json!({ "kind": "assignment", "bounty_id": row.id })),
-                    extra: Default::default(),
-                },
-            )
-            .await?;
+        let body = json!({ "kind": "assignment", "bounty_id": row.id });
+        self.send_as_market(
+            &group_id,
+            format!("assign-{}", row.id),
+            MsgState::TaskAssignment,
+            Some(task),
+            body,
+        )
+        .await?;
         self.inner.store.log(&row.id, "assigned", &format!("task assigned to {provider}")).await?;
         Ok(())
     }
@@ -859,22 +842,31 @@ impl Market {
         Ok(())
     }
 
-    async fn say(&self, group: &str, id: &str, tag: &str, body: Value) -> Result<()> {
-        self.inner
-            .node
-            .send(
-                &self.address(),
-                SendMessage {
-                    group_id: group.to_string(),
-                    msg_id: format!("{tag}-{id}"),
-                    state: MsgState::Conclusion,
-                    task_desc: None,
-                    body: Some(body),
-                    extra: Default::default(),
-                },
-            )
-            .await?;
+    /// Posts a message as the node's market identity. `msg_id`s are deterministic per bounty,
+    /// so a repeat after a restart is not delivered twice.
+    async fn send_as_market(
+        &self,
+        group: &str,
+        msg_id: String,
+        state: MsgState,
+        task_desc: Option<Value>,
+        body: Value,
+    ) -> Result<()> {
+        let msg = SendMessage {
+            group_id: group.to_string(),
+            msg_id,
+            state,
+            task_desc,
+            body: Some(body),
+            extra: Default::default(),
+        };
+        self.inner.node.send(&self.address(), msg).await?;
         Ok(())
+    }
+
+    /// A conclusion-state message tagged `<tag>-<bounty id>`.
+    async fn say(&self, group: &str, id: &str, tag: &str, body: Value) -> Result<()> {
+        self.send_as_market(group, format!("{tag}-{id}"), MsgState::Conclusion, None, body).await
     }
 
     /// Persists the verdict, signs the attestation and tells the group.
