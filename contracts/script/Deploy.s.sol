@@ -6,6 +6,7 @@ import {VmSafe} from "forge-std/Vm.sol";
 
 import {AgentRegistry} from "../src/AgentRegistry.sol";
 import {BountyEscrow} from "../src/BountyEscrow.sol";
+import {EvaluatorPanel, IPanelEscrow} from "../src/EvaluatorPanel.sol";
 import {PaymentChannel} from "../src/PaymentChannel.sol";
 import {ReputationRegistry} from "../src/ReputationRegistry.sol";
 import {ReefTestToken} from "../src/devnet/ReefTestToken.sol";
@@ -51,6 +52,7 @@ contract Deploy is Script {
         PaymentChannel paymentChannel;
         AgentRegistry agentRegistry;
         ReputationRegistry reputationRegistry;
+        EvaluatorPanel evaluatorPanel;
         ReefTestToken testToken;
     }
 
@@ -121,6 +123,7 @@ contract Deploy is Script {
         }
         d.reputationRegistry = new ReputationRegistry(address(d.agentRegistry), address(d.bountyEscrow));
         d.paymentChannel = new PaymentChannel();
+        d.evaluatorPanel = new EvaluatorPanel(IPanelEscrow(address(d.bountyEscrow)));
 
         if (block.chainid == DEVNET_CHAIN_ID) {
             d.testToken = new ReefTestToken();
@@ -149,12 +152,13 @@ contract Deploy is Script {
             ",\n",
             _field("bountyEscrow", address(d.bountyEscrow)),
             _field("paymentChannel", address(d.paymentChannel)),
-            _field("agentRegistry", address(d.agentRegistry))
+            _field("agentRegistry", address(d.agentRegistry)),
+            _field("reputationRegistry", address(d.reputationRegistry))
         );
         json = string.concat(
             json,
-            '  "reputationRegistry": "',
-            vm.toString(address(d.reputationRegistry)),
+            '  "evaluatorPanel": "',
+            vm.toString(address(d.evaluatorPanel)),
             address(d.testToken) == address(0) ? '"\n' : '",\n',
             address(d.testToken) == address(0)
                 ? ""

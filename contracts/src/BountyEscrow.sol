@@ -21,7 +21,8 @@ import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 ///         (bits 0..7). Every call acting on a bounty passes the current `Bounty` record in calldata;
 ///         the escrow re-hashes it, compares the upper 208 bits with the stored word and reverts with
 ///         `BountyMismatch` on any difference. Events carry everything needed to rebuild the record:
-///         `BountyPosted` carries the full record, `BountyAwarded` sets `provider`/`price`,
+///         `BountyPosted` carries the full record, `BountyAwarded` sets `provider`/`price` (again
+///         after a take-over, preceded by `AwardRevoked`),
 ///         `ResultSubmitted` / `BountyAttested` set `resultHash`.
 ///
 ///         Ids are `uint256(keccak256(abi.encode(poster, salt)))`, so bids can be signed before the
@@ -35,6 +36,8 @@ import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 ///
 ///         Timing conventions (all inclusive/exclusive bounds are deliberate):
 ///         - fund / award / submit / submitEntry: `block.timestamp <= deadline`.
+///         - reassign / revokeAward: `dueBy < block.timestamp <= deadline`, where `dueBy` (the
+///           stamp of an `Awarded` record) is the award time plus the winning bid's `eta`.
 ///         - refundExpired: `block.timestamp > deadline` (contests: `> deadline + reviewWindow`).
 ///         - attest, and dispute from `Submitted`: `block.timestamp <= stamp + reviewWindow`;
 ///           claimAfterReview: `block.timestamp > stamp + reviewWindow`.
@@ -59,7 +62,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
 
     /// @notice EIP-712 type hash of `Bid`.
     bytes32 public constant BID_TYPEHASH = keccak256(
-        "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint256 nonce)"
+        "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 nonce)"
     );
     /// @notice EIP-712 type hash of `Attestation`.
     bytes32 public constant ATTESTATION_TYPEHASH =
@@ -133,8 +136,15 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     );
     /// @notice An `Open` bounty was funded by `funder`.
     event BountyFunded(uint256 indexed id, address indexed funder, uint256 amount);
-    /// @notice A bid was accepted: `provider` and `price` are now part of the record.
-    event BountyAwarded(uint256 indexed id, address indexed provider, uint256 price, uint256 bidNonce);
+    /// @notice A bid was accepted: `provider` and `price` are now part of the record. `dueBy` is
+    ///         when delivery is due (award time + the bid's `eta`, capped at the deadline); after it
+    ///         the poster or the evaluator may hand the job to another bidder (`reassign`) or
+    ///         refund the poster (`revokeAward`).
+    event BountyAwarded(
+        uint256 indexed id, address indexed provider, uint256 price, uint256 bidNonce, uint64 dueBy
+    );
+    /// @notice `provider` missed its delivery time (`dueBy`) and lost the job.
+    event AwardRevoked(uint256 indexed id, address indexed provider, uint64 dueBy);
     /// @notice The provider submitted `resultHash` (now part of the record).
     event ResultSubmitted(uint256 indexed id, address indexed provider, bytes32 resultHash);
     /// @notice A contest entry was submitted.
@@ -194,6 +204,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     error NotEvaluator();
     error NotArbiter();
     error NotParty();
+    error NotPosterOrEvaluator();
+    error SameProvider();
     error ZeroAmount();
     error ZeroAddress();
     error ZeroResult();
@@ -339,9 +351,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         if (terms.mode != Mode.Auction) revert WrongMode();
         (bytes32 posted, bytes32 awarded) = _hashTermsAndAwarded(terms, bid.amount, bid.bidder);
         _checkBid(id, posted, terms.amount, bid, bidSig, c.stakeThreshold);
-        _records[id] = _word(awarded, Status.Awarded);
+        uint64 due = _dueBy(terms.deadline, bid.eta);
+        _records[id] = _wordAt(awarded, Status.Awarded, due);
         emit BountyPosted(id, msg.sender, terms.token, terms, true);
-        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
+        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
         _pull(terms.token, terms.amount);
     }
 
@@ -367,8 +380,46 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         if (b.mode != Mode.Auction) revert WrongMode();
         if (block.timestamp > b.deadline) revert TooLate();
         _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
-        _records[id] = _word(awarded, Status.Awarded);
-        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce);
+        uint64 due = _dueBy(b.deadline, bid.eta);
+        _records[id] = _wordAt(awarded, Status.Awarded, due);
+        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
+    }
+
+    /// @notice Take-over: hands an overdue job to another bidder. The current provider promised
+    ///         delivery by the award's `dueBy` (its bid's `eta`) and has not submitted; the next
+    ///         bid (signed for the record as posted, like any bid) becomes the award, with a new
+    ///         `dueBy`. The late provider's miss is on-chain (`AwardRevoked`) for reputation.
+    /// @dev Only the poster or the evaluator (who already decides whether work is paid); status
+    ///      `Awarded`, `dueBy < now <= deadline`; the new bidder must differ from the provider.
+    ///      Applies the same bid checks as `award` (nonce, expiry, budget, signature, stake gate).
+    /// @param id Bounty id.
+    /// @param b Current record (with the late provider and its price).
+    /// @param bid The replacement bid.
+    /// @param sig The new bidder's EIP-712 signature over `bid`.
+    function reassign(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig) external {
+        uint256 word = _load(id, b);
+        uint64 overdue = _checkOverdue(word, b);
+        if (bid.bidder == b.provider) revert SameProvider();
+        (bytes32 posted, bytes32 awarded) = _hashPostedAndAwarded(b, bid.amount, bid.bidder);
+        _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
+        uint64 due = _dueBy(b.deadline, bid.eta);
+        _records[id] = _wordAt(awarded, Status.Awarded, due);
+        emit AwardRevoked(id, b.provider, overdue);
+        emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
+    }
+
+    /// @notice Ends an overdue job without a replacement: the poster is refunded in full
+    ///         (`Expired`) and the late provider's miss is recorded (`AwardRevoked`).
+    /// @dev Only the poster or the evaluator; status `Awarded`, `dueBy < now <= deadline` (after
+    ///      the deadline anyone may call `refundExpired`).
+    /// @param id Bounty id.
+    /// @param b Current record.
+    function revokeAward(uint256 id, Bounty calldata b) external nonReentrant {
+        uint256 word = _load(id, b);
+        uint64 overdue = _checkOverdue(word, b);
+        _records[id] = _restamp(word, Status.Expired);
+        emit AwardRevoked(id, b.provider, overdue);
+        _refund(id, b, Status.Expired);
     }
 
     /// @notice The provider submits its result (status `Submitted`, review window starts).
@@ -722,7 +773,14 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
-                    BID_TYPEHASH, bid.bountyId, bid.termsHash, bid.bidder, bid.amount, bid.deadline, bid.nonce
+                    BID_TYPEHASH,
+                    bid.bountyId,
+                    bid.termsHash,
+                    bid.bidder,
+                    bid.amount,
+                    bid.deadline,
+                    bid.eta,
+                    bid.nonce
                 )
             )
         );
@@ -792,6 +850,25 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
         }
     }
 
+    /// @dev Commitments of `b` with `price`/`provider` cleared (`posted`, what bids are signed
+    ///      for) and set to a new award (`awarded`): the take-over path.
+    function _hashPostedAndAwarded(Bounty calldata b, uint256 price, address provider)
+        internal
+        pure
+        returns (bytes32 posted, bytes32 awarded)
+    {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, b, BOUNTY_SIZE)
+            mstore(add(ptr, PRICE_OFFSET), 0)
+            mstore(add(ptr, PROVIDER_OFFSET), 0)
+            posted := keccak256(ptr, BOUNTY_SIZE)
+            mstore(add(ptr, PRICE_OFFSET), price)
+            mstore(add(ptr, PROVIDER_OFFSET), provider)
+            awarded := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
     /// @dev Commitment of `b` with `resultHash` set (submission).
     function _hashSubmitted(Bounty calldata b, bytes32 resultHash) internal pure returns (bytes32 h) {
         assembly ("memory-safe") {
@@ -811,6 +888,27 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     /// @dev New word from a commitment (low 48 bits ignored), the current time and a status.
     function _word(bytes32 commitment, Status s) internal view returns (uint256) {
         return (uint256(commitment) & ~META_MASK) | (uint256(uint40(block.timestamp)) << 8) | uint256(s);
+    }
+
+    /// @dev New word with an explicit stamp (the delivery due time of an `Awarded` record).
+    function _wordAt(bytes32 commitment, Status s, uint64 stamp) internal pure returns (uint256) {
+        return (uint256(commitment) & ~META_MASK) | (uint256(uint40(stamp)) << 8) | uint256(s);
+    }
+
+    /// @dev Delivery due time of an award now: `now + eta`, capped at the deadline (eta 0 = deadline).
+    function _dueBy(uint64 deadline, uint32 eta) internal view returns (uint64) {
+        if (eta == 0) return deadline;
+        uint256 due = block.timestamp + eta;
+        return due < deadline ? uint64(due) : deadline;
+    }
+
+    /// @dev Checks of `reassign` / `revokeAward`; returns the missed due time.
+    function _checkOverdue(uint256 word, Bounty calldata b) internal view returns (uint64 due) {
+        if (msg.sender != b.poster && msg.sender != b.evaluator) revert NotPosterOrEvaluator();
+        _expect(word, Status.Awarded);
+        due = _stampOf(word);
+        if (block.timestamp <= due) revert TooEarly();
+        if (block.timestamp > b.deadline) revert TooLate();
     }
 
     /// @dev Same commitment, new status and stamp.

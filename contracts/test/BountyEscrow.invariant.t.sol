@@ -76,10 +76,12 @@ contract BountyEscrowInvariantTest is Test {
 
     /// @dev Coverage summary (run with -vv): how many escrow calls of each kind succeeded.
     function afterInvariant() external view {
-        string[16] memory names = [
+        string[18] memory names = [
             "postAndFund",
             "fund",
             "award",
+            "reassign",
+            "revokeAward",
             "submit",
             "submitAndAttest",
             "attest",

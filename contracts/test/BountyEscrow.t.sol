@@ -119,6 +119,7 @@ abstract contract BountyEscrowFixture is Test {
             bidder: bidder,
             amount: price,
             deadline: uint64(block.timestamp + 1 days),
+            eta: 0,
             nonce: nonce
         });
     }
@@ -580,7 +581,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes memory sig = _signBid(providerKey, bid);
 
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.BountyAwarded(id, provider, 600e18, 7);
+        emit BountyEscrow.BountyAwarded(id, provider, 600e18, 7, b.deadline);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
 
@@ -847,7 +848,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.expectEmit(address(escrow));
         emit BountyEscrow.BountyPosted(id, poster, address(token), b, true);
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.BountyAwarded(id, provider, 800e18, 5);
+        emit BountyEscrow.BountyAwarded(id, provider, 800e18, 5, b.deadline);
         vm.prank(poster);
         assertEq(escrow.postFundAndAward(salt, b, bid, sig), id);
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Awarded));
@@ -2220,6 +2221,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_HashBid_MatchesManualEIP712() public view {
         IBountyTypes.Bid memory bid = _bid(1, _terms(address(token), uint128(AMOUNT)), provider, 2, 3);
+        bid.eta = 77;
         bytes32 domain = keccak256(
             abi.encode(
                 keccak256(
@@ -2235,13 +2237,14 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint256 nonce)"
+                    "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 nonce)"
                 ),
                 bid.bountyId,
                 bid.termsHash,
                 bid.bidder,
                 bid.amount,
                 bid.deadline,
+                bid.eta,
                 bid.nonce
             )
         );

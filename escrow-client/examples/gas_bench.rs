@@ -64,7 +64,7 @@ async fn three_tx(
     let (id, b, txs) = poster.post_and_fund(random_salt(), t, true).await.unwrap();
     let post = txs.last().unwrap().gas_used;
     let deadline = poster.chain_time().await.unwrap() + 600;
-    let (bid, sig) = provider.sign_bid(id, &b, price, deadline, U256::from(nonce)).unwrap();
+    let (bid, sig) = provider.sign_bid(id, &b, price, deadline, 0, U256::from(nonce)).unwrap();
     let (b, award) = poster.award(id, &b, bid, sig).await.unwrap();
     let rh = alloy::primitives::keccak256(b"sorted output");
     let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
@@ -91,7 +91,7 @@ async fn two_tx(
     let salt = random_salt();
     let id = escrow_client::escrow::bounty_id(poster.address(), salt);
     let deadline = poster.chain_time().await.unwrap() + 600;
-    let (bid, sig) = provider.sign_bid(id, &t, t.amount, deadline, U256::from(nonce)).unwrap();
+    let (bid, sig) = provider.sign_bid(id, &t, t.amount, deadline, 0, U256::from(nonce)).unwrap();
     let (_, b, txs) = poster.post_fund_and_award(salt, t, bid, sig, true).await.unwrap();
     let first = txs.last().unwrap().gas_used;
     let rh = alloy::primitives::keccak256(b"sorted output");

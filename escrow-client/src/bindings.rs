@@ -43,6 +43,15 @@ pub mod reputation {
     );
 }
 
+/// `EvaluatorPanel`: k-of-n third-party evaluators as one ERC-1271 evaluator, with fees.
+pub mod panel {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        EvaluatorPanel,
+        "abi/EvaluatorPanel.json"
+    );
+}
+
 /// `ReefTestToken`: a mintable ERC-20 for development chains.
 pub mod token {
     alloy::sol!(

@@ -12,8 +12,8 @@ use alloy::{
 use crate::{
     Deployment, ReefClient, Result, TxOutcome,
     bindings::{
-        channel::PaymentChannel, escrow::BountyEscrow, registry::AgentRegistry,
-        reputation::ReputationRegistry, token::ReefTestToken,
+        channel::PaymentChannel, escrow::BountyEscrow, panel::EvaluatorPanel,
+        registry::AgentRegistry, reputation::ReputationRegistry, token::ReefTestToken,
     },
 };
 
@@ -146,6 +146,17 @@ pub async fn deploy_all(
         .await?;
     txs.push(tx);
 
+    let (panel, tx) = deployer
+        .deploy(
+            "deploy EvaluatorPanel",
+            code(
+                &EvaluatorPanel::BYTECODE,
+                EvaluatorPanel::constructorCall { escrow_: escrow }.abi_encode(),
+            ),
+        )
+        .await?;
+    txs.push(tx);
+
     let mut test_token = None;
     if let Some(seed) = &cfg.test_token_to {
         let (token, tx) = deployer
@@ -165,6 +176,7 @@ pub async fn deploy_all(
         payment_channel: channel,
         agent_registry: registry,
         reputation_registry: reputation,
+        evaluator_panel: Some(panel),
         test_token,
     };
     Ok((dep, txs))
@@ -182,7 +194,8 @@ pub async fn ensure_deployed(
     if path.exists()
         && let Ok(existing) = Deployment::load(&path)
     {
-        let mut all = true;
+        // A file from before the evaluator panel existed is redeployed in full.
+        let mut all = existing.evaluator_panel.is_some();
         for (_, addr) in existing.contracts() {
             all &= deployer.has_code(addr).await?;
         }
@@ -205,6 +218,7 @@ pub fn empty_deployment(chain_id: u64) -> Deployment {
         payment_channel: Address::ZERO,
         agent_registry: Address::ZERO,
         reputation_registry: Address::ZERO,
+        evaluator_panel: None,
         test_token: None,
     }
 }

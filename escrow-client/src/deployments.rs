@@ -26,6 +26,10 @@ pub struct Deployment {
     pub agent_registry: Address,
     /// ERC-8004 reputation registry gated by paid bounties.
     pub reputation_registry: Address,
+    /// Evaluator panels (k-of-n third-party evaluators as one ERC-1271 evaluator); absent in
+    /// deployments made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluator_panel: Option<Address>,
     /// Mintable ERC-20 for development chains (absent on real networks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_token: Option<Address>,
@@ -73,6 +77,9 @@ impl Deployment {
             ("AgentRegistry", self.agent_registry),
             ("ReputationRegistry", self.reputation_registry),
         ];
+        if let Some(p) = self.evaluator_panel {
+            v.push(("EvaluatorPanel", p));
+        }
         if let Some(t) = self.test_token {
             v.push(("ReefTestToken", t));
         }
@@ -94,6 +101,7 @@ mod tests {
             payment_channel: Address::repeat_byte(2),
             agent_registry: Address::repeat_byte(3),
             reputation_registry: Address::repeat_byte(4),
+            evaluator_panel: None,
             test_token: None,
         };
         let p = Deployment::path_in(&dir, 31337);

@@ -10,7 +10,7 @@ use alloy::{
 
 use crate::bindings::{
     channel::PaymentChannel::PaymentChannelErrors, escrow::BountyEscrow::BountyEscrowErrors,
-    registry::AgentRegistry::AgentRegistryErrors,
+    panel::EvaluatorPanel::EvaluatorPanelErrors, registry::AgentRegistry::AgentRegistryErrors,
     reputation::ReputationRegistry::ReputationRegistryErrors,
     token::ReefTestToken::ReefTestTokenErrors,
 };
@@ -173,6 +173,8 @@ pub enum Revert {
     Escrow(BountyEscrowErrors),
     /// PaymentChannel custom error.
     Channel(PaymentChannelErrors),
+    /// EvaluatorPanel custom error.
+    Panel(EvaluatorPanelErrors),
     /// AgentRegistry custom error.
     Registry(AgentRegistryErrors),
     /// ReputationRegistry custom error.
@@ -197,6 +199,9 @@ impl Revert {
         if let Ok(e) = PaymentChannelErrors::abi_decode(data) {
             return Self::Channel(e);
         }
+        if let Ok(e) = EvaluatorPanelErrors::abi_decode(data) {
+            return Self::Panel(e);
+        }
         if let Ok(e) = AgentRegistryErrors::abi_decode(data) {
             return Self::Registry(e);
         }
@@ -217,6 +222,7 @@ impl Revert {
         let debug = match self {
             Self::Escrow(e) => format!("{e:?}"),
             Self::Channel(e) => format!("{e:?}"),
+            Self::Panel(e) => format!("{e:?}"),
             Self::Registry(e) => format!("{e:?}"),
             Self::Reputation(e) => format!("{e:?}"),
             Self::Token(e) => format!("{e:?}"),
@@ -261,6 +267,22 @@ impl Revert {
             "NotPoster" | "NotProvider" | "NotEvaluator" | "NotArbiter" | "Unauthorized" => {
                 "send the transaction from the account that holds that role"
             }
+            "NotPosterOrEvaluator" => {
+                "only the poster or the evaluator may take an overdue job back"
+            }
+            "SameProvider" => {
+                "the replacement bid is from the late provider itself; pick another bid"
+            }
+            "PanelExists" | "BountyAlreadyPosted" => {
+                "an evaluator panel must be opened once, before the bounty is posted; use a new salt"
+            }
+            "InsufficientSignatures" => {
+                "fewer panel members signed than the quorum; wait for more evaluations"
+            }
+            "SignersNotSorted" => {
+                "sort the member signatures by signer address, without duplicates"
+            }
+            "NotTerminal" => "panel fees are settled once the bounty has reached a final state",
             "NothingToRedeem" => "this voucher (or a larger one) was already redeemed",
             "ExceedsDeposit" => {
                 "the voucher exceeds the channel's deposit; ask the payer to top up"
@@ -282,6 +304,7 @@ impl fmt::Display for Revert {
         match self {
             Self::Escrow(e) => write!(f, "BountyEscrow.{}", inner(format!("{e:?}"))),
             Self::Channel(e) => write!(f, "PaymentChannel.{}", inner(format!("{e:?}"))),
+            Self::Panel(e) => write!(f, "EvaluatorPanel.{}", inner(format!("{e:?}"))),
             Self::Registry(e) => write!(f, "AgentRegistry.{}", inner(format!("{e:?}"))),
             Self::Reputation(e) => write!(f, "ReputationRegistry.{}", inner(format!("{e:?}"))),
             Self::Token(e) => write!(f, "token.{}", inner(format!("{e:?}"))),

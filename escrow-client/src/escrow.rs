@@ -316,6 +316,10 @@ pub struct BidJson {
     pub amount: String,
     /// Validity (unix seconds).
     pub deadline: u64,
+    /// Promised delivery, seconds after the award (0 = by the bounty deadline). Signed: the
+    /// escrow lets the poster or evaluator hand the job to another bidder once it has passed.
+    #[serde(default)]
+    pub eta: u32,
     /// Unordered nonce (decimal string).
     pub nonce: String,
 }
@@ -328,6 +332,7 @@ impl From<&Bid> for BidJson {
             bidder: b.bidder,
             amount: b.amount.to_string(),
             deadline: b.deadline,
+            eta: b.eta,
             nonce: b.nonce.to_string(),
         }
     }
@@ -347,6 +352,7 @@ impl TryFrom<&BidJson> for Bid {
             bidder: b.bidder,
             amount: num("amount", &b.amount)?,
             deadline: b.deadline,
+            eta: b.eta,
             nonce: num("nonce", &b.nonce)?,
         })
     }
@@ -456,13 +462,16 @@ impl ReefClient {
         Ok((bounty_id(self.address(), salt), b, approval.into_iter().chain([out]).collect()))
     }
 
-    /// Signs a bid as this account (the bidder) for the bounty whose posted record is `terms`.
+    /// Signs a bid as this account (the bidder) for the bounty whose posted record is `terms`:
+    /// `amount` valid until `deadline`, delivery within `eta` seconds of the award (0 = by the
+    /// bounty deadline).
     pub fn sign_bid(
         &self,
         bounty_id: U256,
         terms: &Bounty,
         amount: u128,
         deadline: u64,
+        eta: u32,
         nonce: U256,
     ) -> Result<(Bid, Bytes)> {
         let bid = Bid {
@@ -471,6 +480,7 @@ impl ReefClient {
             bidder: self.address(),
             amount: U256::from(amount),
             deadline,
+            eta,
             nonce,
         };
         let sig = signing::sign_bid(self.signer(), &bid, &self.escrow_domain())?;
@@ -617,6 +627,37 @@ impl ReefClient {
         self.send_call("dispute", self.escrow_addr(), &call, bond).await
     }
 
+    /// Poster or evaluator: hands an overdue award (past its `dueBy`, before the deadline) to
+    /// another signed bid. Returns the updated record.
+    pub async fn reassign(
+        &self,
+        id: U256,
+        b: &Bounty,
+        bid: &Bid,
+        sig: Bytes,
+    ) -> Result<(Bounty, TxOutcome)> {
+        let me = self.address();
+        if me != b.poster && me != b.evaluator {
+            return Err(Error::InvalidInput(format!(
+                "only the poster {} or the evaluator {} may reassign; you are {me}",
+                b.poster, b.evaluator
+            )));
+        }
+        let call =
+            BountyEscrow::reassignCall { id, b: b.clone(), bid: bid.clone(), sig: sig.clone() };
+        let out = self.send_call("reassign", self.escrow_addr(), &call, U256::ZERO).await?;
+        let mut next = b.clone();
+        next.provider = bid.bidder;
+        next.price = bid.amount.to::<u128>();
+        Ok((next, out))
+    }
+
+    /// Poster or evaluator: ends an overdue award without a replacement; the poster is refunded.
+    pub async fn revoke_award(&self, id: U256, b: &Bounty) -> Result<TxOutcome> {
+        let call = BountyEscrow::revokeAwardCall { id, b: b.clone() };
+        self.send_call("revokeAward", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
     /// Arbiter: rule a split (`provider_bps` of the price to the provider).
     pub async fn resolve(&self, id: U256, b: &Bounty, provider_bps: u16) -> Result<TxOutcome> {
         if provider_bps > 10_000 {
@@ -664,6 +705,7 @@ impl ReefClient {
                 }
             } else if let Some(r) = record.as_mut() {
                 if topic0 == BountyEscrow::BountyAwarded::SIGNATURE_HASH {
+                    // After a take-over the last award wins.
                     if let Ok(ev) = BountyEscrow::BountyAwarded::decode_log_data(data) {
                         r.provider = ev.provider;
                         r.price = ev.price.to::<u128>();
@@ -718,6 +760,7 @@ fn event_name(topic0: FixedBytes<32>) -> &'static str {
         t if t == E::BountyPosted::SIGNATURE_HASH => "BountyPosted",
         t if t == E::BountyFunded::SIGNATURE_HASH => "BountyFunded",
         t if t == E::BountyAwarded::SIGNATURE_HASH => "BountyAwarded",
+        t if t == E::AwardRevoked::SIGNATURE_HASH => "AwardRevoked",
         t if t == E::ResultSubmitted::SIGNATURE_HASH => "ResultSubmitted",
         t if t == E::EntrySubmitted::SIGNATURE_HASH => "EntrySubmitted",
         t if t == E::BountyAttested::SIGNATURE_HASH => "BountyAttested",

@@ -18,6 +18,7 @@ pub mod deployments;
 pub mod devnet;
 pub mod error;
 pub mod escrow;
+pub mod panel;
 pub mod registry;
 pub mod retry;
 pub mod signing;

@@ -135,6 +135,7 @@ mod tests {
             bidder: dev_signer(1).address(),
             amount: U256::from(1000),
             deadline: 2_000_000_000,
+            eta: 600,
             nonce: U256::from(1),
         }
     }

@@ -50,7 +50,7 @@ async fn post_fund_and_award_in_one_transaction() {
     let salt = random_salt();
     let id = escrow_client::escrow::bounty_id(env.poster.address(), salt);
     let (bid, sig) =
-        env.provider.sign_bid(id, &terms, ether("4"), now + 600, U256::from(1)).unwrap();
+        env.provider.sign_bid(id, &terms, ether("4"), now + 600, 0, U256::from(1)).unwrap();
     let (id2, b, txs) = env.poster.post_fund_and_award(salt, terms, bid, sig, true).await.unwrap();
     assert_eq!(id, id2);
     assert_eq!(txs.last().unwrap().action, "postFundAndAward");
@@ -67,7 +67,8 @@ async fn poster_evaluates_submit_then_release_and_double_release_fails() {
     nb.evaluator = None; // poster evaluates
     let terms = env.poster.terms(&nb).await.unwrap();
     let (id, b, _) = env.poster.post_and_fund(random_salt(), terms, true).await.unwrap();
-    let (bid, sig) = env.provider.sign_bid(id, &b, ether("10"), now + 600, U256::from(9)).unwrap();
+    let (bid, sig) =
+        env.provider.sign_bid(id, &b, ether("10"), now + 600, 0, U256::from(9)).unwrap();
     let (b, _) = env.poster.award(id, &b, bid, sig).await.unwrap();
     let (b, _) = env.provider.submit(id, &b, result_hash("done")).await.unwrap();
     env.poster.release(id, &b).await.unwrap();
@@ -82,8 +83,9 @@ async fn bid_with_bad_signature_is_rejected_on_and_off_chain() {
     let (id, b) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
     // The stranger signs a bid claiming to be the provider.
-    let (mut bid, _) = env.provider.sign_bid(id, &b, ether("1"), deadline, U256::from(1)).unwrap();
-    let forged = env.stranger.sign_bid(id, &b, ether("1"), deadline, U256::from(1)).unwrap().1;
+    let (mut bid, _) =
+        env.provider.sign_bid(id, &b, ether("1"), deadline, 0, U256::from(1)).unwrap();
+    let forged = env.stranger.sign_bid(id, &b, ether("1"), deadline, 0, U256::from(1)).unwrap().1;
     bid.bidder = env.provider.address();
     let off = env.poster.award(id, &b, bid.clone(), forged.clone()).await.unwrap_err();
     assert!(matches!(off, Error::BadSignature { .. }), "{off}");
@@ -101,9 +103,9 @@ async fn replayed_bid_nonce_is_rejected() {
     let (id2, b2) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
     let (bid1, sig1) =
-        env.provider.sign_bid(id1, &b1, ether("5"), deadline, U256::from(42)).unwrap();
+        env.provider.sign_bid(id1, &b1, ether("5"), deadline, 0, U256::from(42)).unwrap();
     let (bid2, sig2) =
-        env.provider.sign_bid(id2, &b2, ether("5"), deadline, U256::from(42)).unwrap();
+        env.provider.sign_bid(id2, &b2, ether("5"), deadline, 0, U256::from(42)).unwrap();
     env.poster.award(id1, &b1, bid1.clone(), sig1.clone()).await.unwrap();
     let err = env.poster.award(id2, &b2, bid2, sig2).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("NonceUsed"), "{err}");
@@ -117,7 +119,7 @@ async fn expired_bid_is_rejected() {
     let env = setup().await;
     let (id, b) = env.posted(ether("10")).await;
     let now = env.poster.chain_time().await.unwrap();
-    let (bid, sig) = env.provider.sign_bid(id, &b, ether("5"), now + 10, U256::from(3)).unwrap();
+    let (bid, sig) = env.provider.sign_bid(id, &b, ether("5"), now + 10, 0, U256::from(3)).unwrap();
     env.warp(60).await;
     let err = env.poster.award(id, &b, bid, sig).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("BidExpired"), "{err}");
@@ -128,7 +130,7 @@ async fn signature_for_another_chain_is_rejected() {
     let env = setup().await;
     let (id, b) = env.posted(ether("10")).await;
     let deadline = env.poster.chain_time().await.unwrap() + 600;
-    let (bid, _) = env.provider.sign_bid(id, &b, ether("5"), deadline, U256::from(4)).unwrap();
+    let (bid, _) = env.provider.sign_bid(id, &b, ether("5"), deadline, 0, U256::from(4)).unwrap();
     let wrong = signing::escrow_domain(1, env.dep.bounty_escrow);
     let sig = signing::sign_bid(env.provider.signer(), &bid, &wrong).unwrap();
     let call = BountyEscrow::awardCall { id, b, bid, sig };
@@ -243,7 +245,7 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
     let env = setup().await;
     let id = U256::from(123456789u64);
     let (bid, sig) =
-        env.provider.sign_bid(id, &sample_terms(), 1_000, 2_000_000_000, U256::from(7)).unwrap();
+        env.provider.sign_bid(id, &sample_terms(), 1_000, 2_000_000_000, 0, U256::from(7)).unwrap();
     // The contract computes the same digest.
     let onchain: alloy::primitives::B256 = env
         .provider
@@ -302,7 +304,7 @@ async fn bid_for_other_terms_is_rejected() {
     let mut other = b.clone();
     other.evaluator = env.stranger.address();
     let (bid, sig) =
-        env.provider.sign_bid(id, &other, ether("5"), deadline, U256::from(11)).unwrap();
+        env.provider.sign_bid(id, &other, ether("5"), deadline, 0, U256::from(11)).unwrap();
     let err = env.poster.award(id, &b, bid, sig).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("BidMismatch"), "{err}");
 }

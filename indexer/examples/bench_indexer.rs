@@ -115,7 +115,7 @@ async fn seed(url: &str, poster: &ReefClient, target_events: u64) -> R<(u64, u64
             let id = bounty_id(poster.address(), salt);
             let who = (i % 4) as usize;
             let (bid, sig) =
-                providers[who].sign_bid(id, &terms, amount, now + 30 * 86_400, U256::from(i))?;
+                providers[who].sign_bid(id, &terms, amount, now + 30 * 86_400, 0, U256::from(i))?;
             let call = BountyEscrow::postFundAndAwardCall {
                 salt,
                 terms: terms.clone(),

@@ -172,8 +172,17 @@ fn escrow(e: Es) -> Option<F> {
             ref_id: Some(e.id),
             actor: Some(e.provider),
             amount: Some(e.price),
-            extra: Some(e.bidNonce.to_string()),
+            extra: Some(
+                serde_json::json!({ "bidNonce": e.bidNonce.to_string(), "dueBy": e.dueBy })
+                    .to_string(),
+            ),
             ..f("BountyAwarded")
+        },
+        Es::AwardRevoked(e) => F {
+            ref_id: Some(e.id),
+            actor: Some(e.provider),
+            extra: Some(e.dueBy.to_string()),
+            ..f("AwardRevoked")
         },
         Es::ResultSubmitted(e) => F {
             ref_id: Some(e.id),

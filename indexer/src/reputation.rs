@@ -10,7 +10,7 @@
 use alloy::primitives::{Address, U256};
 use reef_reputation::{Event, Outcome, OutcomeKind, Params, ReputationBook};
 
-use crate::{Error, Result, Store, derived::BountyRow, indexer::confirmed_tip};
+use crate::{Error, Result, Store, decode::addr_hex, derived::BountyRow, indexer::confirmed_tip};
 
 /// Converts base units (18 decimals) to whole tokens as f64.
 pub fn to_units(v: U256) -> f64 {
@@ -69,6 +69,42 @@ pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>
     for b in store.settled_bounties(tip).await? {
         if let Some(o) = outcome_of(&b, &funding)? {
             keyed.push(((b.settled_block.unwrap_or(0), b.last_log), Event::Outcome(o)));
+        }
+    }
+    // A provider that lost a job to another bidder (take-over after its ETA) failed it, even
+    // though the bounty itself may still complete. (`revokeAward` keeps the provider on the
+    // record and ends `Expired`: that one is already counted by `outcome_of`.)
+    let revoked = store.events_of_kind("AwardRevoked", tip).await?;
+    if !revoked.is_empty() {
+        let rows: std::collections::BTreeMap<String, BountyRow> =
+            store.bounties().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
+        for e in revoked {
+            let (Some(id), Some(agent)) = (&e.ref_id, e.actor) else { continue };
+            let Some(b) = rows.get(id) else { continue };
+            if b.provider.as_deref() == Some(addr_hex(agent).as_str()) {
+                continue;
+            }
+            let Some(poster) = &b.poster else { continue };
+            let amount = b.amount.as_deref().unwrap_or("0");
+            let value = to_units(
+                amount
+                    .parse::<U256>()
+                    .map_err(|e| Error::Corrupt(format!("amount {amount:?}: {e}")))?,
+            );
+            keyed.push((
+                (e.block_number as i64, e.log_index as i64),
+                Event::Outcome(Outcome {
+                    agent,
+                    poster: parse_addr(poster)?,
+                    value,
+                    kind: OutcomeKind::Expired,
+                    at: e.block_time,
+                    on_time: Some(false),
+                    poster_funded_by_agent: funding
+                        .get(poster)
+                        .is_some_and(|from| *from == addr_hex(agent)),
+                }),
+            ));
         }
     }
     for s in store.stakes().await? {

@@ -534,6 +534,22 @@ impl Store {
             .collect()
     }
 
+    /// Raw events of one kind at or below `max_block`, in chain order.
+    pub async fn events_of_kind(&self, kind: &str, max_block: u64) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE kind = $1 AND block_number <= $2 \
+             ORDER BY block_number, log_index"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(max_block as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
     /// All bounty rows ordered by id.
     pub async fn bounties(&self) -> Result<Vec<BountyRow>> {
         let sql = format!("SELECT {BOUNTY_COLS} FROM idx_bounties ORDER BY id");

@@ -51,7 +51,7 @@ async fn indexer_and_reputation_commands_reflect_a_completed_job() {
         .await
         .unwrap();
     let (id, b, _) = poster.post_and_fund(random_salt(), terms, true).await.unwrap();
-    let (bid, sig) = provider.sign_bid(id, &b, b.amount, now + 600, U256::from(1)).unwrap();
+    let (bid, sig) = provider.sign_bid(id, &b, b.amount, now + 600, 0, U256::from(1)).unwrap();
     let (b, _) = poster.award(id, &b, bid, sig).await.unwrap();
     let rh = keccak256(b"[1,2,3]");
     let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();

@@ -70,21 +70,31 @@ async fn setup() -> Env {
 
 impl Env {
     fn agent(&self, dev: usize, brain: &str, price: &str) -> Kill {
+        self.agent_with_eta(dev, brain, price, "30s")
+    }
+
+    fn agent_with_eta(&self, dev: usize, brain: &str, price: &str, eta: &str) -> Kill {
         let child = reef()
             .args(["agent", "run", "--node", &self.ws, "--key", DEV_KEYS[dev], "--name"])
             .arg(format!("sorter-{dev}"))
-            .args([
-                "--skills",
-                "sort",
-                "--rpc-url",
-                &self.rpc,
-                "--bid-price",
-                price,
-                "--eta",
-                "30s",
-            ])
+            .args(["--skills", "sort", "--rpc-url", &self.rpc, "--bid-price", price, "--eta", eta])
             .arg("--exec")
             .arg(format!("python3 {}", repo().join("examples/agents").join(brain).display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Kill(child)
+    }
+
+    /// A third-party evaluator agent: no bidding, judges with the `sorted` verifier.
+    fn evaluator(&self, dev: usize) -> Kill {
+        let child = reef()
+            .args(["agent", "run", "--node", &self.ws, "--key", DEV_KEYS[dev], "--name"])
+            .arg(format!("evaluator-{dev}"))
+            .args(["--skills", "review", "--rpc-url", &self.rpc, "--no-bid", "--exec", "true"])
+            .arg("--evaluate")
+            .arg(repo().join("examples/verifiers/sorted.py"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -114,7 +124,7 @@ impl Env {
                 "--skills",
                 "sort",
                 "--bid-window",
-                "2s",
+                "5s",
                 "--deadline",
                 "1h",
             ])
@@ -257,7 +267,20 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
             "--token",
             "test",
         ])
-        .args(["--node", &env.http, "--skills", "sort", "--deadline", "2m", "--contest", "2"])
+        .args([
+            "--node",
+            &env.http,
+            "--skills",
+            "sort",
+            "--deadline",
+            "2m",
+            "--mode",
+            "contest",
+            "--winners",
+            "2",
+            "--split",
+            "75,25",
+        ])
         .args(["--input", "[5,3,9,1]", "--verify", "command", "--verifier", "sorted"])
         .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &env.rpc])
         .arg("--deployments")
@@ -315,10 +338,126 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
     assert_eq!(res["status"], "completed", "{res}");
     let winners = res["verdict"]["winners"].as_array().unwrap();
     assert_eq!(winners.len(), 2, "{res}");
-    // 3 rUSD each minus the 1% fee; the cheater's entry failed verification.
-    for d in [1, 2] {
-        let e = env.earnings(d);
-        assert_eq!(e["payouts"][0]["paid"], "2970000000000000000", "{e}");
-    }
+    // A 75/25 split of 6 rUSD minus the 1% fee, best (first verified) entry first; the
+    // cheater's entry failed verification.
+    let mut paid: Vec<String> = [1, 2]
+        .iter()
+        .map(|d| env.earnings(*d)["payouts"][0]["paid"].as_str().unwrap_or_default().to_string())
+        .collect();
+    paid.sort();
+    assert_eq!(paid, ["1485000000000000000", "4455000000000000000"], "{res}");
     assert!(env.earnings(3)["payouts"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_winner_that_misses_its_eta_loses_the_job_to_the_runner_up() {
+    let env = setup().await;
+    // The cheapest bidder wins, promises delivery within 3 s and never delivers.
+    let _slacker = env.agent_with_eta(1, "sort_stalled.py", "1", "3s");
+    let _honest = env.agent(2, "sort.py", "2");
+    env.wait_online(1).await;
+    env.wait_online(2).await;
+    let res = env.post(&["--verify", "command", "--verifier", "sorted"]);
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    let honest = dev_signer(2).address().to_string();
+    assert!(res["winner"].as_str().unwrap().eq_ignore_ascii_case(&honest), "{res}");
+    assert_eq!(res["verdict"]["accept"], true, "{res}");
+
+    // The take-over happened on-chain: AwardRevoked between the two awards.
+    let id = res["id"].as_str().unwrap();
+    let chain = ReefClient::connect(
+        &env.rpc,
+        dev_signer(0),
+        escrow_client::Deployment::load(&escrow_client::Deployment::path_in(
+            &env.dir.join("deployments"),
+            31337,
+        ))
+        .unwrap(),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let n = alloy::primitives::U256::from_str_radix(id.trim_start_matches("0x"), 16).unwrap();
+    let state = chain.bounty(n).await.unwrap();
+    let names: Vec<&str> = state.history.iter().map(|h| h.event.as_str()).collect();
+    let revoked = names.iter().position(|n| *n == "AwardRevoked").expect("AwardRevoked");
+    assert_eq!(names.iter().filter(|n| **n == "BountyAwarded").count(), 2, "{names:?}");
+    assert!(names[revoked + 1] == "BountyAwarded", "{names:?}");
+    assert_eq!(state.record.provider, dev_signer(2).address());
+
+    // The node logged the miss and the hand-over; only the runner-up was paid.
+    let view: Value =
+        alloy::transports::http::reqwest::get(format!("{}/v1/market/bounties/{id}", env.http))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let events: Vec<&str> =
+        view["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+    for want in ["eta_missed", "taken_over", "reassigned"] {
+        assert!(events.contains(&want), "{want} missing from {events:?}");
+    }
+    assert!(env.earnings(1)["payouts"].as_array().unwrap().is_empty());
+    assert_eq!(env.earnings(2)["payouts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_of_evaluator_agents_judges_and_the_signers_are_paid() {
+    use escrow_client::bindings::token::ReefTestToken;
+    let env = setup().await;
+    let _worker = env.agent(1, "sort.py", "2");
+    let _evaluators: Vec<Kill> = [2, 3, 4].iter().map(|d| env.evaluator(*d)).collect();
+    for d in [1, 2, 3, 4] {
+        env.wait_online(d).await;
+    }
+    let dep = escrow_client::Deployment::load(&escrow_client::Deployment::path_in(
+        &env.dir.join("deployments"),
+        31337,
+    ))
+    .unwrap();
+    let chain = ReefClient::connect(&env.rpc, dev_signer(0), dep.clone(), ClientOptions::default())
+        .await
+        .unwrap();
+    let token = dep.test_token.unwrap();
+    let balances = || async {
+        let mut v = Vec::new();
+        for d in [2, 3, 4] {
+            let call = ReefTestToken::balanceOfCall { account: dev_signer(d).address() };
+            v.push(chain.view(token, call).await.unwrap());
+        }
+        v
+    };
+    let before = balances().await;
+
+    let res = env.post(&["--verify", "quorum", "--quorum", "2/3", "--eval-fee", "0.1"]);
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    assert_eq!(res["verdict"]["accept"], true, "{res}");
+    assert!(
+        res["verdict"]["reason"].as_str().unwrap().contains("2 of 3 evaluators accepted"),
+        "{res}"
+    );
+    assert!(
+        res["winner"].as_str().unwrap().eq_ignore_ascii_case(&dev_signer(1).address().to_string()),
+        "{res}"
+    );
+
+    // Exactly two evaluators (the quorum that signed) earned 0.1 rUSD each.
+    let after = balances().await;
+    let gains: Vec<alloy::primitives::U256> =
+        after.iter().zip(&before).map(|(a, b)| *a - *b).collect();
+    let fee = alloy::primitives::U256::from(100_000_000_000_000_000u128);
+    assert_eq!(gains.iter().filter(|g| **g == fee).count(), 2, "{gains:?}");
+    assert_eq!(gains.iter().filter(|g| g.is_zero()).count(), 1, "{gains:?}");
+    let id = alloy::primitives::U256::from_str_radix(
+        res["id"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let panel = chain.panel_of(id).await.unwrap().expect("panel");
+    assert!(panel.fees_settled);
+    assert_eq!(panel.quorum, 2);
+    assert_eq!(panel.members.len(), 3);
 }

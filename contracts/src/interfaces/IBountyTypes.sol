@@ -12,7 +12,7 @@ interface IBountyTypes {
         None, // never created
         Open, // posted, not yet funded
         Funded, // funds escrowed, bidding (no provider yet)
-        Awarded, // a signed bid was accepted; provider set
+        Awarded, // a signed bid was accepted; provider set (stamp = delivery due time)
         Submitted, // provider submitted a result hash
         Completed, // terminal: provider paid
         Rejected, // evaluator rejected; refund pending challenge window (or refunded at once)
@@ -58,6 +58,7 @@ interface IBountyTypes {
         address bidder;
         uint256 amount;
         uint64 deadline; // bid validity
+        uint32 eta; // promised delivery, seconds after the award (0 = by the bounty deadline)
         uint256 nonce; // unordered nonce (bitmap), single use per bidder
     }
 

@@ -226,7 +226,7 @@ contract BountyEscrowHandler is Test {
         funded[i] = true;
     }
 
-    function award(uint256 seed, uint256 bidderSeed, uint256 price) external step("award") {
+    function award(uint256 seed, uint256 bidderSeed, uint256 price, uint32 eta) external step("award") {
         (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Funded);
         if (!ok) return;
         IBountyTypes.Bounty memory b = records[i];
@@ -243,6 +243,7 @@ contract BountyEscrowHandler is Test {
             bidder: bidder,
             amount: bound(price, 1, b.amount),
             deadline: uint64(currentTime),
+            eta: uint32(bound(eta, 0, 12 hours)),
             nonce: ++nonceCounter
         });
         bytes memory sig = _sign(key, escrow.hashBid(bid));
@@ -251,6 +252,55 @@ contract BountyEscrowHandler is Test {
         ++hits["award"];
         records[i].provider = bidder;
         records[i].price = uint128(bid.amount);
+    }
+
+    /// @dev Take-over of an overdue award by another actor (poster or evaluator calling).
+    function reassign(uint256 seed, uint256 bidderSeed, uint256 price, bool byEvaluator)
+        external
+        step("reassign")
+    {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Awarded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (, uint40 due) = _status(i);
+        if (currentTime <= due || currentTime > b.deadline) return;
+        (address bidder, uint256 key) = _actor(bidderSeed);
+        if (bidder == b.provider || bidder == b.poster) return;
+        IBountyTypes.Bounty memory posted = b;
+        posted.provider = address(0);
+        posted.price = 0;
+        IBountyTypes.Bid memory bid = IBountyTypes.Bid({
+            bountyId: ids[i],
+            termsHash: keccak256(abi.encode(posted)),
+            bidder: bidder,
+            amount: bound(price, 1, b.amount),
+            deadline: uint64(currentTime),
+            eta: 1 hours,
+            nonce: ++nonceCounter
+        });
+        bytes memory sig = _sign(key, escrow.hashBid(bid));
+        // `posted` aliases `b` (memory reference): restore the current record before calling.
+        b = records[i];
+        vm.prank(byEvaluator ? b.evaluator : b.poster);
+        escrow.reassign(ids[i], b, bid, sig);
+        ++hits["reassign"];
+        records[i].provider = bidder;
+        records[i].price = uint128(bid.amount);
+    }
+
+    /// @dev Overdue award ended without replacement: the poster is refunded.
+    function revokeAward(uint256 seed) external step("revokeAward") {
+        (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Awarded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory b = records[i];
+        (, uint40 due) = _status(i);
+        if (currentTime <= due || currentTime > b.deadline) return;
+        uint256 bal = _escrowBal(b.token);
+        uint256 led = ledgerSum(b.token);
+        vm.prank(b.poster);
+        escrow.revokeAward(ids[i], b);
+        ++hits["revokeAward"];
+        paid[i] += _released(b.token, bal, led);
     }
 
     function submit(uint256 seed) external step("submit") {

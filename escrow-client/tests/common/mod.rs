@@ -83,7 +83,7 @@ impl Env {
         let (id, b) = self.posted(amount).await;
         let deadline = self.poster.chain_time().await.unwrap() + 600;
         let (bid, sig) =
-            self.provider.sign_bid(id, &b, price, deadline, U256::from(rand_nonce())).unwrap();
+            self.provider.sign_bid(id, &b, price, deadline, 0, U256::from(rand_nonce())).unwrap();
         let (b, _) = self.poster.award(id, &b, bid, sig).await.unwrap();
         (id, b)
     }

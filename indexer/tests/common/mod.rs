@@ -83,7 +83,7 @@ impl Env {
         let (id, b, _) = poster.post_and_fund(random_salt(), terms, true).await.unwrap();
         let (bid, sig) = self
             .provider
-            .sign_bid(id, &b, amount, now + 600, U256::from(rand::random::<u32>()))
+            .sign_bid(id, &b, amount, now + 600, 0, U256::from(rand::random::<u32>()))
             .unwrap();
         let (b, _) = poster.award(id, &b, bid, sig).await.unwrap();
         (id, b)

@@ -8,7 +8,7 @@
 //! posted as an `execution` message; conclusions bubble up to parent groups.
 
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::{path::PathBuf, process::Stdio};
 
 use alloy_signer_local::PrivateKeySigner;
 use clap::{Args, Subcommand};
@@ -169,6 +169,12 @@ struct RunArgs {
     /// Do not bid (only execute tasks assigned directly).
     #[arg(long)]
     no_bid: bool,
+    /// Also serve as a third-party evaluator (`--verify evaluator|quorum` bounties): run this
+    /// verifier program in a sandbox on each evaluation request (stdin `{"input", "result"}`,
+    /// exit 0 = accept) and sign the verdict as an EIP-712 attestation; the escrow pays panel
+    /// members a fee per verdict. Adds the `evaluate` skill.
+    #[arg(long)]
+    evaluate: Option<PathBuf>,
     /// Give the brain this agent's key and chain settings (REEF_PRIVATE_KEY, REEF_NODE_HTTP,
     /// REEF_RPC_URL, REEF_DEPLOYMENTS, REEF_BIN) so it can post sub-bounties (nested work).
     #[arg(long)]
@@ -211,7 +217,13 @@ impl RunArgs {
             .register(AgentCard {
                 name: self.name.clone(),
                 description: self.description.clone(),
-                skills: self.skills.clone(),
+                skills: {
+                    let mut skills = self.skills.clone();
+                    if self.evaluate.is_some() && !skills.iter().any(|s| s == "evaluate") {
+                        skills.push("evaluate".into());
+                    }
+                    skills
+                },
                 price: self.price,
                 payment_tokens: self.payment_tokens.clone(),
                 ..Default::default()
@@ -265,6 +277,11 @@ impl RunArgs {
                         match body["kind"].as_str() {
                             Some("cfp") if from_node && !self.no_bid => b.on_cfp(body, &self).await,
                             Some("verdict") if from_node => b.on_verdict(body).await,
+                            Some("evaluate") if from_node => {
+                                if let Some(program) = &self.evaluate {
+                                    b.on_evaluate(&client, &m.group_id, body, program);
+                                }
+                            }
                             Some("awaiting_poster") if from_node => {
                                 b.on_awaiting_poster(body).await
                             }
@@ -536,14 +553,15 @@ impl Bidder {
             }
         };
         let close = cfp["bid_close_at"].as_u64().unwrap_or_default();
-        let grace = cfp["award_grace_secs"].as_u64().unwrap_or(300);
-        let deadline = close + grace + 60;
+        // Valid until the bounty's deadline: a runner-up can still take the job over if the
+        // winner misses its ETA. The ETA is signed: the escrow enforces it.
+        let deadline = record.deadline;
+        let eta = u32::try_from(self.eta_secs).unwrap_or(u32::MAX);
         let nonce = alloy_primitives::U256::from(rand::random::<u64>());
-        let (bid, sig) = self.chain.sign_bid(id, &record, price, deadline, nonce)?;
+        let (bid, sig) = self.chain.sign_bid(id, &record, price, deadline, eta, nonce)?;
         let body = json!({
             "bid": escrow_client::escrow::BidJson::from(&bid),
             "signature": sig,
-            "eta_secs": self.eta_secs,
         });
         let path = format!("/v1/market/bounties/{}/bids", crate::market::id_hex(id));
         // The node may be restarting: retry until the window closes.
@@ -640,6 +658,71 @@ impl Bidder {
                 eprintln!("contest entry failed: {e}");
             }
         });
+    }
+
+    /// An evaluation request from the node (we sit on the bounty's evaluator panel): run our
+    /// verifier on the provider's result and answer with a signed attestation. In the
+    /// background: a slow verifier must not hold up this agent's other work.
+    fn on_evaluate(&self, client: &Client, group: &str, req: &Value, program: &std::path::Path) {
+        let (me, client, group, req) =
+            (self.clone(), client.clone(), group.to_string(), req.clone());
+        let program = program.display().to_string();
+        tokio::spawn(async move {
+            let bounty = req["bounty_id"].as_str().unwrap_or("?").to_string();
+            if let Err(e) = me.evaluate(&client, &group, &req, &program).await {
+                eprintln!("evaluation of {bounty} failed: {e}");
+            }
+        });
+    }
+
+    async fn evaluate(
+        &self,
+        client: &Client,
+        group: &str,
+        req: &Value,
+        program: &str,
+    ) -> eyre::Result<()> {
+        use crate::market::{sandbox, verify::result_hash};
+        let id = crate::market::parse_id(req["bounty_id"].as_str().unwrap_or_default())?;
+        let result = &req["result"];
+        let rh = result_hash(result);
+        // Sign only what we checked: the hash of the result we were shown.
+        if req["result_hash"].as_str() != Some(&rh.to_string()) {
+            eyre::bail!("the request's result_hash does not match its result");
+        }
+        let stdin = serde_json::to_vec(&json!({ "input": req["input"], "result": result }))?;
+        let out =
+            sandbox::run_sandboxed(program, &[], &stdin, &sandbox::SandboxLimits::default()).await;
+        let verdict = if out.accepted {
+            escrow_client::signing::verdict::ACCEPT
+        } else {
+            escrow_client::signing::verdict::REJECT
+        };
+        let sig = self.chain.sign_attestation(id, rh, verdict)?;
+        let body = json!({
+            "kind": "evaluation",
+            "bounty_id": crate::market::id_hex(id),
+            "result_hash": rh,
+            "verdict": verdict,
+            "signature": sig,
+        });
+        let msg = reef_wire::SendMessage {
+            group_id: group.to_string(),
+            // One answer per evaluator, bounty and result (msg_ids are unique per group): a
+            // replay after a restart is deduplicated.
+            msg_id: format!("eval-{}-{}-{rh}", self.chain.address(), crate::market::id_hex(id)),
+            state: State::Conclusion,
+            task_desc: None,
+            body: Some(body),
+            extra: Default::default(),
+        };
+        send_reliably(client, msg).await?;
+        eprintln!(
+            "evaluated bounty {}: {}",
+            crate::market::id_hex(id),
+            if out.accepted { "accept" } else { "reject" }
+        );
+        Ok(())
     }
 
     async fn on_verdict(&self, v: &Value) {

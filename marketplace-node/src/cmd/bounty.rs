@@ -85,6 +85,24 @@ enum BountyCmd {
         #[arg(long)]
         provider_bps: u16,
     },
+    /// Take-over: the provider missed the delivery time it signed (its bid's ETA) and delivered
+    /// nothing; hand the job to the next-ranked bidder (poster or evaluator; needs --node for
+    /// the sealed ranking).
+    #[command(after_help = "Example:\n  reef bounty reassign 0x3f2a… --node http://127.0.0.1:8080")]
+    Reassign {
+        /// Bounty id (hex or decimal).
+        id: String,
+        /// The node that ran the auction (it holds the ranked, signed bids).
+        #[arg(long, env = "REEF_NODE_HTTP")]
+        node: String,
+    },
+    /// The provider missed its signed ETA: end the award and refund the poster (poster or
+    /// evaluator; before the deadline; after it use `refund`).
+    #[command(after_help = "Example:\n  reef bounty revoke 0x3f2a…")]
+    Revoke {
+        /// Bounty id (hex or decimal).
+        id: String,
+    },
     /// Cancel a funded bounty before it is awarded (poster only); the escrow is refunded.
     #[command(after_help = "Example:\n  reef bounty cancel 0x3f2a…")]
     Cancel {
@@ -121,9 +139,18 @@ struct PostArgs {
     /// Approve the escrow for the reward if the allowance is short.
     #[arg(long)]
     approve: bool,
-    /// Contest mode with up to this many winners (default: auction, one winner).
-    #[arg(long)]
-    contest: Option<u8>,
+    /// `auction`: sealed bids, one provider chosen by price/ETA/reputation/stake. `contest`:
+    /// anyone enters a result before the deadline; the best verified entries are paid.
+    #[arg(long, default_value = "auction", value_parser = ["auction", "contest"])]
+    mode: String,
+    /// Contest: how many verified entries are paid (1..=32).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
+    winners: u8,
+    /// Contest: how the reward is split between the paid entries, in percent, best first
+    /// (e.g. `70,30`; must sum to 100; default: equal shares). With fewer verified entries than
+    /// shares, the shares that are used are scaled up to the whole reward.
+    #[arg(long, value_delimiter = ',')]
+    split: Vec<f64>,
     /// Salt that, with your address, determines the bounty id (default: random).
     #[arg(long)]
     salt: Option<B256>,
@@ -134,9 +161,18 @@ struct PostArgs {
     /// Skills a provider needs (comma separated; with --node).
     #[arg(long, value_delimiter = ',')]
     skills: Vec<String>,
-    /// Verification with --node: `hash` (needs --expect), `command` (needs --verifier) or `poster`.
+    /// Verification with --node: `hash` (needs --expect), `command` (needs --verifier), `poster`,
+    /// `evaluator` (a third-party evaluator agent chosen by reputation, paid --eval-fee) or
+    /// `quorum` (--quorum K/N evaluator agents must agree).
     #[arg(long, default_value = "poster")]
     verify: String,
+    /// `--verify quorum`: matching verdicts needed of the panel size, as `K/N` (e.g. `2/3`).
+    #[arg(long)]
+    quorum: Option<String>,
+    /// `--verify evaluator|quorum`: fee paid to each evaluator whose verdict settles the
+    /// bounty, in the reward token's units (escrowed with the panel: quorum × fee).
+    #[arg(long, default_value = "0")]
+    eval_fee: String,
     /// Expected result (JSON text or @file) for `--verify hash`; only its hash is sent.
     #[arg(long)]
     expect: Option<String>,
@@ -152,6 +188,80 @@ struct PostArgs {
     /// Return after the award instead of following the bounty to its end.
     #[arg(long)]
     detach: bool,
+}
+
+/// Checks that an award can be taken over now: caller is poster or evaluator, the bounty is
+/// awarded, its delivery time (`dueBy`, the stamp of an awarded record) passed and the
+/// deadline did not.
+async fn overdue(
+    client: &ReefClient,
+    state: &escrow_client::escrow::BountyState,
+) -> eyre::Result<()> {
+    let me = client.address();
+    let r = &state.record;
+    if me != r.poster && me != r.evaluator {
+        return Err(eyre!(
+            "only the poster {} or the evaluator {} may take a job back; you are {me}",
+            r.poster,
+            r.evaluator
+        ));
+    }
+    if state.status != Status::Awarded {
+        return Err(eyre!(
+            "bounty is {}: only an awarded, undelivered job can be taken over",
+            state.status
+        ));
+    }
+    // The next block's time: an idle devnet's latest block can be far behind the clock.
+    let now = client.chain_time().await?.max(reef_wire::unix_now());
+    if now <= state.stamp {
+        return Err(eyre!(
+            "the provider has until {} (another {}s) to deliver; try again after that",
+            state.stamp,
+            state.stamp - now
+        ));
+    }
+    if now > r.deadline {
+        return Err(eyre!("the deadline passed: use `reef bounty refund` instead"));
+    }
+    Ok(())
+}
+
+/// `K/N` → (K, N) with 1 <= K <= N <= 16.
+fn parse_quorum(s: &str) -> eyre::Result<(u8, u8)> {
+    let bad = || eyre!("--quorum {s:?}: use K/N with 1 <= K <= N <= 16 (e.g. 2/3)");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (u8, u8) =
+        (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k == 0 || k > n || n > 16 {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+/// `--split` percentages → basis points (empty = equal shares, decided by the node).
+fn split_bps(split: &[f64], winners: u8, contest: bool) -> eyre::Result<Vec<u16>> {
+    if split.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !contest {
+        return Err(eyre!("--split applies to --mode contest only"));
+    }
+    if split.len() != usize::from(winners) {
+        return Err(eyre!(
+            "--split has {} shares but --winners is {winners}: give one share per winner",
+            split.len()
+        ));
+    }
+    if split.iter().any(|p| !p.is_finite() || *p <= 0.0) {
+        return Err(eyre!("--split shares must be positive percentages"));
+    }
+    let bps: Vec<u16> = split.iter().map(|p| (p * 100.0).round() as u16).collect();
+    let total: u32 = bps.iter().map(|b| u32::from(*b)).sum();
+    if total != 10_000 {
+        return Err(eyre!("--split must sum to 100 (it sums to {})", f64::from(total) / 100.0));
+    }
+    Ok(bps)
 }
 
 /// JSON text or `@path` → value.
@@ -178,6 +288,12 @@ impl BountyArgs {
                 self.list(&client, who).await
             }
             BountyCmd::Refund { id } => self.refund(&client, parse_bounty_id(id)?).await,
+            BountyCmd::Reassign { id, node } => {
+                self.reassign(&client, parse_bounty_id(id)?, node).await
+            }
+            BountyCmd::Revoke { id } => {
+                self.verb(&client, parse_bounty_id(id)?, "revoke", None).await
+            }
             BountyCmd::Accept { id } => {
                 self.verb(&client, parse_bounty_id(id)?, "accept", None).await
             }
@@ -225,7 +341,7 @@ impl BountyArgs {
             review_window: secs(p.review_window)?,
             challenge_window: secs(p.challenge_window)?,
             description: p.description.clone(),
-            contest_winners: p.contest,
+            contest_winners: (p.mode == "contest").then_some(p.winners),
         };
         if let Some(node) = &p.node {
             return self.post_via_node(client, p, nb, node, decimals).await;
@@ -309,7 +425,23 @@ impl BountyArgs {
                 nb.evaluator = None;
                 json!({ "mode": "poster" })
             }
-            other => return Err(eyre!("--verify {other:?}: use hash, command or poster")),
+            "evaluator" | "quorum" => {
+                let panel = client.evaluator_panel().ok_or_else(|| {
+                    eyre!("this deployment has no EvaluatorPanel; redeploy (`reef devnet up`) to use --verify {}", p.verify)
+                })?;
+                nb.evaluator = Some(panel);
+                if p.verify == "evaluator" {
+                    json!({ "mode": "evaluator" })
+                } else {
+                    let (k, n) = parse_quorum(p.quorum.as_deref().unwrap_or("2/3"))?;
+                    json!({ "mode": "quorum", "quorum": k, "size": n })
+                }
+            }
+            other => {
+                return Err(eyre!(
+                    "--verify {other:?}: use hash, command, poster, evaluator or quorum"
+                ));
+            }
         };
         let input = match &p.input {
             Some(s) => json_arg(s)?,
@@ -341,11 +473,37 @@ impl BountyArgs {
             "skills": p.skills,
             "verify": verify,
             "bid_window_secs": p.bid_window.as_secs(),
+            "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
         });
         let posted = api.post("/v1/market/bounties", req).await?;
         let id = posted["id"].as_str().unwrap_or_default().to_string();
+        // An evaluator panel is registered on-chain before the bounty exists (bidders can
+        // inspect it), with the members' fees escrowed.
+        if let Some(panel) = posted["panel"].as_object() {
+            let members: Vec<Address> = serde_json::from_value(panel["members"].clone())
+                .map_err(|e| eyre!("node sent a malformed panel: {e}"))?;
+            let quorum = panel["quorum"].as_u64().unwrap_or(1) as u8;
+            let fee: u128 = super::chain::parse_amount(&p.eval_fee, decimals)?
+                .try_into()
+                .map_err(|_| eyre!("--eval-fee is too large"))?;
+            let bid = parse_bounty_id(&id)?;
+            if client.panel_of(bid).await?.is_none() {
+                let txs = client
+                    .open_panel(salt, members.clone(), quorum, terms.token, fee, p.approve)
+                    .await?;
+                for t in &txs {
+                    eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
+                }
+            }
+            eprintln!(
+                "  evaluator panel: {quorum} of {} ({}), fee {} each",
+                members.len(),
+                members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+                p.eval_fee
+            );
+        }
         let mut award: Option<TxOutcome> = None;
-        if p.contest.is_some() {
+        if p.mode == "contest" {
             // Contests are escrowed up front; entries arrive on-chain until the deadline.
             let (_, _, txs) = client.post_and_fund(salt, terms.clone(), p.approve).await?;
             for t in &txs {
@@ -576,6 +734,9 @@ impl BountyArgs {
             "resolve" => {
                 need(r.arbiter == me, format!("only the arbiter {} may resolve", r.arbiter))?
             }
+            "revoke" => {
+                overdue(client, &state).await?;
+            }
             "cancel" => {
                 need(r.poster == me, "only the poster may cancel".into())?;
                 need(
@@ -591,6 +752,7 @@ impl BountyArgs {
             "reject" => client.reject(id, r).await,
             "dispute" => client.dispute(id, r).await,
             "resolve" => client.resolve(id, r, bps.unwrap_or_default()).await,
+            "revoke" => client.revoke_award(id, r).await,
             _ => client.cancel(id, r).await,
         };
         pb.finish_and_clear();
@@ -605,6 +767,51 @@ impl BountyArgs {
             println!(
                 "{verb}: bounty {id:#x} is now {status} (tx {}, gas {})",
                 out.hash, out.gas_used
+            );
+        }
+        Ok(())
+    }
+
+    /// Hands an overdue award to the best remaining bid of the node's sealed ranking.
+    async fn reassign(&self, client: &ReefClient, id: U256, node: &str) -> eyre::Result<()> {
+        use super::nodeapi::NodeApi;
+        let state = client.bounty(id).await?;
+        overdue(client, &state).await?;
+        let mut api = NodeApi::new(node);
+        api.login(client.signer()).await?;
+        let key = crate::market::id_hex(id);
+        let view = api.get(&format!("/v1/market/bounties/{key}")).await?;
+        let ranking = view["ranking"].as_array().ok_or_else(|| {
+            eyre!("the node shows no ranking for {key} (only the poster sees it; is this the node that ran the auction?)")
+        })?;
+        let now = client.chain_time().await?;
+        let late = state.record.provider;
+        let next = ranking.iter().find_map(|e| {
+            let bj: escrow_client::escrow::BidJson =
+                serde_json::from_value(e["signed"]["bid"].clone()).ok()?;
+            let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj).ok()?;
+            let sig: alloy::primitives::Bytes =
+                serde_json::from_value(e["signed"]["signature"].clone()).ok()?;
+            (e["failed"] != true && bid.bidder != late && bid.deadline >= now).then_some((bid, sig))
+        });
+        let Some((bid, sig)) = next else {
+            return Err(eyre!(
+                "no other valid bid in the ranking of {key}; end the award with `reef bounty revoke {key}` to be refunded"
+            ));
+        };
+        let pb = spinner(format!("reassigning {key} to {}", bid.bidder));
+        let out = client.reassign(id, &state.record, &bid, sig).await;
+        pb.finish_and_clear();
+        let (_, out) = out?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "id": key, "action": "reassign", "from": late, "to": bid.bidder, "price": bid.amount.to_string(), "eta": bid.eta, "tx": out })
+            );
+        } else {
+            println!(
+                "reassign: bounty {key} moved from {late} to {} at price {} (tx {}, gas {})",
+                bid.bidder, bid.amount, out.hash, out.gas_used
             );
         }
         Ok(())

@@ -111,7 +111,7 @@ impl DemoArgs {
 
         say("provider signs an EIP-712 bid of 90 rUSD; poster awards it on-chain");
         let (bid, sig) =
-            provider.sign_bid(id, &b, 90 * 10u128.pow(18), now + 600, U256::from(1))?;
+            provider.sign_bid(id, &b, 90 * 10u128.pow(18), now + 600, 0, U256::from(1))?;
         let (b, t) = poster.award(id, &b, bid, sig).await?;
         record(&mut steps, "award (signed bid verified on-chain)", &t);
 

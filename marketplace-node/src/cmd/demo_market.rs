@@ -443,8 +443,12 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         .args([
             "--deadline",
             "2m",
-            "--contest",
+            "--mode",
+            "contest",
+            "--winners",
             "2",
+            "--split",
+            "60,40",
             "--skills",
             "sort",
             "--input",

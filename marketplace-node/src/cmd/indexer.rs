@@ -142,6 +142,7 @@ async fn config(index: &IndexArgs, a: &RunArgs, chain_id: u64) -> eyre::Result<I
                 payment_channel: channel,
                 agent_registry: registry,
                 reputation_registry: reputation,
+                evaluator_panel: None,
                 test_token: None,
             };
             IndexerConfig::for_deployment(&dep)

@@ -70,17 +70,18 @@ pub struct PostRequest {
     pub verify: VerifySpec,
     /// Sealed-bid window in seconds.
     pub bid_window_secs: u64,
+    /// Contest: shares of the paid entries in basis points, best first (empty = equal).
+    #[serde(default)]
+    pub split: Vec<u16>,
 }
 
 /// What a bidder sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BidRequest {
-    /// The EIP-712 bid.
+    /// The EIP-712 bid; its signed `eta` is the promised delivery time after the award.
     pub bid: BidJson,
     /// Its signature (65 bytes, hex).
     pub signature: Bytes,
-    /// Promised delivery time after the award, seconds.
-    pub eta_secs: u64,
 }
 
 /// The coordinator (cheap to clone).
@@ -175,6 +176,19 @@ impl Market {
         if record.amount == 0 {
             return bad("reward must be greater than zero".into());
         }
+        if !req.split.is_empty() {
+            let total: u32 = req.split.iter().map(|s| u32::from(*s)).sum();
+            if !contest
+                || req.split.len() > usize::from(record.maxWinners)
+                || req.split.contains(&0)
+                || total != 10_000
+            {
+                return bad(format!(
+                    "split must be 1..={} non-zero basis-point shares summing to 10000, for contests only",
+                    record.maxWinners
+                ));
+            }
+        }
         match &req.verify {
             VerifySpec::Poster if record.evaluator != record.poster => {
                 return bad("verify mode poster needs record.evaluator = poster".into());
@@ -187,6 +201,21 @@ impl Market {
                     req.verify.name(),
                     self.address()
                 ));
+            }
+            VerifySpec::Evaluator { .. } | VerifySpec::Quorum { .. } => {
+                let Some(panel) = cfg.deployment.evaluator_panel else {
+                    return bad("this deployment has no EvaluatorPanel: evaluator/quorum verification is unavailable".into());
+                };
+                if record.evaluator != panel {
+                    return bad(format!(
+                        "verify mode {} needs record.evaluator = the EvaluatorPanel {panel}",
+                        req.verify.name()
+                    ));
+                }
+                let (k, n, _) = req.verify.panel().unwrap_or((1, 1, &[]));
+                if k == 0 || n == 0 || k > n || n > 16 {
+                    return bad(format!("quorum {k}/{n}: need 1 <= quorum <= size <= 16"));
+                }
             }
             VerifySpec::Command { verifier } if !cfg.verifiers.has(verifier) => {
                 return bad(format!(
@@ -219,6 +248,13 @@ impl Market {
                 id_hex(id)
             )));
         }
+        let verify = match req.verify.panel() {
+            Some((_, n, _)) => {
+                let members = self.choose_evaluators(caller, usize::from(n)).await?;
+                req.verify.with_members(members)
+            }
+            None => req.verify.clone(),
+        };
         let spec = json!({
             "salt": req.salt,
             "record": req.record,
@@ -226,8 +262,9 @@ impl Market {
             "description": req.description,
             "input": req.input,
             "skills": req.skills,
-            "verify": req.verify,
+            "verify": verify,
             "bid_window_secs": req.bid_window_secs,
+            "split": req.split,
         });
         let key = id_hex(id);
         // Contests take entries until the deadline instead of bids during a window.
@@ -247,9 +284,46 @@ impl Market {
         let row = self.row(&key).await?;
         let invited = self.announce(&row).await?;
         let row = self.row(&key).await?;
+        // The panel as stored (a repeated post returns the first choice).
+        let panel =
+            Self::verify_spec(&row)?.panel().map(|(k, _, m)| json!({ "quorum": k, "members": m }));
         Ok(
-            json!({ "id": key, "bid_close_at": row.bid_close_at, "cfp_group": row.cfp_group, "invited": invited, "new": fresh }),
+            json!({ "id": key, "bid_close_at": row.bid_close_at, "cfp_group": row.cfp_group, "invited": invited, "new": fresh, "panel": panel }),
         )
+    }
+
+    /// Picks `n` online evaluator agents (skill `evaluate`) for a panel, best reputation first
+    /// (the reputation engine's score, or the neutral prior), ties by address; never the poster
+    /// or this node.
+    async fn choose_evaluators(&self, poster: Address, n: usize) -> Result<Vec<Address>> {
+        let me = self.address();
+        let found = self
+            .inner
+            .node
+            .discover(&AgentQuery {
+                query: String::new(),
+                skills: vec!["evaluate".into()],
+                online_only: true,
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await?;
+        let engine = self.reputation_book().await;
+        let mut scored: Vec<(f64, Address)> = found
+            .iter()
+            .map(|a| a.address)
+            .filter(|a| *a != poster && *a != me)
+            .map(|a| (engine.as_ref().map(|b| b.score(&a).value).unwrap_or(0.5), a))
+            .collect();
+        scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        scored.dedup_by_key(|x| x.1);
+        if scored.len() < n {
+            return Err(MarketError::Conflict(format!(
+                "only {} evaluator agents (skill `evaluate`) are online; the panel needs {n}",
+                scored.len()
+            )));
+        }
+        Ok(scored.into_iter().take(n).map(|(_, a)| a).collect())
     }
 
     async fn row(&self, key: &str) -> Result<BountyRow> {
@@ -408,10 +482,13 @@ impl Market {
         if caller == record.poster {
             return Err(MarketError::Forbidden("the poster cannot bid on its own bounty".into()));
         }
-        if req.eta_secs == 0 || req.eta_secs > record.deadline.saturating_sub(row.bid_close_at) {
-            return Err(MarketError::BadRequest(
-                "eta must be positive and end before the deadline".into(),
-            ));
+        // The signed ETA (0 = "by the deadline") is what the escrow enforces at take-over time.
+        let max_eta = record.deadline.saturating_sub(row.bid_close_at);
+        let eta_secs = if bid.eta == 0 { max_eta } else { u64::from(bid.eta) };
+        if eta_secs > max_eta {
+            return Err(MarketError::BadRequest(format!(
+                "eta {eta_secs}s ends after the deadline (at most {max_eta}s after the window closes)"
+            )));
         }
         self.inner
             .chain
@@ -426,7 +503,7 @@ impl Market {
             )));
         }
         let stored = json!({ "bid": req.bid, "signature": req.signature });
-        self.inner.store.upsert_bid(key, &caller.to_string(), &stored, req.eta_secs).await?;
+        self.inner.store.upsert_bid(key, &caller.to_string(), &stored, eta_secs).await?;
         Ok(json!({ "accepted": true, "bid_close_at": row.bid_close_at }))
     }
 
@@ -464,6 +541,7 @@ impl Market {
             }
             Phase::AwaitingAward => self.await_award(row).await?,
             Phase::Working => self.work(row).await?,
+            Phase::Evaluating => self.evaluating(row).await?,
             Phase::Settling | Phase::AwaitingPoster => self.settle(row).await?,
             Phase::Settled | Phase::Failed => {}
         }
@@ -479,9 +557,15 @@ impl Market {
         let threshold_gate = self.inner.cfg.deployment.agent_registry;
         let engine = self.reputation_book().await;
         let history = self.inner.store.all_outcomes().await.unwrap_or_default();
+        // Evaluators do not judge their own work: panel members cannot win.
+        let spec = Self::verify_spec(row)?;
+        let judges: Vec<Address> = spec.panel().map(|(_, _, m)| m.to_vec()).unwrap_or_default();
         for b in &bids {
             let Ok(bj) = serde_json::from_value::<BidJson>(b.bid["bid"].clone()) else { continue };
             let Ok(bid) = Bid::try_from(&bj) else { continue };
+            if judges.contains(&bid.bidder) {
+                continue;
+            }
             let stake = if threshold_gate.is_zero() {
                 U256::ZERO
             } else {
@@ -624,18 +708,16 @@ impl Market {
             }
             return Ok(());
         }
-        // Equal split (the remainder of the division goes to the first winner).
-        let n = winners.len() as u16;
-        let mut shares = vec![10_000 / n; winners.len()];
-        shares[0] += 10_000 - (10_000 / n) * n;
-        self.inner.chain.pick_winners(id, &record, winners.clone(), shares).await?;
+        let split: Vec<u16> = serde_json::from_value(row.spec["split"].clone()).unwrap_or_default();
+        let shares = contest_shares(&split, winners.len());
+        self.inner.chain.pick_winners(id, &record, winners.clone(), shares.clone()).await?;
         self.inner
             .store
             .transition(
                 &row.id,
                 Phase::Contest,
                 Phase::Settled,
-                &format!("winners paid: {winners:?}"),
+                &format!("winners paid: {winners:?} with shares {shares:?} bps"),
             )
             .await?;
         Ok(())
@@ -732,7 +814,7 @@ impl Market {
         let body = json!({ "kind": "assignment", "bounty_id": row.id });
         self.send_as_market(
             &group_id,
-            format!("assign-{}", row.id),
+            format!("assign-{}-{provider}", row.id),
             MsgState::TaskAssignment,
             Some(task),
             body,
@@ -776,7 +858,21 @@ impl Market {
                 .await?;
             return Ok(());
         }
-        self.note_missed_eta(row).await?;
+        // The award changed hands on-chain (our take-over, or the poster's): assign afresh.
+        if matches!(status, Status::Awarded)
+            && !row
+                .winner
+                .as_deref()
+                .is_some_and(|w| w.eq_ignore_ascii_case(&record.provider.to_string()))
+        {
+            let (_, due) = self.inner.chain.status_of(super::parse_id(&row.id)?).await?;
+            self.inner.store.hand_over(&row.id, &record.provider.to_string(), due).await?;
+            self.inner
+                .store
+                .log(&row.id, "reassigned", &format!("the job is now {}'s", record.provider))
+                .await?;
+            return self.assign(&self.row(&row.id).await?).await;
+        }
         let msgs = self.inner.node.history(&me, group, row.cursor, 200).await?;
         let mut cursor = row.cursor;
         for m in msgs {
@@ -791,6 +887,10 @@ impl Market {
             let result = m["body"]["result"].clone();
             let ok = m["body"]["status"] == "done";
             let spec = Self::verify_spec(row)?;
+            if ok && let Some((k, _, members)) = spec.panel() {
+                self.inner.store.set_cursor(&row.id, cursor).await?;
+                return self.request_evaluation(row, members, k, &result).await;
+            }
             let verdict = if !ok {
                 Some(Verdict { accept: false, reason: "the provider reported failure".into() })
             } else {
@@ -809,35 +909,274 @@ impl Market {
             };
         }
         self.inner.store.set_cursor(&row.id, cursor).await?;
+        if matches!(status, Status::Awarded) {
+            let (_, due) = self.inner.chain.status_of(super::parse_id(&row.id)?).await?;
+            // The next block's time: an idle devnet's latest block can be minutes old.
+            if self.inner.chain.chain_time().await?.max(now()) > due {
+                return self.take_over(row, &record, due).await;
+            }
+        }
         Ok(())
     }
 
-    /// Records (once) that the provider is past the ETA it promised in its bid. The job stays
-    /// with it (the escrow has no re-award transition) until the deadline refunds the poster,
-    /// but the miss counts against it when this node ranks its next bids.
-    async fn note_missed_eta(&self, row: &BountyRow) -> Result<()> {
-        let (Some(awarded), Some(winner), Some(ranking)) =
-            (row.awarded_at, &row.winner, &row.ranking)
-        else {
-            return Ok(());
-        };
-        let eta = ranking
-            .as_array()
-            .and_then(|r| {
-                r.iter()
-                    .find(|b| b["bidder"].as_str().is_some_and(|a| a.eq_ignore_ascii_case(winner)))
-            })
-            .and_then(|b| b["eta_secs"].as_u64());
-        let Some(eta) = eta else { return Ok(()) };
-        if now() <= awarded + eta {
-            return Ok(());
-        }
+    /// The provider is past the delivery time it signed (`eta`) and has delivered nothing: hand
+    /// the job to the best-ranked remaining bidder whose bid is still valid, or refund the poster
+    /// if there is none. Only the poster or the evaluator may do this on-chain; when the poster
+    /// is its own evaluator the node only records the miss (the poster's CLI can reassign).
+    /// Crash-safe: the failure is persisted in the ranking first; the reassignment itself is
+    /// read back from the chain on the next pass (`work` reconciles the winner).
+    async fn take_over(&self, row: &BountyRow, record: &Bounty, due: u64) -> Result<()> {
+        let id = super::parse_id(&row.id)?;
+        let late = record.provider;
         let events = self.inner.store.events(&row.id).await?;
-        if !events.iter().any(|e| e["event"] == "eta_missed") {
+        if !events.iter().any(|e| {
+            e["event"] == "eta_missed"
+                && e["detail"].as_str().is_some_and(|d| d.contains(&late.to_string()))
+        }) {
             self.inner
                 .store
-                .log(&row.id, "eta_missed", &format!("{winner} promised delivery within {eta}s"))
+                .log(&row.id, "eta_missed", &format!("{late} promised delivery by {due}"))
                 .await?;
+        }
+        if record.evaluator != self.address() {
+            return Ok(());
+        }
+        let mut ranking = row.ranking.clone().unwrap_or_else(|| json!([]));
+        let t = self.inner.chain.chain_time().await?.max(now());
+        let mut next: Option<(Bid, Bytes)> = None;
+        if let Some(list) = ranking.as_array_mut() {
+            for entry in list.iter_mut() {
+                let bidder = entry["bidder"].as_str().unwrap_or_default().to_string();
+                if bidder.eq_ignore_ascii_case(&late.to_string()) {
+                    entry["failed"] = json!(true);
+                }
+            }
+            next = list.iter().find_map(|entry| {
+                if entry["failed"] == true {
+                    return None;
+                }
+                let bj: BidJson = serde_json::from_value(entry["signed"]["bid"].clone()).ok()?;
+                let bid = Bid::try_from(&bj).ok()?;
+                let sig: Bytes =
+                    serde_json::from_value(entry["signed"]["signature"].clone()).ok()?;
+                (bid.bidder != late && bid.deadline >= t).then_some((bid, sig))
+            });
+        }
+        self.inner.store.set_ranking(&row.id, &ranking, row.winner.as_deref()).await?;
+        match next {
+            Some((bid, sig)) => {
+                let to = bid.bidder;
+                self.inner.chain.reassign(id, record, &bid, sig).await?;
+                self.inner
+                    .store
+                    .log(
+                        &row.id,
+                        "taken_over",
+                        &format!("{late} missed its ETA; the job goes to the runner-up {to}"),
+                    )
+                    .await?;
+            }
+            None => {
+                self.inner.chain.revoke_award(id, record).await?;
+                self.inner
+                    .store
+                    .transition(
+                        &row.id,
+                        Phase::Working,
+                        Phase::Settled,
+                        &format!(
+                            "{late} missed its ETA and no other bid is valid; poster refunded"
+                        ),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the provider's result to the evaluator panel: one group with the members, one
+    /// request; the pending verdict (result, hash, group) is persisted before anything else
+    /// happens, so a restart resumes collecting.
+    async fn request_evaluation(
+        &self,
+        row: &BountyRow,
+        members: &[Address],
+        quorum: u8,
+        result: &Value,
+    ) -> Result<()> {
+        let me = self.address();
+        let rh = result_hash(result);
+        let group = self
+            .inner
+            .node
+            .create_group(&me, &format!("evaluate {}", &row.id[..12]), members, None)
+            .await?;
+        let pending = json!({ "pending": true, "result": result, "result_hash": rh, "eval_group": group.group_id, "quorum": quorum });
+        self.inner.store.set_field(&row.id, "verdict", &pending.to_string()).await?;
+        let body = json!({
+            "kind": "evaluate",
+            "bounty_id": row.id,
+            "description": row.spec["description"],
+            "input": row.spec["input"],
+            "result": result,
+            "result_hash": rh,
+            "quorum": quorum,
+            "chain_id": self.inner.cfg.deployment.chain_id,
+            "escrow": self.inner.cfg.deployment.bounty_escrow,
+        });
+        self.send_as_market(
+            &group.group_id,
+            format!("evaluate-{}-{rh}", row.id),
+            MsgState::Discussion,
+            None,
+            body,
+        )
+        .await?;
+        self.inner
+            .store
+            .transition(
+                &row.id,
+                Phase::Working,
+                Phase::Evaluating,
+                &format!("result sent to {} evaluator(s); {quorum} must agree", members.len()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Collects the panel's signed evaluations; a quorum of matching verdicts becomes the
+    /// panel's attestation. Signatures are checked here (signer = sender, a member, this chain
+    /// and escrow, the judged result), so a bad one never reaches the chain.
+    async fn evaluating(&self, row: &BountyRow) -> Result<()> {
+        let me = self.address();
+        let id = super::parse_id(&row.id)?;
+        let (record, status, _) = self.chain_record(row).await?;
+        if status.is_terminal() || status != Status::Awarded {
+            return self.settle(row).await;
+        }
+        if self.inner.chain.chain_time().await? > record.deadline {
+            self.inner.chain.refund_expired(id, &record).await?;
+            return Ok(());
+        }
+        let Some(pending) = row.verdict.clone() else { return Ok(()) };
+        let spec = Self::verify_spec(row)?;
+        let Some((quorum, _, members)) = spec.panel() else { return Ok(()) };
+        let (Some(group), Ok(rh)) = (
+            pending["eval_group"].as_str(),
+            serde_json::from_value::<B256>(pending["result_hash"].clone()),
+        ) else {
+            return Err(MarketError::Internal("pending evaluation without group or hash".into()));
+        };
+        let mut votes: std::collections::BTreeMap<Address, (u8, Bytes)> = Default::default();
+        for m in self.inner.node.history(&me, group, 0, 500).await? {
+            let body = &m["body"];
+            let Some(from) = m["sender_id"].as_str().and_then(|s| s.parse::<Address>().ok()) else {
+                continue;
+            };
+            if body["kind"] != "evaluation" || !members.contains(&from) || votes.contains_key(&from)
+            {
+                continue;
+            }
+            let verdict = body["verdict"].as_u64().unwrap_or(0) as u8;
+            let Ok(sig) = serde_json::from_value::<Bytes>(body["signature"].clone()) else {
+                continue;
+            };
+            if body["result_hash"].as_str() != Some(&rh.to_string())
+                || !(verdict == verdict_code::ACCEPT || verdict == verdict_code::REJECT)
+                || self.inner.chain.attestation_signer(id, rh, verdict, &sig, from).is_err()
+            {
+                tracing::warn!(bounty = %row.id, evaluator = %from, "ignoring an invalid evaluation");
+                continue;
+            }
+            votes.insert(from, (verdict, sig));
+        }
+        for code in [verdict_code::ACCEPT, verdict_code::REJECT] {
+            let agreeing: Vec<(Address, Bytes)> = votes
+                .iter()
+                .filter(|(_, (v, _))| *v == code)
+                .map(|(a, (_, s))| (*a, s.clone()))
+                .take(usize::from(quorum))
+                .collect();
+            if agreeing.len() < usize::from(quorum) {
+                continue;
+            }
+            let member_sigs: Vec<Bytes> = agreeing.iter().map(|(_, s)| s.clone()).collect();
+            let sig = escrow_client::panel::encode_signature(id, rh, code, agreeing);
+            let accept = code == verdict_code::ACCEPT;
+            let v = Verdict {
+                accept,
+                reason: format!(
+                    "{quorum} of {} evaluators {}",
+                    members.len(),
+                    if accept { "accepted" } else { "rejected" }
+                ),
+            };
+            let work_group = row.work_group.clone().unwrap_or_default();
+            return self
+                .conclude_with(
+                    row,
+                    &work_group,
+                    &record,
+                    rh,
+                    v,
+                    &pending["result"],
+                    Some((sig, member_sigs)),
+                )
+                .await;
+        }
+        if votes.len() == members.len() {
+            let events = self.inner.store.events(&row.id).await?;
+            if !events.iter().any(|e| e["event"] == "no_quorum") {
+                self.inner
+                    .store
+                    .log(
+                        &row.id,
+                        "no_quorum",
+                        "the evaluators disagree; the poster is refunded at the deadline",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Once a panel bounty is final, pays the members who signed its verdict (or refunds the
+    /// poster's fee budget if the panel never decided). Idempotent; a deterministic revert is
+    /// logged and not retried forever.
+    async fn settle_panel_fees(
+        &self,
+        row: &BountyRow,
+        record: &Bounty,
+        status: Status,
+    ) -> Result<()> {
+        let Some(panel_addr) = self.inner.cfg.deployment.evaluator_panel else { return Ok(()) };
+        if record.evaluator != panel_addr {
+            return Ok(());
+        }
+        let id = super::parse_id(&row.id)?;
+        match self.inner.chain.panel_of(id).await? {
+            Some(p) if !p.fees_settled => {}
+            _ => return Ok(()),
+        }
+        let v = row.verdict.clone().unwrap_or_default();
+        let sigs: Vec<Bytes> = serde_json::from_value(v["member_sigs"].clone()).unwrap_or_default();
+        let code = match status {
+            Status::Completed => verdict_code::ACCEPT,
+            Status::Refunded => verdict_code::REJECT,
+            _ if v["accept"] == true => verdict_code::ACCEPT,
+            _ => verdict_code::REJECT,
+        };
+        match self.inner.chain.settle_panel_fees(id, record, code, sigs).await {
+            Ok(tx) => {
+                self.inner
+                    .store
+                    .log(&row.id, "panel_fees", &format!("evaluator fees settled (tx {})", tx.hash))
+                    .await?;
+            }
+            Err(e @ escrow_client::Error::Revert { .. }) => {
+                self.inner.store.log(&row.id, "panel_fees_failed", &e.to_string()).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
@@ -879,11 +1218,30 @@ impl Market {
         v: Verdict,
         result: &Value,
     ) -> Result<()> {
+        self.conclude_with(row, group, record, rh, v, result, None).await
+    }
+
+    /// [`Self::conclude`] with the attestation given (an evaluator panel's combined signature
+    /// and its member signatures) instead of signed by this node.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude_with(
+        &self,
+        row: &BountyRow,
+        group: &str,
+        record: &Bounty,
+        rh: B256,
+        v: Verdict,
+        result: &Value,
+        panel: Option<(Bytes, Vec<Bytes>)>,
+    ) -> Result<()> {
         let id = super::parse_id(&row.id)?;
         let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
-        let sig = self.inner.chain.sign_attestation(id, rh, code)?;
+        let (sig, member_sigs) = match panel {
+            Some((sig, members)) => (sig, Some(members)),
+            None => (self.inner.chain.sign_attestation(id, rh, code)?, None),
+        };
         // The result is kept for the poster (who is a member of the work group anyway).
-        let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "result": result });
+        let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "member_sigs": member_sigs, "result": result });
         self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
         let body = json!({
             "kind": "verdict",
@@ -900,7 +1258,7 @@ impl Market {
             .store
             .transition(
                 &row.id,
-                Phase::Working,
+                row.phase,
                 Phase::Settling,
                 &format!("verdict: {} ({})", if v.accept { "accept" } else { "reject" }, v.reason),
             )
@@ -913,6 +1271,7 @@ impl Market {
         let id = super::parse_id(&row.id)?;
         let (record, status, stamp) = self.chain_record(row).await?;
         if status.is_terminal() {
+            self.settle_panel_fees(row, &record, status).await?;
             self.inner
                 .store
                 .transition(
@@ -933,7 +1292,14 @@ impl Market {
                 if let Some(v) = &row.verdict
                     && v["result_hash"].as_str() == Some(&record.resultHash.to_string())
                 {
-                    self.inner.chain.attest(id, &record, code, Bytes::new()).await?;
+                    // Our own verdict needs no signature (we are the evaluator); a panel's
+                    // verdict carries its combined signature.
+                    let att: Bytes =
+                        serde_json::from_value(v["attestation"].clone()).unwrap_or_default();
+                    self.inner.chain.attest(id, &record, code, att).await?;
+                } else if record.evaluator != self.address() {
+                    // A panel bounty whose submitted result is not the one judged: nobody
+                    // attests; the review window lapses and the poster is refunded.
                 } else {
                     // A different result than the one verified was submitted: reject it.
                     self.inner
@@ -1010,5 +1376,45 @@ impl Market {
             v["salt"] = row.spec["salt"].clone();
         }
         Ok(v)
+    }
+}
+
+/// Shares (basis points, summing to 10,000) of the `n` paid contest entries, best first: the
+/// poster's `split` cut to `n` and scaled up to the whole reward, or equal shares without one.
+/// Rounding dust goes to the best entry.
+pub fn contest_shares(split: &[u16], n: usize) -> Vec<u16> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let used: Vec<u64> = if split.len() >= n {
+        split[..n].iter().map(|s| u64::from(*s)).collect()
+    } else {
+        vec![1; n]
+    };
+    let total: u64 = used.iter().sum::<u64>().max(1);
+    let mut shares: Vec<u16> = used.iter().map(|s| (s * 10_000 / total) as u16).collect();
+    let sum: u32 = shares.iter().map(|s| u32::from(*s)).sum();
+    shares[0] += (10_000 - sum) as u16;
+    shares
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contest_shares;
+
+    #[test]
+    fn contest_shares_follow_the_split_and_sum_to_the_reward() {
+        assert_eq!(contest_shares(&[], 3), vec![3_334, 3_333, 3_333]);
+        assert_eq!(contest_shares(&[7_000, 3_000], 2), vec![7_000, 3_000]);
+        // One verified entry of a 70/30 contest takes everything.
+        assert_eq!(contest_shares(&[7_000, 3_000], 1), vec![10_000]);
+        // Two of a 50/30/20 split: scaled to 62.5/37.5.
+        assert_eq!(contest_shares(&[5_000, 3_000, 2_000], 2), vec![6_250, 3_750]);
+        assert!(contest_shares(&[], 0).is_empty());
+        for n in 1..=32 {
+            let s = contest_shares(&[], n);
+            assert_eq!(s.iter().map(|x| u32::from(*x)).sum::<u32>(), 10_000);
+            assert!(s.iter().all(|x| *x > 0));
+        }
     }
 }

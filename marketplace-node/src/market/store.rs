@@ -24,6 +24,8 @@ pub enum Phase {
     AwaitingAward,
     /// Awarded on-chain; the task is assigned and the provider works.
     Working,
+    /// The result is with the evaluator panel; waiting for a quorum of signed verdicts.
+    Evaluating,
     /// A verdict was signed; waiting for it to settle on-chain.
     Settling,
     /// Waiting for the poster's own verdict (verification mode `poster`).
@@ -42,6 +44,7 @@ impl Phase {
             Self::Contest => "contest",
             Self::AwaitingAward => "awaiting_award",
             Self::Working => "working",
+            Self::Evaluating => "evaluating",
             Self::Settling => "settling",
             Self::AwaitingPoster => "awaiting_poster",
             Self::Settled => "settled",
@@ -55,6 +58,7 @@ impl Phase {
             "contest" => Self::Contest,
             "awaiting_award" => Self::AwaitingAward,
             "working" => Self::Working,
+            "evaluating" => Self::Evaluating,
             "settling" => Self::Settling,
             "awaiting_poster" => Self::AwaitingPoster,
             "settled" => Self::Settled,
@@ -360,6 +364,22 @@ impl MarketStore {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The award changed hands on-chain (take-over): records the new winner and its due time
+    /// and drops the old work group, so the task is assigned afresh to the new provider.
+    pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
+             updated_at = $3 WHERE id = $4",
+        )
+        .bind(winner)
+        .bind(due as i64)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
         sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
@@ -456,14 +476,16 @@ impl MarketStore {
                 Err(_) => {}
             }
         }
-        let missed = sqlx::query(
-            "SELECT b.winner AS winner, COUNT(*) AS n FROM market_log l JOIN market_bounties b ON b.id = l.bounty_id \
-             WHERE b.winner IS NOT NULL AND l.event = 'eta_missed' GROUP BY b.winner",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        // `eta_missed` details start with the late provider's address (the winner column may
+        // already name whoever took the job over).
+        let missed = sqlx::query("SELECT detail FROM market_log WHERE event = 'eta_missed'")
+            .fetch_all(&self.pool)
+            .await?;
         for r in missed {
-            acc.entry(r.try_get("winner")?).or_default().1 += r.try_get::<i64, _>("n")? as u64;
+            let detail: String = r.try_get("detail")?;
+            if let Some(agent) = detail.split_whitespace().next() {
+                acc.entry(agent.to_string()).or_default().1 += 1;
+            }
         }
         Ok(acc)
     }

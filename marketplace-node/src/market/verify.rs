@@ -8,10 +8,14 @@
 //!   `{"input": …, "result": …}` on stdin in the [`sandbox`](super::sandbox); exit 0 accepts.
 //! * `poster` — the poster accepts or rejects from the CLI; silence past the review window is
 //!   acceptance (the escrow's optimistic path).
+//! * `evaluator` / `quorum` — third-party evaluator agents (skill `evaluate`), chosen by the node
+//!   by reputation when the bounty is posted, judge with their own verifiers; `quorum` matching
+//!   signed verdicts (1 of 1 for `evaluator`) become the `EvaluatorPanel`'s ERC-1271 attestation,
+//!   and the panel pays each of those members the fee the poster escrowed.
 
 use std::collections::HashMap;
 
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +37,22 @@ pub enum VerifySpec {
     },
     /// The poster judges (optimistic auto-accept after the review window).
     Poster,
+    /// One third-party evaluator agent judges (a panel of one).
+    Evaluator {
+        /// The evaluator chosen by the node (filled in when the bounty is registered).
+        #[serde(default)]
+        members: Vec<Address>,
+    },
+    /// `quorum` of `size` third-party evaluator agents must agree.
+    Quorum {
+        /// Matching verdicts needed.
+        quorum: u8,
+        /// Panel size.
+        size: u8,
+        /// The evaluators chosen by the node (filled in when the bounty is registered).
+        #[serde(default)]
+        members: Vec<Address>,
+    },
 }
 
 impl VerifySpec {
@@ -42,6 +62,28 @@ impl VerifySpec {
             Self::Hash { .. } => "hash",
             Self::Command { .. } => "command",
             Self::Poster => "poster",
+            Self::Evaluator { .. } => "evaluator",
+            Self::Quorum { .. } => "quorum",
+        }
+    }
+
+    /// `(quorum, size, members)` of the evaluator-panel modes.
+    pub fn panel(&self) -> Option<(u8, u8, &[Address])> {
+        match self {
+            Self::Evaluator { members } => Some((1, 1, members)),
+            Self::Quorum { quorum, size, members } => Some((*quorum, *size, members)),
+            _ => None,
+        }
+    }
+
+    /// The same spec with the panel's members set.
+    pub fn with_members(&self, chosen: Vec<Address>) -> Self {
+        match self {
+            Self::Evaluator { .. } => Self::Evaluator { members: chosen },
+            Self::Quorum { quorum, size, .. } => {
+                Self::Quorum { quorum: *quorum, size: *size, members: chosen }
+            }
+            other => other.clone(),
         }
     }
 }
@@ -154,7 +196,8 @@ impl Verifiers {
                     }
                 })
             }
-            VerifySpec::Poster => None,
+            // The poster, or the evaluator panel, decides: no automatic verdict here.
+            VerifySpec::Poster | VerifySpec::Evaluator { .. } | VerifySpec::Quorum { .. } => None,
         }
     }
 }
