@@ -8,10 +8,10 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IBountyLedger} from "./interfaces/IBountyLedger.sol";
 import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
+import {PullLedger} from "./utils/PullLedger.sol";
 
 /// @title Reef bounty escrow
 /// @notice Escrows bounty rewards (native ETH or ERC-20) for work done by software agents.
@@ -44,7 +44,7 @@ import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 ///         - dispute from `Rejected`: `block.timestamp <= stamp + challengeWindow`;
 ///           finalizeRejection: `block.timestamp > stamp + challengeWindow`.
 ///         - pickWinners: `deadline < block.timestamp <= deadline + reviewWindow`.
-contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTransient {
+contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------------------------------
@@ -57,8 +57,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     uint16 public constant MAX_FEE_BPS = 1_000;
     /// @notice Maximum number of winners of a contest.
     uint8 public constant MAX_CONTEST_WINNERS = 32;
-    /// @notice Gas forwarded when pushing native ETH; a recipient needing more is paid via the ledger.
-    uint256 public constant ETH_PAYOUT_GAS = 100_000;
 
     /// @notice EIP-712 type hash of `Bid`.
     bytes32 public constant BID_TYPEHASH = keccak256(
@@ -109,9 +107,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
 
     /// @dev bountyId => packed record word (commitment | stamp << 8 | status).
     mapping(uint256 => uint256) internal _records;
-
-    /// @notice Pull ledger: token (address(0) = ETH) => account => claimable amount.
-    mapping(address token => mapping(address account => uint256)) public withdrawable;
 
     /// @notice Permit2-style unordered nonces: bidder => word position => bitmap.
     mapping(address bidder => mapping(uint256 wordPos => uint256)) public nonceBitmap;
@@ -181,10 +176,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     event SlashFailed(uint256 indexed id, address indexed provider, uint256 amount);
     /// @notice A contest winner was paid (net of `fee`).
     event WinnerPaid(uint256 indexed id, address indexed winner, uint256 paid, uint256 fee);
-    /// @notice A push payment failed and was credited to the pull ledger instead.
-    event PayoutDeferred(address indexed token, address indexed to, uint256 amount);
-    /// @notice `account` withdrew `amount` of `token` from the ledger to `to`.
-    event Withdrawn(address indexed token, address indexed account, address to, uint256 amount);
     /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
     /// @notice Platform fee settings changed.
@@ -207,7 +198,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     error NotPosterOrEvaluator();
     error SameProvider();
     error ZeroAmount();
-    error ZeroAddress();
     error ZeroResult();
     error InvalidDeadline();
     error InvalidTerms();
@@ -215,8 +205,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     error FeeMismatch();
     error FeeTooHigh();
     error InvalidBps();
-    error InvalidValue();
-    error FeeOnTransferToken();
     error TooEarly();
     error TooLate();
     error BidMismatch();
@@ -233,8 +221,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     error DuplicateWinner(address winner);
     error InvalidWinners();
     error InvalidShares();
-    error NothingToWithdraw();
-    error TransferFailed();
 
     // ------------------------------------------------------------------------------------------
     // Construction and admin
@@ -713,21 +699,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
     // Ledger and nonces
     // ------------------------------------------------------------------------------------------
 
-    /// @notice Withdraws everything credited to msg.sender in `token` (address(0) = ETH).
-    /// @param token Token to withdraw.
-    function withdraw(address token) external nonReentrant {
-        _withdraw(token, msg.sender);
-    }
-
-    /// @notice Withdraws everything credited to msg.sender in `token` to another address
-    ///         (e.g. when msg.sender cannot receive ETH or is blacklisted by the token).
-    /// @param token Token to withdraw.
-    /// @param to Recipient.
-    function withdrawTo(address token, address to) external nonReentrant {
-        if (to == address(0)) revert ZeroAddress();
-        _withdraw(token, to);
-    }
-
     /// @notice Marks the nonces set in `mask` at word `wordPos` as used, cancelling those bids.
     /// @param wordPos Nonce word position (`nonce >> 8`).
     /// @param mask Bits to set (bit `nonce & 0xff`).
@@ -1063,48 +1034,5 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, ReentrancyGuardTra
 
     function _accrueFee(address token, uint256 fee) internal {
         if (fee != 0) withdrawable[token][_config.feeRecipient] += fee;
-    }
-
-    /// @dev Pulls exactly `amount` from msg.sender. ERC-20: balance delta must equal `amount`.
-    function _pull(address token, uint256 amount) internal {
-        if (token == address(0)) {
-            if (msg.value != amount) revert InvalidValue();
-        } else {
-            if (msg.value != 0) revert InvalidValue();
-            uint256 before = IERC20(token).balanceOf(address(this));
-            IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
-            if (IERC20(token).balanceOf(address(this)) - before != amount) revert FeeOnTransferToken();
-        }
-    }
-
-    /// @dev Push payment that never reverts: on failure the amount is credited to the pull ledger.
-    function _pay(address token, address to, uint256 amount) internal {
-        if (amount == 0) return;
-        bool ok;
-        if (token == address(0)) {
-            // Bounded gas and no return-data copy, so a hostile recipient cannot grief the caller.
-            assembly ("memory-safe") {
-                ok := call(ETH_PAYOUT_GAS, to, amount, 0, 0, 0, 0)
-            }
-        } else {
-            ok = IERC20(token).trySafeTransfer(to, amount);
-        }
-        if (!ok) {
-            withdrawable[token][to] += amount;
-            emit PayoutDeferred(token, to, amount);
-        }
-    }
-
-    function _withdraw(address token, address to) internal {
-        uint256 amount = withdrawable[token][msg.sender];
-        if (amount == 0) revert NothingToWithdraw();
-        withdrawable[token][msg.sender] = 0;
-        emit Withdrawn(token, msg.sender, to, amount);
-        if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert TransferFailed();
-        } else {
-            IERC20(token).safeTransfer(to, amount);
-        }
     }
 }

@@ -5,10 +5,10 @@ import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IBountyLedger} from "./interfaces/IBountyLedger.sol";
 import {IBountyTypes} from "./interfaces/IBountyTypes.sol";
+import {PullLedger} from "./utils/PullLedger.sol";
 
 /// @title Escrow views used by the evaluator panel.
 /// @notice The subset of `BountyEscrow` the panel reads. Any `BountyEscrow` satisfies it.
@@ -42,7 +42,7 @@ interface IPanelEscrow is IBountyLedger {
 ///         `feePerVote` and the remainder goes back to the poster. If the panel never judged
 ///         (`Expired`, `Cancelled`, or the bounty was posted with another evaluator) the poster
 ///         gets the whole budget back. Payments are pushed; a failed push is credited to the
-///         `owed` pull ledger (`withdraw`).
+///         `withdrawable` pull ledger (`withdraw`).
 ///
 ///         Storage layout (per panel, `_panels[id]`):
 ///         - slot 0: poster (160) | quorum (8) | size (8) | state (8)
@@ -55,7 +55,7 @@ interface IPanelEscrow is IBountyLedger {
 ///         member slot lazily and at most once cold, and stopping as soon as the quorum is reached.
 ///         A cancelled or settled panel keeps its record as a tombstone (`state`), so its id can
 ///         never be re-registered with other members after bidders have seen it.
-contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
+contract EvaluatorPanel is IERC1271, PullLedger {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------------------------------
@@ -84,8 +84,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
         address[MAX_MEMBERS] members;
     }
 
-    /// @notice Gas forwarded when pushing native ETH; a recipient needing more is paid via the ledger.
-    uint256 public constant ETH_PAYOUT_GAS = 100_000;
     /// @notice After a `Resolved` bounty's ruling, settling with fewer than `quorum` valid
     ///         signatures (which refunds the unpaid votes to the poster) is only allowed once this
     ///         delay has passed, so members have time to submit their signatures first.
@@ -108,9 +106,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
     /// @dev bountyId => panel.
     mapping(uint256 => Panel) internal _panels;
 
-    /// @notice Pull ledger: token (address(0) = ETH) => account => claimable amount.
-    mapping(address token => mapping(address account => uint256)) public owed;
-
     // ------------------------------------------------------------------------------------------
     // Events
     // ------------------------------------------------------------------------------------------
@@ -131,17 +126,11 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
     /// @notice Fees of `id` were settled: each of `paid` received `feeEach`, the poster `refunded`.
     ///         `verdict` is the verdict the paid members signed (0 when the panel never judged).
     event FeesSettled(uint256 indexed id, uint8 verdict, address[] paid, uint256 feeEach, uint256 refunded);
-    /// @notice A push payment failed and was credited to the pull ledger instead.
-    event PayoutDeferred(address indexed token, address indexed to, uint256 amount);
-    /// @notice `account` withdrew `amount` of `token` from the ledger to `to`.
-    event Withdrawn(address indexed token, address indexed account, address to, uint256 amount);
 
     // ------------------------------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------------------------------
 
-    /// @notice A zero escrow address or withdrawal recipient.
-    error ZeroAddress();
     /// @notice The id already has (or had) a panel.
     error PanelExists();
     /// @notice The id has no panel.
@@ -156,10 +145,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
     error DuplicateMember(address member);
     /// @notice The quorum is 0 or above the member count.
     error InvalidQuorum();
-    /// @notice msg.value is not the ETH fee budget (or not 0 for an ERC-20 budget).
-    error InvalidValue();
-    /// @notice The panel received less than the fee budget (fee-on-transfer token).
-    error FeeOnTransferToken();
     /// @notice The panel's fees were already settled, or the panel was cancelled.
     error AlreadySettled();
     /// @notice The bounty has not reached a terminal status yet.
@@ -172,10 +157,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
     error InsufficientSignatures(uint256 valid, uint256 quorum);
     /// @notice Partial settlement of a `Resolved` bounty before `PARTIAL_SETTLE_DELAY` passed.
     error TooEarly();
-    /// @notice Nothing is owed to msg.sender in this token.
-    error NothingToWithdraw();
-    /// @notice The ETH withdrawal transfer failed.
-    error TransferFailed();
 
     // ------------------------------------------------------------------------------------------
     // Construction
@@ -371,21 +352,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
         _pay(token, p.poster, refunded);
     }
 
-    /// @notice Withdraws everything credited to msg.sender in `token` (address(0) = ETH).
-    /// @param token Token to withdraw.
-    function withdraw(address token) external nonReentrant {
-        _withdraw(token, msg.sender);
-    }
-
-    /// @notice Withdraws everything credited to msg.sender in `token` to another address
-    ///         (e.g. when msg.sender cannot receive ETH or is blacklisted by the token).
-    /// @param token Token to withdraw.
-    /// @param to Recipient.
-    function withdrawTo(address token, address to) external nonReentrant {
-        if (to == address(0)) revert ZeroAddress();
-        _withdraw(token, to);
-    }
-
     // ------------------------------------------------------------------------------------------
     // Views
     // ------------------------------------------------------------------------------------------
@@ -524,51 +490,6 @@ contract EvaluatorPanel is IERC1271, ReentrancyGuardTransient {
     function _truncate(address[] memory arr, uint256 length) internal pure {
         assembly ("memory-safe") {
             mstore(arr, length)
-        }
-    }
-
-    /// @dev Pulls exactly `amount` from msg.sender. ERC-20: balance delta must equal `amount`.
-    function _pull(address token, uint256 amount) internal {
-        if (token == address(0)) {
-            if (msg.value != amount) revert InvalidValue();
-        } else {
-            if (msg.value != 0) revert InvalidValue();
-            if (amount == 0) return;
-            uint256 before = IERC20(token).balanceOf(address(this));
-            IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
-            if (IERC20(token).balanceOf(address(this)) - before != amount) revert FeeOnTransferToken();
-        }
-    }
-
-    /// @dev Push payment that never reverts: on failure the amount is credited to the pull ledger.
-    function _pay(address token, address to, uint256 amount) internal {
-        if (amount == 0) return;
-        bool ok;
-        if (token == address(0)) {
-            // Bounded gas and no return-data copy, so a hostile recipient cannot grief the caller.
-            assembly ("memory-safe") {
-                ok := call(ETH_PAYOUT_GAS, to, amount, 0, 0, 0, 0)
-            }
-        } else {
-            ok = IERC20(token).trySafeTransfer(to, amount);
-        }
-        if (!ok) {
-            owed[token][to] += amount;
-            emit PayoutDeferred(token, to, amount);
-        }
-    }
-
-    /// @dev Sends everything owed to msg.sender in `token` to `to` (full gas; reverts on failure).
-    function _withdraw(address token, address to) internal {
-        uint256 amount = owed[token][msg.sender];
-        if (amount == 0) revert NothingToWithdraw();
-        owed[token][msg.sender] = 0;
-        emit Withdrawn(token, msg.sender, to, amount);
-        if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert TransferFailed();
-        } else {
-            IERC20(token).safeTransfer(to, amount);
         }
     }
 }

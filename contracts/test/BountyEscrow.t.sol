@@ -16,6 +16,7 @@ import {
     EscrowMockToken,
     EscrowMockWallet
 } from "./mocks/BountyEscrowMocks.sol";
+import {PullLedger} from "../src/utils/PullLedger.sol";
 
 /// @notice Shared fixture: actors, deployment and signing helpers.
 abstract contract BountyEscrowFixture is Test {
@@ -201,7 +202,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     }
 
     function test_RevertWhen_ConstructorFeeRecipientZero() public {
-        vm.expectRevert(BountyEscrow.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         new BountyEscrow(owner, address(0), FEE_BPS, IStakeRegistry(address(0)), BOND, SLASH_BPS);
     }
 
@@ -232,7 +233,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     }
 
     function test_RevertWhen_SetFeeRecipientZero() public {
-        vm.expectRevert(BountyEscrow.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         vm.prank(owner);
         escrow.setFee(100, address(0));
     }
@@ -343,7 +344,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_PostEvaluatorZero() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         b.evaluator = address(0);
-        vm.expectRevert(BountyEscrow.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         vm.prank(poster);
         escrow.post(bytes32("s"), b);
     }
@@ -489,7 +490,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         vm.prank(poster);
         uint256 id = escrow.post(bytes32("s"), b);
-        vm.expectRevert(BountyEscrow.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         vm.prank(poster);
         escrow.fund{value: 1 ether - 1}(id, b);
     }
@@ -498,7 +499,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         vm.prank(poster);
         uint256 id = escrow.post(bytes32("s"), b);
-        vm.expectRevert(BountyEscrow.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         vm.prank(poster);
         escrow.fund{value: 1}(id, b);
     }
@@ -531,14 +532,14 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_RevertWhen_PostAndFundETHWrongValue() public {
         IBountyTypes.Bounty memory b = _terms(address(0), 2 ether);
-        vm.expectRevert(BountyEscrow.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         vm.prank(poster);
         escrow.postAndFund{value: 3 ether}(bytes32("s"), b);
     }
 
     function test_RevertWhen_PostAndFundERC20WithValue() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
-        vm.expectRevert(BountyEscrow.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         vm.prank(poster);
         escrow.postAndFund{value: 1}(bytes32("s"), b);
     }
@@ -549,7 +550,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.prank(poster);
         fot.approve(address(escrow), AMOUNT);
         IBountyTypes.Bounty memory b = _terms(address(fot), uint128(AMOUNT));
-        vm.expectRevert(BountyEscrow.FeeOnTransferToken.selector);
+        vm.expectRevert(PullLedger.FeeOnTransferToken.selector);
         vm.prank(poster);
         escrow.postAndFund(bytes32("s"), b);
     }
@@ -1471,17 +1472,17 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
         vm.warp(b.deadline + 1);
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.PayoutDeferred(address(0), address(actor), 1 ether);
+        emit PullLedger.PayoutDeferred(address(0), address(actor), 1 ether);
         vm.prank(stranger);
         escrow.refundExpired(id, b);
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Expired));
         assertEq(escrow.withdrawable(address(0), address(actor)), 1 ether);
 
         // Still refusing: withdraw reverts, withdrawTo another address works.
-        vm.expectRevert(BountyEscrow.TransferFailed.selector);
-        actor.exec(address(escrow), 0, abi.encodeCall(BountyEscrow.withdraw, (address(0))));
+        vm.expectRevert(PullLedger.TransferFailed.selector);
+        actor.exec(address(escrow), 0, abi.encodeCall(PullLedger.withdraw, (address(0))));
         address sink = makeAddr("sink");
-        actor.exec(address(escrow), 0, abi.encodeCall(BountyEscrow.withdrawTo, (address(0), sink)));
+        actor.exec(address(escrow), 0, abi.encodeCall(PullLedger.withdrawTo, (address(0), sink)));
         assertEq(sink.balance, 1 ether);
         assertEq(escrow.withdrawable(address(0), address(actor)), 0);
     }
@@ -1499,7 +1500,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         escrow.refundExpired{gas: 500_000}(id, b);
         assertEq(escrow.withdrawable(address(0), address(actor)), 1 ether);
         actor.setMode(EscrowActor.ReceiveMode.Accept);
-        actor.exec(address(escrow), 0, abi.encodeCall(BountyEscrow.withdraw, (address(0))));
+        actor.exec(address(escrow), 0, abi.encodeCall(PullLedger.withdraw, (address(0))));
         assertEq(address(actor).balance, 10 ether);
     }
 
@@ -1619,7 +1620,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_RevertWhen_DisputeWrongBond() public {
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _submitted(b, 500e18);
-        vm.expectRevert(BountyEscrow.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         vm.prank(provider);
         escrow.dispute{value: BOND - 1}(id, b);
     }
@@ -2129,7 +2130,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes memory att = _signAtt(evaluatorKey, id, r, 1);
         uint256 fee = 1 ether * uint256(FEE_BPS) / 10_000;
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.PayoutDeferred(address(0), provider, 1 ether - fee);
+        emit PullLedger.PayoutDeferred(address(0), provider, 1 ether - fee);
         vm.prank(provider);
         escrow.submitAndAttest(id, b, r, 1, att);
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Completed));
@@ -2138,7 +2139,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         EscrowActor(payable(provider)).setMode(EscrowActor.ReceiveMode.Accept);
         uint256 before = provider.balance;
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.Withdrawn(address(0), provider, provider, 1 ether - fee);
+        emit PullLedger.Withdrawn(address(0), provider, provider, 1 ether - fee);
         vm.prank(provider);
         escrow.withdraw(address(0));
         assertEq(provider.balance - before, 1 ether - fee);
@@ -2204,13 +2205,13 @@ contract BountyEscrowTest is BountyEscrowFixture {
     }
 
     function test_RevertWhen_WithdrawNothing() public {
-        vm.expectRevert(BountyEscrow.NothingToWithdraw.selector);
+        vm.expectRevert(PullLedger.NothingToWithdraw.selector);
         vm.prank(stranger);
         escrow.withdraw(address(token));
     }
 
     function test_RevertWhen_WithdrawToZero() public {
-        vm.expectRevert(BountyEscrow.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         vm.prank(stranger);
         escrow.withdrawTo(address(token), address(0));
     }

@@ -10,6 +10,7 @@ import {IStakeRegistry} from "../src/interfaces/IStakeRegistry.sol";
 import {EthRejecter} from "./mocks/EthRejecter.sol";
 import {FeeOnTransferToken} from "./mocks/FeeOnTransferToken.sol";
 import {MockERC20} from "./mocks/MockERC20.sol";
+import {PullLedger} from "../src/utils/PullLedger.sol";
 
 /// @notice Unit, lifecycle and fuzz tests of EvaluatorPanel against a real BountyEscrow.
 contract EvaluatorPanelTest is Test {
@@ -222,7 +223,7 @@ contract EvaluatorPanelTest is Test {
     }
 
     function test_RevertWhen_ConstructorZeroEscrow() public {
-        vm.expectRevert(EvaluatorPanel.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         new EvaluatorPanel(IPanelEscrow(address(0)));
     }
 
@@ -362,13 +363,13 @@ contract EvaluatorPanelTest is Test {
         bytes32 salt = _salt();
         address[] memory m = _members(3);
         vm.startPrank(poster);
-        vm.expectRevert(EvaluatorPanel.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         panel.openPanel{value: FEE}(salt, m, 2, address(0), FEE); // needs 2 * FEE
-        vm.expectRevert(EvaluatorPanel.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         panel.openPanel{value: 3 * FEE}(salt, m, 2, address(0), FEE);
-        vm.expectRevert(EvaluatorPanel.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         panel.openPanel{value: 1}(salt, m, 2, address(0), 0);
-        vm.expectRevert(EvaluatorPanel.InvalidValue.selector);
+        vm.expectRevert(PullLedger.InvalidValue.selector);
         panel.openPanel{value: 1}(salt, m, 2, address(token), FEE); // ERC-20 fee with ETH
         vm.stopPrank();
     }
@@ -381,7 +382,7 @@ contract EvaluatorPanelTest is Test {
         bytes32 salt = _salt();
         address[] memory m = _members(2);
         vm.prank(poster);
-        vm.expectRevert(EvaluatorPanel.FeeOnTransferToken.selector);
+        vm.expectRevert(PullLedger.FeeOnTransferToken.selector);
         panel.openPanel(salt, m, 2, address(fot), 1e18);
     }
 
@@ -923,14 +924,14 @@ contract EvaluatorPanelTest is Test {
         vm.expectEmit(address(panel));
         emit PayoutDeferred(address(0), mAddr[0], FEE);
         panel.settleFees(id, b, 1, sigs);
-        assertEq(panel.owed(address(0), mAddr[0]), FEE);
+        assertEq(panel.withdrawable(address(0), mAddr[0]), FEE);
         assertEq(mAddr[0].balance, 0);
         assertEq(mAddr[1].balance, FEE);
         assertEq(address(panel).balance, FEE);
 
         // Still rejecting: withdraw reverts, withdrawTo another address works.
         vm.prank(mAddr[0]);
-        vm.expectRevert(EvaluatorPanel.TransferFailed.selector);
+        vm.expectRevert(PullLedger.TransferFailed.selector);
         panel.withdraw(address(0));
 
         address sink = makeAddr("sink");
@@ -939,11 +940,11 @@ contract EvaluatorPanelTest is Test {
         vm.prank(mAddr[0]);
         panel.withdrawTo(address(0), sink);
         assertEq(sink.balance, FEE);
-        assertEq(panel.owed(address(0), mAddr[0]), 0);
+        assertEq(panel.withdrawable(address(0), mAddr[0]), 0);
         assertEq(address(panel).balance, 0);
 
         vm.prank(mAddr[0]);
-        vm.expectRevert(EvaluatorPanel.NothingToWithdraw.selector);
+        vm.expectRevert(PullLedger.NothingToWithdraw.selector);
         panel.withdraw(address(0));
     }
 
@@ -956,7 +957,7 @@ contract EvaluatorPanelTest is Test {
         uint256 id = panel.openPanel{value: 2 * FEE}(salt, _members(2), 2, address(0), FEE);
         vm.prank(rp);
         panel.cancelPanel(salt);
-        assertEq(panel.owed(address(0), rp), 2 * FEE);
+        assertEq(panel.withdrawable(address(0), rp), 2 * FEE);
         assertEq(uint8(panel.stateOf(id)), uint8(EvaluatorPanel.PanelState.Cancelled));
 
         // Once the account can receive ETH again it pulls.
@@ -968,7 +969,7 @@ contract EvaluatorPanelTest is Test {
     }
 
     function test_RevertWhen_WithdrawToZero() public {
-        vm.expectRevert(EvaluatorPanel.ZeroAddress.selector);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
         panel.withdrawTo(address(0), address(0));
     }
 

@@ -244,8 +244,10 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
     use alloy::providers::Provider;
     let env = setup().await;
     let id = U256::from(123456789u64);
-    let (bid, sig) =
-        env.provider.sign_bid(id, &sample_terms(), 1_000, 2_000_000_000, 0, U256::from(7)).unwrap();
+    let (bid, sig) = env
+        .provider
+        .sign_bid(id, &sample_terms(), 1_000, 2_000_000_000, 45, U256::from(7))
+        .unwrap();
     // The contract computes the same digest.
     let onchain: alloy::primitives::B256 = env
         .provider
@@ -266,14 +268,14 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
                 {"name": "bountyId", "type": "uint256"}, {"name": "termsHash", "type": "bytes32"},
                 {"name": "bidder", "type": "address"},
                 {"name": "amount", "type": "uint256"}, {"name": "deadline", "type": "uint64"},
-                {"name": "nonce", "type": "uint256"}
+                {"name": "eta", "type": "uint32"}, {"name": "nonce", "type": "uint256"}
             ]
         },
         "primaryType": "Bid",
         "domain": {"name": "ReefBountyEscrow", "version": "1", "chainId": 31337,
                    "verifyingContract": env.dep.bounty_escrow},
         "message": {"bountyId": "123456789", "termsHash": bid.termsHash, "bidder": env.provider.address(), "amount": "1000",
-                    "deadline": 2000000000u64, "nonce": "7"}
+                    "deadline": 2000000000u64, "eta": 45, "nonce": "7"}
     });
     let wallet_sig: Bytes = env
         .provider

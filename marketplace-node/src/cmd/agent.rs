@@ -369,7 +369,19 @@ impl RunArgs {
                     }
                 }
                 Event::Disconnected(reason) => eprintln!("disconnected ({reason}); reconnecting"),
-                Event::Connected | Event::Removed { .. } => {}
+                Event::Connected => {
+                    // The SDK re-joins the groups we follow, but an invitation sent while we
+                    // were away is lost: follow every group we are a member of and do not know.
+                    for g in client.list_groups().await? {
+                        if caught_up.contains_key(&g.group_id) {
+                            continue;
+                        }
+                        let last = client.join(&g.group_id, Some(0)).await?;
+                        engine.track(&g.group_id, g.parent_group_id.clone());
+                        caught_up.insert(g.group_id, last);
+                    }
+                }
+                Event::Removed { .. } => {}
             }
         }
         Ok(())

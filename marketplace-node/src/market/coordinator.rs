@@ -90,6 +90,16 @@ pub struct Market {
     inner: Arc<Inner>,
 }
 
+/// How long a built reputation book is reused.
+const REPUTATION_TTL: Duration = Duration::from_secs(2);
+
+/// Bounties stepped at once by the work loop (each step is a compare-and-set per bounty; the
+/// chain client serializes the node's own transactions).
+const STEP_CONCURRENCY: usize = 16;
+
+/// Stake reads in flight at once while ranking a window.
+const STAKE_READS: usize = 16;
+
 #[derive(Debug)]
 struct Inner {
     /// When this process started (a window that opened before it may have lost bids).
@@ -98,6 +108,8 @@ struct Inner {
     store: MarketStore,
     chain: ReefClient,
     cfg: MarketConfig,
+    reputation_cache:
+        tokio::sync::Mutex<Option<(std::time::Instant, Arc<reef_reputation::ReputationBook>)>>,
 }
 
 fn now() -> u64 {
@@ -119,7 +131,16 @@ impl Market {
             ClientOptions::default(),
         )
         .await?;
-        Ok(Self { inner: Arc::new(Inner { started_at: now(), node, store, chain, cfg }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                started_at: now(),
+                node,
+                store,
+                chain,
+                cfg,
+                reputation_cache: Default::default(),
+            }),
+        })
     }
 
     /// The node's evaluator address.
@@ -519,11 +540,19 @@ impl Market {
 
     /// One pass over every unfinished bounty.
     pub async fn tick(&self) -> Result<()> {
-        for row in self.inner.store.active().await? {
-            if let Err(e) = self.step(&row).await {
-                tracing::warn!(bounty = %row.id, error = %e, "bounty step failed; will retry");
-            }
-        }
+        use futures::StreamExt;
+        // Bounties are independent (every transition is a compare-and-set on its own row), so
+        // a slow one (an RPC retry, a verifier) does not hold up the others.
+        futures::stream::iter(self.inner.store.active().await?)
+            .for_each_concurrent(STEP_CONCURRENCY, |row| {
+                let me = self.clone();
+                async move {
+                    if let Err(e) = me.step(&row).await {
+                        tracing::warn!(bounty = %row.id, error = %e, "bounty step failed; will retry");
+                    }
+                }
+            })
+            .await;
         Ok(())
     }
 
@@ -560,17 +589,31 @@ impl Market {
         // Evaluators do not judge their own work: panel members cannot win.
         let spec = Self::verify_spec(row)?;
         let judges: Vec<Address> = spec.panel().map(|(_, _, m)| m.to_vec()).unwrap_or_default();
-        for b in &bids {
-            let Ok(bj) = serde_json::from_value::<BidJson>(b.bid["bid"].clone()) else { continue };
-            let Ok(bid) = Bid::try_from(&bj) else { continue };
-            if judges.contains(&bid.bidder) {
-                continue;
-            }
-            let stake = if threshold_gate.is_zero() {
-                U256::ZERO
-            } else {
-                self.inner.chain.stake_of(bid.bidder).await.unwrap_or_default()
-            };
+        let parsed: Vec<(&super::store::BidRow, Bid)> = bids
+            .iter()
+            .filter_map(|b| {
+                let bj = serde_json::from_value::<BidJson>(b.bid["bid"].clone()).ok()?;
+                let bid = Bid::try_from(&bj).ok()?;
+                (!judges.contains(&bid.bidder)).then_some((b, bid))
+            })
+            .collect();
+        // Stakes of all bidders, read concurrently (a failed read counts as no stake).
+        let stakes: std::collections::HashMap<Address, U256> = if threshold_gate.is_zero() {
+            Default::default()
+        } else {
+            use futures::StreamExt;
+            let bidders: Vec<Address> = parsed.iter().map(|(_, bid)| bid.bidder).collect();
+            futures::stream::iter(bidders)
+                .map(|a| {
+                    let chain = self.inner.chain.clone();
+                    async move { (a, chain.stake_of(a).await.unwrap_or_default()) }
+                })
+                .buffer_unordered(STAKE_READS)
+                .collect()
+                .await
+        };
+        for (b, bid) in &parsed {
+            let stake = stakes.get(&bid.bidder).copied().unwrap_or_default();
             // Local track record until the indexer-backed reputation engine is wired in:
             // a Beta(1, 1) prior over verified outcomes of the agent's past wins here.
             let (ok, bad) = history.get(&bid.bidder.to_string()).copied().unwrap_or((0, 0));
@@ -1329,12 +1372,24 @@ impl Market {
     }
 
     /// The reputation engine's book over the embedded index (None if not configured/failing).
-    async fn reputation_book(&self) -> Option<reef_reputation::ReputationBook> {
+    /// Built at most once per [`REPUTATION_TTL`]: a burst of windows closing together (or a
+    /// panel chosen per post) shares one fold over the index instead of one each.
+    async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
         let store = self.inner.cfg.reputation.as_ref()?;
+        let mut cache = self.inner.reputation_cache.lock().await;
+        if let Some((at, book)) = cache.as_ref()
+            && at.elapsed() < REPUTATION_TTL
+        {
+            return Some(book.clone());
+        }
         match reef_indexer::reputation::load_book(store, 0, reef_reputation::Params::default())
             .await
         {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                let b = Arc::new(b);
+                *cache = Some((std::time::Instant::now(), b.clone()));
+                Some(b)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reputation engine unavailable; ranking with local history");
                 None

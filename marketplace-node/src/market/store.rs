@@ -601,10 +601,13 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // 0x03 was taken over: the miss counts against the late agent named in the log, not
+        // against the runner-up who holds the job now.
         s.insert_bounty("0x03", "0xp", &spec, 1).await.unwrap();
-        s.set_field("0x03", "winner", "0xagent").await.unwrap();
-        s.log("0x03", "eta_missed", "late").await.unwrap();
+        s.set_field("0x03", "winner", "0xrunnerup").await.unwrap();
+        s.log("0x03", "eta_missed", "0xagent promised delivery by 1700000000").await.unwrap();
         assert_eq!(s.outcomes("0xagent").await.unwrap(), (1, 2));
+        assert_eq!(s.outcomes("0xrunnerup").await.unwrap(), (0, 0));
         assert_eq!(s.outcomes("0xother").await.unwrap(), (0, 0));
     }
 
