@@ -259,8 +259,13 @@ impl RunArgs {
         let mut seen: HashMap<String, u64> = HashMap::new();
         while let Some(ev) = events.recv().await {
             match ev {
-                Event::Invited { group_id, .. } => {
-                    if let Ok(g) = client
+                Event::Invited { group_id, by } => {
+                    // Groups the marketplace opens (calls for proposals, work, evaluation) never
+                    // have a parent: skip listing every group we are in, which cost O(groups)
+                    // per invitation and stalled agents under a burst of calls for proposals.
+                    if market.as_ref().and_then(|b| b.evaluator) == Some(by) {
+                        engine.track(&group_id, None);
+                    } else if let Ok(g) = client
                         .list_groups()
                         .await
                         .map(|gs| gs.into_iter().find(|g| g.group_id == group_id))

@@ -1,6 +1,8 @@
 //! `reef demo`: the whole marketplace on a private anvil — a node with the marketplace and the
-//! embedded indexer, seven example agents (different skills and prices, one dishonest, one
-//! nested, one metered), and a poster that runs several bounties to completion.
+//! embedded indexer, eleven example agents (different skills and prices, one dishonest, one that
+//! stalls past its ETA, one nested, one metered, three third-party evaluators), and a poster that
+//! runs several bounties to completion: hash, command, unit-test, poster and 2-of-3 evaluator
+//! verification, a take-over, a nested job, a contest with a 60/40 split and metered calls.
 
 use std::{
     io::{BufRead, BufReader},
@@ -41,7 +43,13 @@ struct AgentSpec {
 }
 
 const AGENTS: &[AgentSpec] = &[
-    AgentSpec { name: "sorter-fast", skills: "sort", price: "4", brain: "sort.py", extra: &[] },
+    AgentSpec {
+        name: "sorter-fast",
+        skills: "sort,sort-rush",
+        price: "4",
+        brain: "sort.py",
+        extra: &[],
+    },
     AgentSpec { name: "sorter-cheap", skills: "sort", price: "3.5", brain: "sort.py", extra: &[] },
     AgentSpec {
         name: "cheater",
@@ -59,6 +67,18 @@ const AGENTS: &[AgentSpec] = &[
         brain: "split_sort.py",
         extra: &["--share-key-with-brain"],
     },
+    // Wins rush jobs with the lowest price and a 3 s ETA, then never delivers: take-over.
+    AgentSpec {
+        name: "stalled",
+        skills: "sort-rush",
+        price: "1",
+        brain: "sort_stalled.py",
+        extra: &[],
+    },
+    // Third-party evaluators for `--verify quorum` (they judge with the `sorted` verifier).
+    AgentSpec { name: "judge-1", skills: "review", price: "0", brain: "sort.py", extra: &[] },
+    AgentSpec { name: "judge-2", skills: "review", price: "0", brain: "sort.py", extra: &[] },
+    AgentSpec { name: "judge-3", skills: "review", price: "0", brain: "sort.py", extra: &[] },
 ];
 
 /// Finds the repository root (where `examples/` lives).
@@ -226,7 +246,7 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
                         "--bid-price",
                         s.price,
                         "--eta",
-                        "60s",
+                        if s.name == "stalled" { "3s" } else { "60s" },
                     ])
                     .arg("--exec")
                     .arg(format!(
@@ -234,6 +254,11 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
                         root.join("examples/agents").join(s.brain).display()
                     ))
                     .args(s.extra);
+                if s.name.starts_with("judge") {
+                    c.arg("--no-bid")
+                        .arg("--evaluate")
+                        .arg(root.join("examples/verifiers/sorted.py"));
+                }
                 names.push((key.address(), s.name));
             }
             None => {
@@ -425,8 +450,46 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
     demo.chain_cmd(&["bounty", "accept", &id, "--dev-account", "0"])?;
     record("poster-verified sort", "auction · poster", &r);
 
-    // 7. Contest: every sorter works in parallel; the first two verified entries split the reward.
-    eprintln!("\n▶ Contest: sort 12 numbers, 2 winners split 9 rUSD (command-verified)");
+    // 6b. Third-party evaluators: 2 of 3 judges must agree; the two who signed are paid.
+    let r = demo.post(
+        "Sort 12 numbers (2-of-3 evaluator quorum)",
+        &[
+            "--reward",
+            "5",
+            "--skills",
+            "sort",
+            "--input",
+            &numbers.to_string(),
+            "--verify",
+            "quorum",
+            "--quorum",
+            "2/3",
+            "--eval-fee",
+            "0.2",
+        ],
+    )?;
+    record("quorum-verified sort", "auction · quorum 2/3", &r);
+    // 6c. Take-over: the cheapest bidder promises 3 s and stalls; the runner-up gets the job.
+    let r = demo.post(
+        "Sort 12 numbers (rush: winner must deliver in its ETA)",
+        &[
+            "--reward",
+            "5",
+            "--skills",
+            "sort-rush",
+            "--input",
+            &numbers.to_string(),
+            "--verify",
+            "hash",
+            "--expect",
+            &sorted.to_string(),
+        ],
+    )?;
+    record("rush sort (take-over)", "auction · hash · ETA", &r);
+
+    // 7. Contest: every sorter works in parallel; the first two verified entries split the reward
+    //    60/40.
+    eprintln!("\n▶ Contest: sort 12 numbers, 2 winners split 9 rUSD 60/40 (command-verified)");
     let mut contest = demo
         .cmd()
         .args([
