@@ -71,7 +71,7 @@ struct Opts {
 }
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
-             [--raw-concurrency 32] [--bid-window 1] [--tick-ms 100] [--timeout 150]
+             [--raw-concurrency 32] [--bid-window 3] [--tick-ms 100] [--timeout 150]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -82,7 +82,8 @@ impl Opts {
             posters: 10,
             raw_txs: 2_000,
             raw_concurrency: 32,
-            bid_window: 1,
+            // Windows are whole seconds; 1 s leaves agents less than a second to answer a burst.
+            bid_window: 3,
             tick_ms: 100,
             timeout_secs: 150,
             no_indexer: false,
