@@ -1,6 +1,7 @@
 //! Crash safety of the marketplace loop: `kill -9` the node in the middle of a bounty's
-//! lifecycle (during bidding, and while the provider works), restart it on the same database,
-//! and the bounty still reaches its terminal state with exactly one payout.
+//! lifecycle (during bidding, while the provider works, and while an evaluator panel judges),
+//! restart it on the same database, and the bounty still reaches its terminal state with exactly
+//! one payout.
 
 use std::{
     io::{BufRead, BufReader},
@@ -58,6 +59,48 @@ async fn crash_during(kill_in: &str) {
     let port = free_port().unwrap();
     let http = format!("http://127.0.0.1:{port}");
     let mut node = start_node(&dir, &anvil.rpc_url, port);
+    // Crashing while the panel judges: two evaluator agents with a slow verifier (2 of 2).
+    let panel = kill_in == "evaluating";
+    let mut _judges = Vec::new();
+    if panel {
+        let verifier = dir.join("slow_sorted.py");
+        std::fs::write(
+            &verifier,
+            "#!/usr/bin/env python3\nimport json, sys, time\ntime.sleep(3)\nd = json.load(sys.stdin)\nsys.exit(0 if d['result'] == sorted(d['input']) else 1)\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&verifier, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in [2, 3] {
+            _judges.push(Kill(
+                reef()
+                    .args(["agent", "run", "--node", &format!("ws://127.0.0.1:{port}/v1/ws")])
+                    .args([
+                        "--key",
+                        DEV_KEYS[d],
+                        "--skills",
+                        "review",
+                        "--no-bid",
+                        "--exec",
+                        "true",
+                    ])
+                    .args(["--rpc-url", &anvil.rpc_url])
+                    .arg("--evaluate")
+                    .arg(&verifier)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap(),
+            ));
+            let url = format!("{http}/v1/agents/{}", dev_signer(d).address());
+            common::wait_http_ok(&url, "an evaluator's card").await;
+        }
+    }
+    let verify: &[&str] = if panel {
+        &["--verify", "quorum", "--quorum", "2/2", "--eval-fee", "0.1"]
+    } else {
+        &["--verify", "hash", "--expect", "[1,3,5,9]"]
+    };
     let brain = format!("sleep 3; python3 {}", repo().join("examples/agents/sort.py").display());
     let _agent = Kill(
         reef()
@@ -98,7 +141,8 @@ async fn crash_during(kill_in: &str) {
             "test",
         ])
         .args(["--node", &http, "--skills", "sort", "--bid-window", "3s", "--deadline", "1h"])
-        .args(["--input", "[5,3,9,1]", "--verify", "hash", "--expect", "[1,3,5,9]"])
+        .args(["--input", "[5,3,9,1]"])
+        .args(verify)
         .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &anvil.rpc_url])
         .arg("--deployments")
         .arg(dir.join("deployments"))
@@ -155,4 +199,9 @@ async fn kill_9_during_bidding_then_restart_completes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_provider_works_then_restart_completes() {
     crash_during("working").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_the_evaluator_panel_judges_then_restart_completes() {
+    crash_during("evaluating").await;
 }
