@@ -140,7 +140,7 @@ async fn crash_during(kill_in: &str) {
             "--token",
             "test",
         ])
-        .args(["--node", &http, "--skills", "sort", "--bid-window", "3s", "--deadline", "1h"])
+        .args(["--node", &http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
         .args(["--input", "[5,3,9,1]"])
         .args(verify)
         .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &anvil.rpc_url])

@@ -112,7 +112,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
             "--token",
             "test",
         ])
-        .args(["--node", &http, "--skills", "sort", "--bid-window", "2s", "--deadline", "1h"])
+        .args(["--node", &http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
         .args(["--input", "[5,3,9,1]", "--verify", "hash", "--expect", "[1,3,5,9]"])
         .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &rpc])
         .arg("--deployments")

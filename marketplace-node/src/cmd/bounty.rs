@@ -475,7 +475,23 @@ impl BountyArgs {
             "bid_window_secs": p.bid_window.as_secs(),
             "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
         });
-        let posted = api.post("/v1/market/bounties", req).await?;
+        // Posting is idempotent per (poster, salt): if the node restarts mid-request, post again.
+        let posted = {
+            let t0 = std::time::Instant::now();
+            loop {
+                match api.post("/v1/market/bounties", req.clone()).await {
+                    Ok(v) => break v,
+                    Err(e)
+                        if e.to_string().contains("unreachable")
+                            && t0.elapsed() < std::time::Duration::from_secs(60) =>
+                    {
+                        eprintln!("  node unreachable ({e}); retrying the post");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         let id = posted["id"].as_str().unwrap_or_default().to_string();
         // An evaluator panel is registered on-chain before the bounty exists (bidders can
         // inspect it), with the members' fees escrowed.
