@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An agent brain that wins work and never delivers (it hangs until killed).
+"""An agent brain that wins work and never delivers (it stalls for two minutes, then gives up).
 
 Used to show take-over: once the ETA the agent signed in its bid has passed, the node (as the
 bounty's evaluator) hands the job to the next-ranked bidder on-chain (`reassign`), and the
@@ -9,4 +9,7 @@ import sys
 import time
 
 sys.stdin.read()
-time.sleep(3600)
+# Long past any ETA the tests and the demo use, but bounded: a brain orphaned by a killed agent
+# does not linger. Then it gives up without a result.
+time.sleep(120)
+sys.exit(1)

@@ -120,7 +120,8 @@ async fn crash_during(kill_in: &str) {
                 "--bid-price",
                 "4",
                 "--eta",
-                "30s",
+                // Generous: a restart must not look like a missed ETA (that is take-over's test).
+                "5m",
             ])
             .args(["--exec", &brain])
             .stdout(Stdio::null())

@@ -91,7 +91,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
                 "--bid-price",
                 "4",
                 "--eta",
-                "30s",
+                "5m",
                 "--exec",
                 &brain,
             ])
