@@ -70,7 +70,7 @@ async fn setup() -> Env {
 
 impl Env {
     fn agent(&self, dev: usize, brain: &str, price: &str) -> Kill {
-        self.agent_with_eta(dev, brain, price, "5m")
+        self.agent_with_eta(dev, brain, price, "30s")
     }
 
     fn agent_with_eta(&self, dev: usize, brain: &str, price: &str, eta: &str) -> Kill {
