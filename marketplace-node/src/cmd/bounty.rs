@@ -566,14 +566,8 @@ impl BountyArgs {
             let phase = v["phase"].as_str().unwrap_or("").to_string();
             pb.set_message(format!("{phase} ({} bids)", v["bids"]));
             if phase == "awaiting_award" && award.is_none() {
-                let signed = &v["winning_bid"];
-                let bj: escrow_client::escrow::BidJson =
-                    serde_json::from_value(signed["bid"].clone())
-                        .map_err(|e| eyre!("node sent a malformed winning bid: {e}"))?;
-                let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj)?;
-                let sig: alloy::primitives::Bytes =
-                    serde_json::from_value(signed["signature"].clone())
-                        .map_err(|e| eyre!("node sent a malformed signature: {e}"))?;
+                let (bid, sig) = crate::market::signed_bid(&v["winning_bid"])
+                    .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
                 pb.set_message("awarding on-chain (create + fund + award)");
                 let (_, _, txs) = client
                     .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
@@ -802,14 +796,7 @@ impl BountyArgs {
         })?;
         let now = client.chain_time().await?;
         let late = state.record.provider;
-        let next = ranking.iter().find_map(|e| {
-            let bj: escrow_client::escrow::BidJson =
-                serde_json::from_value(e["signed"]["bid"].clone()).ok()?;
-            let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj).ok()?;
-            let sig: alloy::primitives::Bytes =
-                serde_json::from_value(e["signed"]["signature"].clone()).ok()?;
-            (e["failed"] != true && bid.bidder != late && bid.deadline >= now).then_some((bid, sig))
-        });
+        let next = crate::market::next_runner_up(ranking, late, now);
         let Some((bid, sig)) = next else {
             return Err(eyre!(
                 "no other valid bid in the ranking of {key}; end the award with `reef bounty revoke {key}` to be refunded"

@@ -994,16 +994,7 @@ impl Market {
                     entry["failed"] = json!(true);
                 }
             }
-            next = list.iter().find_map(|entry| {
-                if entry["failed"] == true {
-                    return None;
-                }
-                let bj: BidJson = serde_json::from_value(entry["signed"]["bid"].clone()).ok()?;
-                let bid = Bid::try_from(&bj).ok()?;
-                let sig: Bytes =
-                    serde_json::from_value(entry["signed"]["signature"].clone()).ok()?;
-                (bid.bidder != late && bid.deadline >= t).then_some((bid, sig))
-            });
+            next = super::next_runner_up(list, late, t);
         }
         self.inner.store.set_ranking(&row.id, &ranking, row.winner.as_deref()).await?;
         match next {

@@ -74,3 +74,32 @@ pub fn parse_id(s: &str) -> Result<U256> {
 pub fn parse_addr(s: &str) -> Result<Address> {
     s.parse().map_err(|_| MarketError::Internal(format!("bad address {s:?} in db")))
 }
+
+/// A signed bid as the node stores and shows it (`{"bid": BidJson, "signature": hex}`).
+pub fn signed_bid(
+    v: &serde_json::Value,
+) -> std::result::Result<
+    (escrow_client::bindings::escrow::IBountyTypes::Bid, alloy::primitives::Bytes),
+    String,
+> {
+    let bj: escrow_client::escrow::BidJson =
+        serde_json::from_value(v["bid"].clone()).map_err(|e| format!("malformed bid: {e}"))?;
+    let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj)
+        .map_err(|e| format!("malformed bid: {e}"))?;
+    let sig = serde_json::from_value(v["signature"].clone())
+        .map_err(|e| format!("malformed signature: {e}"))?;
+    Ok((bid, sig))
+}
+
+/// Take-over: the best-ranked bid, not marked failed and not from the `late` provider, that is
+/// still valid at `now` (used by the node as evaluator and by the poster's CLI).
+pub fn next_runner_up(
+    ranking: &[serde_json::Value],
+    late: Address,
+    now: u64,
+) -> Option<(escrow_client::bindings::escrow::IBountyTypes::Bid, alloy::primitives::Bytes)> {
+    ranking.iter().filter(|e| e["failed"] != true).find_map(|e| {
+        let (bid, sig) = signed_bid(&e["signed"]).ok()?;
+        (bid.bidder != late && bid.deadline >= now).then_some((bid, sig))
+    })
+}
