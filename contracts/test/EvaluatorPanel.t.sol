@@ -44,19 +44,6 @@ contract EvaluatorPanelTest is Test {
     uint256 internal saltCounter;
     uint256 internal bidNonce;
 
-    event PanelOpened(
-        uint256 indexed id,
-        address indexed poster,
-        address[] members,
-        uint8 quorum,
-        address token,
-        uint128 feePerVote
-    );
-    event PanelCancelled(uint256 indexed id, address indexed poster, uint256 refunded);
-    event FeesSettled(uint256 indexed id, uint8 verdict, address[] paid, uint256 feeEach, uint256 refunded);
-    event PayoutDeferred(address indexed token, address indexed to, uint256 amount);
-    event Withdrawn(address indexed token, address indexed account, address to, uint256 amount);
-
     function setUp() public {
         vm.warp(1_700_000_000);
         (provider, providerKey) = makeAddrAndKey("provider");
@@ -238,7 +225,7 @@ contract EvaluatorPanelTest is Test {
         uint256 before = poster.balance;
 
         vm.expectEmit(address(panel));
-        emit PanelOpened(expectedId, poster, m, 2, address(0), FEE);
+        emit EvaluatorPanel.PanelOpened(expectedId, poster, m, 2, address(0), FEE);
         uint256 id = _open(salt, 3, 2, address(0), FEE);
 
         assertEq(id, expectedId);
@@ -396,7 +383,7 @@ contract EvaluatorPanelTest is Test {
         uint256 before = poster.balance;
 
         vm.expectEmit(address(panel));
-        emit PanelCancelled(id, poster, 2 * FEE);
+        emit EvaluatorPanel.PanelCancelled(id, poster, 2 * FEE);
         vm.prank(poster);
         panel.cancelPanel(salt);
 
@@ -465,7 +452,7 @@ contract EvaluatorPanelTest is Test {
 
         uint256 posterBefore = poster.balance;
         vm.expectEmit(address(panel));
-        emit FeesSettled(id, 1, _addrs(mAddr[0], mAddr[2]), FEE, 0);
+        emit EvaluatorPanel.FeesSettled(id, 1, _addrs(mAddr[0], mAddr[2]), FEE, 0);
         vm.prank(stranger);
         panel.settleFees(id, b, 1, sigs);
 
@@ -614,7 +601,7 @@ contract EvaluatorPanelTest is Test {
         address[] memory paid = new address[](1);
         paid[0] = mAddr[2];
         vm.expectEmit(address(panel));
-        emit FeesSettled(id, 1, paid, FEE, FEE);
+        emit EvaluatorPanel.FeesSettled(id, 1, paid, FEE, FEE);
         panel.settleFees(id, b, 1, sigs);
         assertEq(mAddr[2].balance, FEE);
         assertEq(poster.balance, posterBefore + FEE);
@@ -817,7 +804,7 @@ contract EvaluatorPanelTest is Test {
         uint256 posterBefore = poster.balance;
         bytes[] memory sigs = _memberSigs(_idx(0, 1), _digest(id, bytes32(0), 1));
         vm.expectEmit(address(panel));
-        emit FeesSettled(id, 0, new address[](0), FEE, 2 * FEE);
+        emit EvaluatorPanel.FeesSettled(id, 0, new address[](0), FEE, 2 * FEE);
         vm.prank(stranger);
         panel.settleFees(id, b, 1, sigs); // signatures ignored
         assertEq(poster.balance, posterBefore + 2 * FEE);
@@ -922,7 +909,7 @@ contract EvaluatorPanelTest is Test {
         vm.etch(mAddr[0], rejecterCode.code);
 
         vm.expectEmit(address(panel));
-        emit PayoutDeferred(address(0), mAddr[0], FEE);
+        emit PullLedger.PayoutDeferred(address(0), mAddr[0], FEE);
         panel.settleFees(id, b, 1, sigs);
         assertEq(panel.withdrawable(address(0), mAddr[0]), FEE);
         assertEq(mAddr[0].balance, 0);
@@ -936,7 +923,7 @@ contract EvaluatorPanelTest is Test {
 
         address sink = makeAddr("sink");
         vm.expectEmit(address(panel));
-        emit Withdrawn(address(0), mAddr[0], sink, FEE);
+        emit PullLedger.Withdrawn(address(0), mAddr[0], sink, FEE);
         vm.prank(mAddr[0]);
         panel.withdrawTo(address(0), sink);
         assertEq(sink.balance, FEE);
