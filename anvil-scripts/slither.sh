@@ -158,10 +158,15 @@ ACCEPTED = [
     # equality of the Status enum decoded from the record word (word also holds a timestamp)
     ("incorrect-equality", r"^BountyEscrow\.(cancel|dispute|refundExpired)\(.*\n\s*- s == Status\.[A-Za-z]+ \("),
     # Solidity zero-initialises locals; the zero value is the intended start value
-    ("uninitialized-local", r"^(BountyEscrow|PaymentChannel|ReputationRegistry)\.[A-Za-z_]+\(.*\)\.[A-Za-z_]+ "),
+    ("uninitialized-local", r"^(BountyEscrow|PaymentChannel|ReputationRegistry|EvaluatorPanel)\.[A-Za-z_]+\(.*\)\.[A-Za-z_]+ "),
     # the ignored third value is only diagnostic data (the RecoverError is checked)
     ("unused-return", r"^(BountyEscrow|PaymentChannel)\._isValidSig\(address,bytes32,bytes\) .*ECDSA\.tryRecoverCalldata"),
     ("unused-return", r"^AgentRegistry\.setAgentWallet\(uint256,address,uint256,bytes\) .*ECDSA\.tryRecoverCalldata"),
+    ("unused-return", r"^EvaluatorPanel\._validSigners\(.*\) ignores return value by \(signer,err,None\) = ECDSA\.tryRecover\("),
+    # the panel needs one of statusOf's two values: only `status` (open/cancel: bounty not posted
+    # yet) or only `stamp` (settleFees: status already checked by escrow.verifyRecord)
+    ("unused-return", r"^EvaluatorPanel\.(openPanel|cancelPanel)\(.* ignores return value by \(status,None\) = escrow\.statusOf\(id\)"),
+    ("unused-return", r"^EvaluatorPanel\.settleFees\(.* ignores return value by \(None,stamp\) = escrow\.statusOf\(id\)"),
 ]
 
 data = json.load(open(sys.argv[1]))

@@ -72,6 +72,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @dev Low 48 bits of a record word: uint40 stamp (bits 8..47) and uint8 status (bits 0..7).
     uint256 internal constant META_MASK = (1 << 48) - 1;
+    /// @dev Largest stamp a record word holds (uint40).
+    uint64 internal constant MAX_STAMP = type(uint40).max;
     /// @dev Size of the ABI encoding of the static `Bounty` tuple (15 words).
     uint256 internal constant BOUNTY_SIZE = 480;
     /// @dev Byte offsets of the fields patched on award / submission inside the encoding.
@@ -132,9 +134,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     /// @notice An `Open` bounty was funded by `funder`.
     event BountyFunded(uint256 indexed id, address indexed funder, uint256 amount);
     /// @notice A bid was accepted: `provider` and `price` are now part of the record. `dueBy` is
-    ///         when delivery is due (award time + the bid's `eta`, capped at the deadline); after it
-    ///         the poster or the evaluator may hand the job to another bidder (`reassign`) or
-    ///         refund the poster (`revokeAward`).
+    ///         when delivery is due (award time + the bid's `eta`, capped at the deadline and at
+    ///         `type(uint40).max`, the record's stamp width); after it the poster or the evaluator
+    ///         may hand the job to another bidder (`reassign`) or refund the poster (`revokeAward`).
     event BountyAwarded(
         uint256 indexed id, address indexed provider, uint256 price, uint256 bidNonce, uint64 dueBy
     );
@@ -867,8 +869,11 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     }
 
     /// @dev Delivery due time of an award now: `now + eta`, capped at the deadline (eta 0 = deadline).
+    ///      The record word keeps it in 40 bits, so a deadline past `type(uint40).max` saturates
+    ///      there instead of wrapping to an early due time (which would open the take-over at
+    ///      once). `now + eta` itself fits in 40 bits until the year 36812.
     function _dueBy(uint64 deadline, uint32 eta) internal view returns (uint64) {
-        if (eta == 0) return deadline;
+        if (eta == 0) return deadline < MAX_STAMP ? deadline : MAX_STAMP;
         uint256 due = block.timestamp + eta;
         return due < deadline ? uint64(due) : deadline;
     }

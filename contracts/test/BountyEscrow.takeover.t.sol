@@ -68,6 +68,35 @@ contract BountyEscrowTakeoverTest is BountyEscrowFixture {
         assertEq(stamp2, c.deadline);
     }
 
+    /// @dev Regression (slither `timestamp` triage of `_checkOverdue`): a record word keeps the
+    ///      due time in 40 bits. An eta-0 award on a bounty whose deadline is past
+    ///      `type(uint40).max` stored the deadline truncated (a due time in 1970), so the poster or
+    ///      the evaluator could revoke or reassign the award right away and log a "miss" the
+    ///      provider never made. The due time now saturates at `type(uint40).max`.
+    function test_Award_EtaZeroWithDeadlineBeyondUint40_NoTakeover() public {
+        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
+        posted.deadline = uint64(type(uint40).max) + 7 days;
+        (uint256 id, IBountyTypes.Bounty memory b) = _awardWithEta(posted, 600e18, 0);
+        (, uint40 stamp) = escrow.statusOf(id);
+        assertEq(stamp, type(uint40).max, "due time saturates, does not wrap");
+
+        vm.warp(block.timestamp + 1 hours);
+        vm.prank(poster);
+        vm.expectRevert(BountyEscrow.TooEarly.selector);
+        escrow.revokeAward(id, b);
+        (IBountyTypes.Bid memory bid, bytes memory sig) = _runnerUpBid(id, posted, 500e18, 0);
+        vm.prank(evaluator);
+        vm.expectRevert(BountyEscrow.TooEarly.selector);
+        escrow.reassign(id, b, bid, sig);
+
+        // The provider still delivers normally.
+        bytes32 r = keccak256("result");
+        bytes memory att = _signAtt(evaluatorKey, id, r, 1);
+        vm.prank(provider);
+        escrow.submitAndAttest(id, b, r, 1, att);
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Completed));
+    }
+
     function test_Reassign_HandsOverdueJobToRunnerUp() public {
         IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
         (uint256 id, IBountyTypes.Bounty memory b) = _awardWithEta(posted, 600e18, ETA);
