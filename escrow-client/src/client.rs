@@ -298,25 +298,13 @@ impl ReefClient {
             .map_err(|e| self.classify(action, e))?;
         drop(_guard);
         let hash = *pending.tx_hash();
-        let receipt = match pending
-            .with_required_confirmations(self.opts.confirmations)
-            .with_timeout(Some(self.opts.tx_timeout))
-            .get_receipt()
-            .await
-        {
-            Ok(r) => r,
-            // The endpoint failed while we waited: the transaction is out there, so poll for
-            // its receipt (with retries) instead of reporting a failure that did not happen.
-            Err(PendingTransactionError::TransportError(_)) => {
-                self.receipt_after_outage(action, hash).await?
-            }
-            Err(_) => {
-                return Err(Error::Timeout {
-                    action: action.to_string(),
-                    hash,
-                    waited: self.opts.tx_timeout,
-                });
-            }
+        let receipt = if self.opts.confirmations <= 1 {
+            // Included is enough: ask for the receipt at once, then back off. A dev chain
+            // (anvil automine) has it before the first poll; alloy's block watcher would add a
+            // whole poll interval (250 ms locally) to every transaction.
+            self.poll_receipt(action, hash).await?
+        } else {
+            self.watch_receipt(action, hash, pending).await?
         };
         if !receipt.status() {
             return Err(Error::TxReverted { action: action.to_string(), hash });
@@ -332,8 +320,42 @@ impl ReefClient {
         Ok((outcome, receipt))
     }
 
-    async fn receipt_after_outage(&self, action: &str, hash: B256) -> Result<TransactionReceipt> {
+    /// Waits for `confirmations` blocks on top of the transaction with alloy's block watcher.
+    async fn watch_receipt(
+        &self,
+        action: &str,
+        hash: B256,
+        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
+    ) -> Result<TransactionReceipt> {
+        Ok(
+            match pending
+                .with_required_confirmations(self.opts.confirmations)
+                .with_timeout(Some(self.opts.tx_timeout))
+                .get_receipt()
+                .await
+            {
+                Ok(r) => r,
+                // The endpoint failed while we waited: the transaction is out there, so poll for
+                // its receipt (with retries) instead of reporting a failure that did not happen.
+                Err(PendingTransactionError::TransportError(_)) => {
+                    self.poll_receipt(action, hash).await?
+                }
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        action: action.to_string(),
+                        hash,
+                        waited: self.opts.tx_timeout,
+                    });
+                }
+            },
+        )
+    }
+
+    /// Polls for the receipt of `hash` (transport failures retried): at once, then every
+    /// 10 ms doubling up to 1 s, until `tx_timeout`.
+    async fn poll_receipt(&self, action: &str, hash: B256) -> Result<TransactionReceipt> {
         let deadline = std::time::Instant::now() + self.opts.tx_timeout;
+        let mut pause = Duration::from_millis(10);
         loop {
             let p = self.provider.clone();
             let r = self
@@ -355,7 +377,8 @@ impl ReefClient {
                     waited: self.opts.tx_timeout,
                 });
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -414,6 +437,25 @@ impl ReefClient {
             what: "latest block".into(),
             reason: "node returned none".into(),
         })
+    }
+
+    /// Number, hash and timestamp of the block `tag` names (`None` if the node has no such
+    /// block), with retries.
+    pub async fn block_header(
+        &self,
+        tag: alloy::eips::BlockNumberOrTag,
+    ) -> Result<Option<(u64, B256, u64)>> {
+        let p = self.provider.clone();
+        let block = self
+            .opts
+            .retry
+            .run(|| {
+                let p = p.clone();
+                async move { p.get_block_by_number(tag).await }
+            })
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        Ok(block.map(|b| (b.header.number, b.header.hash, b.header.timestamp)))
     }
 
     /// Whether code is deployed at `addr`.

@@ -61,7 +61,8 @@ struct Opts {
     posters: usize,
     raw_txs: usize,
     raw_concurrency: usize,
-    bid_window: u64,
+    /// Sealed-bid window in milliseconds.
+    bid_window_ms: u64,
     tick_ms: u64,
     timeout_secs: u64,
     no_indexer: bool,
@@ -71,7 +72,7 @@ struct Opts {
 }
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
-             [--raw-concurrency 32] [--bid-window 3] [--tick-ms 100] [--timeout 150]
+             [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--timeout 150]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -82,8 +83,7 @@ impl Opts {
             posters: 10,
             raw_txs: 2_000,
             raw_concurrency: 32,
-            // Windows are whole seconds; 1 s leaves agents less than a second to answer a burst.
-            bid_window: 3,
+            bid_window_ms: 3_000,
             tick_ms: 100,
             timeout_secs: 150,
             no_indexer: false,
@@ -108,7 +108,13 @@ impl Opts {
                 "--posters" => o.posters = num(val()?)? as usize,
                 "--raw-txs" => o.raw_txs = num(val()?)? as usize,
                 "--raw-concurrency" => o.raw_concurrency = num(val()?)? as usize,
-                "--bid-window" => o.bid_window = num(val()?)?,
+                "--bid-window" => {
+                    let v = val()?;
+                    o.bid_window_ms = match v.strip_suffix("ms") {
+                        Some(ms) => num(ms.to_string())?,
+                        None => num(v)?.saturating_mul(1000),
+                    }
+                }
                 "--tick-ms" => o.tick_ms = num(val()?)?,
                 "--timeout" => o.timeout_secs = num(val()?)?,
                 "--no-indexer" => o.no_indexer = true,
@@ -126,8 +132,8 @@ impl Opts {
         if o.agents == 0 || o.bounties == 0 || o.posters == 0 || o.raw_concurrency == 0 {
             bail!("--agents, --bounties, --posters and --raw-concurrency must be positive");
         }
-        if o.bid_window == 0 {
-            bail!("--bid-window must be at least 1 second (the node counts whole seconds)");
+        if o.bid_window_ms < 100 {
+            bail!("--bid-window must be at least 100ms (the node's shortest window)");
         }
         o.posters = o.posters.min(o.bounties);
         Ok(o)
@@ -361,7 +367,8 @@ struct Outcome {
     id: String,
     phase: String,
     events: Vec<(String, u64)>,
-    bid_close_at: u64,
+    /// When the node closes bidding (unix ms).
+    bid_close_ms: u64,
     bids: u64,
     winner: Option<String>,
     /// ms: poster noticed `awaiting_award` / award transaction mined.
@@ -383,9 +390,9 @@ struct Poster {
     template: escrow_client::bindings::escrow::IBountyTypes::Bounty,
 }
 
-async fn run_bounty(poster: Arc<Poster>, i: usize, window: u64, timeout: Duration) -> Outcome {
+async fn run_bounty(poster: Arc<Poster>, i: usize, window_ms: u64, timeout: Duration) -> Outcome {
     let mut out = Outcome::default();
-    if let Err(e) = drive_bounty(&poster, i, window, timeout, &mut out).await {
+    if let Err(e) = drive_bounty(&poster, i, window_ms, timeout, &mut out).await {
         out.error = Some(format!("{e:#}"));
     }
     out
@@ -394,7 +401,7 @@ async fn run_bounty(poster: Arc<Poster>, i: usize, window: u64, timeout: Duratio
 async fn drive_bounty(
     poster: &Poster,
     i: usize,
-    window: u64,
+    window_ms: u64,
     timeout: Duration,
     out: &mut Outcome,
 ) -> eyre::Result<()> {
@@ -413,14 +420,16 @@ async fn drive_bounty(
         "input": numbers,
         "skills": ["sort"],
         "verify": { "mode": "hash", "expected": result_hash(&json!(sorted)) },
-        "bid_window_secs": window,
+        "bid_window_ms": window_ms,
     });
     let posted = poster.api.post("/v1/market/bounties", req).await?;
     out.id = posted["id"].as_str().unwrap_or_default().to_string();
-    out.bid_close_at = posted["bid_close_at"].as_u64().unwrap_or_default();
+    out.bid_close_ms = posted["bid_close_ms"]
+        .as_u64()
+        .unwrap_or_else(|| posted["bid_close_at"].as_u64().unwrap_or_default() * 1000);
     let path = format!("/v1/market/bounties/{}", out.id);
     // Nothing to do until the window closes.
-    let close_ms = out.bid_close_at * 1000;
+    let close_ms = out.bid_close_ms;
     let wait = close_ms.saturating_sub(now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let mut awarded = false;
@@ -448,8 +457,9 @@ async fn drive_bounty(
             out.award_done_ms = Some(now_ms());
             awarded = true;
         }
-        // Fast polling only while the poster has to act; afterwards just follow to the end.
-        let pause = if awarded { 500 } else { 100 };
+        // Fast polling only while the poster has to act; afterwards just follow to the end
+        // (stage times and throughput come from the node's own event timestamps).
+        let pause = if awarded { 1_000 } else { 100 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
     };
     out.phase = v["phase"].as_str().unwrap_or_default().to_string();
@@ -804,21 +814,18 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
 
     // --- 3. the marketplace run ----------------------------------------------------------------
     log(&format!(
-        "posting {} bounties from {} posters (bid window {}s, hash verification)",
+        "posting {} bounties from {} posters (bid window {} ms, hash verification)",
         o.bounties,
         posters_arc.len(),
-        o.bid_window
+        o.bid_window_ms
     ));
-    // The node closes windows on whole seconds (close = now_secs + window): start just after a
-    // second boundary so a 1 s window really lasts about a second for the first posts.
-    tokio::time::sleep(Duration::from_millis(1_000 - now_ms() % 1_000 + 20)).await;
     let t_first_post = now_ms();
     let t0 = Instant::now();
     let timeout = Duration::from_secs(o.timeout_secs);
     let tasks: Vec<_> = (0..o.bounties)
         .map(|i| {
             let poster = posters_arc[i % posters_arc.len()].clone();
-            tokio::spawn(run_bounty(poster, i, o.bid_window, timeout))
+            tokio::spawn(run_bounty(poster, i, o.bid_window_ms, timeout))
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -854,10 +861,8 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         .iter()
         .filter_map(|o| Some(o.at("announced")?.saturating_sub(o.at("posted")?) as f64))
         .collect();
-    let announced_after_close = outcomes
-        .iter()
-        .filter(|o| o.at("announced").is_some_and(|t| t >= o.bid_close_at * 1000))
-        .count();
+    let announced_after_close =
+        outcomes.iter().filter(|o| o.at("announced").is_some_and(|t| t >= o.bid_close_ms)).count();
     let announce_events: usize =
         outcomes.iter().map(|o| o.events.iter().filter(|(e, _)| e == "announced").count()).sum();
     let mut stages: Vec<(&str, &str, Option<Stat>)> = vec![
@@ -873,12 +878,12 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         ),
         (
             "close lag",
-            "bid_close_at → awaiting_award (work-loop delay after the window)",
+            "bid close → awaiting_award (work-loop delay after the window)",
             stat(
                 settled
                     .iter()
                     .filter_map(|o| {
-                        Some(o.at("awaiting_award")?.saturating_sub(o.bid_close_at * 1000) as f64)
+                        Some(o.at("awaiting_award")?.saturating_sub(o.bid_close_ms) as f64)
                     })
                     .collect(),
             ),
@@ -935,7 +940,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "agents": o.agents,
         "posters": posters_arc.len(),
         "bounties": o.bounties,
-        "bid_window_secs": o.bid_window,
+        "bid_window_ms": o.bid_window_ms,
         "market_tick_ms": o.tick_ms,
         "indexer": !o.no_indexer,
         "raw": {
@@ -976,11 +981,11 @@ fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let m = &r["market"];
     println!(
-        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {}s, tick {} ms, indexer {}",
+        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, indexer {}",
         r["agents"],
         r["bounties"],
         r["posters"],
-        r["bid_window_secs"],
+        r["bid_window_ms"],
         r["market_tick_ms"],
         r["indexer"]
     );

@@ -42,14 +42,12 @@ fn start_node(dir: &Path, rpc: &str, port: u16) -> Kill {
     Kill(node)
 }
 
-async fn phase(http: &str, id: &str) -> Option<String> {
-    let v: Value = alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties/{id}"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    v["phase"].as_str().map(str::to_string)
+/// The node's public view of a bounty (phase, events, note), or `Null` while it is unreachable.
+async fn view(http: &str, id: &str) -> Value {
+    match alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties/{id}")).await {
+        Ok(r) => r.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
 }
 
 async fn crash_during(kill_in: &str) {
@@ -66,7 +64,7 @@ async fn crash_during(kill_in: &str) {
         let verifier = dir.join("slow_sorted.py");
         std::fs::write(
             &verifier,
-            "#!/usr/bin/env python3\nimport json, sys, time\ntime.sleep(3)\nd = json.load(sys.stdin)\nsys.exit(0 if d['result'] == sorted(d['input']) else 1)\n",
+            "#!/usr/bin/env python3\nimport json, sys, time\ntime.sleep(6)\nd = json.load(sys.stdin)\nsys.exit(0 if d['result'] == sorted(d['input']) else 1)\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -92,8 +90,7 @@ async fn crash_during(kill_in: &str) {
                     .spawn()
                     .unwrap(),
             ));
-            let url = format!("{http}/v1/agents/{}", dev_signer(d).address());
-            common::wait_http_ok(&url, "an evaluator's card").await;
+            common::wait_agent_online(&http, dev_signer(d).address(), "an evaluator").await;
         }
     }
     let verify: &[&str] = if panel {
@@ -129,8 +126,7 @@ async fn crash_during(kill_in: &str) {
             .spawn()
             .unwrap(),
     );
-    let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
-    common::wait_http_ok(&agent_url, "the agent's card").await;
+    common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
     let poster = reef()
         .args([
             "bounty",
@@ -167,9 +163,29 @@ async fn crash_during(kill_in: &str) {
         assert!(t0.elapsed() < Duration::from_secs(30), "bounty never posted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // Wait for the phase to crash in. A bounty that ends, or skips past it, fails the test with
+    // the phases it went through and the node's own events, so a failure says what happened.
     let t0 = Instant::now();
-    while phase(&http, &id).await.as_deref() != Some(kill_in) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "never reached {kill_in}");
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let v = view(&http, &id).await;
+        let p = v["phase"].as_str().unwrap_or("?").to_string();
+        if p == kill_in {
+            break;
+        }
+        if seen.last() != Some(&p) {
+            seen.push(p.clone());
+        }
+        let past = matches!(p.as_str(), "settling" | "settled" | "failed" | "awaiting_poster");
+        if past || t0.elapsed() > Duration::from_secs(120) {
+            let _ = std::process::Command::new("kill").arg(poster.id().to_string()).status();
+            let out = poster.wait_with_output().unwrap();
+            panic!(
+                "never reached {kill_in} (phases seen: {seen:?}, after {:?})\nbounty: {v:#}\nposter: {}",
+                t0.elapsed(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     node.0.kill().unwrap(); // SIGKILL: no graceful shutdown

@@ -103,8 +103,8 @@ impl Env {
     }
 
     async fn wait_online(&self, dev: usize) {
-        let url = format!("{}/v1/agents/{}", self.http, dev_signer(dev).address());
-        common::wait_http_ok(&url, &format!("agent {dev}")).await;
+        common::wait_agent_online(&self.http, dev_signer(dev).address(), &format!("agent {dev}"))
+            .await;
     }
 
     fn post(&self, extra: &[&str]) -> Value {

@@ -100,8 +100,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
             .spawn()
             .unwrap(),
     );
-    let agent_url = format!("{http}/v1/agents/{}", dev_signer(1).address());
-    common::wait_http_ok(&agent_url, "the agent's card").await;
+    common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
     let poster = reef()
         .args([
             "bounty",

@@ -156,6 +156,10 @@ struct RunArgs {
     /// Exit after this many tasks (default: run forever).
     #[arg(long)]
     max_tasks: Option<u64>,
+    /// Tasks run at the same time, one brain process each; further assigned tasks wait for a
+    /// free slot. Bidding, verdicts and payouts are never held up by running tasks.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
     /// Chain RPC: enables bidding on the node's calls for proposals and getting paid on-chain.
     #[arg(long, env = "REEF_RPC_URL")]
     rpc_url: Option<String>,
@@ -257,7 +261,38 @@ impl RunArgs {
         let mut deferred: Vec<(String, TaskDesc)> = Vec::new();
         let mut done = 0u64;
         let mut seen: HashMap<String, u64> = HashMap::new();
-        while let Some(ev) = events.recv().await {
+        // Task ids started in this process (a task is never started twice) and their runs.
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(self.parallel)));
+        let mut started: std::collections::HashSet<String> = Default::default();
+        let mut jobs: tokio::task::JoinSet<eyre::Result<TaskDone>> = tokio::task::JoinSet::new();
+        loop {
+            let ev = tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+                Some(finished) = jobs.join_next(), if !jobs.is_empty() => {
+                    let t = finished.map_err(|e| eyre::eyre!("a task runner panicked: {e}"))??;
+                    if self.json {
+                        println!(
+                            "{}",
+                            json!({ "group_id": t.group_id, "task_id": t.task_id, "ok": t.ok, "seq": t.seq, "result": t.result })
+                        );
+                    } else {
+                        eprintln!(
+                            "task {} in {}: {}",
+                            t.task_id,
+                            t.group_id,
+                            if t.ok { "done" } else { "failed" }
+                        );
+                    }
+                    done += 1;
+                    if self.max_tasks.is_some_and(|m| done >= m) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
             match ev {
                 Event::Invited { group_id, by } => {
                     // Groups the marketplace opens (calls for proposals, work, evaluation) never
@@ -281,14 +316,20 @@ impl RunArgs {
                         let from_node = Some(m.sender_id) == b.evaluator;
                         match body["kind"].as_str() {
                             Some("cfp") if from_node && !self.no_bid => b.on_cfp(body, &self).await,
-                            Some("verdict") if from_node => b.on_verdict(body).await,
+                            Some("verdict") if from_node => {
+                                // In the background: the payout transaction must not hold up
+                                // bids and other tasks.
+                                let (b, body) = (b.clone(), body.clone());
+                                tokio::spawn(async move { b.on_verdict(&body).await });
+                            }
                             Some("evaluate") if from_node => {
                                 if let Some(program) = &self.evaluate {
                                     b.on_evaluate(&client, &m.group_id, body, program);
                                 }
                             }
                             Some("awaiting_poster") if from_node => {
-                                b.on_awaiting_poster(body).await
+                                let (b, body) = (b.clone(), body.clone());
+                                tokio::spawn(async move { b.on_awaiting_poster(&body).await });
                             }
                             _ => {}
                         }
@@ -338,39 +379,33 @@ impl RunArgs {
                     for (group_id, task) in ready {
                         if engine.task_status(&group_id, &task.task_id)
                             != Some(reef_agent_sdk::engine::TaskStatus::Assigned)
+                            || !started.insert(task.task_id.clone())
                         {
                             continue;
                         }
                         let env = self.brain_env(market.as_ref());
-                        let (ok, result, code) = execute(&self.exec, &group_id, &task, &env).await;
-                        let body = json!({ "status": if ok { "done" } else { "failed" }, "result": result, "exit_code": code });
-                        // A deterministic msg_id makes the send idempotent, so it can be retried
-                        // across a node restart without delivering the result twice.
-                        let msg = reef_wire::SendMessage {
-                            group_id: group_id.clone(),
-                            msg_id: format!("result-{}", task.task_id),
-                            state: State::Execution,
-                            task_desc: Some(json!({ "task_id": task.task_id })),
-                            body: Some(body.clone()),
-                            extra: Default::default(),
-                        };
-                        let seq = send_reliably(&client, msg).await?;
-                        if self.json {
-                            println!(
-                                "{}",
-                                json!({ "group_id": group_id, "task_id": task.task_id, "ok": ok, "seq": seq, "result": result })
-                            );
-                        } else {
-                            eprintln!(
-                                "task {} in {group_id}: {}",
-                                task.task_id,
-                                if ok { "done" } else { "failed" }
-                            );
-                        }
-                        done += 1;
-                        if self.max_tasks.is_some_and(|m| done >= m) {
-                            return Ok(());
-                        }
+                        let (client, exec, slots) =
+                            (client.clone(), self.exec.clone(), slots.clone());
+                        jobs.spawn(async move {
+                            let _slot = slots
+                                .acquire_owned()
+                                .await
+                                .map_err(|_| eyre::eyre!("task slots closed"))?;
+                            let (ok, result, code) = execute(&exec, &group_id, &task, &env).await;
+                            let body = json!({ "status": if ok { "done" } else { "failed" }, "result": result, "exit_code": code });
+                            // A deterministic msg_id makes the send idempotent, so it can be
+                            // retried across a node restart without delivering it twice.
+                            let msg = reef_wire::SendMessage {
+                                group_id: group_id.clone(),
+                                msg_id: format!("result-{}", task.task_id),
+                                state: State::Execution,
+                                task_desc: Some(json!({ "task_id": task.task_id })),
+                                body: Some(body),
+                                extra: Default::default(),
+                            };
+                            let seq = send_reliably(&client, msg).await?;
+                            Ok(TaskDone { group_id, task_id: task.task_id, ok, result, seq })
+                        });
                     }
                 }
                 Event::Disconnected(reason) => eprintln!("disconnected ({reason}); reconnecting"),
@@ -391,6 +426,15 @@ impl RunArgs {
         }
         Ok(())
     }
+}
+
+/// A task this agent executed and reported.
+struct TaskDone {
+    group_id: String,
+    task_id: String,
+    ok: bool,
+    result: Value,
+    seq: u64,
 }
 
 /// Sends `msg` until the node acknowledges it, riding out disconnections (the SDK reconnects

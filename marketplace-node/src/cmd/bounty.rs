@@ -182,8 +182,8 @@ struct PostArgs {
     /// Task input (JSON text or @file) handed to the provider.
     #[arg(long)]
     input: Option<String>,
-    /// Sealed-bid window with --node.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Sealed-bid window with --node (e.g. 10s, or 500ms for machine bidders; at least 100ms).
+    #[arg(long, default_value = "10s", value_parser = super::chain::parse_window)]
     bid_window: std::time::Duration,
     /// Return after the award instead of following the bounty to its end.
     #[arg(long)]
@@ -448,10 +448,10 @@ impl BountyArgs {
             None => serde_json::Value::Null,
         };
         let grace = info["award_grace_secs"].as_u64().unwrap_or(300);
-        if nb.deadline <= client.chain_time().await? + p.bid_window.as_secs() + grace {
+        let window_secs = p.bid_window.as_millis().div_ceil(1000) as u64;
+        if nb.deadline <= client.chain_time().await? + window_secs + grace {
             return Err(eyre!(
-                "--deadline is too short: it must exceed the bid window ({}s) plus the node's award grace ({grace}s)",
-                p.bid_window.as_secs()
+                "--deadline is too short: it must exceed the bid window ({window_secs}s) plus the node's award grace ({grace}s)"
             ));
         }
         // Pre-flight before anything is announced: funds and allowance for the award.
@@ -472,7 +472,8 @@ impl BountyArgs {
             "input": input,
             "skills": p.skills,
             "verify": verify,
-            "bid_window_secs": p.bid_window.as_secs(),
+            "bid_window_secs": window_secs,
+            "bid_window_ms": p.bid_window.as_millis() as u64,
             "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
         });
         // Posting is idempotent per (poster, salt): if the node restarts mid-request, post again.

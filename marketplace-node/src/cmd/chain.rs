@@ -129,6 +129,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Like [`parse_duration`], and also milliseconds (`500ms`): for a sealed-bid window, which
+/// machine bidders answer in well under a second.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    match s.trim().strip_suffix("ms") {
+        Some(n) => n
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s or 5m")),
+        None => parse_duration(s),
+    }
+}
+
 /// Parses a bounty id given as hex (`0x…`) or decimal.
 pub fn parse_bounty_id(s: &str) -> eyre::Result<U256> {
     let s = s.trim();
@@ -169,6 +181,10 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
         assert_eq!(parse_duration("42").unwrap(), Duration::from_secs(42));
         assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("500ms").is_err(), "only windows take milliseconds");
+        assert_eq!(parse_window("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_window("3s").unwrap(), Duration::from_secs(3));
+        assert!(parse_window("fastms").is_err());
         assert!(parse_duration("soon").is_err());
     }
 

@@ -68,8 +68,12 @@ pub struct PostRequest {
     pub skills: Vec<String>,
     /// How the result is verified.
     pub verify: VerifySpec,
-    /// Sealed-bid window in seconds.
+    /// Sealed-bid window in seconds (ignored when `bid_window_ms` is given).
+    #[serde(default)]
     pub bid_window_secs: u64,
+    /// Sealed-bid window in milliseconds, for agents that answer within a second.
+    #[serde(default)]
+    pub bid_window_ms: Option<u64>,
     /// Contest: shares of the paid entries in basis points, best first (empty = equal).
     #[serde(default)]
     pub split: Vec<u16>,
@@ -107,6 +111,8 @@ struct Inner {
     node: Node,
     store: MarketStore,
     chain: ReefClient,
+    /// The work loop's cached view of the escrow (one log scan per pass).
+    view: super::chainview::ChainView,
     cfg: MarketConfig,
     reputation_cache:
         tokio::sync::Mutex<Option<(std::time::Instant, Arc<reef_reputation::ReputationBook>)>>,
@@ -114,6 +120,22 @@ struct Inner {
 
 fn now() -> u64 {
     reef_wire::unix_now()
+}
+
+/// Shortest sealed-bid window (agents need a round trip to answer a call for proposals).
+pub const MIN_BID_WINDOW_MS: u64 = 100;
+
+/// When bidding closes, in unix milliseconds: the posted window's exact end, or the stored
+/// whole second once the window was re-opened (after a restart).
+fn close_ms_of(row: &BountyRow) -> u64 {
+    match row.spec["bid_close_ms"].as_u64() {
+        Some(ms) if ms.div_ceil(1000) == row.bid_close_at => ms,
+        _ => row.bid_close_at.saturating_mul(1000),
+    }
+}
+
+fn fmt_window(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
 
 fn task_id(id: &str) -> String {
@@ -136,6 +158,7 @@ impl Market {
                 started_at: now(),
                 node,
                 store,
+                view: super::chainview::ChainView::new(chain.clone()),
                 chain,
                 cfg,
                 reputation_cache: Default::default(),
@@ -246,11 +269,18 @@ impl Market {
             }
             _ => {}
         }
-        if req.bid_window_secs == 0 || req.bid_window_secs > cfg.max_bid_window_secs {
-            return bad(format!("bid window must be 1..={} seconds", cfg.max_bid_window_secs));
+        let window_ms = req.bid_window_ms.unwrap_or(req.bid_window_secs.saturating_mul(1000));
+        if !(MIN_BID_WINDOW_MS..=cfg.max_bid_window_secs.saturating_mul(1000)).contains(&window_ms)
+        {
+            return bad(format!(
+                "bid window must be {MIN_BID_WINDOW_MS} ms to {} s",
+                cfg.max_bid_window_secs
+            ));
         }
         let chain_now = self.inner.chain.chain_time().await?.max(now());
-        let close = now() + req.bid_window_secs;
+        let close_ms = reef_wire::unix_now_ms() + window_ms;
+        // Whole seconds for everything the chain compares (bid validity, deadlines).
+        let close = close_ms.div_ceil(1000);
         if record.deadline <= chain_now.max(close) + cfg.award_grace_secs {
             return bad("deadline leaves no time to bid, award and work; extend it".into());
         }
@@ -284,7 +314,9 @@ impl Market {
             "input": req.input,
             "skills": req.skills,
             "verify": verify,
-            "bid_window_secs": req.bid_window_secs,
+            "bid_window_secs": window_ms.div_ceil(1000),
+            "bid_window_ms": window_ms,
+            "bid_close_ms": close_ms,
             "split": req.split,
         });
         let key = id_hex(id);
@@ -299,7 +331,7 @@ impl Market {
         if fresh {
             self.inner
                 .store
-                .log(&key, "posted", &format!("bid window {}s", req.bid_window_secs))
+                .log(&key, "posted", &format!("bid window {}", fmt_window(window_ms)))
                 .await?;
         }
         let row = self.row(&key).await?;
@@ -309,7 +341,7 @@ impl Market {
         let panel =
             Self::verify_spec(&row)?.panel().map(|(k, _, m)| json!({ "quorum": k, "members": m }));
         Ok(
-            json!({ "id": key, "bid_close_at": row.bid_close_at, "cfp_group": row.cfp_group, "invited": invited, "new": fresh, "panel": panel }),
+            json!({ "id": key, "bid_close_at": row.bid_close_at, "bid_close_ms": close_ms_of(&row), "cfp_group": row.cfp_group, "invited": invited, "new": fresh, "panel": panel }),
         )
     }
 
@@ -409,6 +441,7 @@ impl Market {
             "skills": skills,
             "verify": row.spec["verify"]["mode"],
             "bid_close_at": row.bid_close_at,
+            "bid_close_ms": close_ms_of(row),
             "award_grace_secs": self.inner.cfg.award_grace_secs,
             "chain_id": self.inner.cfg.deployment.chain_id,
             "escrow": self.inner.cfg.deployment.bounty_escrow,
@@ -471,7 +504,7 @@ impl Market {
     /// Accepts a sealed bid from `caller`.
     pub async fn bid(&self, caller: Address, key: &str, req: BidRequest) -> Result<Value> {
         let row = self.row(key).await?;
-        if row.phase != Phase::Bidding || now() >= row.bid_close_at {
+        if row.phase != Phase::Bidding || reef_wire::unix_now_ms() >= close_ms_of(&row) {
             return Err(MarketError::Conflict("the bid window is closed".into()));
         }
         let record = Self::record_of(&row)?;
@@ -543,6 +576,7 @@ impl Market {
         use futures::StreamExt;
         // Bounties are independent (every transition is a compare-and-set on its own row), so
         // a slow one (an RPC retry, a verifier) does not hold up the others.
+        self.inner.view.sync().await?;
         futures::stream::iter(self.inner.store.active().await?)
             .for_each_concurrent(STEP_CONCURRENCY, |row| {
                 let me = self.clone();
@@ -560,7 +594,7 @@ impl Market {
         match row.phase {
             Phase::Bidding => {
                 self.announce(row).await?;
-                if now() >= row.bid_close_at && !self.maybe_reopen(row).await? {
+                if reef_wire::unix_now_ms() >= close_ms_of(row) && !self.maybe_reopen(row).await? {
                     self.close(row).await?;
                 }
             }
@@ -604,10 +638,7 @@ impl Market {
             use futures::StreamExt;
             let bidders: Vec<Address> = parsed.iter().map(|(_, bid)| bid.bidder).collect();
             futures::stream::iter(bidders)
-                .map(|a| {
-                    let chain = self.inner.chain.clone();
-                    async move { (a, chain.stake_of(a).await.unwrap_or_default()) }
-                })
+                .map(|a| async move { (a, self.inner.view.stake_of(a).await.unwrap_or_default()) })
                 .buffer_unordered(STAKE_READS)
                 .collect()
                 .await
@@ -692,8 +723,8 @@ impl Market {
     async fn contest(&self, row: &BountyRow) -> Result<()> {
         let id = super::parse_id(&row.id)?;
         let record = Self::record_of(row)?;
-        let (status, _) = self.inner.chain.status_of(id).await?;
-        let t = self.inner.chain.chain_time().await?;
+        let (status, _) = self.inner.view.status_of(id).await?;
+        let t = self.inner.view.chain_time().await?;
         if status.is_terminal() {
             self.inner
                 .store
@@ -769,7 +800,7 @@ impl Market {
     /// Waits for the poster's award on-chain, then assigns the task.
     async fn await_award(&self, row: &BountyRow) -> Result<()> {
         let id = super::parse_id(&row.id)?;
-        let (status, stamp) = self.inner.chain.status_of(id).await?;
+        let (status, stamp) = self.inner.view.status_of(id).await?;
         match status {
             Status::None | Status::Open | Status::Funded => {
                 let expiry = row
@@ -809,7 +840,7 @@ impl Market {
 
     /// The on-chain record (with provider) as rebuilt from events.
     async fn chain_record(&self, row: &BountyRow) -> Result<(Bounty, Status, u64)> {
-        let s = self.inner.chain.bounty(super::parse_id(&row.id)?).await?;
+        let s = self.inner.view.bounty(super::parse_id(&row.id)?).await?;
         Ok((s.record, s.status, s.stamp))
     }
 
@@ -887,7 +918,7 @@ impl Market {
             return Ok(());
         }
         if matches!(status, Status::Awarded)
-            && self.inner.chain.chain_time().await? > record.deadline
+            && self.inner.view.chain_time().await? > record.deadline
         {
             self.inner.chain.refund_expired(super::parse_id(&row.id)?, &record).await?;
             self.inner
@@ -908,7 +939,7 @@ impl Market {
                 .as_deref()
                 .is_some_and(|w| w.eq_ignore_ascii_case(&record.provider.to_string()))
         {
-            let (_, due) = self.inner.chain.status_of(super::parse_id(&row.id)?).await?;
+            let (_, due) = self.inner.view.status_of(super::parse_id(&row.id)?).await?;
             self.inner.store.hand_over(&row.id, &record.provider.to_string(), due).await?;
             self.inner
                 .store
@@ -953,9 +984,9 @@ impl Market {
         }
         self.inner.store.set_cursor(&row.id, cursor).await?;
         if matches!(status, Status::Awarded) {
-            let (_, due) = self.inner.chain.status_of(super::parse_id(&row.id)?).await?;
+            let (_, due) = self.inner.view.status_of(super::parse_id(&row.id)?).await?;
             // The next block's time: an idle devnet's latest block can be minutes old.
-            if self.inner.chain.chain_time().await?.max(now()) > due {
+            if self.inner.view.chain_time().await?.max(now()) > due {
                 return self.take_over(row, &record, due).await;
             }
         }
@@ -985,7 +1016,7 @@ impl Market {
             return Ok(());
         }
         let mut ranking = row.ranking.clone().unwrap_or_else(|| json!([]));
-        let t = self.inner.chain.chain_time().await?.max(now());
+        let t = self.inner.view.chain_time().await?.max(now());
         let mut next: Option<(Bid, Bytes)> = None;
         if let Some(list) = ranking.as_array_mut() {
             for entry in list.iter_mut() {
@@ -1088,7 +1119,7 @@ impl Market {
         if status.is_terminal() || status != Status::Awarded {
             return self.settle(row).await;
         }
-        if self.inner.chain.chain_time().await? > record.deadline {
+        if self.inner.view.chain_time().await? > record.deadline {
             self.inner.chain.refund_expired(id, &record).await?;
             return Ok(());
         }
@@ -1317,7 +1348,7 @@ impl Market {
                 .await?;
             return Ok(());
         }
-        let t = self.inner.chain.chain_time().await?;
+        let t = self.inner.view.chain_time().await?;
         match (row.phase, status) {
             // The provider submitted without the attestation: record our verdict ourselves.
             (Phase::Settling, Status::Submitted) => {

@@ -10,6 +10,7 @@
 //! reloads unfinished bounties on start and reconciles them with the chain.
 
 pub mod auction;
+pub mod chainview;
 pub mod coordinator;
 pub mod rest;
 pub mod sandbox;

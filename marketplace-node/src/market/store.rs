@@ -148,7 +148,14 @@ impl MarketStore {
         if !postgres {
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000;")
+                    // WAL + synchronous=NORMAL, as the IoA store: a commit survives the node
+                    // being killed (kill -9; the WAL is in the OS cache) but skips the fsync,
+                    // which capped bid intake at the disk's flush rate. An OS crash or power
+                    // loss can lose the last commits; the chain stays the source of truth and
+                    // the work loop reconciles with it on restart.
+                    sqlx::raw_sql(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+                    )
                         .execute(conn)
                         .await?;
                     Ok(())

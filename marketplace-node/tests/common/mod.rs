@@ -80,6 +80,28 @@ pub fn wait_with_deadline(mut child: Child, secs: u64) -> Output {
     }
 }
 
+/// Polls an agent's card (`GET /v1/agents/{address}`) until the agent is registered *and*
+/// connected: a call for proposals only goes to online agents.
+pub async fn wait_agent_online(http: &str, address: impl std::fmt::Display, what: &str) {
+    let url = format!("{http}/v1/agents/{address}");
+    let t0 = Instant::now();
+    loop {
+        let card: Option<serde_json::Value> =
+            match alloy::transports::http::reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => r.json().await.ok(),
+                _ => None,
+            };
+        if card.as_ref().is_some_and(|c| c["online"] == true) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{what} never came online at {url} (last card: {card:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `GET url` until it answers 2xx (e.g. an agent's card once it registered).
 pub async fn wait_http_ok(url: &str, what: &str) {
     let t0 = Instant::now();
