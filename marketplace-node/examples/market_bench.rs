@@ -64,6 +64,8 @@ struct Opts {
     /// Sealed-bid window in milliseconds.
     bid_window_ms: u64,
     tick_ms: u64,
+    /// Agents invited per call for proposals (0 = all; the node's `--cfp-fanout`).
+    fanout: usize,
     timeout_secs: u64,
     no_indexer: bool,
     keep: bool,
@@ -72,7 +74,7 @@ struct Opts {
 }
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
-             [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--timeout 150]
+             [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--timeout 150]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -85,6 +87,7 @@ impl Opts {
             raw_concurrency: 32,
             bid_window_ms: 3_000,
             tick_ms: 100,
+            fanout: 0,
             timeout_secs: 150,
             no_indexer: false,
             keep: false,
@@ -116,6 +119,7 @@ impl Opts {
                     }
                 }
                 "--tick-ms" => o.tick_ms = num(val()?)?,
+                "--fanout" => o.fanout = num(val()?)? as usize,
                 "--timeout" => o.timeout_secs = num(val()?)?,
                 "--no-indexer" => o.no_indexer = true,
                 "--keep" => o.keep = true,
@@ -620,9 +624,19 @@ async fn raw_phase(
 
 async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     let reef = locate_reef(&o.reef)?;
-    if Command::new("python3").arg("--version").output().is_err() {
-        bail!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)");
-    }
+    // The interpreter itself, not a version-manager shim (pyenv's bash shim costs ~75 ms of CPU
+    // per start, more than the sorting), without site-packages (`-S`: the brain needs only the
+    // standard library). That is the brain's cost, not the marketplace's.
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            eyre!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)")
+        })?;
     let log = |m: &str| {
         if !o.json {
             eprintln!("[{:>7.1}s] {m}", START.elapsed().as_secs_f64());
@@ -680,6 +694,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         .arg(format!("sqlite://{}/node.db", env.dir.path.display()))
         .args(["--rpc-url", &rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
         .args(["--market-tick-ms", &o.tick_ms.to_string()])
+        .args(["--cfp-fanout", &o.fanout.to_string()])
         .arg("--deployments")
         .arg(&dep_dir)
         .stdin(Stdio::null())
@@ -707,7 +722,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     log(&format!("node on {http}"));
 
     let agents_log = File::create(env.log("agents.log"))?;
-    let brain = format!("python3 {}", repo().join("examples/agents/sort.py").display());
+    let brain = format!("{python} -S {}", repo().join("examples/agents/sort.py").display());
     for (i, a) in agents.iter().enumerate() {
         let key = alloy::primitives::hex::encode_prefixed(a.to_bytes());
         let mut cmd = Command::new(&reef);
@@ -942,6 +957,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "bounties": o.bounties,
         "bid_window_ms": o.bid_window_ms,
         "market_tick_ms": o.tick_ms,
+        "cfp_fanout": o.fanout,
         "indexer": !o.no_indexer,
         "raw": {
             "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate, "stall_kicks": eth_kicks },
@@ -981,12 +997,13 @@ fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let m = &r["market"];
     println!(
-        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, indexer {}",
+        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, fan-out {} (0 = all), indexer {}",
         r["agents"],
         r["bounties"],
         r["posters"],
         r["bid_window_ms"],
         r["market_tick_ms"],
+        r["cfp_fanout"],
         r["indexer"]
     );
     println!("\n| metric | value |\n|---|---|");

@@ -261,9 +261,9 @@ impl RunArgs {
         let mut deferred: Vec<(String, TaskDesc)> = Vec::new();
         let mut done = 0u64;
         let mut seen: HashMap<String, u64> = HashMap::new();
-        // Task ids started in this process (a task is never started twice) and their runs.
+        // Tasks (group, task id) started in this process: none is started twice.
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(usize::from(self.parallel)));
-        let mut started: std::collections::HashSet<String> = Default::default();
+        let mut started: std::collections::HashSet<(String, String)> = Default::default();
         let mut jobs: tokio::task::JoinSet<eyre::Result<TaskDone>> = tokio::task::JoinSet::new();
         loop {
             let ev = tokio::select! {
@@ -295,6 +295,7 @@ impl RunArgs {
             };
             match ev {
                 Event::Invited { group_id, by } => {
+                    tracing::debug!(%group_id, %by, "invited");
                     // Groups the marketplace opens (calls for proposals, work, evaluation) never
                     // have a parent: skip listing every group we are in, which cost O(groups)
                     // per invitation and stalled agents under a burst of calls for proposals.
@@ -308,6 +309,7 @@ impl RunArgs {
                         engine.track(&group_id, g.and_then(|g| g.parent_group_id));
                     }
                     let last = client.join(&group_id, Some(0)).await?;
+                    tracing::debug!(%group_id, last, "joined");
                     caught_up.insert(group_id, last);
                 }
                 Event::Message(m) => {
@@ -337,6 +339,7 @@ impl RunArgs {
                     for action in engine.on_message(&m) {
                         match action {
                             Action::Execute { group_id, task, .. } => {
+                                tracing::debug!(%group_id, task = %task.task_id, seq = m.seq, "task assigned");
                                 deferred.push((group_id, task))
                             }
                             Action::Conclude { group_id, result } => {
@@ -376,10 +379,17 @@ impl RunArgs {
                         deferred = keep;
                         ready
                     };
+                    if !deferred.is_empty() {
+                        tracing::debug!(
+                            waiting = deferred.len(),
+                            "tasks wait for their group's history"
+                        );
+                    }
                     for (group_id, task) in ready {
+                        tracing::debug!(%group_id, task = %task.task_id, status = ?engine.task_status(&group_id, &task.task_id), "task ready");
                         if engine.task_status(&group_id, &task.task_id)
                             != Some(reef_agent_sdk::engine::TaskStatus::Assigned)
-                            || !started.insert(task.task_id.clone())
+                            || !started.insert((group_id.clone(), task.task_id.clone()))
                         {
                             continue;
                         }

@@ -73,6 +73,11 @@ pub struct NodeArgs {
     /// Most sealed bids kept per bounty.
     #[arg(long, default_value_t = 10_000)]
     bid_capacity: usize,
+    /// Invite at most this many matching agents to each call for proposals (0 = all). The
+    /// invitees are picked by a rendezvous hash of (bounty, agent), so the work spreads evenly
+    /// over the market and a restart invites the same agents.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    cfp_fanout: usize,
     /// Seconds a winning bid must stay valid after the window closes (time for the award).
     #[arg(long, default_value_t = 300)]
     award_grace_secs: u64,
@@ -188,6 +193,7 @@ impl NodeArgs {
             key,
             scoring: Default::default(),
             bid_capacity: self.bid_capacity,
+            cfp_fanout: self.cfp_fanout,
             award_grace_secs: self.award_grace_secs,
             max_bid_window_secs: 3_600,
             tick: std::time::Duration::from_millis(self.market_tick_ms),

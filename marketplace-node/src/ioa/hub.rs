@@ -90,6 +90,11 @@ struct Sub {
 
 #[derive(Debug, Default)]
 struct GroupState {
+    /// Set once `delivered` was read from the database. Until then every published frame is
+    /// buffered: a frame stored and published between that read and the hub's registration
+    /// would otherwise be in neither the replay nor the live stream (it was lost that way when
+    /// an agent joined a group in the instant its first message was posted).
+    ready: bool,
     delivered: u64,
     pending: BTreeMap<u64, Utf8Bytes>,
     subs: HashMap<u64, Sub>,
@@ -187,9 +192,13 @@ impl Hub {
 
     fn drop_group_if_idle(&self, group_id: &str) {
         let mut groups = self.groups_write();
+        // A hub still being set up (no subscriber yet) stays: it buffers what is published.
         if let Some(g) = groups.get(group_id)
-            && g.lock().subs.is_empty()
+            && let st = g.lock()
+            && st.ready
+            && st.subs.is_empty()
         {
+            drop(st);
             groups.remove(group_id);
         }
     }
@@ -221,14 +230,42 @@ impl Hub {
         }
     }
 
-    async fn group_hub(&self, group_id: &str) -> Result<Arc<GroupHub>> {
-        if let Some(g) = self.groups_read().get(group_id) {
-            return Ok(g.clone());
+    /// The live hub of `group_id`, registered *before* its last stored seq is read, so that a
+    /// frame published meanwhile is buffered instead of dropped: everything up to the read seq
+    /// is replayed from the database, everything after it was published into the hub.
+    async fn group_hub(self: &Arc<Self>, group_id: &str) -> Result<Arc<GroupHub>> {
+        let existing = self.groups_read().get(group_id).cloned();
+        let g = match existing {
+            Some(g) => g,
+            None => self.groups_write().entry(group_id.to_owned()).or_default().clone(),
+        };
+        if g.lock().ready {
+            return Ok(g);
         }
         let last = self.store.last_seq(group_id).await?.unwrap_or(0);
-        let fresh = Arc::new(GroupHub::default());
-        fresh.lock().delivered = last;
-        Ok(self.groups_write().entry(group_id.to_owned()).or_insert(fresh).clone())
+        self.init_hub(group_id, &g, last);
+        Ok(g)
+    }
+
+    /// Makes a registered hub live at `last` (the stored last seq, read after registration):
+    /// frames published meanwhile above it are delivered in order, gaps are filled.
+    fn init_hub(self: &Arc<Self>, group_id: &str, g: &Arc<GroupHub>, last: u64) {
+        let mut st = g.lock();
+        if !st.ready {
+            st.ready = true;
+            st.delivered = last;
+            st.pending.retain(|seq, _| *seq > last);
+            loop {
+                let next = st.delivered + 1;
+                let Some(f) = st.pending.remove(&next) else { break };
+                deliver(&mut st, next, &f);
+            }
+            if (!st.pending.is_empty() || st.overflowed > st.delivered) && !st.filling {
+                st.filling = true;
+                let (hub, gid, g2) = (self.clone(), group_id.to_owned(), g.clone());
+                self.runtime.spawn(async move { hub.fill_gaps(gid, g2).await });
+            }
+        }
     }
 
     /// A sequenced message of `group_id` (from this node or the mesh, possibly twice, possibly
@@ -236,6 +273,15 @@ impl Hub {
     pub fn publish(self: &Arc<Self>, group_id: &str, seq: u64, frame: Utf8Bytes) {
         let Some(g) = self.groups_read().get(group_id).cloned() else { return };
         let mut st = g.lock();
+        if !st.ready {
+            // The hub is being set up: keep the frame for `group_hub` to deliver.
+            if st.pending.len() < MAX_PENDING {
+                st.pending.insert(seq, frame);
+            } else {
+                st.overflowed = st.overflowed.max(seq);
+            }
+            return;
+        }
         if seq <= st.delivered {
             return;
         }
@@ -378,4 +424,51 @@ fn deliver(st: &mut GroupState, seq: u64, frame: &Utf8Bytes) {
             false
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ioa::store::NewMessage;
+
+    /// The race that lost a group's first message: an agent joins (the hub is registered and
+    /// reads the group's last seq: 0) while the message is stored and published; only then is
+    /// the hub made live. The published frame must not be dropped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_frame_published_while_the_hub_is_set_up_reaches_the_new_subscriber() {
+        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let hub = Hub::new(store.clone());
+        let (creator, member) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        store.create_group("g_race", "race", &creator, &[member], None).await.unwrap();
+
+        // Registered, not ready; the last-seq read happened now and saw 0.
+        let g = hub.groups_write().entry("g_race".into()).or_default().clone();
+        assert!(!g.lock().ready);
+        let read_last = store.last_seq("g_race").await.unwrap().unwrap_or(0);
+        assert_eq!(read_last, 0);
+
+        // The first message is stored and published before the hub is live.
+        let msg = NewMessage { group_id: "g_race", msg_id: "m1", sender: &creator };
+        let appended =
+            store.append_batch(&[msg], |_, seq| format!("{{\"seq\":{seq}}}")).await.unwrap();
+        let a = appended[0].clone().unwrap();
+        assert_eq!(a.seq, 1);
+        hub.publish("g_race", a.seq, Utf8Bytes::from(a.frame.clone()));
+
+        hub.init_hub("g_race", &g, read_last);
+        let (tx, mut rx) = mpsc::channel(8);
+        let conn = ConnHandle { id: 7, address: member, tx, kill: Arc::default() };
+        hub.subscribe("g_race", &conn, 0).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the first message never arrived")
+            .unwrap();
+        let Out::Text(frame) = got;
+        assert_eq!(frame.as_str(), a.frame);
+        // Exactly once.
+        assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -39,6 +39,8 @@ pub struct MarketConfig {
     pub scoring: ScoringConfig,
     /// Most bids kept per bounty.
     pub bid_capacity: usize,
+    /// Most agents invited per call for proposals (0 = every matching online agent).
+    pub cfp_fanout: usize,
     /// A bid must stay valid at least this long after the window closes (time to award).
     pub award_grace_secs: u64,
     /// Longest accepted bid window.
@@ -125,13 +127,27 @@ fn now() -> u64 {
 /// Shortest sealed-bid window (agents need a round trip to answer a call for proposals).
 pub const MIN_BID_WINDOW_MS: u64 = 100;
 
-/// When bidding closes, in unix milliseconds: the posted window's exact end, or the stored
-/// whole second once the window was re-opened (after a restart).
+/// When bidding closes, in unix milliseconds: the window's exact end, or the stored whole
+/// second once the window was re-opened (after a restart).
 fn close_ms_of(row: &BountyRow) -> u64 {
-    match row.spec["bid_close_ms"].as_u64() {
-        Some(ms) if ms.div_ceil(1000) == row.bid_close_at => ms,
+    match row.bid_close_ms {
+        ms if ms > 0 && ms.div_ceil(1000) == row.bid_close_at => ms,
         _ => row.bid_close_at.saturating_mul(1000),
     }
+}
+
+/// The `k` agents with the highest rendezvous hash `keccak256(bounty ‖ agent)`: every agent is
+/// equally likely to be invited to a given call, the choice is the same after a restart, and
+/// adding or removing an agent only changes the calls where that agent ranks in the top `k`.
+fn fanout_pick(bounty: &str, mut agents: Vec<Address>, k: usize) -> Vec<Address> {
+    let weight = |a: &Address| {
+        let mut buf = bounty.as_bytes().to_vec();
+        buf.extend_from_slice(a.as_slice());
+        alloy::primitives::keccak256(buf)
+    };
+    agents.sort_by_cached_key(|a| std::cmp::Reverse(weight(a)));
+    agents.truncate(k);
+    agents
 }
 
 fn fmt_window(ms: u64) -> String {
@@ -316,7 +332,6 @@ impl Market {
             "verify": verify,
             "bid_window_secs": window_ms.div_ceil(1000),
             "bid_window_ms": window_ms,
-            "bid_close_ms": close_ms,
             "split": req.split,
         });
         let key = id_hex(id);
@@ -477,13 +492,28 @@ impl Market {
                 ..Default::default()
             })
             .await?;
-        let members: Vec<Address> =
+        let mut members: Vec<Address> =
             agents.iter().map(|a| a.address).filter(|a| *a != poster && *a != me).collect();
+        let fanout = self.inner.cfg.cfp_fanout;
+        if fanout > 0 && members.len() > fanout {
+            members = fanout_pick(&row.id, members, fanout);
+        }
         let group = self
             .inner
             .node
             .create_group(&me, &format!("cfp {}", &row.id[..12]), &members, None)
             .await?;
+        // The sealed window runs from the call for proposals, not from the post: under a burst
+        // of posts, announcing can take a while, and the agents must get the whole window.
+        let row = if row.phase == Phase::Bidding {
+            let window_ms = row.spec["bid_window_ms"]
+                .as_u64()
+                .unwrap_or_else(|| row.spec["bid_window_secs"].as_u64().unwrap_or(0) * 1000);
+            self.inner.store.set_close_ms(&row.id, reef_wire::unix_now_ms() + window_ms).await?;
+            &self.row(&row.id).await?
+        } else {
+            row
+        };
         let body = self.cfp_body(row);
         self.send_as_market(
             &group.group_id,
@@ -1477,7 +1507,33 @@ pub fn contest_shares(split: &[u16], n: usize) -> Vec<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::contest_shares;
+    use super::{contest_shares, fanout_pick};
+    use alloy::primitives::Address;
+
+    #[test]
+    fn fanout_invites_k_agents_deterministically_and_spreads_the_calls() {
+        let agents: Vec<Address> = (1..=50u8).map(Address::repeat_byte).collect();
+        let a = fanout_pick("0x01", agents.clone(), 8);
+        assert_eq!(a.len(), 8);
+        assert_eq!(a, fanout_pick("0x01", agents.iter().rev().copied().collect(), 8));
+        let mut uniq = a.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 8, "no agent twice");
+        // Over 1,000 calls each agent is invited about 1000 * 8 / 50 = 160 times.
+        let mut count = std::collections::HashMap::<Address, u32>::new();
+        for b in 0..1_000 {
+            for x in fanout_pick(&format!("{b:#x}"), agents.clone(), 8) {
+                *count.entry(x).or_default() += 1;
+            }
+        }
+        assert_eq!(count.len(), 50, "every agent gets calls");
+        assert!(count.values().all(|c| (100..=230).contains(c)), "{count:?}");
+        // Removing an agent not picked for a call leaves that call's invitees unchanged.
+        let out = agents.iter().find(|x| !a.contains(x)).copied().unwrap();
+        let fewer: Vec<Address> = agents.iter().copied().filter(|x| *x != out).collect();
+        assert_eq!(fanout_pick("0x01", fewer, 8), a);
+    }
 
     #[test]
     fn contest_shares_follow_the_split_and_sum_to_the_reward() {

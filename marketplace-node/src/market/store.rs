@@ -10,6 +10,7 @@ use super::{MarketError, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_market.sql")),
     (2, include_str!("migrations/0002_contest.sql")),
+    (3, include_str!("migrations/0003_close_ms.sql")),
 ];
 
 /// Lifecycle of a bounty inside the node.
@@ -86,6 +87,8 @@ pub struct BountyRow {
     pub spec: serde_json::Value,
     /// Unix seconds when bidding closes.
     pub bid_close_at: u64,
+    /// Unix milliseconds when bidding closes (0: at `bid_close_at`).
+    pub bid_close_ms: u64,
     /// Winning bidder.
     pub winner: Option<String>,
     /// Ranked bids (JSON) after the window closed.
@@ -246,6 +249,7 @@ impl MarketStore {
             phase: Phase::parse(&state)?,
             spec: serde_json::from_str(&spec).map_err(|e| MarketError::Internal(e.to_string()))?,
             bid_close_at: r.try_get::<i64, _>("bid_close_at")? as u64,
+            bid_close_ms: r.try_get::<i64, _>("bid_close_ms")? as u64,
             winner: r.try_get("winner")?,
             ranking: to_json(r.try_get("ranking")?),
             cfp_group: r.try_get("cfp_group")?,
@@ -337,6 +341,20 @@ impl MarketStore {
     }
 
     /// Re-opens the bid window until `close` (after a crash overlapped it).
+    /// Sets the exact end of a bounty's bid window (and `bid_close_at`, the whole second after
+    /// it) while it is still bidding: the window is counted from the call for proposals.
+    pub async fn set_close_ms(&self, id: &str, close_ms: u64) -> Result<()> {
+        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
+            .bind(close_ms.div_ceil(1000) as i64)
+            .bind(close_ms as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Re-opens bidding until `close` (unix seconds) after a restart.
     pub async fn reopen(&self, id: &str, close: u64) -> Result<()> {
         sqlx::query("UPDATE market_bounties SET bid_close_at = $1, updated_at = $2 WHERE id = $3 AND state = 'bidding'")
             .bind(close as i64)
