@@ -77,10 +77,13 @@ bench-reputation:
 bench-metered: deps
 	$(CARGO) test --release -q -p marketplace-node --test metered -- --ignored --nocapture throughput 2>&1 | grep BENCH
 
-## bench-market: end-to-end bounties/s with 50 agents vs anvil's raw tx rate
+## bench-market: end-to-end bounties/s with 50 agents vs anvil's raw tx rate. Default run:
+## 200 bounties, 3 s sealed windows, 10 agents invited per call (the node's --cfp-fanout).
+## Others: MARKET_BENCH_ARGS="--bounties 50 --fanout 0" (every agent bids on every bounty).
+MARKET_BENCH_ARGS ?= --agents 50 --bounties 200 --bid-window 3s --fanout 10
 bench-market: deps
 	$(CARGO) build --release -q -p marketplace-node --bins
-	$(CARGO) run --release -q -p marketplace-node --example market_bench
+	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS)
 
 ## bench-ioa: IoA switchboard — 1000 agents in groups of 10 at 10 msg/s each through a real
 ## `reef node` (SQLite): delivered msgs/s, p50/p99 latency, RSS per idle connection, ratio to a
