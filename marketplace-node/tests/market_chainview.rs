@@ -1,6 +1,6 @@
 //! The work loop's cached view of the escrow (`market::chainview`) against a real anvil: reads
 //! are served from the cache between passes, an event for a bounty evicts exactly that bounty,
-//! and a reorg empties the cache.
+//! and a reorg or a gap longer than one log scan empties the cache.
 
 use alloy::primitives::{Address, U256};
 use escrow_client::{
@@ -8,7 +8,7 @@ use escrow_client::{
     devnet::{AnvilOptions, AnvilProcess, dev_signer},
     escrow::{NewBounty, bounty_id, random_salt},
 };
-use marketplace_node::market::chainview::ChainView;
+use marketplace_node::market::chainview::{self, ChainView};
 
 mod common;
 
@@ -22,7 +22,7 @@ async fn rpc<T: alloy::rpc::json_rpc::RpcRecv>(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg() {
+async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_long_gap() {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = common::temp_dir("chainview");
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
@@ -87,4 +87,12 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg() {
     assert_eq!(view.cached(), (0, 0), "a reorg empties the cache");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
     assert_eq!(view.bounty(id).await.unwrap().status, Status::Funded);
+
+    // A gap longer than one log scan (the node or its RPC was away): start over, no scan.
+    assert_eq!(view.cached(), (1, 1));
+    let _: Option<serde_json::Value> =
+        rpc(&poster, "anvil_mine", vec![U256::from(chainview::MAX_LOG_SPAN + 100)]).await;
+    view.sync().await.unwrap();
+    assert_eq!(view.cached(), (0, 0), "a long gap empties the cache");
+    assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
 }

@@ -14,7 +14,7 @@
 //! indexed topic. An entry read while the head was `n` is dropped as soon as a log at a block
 //! above `n` names its id. An entry is only stored if no sync happened while it was read
 //! (otherwise its `n` would be unknown), and a reorg (the previous head's hash changed, or the
-//! head went back) empties the cache.
+//! head went back) or a gap longer than [`MAX_LOG_SPAN`] blocks empties the cache.
 
 use std::{
     collections::HashMap,
@@ -35,6 +35,10 @@ type Result<T> = std::result::Result<T, MarketError>;
 
 /// Most cached bounties; beyond it the cache is emptied (the next pass re-reads what it needs).
 const MAX_CACHED: usize = 100_000;
+
+/// Longest block range scanned for events in one pass. Hosted RPC endpoints cap `eth_getLogs`
+/// ranges; after a longer gap (the node was down, or the RPC was) the cache is emptied instead.
+pub const MAX_LOG_SPAN: u64 = 2_000;
 
 /// How long a bidder's stake is reused for ranking. Stakes live in the agent registry (not
 /// in the escrow's logs), and unbonding takes days, so a few seconds of staleness only shifts a
@@ -95,6 +99,7 @@ impl ChainView {
             None => None, // first pass: nothing cached yet
             Some(p) if head.number == p.number && head.hash == p.hash => Some(Vec::new()),
             Some(p) if head.number <= p.number => None, // went back or sideways: reorg
+            Some(p) if head.number - p.number > MAX_LOG_SPAN => None, // too far to scan
             Some(p) => {
                 let still = self.header(BlockNumberOrTag::Number(p.number)).await?;
                 if still.map(|h| h.hash) != Some(p.hash) {
