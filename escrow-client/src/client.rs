@@ -423,17 +423,8 @@ impl ReefClient {
 
     /// Timestamp of the latest block.
     pub async fn chain_time(&self) -> Result<u64> {
-        let p = self.provider.clone();
-        let block = self
-            .opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))?;
-        block.map(|b| b.header.timestamp).ok_or_else(|| Error::Decode {
+        let head = self.block_header(alloy::eips::BlockNumberOrTag::Latest).await?;
+        head.map(|(_, _, time)| time).ok_or_else(|| Error::Decode {
             what: "latest block".into(),
             reason: "node returned none".into(),
         })

@@ -386,9 +386,9 @@ impl RunArgs {
                         );
                     }
                     for (group_id, task) in ready {
-                        tracing::debug!(%group_id, task = %task.task_id, status = ?engine.task_status(&group_id, &task.task_id), "task ready");
-                        if engine.task_status(&group_id, &task.task_id)
-                            != Some(reef_agent_sdk::engine::TaskStatus::Assigned)
+                        let status = engine.task_status(&group_id, &task.task_id);
+                        tracing::debug!(%group_id, task = %task.task_id, ?status, "task ready");
+                        if status != Some(reef_agent_sdk::engine::TaskStatus::Assigned)
                             || !started.insert((group_id.clone(), task.task_id.clone()))
                         {
                             continue;

@@ -356,13 +356,7 @@ impl MarketStore {
 
     /// Re-opens bidding until `close` (unix seconds) after a restart.
     pub async fn reopen(&self, id: &str, close: u64) -> Result<()> {
-        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, updated_at = $2 WHERE id = $3 AND state = 'bidding'")
-            .bind(close as i64)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.set_close_ms(id, close.saturating_mul(1000)).await
     }
 
     /// Claims a one-time side effect (announcing, opening the work group) for this process:
