@@ -153,6 +153,44 @@ pub struct HistoryEntry {
     pub tx: Option<B256>,
 }
 
+/// Replays one escrow log of a bounty into its record as rebuilt so far: `BountyPosted` starts
+/// the record, awards set provider and price (the last award wins after a take-over),
+/// `ResultSubmitted` and `BountyAttested` set the result hash; every event is added to
+/// `history`. Logs must come oldest first; logs before `BountyPosted` only go to `history`.
+pub fn apply_log(
+    record: &mut Option<Bounty>,
+    history: &mut Vec<HistoryEntry>,
+    log: &alloy::rpc::types::Log,
+) {
+    let Some(topic0) = log.topic0().copied() else { return };
+    let data = log.data();
+    if topic0 == BountyEscrow::BountyPosted::SIGNATURE_HASH {
+        if let Ok(ev) = BountyEscrow::BountyPosted::decode_log_data(data) {
+            *record = Some(ev.record);
+        }
+    } else if let Some(r) = record.as_mut() {
+        if topic0 == BountyEscrow::BountyAwarded::SIGNATURE_HASH {
+            if let Ok(ev) = BountyEscrow::BountyAwarded::decode_log_data(data) {
+                r.provider = ev.provider;
+                r.price = ev.price.to::<u128>();
+            }
+        } else if topic0 == BountyEscrow::ResultSubmitted::SIGNATURE_HASH {
+            if let Ok(ev) = BountyEscrow::ResultSubmitted::decode_log_data(data) {
+                r.resultHash = ev.resultHash;
+            }
+        } else if topic0 == BountyEscrow::BountyAttested::SIGNATURE_HASH
+            && let Ok(ev) = BountyEscrow::BountyAttested::decode_log_data(data)
+        {
+            r.resultHash = ev.resultHash;
+        }
+    }
+    history.push(HistoryEntry {
+        event: event_name(topic0).to_string(),
+        block: log.block_number.unwrap_or_default(),
+        tx: log.transaction_hash,
+    });
+}
+
 /// JSON view of a bounty for `--json` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct BountyJson {
@@ -696,35 +734,7 @@ impl ReefClient {
         let mut record: Option<Bounty> = None;
         let mut history = Vec::new();
         for log in &logs {
-            let Some(topic0) = log.topic0().copied() else { continue };
-            let name = event_name(topic0);
-            let data = log.data();
-            if topic0 == BountyEscrow::BountyPosted::SIGNATURE_HASH {
-                if let Ok(ev) = BountyEscrow::BountyPosted::decode_log_data(data) {
-                    record = Some(ev.record);
-                }
-            } else if let Some(r) = record.as_mut() {
-                if topic0 == BountyEscrow::BountyAwarded::SIGNATURE_HASH {
-                    // After a take-over the last award wins.
-                    if let Ok(ev) = BountyEscrow::BountyAwarded::decode_log_data(data) {
-                        r.provider = ev.provider;
-                        r.price = ev.price.to::<u128>();
-                    }
-                } else if topic0 == BountyEscrow::ResultSubmitted::SIGNATURE_HASH {
-                    if let Ok(ev) = BountyEscrow::ResultSubmitted::decode_log_data(data) {
-                        r.resultHash = ev.resultHash;
-                    }
-                } else if topic0 == BountyEscrow::BountyAttested::SIGNATURE_HASH
-                    && let Ok(ev) = BountyEscrow::BountyAttested::decode_log_data(data)
-                {
-                    r.resultHash = ev.resultHash;
-                }
-            }
-            history.push(HistoryEntry {
-                event: name.to_string(),
-                block: log.block_number.unwrap_or_default(),
-                tx: log.transaction_hash,
-            });
+            apply_log(&mut record, &mut history, log);
         }
         let record = record.ok_or(Error::BountyNotFound(id))?;
         let (status, stamp) = self.status_of(id).await?;

@@ -66,6 +66,8 @@ struct Opts {
     tick_ms: u64,
     /// Agents invited per call for proposals (0 = all; the node's `--cfp-fanout`).
     fanout: usize,
+    /// Posters follow their bounties by polling every this many ms (0 = long-poll, as the CLI).
+    poll_ms: u64,
     timeout_secs: u64,
     no_indexer: bool,
     keep: bool,
@@ -74,7 +76,7 @@ struct Opts {
 }
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
-             [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--timeout 150]
+             [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--poll-ms 0] [--timeout 150]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -88,6 +90,7 @@ impl Opts {
             bid_window_ms: 3_000,
             tick_ms: 100,
             fanout: 0,
+            poll_ms: 0,
             timeout_secs: 150,
             no_indexer: false,
             keep: false,
@@ -120,6 +123,7 @@ impl Opts {
                 }
                 "--tick-ms" => o.tick_ms = num(val()?)?,
                 "--fanout" => o.fanout = num(val()?)? as usize,
+                "--poll-ms" => o.poll_ms = num(val()?)?,
                 "--timeout" => o.timeout_secs = num(val()?)?,
                 "--no-indexer" => o.no_indexer = true,
                 "--keep" => o.keep = true,
@@ -394,6 +398,9 @@ struct Poster {
     template: escrow_client::bindings::escrow::IBountyTypes::Bounty,
 }
 
+/// `--poll-ms` (shared by every poster task).
+static POLL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn run_bounty(poster: Arc<Poster>, i: usize, window_ms: u64, timeout: Duration) -> Outcome {
     let mut out = Outcome::default();
     if let Err(e) = drive_bounty(&poster, i, window_ms, timeout, &mut out).await {
@@ -437,12 +444,25 @@ async fn drive_bounty(
     let wait = close_ms.saturating_sub(now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let mut awarded = false;
+    let mut seen_events = 0;
     let v = loop {
         if Instant::now() > give_up {
             out.error = Some("timed out".into());
             break poster.api.get(&path).await?;
         }
-        let v = poster.api.get(&path).await?;
+        // Long-poll: the node answers when the bounty logs a new event (as `reef bounty post`);
+        // or, with `--poll-ms`, plain polling (100 ms while the poster has to act, 1 s after).
+        let poll = POLL_MS.load(std::sync::atomic::Ordering::Relaxed);
+        let v = if poll == 0 {
+            poster.api.get(&format!("{path}?wait_ms=5000&after_events={seen_events}")).await?
+        } else {
+            let pause = if awarded { 1_000 } else { poll };
+            if seen_events > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            poster.api.get(&path).await?
+        };
+        seen_events = v["events"].as_array().map_or(0, Vec::len);
         let phase = v["phase"].as_str().unwrap_or_default();
         if phase == "settled" || phase == "failed" {
             break v;
@@ -461,10 +481,6 @@ async fn drive_bounty(
             out.award_done_ms = Some(now_ms());
             awarded = true;
         }
-        // Fast polling only while the poster has to act; afterwards just follow to the end
-        // (stage times and throughput come from the node's own event timestamps).
-        let pause = if awarded { 1_000 } else { 100 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
     };
     out.phase = v["phase"].as_str().unwrap_or_default().to_string();
     out.bids = v["bids"].as_u64().unwrap_or_default();
@@ -688,7 +704,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     let mut cmd = Command::new(&reef);
     cmd.env_remove("REEF_PRIVATE_KEY")
         .env_remove("REEF_RPC_URL")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()))
         .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", "bench"])
         .arg("--database-url")
         .arg(format!("sqlite://{}/node.db", env.dir.path.display()))
@@ -910,7 +926,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         ),
         (
             "  poster reaction",
-            "awaiting_award → poster saw it (poll)",
+            "awaiting_award → poster saw it (long-poll answer)",
             stat(
                 settled
                     .iter()
@@ -957,6 +973,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "bounties": o.bounties,
         "bid_window_ms": o.bid_window_ms,
         "market_tick_ms": o.tick_ms,
+        "poster_poll_ms": o.poll_ms,
         "cfp_fanout": o.fanout,
         "indexer": !o.no_indexer,
         "raw": {
@@ -997,14 +1014,18 @@ fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let m = &r["market"];
     println!(
-        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, fan-out {} (0 = all), indexer {}",
+        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, fan-out {} (0 = all), indexer {}, posters {}",
         r["agents"],
         r["bounties"],
         r["posters"],
         r["bid_window_ms"],
         r["market_tick_ms"],
         r["cfp_fanout"],
-        r["indexer"]
+        r["indexer"],
+        match r["poster_poll_ms"].as_u64() {
+            Some(0) | None => "long-poll".to_string(),
+            Some(ms) => format!("poll every {ms} ms"),
+        }
     );
     println!("\n| metric | value |\n|---|---|");
     println!(
@@ -1087,6 +1108,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    POLL_MS.store(o.poll_ms, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("reef-market-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(dir.join("deployments")) {
         eprintln!("cannot create {}: {e}", dir.display());

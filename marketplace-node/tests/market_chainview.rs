@@ -1,6 +1,8 @@
 //! The work loop's cached view of the escrow (`market::chainview`) against a real anvil: reads
-//! are served from the cache between passes, an event for a bounty evicts exactly that bounty,
-//! and a reorg or a gap longer than one log scan empties the cache.
+//! are served from the cache between passes; the new events of a followed bounty are replayed
+//! into its cached record (which then equals a full read from the chain) and drop its status;
+//! another bounty's events leave it alone; a reorg or a gap longer than one log scan empties the
+//! cache.
 
 use alloy::primitives::{Address, U256};
 use escrow_client::{
@@ -30,7 +32,7 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
         .await
         .unwrap();
     let view = ChainView::new(poster.clone());
-    view.sync().await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), None, "the first sync cannot say what changed");
 
     let now = poster.chain_time().await.unwrap();
     let new = |description: &str| NewBounty {
@@ -50,7 +52,7 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     // Not posted yet: the `None` status is cached like any other answer.
     assert_eq!(view.status_of(id).await.unwrap().0, Status::None);
     assert_eq!(view.cached(), (0, 1));
-    view.sync().await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), Some(vec![]), "no new block, nothing touched");
     assert_eq!(view.cached(), (0, 1), "a pass without new events keeps the cache");
 
     // Posting emits events for this id: until the next pass the cache answers as of the last
@@ -59,31 +61,62 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     let (posted, _, _) = poster.post_and_fund(salt, terms, false).await.unwrap();
     assert_eq!(posted, id);
     assert_eq!(view.status_of(id).await.unwrap().0, Status::None, "served from the cache");
-    view.sync().await.unwrap();
-    assert_eq!(view.cached(), (0, 0), "the event evicted the bounty");
+    // The work loop steps exactly the bounties the new events name. The view saw this bounty
+    // as not posted, so the scan holds its whole history: the record is built from it (no full
+    // read) and only the status is read again.
+    assert_eq!(view.sync().await.unwrap(), Some(vec![id]));
+    assert_eq!(view.cached(), (1, 0), "record built from the scan, status dropped");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
     let b = view.bounty(id).await.unwrap();
     assert_eq!(b.status, Status::Funded);
     assert_eq!(view.cached(), (1, 1));
+    let full = poster.bounty(id).await.unwrap();
+    assert_eq!(b.record, full.record, "the replayed record is the chain's");
+    assert_eq!(b.history.len(), full.history.len());
 
     // Another bounty's events leave this one cached.
     let other = poster.terms(&new("second")).await.unwrap();
-    poster.post_and_fund(random_salt(), other, false).await.unwrap();
-    view.sync().await.unwrap();
+    let (other_id, _, _) = poster.post_and_fund(random_salt(), other, false).await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), Some(vec![other_id]));
     assert_eq!(view.cached(), (1, 1));
+
+    // A record first read in full is followed as well: an award (a new provider and price) is
+    // replayed into it, and only its status is read again.
+    let ob = view.bounty(other_id).await.unwrap();
+    assert_eq!(view.cached(), (2, 2));
+    let provider = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(3),
+        poster.deployment().clone(),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (bid, sig) = provider
+        .sign_bid(other_id, &ob.record, ob.record.amount, now + 600, 0, U256::from(7))
+        .unwrap();
+    let (awarded, _) = poster.award(other_id, &ob.record, bid, sig).await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), Some(vec![other_id]));
+    assert_eq!(view.cached(), (2, 1), "record kept and brought up to date, status dropped");
+    let ob2 = view.bounty(other_id).await.unwrap();
+    assert_eq!(ob2.status, Status::Awarded);
+    assert_eq!(ob2.record.provider, provider.address());
+    assert_eq!(ob2.record, awarded, "the replayed award matches the client's record");
+    assert_eq!(ob2.record, poster.bounty(other_id).await.unwrap().record);
+    assert_eq!(ob2.history.len(), ob.history.len() + 1);
 
     // A reorg: cancel on a branch that is then dropped. The cache must not keep the branch's
     // state: after the revert (and new blocks on the other branch) the bounty is Funded again.
     let snapshot: U256 = rpc(&poster, "evm_snapshot", vec![]).await;
     poster.cancel(id, &b.record).await.unwrap();
-    view.sync().await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), Some(vec![id]));
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Cancelled);
     let reverted: bool = rpc(&poster, "evm_revert", vec![snapshot]).await;
     assert!(reverted);
     for _ in 0..3 {
         let _: String = rpc(&poster, "evm_mine", vec![]).await;
     }
-    view.sync().await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), None, "after a reorg every bounty is stepped");
     assert_eq!(view.cached(), (0, 0), "a reorg empties the cache");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
     assert_eq!(view.bounty(id).await.unwrap().status, Status::Funded);
@@ -92,7 +125,7 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.cached(), (1, 1));
     let _: Option<serde_json::Value> =
         rpc(&poster, "anvil_mine", vec![U256::from(chainview::MAX_LOG_SPAN + 100)]).await;
-    view.sync().await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), None);
     assert_eq!(view.cached(), (0, 0), "a long gap empties the cache");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
 }

@@ -533,9 +533,10 @@ impl BountyArgs {
         let mut seen_events = 0usize;
         let mut unreachable_since: Option<std::time::Instant> = None;
         let result = loop {
-            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-            // The node may restart mid-lifecycle (its state is durable): keep polling for a while.
-            let v = match api.get(&format!("/v1/market/bounties/{id}")).await {
+            // Long-poll: the node answers as soon as the bounty logs a new event (or after
+            // 5 s). The node may restart mid-lifecycle (its state is durable): keep asking.
+            let path = format!("/v1/market/bounties/{id}?wait_ms=5000&after_events={seen_events}");
+            let v = match api.get(&path).await {
                 Ok(v) => {
                     unreachable_since = None;
                     v
@@ -551,6 +552,7 @@ impl BountyArgs {
                     if e.to_string().contains("401") {
                         let _ = api.login(client.signer()).await;
                     }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     continue;
                 }
             };

@@ -81,7 +81,8 @@ pub struct NodeArgs {
     /// Seconds a winning bid must stay valid after the window closes (time for the award).
     #[arg(long, default_value_t = 300)]
     award_grace_secs: u64,
-    /// Marketplace work-loop period in milliseconds.
+    /// How often, in milliseconds, the marketplace work loop reads the chain head and new
+    /// escrow events (bounties are stepped on events, messages and their own timers).
     #[arg(long, default_value_t = 200)]
     market_tick_ms: u64,
     /// Do not run the embedded chain indexer (bids are then ranked on this node's history only).

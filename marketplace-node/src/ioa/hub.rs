@@ -130,7 +130,13 @@ pub struct Hub {
     /// The main runtime: gap fills are spawned there even when `publish` is called from the
     /// group-commit writer's own thread.
     runtime: tokio::runtime::Handle,
+    /// The id of every group a message was published in (for in-process observers such as
+    /// the marketplace's work loop); nothing is sent while nobody listens.
+    activity: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// Group ids buffered per activity observer; a slower observer is told it lagged.
+const ACTIVITY_BUFFER: usize = 8192;
 
 impl Hub {
     /// A hub reading gaps and replays from `store` (call from within the main runtime).
@@ -142,7 +148,14 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             gap_wait: Duration::from_millis(20),
             runtime: tokio::runtime::Handle::current(),
+            activity: tokio::sync::broadcast::channel(ACTIVITY_BUFFER).0,
         })
+    }
+
+    /// A stream of the ids of groups that got a new message (possibly repeated). On
+    /// `RecvError::Lagged` the observer missed some and should assume any group changed.
+    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.activity.subscribe()
     }
 
     fn groups_read(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<GroupHub>>> {
@@ -271,6 +284,9 @@ impl Hub {
     /// A sequenced message of `group_id` (from this node or the mesh, possibly twice, possibly
     /// out of order). Delivered to live subscribers strictly in seq order.
     pub fn publish(self: &Arc<Self>, group_id: &str, seq: u64, frame: Utf8Bytes) {
+        if self.activity.receiver_count() > 0 {
+            let _ = self.activity.send(Arc::from(group_id));
+        }
         let Some(g) = self.groups_read().get(group_id).cloned() else { return };
         let mut st = g.lock();
         if !st.ready {

@@ -185,6 +185,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Ids of groups that got a new message on this node or, over the mesh, on another
+    /// (see [`Hub::activity`]).
+    pub fn group_activity(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.inner.hub.activity()
+    }
+
     /// Configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config

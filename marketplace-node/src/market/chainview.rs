@@ -8,7 +8,12 @@
 //! - one `eth_getBlockByNumber(latest)` (the head: number, hash, timestamp), and when the head
 //!   moved, one header read of the previous head (reorg check) and one `eth_getLogs` over the
 //!   new blocks for the escrow's address;
-//! - a fresh read only for bounties that an event touched since they were cached.
+//! - no read at all for a cached record: the new events are replayed into it (the same replay
+//!   as a full read, [`escrow_client::escrow::apply_log`]); a bounty first seen as not posted
+//!   yet (`statusOf` = `None`, as the node sees every bounty it announces) gets its record
+//!   from the scan as well. A status an event touched is read again (one `statusOf` call).
+//! - a full read (`eth_getLogs` over the escrow's whole history for that id) only for a bounty
+//!   this process has not followed since it was posted, or after the cache was emptied.
 //!
 //! Coherence rule: every escrow event that changes a bounty carries its id as the first
 //! indexed topic. An entry read while the head was `n` is dropped as soon as a log at a block
@@ -27,7 +32,11 @@ use alloy::{
     primitives::{Address, B256, U256},
     rpc::types::Filter,
 };
-use escrow_client::{ReefClient, Status, escrow::BountyState};
+use escrow_client::{
+    ReefClient, Status,
+    bindings::escrow::IBountyTypes::Bounty,
+    escrow::{BountyState, HistoryEntry, apply_log},
+};
 
 use super::MarketError;
 
@@ -55,12 +64,20 @@ struct Head {
 #[derive(Debug, Default)]
 struct State {
     head: Option<Head>,
-    /// Full records (events replayed), by bounty id, with the head they were read at.
-    bounties: HashMap<U256, (BountyState, u64)>,
+    /// Records (events replayed), by bounty id, with the block up to which every event of the
+    /// bounty is in them.
+    bounties: HashMap<U256, Followed>,
     /// `statusOf` answers (including `None` for a bounty not posted yet).
     statuses: HashMap<U256, ((Status, u64), u64)>,
     /// Bidders' stakes (a ranking input) with the time they were read.
     stakes: HashMap<Address, (U256, Instant)>,
+}
+
+#[derive(Debug, Clone)]
+struct Followed {
+    record: Bounty,
+    history: Vec<HistoryEntry>,
+    through: u64,
 }
 
 /// Cached on-chain bounty state for the market's work loop.
@@ -89,7 +106,10 @@ impl ChainView {
 
     /// Advances to the chain's head: drops every cached bounty an event touched since the last
     /// sync (or everything after a reorg). Called once at the start of each pass.
-    pub async fn sync(&self) -> Result<()> {
+    ///
+    /// Returns the ids named by the new events (the bounties to step), or `None` when the
+    /// whole cache was dropped (first sync, reorg, long gap): then any bounty may have changed.
+    pub async fn sync(&self) -> Result<Option<Vec<U256>>> {
         let head = self
             .header(BlockNumberOrTag::Latest)
             .await?
@@ -109,45 +129,74 @@ impl ChainView {
                         .address(self.escrow)
                         .from_block(p.number + 1)
                         .to_block(head.number);
-                    let logs = self.chain.logs(&filter).await?;
-                    Some(
-                        logs.iter()
-                            .filter_map(|l| {
-                                let id = l.topics().get(1)?;
-                                Some((
-                                    U256::from_be_bytes(id.0),
-                                    l.block_number.unwrap_or(u64::MAX),
-                                ))
-                            })
-                            .collect(),
-                    )
+                    Some(self.chain.logs(&filter).await?)
                 }
             }
         };
         let mut s = self.lock();
-        match touched {
+        let ids = match &touched {
             None => {
                 s.bounties.clear();
                 s.statuses.clear();
+                None
             }
-            Some(touched) => {
-                for (id, block) in touched {
-                    if s.bounties.get(&id).is_some_and(|(_, at)| block > *at) {
-                        s.bounties.remove(&id);
+            Some(logs) => {
+                // The logs come oldest first; group them by bounty, keeping that order.
+                let mut by_id: Vec<(U256, Vec<&alloy::rpc::types::Log>)> = Vec::new();
+                let mut index: HashMap<U256, usize> = HashMap::new();
+                for l in logs {
+                    let Some(t) = l.topics().get(1) else { continue };
+                    let id = U256::from_be_bytes(t.0);
+                    let i = *index.entry(id).or_insert_with(|| {
+                        by_id.push((id, Vec::new()));
+                        by_id.len() - 1
+                    });
+                    by_id[i].1.push(l);
+                }
+                for (id, logs) in &by_id {
+                    let block = |l: &alloy::rpc::types::Log| l.block_number.unwrap_or(u64::MAX);
+                    let not_posted_at = match s.statuses.get(id) {
+                        Some(((Status::None, _), at)) => Some(*at),
+                        _ => None,
+                    };
+                    if let Some(f) = s.bounties.get_mut(id) {
+                        // Replay what the record does not hold yet (a full read may already
+                        // have seen some of these blocks).
+                        let mut record = Some(f.record.clone());
+                        for l in logs.iter().filter(|l| block(l) > f.through) {
+                            apply_log(&mut record, &mut f.history, l);
+                        }
+                        if let Some(r) = record {
+                            f.record = r;
+                        }
+                        f.through = head.number;
+                    } else if let Some(at) = not_posted_at {
+                        // Not posted as of `at`, and no event of it since (or the status would
+                        // have been dropped): its whole history is in this scan.
+                        let (mut record, mut history) = (None, Vec::new());
+                        for l in logs.iter().filter(|l| block(l) > at) {
+                            apply_log(&mut record, &mut history, l);
+                        }
+                        if let Some(record) = record {
+                            s.bounties
+                                .insert(*id, Followed { record, history, through: head.number });
+                        }
                     }
-                    if s.statuses.get(&id).is_some_and(|(_, at)| block > *at) {
-                        s.statuses.remove(&id);
+                    if s.statuses.get(id).is_some_and(|(_, at)| logs.iter().any(|l| block(l) > *at))
+                    {
+                        s.statuses.remove(id);
                     }
                 }
+                Some(by_id.into_iter().map(|(id, _)| id).collect::<Vec<_>>())
             }
-        }
+        };
         if s.bounties.len() + s.statuses.len() > MAX_CACHED {
             s.bounties.clear();
             s.statuses.clear();
         }
         s.stakes.retain(|_, (_, at)| at.elapsed() < STAKE_TTL);
         s.head = Some(head);
-        Ok(())
+        Ok(ids)
     }
 
     /// The head's number if synced (reads are cached against it).
@@ -167,14 +216,22 @@ impl ChainView {
 
     /// The bounty's record, status and history (cached).
     pub async fn bounty(&self, id: U256) -> Result<BountyState> {
-        if let Some((b, _)) = self.lock().bounties.get(&id) {
-            return Ok(b.clone());
+        let followed = self.lock().bounties.get(&id).cloned();
+        if let Some(f) = followed {
+            let (status, stamp) = self.status_of(id).await?;
+            return Ok(BountyState { id, record: f.record, status, stamp, history: f.history });
         }
         let at = self.at();
         let b = self.chain.bounty(id).await?;
         self.store(at, |s, at| {
             s.statuses.insert(id, ((b.status, b.stamp), at));
-            s.bounties.insert(id, (b.clone(), at));
+            // Every event up to `at` is in the read (it may hold later ones too: a later scan
+            // replays only blocks above `through`).
+            let through = b.history.last().map_or(at, |h| h.block.max(at));
+            s.bounties.insert(
+                id,
+                Followed { record: b.record.clone(), history: b.history.clone(), through },
+            );
         });
         Ok(b)
     }
@@ -212,6 +269,16 @@ impl ChainView {
             Some(h) => Ok(h.time),
             None => Ok(self.chain.chain_time().await?),
         }
+    }
+
+    /// The cached `statusOf(id)` answer, without reading the chain.
+    pub fn cached_status(&self, id: U256) -> Option<(Status, u64)> {
+        self.lock().statuses.get(&id).map(|(st, _)| *st)
+    }
+
+    /// The head's timestamp as of the last sync, without reading the chain.
+    pub fn synced_time(&self) -> Option<u64> {
+        self.lock().head.map(|h| h.time)
     }
 
     /// Number of cached bounty records and statuses (for tests and metrics).

@@ -21,6 +21,7 @@ use super::{
     MarketError, Result,
     auction::{BidBook, Candidate, ScoringConfig},
     id_hex, parse_addr,
+    scheduler::{MAX_IDLE_MS, RETRY_MS, Scheduler, next_wake},
     store::{BountyRow, MarketStore, Phase},
     verify::{Verdict, Verifiers, VerifySpec, result_hash},
 };
@@ -118,7 +119,14 @@ struct Inner {
     cfg: MarketConfig,
     reputation_cache:
         tokio::sync::Mutex<Option<(std::time::Instant, Arc<reef_reputation::ReputationBook>)>>,
+    /// Which bounties the work loop steps next (event- and timer-driven).
+    sched: Scheduler,
+    /// Long-polling readers of a bounty's view, woken after each of its steps.
+    watchers: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
 }
+
+/// Longest a long-polling view request waits for a change.
+pub const MAX_VIEW_WAIT: Duration = Duration::from_secs(30);
 
 fn now() -> u64 {
     reef_wire::unix_now()
@@ -178,6 +186,8 @@ impl Market {
                 chain,
                 cfg,
                 reputation_cache: Default::default(),
+                sched: Scheduler::default(),
+                watchers: Default::default(),
             }),
         })
     }
@@ -308,7 +318,9 @@ impl Market {
             ));
         }
         let id = bounty_id(caller, req.salt);
-        let (status, _) = self.inner.chain.status_of(id).await?;
+        // Through the chain view: a `None` answer is cached, and the view then builds the
+        // record from its own log scan when the poster posts (no full read later).
+        let (status, _) = self.inner.view.status_of(id).await?;
         if status != Status::None {
             return Err(MarketError::Conflict(format!(
                 "bounty {} already exists on-chain ({status})",
@@ -351,6 +363,8 @@ impl Market {
         }
         let row = self.row(&key).await?;
         let invited = self.announce(&row).await?;
+        // The work loop plans the bounty's timers (the window's end) on its first step.
+        self.inner.sched.wake(&key);
         let row = self.row(&key).await?;
         // The panel as stored (a repeated post returns the first choice).
         let panel =
@@ -592,32 +606,183 @@ impl Market {
     }
 
     /// Runs the work loop until the task is aborted.
+    ///
+    /// Event-driven (see [`super::scheduler`]): every `tick` the chain view reads the head and
+    /// the new escrow events, and the bounties they name are stepped; so are bounties with a new
+    /// message in one of their groups and bounties whose timer is due. Every unfinished bounty
+    /// is stepped once at start, and again whenever the chain view cannot say what changed (a
+    /// reorg, a long gap) or the message feed overflowed.
     pub async fn run(self) {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let sched = &self.inner.sched;
+        let tick = self.inner.cfg.tick;
+        let steps = Arc::new(tokio::sync::Semaphore::new(STEP_CONCURRENCY));
+        let mut activity = self.inner.node.group_activity();
+        let mut activity_open = true;
+        let mut wake_all = true;
+        let mut last_sync: Option<std::time::Instant> = None;
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "market tick failed; retrying");
+            if last_sync.is_none_or(|t| t.elapsed() >= tick) {
+                last_sync = Some(std::time::Instant::now());
+                match self.inner.view.sync().await {
+                    Ok(Some(ids)) => ids.iter().for_each(|id| sched.wake(&super::id_hex(*id))),
+                    Ok(None) => wake_all = true,
+                    Err(e) => tracing::warn!(error = %e, "chain sync failed; retrying"),
+                }
             }
-            tokio::time::sleep(self.inner.cfg.tick).await;
+            while activity_open {
+                match activity.try_recv() {
+                    Ok(group) => {
+                        sched.wake_group(&group);
+                    }
+                    Err(TryRecvError::Lagged(_)) => wake_all = true,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => activity_open = false,
+                }
+            }
+            if wake_all {
+                match self.inner.store.active().await {
+                    Ok(rows) => {
+                        sched.wake_all(rows.iter().map(|r| r.id.as_str()));
+                        wake_all = false;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading unfinished bounties failed"),
+                }
+            }
+            let clock = self.clock_ms();
+            for key in sched.take(clock) {
+                let (me, steps) = (self.clone(), steps.clone());
+                tokio::spawn(async move {
+                    let Ok(_permit) = steps.acquire_owned().await else { return };
+                    me.step_scheduled(&key).await;
+                });
+            }
+            let since_sync = last_sync.map(|t| t.elapsed()).unwrap_or_default();
+            let mut wait = tick.saturating_sub(since_sync);
+            if let Some(at) = sched.next_timer() {
+                wait = wait.min(Duration::from_millis(at.saturating_sub(clock)));
+            }
+            tokio::select! {
+                _ = sched.notified() => {}
+                r = activity.recv(), if activity_open => match r {
+                    Ok(group) => {
+                        sched.wake_group(&group);
+                    }
+                    Err(RecvError::Lagged(_)) => wake_all = true,
+                    Err(RecvError::Closed) => activity_open = false,
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     }
 
-    /// One pass over every unfinished bounty.
-    pub async fn tick(&self) -> Result<()> {
-        use futures::StreamExt;
-        // Bounties are independent (every transition is a compare-and-set on its own row), so
-        // a slow one (an RPC retry, a verifier) does not hold up the others.
-        self.inner.view.sync().await?;
-        futures::stream::iter(self.inner.store.active().await?)
-            .for_each_concurrent(STEP_CONCURRENCY, |row| {
-                let me = self.clone();
-                async move {
-                    if let Err(e) = me.step(&row).await {
-                        tracing::warn!(bounty = %row.id, error = %e, "bounty step failed; will retry");
-                    }
+    /// The clock timers are compared with: wall time, or the chain's if it is ahead (a devnet
+    /// whose time was moved forward).
+    fn clock_ms(&self) -> u64 {
+        let chain = self.inner.view.synced_time().unwrap_or(0).saturating_mul(1000);
+        reef_wire::unix_now_ms().max(chain)
+    }
+
+    /// Steps one bounty the scheduler handed out, then plans its next step.
+    async fn step_scheduled(&self, key: &str) {
+        let sched = &self.inner.sched;
+        let planned = async {
+            let Some(row) = self.inner.store.bounty(key).await? else {
+                sched.forget(key);
+                return Ok(());
+            };
+            if !matches!(row.phase, Phase::Settled | Phase::Failed) {
+                let t0 = std::time::Instant::now();
+                self.step(&row).await?;
+                tracing::debug!(bounty = %key, phase = ?row.phase, ms = t0.elapsed().as_millis() as u64, "stepped");
+            }
+            let after = self.row(key).await?;
+            self.plan(&after, row.phase);
+            Ok::<_, MarketError>(())
+        }
+        .await;
+        if let Err(e) = planned {
+            tracing::warn!(bounty = %key, error = %e, "bounty step failed; will retry");
+            sched.set_timer(key, reef_wire::unix_now_ms() + RETRY_MS);
+        }
+        sched.done(key);
+        self.changed(key);
+    }
+
+    /// Wakes the long-polling readers of `key`'s view (they re-read it and return if it moved).
+    fn changed(&self, key: &str) {
+        let w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = w.get(key) {
+            n.notify_waiters();
+        }
+    }
+
+    /// After a step: routes the bounty's groups to it, steps it again at once if it changed
+    /// phase, and sets the timer for the next instant its step may act on by itself.
+    fn plan(&self, row: &BountyRow, before: Phase) {
+        let sched = &self.inner.sched;
+        if matches!(row.phase, Phase::Settled | Phase::Failed) {
+            sched.forget(&row.id);
+            return;
+        }
+        let eval_group =
+            row.verdict.as_ref().and_then(|v| v["eval_group"].as_str().map(str::to_string));
+        for g in row.work_group.iter().chain(eval_group.iter()) {
+            // A message may have arrived before the route existed: look once more.
+            if !g.starts_with("claimed:") && sched.route(g, &row.id) {
+                sched.wake(&row.id);
+            }
+        }
+        if row.phase != before {
+            sched.wake(&row.id);
+        }
+        sched.set_timer(&row.id, self.wake_at(row));
+    }
+
+    /// When the bounty's step may next act without an event (unix ms).
+    fn wake_at(&self, row: &BountyRow) -> u64 {
+        let now = self.clock_ms();
+        let Ok(record) = Self::record_of(row) else { return now + MAX_IDLE_MS };
+        let cached = super::parse_id(&row.id).ok().and_then(|id| self.inner.view.cached_status(id));
+        // The status's time stamp (the due time while awarded, the submission or verdict
+        // time after); unknown until the chain view has read it.
+        let stamp = cached.map(|(_, t)| t);
+        let mut at: Vec<u64> = vec![record.deadline];
+        match row.phase {
+            Phase::Bidding => {
+                let announced =
+                    row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"));
+                let close = close_ms_of(row);
+                return if !announced || close <= now {
+                    now + RETRY_MS
+                } else {
+                    close.min(now + MAX_IDLE_MS)
+                };
+            }
+            Phase::Contest => at.push(record.deadline + u64::from(record.reviewWindow)),
+            Phase::AwaitingAward => {
+                let expiry = row
+                    .ranking
+                    .as_ref()
+                    .and_then(|r| r[0]["signed"]["bid"]["deadline"].as_u64())
+                    .unwrap_or(0);
+                at = vec![expiry + 60];
+            }
+            Phase::Working | Phase::Evaluating => at.extend(stamp),
+            Phase::Settling | Phase::AwaitingPoster => {
+                if let Some(t) = stamp {
+                    at.push(t + u64::from(record.reviewWindow));
+                    at.push(t + u64::from(record.challengeWindow));
                 }
-            })
-            .await;
-        Ok(())
+            }
+            Phase::Settled | Phase::Failed => {}
+        }
+        if stamp.is_none() && !matches!(row.phase, Phase::AwaitingAward | Phase::Contest) {
+            // The chain view dropped the status (an event named the bounty): that event
+            // wakes the bounty anyway; meanwhile look again soon.
+            return now + RETRY_MS;
+        }
+        next_wake(now, &at)
     }
 
     async fn step(&self, row: &BountyRow) -> Result<()> {
@@ -749,7 +914,8 @@ impl Market {
         Ok(json!({ "accepted": fresh, "result_hash": result_hash(&result) }))
     }
 
-    /// Contest: after the deadline, verify entries and pay the first `maxWinners` verified ones.
+    /// Contest: after the deadline, verify entries and pay the `maxWinners` best verified ones
+    /// (by the verifier's score, then arrival).
     async fn contest(&self, row: &BountyRow) -> Result<()> {
         let id = super::parse_id(&row.id)?;
         let record = Self::record_of(row)?;
@@ -785,25 +951,33 @@ impl Market {
             return Ok(());
         }
         let spec = Self::verify_spec(row)?;
-        let mut winners = Vec::new();
+        let mut passed: Vec<(Address, Option<f64>)> = Vec::new();
         let mut judged = Vec::new();
         for (agent, result) in self.inner.store.entries(&row.id).await? {
             let Ok(addr) = agent.parse::<Address>() else { continue };
             let rh = result_hash(&result);
             let onchain = self.inner.chain.entry_of(id, addr).await?;
-            let verdict = if onchain != rh {
-                Verdict { accept: false, reason: "no matching on-chain entry".into() }
+            let (verdict, score) = if onchain != rh {
+                (Verdict { accept: false, reason: "no matching on-chain entry".into() }, None)
             } else {
-                self.inner.cfg.verifiers.verify(&spec, &row.spec["input"], &result).await.unwrap_or(
-                    Verdict { accept: false, reason: "no automatic verification".into() },
-                )
+                self.inner
+                    .cfg
+                    .verifiers
+                    .verify_scored(&spec, &row.spec["input"], &result)
+                    .await
+                    .unwrap_or((
+                        Verdict { accept: false, reason: "no automatic verification".into() },
+                        None,
+                    ))
             };
-            judged
-                .push(json!({ "agent": addr, "accept": verdict.accept, "reason": verdict.reason }));
-            if verdict.accept && winners.len() < usize::from(record.maxWinners) {
-                winners.push(addr);
+            judged.push(json!({ "agent": addr, "accept": verdict.accept, "score": score, "reason": verdict.reason }));
+            if verdict.accept {
+                passed.push((addr, score));
             }
         }
+        // The best verified entries are paid: highest verifier score first, then arrival.
+        let mut winners = super::verify::rank_entries(passed);
+        winners.truncate(usize::from(record.maxWinners));
         let verdict = json!({ "accept": !winners.is_empty(), "winners": winners, "entries": judged, "reason": format!("{} verified winner(s)", winners.len()) });
         self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
         if winners.is_empty() {
@@ -1447,6 +1621,45 @@ impl Market {
                 None
             }
         }
+    }
+
+    /// [`Self::view`], long-polled: waits up to `wait` (at most [`MAX_VIEW_WAIT`]) until the
+    /// bounty's log holds more than `after_events` entries or it is final, then answers. A
+    /// client following a bounty asks again with the count it has seen, instead of polling.
+    pub async fn view_wait(
+        &self,
+        caller: Option<Address>,
+        key: &str,
+        after_events: usize,
+        wait: Duration,
+    ) -> Result<Value> {
+        let until = tokio::time::Instant::now() + wait.min(MAX_VIEW_WAIT);
+        let notify = {
+            let mut w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
+            w.entry(key.to_string()).or_default().clone()
+        };
+        let answer = loop {
+            // Registered before the read, so a step that ends in between is not missed.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let v = match self.view(caller, key).await {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            let events = v["events"].as_array().map_or(0, Vec::len);
+            let done = matches!(v["phase"].as_str(), Some("settled" | "failed"));
+            if events > after_events || done || tokio::time::Instant::now() >= until {
+                break Ok(v);
+            }
+            let _ = tokio::time::timeout_at(until, notified).await;
+        };
+        let mut w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this request hold it: nobody else is waiting.
+        if Arc::strong_count(&notify) <= 2 {
+            w.remove(key);
+        }
+        answer
     }
 
     /// A bounty's public view; the poster also sees the ranking and the winning signed bid.

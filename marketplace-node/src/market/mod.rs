@@ -14,6 +14,7 @@ pub mod chainview;
 pub mod coordinator;
 pub mod rest;
 pub mod sandbox;
+pub mod scheduler;
 pub mod store;
 pub mod verify;
 

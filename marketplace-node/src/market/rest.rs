@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, Path, State},
+    extract::{FromRequestParts, Path, Query, State},
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -123,12 +123,29 @@ async fn entry(
     m.entry(caller, &normalize(&id)?, result).await.map(Json)
 }
 
+/// Long-poll parameters of a bounty view.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ViewQuery {
+    /// Wait (up to this many ms, at most 30 s) for the bounty to change.
+    wait_ms: Option<u64>,
+    /// The number of log events the client has seen: answer once there are more.
+    after_events: Option<usize>,
+}
+
 async fn view(
     State(m): State<Market>,
     MaybeCaller(caller): MaybeCaller,
     Path(id): Path<String>,
+    Query(q): Query<ViewQuery>,
 ) -> Result<Json<Value>, MarketError> {
-    m.view(caller, &normalize(&id)?).await.map(Json)
+    let id = normalize(&id)?;
+    match q.wait_ms {
+        Some(ms) if ms > 0 => {
+            let wait = std::time::Duration::from_millis(ms);
+            m.view_wait(caller, &id, q.after_events.unwrap_or(0), wait).await.map(Json)
+        }
+        _ => m.view(caller, &id).await.map(Json),
+    }
 }
 
 async fn list(State(m): State<Market>) -> Result<Json<Value>, MarketError> {

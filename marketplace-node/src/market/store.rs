@@ -290,18 +290,29 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
+        // The move and its log line in one commit.
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
             .bind(to.as_str())
             .bind(note)
             .bind(now_ms())
             .bind(id)
             .bind(from.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         let moved = r.rows_affected() == 1;
         if moved {
-            self.log(id, to.as_str(), note).await?;
+            sqlx::query(
+                "INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(now_ms())
+            .bind(to.as_str())
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
         }
+        tx.commit().await?;
         Ok(moved)
     }
 

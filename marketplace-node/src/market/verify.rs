@@ -149,34 +149,58 @@ impl Verifiers {
         input: &Value,
         result: &Value,
     ) -> Option<Verdict> {
+        self.verify_scored(spec, input, result).await.map(|(v, _)| v)
+    }
+
+    /// [`Self::verify`], plus the score an accepting verifier program printed (see
+    /// [`parse_score`]); contests pay their best-scored verified entries.
+    pub async fn verify_scored(
+        &self,
+        spec: &VerifySpec,
+        input: &Value,
+        result: &Value,
+    ) -> Option<(Verdict, Option<f64>)> {
         match spec {
             VerifySpec::Hash { expected } => {
                 let got = result_hash(result);
-                Some(if got == *expected {
-                    Verdict {
-                        accept: true,
-                        reason: "result hash matches the poster's commitment".into(),
-                    }
-                } else {
-                    Verdict {
-                        accept: false,
-                        reason: format!("result hash {got} differs from the committed {expected}"),
-                    }
-                })
+                Some((
+                    if got == *expected {
+                        Verdict {
+                            accept: true,
+                            reason: "result hash matches the poster's commitment".into(),
+                        }
+                    } else {
+                        Verdict {
+                            accept: false,
+                            reason: format!(
+                                "result hash {got} differs from the committed {expected}"
+                            ),
+                        }
+                    },
+                    None,
+                ))
             }
             VerifySpec::Command { verifier } => {
                 let Some(program) = self.programs.get(verifier) else {
-                    return Some(Verdict {
-                        accept: false,
-                        reason: format!("verifier {verifier:?} is not installed on this node"),
-                    });
+                    return Some((
+                        Verdict {
+                            accept: false,
+                            reason: format!("verifier {verifier:?} is not installed on this node"),
+                        },
+                        None,
+                    ));
                 };
                 let stdin =
                     serde_json::to_vec(&serde_json::json!({ "input": input, "result": result }))
                         .unwrap_or_default();
                 let out = run_sandboxed(program, &[], &stdin, &self.limits).await;
                 Some(if out.accepted {
-                    Verdict { accept: true, reason: format!("verifier {verifier} accepted") }
+                    let score = parse_score(&out.stdout);
+                    let reason = match score {
+                        Some(x) => format!("verifier {verifier} accepted (score {x})"),
+                        None => format!("verifier {verifier} accepted"),
+                    };
+                    (Verdict { accept: true, reason }, score)
                 } else {
                     let why = out.rejection.map(|r| format!("{r:?}")).unwrap_or_default();
                     let tail: String = out
@@ -188,18 +212,44 @@ impl Verifiers {
                         .into_iter()
                         .rev()
                         .collect();
-                    Verdict {
-                        accept: false,
-                        reason: format!("verifier {verifier} rejected: {why} {tail}")
-                            .trim()
-                            .to_string(),
-                    }
+                    let reason =
+                        format!("verifier {verifier} rejected: {why} {tail}").trim().to_string();
+                    (Verdict { accept: false, reason }, None)
                 })
             }
             // The poster, or the evaluator panel, decides: no automatic verdict here.
             VerifySpec::Poster | VerifySpec::Evaluator { .. } | VerifySpec::Quorum { .. } => None,
         }
     }
+}
+
+/// The score a verifier program reports: its last non-empty stdout line, either a number or a
+/// JSON object with a numeric `score` (`{"score": 0.93}`). Higher is better; anything else
+/// (including NaN or infinity) is no score.
+pub fn parse_score(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let v: Value = serde_json::from_str(line).ok()?;
+    let x = match &v {
+        Value::Number(n) => n.as_f64(),
+        Value::Object(o) => o.get("score").and_then(Value::as_f64),
+        _ => None,
+    }?;
+    x.is_finite().then_some(x)
+}
+
+/// Orders a contest's verified entries, given in arrival order, best first: highest score
+/// first; entries with equal scores, and entries without a score (after all scored ones), keep
+/// their arrival order.
+pub fn rank_entries<T>(entries: Vec<(T, Option<f64>)>) -> Vec<T> {
+    let mut e: Vec<(usize, T, Option<f64>)> =
+        entries.into_iter().enumerate().map(|(i, (t, s))| (i, t, s)).collect();
+    e.sort_by(|a, b| match (a.2, b.2) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then(a.0.cmp(&b.0)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.0.cmp(&b.0),
+    });
+    e.into_iter().map(|(_, t, _)| t).collect()
 }
 
 #[cfg(test)]
@@ -215,6 +265,25 @@ mod tests {
         assert_ne!(result_hash(&a), result_hash(&json!({"a":[2,1],"b":1})));
     }
 
+    #[test]
+    fn scores_come_from_the_last_stdout_line() {
+        assert_eq!(parse_score("checking\n{\"score\": 0.75}\n\n"), Some(0.75));
+        assert_eq!(parse_score("12"), Some(12.0));
+        assert_eq!(parse_score("{\"score\": 1}\nok"), None, "the last line decides");
+        assert_eq!(parse_score("{\"score\": \"high\"}"), None);
+        assert_eq!(parse_score(""), None);
+        assert_eq!(parse_score("1e999"), None, "not finite");
+    }
+
+    #[test]
+    fn contest_entries_rank_by_score_then_arrival() {
+        let ranked =
+            rank_entries(vec![("a", None), ("b", Some(0.5)), ("c", Some(0.9)), ("d", Some(0.5))]);
+        assert_eq!(ranked, ["c", "b", "d", "a"]);
+        // No scores at all: first verified, first paid.
+        assert_eq!(rank_entries(vec![("x", None), ("y", None)]), ["x", "y"]);
+    }
+
     #[tokio::test]
     async fn hash_mode() {
         let v = Verifiers::default();
@@ -223,27 +292,43 @@ mod tests {
         assert!(!v.verify(&spec, &json!(null), &json!([3, 2, 1])).await.unwrap().accept);
     }
 
-    #[tokio::test]
-    async fn command_mode_uses_only_allowlisted_programs() {
-        let dir = std::env::temp_dir().join(format!("reef-verifier-{}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("sorted.py");
-        std::fs::write(
-            &script,
-            "#!/usr/bin/env python3\nimport json,sys\nd=json.load(sys.stdin)\nr=d['result']\nsys.exit(0 if r==sorted(d['input']) else 1)\n",
-        )
-        .unwrap();
+    /// An executable Python script `name` in `dir`, installed as verifier `name`.
+    fn verifier(dir: &std::path::Path, name: &str, body: &str) -> Verifiers {
+        let script = dir.join(format!("{name}.py"));
+        std::fs::write(&script, format!("#!/usr/bin/env python3\nimport json,sys\n{body}"))
+            .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let v =
-            Verifiers::parse(&[format!("sorted={}", script.display())], SandboxLimits::default())
-                .unwrap();
+        Verifiers::parse(&[format!("{name}={}", script.display())], SandboxLimits::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn command_mode_uses_only_allowlisted_programs() {
+        let dir = std::env::temp_dir().join(format!("reef-verifier-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let v = verifier(
+            &dir,
+            "sorted",
+            "d=json.load(sys.stdin)\nr=d['result']\nsys.exit(0 if r==sorted(d['input']) else 1)\n",
+        );
         let spec = VerifySpec::Command { verifier: "sorted".into() };
         assert!(v.verify(&spec, &json!([3, 1, 2]), &json!([1, 2, 3])).await.unwrap().accept);
         assert!(!v.verify(&spec, &json!([3, 1, 2]), &json!([3, 1, 2])).await.unwrap().accept);
+        // A verifier that prints a score: the score comes back with the accepting verdict.
+        let scored = verifier(
+            &dir,
+            "scored",
+            "d=json.load(sys.stdin)\nprint('looks fine')\nprint(json.dumps({'score': len(d['result'])}))\n",
+        );
+        let spec = VerifySpec::Command { verifier: "scored".into() };
+        let (verdict, score) =
+            scored.verify_scored(&spec, &json!(0), &json!([1, 2, 3])).await.unwrap();
+        assert!(verdict.accept, "{verdict:?}");
+        assert_eq!(score, Some(3.0));
         let unknown = VerifySpec::Command { verifier: "rm-rf".into() };
         assert!(!v.verify(&unknown, &json!(1), &json!(1)).await.unwrap().accept);
         assert!(Verifiers::parse(&["nonsense".into()], SandboxLimits::default()).is_err());
