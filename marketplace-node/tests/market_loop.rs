@@ -108,43 +108,38 @@ impl Env {
     }
 
     fn post(&self, extra: &[&str]) -> Value {
-        let out = reef()
-            .args([
-                "bounty",
-                "post",
-                "Sort these numbers ascending",
-                "--reward",
-                "5",
-                "--token",
-                "test",
-            ])
-            .args([
-                "--node",
-                &self.http,
-                "--skills",
-                "sort",
-                "--bid-window",
-                "5s",
-                "--deadline",
-                "1h",
-            ])
-            .args([
-                "--input",
-                "[5,3,9,1]",
-                "--approve",
-                "--dev-account",
-                "0",
-                "--json",
-                "--rpc-url",
-                &self.rpc,
-            ])
-            .arg("--deployments")
-            .arg(self.dir.join("deployments"))
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = self.post_cmd(extra).output().unwrap();
         assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `reef bounty post` for a sort bounty with a 5 s window, not started yet.
+    fn post_cmd(&self, extra: &[&str]) -> std::process::Command {
+        let mut cmd = reef();
+        cmd.args([
+            "bounty",
+            "post",
+            "Sort these numbers ascending",
+            "--reward",
+            "5",
+            "--token",
+            "test",
+        ])
+        .args(["--node", &self.http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
+        .args([
+            "--input",
+            "[5,3,9,1]",
+            "--approve",
+            "--dev-account",
+            "0",
+            "--json",
+            "--rpc-url",
+            &self.rpc,
+        ])
+        .arg("--deployments")
+        .arg(self.dir.join("deployments"))
+        .args(extra);
+        cmd
     }
 
     fn earnings(&self, dev: usize) -> Value {
@@ -180,6 +175,54 @@ async fn honest_agent_wins_delivers_and_is_paid() {
     assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
     // 4 rUSD minus the 1% fee.
     assert_eq!(earned["payouts"][0]["paid"], "3960000000000000000", "{earned}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_polling_follower_is_answered_once_per_new_event() {
+    use alloy::transports::http::reqwest;
+    let env = setup().await;
+    let _a = env.agent(1, "sort.py", "4");
+    env.wait_online(1).await;
+    let poster = env
+        .post_cmd(&["--verify", "hash", "--expect", "[1,3,5,9]"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let get = |url: String| async move { reqwest::get(url).await.unwrap() };
+    let until = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let list: Value =
+            get(format!("{}/v1/market/bounties", env.http)).await.json().await.unwrap();
+        if let Some(id) = list[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < until, "the bounty never reached the node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Each answer must bring at least one event the follower has not seen (or the end): the
+    // node holds the request until the bounty moves, instead of answering at once.
+    let mut seen = 0;
+    let mut answers = 0;
+    let last = loop {
+        let url = format!("{}/v1/market/bounties/{id}?wait_ms=30000&after_events={seen}", env.http);
+        let v: Value = get(url).await.json().await.unwrap();
+        let n = v["events"].as_array().map_or(0, Vec::len);
+        if matches!(v["phase"].as_str(), Some("settled" | "failed")) {
+            break v;
+        }
+        assert!(n > seen, "answered without a new event (had {seen}): {v}");
+        seen = n;
+        answers += 1;
+        assert!(answers < 40, "more answers than the lifecycle has events: {v}");
+    };
+    assert_eq!(last["phase"], "settled", "{last}");
+    assert!(answers >= 2, "the follower saw the lifecycle in {answers} answer(s): {last}");
+    // A malformed wait is refused, not treated as "no wait".
+    let bad = get(format!("{}/v1/market/bounties/{id}?wait_ms=soon", env.http)).await;
+    assert_eq!(bad.status().as_u16(), 400);
+    let out = wait_with_deadline(poster, 120);
+    assert!(out.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
