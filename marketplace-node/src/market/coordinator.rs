@@ -1650,6 +1650,7 @@ impl Market {
             let events = v["events"].as_array().map_or(0, Vec::len);
             let done = matches!(v["phase"].as_str(), Some("settled" | "failed"));
             if events > after_events || done || tokio::time::Instant::now() >= until {
+                tracing::debug!(bounty = %key, events, after_events, phase = %v["phase"], "view answered");
                 break Ok(v);
             }
             let _ = tokio::time::timeout_at(until, notified).await;
@@ -1664,10 +1665,13 @@ impl Market {
 
     /// A bounty's public view; the poster also sees the ranking and the winning signed bid.
     pub async fn view(&self, caller: Option<Address>, key: &str) -> Result<Value> {
+        // The log before the row: a transition commits its phase and its log line together, so
+        // read this way the phase is never older than the log (a follower waiting for "more
+        // events than I saw" would otherwise miss a phase it never saw).
+        let events = self.inner.store.events(key).await?;
         let row = self.row(key).await?;
         let is_poster = caller.is_some_and(|c| c.to_string() == row.poster);
         let bids = self.inner.store.bid_count(key).await?;
-        let events = self.inner.store.events(key).await?;
         let mut v = json!({
             "id": row.id,
             "phase": row.phase,
