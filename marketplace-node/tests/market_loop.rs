@@ -504,4 +504,16 @@ async fn a_quorum_of_evaluator_agents_judges_and_the_signers_are_paid() {
     assert!(panel.fees_settled);
     assert_eq!(panel.quorum, 2);
     assert_eq!(panel.members.len(), 3);
+    // The fees came out of the 5 rUSD budget: 4.8 was escrowed as the reward.
+    let record = chain.bounty(id).await.unwrap().record;
+    assert_eq!(record.amount, 4_800_000_000_000_000_000u128);
+
+    // Fees that would take the whole reward are refused before anything is announced.
+    let out = env
+        .post_cmd(&["--verify", "quorum", "--quorum", "2/3", "--eval-fee", "2.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must be less than --reward"), "{err}");
 }

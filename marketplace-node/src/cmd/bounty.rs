@@ -170,7 +170,8 @@ struct PostArgs {
     #[arg(long)]
     quorum: Option<String>,
     /// `--verify evaluator|quorum`: fee paid to each evaluator whose verdict settles the
-    /// bounty, in the reward token's units (escrowed with the panel: quorum × fee).
+    /// bounty, in the reward token's units, out of --reward: quorum × fee is escrowed with the
+    /// panel, the rest of --reward is the provider's reward.
     #[arg(long, default_value = "0")]
     eval_fee: String,
     /// Expected result (JSON text or @file) for `--verify hash`; only its hash is sent.
@@ -403,6 +404,9 @@ impl BountyArgs {
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| eyre!("node reported no evaluator"))?;
+        let eval_fee: u128 = super::chain::parse_amount(&p.eval_fee, decimals)?
+            .try_into()
+            .map_err(|_| eyre!("--eval-fee is too large"))?;
         let verify = match p.verify.as_str() {
             "hash" => {
                 let expected = p
@@ -430,12 +434,25 @@ impl BountyArgs {
                     eyre!("this deployment has no EvaluatorPanel; redeploy (`reef devnet up`) to use --verify {}", p.verify)
                 })?;
                 nb.evaluator = Some(panel);
-                if p.verify == "evaluator" {
-                    json!({ "mode": "evaluator" })
+                let (k, spec) = if p.verify == "evaluator" {
+                    (1, json!({ "mode": "evaluator" }))
                 } else {
                     let (k, n) = parse_quorum(p.quorum.as_deref().unwrap_or("2/3"))?;
-                    json!({ "mode": "quorum", "quorum": k, "size": n })
+                    (k, json!({ "mode": "quorum", "quorum": k, "size": n }))
+                };
+                // The evaluators are paid from the bounty: --reward is the poster's whole
+                // budget, of which quorum × --eval-fee goes to the panel's fee escrow and the
+                // rest is the reward the bidders compete for.
+                let fees = eval_fee.saturating_mul(u128::from(k));
+                if fees >= nb.amount {
+                    return Err(eyre!(
+                        "--eval-fee × quorum ({}) must be less than --reward ({}): the evaluators are paid out of the reward",
+                        format_units(U256::from(fees), decimals).unwrap_or_default(),
+                        format_units(U256::from(nb.amount), decimals).unwrap_or_default()
+                    ));
                 }
+                nb.amount -= fees;
+                spec
             }
             other => {
                 return Err(eyre!(
@@ -500,9 +517,7 @@ impl BountyArgs {
             let members: Vec<Address> = serde_json::from_value(panel["members"].clone())
                 .map_err(|e| eyre!("node sent a malformed panel: {e}"))?;
             let quorum = panel["quorum"].as_u64().unwrap_or(1) as u8;
-            let fee: u128 = super::chain::parse_amount(&p.eval_fee, decimals)?
-                .try_into()
-                .map_err(|_| eyre!("--eval-fee is too large"))?;
+            let fee = eval_fee;
             let bid = parse_bounty_id(&id)?;
             if client.panel_of(bid).await?.is_none() {
                 let txs = client
@@ -513,7 +528,7 @@ impl BountyArgs {
                 }
             }
             eprintln!(
-                "  evaluator panel: {quorum} of {} ({}), fee {} each",
+                "  evaluator panel: {quorum} of {} ({}), fee {} each, out of the reward",
                 members.len(),
                 members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
                 p.eval_fee
