@@ -6,7 +6,7 @@ use escrow_client::{
     NewBounty, ReefClient, Status, TxOutcome,
     escrow::{BountyJson, random_salt},
 };
-use eyre::eyre;
+use eyre::{WrapErr, eyre};
 
 use super::chain::{
     ChainArgs, parse_amount, parse_bounty_id, parse_duration, parse_token, short_id, spinner,
@@ -404,9 +404,8 @@ impl BountyArgs {
             .as_str()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| eyre!("node reported no evaluator"))?;
-        let eval_fee: u128 = super::chain::parse_amount(&p.eval_fee, decimals)?
-            .try_into()
-            .map_err(|_| eyre!("--eval-fee is too large"))?;
+        // Set for the evaluator-panel modes (the fee each paid evaluator gets).
+        let mut eval_fee: u128 = 0;
         let verify = match p.verify.as_str() {
             "hash" => {
                 let expected = p
@@ -443,6 +442,10 @@ impl BountyArgs {
                 // The evaluators are paid from the bounty: --reward is the poster's whole
                 // budget, of which quorum × --eval-fee goes to the panel's fee escrow and the
                 // rest is the reward the bidders compete for.
+                eval_fee = super::chain::parse_amount(&p.eval_fee, decimals)
+                    .wrap_err("--eval-fee")?
+                    .try_into()
+                    .map_err(|_| eyre!("--eval-fee is too large"))?;
                 let fees = eval_fee.saturating_mul(u128::from(k));
                 if fees >= nb.amount {
                     return Err(eyre!(
