@@ -621,6 +621,7 @@ impl Market {
         let mut activity_open = true;
         let mut wake_all = true;
         let mut last_sync: Option<std::time::Instant> = None;
+        let mut last_sweep = std::time::Instant::now();
         loop {
             if last_sync.is_none_or(|t| t.elapsed() >= tick) {
                 last_sync = Some(std::time::Instant::now());
@@ -640,11 +641,20 @@ impl Market {
                     Err(TryRecvError::Closed) => activity_open = false,
                 }
             }
-            if wake_all {
-                match self.inner.store.active().await {
+            // Everything, or (every MAX_IDLE_MS) the unfinished bounties this loop has no plan
+            // for: registered by another node of a mesh (whose loop may have died) or missed.
+            let sweep = last_sweep.elapsed() >= Duration::from_millis(MAX_IDLE_MS);
+            if wake_all || sweep {
+                match self.inner.store.active_ids().await {
                     Ok(rows) => {
-                        sched.wake_all(rows.iter().map(|r| r.id.as_str()));
+                        let ids = rows.iter().map(String::as_str);
+                        if wake_all {
+                            sched.wake_all(ids);
+                        } else {
+                            sched.wake_unknown(ids);
+                        }
                         wake_all = false;
+                        last_sweep = std::time::Instant::now();
                     }
                     Err(e) => tracing::warn!(error = %e, "reading unfinished bounties failed"),
                 }

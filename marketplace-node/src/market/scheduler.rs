@@ -76,6 +76,26 @@ impl Scheduler {
         }
     }
 
+    /// Wakes each of `bounties` that the scheduler does not know (no timer, not queued, not
+    /// being stepped): bounties another node of a mesh registered, or that this node lost
+    /// track of. Returns how many were woken.
+    pub fn wake_unknown<'a>(&self, bounties: impl IntoIterator<Item = &'a str>) -> usize {
+        let unknown: Vec<&str> = {
+            let s = self.lock();
+            bounties
+                .into_iter()
+                .filter(|b| {
+                    !(s.due.contains_key(*b)
+                        || s.ready.contains(*b)
+                        || s.running.contains(*b)
+                        || s.again.contains(*b))
+                })
+                .collect()
+        };
+        self.wake_all(unknown.iter().copied());
+        unknown.len()
+    }
+
     /// Wakes the bounty a message in `group` belongs to; false if the group is not routed.
     pub fn wake_group(&self, group: &str) -> bool {
         let bounty = self.lock().routes.get(group).cloned();
@@ -217,6 +237,16 @@ mod tests {
         assert_eq!(s.take(0), ["a"], "the wake-up during the step is not lost");
         s.done("a");
         assert_eq!(s.sizes(), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn only_bounties_without_a_timer_or_a_step_are_woken_by_the_sweep() {
+        let s = Scheduler::default();
+        s.set_timer("timed", 5_000);
+        s.wake("running");
+        assert_eq!(s.take(0), ["running"]);
+        assert_eq!(s.wake_unknown(["timed", "running", "new"]), 1);
+        assert_eq!(s.take(0), ["new"], "only the bounty nobody planned is stepped");
     }
 
     #[test]

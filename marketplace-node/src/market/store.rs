@@ -270,12 +270,12 @@ impl MarketStore {
         r.as_ref().map(Self::row).transpose()
     }
 
-    /// Bounties not yet final (the node's work list, also after a restart).
-    pub async fn active(&self) -> Result<Vec<BountyRow>> {
-        let rows = sqlx::query("SELECT * FROM market_bounties WHERE state NOT IN ('settled', 'failed') ORDER BY created_at")
+    /// Ids of the bounties not yet final (the node's work list, also after a restart).
+    pub async fn active_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM market_bounties WHERE state NOT IN ('settled', 'failed') ORDER BY created_at")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::row).collect()
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
     /// All bounties, newest first (bounded).
@@ -615,9 +615,9 @@ mod tests {
             !s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "again").await.unwrap()
         );
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
-        assert_eq!(s.active().await.unwrap().len(), 1);
+        assert_eq!(s.active_ids().await.unwrap().len(), 1);
         assert!(s.transition("0x01", Phase::AwaitingAward, Phase::Failed, "x").await.unwrap());
-        assert!(s.active().await.unwrap().is_empty());
+        assert!(s.active_ids().await.unwrap().is_empty());
     }
 
     #[tokio::test]
