@@ -447,6 +447,24 @@ mod tests {
     use super::*;
     use crate::ioa::store::NewMessage;
 
+    /// Observers (the marketplace's work loop) hear of every published message's group, also
+    /// for groups nobody is subscribed to; nothing is queued while nobody listens.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn activity_names_the_group_of_every_published_message() {
+        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let hub = Hub::new(store);
+        hub.publish("g_before", 1, Utf8Bytes::from_static("{}"));
+        let mut seen = hub.activity();
+        hub.publish("g_a", 1, Utf8Bytes::from_static("{}"));
+        hub.publish("g_b", 1, Utf8Bytes::from_static("{}"));
+        assert_eq!(&*seen.recv().await.unwrap(), "g_a", "nothing from before the subscription");
+        assert_eq!(&*seen.recv().await.unwrap(), "g_b");
+        assert!(seen.try_recv().is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// The race that lost a group's first message: an agent joins (the hub is registered and
     /// reads the group's last seq: 0) while the message is stored and published; only then is
     /// the hub made live. The published frame must not be dropped.
