@@ -520,11 +520,10 @@ impl BountyArgs {
             let members: Vec<Address> = serde_json::from_value(panel["members"].clone())
                 .map_err(|e| eyre!("node sent a malformed panel: {e}"))?;
             let quorum = panel["quorum"].as_u64().unwrap_or(1) as u8;
-            let fee = eval_fee;
             let bid = parse_bounty_id(&id)?;
             if client.panel_of(bid).await?.is_none() {
                 let txs = client
-                    .open_panel(salt, members.clone(), quorum, terms.token, fee, p.approve)
+                    .open_panel(salt, members.clone(), quorum, terms.token, eval_fee, p.approve)
                     .await?;
                 for t in &txs {
                     eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
@@ -554,9 +553,15 @@ impl BountyArgs {
             // Long-poll: the node answers as soon as the bounty logs a new event (or after
             // 5 s). The node may restart mid-lifecycle (its state is durable): keep asking.
             let path = format!("/v1/market/bounties/{id}?wait_ms=5000&after_events={seen_events}");
+            let asked = std::time::Instant::now();
             let v = match api.get(&path).await {
                 Ok(v) => {
                     unreachable_since = None;
+                    // A node without long-polling answers at once: poll gently instead.
+                    let grew = v["events"].as_array().is_some_and(|e| e.len() > seen_events);
+                    if !grew && asked.elapsed() < std::time::Duration::from_millis(200) {
+                        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                    }
                     v
                 }
                 Err(e) => {
