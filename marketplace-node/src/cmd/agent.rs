@@ -308,9 +308,17 @@ impl RunArgs {
                     {
                         engine.track(&group_id, g.and_then(|g| g.parent_group_id));
                     }
-                    let last = client.join(&group_id, Some(0)).await?;
-                    tracing::debug!(%group_id, last, "joined");
-                    caught_up.insert(group_id, last);
+                    // The node may go away mid-join (a restart): the group is joined again
+                    // on reconnect (`Connected` below), so this is not fatal.
+                    match client.join(&group_id, Some(0)).await {
+                        Ok(last) => {
+                            tracing::debug!(%group_id, last, "joined");
+                            caught_up.insert(group_id, last);
+                        }
+                        Err(e) => eprintln!(
+                            "could not join {group_id} yet ({e}); retrying after reconnecting"
+                        ),
+                    }
                 }
                 Event::Message(m) => {
                     seen.insert(m.group_id.clone(), m.seq);
@@ -421,14 +429,33 @@ impl RunArgs {
                 Event::Disconnected(reason) => eprintln!("disconnected ({reason}); reconnecting"),
                 Event::Connected => {
                     // The SDK re-joins the groups we follow, but an invitation sent while we
-                    // were away is lost: follow every group we are a member of and do not know.
-                    for g in client.list_groups().await? {
+                    // were away (or a join cut off by a restart) is lost: follow every group we
+                    // are a member of and do not know. If the node goes away again meanwhile,
+                    // the next `Connected` does the rest.
+                    let groups = match client.list_groups().await {
+                        Ok(gs) => gs,
+                        Err(e) => {
+                            eprintln!("could not list groups ({e}); retrying after reconnecting");
+                            Vec::new()
+                        }
+                    };
+                    for g in groups {
                         if caught_up.contains_key(&g.group_id) {
                             continue;
                         }
-                        let last = client.join(&g.group_id, Some(0)).await?;
-                        engine.track(&g.group_id, g.parent_group_id.clone());
-                        caught_up.insert(g.group_id, last);
+                        match client.join(&g.group_id, Some(0)).await {
+                            Ok(last) => {
+                                engine.track(&g.group_id, g.parent_group_id.clone());
+                                caught_up.insert(g.group_id, last);
+                            }
+                            Err(e) => {
+                                eprintln!(
+                                    "could not join {} ({e}); retrying after reconnecting",
+                                    g.group_id
+                                );
+                                break;
+                            }
+                        }
                     }
                 }
                 Event::Removed { .. } => {}
