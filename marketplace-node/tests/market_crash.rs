@@ -1,7 +1,7 @@
 //! Crash safety of the marketplace loop: `kill -9` the node in the middle of a bounty's
-//! lifecycle (during bidding, while the provider works, and while an evaluator panel judges),
-//! restart it on the same database, and the bounty still reaches its terminal state with exactly
-//! one payout.
+//! lifecycle (during bidding, while the provider works, and while an evaluator panel judges, and
+//! while a frozen agent still has to join the call for proposals), restart it on the same
+//! database, and the bounty still reaches its terminal state with exactly one payout.
 
 use std::{
     io::{BufRead, BufReader},
@@ -42,6 +42,16 @@ fn start_node(dir: &Path, rpc: &str, port: u16) -> Kill {
     Kill(node)
 }
 
+/// Whether process `pid` is still running (not exited, not a zombie).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|st| {
+            let state = st.rsplit(')').next().unwrap_or("").split_whitespace().next();
+            !matches!(state, Some("Z" | "X") | None)
+        })
+        .unwrap_or(false)
+}
+
 /// The node's public view of a bounty (phase, events, note), or `Null` while it is unreachable.
 async fn view(http: &str, id: &str) -> Value {
     match alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties/{id}")).await {
@@ -50,7 +60,22 @@ async fn view(http: &str, id: &str) -> Value {
     }
 }
 
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+/// `kill_in`: the phase to kill the node in, or `joining`: the agent is frozen (SIGSTOP) before
+/// the call for proposals, the node is killed during bidding, and only then does the agent
+/// wake up to its invitation, so its join meets a dead connection.
 async fn crash_during(kill_in: &str) {
+    let joining = kill_in == "joining";
+    let kill_in = if joining { "bidding" } else { kill_in };
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("reef-crash-{}", rand::random::<u32>()));
     common::deploy_devnet(&anvil.rpc_url, &dir).await;
@@ -127,6 +152,10 @@ async fn crash_during(kill_in: &str) {
             .unwrap(),
     );
     common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
+    let agent_pid = _agent.0.id();
+    if joining {
+        signal(agent_pid, "STOP");
+    }
     let poster = reef()
         .args([
             "bounty",
@@ -190,6 +219,12 @@ async fn crash_during(kill_in: &str) {
     }
     node.0.kill().unwrap(); // SIGKILL: no graceful shutdown
     node.0.wait().unwrap();
+    if joining {
+        // The invitation is in the agent's socket buffer; the node behind it is gone.
+        signal(agent_pid, "CONT");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(process_alive(agent_pid), "the agent exited when its join met the dead connection");
+    }
     node = start_node(&dir, &anvil.rpc_url, port);
     let out = wait_with_deadline(poster, 240);
     assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -211,6 +246,13 @@ async fn crash_during(kill_in: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_bidding_then_restart_completes() {
     crash_during("bidding").await;
+}
+
+/// An agent whose join of the call for proposals is cut off by the node's death must not exit:
+/// it joins after reconnecting and bids (in the window the restarted node re-opens).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_whose_join_is_cut_off_by_a_restart_still_bids() {
+    crash_during("joining").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
