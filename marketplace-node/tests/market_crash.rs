@@ -156,22 +156,8 @@ async fn crash_during(kill_in: &str) {
     if joining {
         signal(agent_pid, "STOP");
     }
-    let poster = reef()
-        .args([
-            "bounty",
-            "post",
-            "Sort these numbers ascending",
-            "--reward",
-            "5",
-            "--token",
-            "test",
-        ])
-        .args(["--node", &http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
-        .args(["--input", "[5,3,9,1]"])
+    let poster = common::post_sort(&http, &anvil.rpc_url, &dir.join("deployments"))
         .args(verify)
-        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &anvil.rpc_url])
-        .arg("--deployments")
-        .arg(dir.join("deployments"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

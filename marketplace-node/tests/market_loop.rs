@@ -115,30 +115,8 @@ impl Env {
 
     /// `reef bounty post` for a sort bounty with a 5 s window, not started yet.
     fn post_cmd(&self, extra: &[&str]) -> std::process::Command {
-        let mut cmd = reef();
-        cmd.args([
-            "bounty",
-            "post",
-            "Sort these numbers ascending",
-            "--reward",
-            "5",
-            "--token",
-            "test",
-        ])
-        .args(["--node", &self.http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
-        .args([
-            "--input",
-            "[5,3,9,1]",
-            "--approve",
-            "--dev-account",
-            "0",
-            "--json",
-            "--rpc-url",
-            &self.rpc,
-        ])
-        .arg("--deployments")
-        .arg(self.dir.join("deployments"))
-        .args(extra);
+        let mut cmd = common::post_sort(&self.http, &self.rpc, &self.dir.join("deployments"));
+        cmd.args(extra);
         cmd
     }
 

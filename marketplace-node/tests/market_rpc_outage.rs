@@ -101,21 +101,8 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
             .unwrap(),
     );
     common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
-    let poster = reef()
-        .args([
-            "bounty",
-            "post",
-            "Sort these numbers ascending",
-            "--reward",
-            "5",
-            "--token",
-            "test",
-        ])
-        .args(["--node", &http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
-        .args(["--input", "[5,3,9,1]", "--verify", "hash", "--expect", "[1,3,5,9]"])
-        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &rpc])
-        .arg("--deployments")
-        .arg(dir.join("deployments"))
+    let poster = common::post_sort(&http, &rpc, &dir.join("deployments"))
+        .args(["--verify", "hash", "--expect", "[1,3,5,9]"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

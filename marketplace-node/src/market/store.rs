@@ -302,15 +302,7 @@ impl MarketStore {
             .await?;
         let moved = r.rows_affected() == 1;
         if moved {
-            sqlx::query(
-                "INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(now_ms())
-            .bind(to.as_str())
-            .bind(note)
-            .execute(&mut *tx)
-            .await?;
+            append_log(&mut *tx, id, to.as_str(), note).await?;
         }
         tx.commit().await?;
         Ok(moved)
@@ -559,16 +551,7 @@ impl MarketStore {
 
     /// Appends to the progress log.
     pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(bounty_id)
-        .bind(now_ms())
-        .bind(event)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        append_log(&self.pool, bounty_id, event, detail).await
     }
 
     /// The progress log of a bounty, oldest first.
@@ -591,6 +574,20 @@ impl MarketStore {
     }
 }
 
+/// One progress-log line, on the pool or inside a transaction.
+async fn append_log<'e, E>(db: E, bounty_id: &str, event: &str, detail: &str) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)")
+        .bind(bounty_id)
+        .bind(now_ms())
+        .bind(event)
+        .bind(detail)
+        .execute(db)
+        .await?;
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;

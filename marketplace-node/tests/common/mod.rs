@@ -36,6 +36,28 @@ pub fn reef() -> Command {
     c
 }
 
+/// `reef bounty post` of the tests' sort bounty ([5,3,9,1], 5 rUSD of the test token, skill
+/// `sort`, 5 s window, 1 h deadline) by dev account 0 through the node at `http`, with `--json`;
+/// the caller adds the verification and how to run it.
+pub fn post_sort(http: &str, rpc: &str, deployments: &Path) -> Command {
+    let mut cmd = reef();
+    cmd.args([
+        "bounty",
+        "post",
+        "Sort these numbers ascending",
+        "--reward",
+        "5",
+        "--token",
+        "test",
+    ])
+    .args(["--node", http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
+    .args(["--input", "[5,3,9,1]"])
+    .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", rpc])
+    .arg("--deployments")
+    .arg(deployments);
+    cmd
+}
+
 /// Deploys Reef on the anvil at `rpc` (dev accounts 0..6 seeded) and writes
 /// `dir/deployments/<chainId>.json`.
 pub async fn deploy_devnet(rpc: &str, dir: &Path) -> Deployment {
