@@ -80,10 +80,11 @@ bench-metered: deps
 ## bench-market: end-to-end bounties/s with 50 agents vs anvil's raw tx rate. Default run:
 ## 200 bounties, 3 s sealed windows, 10 agents invited per call (the node's --cfp-fanout).
 ## Others: MARKET_BENCH_ARGS="--bounties 50 --fanout 0" (every agent bids on every bounty);
-## posters long-poll their bounties like `reef bounty post`, "--poll-ms 100" polls instead.
+## posters long-poll their bounties like `reef bounty post`, "--poll-ms 100" polls instead;
+## "--brain native" runs the agents with a compiled sorting brain instead of Python.
 MARKET_BENCH_ARGS ?= --agents 50 --bounties 200 --bid-window 3s --fanout 10
 bench-market: deps
-	$(CARGO) build --release -q -p marketplace-node --bins
+	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS)
 
 ## bench-ioa: IoA switchboard — 1000 agents in groups of 10 at 10 msg/s each through a real

@@ -1,7 +1,10 @@
 //! [`ReefClient`]: a typed, retrying client for Reef's contracts on one chain.
 //!
-//! Every write goes through one path ([`ReefClient::send_call`]): gas is estimated by the node
-//! (a revert at estimation is decoded into [`Revert`](crate::Revert)), the transaction is signed
+//! Every write goes through one path ([`ReefClient::send_call`]): the fees come from the
+//! client's last estimate (read again once it is older than [`ClientOptions::fee_ttl`] or a send
+//! was refused as underpriced), the account's pending nonce is read and the gas is estimated by
+//! the node (a revert at estimation is decoded into [`Revert`](crate::Revert)), both at once,
+//! the transaction is signed
 //! locally, sent with retries on transport errors, and awaited for the configured number of
 //! confirmations. Reads go through [`ReefClient::view`] with the same retry policy.
 
@@ -60,6 +63,11 @@ pub struct ClientOptions {
     pub tx_timeout: Duration,
     /// Retry policy of the first request (the chain-id check in [`ReefClient::connect`]).
     pub connect_retry: RetryPolicy,
+    /// How long a fee estimate (`eth_feeHistory`) is reused for later sends. The estimate
+    /// allows twice the base fee it saw, which covers several blocks of the largest base-fee
+    /// rise; a send the node refuses as underpriced drops it and is signed again with fresh
+    /// fees. `Duration::ZERO` asks for fees on every send.
+    pub fee_ttl: Duration,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +77,7 @@ impl Default for ClientOptions {
             confirmations: 1,
             tx_timeout: Duration::from_secs(120),
             connect_retry: RetryPolicy::quick(),
+            fee_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -81,12 +90,37 @@ pub struct ReefClient {
     signer: PrivateKeySigner,
     deployment: Deployment,
     opts: ClientOptions,
-    /// Serializes sends from this client so each takes the next pending nonce.
-    send_lock: Arc<Mutex<()>>,
+    /// Serializes sends from this client and remembers its last fee estimate.
+    send_state: Arc<Mutex<SendState>>,
 }
 
-/// A provider that signs with `signer`, estimates gas, and reads the account's pending nonce
-/// for every transaction (no cached nonce that a failed estimate could leave with a gap).
+/// What consecutive sends from one client reuse instead of asking the RPC every time.
+///
+/// Not the nonce: it is read for every send, at the same time as the gas estimate, so it costs
+/// no extra round trip. A remembered nonce would go wrong after a reorg or an `evm_revert`
+/// that dropped this account's transactions (the next one would wait behind a gap forever).
+#[derive(Debug, Default)]
+struct SendState {
+    /// The last fee estimate and when it was made.
+    fees: Option<(std::time::Instant, u128, u128)>,
+}
+
+/// Whether the node refused a send because its nonce or fees are stale, which a second try
+/// with a fresh nonce and fresh fees fixes (another client of the same key took the same
+/// nonce at the same time, or the base fee rose past the remembered estimate).
+fn is_stale_send(err: &RpcError<TransportErrorKind>) -> bool {
+    let RpcError::ErrorResp(payload) = err else { return false };
+    if payload.as_revert_data().is_some() {
+        return false;
+    }
+    let msg = payload.message.to_lowercase();
+    ["nonce too low", "nonce too high", "underpriced", "less than block base fee"]
+        .iter()
+        .any(|needle| msg.contains(needle))
+}
+
+/// A provider that signs with `signer`, estimates gas and reads the account's pending nonce
+/// for every transaction. The fees are filled by [`ReefClient`] from its [`SendState`].
 fn build_provider(url: reqwest::Url, signer: &PrivateKeySigner) -> DynProvider {
     ProviderBuilder::new()
         .disable_recommended_fillers()
@@ -139,21 +173,13 @@ impl ReefClient {
             signer,
             deployment,
             opts,
-            send_lock: Arc::new(Mutex::new(())),
+            send_state: Arc::default(),
         })
     }
 
     /// The chain id the RPC endpoint reports.
     pub async fn chain_id_on_rpc(&self) -> Result<u64> {
-        let p = self.provider.clone();
-        self.opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_chain_id().await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))
+        self.rpc(|p| async move { p.get_chain_id().await }).await
     }
 
     /// The signing account.
@@ -185,7 +211,29 @@ impl ReefClient {
     pub fn with_signer(&self, signer: PrivateKeySigner) -> Result<Self> {
         let url = self.rpc_url.parse().map_err(|e| Error::InvalidInput(format!("{e}")))?;
         let provider = build_provider(url, &signer);
-        Ok(Self { provider, signer, send_lock: Arc::new(Mutex::new(())), ..self.clone() })
+        Ok(Self { provider, signer, send_state: Arc::default(), ..self.clone() })
+    }
+
+    /// Runs one RPC request under the client's retry policy (each attempt gets its own
+    /// provider handle); the error is the transport's, for callers that classify it.
+    async fn rpc_raw<T, F, Fut>(
+        &self,
+        op: F,
+    ) -> std::result::Result<T, RpcError<TransportErrorKind>>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, RpcError<TransportErrorKind>>>,
+    {
+        self.opts.retry.run(|| op(self.provider.clone())).await
+    }
+
+    /// [`Self::rpc_raw`] with a failure reported as [`Error::Rpc`].
+    async fn rpc<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(DynProvider) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, RpcError<TransportErrorKind>>>,
+    {
+        self.rpc_raw(op).await.map_err(|e| self.rpc_err(e))
     }
 
     fn rpc_err(&self, source: RpcError<TransportErrorKind>) -> Error {
@@ -200,8 +248,12 @@ impl ReefClient {
             }
             let msg = payload.message.to_string();
             let lower = msg.to_lowercase();
+            // With the fees set, a node estimating gas caps it at balance ÷ fee, so an account
+            // that cannot pay for gas hears "gas required exceeds allowance" (the message is
+            // kept, which shows the cap).
             if lower.contains("insufficient funds")
                 || lower.contains("insufficient balance for transfer")
+                || lower.contains("gas required exceeds allowance")
             {
                 return Error::InsufficientFunds {
                     account: self.address(),
@@ -227,12 +279,9 @@ impl ReefClient {
     /// Reads a view function.
     pub async fn view<C: SolCall>(&self, to: Address, call: C) -> Result<C::Return> {
         let tx = TransactionRequest::default().with_to(to).with_input(call.abi_encode());
-        let p = self.provider.clone();
         let out = self
-            .opts
-            .retry
-            .run(|| {
-                let (p, tx) = (p.clone(), tx.clone());
+            .rpc_raw(|p| {
+                let tx = tx.clone();
                 async move { p.call(tx).await }
             })
             .await
@@ -284,19 +333,7 @@ impl ReefClient {
         action: &str,
         tx: TransactionRequest,
     ) -> Result<(TxOutcome, TransactionReceipt)> {
-        // Held until the node accepted the transaction, so the next send sees it as pending.
-        let _guard = self.send_lock.lock().await;
-        let p = self.provider.clone();
-        let pending = self
-            .opts
-            .retry
-            .run(|| {
-                let (p, tx) = (p.clone(), tx.clone());
-                async move { p.send_transaction(tx).await }
-            })
-            .await
-            .map_err(|e| self.classify(action, e))?;
-        drop(_guard);
+        let pending = self.sign_and_send(action, tx).await?;
         let hash = *pending.tx_hash();
         let receipt = if self.opts.confirmations <= 1 {
             // Included is enough: ask for the receipt at once, then back off. A dev chain
@@ -318,6 +355,67 @@ impl ReefClient {
         };
         tracing::info!(action, %hash, gas = outcome.gas_used, "transaction mined");
         Ok((outcome, receipt))
+    }
+
+    /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
+    /// they are older than the TTL), has the nonce read and the gas estimated (a revert there
+    /// is decoded), signs and sends. The state's lock is held until the node accepted the
+    /// transaction, so the next send from this client sees it as pending. A send refused for
+    /// a stale nonce or fee is tried once more with both read again.
+    async fn sign_and_send(
+        &self,
+        action: &str,
+        tx: TransactionRequest,
+    ) -> Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>> {
+        let mut state = self.send_state.lock().await;
+        let mut second_try = false;
+        loop {
+            let fresh = |at: &std::time::Instant| at.elapsed() < self.opts.fee_ttl;
+            let fees = match state.fees {
+                Some((at, max_fee, tip)) if fresh(&at) => Some((max_fee, tip)),
+                _ => {
+                    let est =
+                        self.rpc_raw(|p| async move { p.estimate_eip1559_fees().await }).await;
+                    match est {
+                        Ok(est) => {
+                            let fees = (est.max_fee_per_gas, est.max_priority_fee_per_gas);
+                            state.fees = Some((std::time::Instant::now(), fees.0, fees.1));
+                            Some(fees)
+                        }
+                        // A chain without EIP-1559 fees: the gas filler prices it (legacy).
+                        Err(RpcError::UnsupportedFeature(_)) => None,
+                        Err(e) => return Err(self.rpc_err(e)),
+                    }
+                }
+            };
+            let mut tx = tx.clone();
+            if let Some((max_fee, tip)) = fees {
+                tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
+            }
+            let attempts = std::sync::atomic::AtomicU32::new(0);
+            let sent = self
+                .rpc_raw(|p| {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let tx = tx.clone();
+                    async move { p.send_transaction(tx).await }
+                })
+                .await;
+            // After a transport failure the first attempt may have reached the node, so a
+            // "nonce too low" then can mean our own transaction: never sign a second one.
+            let resent = attempts.into_inner() > 1;
+            match sent {
+                Ok(pending) => return Ok(pending),
+                Err(e) => {
+                    if !second_try && !resent && is_stale_send(&e) {
+                        tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
+                        state.fees = None;
+                        second_try = true;
+                        continue;
+                    }
+                    return Err(self.classify(action, e));
+                }
+            }
+        }
     }
 
     /// Waits for `confirmations` blocks on top of the transaction with alloy's block watcher.
@@ -357,16 +455,7 @@ impl ReefClient {
         let deadline = std::time::Instant::now() + self.opts.tx_timeout;
         let mut pause = Duration::from_millis(10);
         loop {
-            let p = self.provider.clone();
-            let r = self
-                .opts
-                .retry
-                .run(|| {
-                    let p = p.clone();
-                    async move { p.get_transaction_receipt(hash).await }
-                })
-                .await
-                .map_err(|e| self.rpc_err(e))?;
+            let r = self.rpc(|p| async move { p.get_transaction_receipt(hash).await }).await?;
             if let Some(r) = r {
                 return Ok(r);
             }
@@ -384,41 +473,21 @@ impl ReefClient {
 
     /// Fetches logs matching `filter`, with retries.
     pub async fn logs(&self, filter: &Filter) -> Result<Vec<Log>> {
-        let p = self.provider.clone();
-        self.opts
-            .retry
-            .run(|| {
-                let (p, f) = (p.clone(), filter.clone());
-                async move { p.get_logs(&f).await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))
+        self.rpc(|p| {
+            let f = filter.clone();
+            async move { p.get_logs(&f).await }
+        })
+        .await
     }
 
     /// Native balance of `who`.
     pub async fn eth_balance(&self, who: Address) -> Result<U256> {
-        let p = self.provider.clone();
-        self.opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_balance(who).await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))
+        self.rpc(|p| async move { p.get_balance(who).await }).await
     }
 
     /// Latest block number.
     pub async fn block_number(&self) -> Result<u64> {
-        let p = self.provider.clone();
-        self.opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_block_number().await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))
+        self.rpc(|p| async move { p.get_block_number().await }).await
     }
 
     /// Timestamp of the latest block.
@@ -436,31 +505,13 @@ impl ReefClient {
         &self,
         tag: alloy::eips::BlockNumberOrTag,
     ) -> Result<Option<(u64, B256, u64)>> {
-        let p = self.provider.clone();
-        let block = self
-            .opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_block_by_number(tag).await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))?;
+        let block = self.rpc(|p| async move { p.get_block_by_number(tag).await }).await?;
         Ok(block.map(|b| (b.header.number, b.header.hash, b.header.timestamp)))
     }
 
     /// Whether code is deployed at `addr`.
     pub async fn has_code(&self, addr: Address) -> Result<bool> {
-        let p = self.provider.clone();
-        let code = self
-            .opts
-            .retry
-            .run(|| {
-                let p = p.clone();
-                async move { p.get_code_at(addr).await }
-            })
-            .await
-            .map_err(|e| self.rpc_err(e))?;
+        let code = self.rpc(|p| async move { p.get_code_at(addr).await }).await?;
         Ok(!code.is_empty())
     }
 }

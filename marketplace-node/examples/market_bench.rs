@@ -18,6 +18,12 @@
 //!    `settled` event; per-stage latencies come from the node's event timestamps.
 //! 3. Ceiling = raw ETH-transfer tx/s ÷ transactions per bounty (postFundAndAward +
 //!    submitAndAttest = 2; the poster's one-time approve is amortized and reported apart).
+//! 4. CPU: seconds each part used during the marketplace run (anvil, the node, the agents, the
+//!    programs the agents ran, the posters), from `/proc`, and per settled bounty.
+//!
+//! The agents' brain is `examples/agents/sort.py` (`--brain python`, the default) or the
+//! compiled `sort_brain` example (`--brain native`), which leaves out ~20 ms of Python
+//! start-up per task.
 //!
 //! Every spawned process (anvil, node, agents and their process groups) is killed and the
 //! temporary directory removed on exit, on error and on Ctrl-C.
@@ -68,6 +74,9 @@ struct Opts {
     fanout: usize,
     /// Posters follow their bounties by polling every this many ms (0 = long-poll, as the CLI).
     poll_ms: u64,
+    /// The agents' sorting brain: `python` (examples/agents/sort.py) or `native`
+    /// (the `sort_brain` example, built next to this bench).
+    brain: String,
     timeout_secs: u64,
     no_indexer: bool,
     keep: bool,
@@ -77,6 +86,7 @@ struct Opts {
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
              [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--poll-ms 0] [--timeout 150]
+             [--brain python|native]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -91,6 +101,7 @@ impl Opts {
             tick_ms: 100,
             fanout: 0,
             poll_ms: 0,
+            brain: "python".into(),
             timeout_secs: 150,
             no_indexer: false,
             keep: false,
@@ -124,6 +135,12 @@ impl Opts {
                 "--tick-ms" => o.tick_ms = num(val()?)?,
                 "--fanout" => o.fanout = num(val()?)? as usize,
                 "--poll-ms" => o.poll_ms = num(val()?)?,
+                "--brain" => {
+                    o.brain = val()?;
+                    if o.brain != "python" && o.brain != "native" {
+                        bail!("--brain is python or native, not {:?}\nusage: {USAGE}", o.brain);
+                    }
+                }
                 "--timeout" => o.timeout_secs = num(val()?)?,
                 "--no-indexer" => o.no_indexer = true,
                 "--keep" => o.keep = true,
@@ -145,6 +162,79 @@ impl Opts {
         }
         o.posters = o.posters.min(o.bounties);
         Ok(o)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting
+
+/// CPU seconds of each part of the run, from `/proc/<pid>/stat` (Linux): anvil, the node, the
+/// agents themselves, the programs the agents ran (their brains and shells: CPU of reaped
+/// children, counted once they exited) and this process (the posters).
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuSample {
+    anvil: f64,
+    node: f64,
+    agents: f64,
+    brains: f64,
+    posters: f64,
+}
+
+/// (own, reaped children's) CPU seconds of `pid`; `None` off Linux or once it is gone.
+fn cpu_of(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state);
+    // utime, stime, cutime, cstime are fields 14..=17.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(((n(14)? + n(15)?) / tick, (n(16)? + n(17)?) / tick))
+}
+
+impl CpuSample {
+    fn take(env: &Env) -> Self {
+        let own = |pid: Option<u32>| pid.and_then(cpu_of).map_or(0.0, |c| c.0);
+        let mut s = Self {
+            anvil: own(env.anvil.as_ref().and_then(AnvilProcess::pid)),
+            node: own(env.node.as_ref().map(|p| p.child.id())),
+            posters: cpu_of(std::process::id()).map_or(0.0, |c| c.0),
+            ..Self::default()
+        };
+        for a in &env.agents {
+            if let Some((own, children)) = cpu_of(a.child.id()) {
+                s.agents += own;
+                s.brains += children;
+            }
+        }
+        s
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            anvil: self.anvil - before.anvil,
+            node: self.node - before.node,
+            agents: self.agents - before.agents,
+            brains: self.brains - before.brains,
+            posters: self.posters - before.posters,
+        }
+    }
+
+    fn to_json(self, wall: Duration, settled: usize) -> Value {
+        let total = self.anvil + self.node + self.agents + self.brains + self.posters;
+        let per = |v: f64| if settled > 0 { v * 1e3 / settled as f64 } else { 0.0 };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        json!({
+            "anvil": self.anvil, "node": self.node, "agents": self.agents,
+            "agent_programs": self.brains, "posters": self.posters, "total": total,
+            "ms_per_settled_bounty": {
+                "anvil": per(self.anvil), "node": per(self.node), "agents": per(self.agents),
+                "agent_programs": per(self.brains), "posters": per(self.posters), "total": per(total),
+            },
+            "cores": cores as u64,
+            "busy_share": total / (wall.as_secs_f64() * cores).max(1e-9),
+        })
     }
 }
 
@@ -454,7 +544,13 @@ async fn drive_bounty(
         // or, with `--poll-ms`, plain polling (100 ms while the poster has to act, 1 s after).
         let poll = POLL_MS.load(std::sync::atomic::Ordering::Relaxed);
         let v = if poll == 0 {
-            poster.api.get(&format!("{path}?wait_ms=5000&after_events={seen_events}")).await?
+            let v =
+                poster.api.get(&format!("{path}?wait_ms=5000&after_events={seen_events}")).await?;
+            // Past the node's long-poll bound the view comes back at once: poll gently.
+            if v.get("long_poll_declined").is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            v
         } else {
             let pause = if awarded { 1_000 } else { poll };
             if seen_events > 0 {
@@ -638,8 +734,20 @@ async fn raw_phase(
     Ok((n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks))
 }
 
-async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
-    let reef = locate_reef(&o.reef)?;
+/// The command line of the agents' sorting brain.
+fn brain_command(kind: &str) -> eyre::Result<String> {
+    if kind == "native" {
+        let exe = std::env::current_exe()?;
+        let native = exe.with_file_name("sort_brain");
+        if !native.is_file() {
+            bail!(
+                "--brain native needs {}: cargo build --release -p marketplace-node --example \
+                 sort_brain",
+                native.display()
+            );
+        }
+        return Ok(native.display().to_string());
+    }
     // The interpreter itself, not a version-manager shim (pyenv's bash shim costs ~75 ms of CPU
     // per start, more than the sorting), without site-packages (`-S`: the brain needs only the
     // standard library). That is the brain's cost, not the marketplace's.
@@ -653,6 +761,12 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         .ok_or_else(|| {
             eyre!("python3 is needed for the agents' sorting brain (examples/agents/sort.py)")
         })?;
+    Ok(format!("{python} -S {}", repo().join("examples/agents/sort.py").display()))
+}
+
+async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
+    let reef = locate_reef(&o.reef)?;
+    let brain = brain_command(&o.brain)?;
     let log = |m: &str| {
         if !o.json {
             eprintln!("[{:>7.1}s] {m}", START.elapsed().as_secs_f64());
@@ -738,7 +852,6 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     log(&format!("node on {http}"));
 
     let agents_log = File::create(env.log("agents.log"))?;
-    let brain = format!("{python} -S {}", repo().join("examples/agents/sort.py").display());
     for (i, a) in agents.iter().enumerate() {
         let key = alloy::primitives::hex::encode_prefixed(a.to_bytes());
         let mut cmd = Command::new(&reef);
@@ -850,6 +963,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         posters_arc.len(),
         o.bid_window_ms
     ));
+    let cpu_before = CpuSample::take(env);
     let t_first_post = now_ms();
     let t0 = Instant::now();
     let timeout = Duration::from_secs(o.timeout_secs);
@@ -864,6 +978,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         outcomes.push(t.await?);
     }
     let wall = t0.elapsed();
+    let cpu = CpuSample::take(env).since(&cpu_before);
     let nonces_after = count_nonces(p.clone(), watched).await?;
     for a in &mut env.agents {
         if let Some(st) = a.exited() {
@@ -975,6 +1090,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "market_tick_ms": o.tick_ms,
         "poster_poll_ms": o.poll_ms,
         "cfp_fanout": o.fanout,
+        "brain": o.brain,
         "indexer": !o.no_indexer,
         "raw": {
             "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate, "stall_kicks": eth_kicks },
@@ -1000,6 +1116,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
             "max_wins_per_agent": wins.values().max().copied().unwrap_or(0),
             "errors": errors,
         },
+        "cpu_secs": cpu.to_json(wall, settled.len()),
         "ceiling_bounties_per_sec": ceiling,
         "ceiling_erc20_bounties_per_sec": ceiling_erc,
         "ratio": ratio,
@@ -1014,8 +1131,9 @@ fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let m = &r["market"];
     println!(
-        "\nmarketplace benchmark: {} agents, {} bounties from {} posters, bid window {} ms, tick {} ms, fan-out {} (0 = all), indexer {}, posters {}",
+        "\nmarketplace benchmark: {} agents ({} brain), {} bounties from {} posters, bid window {} ms, tick {} ms, fan-out {} (0 = all), indexer {}, posters {}",
         r["agents"],
+        r["brain"].as_str().unwrap_or("python"),
         r["bounties"],
         r["posters"],
         r["bid_window_ms"],
@@ -1088,6 +1206,24 @@ fn print_report(r: &Value) {
             s["what"].as_str().unwrap_or("")
         );
     }
+    let cpu = &r["cpu_secs"];
+    let per = &cpu["ms_per_settled_bounty"];
+    println!("\n| CPU during the run | seconds | ms per settled bounty |\n|---|---|---|");
+    for (key, label) in [
+        ("anvil", "anvil"),
+        ("node", "`reef node`"),
+        ("agents", "`reef agent` processes"),
+        ("agent_programs", "the agents' programs (brain + shell)"),
+        ("posters", "posters (this bench process)"),
+        ("total", "**total**"),
+    ] {
+        println!("| {label} | {:.1} | {:.1} |", f(&cpu[key]), f(&per[key]));
+    }
+    println!(
+        "| machine busy | {:.0}% of {} cores over the run | |",
+        100.0 * f(&cpu["busy_share"]),
+        cpu["cores"]
+    );
     if let Some(errs) = m["errors"].as_object()
         && !errs.is_empty()
     {

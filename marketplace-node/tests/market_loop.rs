@@ -178,6 +178,25 @@ async fn a_long_polling_follower_is_answered_once_per_new_event() {
         assert!(Instant::now() < until, "the bounty never reached the node");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Long-polls are bounded per client: while the 5 s bid window is open, 64 held requests
+    // from this address fill its slots, and one more is answered at once and says why.
+    let held_url = format!("{}/v1/market/bounties/{id}?wait_ms=2000&after_events=1000", env.http);
+    let holders: Vec<_> = (0..marketplace_node::market::longpoll::PER_CLIENT)
+        .map(|_| tokio::spawn(get(held_url.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let extra: Value = get(held_url.clone()).await.json().await.unwrap();
+    let why = extra["long_poll_declined"].as_str().unwrap_or_default();
+    assert!(why.contains("long-polls are open for this client"), "not declined: {extra}");
+    assert_eq!(extra["id"], id, "a declined long-poll still answers with the view: {extra}");
+    for h in holders {
+        let v: Value = h.await.unwrap().json().await.unwrap();
+        assert!(v.get("long_poll_declined").is_none(), "a held request was declined: {v}");
+    }
+    // Their slots came back: the next long-poll is held again.
+    let again: Value =
+        get(held_url.replace("wait_ms=2000", "wait_ms=300")).await.json().await.unwrap();
+    assert!(again.get("long_poll_declined").is_none(), "slots were not given back: {again}");
     // Each answer must bring at least one event the follower has not seen (or the end): the
     // node holds the request until the bounty moves, instead of answering at once.
     let mut seen = 0;

@@ -130,9 +130,19 @@ pub struct Hub {
     /// The main runtime: gap fills are spawned there even when `publish` is called from the
     /// group-commit writer's own thread.
     runtime: tokio::runtime::Handle,
-    /// The id of every group a message was published in (for in-process observers such as
-    /// the marketplace's work loop); nothing is sent while nobody listens.
-    activity: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// The group (and sender, when known) of every published message, for in-process
+    /// observers such as the marketplace's work loop; nothing is sent while nobody listens.
+    activity: tokio::sync::broadcast::Sender<Activity>,
+}
+
+/// A message was published in `group`.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// The group's id.
+    pub group: Arc<str>,
+    /// Who sent it, when this node accepted it; `None` for messages from the mesh and for
+    /// replays (an observer must then assume anyone did).
+    pub sender: Option<Address>,
 }
 
 /// Group ids buffered per activity observer; a slower observer is told it lagged.
@@ -152,9 +162,9 @@ impl Hub {
         })
     }
 
-    /// A stream of the ids of groups that got a new message (possibly repeated). On
+    /// A stream of the groups that got a new message (possibly repeated). On
     /// `RecvError::Lagged` the observer missed some and should assume any group changed.
-    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<Activity> {
         self.activity.subscribe()
     }
 
@@ -282,10 +292,17 @@ impl Hub {
     }
 
     /// A sequenced message of `group_id` (from this node or the mesh, possibly twice, possibly
-    /// out of order). Delivered to live subscribers strictly in seq order.
-    pub fn publish(self: &Arc<Self>, group_id: &str, seq: u64, frame: Utf8Bytes) {
+    /// out of order), sent by `sender` when known. Delivered to live subscribers strictly in
+    /// seq order.
+    pub fn publish(
+        self: &Arc<Self>,
+        group_id: &str,
+        seq: u64,
+        frame: Utf8Bytes,
+        sender: Option<Address>,
+    ) {
         if self.activity.receiver_count() > 0 {
-            let _ = self.activity.send(Arc::from(group_id));
+            let _ = self.activity.send(Activity { group: Arc::from(group_id), sender });
         }
         let Some(g) = self.groups_read().get(group_id).cloned() else { return };
         let mut st = g.lock();
@@ -342,7 +359,7 @@ impl Hub {
             match self.store.frames(&group_id, from, to, PAGE).await {
                 Ok(rows) => {
                     for (seq, frame) in rows {
-                        self.publish(&group_id, seq, Utf8Bytes::from(frame));
+                        self.publish(&group_id, seq, Utf8Bytes::from(frame), None);
                     }
                 }
                 Err(e) => tracing::warn!(group_id, error = %e, "gap fill failed"),
@@ -455,12 +472,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
         let hub = Hub::new(store);
-        hub.publish("g_before", 1, Utf8Bytes::from_static("{}"));
+        hub.publish("g_before", 1, Utf8Bytes::from_static("{}"), None);
         let mut seen = hub.activity();
-        hub.publish("g_a", 1, Utf8Bytes::from_static("{}"));
-        hub.publish("g_b", 1, Utf8Bytes::from_static("{}"));
-        assert_eq!(&*seen.recv().await.unwrap(), "g_a", "nothing from before the subscription");
-        assert_eq!(&*seen.recv().await.unwrap(), "g_b");
+        let alice = Address::repeat_byte(7);
+        hub.publish("g_a", 1, Utf8Bytes::from_static("{}"), Some(alice));
+        hub.publish("g_b", 1, Utf8Bytes::from_static("{}"), None);
+        let a = seen.recv().await.unwrap();
+        assert_eq!((&*a.group, a.sender), ("g_a", Some(alice)), "nothing from before subscribing");
+        let b = seen.recv().await.unwrap();
+        assert_eq!((&*b.group, b.sender), ("g_b", None));
         assert!(seen.try_recv().is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -489,7 +509,7 @@ mod tests {
             store.append_batch(&[msg], |_, seq| format!("{{\"seq\":{seq}}}")).await.unwrap();
         let a = appended[0].clone().unwrap();
         assert_eq!(a.seq, 1);
-        hub.publish("g_race", a.seq, Utf8Bytes::from(a.frame.clone()));
+        hub.publish("g_race", a.seq, Utf8Bytes::from(a.frame.clone()), Some(creator));
 
         hub.init_hub("g_race", &g, read_last);
         let (tx, mut rx) = mpsc::channel(8);

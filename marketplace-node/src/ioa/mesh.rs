@@ -66,7 +66,7 @@ impl Mesh {
                     continue;
                 }
                 let Ok(seq) = seq.parse::<u64>() else { continue };
-                hub.publish(group_id, seq, Utf8Bytes::from(frame));
+                hub.publish(group_id, seq, Utf8Bytes::from(frame), None);
             }
         });
         let me = self.node_id.clone();

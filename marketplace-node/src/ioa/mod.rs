@@ -185,9 +185,9 @@ impl Node {
         Ok(node)
     }
 
-    /// Ids of groups that got a new message on this node or, over the mesh, on another
+    /// Groups that got a new message on this node or, over the mesh, on another
     /// (see [`Hub::activity`]).
-    pub fn group_activity(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+    pub fn group_activity(&self) -> tokio::sync::broadcast::Receiver<hub::Activity> {
         self.inner.hub.activity()
     }
 
@@ -435,6 +435,15 @@ impl Node {
             return Err(Error::Forbidden(not_member(group_id)));
         }
         Ok(g)
+    }
+
+    /// The last seq of a group the caller may join (members only), in one read.
+    pub async fn join_seq(&self, caller: &Address, group_id: &str) -> Result<u64> {
+        self.inner
+            .store
+            .member_last_seq(group_id, caller)
+            .await?
+            .ok_or_else(|| Error::Forbidden(not_member(group_id)))
     }
 
     /// The caller's groups.

@@ -83,6 +83,10 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// Member rows per INSERT when a group is created (3 bound values each; well under SQLite's
+/// and Postgres's limits on bound parameters).
+const MEMBER_ROWS_PER_INSERT: usize = 200;
+
 fn addr_key(a: &Address) -> String {
     a.to_string()
 }
@@ -350,18 +354,37 @@ impl Store {
                 all.push(*m);
             }
         }
-        for m in all {
-            sqlx::query(
-                "INSERT INTO ioa_members (group_id, address, added_at) VALUES ($1, $2, $3)",
-            )
-            .bind(group_id.to_owned())
-            .bind(addr_key(&m))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // One multi-row INSERT per chunk (a call for proposals adds every invited agent).
+        for chunk in all.chunks(MEMBER_ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO ioa_members (group_id, address, added_at) VALUES {}",
+                values.join(", ")
+            );
+            // Only placeholders are formatted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q.bind(group_id.to_owned()).bind(addr_key(m)).bind(now);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The last seq of `group_id` if `address` is one of its members (one read, for joins).
+    pub async fn member_last_seq(&self, group_id: &str, address: &Address) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT g.last_seq FROM ioa_groups g JOIN ioa_members m ON m.group_id = g.group_id \
+             WHERE g.group_id = $1 AND m.address = $2",
+        )
+        .bind(group_id.to_owned())
+        .bind(addr_key(address))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get::<i64, _>("last_seq")?.max(0) as u64)).transpose()
     }
 
     /// A group with its members, if it exists.
@@ -706,4 +729,44 @@ fn agent_from_row(row: &AnyRow) -> Result<AgentInfo> {
         last_seen: row.try_get::<i64, _>("last_seen")?.max(0) as u64,
         score: 0.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("reef-ioa-store-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Store::connect(&format!("sqlite://{}/ioa.db", dir.display())).await.unwrap();
+        (s, dir)
+    }
+
+    /// A group larger than one member INSERT: every member is stored once, the creator first
+    /// when given twice, and only members get a join read.
+    #[tokio::test]
+    async fn a_group_of_more_members_than_one_insert_holds_them_all() {
+        let (s, dir) = store().await;
+        let creator = Address::repeat_byte(0xee);
+        let mut members: Vec<Address> = (0..(MEMBER_ROWS_PER_INSERT as u16 + 50))
+            .map(|i| Address::left_padding_from(&i.to_be_bytes()))
+            .collect();
+        members.push(creator);
+        members.push(members[3]);
+        s.create_group("g_big", "big", &creator, &members, None).await.unwrap();
+        let g = s.group("g_big").await.unwrap().unwrap();
+        assert_eq!(g.members.len(), MEMBER_ROWS_PER_INSERT + 50 + 1);
+        for m in &members {
+            assert!(g.members.contains(m), "{m} missing");
+        }
+        assert_eq!(
+            s.member_last_seq("g_big", &members[MEMBER_ROWS_PER_INSERT + 10]).await.unwrap(),
+            Some(0)
+        );
+        assert_eq!(s.member_last_seq("g_big", &creator).await.unwrap(), Some(0));
+        let stranger = Address::repeat_byte(0x77);
+        assert_eq!(s.member_last_seq("g_big", &stranger).await.unwrap(), None);
+        assert_eq!(s.member_last_seq("g_none", &creator).await.unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -187,6 +187,7 @@ async fn finish(
     let mut fresh: Vec<(usize, u64, Utf8Bytes)> = Vec::new();
     let mut replies: Vec<(ReplyTo, String, String, Reply)> = Vec::with_capacity(batch.len());
     let mut groups: Vec<String> = Vec::with_capacity(batch.len());
+    let mut senders: Vec<Address> = Vec::with_capacity(batch.len());
     for (i, (job, res)) in batch.into_iter().zip(results).enumerate() {
         let reply = match res {
             Ok(Some(a)) => {
@@ -200,11 +201,12 @@ async fn finish(
             Err(e) => Err(e),
         };
         groups.push(job.msg.group_id.clone());
+        senders.push(job.caller);
         replies.push((job.reply, job.msg.group_id, job.msg.msg_id, reply));
     }
     fresh.sort_by(|a, b| groups[a.0].cmp(&groups[b.0]).then(a.1.cmp(&b.1)));
     for (i, seq, f) in &fresh {
-        hub.publish(&groups[*i], *seq, f.clone());
+        hub.publish(&groups[*i], *seq, f.clone(), Some(senders[*i]));
     }
     if let Some(mesh) = mesh {
         for (i, seq, f) in &fresh {

@@ -229,9 +229,9 @@ async fn handle(
             ok(req_id, json!({ "groups": to_value(&node.groups_of(me).await?) }))
         }
         ClientFrame::Join { group_id, since_seq } => {
-            let g = node.group(me, &group_id).await?;
+            let last_seq = node.join_seq(me, &group_id).await?;
             // Reply first so the replayed messages follow the `ok`.
-            conn.push(ok(req_id, json!({ "group_id": group_id, "last_seq": g.last_seq })));
+            conn.push(ok(req_id, json!({ "group_id": group_id, "last_seq": last_seq })));
             node.hub().subscribe(&group_id, conn, since_seq).await?;
             return Ok(None);
         }

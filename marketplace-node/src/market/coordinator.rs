@@ -121,8 +121,8 @@ struct Inner {
         tokio::sync::Mutex<Option<(std::time::Instant, Arc<reef_reputation::ReputationBook>)>>,
     /// Which bounties the work loop steps next (event- and timer-driven).
     sched: Scheduler,
-    /// Long-polling readers of a bounty's view, woken after each of its steps.
-    watchers: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// How many long-polls each client holds open (bounded).
+    long_polls: super::longpoll::LongPolls,
 }
 
 /// Longest a long-polling view request waits for a change.
@@ -187,7 +187,7 @@ impl Market {
                 cfg,
                 reputation_cache: Default::default(),
                 sched: Scheduler::default(),
-                watchers: Default::default(),
+                long_polls: Default::default(),
             }),
         })
     }
@@ -633,9 +633,7 @@ impl Market {
             }
             while activity_open {
                 match activity.try_recv() {
-                    Ok(group) => {
-                        sched.wake_group(&group);
-                    }
+                    Ok(a) => self.on_activity(&a),
                     Err(TryRecvError::Lagged(_)) => wake_all = true,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Closed) => activity_open = false,
@@ -675,14 +673,20 @@ impl Market {
             tokio::select! {
                 _ = sched.notified() => {}
                 r = activity.recv(), if activity_open => match r {
-                    Ok(group) => {
-                        sched.wake_group(&group);
-                    }
+                    Ok(a) => self.on_activity(&a),
                     Err(RecvError::Lagged(_)) => wake_all = true,
                     Err(RecvError::Closed) => activity_open = false,
                 },
                 _ = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// A message in one of a bounty's groups wakes the bounty, unless this node sent it: the
+    /// step that sent it plans the bounty's next step itself.
+    fn on_activity(&self, a: &crate::ioa::hub::Activity) {
+        if a.sender != Some(self.address()) {
+            self.inner.sched.wake_group(&a.group);
         }
     }
 
@@ -716,15 +720,6 @@ impl Market {
             sched.set_timer(key, reef_wire::unix_now_ms() + RETRY_MS);
         }
         sched.done(key);
-        self.changed(key);
-    }
-
-    /// Wakes the long-polling readers of `key`'s view (they re-read it and return if it moved).
-    fn changed(&self, key: &str) {
-        let w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = w.get(key) {
-            n.notify_waiters();
-        }
     }
 
     /// After a step: routes the bounty's groups to it, steps it again at once if it changed
@@ -824,7 +819,6 @@ impl Market {
             BidBook::new(U256::from(record.amount), self.inner.cfg.bid_capacity);
         let threshold_gate = self.inner.cfg.deployment.agent_registry;
         let engine = self.reputation_book().await;
-        let history = self.inner.store.all_outcomes().await.unwrap_or_default();
         // Evaluators do not judge their own work: panel members cannot win.
         let spec = Self::verify_spec(row)?;
         let judges: Vec<Address> = spec.panel().map(|(_, _, m)| m.to_vec()).unwrap_or_default();
@@ -836,6 +830,8 @@ impl Market {
                 (!judges.contains(&bid.bidder)).then_some((b, bid))
             })
             .collect();
+        let bidders: Vec<String> = parsed.iter().map(|(_, bid)| bid.bidder.to_string()).collect();
+        let history = self.inner.store.outcomes_of(&bidders).await.unwrap_or_default();
         // Stakes of all bidders, read concurrently (a failed read counts as no stake).
         let stakes: std::collections::HashMap<Address, U256> = if threshold_gate.is_zero() {
             Default::default()
@@ -1636,20 +1632,32 @@ impl Market {
     /// [`Self::view`], long-polled: waits up to `wait` (at most [`MAX_VIEW_WAIT`]) until the
     /// bounty's log holds more than `after_events` entries or it is final, then answers. A
     /// client following a bounty asks again with the count it has seen, instead of polling.
+    /// `client` names the asker for the long-poll bounds ([`super::longpoll`]): past them the
+    /// view is answered at once with a `long_poll_declined` reason.
     pub async fn view_wait(
         &self,
         caller: Option<Address>,
+        client: &str,
         key: &str,
         after_events: usize,
         wait: Duration,
     ) -> Result<Value> {
-        let until = tokio::time::Instant::now() + wait.min(MAX_VIEW_WAIT);
-        let notify = {
-            let mut w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
-            w.entry(key.to_string()).or_default().clone()
+        let _slot = match self.inner.long_polls.acquire(client) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(client, bounty = %key, %why, "long-poll declined");
+                let mut v = self.view(caller, key).await?;
+                v["long_poll_declined"] = Value::String(why);
+                return Ok(v);
+            }
         };
+        let until = tokio::time::Instant::now() + wait.min(MAX_VIEW_WAIT);
+        // Woken by every log line this process appends for the bounty (after its commit), not
+        // by every step: a step that changed nothing costs a follower no re-read.
+        let watchers = self.inner.store.log_watchers();
+        let notify = watchers.watch(key);
         let answer = loop {
-            // Registered before the read, so a step that ends in between is not missed.
+            // Registered before the read, so a line appended in between is not missed.
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -1665,11 +1673,7 @@ impl Market {
             }
             let _ = tokio::time::timeout_at(until, notified).await;
         };
-        let mut w = self.inner.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and this request hold it: nobody else is waiting.
-        if Arc::strong_count(&notify) <= 2 {
-            w.remove(key);
-        }
+        watchers.unwatch(key, notify);
         answer
     }
 

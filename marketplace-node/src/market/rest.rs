@@ -1,9 +1,11 @@
 //! REST routes of the marketplace (`/v1/market/...`), merged into the node's router. Writes
 //! need the IoA bearer token (`POST /v1/auth/challenge`, `/v1/auth/login`).
 
+use std::net::SocketAddr;
+
 use axum::{
-    Json, Router,
-    extract::{FromRequestParts, Path, Query, State},
+    Extension, Json, Router,
+    extract::{ConnectInfo, FromRequestParts, Path, Query, State},
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -135,14 +137,21 @@ struct ViewQuery {
 async fn view(
     State(m): State<Market>,
     MaybeCaller(caller): MaybeCaller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
 ) -> Result<Json<Value>, MarketError> {
     let id = normalize(&id)?;
     match q.wait_ms {
         Some(ms) if ms > 0 => {
+            // Long-polls are bounded per client: the logged-in address, else the peer's IP.
+            let client = match (caller, peer) {
+                (Some(a), _) => a.to_string(),
+                (None, Some(Extension(ConnectInfo(addr)))) => format!("ip {}", addr.ip()),
+                (None, None) => "anonymous".to_string(),
+            };
             let wait = std::time::Duration::from_millis(ms);
-            m.view_wait(caller, &id, q.after_events.unwrap_or(0), wait).await.map(Json)
+            m.view_wait(caller, &client, &id, q.after_events.unwrap_or(0), wait).await.map(Json)
         }
         _ => m.view(caller, &id).await.map(Json),
     }

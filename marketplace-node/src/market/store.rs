@@ -2,6 +2,8 @@
 //! log. Every transition is written here before it is acted on, so a restarted node resumes
 //! exactly where it stopped (same SQL on SQLite and Postgres through sqlx's `Any` driver).
 
+use std::{collections::HashMap, sync::Arc};
+
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row, any::AnyPoolOptions};
 
@@ -11,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_market.sql")),
     (2, include_str!("migrations/0002_contest.sql")),
     (3, include_str!("migrations/0003_close_ms.sql")),
+    (4, include_str!("migrations/0004_outcome_indexes.sql")),
 ];
 
 /// Lifecycle of a bounty inside the node.
@@ -123,7 +126,43 @@ pub struct BidRow {
 pub struct MarketStore {
     pool: AnyPool,
     postgres: bool,
+    /// Readers waiting for a bounty's log to grow (long-polling views), woken after each
+    /// append this process commits.
+    log_watchers: Arc<LogWatchers>,
 }
+
+/// Per-bounty wake-ups for readers of the progress log.
+#[derive(Debug, Default)]
+pub struct LogWatchers {
+    map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl LogWatchers {
+    /// The wake-up of `bounty_id`'s log (shared by all its readers).
+    pub fn watch(&self, bounty_id: &str) -> Arc<tokio::sync::Notify> {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(bounty_id.to_string()).or_default().clone()
+    }
+
+    /// A reader is done with `notify`; the entry goes when nobody else holds it.
+    pub fn unwatch(&self, bounty_id: &str, notify: Arc<tokio::sync::Notify>) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this reader hold it: nobody else is waiting.
+        if Arc::strong_count(&notify) <= 2 {
+            m.remove(bounty_id);
+        }
+    }
+
+    fn appended(&self, bounty_id: &str) {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get(bounty_id) {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// Agents per outcome query (one bound parameter each).
+const OUTCOME_AGENTS_PER_QUERY: usize = 500;
 
 fn now_ms() -> i64 {
     reef_wire::unix_now_ms() as i64
@@ -166,7 +205,7 @@ impl MarketStore {
             });
         }
         let pool = opts.connect(&url).await?;
-        let me = Self { pool, postgres };
+        let me = Self { pool, postgres, log_watchers: Arc::default() };
         me.migrate().await?;
         Ok(me)
     }
@@ -305,6 +344,9 @@ impl MarketStore {
             append_log(&mut *tx, id, to.as_str(), note).await?;
         }
         tx.commit().await?;
+        if moved {
+            self.log_watchers.appended(id);
+        }
         Ok(moved)
     }
 
@@ -476,36 +518,48 @@ impl MarketStore {
 
     /// Verified outcomes of an agent's past wins on this node: (accepted, rejected).
     pub async fn outcomes(&self, agent: &str) -> Result<(u64, u64)> {
-        Ok(self.all_outcomes().await?.get(agent).copied().unwrap_or((0, 0)))
+        let agents = [agent.to_string()];
+        Ok(self.outcomes_of(&agents).await?.get(agent).copied().unwrap_or((0, 0)))
     }
 
-    /// (accepted, rejected) for every agent that won here, in two queries: ranking a window
-    /// of many bidders reads this once instead of once per bidder. A missed ETA counts as a
-    /// rejection.
-    pub async fn all_outcomes(&self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
-        let mut acc: std::collections::HashMap<String, (u64, u64)> = Default::default();
-        let rows = sqlx::query(
-            "SELECT winner, verdict FROM market_bounties WHERE winner IS NOT NULL AND verdict IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for r in rows {
-            let v: String = r.try_get("verdict")?;
-            let e = acc.entry(r.try_get("winner")?).or_default();
-            match serde_json::from_str::<serde_json::Value>(&v).map(|v| v["accept"] == true) {
-                Ok(true) => e.0 += 1,
-                Ok(false) => e.1 += 1,
-                Err(_) => {}
+    /// (accepted, rejected) for each of `agents` (addresses as stored), in a few queries:
+    /// ranking a window reads this once for all its bidders. Only those agents' wins are read
+    /// (indexed by winner), so the cost follows their history, not the node's. A missed ETA
+    /// counts as a rejection.
+    pub async fn outcomes_of(&self, agents: &[String]) -> Result<HashMap<String, (u64, u64)>> {
+        let mut acc: HashMap<String, (u64, u64)> = HashMap::new();
+        for chunk in agents.chunks(OUTCOME_AGENTS_PER_QUERY) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT winner, verdict FROM market_bounties WHERE winner IN ({}) AND verdict IS NOT NULL",
+                marks.join(", ")
+            );
+            // Only placeholders are formatted in; the addresses are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in chunk {
+                q = q.bind(a.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let v: String = r.try_get("verdict")?;
+                let e = acc.entry(r.try_get("winner")?).or_default();
+                match serde_json::from_str::<serde_json::Value>(&v).map(|v| v["accept"] == true) {
+                    Ok(true) => e.0 += 1,
+                    Ok(false) => e.1 += 1,
+                    Err(_) => {}
+                }
             }
         }
         // `eta_missed` details start with the late provider's address (the winner column may
-        // already name whoever took the job over).
+        // already name whoever took the job over). Take-overs are rare; the index on `event`
+        // reads just those lines.
         let missed = sqlx::query("SELECT detail FROM market_log WHERE event = 'eta_missed'")
             .fetch_all(&self.pool)
             .await?;
         for r in missed {
             let detail: String = r.try_get("detail")?;
-            if let Some(agent) = detail.split_whitespace().next() {
+            if let Some(agent) = detail.split_whitespace().next()
+                && agents.iter().any(|a| a == agent)
+            {
                 acc.entry(agent.to_string()).or_default().1 += 1;
             }
         }
@@ -551,7 +605,14 @@ impl MarketStore {
 
     /// Appends to the progress log.
     pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
-        append_log(&self.pool, bounty_id, event, detail).await
+        append_log(&self.pool, bounty_id, event, detail).await?;
+        self.log_watchers.appended(bounty_id);
+        Ok(())
+    }
+
+    /// Wake-ups of readers waiting for a bounty's log to grow (appends by this process).
+    pub fn log_watchers(&self) -> &LogWatchers {
+        &self.log_watchers
     }
 
     /// The progress log of a bounty, oldest first.
@@ -617,9 +678,7 @@ mod tests {
         assert!(s.active_ids().await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn outcomes_count_verdicts_and_missed_etas() {
-        let s = store().await;
+    async fn check_outcomes(s: &MarketStore) {
         let spec = serde_json::json!({});
         for (id, accept) in [("0x01", true), ("0x02", false)] {
             s.insert_bounty(id, "0xp", &spec, 1).await.unwrap();
@@ -636,6 +695,39 @@ mod tests {
         assert_eq!(s.outcomes("0xagent").await.unwrap(), (1, 2));
         assert_eq!(s.outcomes("0xrunnerup").await.unwrap(), (0, 0));
         assert_eq!(s.outcomes("0xother").await.unwrap(), (0, 0));
+        // Asked for several at once, each gets its own; agents not asked for are left out.
+        let many: Vec<String> = (0..1_200).map(|i| format!("0xnobody{i}")).collect();
+        let mut ask = many.clone();
+        ask.extend(["0xagent".to_string(), "0xrunnerup".to_string()]);
+        let got = s.outcomes_of(&ask).await.unwrap();
+        assert_eq!(got.get("0xagent"), Some(&(1, 2)));
+        assert_eq!(got.get("0xrunnerup"), None);
+        let only_runner_up = s.outcomes_of(&["0xrunnerup".to_string()]).await.unwrap();
+        assert!(only_runner_up.is_empty(), "{only_runner_up:?}");
+    }
+
+    #[tokio::test]
+    async fn outcomes_count_verdicts_and_missed_etas() {
+        check_outcomes(&store().await).await;
+    }
+
+    /// The same on Postgres (127.0.0.1:5432, a fresh database dropped afterwards): the
+    /// migrations, indexes and the bound `IN (...)` list work there too.
+    #[tokio::test]
+    async fn outcomes_count_verdicts_and_missed_etas_on_postgres() {
+        sqlx::any::install_default_drivers();
+        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+        let admin = sqlx::AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
+        let name = format!("reef_market_store_{}", rand::random::<u32>());
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+        let s = MarketStore::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+            .await
+            .unwrap();
+        check_outcomes(&s).await;
+        s.pool.close().await;
+        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
     }
 
     #[tokio::test]

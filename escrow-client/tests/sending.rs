@@ -1,0 +1,98 @@
+//! How a client's sends get their nonce and fees, against a real anvil: a reused fee estimate
+//! that went stale is read again, a rewind or a second client of the same key does not break
+//! the next send, and a refused send never leaves a nonce gap.
+
+mod common;
+
+use std::time::Duration;
+
+use alloy::{primitives::U256, providers::Provider};
+use common::*;
+use escrow_client::{ClientOptions, ReefClient, devnet::dev_signer};
+
+fn wei(n: u64) -> U256 {
+    U256::from(n)
+}
+
+/// The account's mined and pending nonces.
+async fn nonces(c: &ReefClient) -> (u64, u64) {
+    let p = c.provider();
+    let mined = p.get_transaction_count(c.address()).await.unwrap();
+    let pending = p.get_transaction_count(c.address()).pending().await.unwrap();
+    (mined, pending)
+}
+
+/// A rewind that drops the account's last transaction (a reorg, `evm_revert`) must not leave
+/// the next send waiting behind a nonce gap: the nonce is read for every send.
+#[tokio::test]
+async fn a_send_after_a_rewind_that_dropped_the_last_one_is_mined() {
+    let env = setup().await;
+    let c = &env.poster;
+    let to = env.stranger.address();
+    let snapshot: U256 = c.provider().raw_request("evm_snapshot".into(), ()).await.unwrap();
+    c.send_eth(to, wei(1)).await.unwrap();
+    let (after_first, _) = nonces(c).await;
+    let reverted: bool = c.provider().raw_request("evm_revert".into(), (snapshot,)).await.unwrap();
+    assert!(reverted);
+    let out = tokio::time::timeout(Duration::from_secs(20), c.send_eth(to, wei(2)))
+        .await
+        .expect("the send after the rewind waits behind a nonce gap")
+        .unwrap();
+    assert!(out.gas_used > 0);
+    assert_eq!(nonces(c).await, (after_first, after_first), "it took the dropped one's nonce");
+}
+
+#[tokio::test]
+async fn two_clients_of_one_key_take_turns_without_a_failed_send() {
+    let env = setup().await;
+    let to = env.stranger.address();
+    let a = &env.poster;
+    let b = ReefClient::connect(&env.anvil.rpc_url, dev_signer(0), env.dep.clone(), opts())
+        .await
+        .unwrap();
+    let (start, _) = nonces(a).await;
+    a.send_eth(to, wei(1)).await.unwrap();
+    // Each client's next send must take the nonce after the other's last one.
+    b.send_eth(to, wei(2)).await.unwrap();
+    a.send_eth(to, wei(3)).await.expect("a sees b's transaction");
+    b.send_eth(to, wei(4)).await.expect("and b sees a's");
+    assert_eq!(nonces(a).await, (start + 4, start + 4));
+}
+
+#[tokio::test]
+async fn a_send_that_reverts_at_estimation_leaves_no_nonce_gap() {
+    let env = setup().await;
+    let (id, b) = env.posted(ether("1")).await;
+    let c = &env.poster;
+    c.send_eth(env.stranger.address(), wei(1)).await.unwrap();
+    let (before, _) = nonces(c).await;
+    // Nothing was submitted, so there is nothing to release: refused before it is sent.
+    let err = c.release(id, &b).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("InvalidStatus"), "{err}");
+    assert_eq!(nonces(c).await, (before, before), "the refused send took no nonce");
+    // The next send takes the very nonce the refused one would have had, and is mined.
+    c.cancel(id, &b).await.expect("the next send is mined");
+    assert_eq!(nonces(c).await, (before + 1, before + 1));
+}
+
+#[tokio::test]
+async fn a_base_fee_rise_past_the_reused_estimate_is_signed_again() {
+    let env = setup().await;
+    let opts = ClientOptions { fee_ttl: Duration::from_secs(3_600), ..opts() };
+    let c = ReefClient::connect(&env.anvil.rpc_url, dev_signer(5), env.dep.clone(), opts)
+        .await
+        .unwrap();
+    // The first send reads the fees and keeps them for an hour.
+    c.send_eth(env.stranger.address(), wei(1)).await.unwrap();
+    let base = c.provider().get_gas_price().await.unwrap();
+    // The base fee jumps far past twice what the kept estimate allows, in a mined block.
+    let next = U256::from(base.max(1_000_000_000) * 50);
+    let _: serde_json::Value =
+        c.provider().raw_request("anvil_setNextBlockBaseFeePerGas".into(), (next,)).await.unwrap();
+    let _: serde_json::Value = c.provider().raw_request("evm_mine".into(), ()).await.unwrap();
+    let out = c
+        .send_eth(env.stranger.address(), wei(2))
+        .await
+        .expect("an underpriced send is signed again with fresh fees");
+    assert!(out.gas_used > 0);
+}
