@@ -2,9 +2,9 @@
 //!
 //! Every write goes through one path ([`ReefClient::send_call`]): the fees come from the
 //! client's last estimate (read again once it is older than [`ClientOptions::fee_ttl`] or a send
-//! was refused as underpriced), the account's pending nonce is read and the gas is estimated by
-//! the node (a revert at estimation is decoded into [`Revert`](crate::Revert)), both at once,
-//! the transaction is signed
+//! was refused as underpriced), the gas is estimated by the node on the latest block (a revert
+//! at estimation is decoded into [`Revert`](crate::Revert)), the account's pending nonce is
+//! read, the transaction is signed
 //! locally, sent with retries on transport errors, and awaited for the configured number of
 //! confirmations. Reads go through [`ReefClient::view`] with the same retry policy.
 
@@ -14,6 +14,7 @@ use alloy::transports::http::reqwest;
 use tokio::sync::Mutex;
 
 use alloy::{
+    eips::BlockId,
     network::{EthereumWallet, TransactionBuilder},
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder},
@@ -96,8 +97,7 @@ pub struct ReefClient {
 
 /// What consecutive sends from one client reuse instead of asking the RPC every time.
 ///
-/// Not the nonce: it is read for every send, at the same time as the gas estimate, so it costs
-/// no extra round trip. A remembered nonce would go wrong after a reorg or an `evm_revert`
+/// Not the nonce: it is read for every send. A remembered nonce would go wrong after a reorg or an `evm_revert`
 /// that dropped this account's transactions (the next one would wait behind a gap forever).
 #[derive(Debug, Default)]
 struct SendState {
@@ -282,7 +282,9 @@ impl ReefClient {
         let out = self
             .rpc_raw(|p| {
                 let tx = tx.clone();
-                async move { p.call(tx).await }
+                // The latest block, not "pending" (see `sign_and_send`): a read after a mined
+                // transaction sees it, and a node with a long queue is not made to run it.
+                async move { p.call(tx).block(BlockId::latest()).await }
             })
             .await
             .map_err(|e| self.classify(C::SIGNATURE, e))?;
@@ -358,8 +360,8 @@ impl ReefClient {
     }
 
     /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
-    /// they are older than the TTL), has the nonce read and the gas estimated (a revert there
-    /// is decoded), signs and sends. The state's lock is held until the node accepted the
+    /// they are older than the TTL), estimates the gas on the latest block (a revert there is
+    /// decoded), has the nonce read, signs and sends. The state's lock is held until the node accepted the
     /// transaction, so the next send from this client sees it as pending. A send refused for
     /// a stale nonce or fee is tried once more with both read again.
     async fn sign_and_send(
@@ -378,7 +380,13 @@ impl ReefClient {
                         self.rpc_raw(|p| async move { p.estimate_eip1559_fees().await }).await;
                     match est {
                         Ok(est) => {
-                            let fees = (est.max_fee_per_gas, est.max_priority_fee_per_gas);
+                            let mut fees = (est.max_fee_per_gas, est.max_priority_fee_per_gas);
+                            if second_try {
+                                // Refused as underpriced: also cover twice the latest block's
+                                // own base fee (a node's fee history can lag its newest block).
+                                let base = self.block_base_fee().await?.unwrap_or_default();
+                                fees.0 = fees.0.max(base.saturating_mul(2).saturating_add(fees.1));
+                            }
                             state.fees = Some((std::time::Instant::now(), fees.0, fees.1));
                             Some(fees)
                         }
@@ -391,6 +399,16 @@ impl ReefClient {
             let mut tx = tx.clone();
             if let Some((max_fee, tip)) = fees {
                 tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
+            }
+            match self.estimate_gas(&tx).await {
+                Ok(gas) => tx = tx.with_gas_limit(gas),
+                Err(e) if !second_try && is_stale_send(&e) => {
+                    tracing::debug!(action, error = %e, "stale fees at estimation; reading again");
+                    state.fees = None;
+                    second_try = true;
+                    continue;
+                }
+                Err(e) => return Err(self.classify(action, e)),
             }
             let attempts = std::sync::atomic::AtomicU32::new(0);
             let sent = self
@@ -415,6 +433,32 @@ impl ReefClient {
                     return Err(self.classify(action, e));
                 }
             }
+        }
+    }
+
+    /// Gas for `tx`, estimated on the latest block rather than alloy's default "pending": a
+    /// node builds the pending block by executing every queued transaction first, so under a
+    /// burst each estimate re-ran the whole pool (anvil's CPU per bounty grew several times
+    /// over). What reverts there is estimated again on "pending", whose block time is now: a
+    /// call that only became valid with time (a take-over after the due time, a refund after
+    /// the deadline) must not be refused because the chain's last block is old.
+    async fn estimate_gas(
+        &self,
+        tx: &TransactionRequest,
+    ) -> std::result::Result<u64, RpcError<TransportErrorKind>> {
+        let on = |block: BlockId| {
+            self.rpc_raw(move |p| {
+                let tx = tx.clone();
+                async move { p.estimate_gas(tx).block(block).await }
+            })
+        };
+        match on(BlockId::latest()).await {
+            Err(RpcError::ErrorResp(e))
+                if e.as_revert_data().is_some() || e.message.to_lowercase().contains("revert") =>
+            {
+                on(BlockId::pending()).await
+            }
+            other => other,
         }
     }
 
@@ -507,6 +551,13 @@ impl ReefClient {
     ) -> Result<Option<(u64, B256, u64)>> {
         let block = self.rpc(|p| async move { p.get_block_by_number(tag).await }).await?;
         Ok(block.map(|b| (b.header.number, b.header.hash, b.header.timestamp)))
+    }
+
+    /// Base fee of the latest block (`None` before EIP-1559).
+    async fn block_base_fee(&self) -> Result<Option<u128>> {
+        let tag = alloy::eips::BlockNumberOrTag::Latest;
+        let block = self.rpc(|p| async move { p.get_block_by_number(tag).await }).await?;
+        Ok(block.and_then(|b| b.header.base_fee_per_gas).map(u128::from))
     }
 
     /// Whether code is deployed at `addr`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alloy::{primitives::U256, providers::Provider};
 use common::*;
-use escrow_client::{ClientOptions, ReefClient, devnet::dev_signer};
+use escrow_client::{ClientOptions, ReefClient, devnet::dev_signer, escrow::random_salt};
 
 fn wei(n: u64) -> U256 {
     U256::from(n)
@@ -95,4 +95,19 @@ async fn a_base_fee_rise_past_the_reused_estimate_is_signed_again() {
         .await
         .expect("an underpriced send is signed again with fresh fees");
     assert!(out.gas_used > 0);
+}
+
+/// Gas is estimated on the latest block, but a call that only became valid with time must not
+/// be refused because the chain's last block is older than that (anvil mines only on demand).
+#[tokio::test]
+async fn a_call_that_became_valid_with_time_is_sent_though_the_last_block_is_older() {
+    let env = setup().await;
+    let now = env.poster.chain_time().await.unwrap();
+    let terms = env.poster.terms(&env.new_bounty(ether("1"), now + 2)).await.unwrap();
+    let (id, b, _) = env.poster.post_and_fund(random_salt(), terms, true).await.unwrap();
+    // No block is mined meanwhile: the latest one is from before the deadline.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let last_block = env.stranger.chain_time().await.unwrap();
+    assert!(last_block <= b.deadline, "a block was mined after the deadline ({last_block})");
+    env.stranger.refund_expired(id, &b).await.expect("the expired bounty is refunded");
 }

@@ -132,6 +132,9 @@ fn now() -> u64 {
     reef_wire::unix_now()
 }
 
+/// Shortest bid window re-opened after a restart (agents must reconnect first).
+pub const REOPEN_MIN_SECS: u64 = 10;
+
 /// Shortest sealed-bid window (agents need a round trip to answer a call for proposals).
 pub const MIN_BID_WINDOW_MS: u64 = 100;
 
@@ -436,7 +439,9 @@ impl Market {
         {
             return Ok(false);
         }
-        let close = now() + window;
+        // At least REOPEN_MIN_SECS: the agents' connections died with the old process, and
+        // the SDK's reconnect back-off grows to 5 s before they can join and bid again.
+        let close = now() + window.max(REOPEN_MIN_SECS);
         self.inner.store.reopen(&row.id, close).await?;
         self.inner
             .store
