@@ -97,8 +97,9 @@ pub struct ReefClient {
 
 /// What consecutive sends from one client reuse instead of asking the RPC every time.
 ///
-/// Not the nonce: it is read for every send. A remembered nonce would go wrong after a reorg or an `evm_revert`
-/// that dropped this account's transactions (the next one would wait behind a gap forever).
+/// Not the nonce: it is read for every send. A remembered nonce would go wrong after a reorg
+/// or an `evm_revert` that dropped this account's transactions (the next one would wait behind
+/// a gap forever).
 #[derive(Debug, Default)]
 struct SendState {
     /// The last fee estimate and when it was made.
@@ -361,9 +362,9 @@ impl ReefClient {
 
     /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
     /// they are older than the TTL), estimates the gas on the latest block (a revert there is
-    /// decoded), has the nonce read, signs and sends. The state's lock is held until the node accepted the
-    /// transaction, so the next send from this client sees it as pending. A send refused for
-    /// a stale nonce or fee is tried once more with both read again.
+    /// decoded), has the nonce read, signs and sends. The state's lock is held until the node
+    /// accepted the transaction, so the next send from this client sees it as pending. A send
+    /// refused for a stale nonce or fee is tried once more with both read again.
     async fn sign_and_send(
         &self,
         action: &str,
@@ -400,38 +401,31 @@ impl ReefClient {
             if let Some((max_fee, tip)) = fees {
                 tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
             }
-            match self.estimate_gas(&tx).await {
-                Ok(gas) => tx = tx.with_gas_limit(gas),
-                Err(e) if !second_try && is_stale_send(&e) => {
-                    tracing::debug!(action, error = %e, "stale fees at estimation; reading again");
-                    state.fees = None;
-                    second_try = true;
-                    continue;
-                }
-                Err(e) => return Err(self.classify(action, e)),
+            // The error, and whether the send was retried after a transport failure: then the
+            // first attempt may have reached the node, and a "nonce too low" can mean our own
+            // transaction, so no second one is signed.
+            let sent = async {
+                let gas = self.estimate_gas(&tx).await.map_err(|e| (e, false))?;
+                let tx = tx.with_gas_limit(gas);
+                let attempts = std::sync::atomic::AtomicU32::new(0);
+                let sent = self
+                    .rpc_raw(|p| {
+                        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let tx = tx.clone();
+                        async move { p.send_transaction(tx).await }
+                    })
+                    .await;
+                sent.map_err(|e| (e, attempts.into_inner() > 1))
             }
-            let attempts = std::sync::atomic::AtomicU32::new(0);
-            let sent = self
-                .rpc_raw(|p| {
-                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let tx = tx.clone();
-                    async move { p.send_transaction(tx).await }
-                })
-                .await;
-            // After a transport failure the first attempt may have reached the node, so a
-            // "nonce too low" then can mean our own transaction: never sign a second one.
-            let resent = attempts.into_inner() > 1;
+            .await;
             match sent {
                 Ok(pending) => return Ok(pending),
-                Err(e) => {
-                    if !second_try && !resent && is_stale_send(&e) {
-                        tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
-                        state.fees = None;
-                        second_try = true;
-                        continue;
-                    }
-                    return Err(self.classify(action, e));
+                Err((e, false)) if !second_try && is_stale_send(&e) => {
+                    tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
+                    state.fees = None;
+                    second_try = true;
                 }
+                Err((e, _)) => return Err(self.classify(action, e)),
             }
         }
     }
