@@ -674,13 +674,24 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
             )?
         );
     } else {
+        // The winner and verdict columns fit their longest entry (a contest lists every paid
+        // winner; the metered row describes its per-call check).
+        let width = |key: &str, min: usize| {
+            table
+                .iter()
+                .map(|t| t[key].as_str().map_or(0, |w| w.chars().count()))
+                .max()
+                .unwrap_or(0)
+                .max(min)
+        };
+        let (ww, vw) = (width("winner", 15), width("verdict", 16));
         println!(
-            "\n{:<22} {:<20} {:<15} {:>9} {:<16} {:<10} {:>8} {:>9}",
+            "\n{:<22} {:<20} {:<ww$} {:>9} {:<vw$} {:<10} {:>8} {:>9}",
             "bounty", "mode", "winner", "price", "verdict", "status", "gas", "payout"
         );
         for t in &table {
             println!(
-                "{:<22} {:<20} {:<15} {:>9} {:<16} {:<10} {:>8} {:>9}",
+                "{:<22} {:<20} {:<ww$} {:>9} {:<vw$} {:<10} {:>8} {:>9}",
                 t["bounty"].as_str().unwrap_or(""),
                 t["mode"].as_str().unwrap_or(""),
                 t["winner"].as_str().unwrap_or(""),
