@@ -742,8 +742,8 @@ mod tests {
         (s, dir)
     }
 
-    /// A group larger than one member INSERT: every member is stored once, the creator first
-    /// when given twice, and only members get a join read.
+    /// A group larger than one member INSERT: every member is stored once (the creator and a
+    /// member listed twice too), and only members get a join read.
     #[tokio::test]
     async fn a_group_of_more_members_than_one_insert_holds_them_all() {
         let (s, dir) = store().await;
