@@ -234,22 +234,12 @@ impl RunArgs {
             })
             .await?;
         eprintln!("agent {me} registered on node {}", client.node_id());
-        let market = match &self.rpc_url {
-            Some(rpc) => match Bidder::connect(&self, rpc).await {
-                Ok(b) => {
-                    eprintln!(
-                        "marketplace: bidding and settling on chain {}",
-                        b.chain.deployment().chain_id
-                    );
-                    Some(b)
-                }
-                Err(e) => {
-                    eprintln!("marketplace disabled: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
+        // The marketplace side: connected now, or (when the node or the chain could not be
+        // reached, e.g. the node restarted just after we registered) again after the next
+        // reconnect or call for proposals, instead of never bidding in this run.
+        let mut market: Option<Bidder> = None;
+        let mut market_retry = self.rpc_url.is_some();
+        self.connect_market(&mut market, &mut market_retry).await;
         let mut engine = Engine::new(me);
         // Seq up to which a group's messages are history (already handled in an earlier run).
         let mut caught_up: HashMap<String, u64> = HashMap::new();
@@ -322,6 +312,9 @@ impl RunArgs {
                 }
                 Event::Message(m) => {
                     seen.insert(m.group_id.clone(), m.seq);
+                    if market.is_none() && m.body.as_ref().is_some_and(|b| b["kind"] == "cfp") {
+                        self.connect_market(&mut market, &mut market_retry).await;
+                    }
                     if let (Some(b), Some(body)) = (&market, &m.body) {
                         let from_node = Some(m.sender_id) == b.evaluator;
                         match body["kind"].as_str() {
@@ -428,6 +421,7 @@ impl RunArgs {
                 }
                 Event::Disconnected(reason) => eprintln!("disconnected ({reason}); reconnecting"),
                 Event::Connected => {
+                    self.connect_market(&mut market, &mut market_retry).await;
                     // The SDK re-joins the groups we follow, but an invitation sent while we
                     // were away (or a join cut off by a restart) is lost: follow every group we
                     // are a member of and do not know. If the node goes away again meanwhile,
@@ -494,6 +488,33 @@ async fn send_reliably(client: &Client, msg: reef_wire::SendMessage) -> eyre::Re
 /// Run the brain program; returns (success, result, exit code).
 impl RunArgs {
     /// Environment handed to the brain (empty unless --share-key-with-brain).
+    /// Connects the marketplace side (`--rpc-url` given) unless it is connected or was
+    /// disabled for good. A node without a marketplace (404) disables it; anything else (the
+    /// node or the chain unreachable) leaves `retry` set so the next attempt tries again.
+    async fn connect_market(&self, market: &mut Option<Bidder>, retry: &mut bool) {
+        let Some(rpc) = self.rpc_url.as_deref().filter(|_| market.is_none() && *retry) else {
+            return;
+        };
+        match Bidder::connect(self, rpc).await {
+            Ok(b) => {
+                eprintln!(
+                    "marketplace: bidding and settling on chain {}",
+                    b.chain.deployment().chain_id
+                );
+                *market = Some(b);
+                *retry = false;
+            }
+            Err(e) if e.to_string().contains("404") || e.to_string().contains("--key") => {
+                eprintln!("marketplace disabled: {e}");
+                *retry = false;
+            }
+            Err(e) => eprintln!(
+                "marketplace not ready: {e}; trying again after reconnecting or at the next call \
+                 for proposals"
+            ),
+        }
+    }
+
     fn brain_env(&self, market: Option<&Bidder>) -> Vec<(String, String)> {
         if !self.share_key_with_brain {
             return Vec::new();
