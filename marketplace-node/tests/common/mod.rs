@@ -30,9 +30,11 @@ pub fn repo() -> PathBuf {
 }
 
 /// The `reef` binary under test, with the environment it must not inherit removed.
+/// `REEF_TEST_LOG` sets the spawned processes' `RUST_LOG` (default `warn`), to debug a test.
 pub fn reef() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_reef"));
-    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", "warn");
+    let log = std::env::var("REEF_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    c.env_remove("REEF_PRIVATE_KEY").env_remove("REEF_RPC_URL").env("RUST_LOG", log);
     c
 }
 
