@@ -120,6 +120,11 @@ fn is_stale_send(err: &RpcError<TransportErrorKind>) -> bool {
         .any(|needle| msg.contains(needle))
 }
 
+/// Whether the node's error answer says the call reverted (with or without revert data).
+fn is_revert(payload: &alloy::rpc::json_rpc::ErrorPayload) -> bool {
+    payload.as_revert_data().is_some() || payload.message.to_lowercase().contains("revert")
+}
+
 /// A provider that signs with `signer`, estimates gas and reads the account's pending nonce
 /// for every transaction. The fees are filled by [`ReefClient`] from its [`SendState`].
 fn build_provider(url: reqwest::Url, signer: &PrivateKeySigner) -> DynProvider {
@@ -262,7 +267,7 @@ impl ReefClient {
                     message: msg,
                 };
             }
-            if lower.contains("execution reverted") || lower.contains("revert") {
+            if is_revert(payload) {
                 return Error::Revert {
                     action: action.to_string(),
                     revert: Revert::Unknown(Bytes::new()),
@@ -447,11 +452,7 @@ impl ReefClient {
             })
         };
         match on(BlockId::latest()).await {
-            Err(RpcError::ErrorResp(e))
-                if e.as_revert_data().is_some() || e.message.to_lowercase().contains("revert") =>
-            {
-                on(BlockId::pending()).await
-            }
+            Err(RpcError::ErrorResp(e)) if is_revert(&e) => on(BlockId::pending()).await,
             other => other,
         }
     }

@@ -19,7 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const CHUNK: usize = 64;
 
 /// `$first, $first+1, …` (`n` placeholders).
-fn placeholders(first: usize, n: usize) -> String {
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
     let mut s = String::with_capacity(n * 5);
     for i in 0..n {
         if i > 0 {
@@ -82,10 +82,6 @@ pub struct Appended {
     /// True when `msg_id` had already been stored (nothing new was written).
     pub duplicate: bool,
 }
-
-/// Member rows per INSERT when a group is created (3 bound values each; well under SQLite's
-/// and Postgres's limits on bound parameters).
-const MEMBER_ROWS_PER_INSERT: usize = 200;
 
 fn addr_key(a: &Address) -> String {
     a.to_string()
@@ -355,10 +351,9 @@ impl Store {
             }
         }
         // One multi-row INSERT per chunk (a call for proposals adds every invited agent).
-        for chunk in all.chunks(MEMBER_ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                .collect();
+        for chunk in all.chunks(CHUNK) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(3 * i + 1, 3))).collect();
             let sql = format!(
                 "INSERT INTO ioa_members (group_id, address, added_at) VALUES {}",
                 values.join(", ")
@@ -748,21 +743,18 @@ mod tests {
     async fn a_group_of_more_members_than_one_insert_holds_them_all() {
         let (s, dir) = store().await;
         let creator = Address::repeat_byte(0xee);
-        let mut members: Vec<Address> = (0..(MEMBER_ROWS_PER_INSERT as u16 + 50))
+        let mut members: Vec<Address> = (0..(CHUNK as u16 + 50))
             .map(|i| Address::left_padding_from(&i.to_be_bytes()))
             .collect();
         members.push(creator);
         members.push(members[3]);
         s.create_group("g_big", "big", &creator, &members, None).await.unwrap();
         let g = s.group("g_big").await.unwrap().unwrap();
-        assert_eq!(g.members.len(), MEMBER_ROWS_PER_INSERT + 50 + 1);
+        assert_eq!(g.members.len(), CHUNK + 50 + 1);
         for m in &members {
             assert!(g.members.contains(m), "{m} missing");
         }
-        assert_eq!(
-            s.member_last_seq("g_big", &members[MEMBER_ROWS_PER_INSERT + 10]).await.unwrap(),
-            Some(0)
-        );
+        assert_eq!(s.member_last_seq("g_big", &members[CHUNK + 10]).await.unwrap(), Some(0));
         assert_eq!(s.member_last_seq("g_big", &creator).await.unwrap(), Some(0));
         let stranger = Address::repeat_byte(0x77);
         assert_eq!(s.member_last_seq("g_big", &stranger).await.unwrap(), None);

@@ -529,10 +529,9 @@ impl MarketStore {
     pub async fn outcomes_of(&self, agents: &[String]) -> Result<HashMap<String, (u64, u64)>> {
         let mut acc: HashMap<String, (u64, u64)> = HashMap::new();
         for chunk in agents.chunks(OUTCOME_AGENTS_PER_QUERY) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT winner, verdict FROM market_bounties WHERE winner IN ({}) AND verdict IS NOT NULL",
-                marks.join(", ")
+                crate::ioa::store::placeholders(1, chunk.len())
             );
             // Only placeholders are formatted in; the addresses are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
