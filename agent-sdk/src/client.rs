@@ -68,6 +68,11 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Longest pause between two reconnect attempts (the back-off doubles from 50 ms up to this).
+/// A node that restarts waits this long, plus a margin, before it announces work that was
+/// pending when it went down, so the agents of its previous life can reconnect first.
+pub const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
+
 struct Cmd {
     frame: ClientFrame,
     reply: oneshot::Sender<Result<ServerFrame>>,
@@ -364,7 +369,7 @@ impl Supervisor {
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
             match connect_and_auth(&self.url, &self.signer, self.opts.max_message_bytes).await {
                 Ok((s, node_id)) => {
                     *lock(&self.node_id) = node_id;

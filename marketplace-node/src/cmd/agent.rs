@@ -495,7 +495,15 @@ impl RunArgs {
         let Some(rpc) = self.rpc_url.as_deref().filter(|_| market.is_none() && *retry) else {
             return;
         };
-        match Bidder::connect(self, rpc).await {
+        let signer: alloy::signers::local::PrivateKeySigner = match self.key.trim().parse() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("marketplace disabled: --key is not a private key ({e})");
+                *retry = false;
+                return;
+            }
+        };
+        match Bidder::connect(self, rpc, signer).await {
             Ok(b) => {
                 eprintln!(
                     "marketplace: bidding and settling on chain {}",
@@ -504,8 +512,8 @@ impl RunArgs {
                 *market = Some(b);
                 *retry = false;
             }
-            Err(e) if e.to_string().contains("404") || e.to_string().contains("--key") => {
-                eprintln!("marketplace disabled: {e}");
+            Err(e) if super::nodeapi::ApiError::status_of(&e) == Some(404) => {
+                eprintln!("marketplace disabled: the node runs no marketplace ({e})");
                 *retry = false;
             }
             Err(e) => eprintln!(
@@ -591,9 +599,11 @@ struct Bidder {
 }
 
 impl Bidder {
-    async fn connect(args: &RunArgs, rpc: &str) -> eyre::Result<Self> {
-        let signer: alloy::signers::local::PrivateKeySigner =
-            args.key.trim().parse().wrap_err("--key")?;
+    async fn connect(
+        args: &RunArgs,
+        rpc: &str,
+        signer: alloy::signers::local::PrivateKeySigner,
+    ) -> eyre::Result<Self> {
         let mut api = super::nodeapi::NodeApi::new(&args.node);
         let info = api.get("/v1/market/info").await?;
         let deployment: escrow_client::Deployment =
@@ -688,7 +698,8 @@ impl Bidder {
             match self.api.post(&path, body.clone()).await {
                 Ok(_) => break,
                 Err(e)
-                    if e.to_string().contains("unreachable") && reef_wire::unix_now() < close =>
+                    if super::nodeapi::ApiError::is_unreachable(&e)
+                        && reef_wire::unix_now() < close =>
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 }

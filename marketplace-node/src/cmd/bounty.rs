@@ -503,7 +503,7 @@ impl BountyArgs {
                 match api.post("/v1/market/bounties", req.clone()).await {
                     Ok(v) => break v,
                     Err(e)
-                        if e.to_string().contains("unreachable")
+                        if super::nodeapi::ApiError::is_unreachable(&e)
                             && t0.elapsed() < std::time::Duration::from_secs(60) =>
                     {
                         eprintln!("  node unreachable ({e}); retrying the post");
@@ -572,7 +572,7 @@ impl BountyArgs {
                         )));
                     }
                     pb.set_message(format!("node unreachable, retrying ({e})"));
-                    if e.to_string().contains("401") {
+                    if super::nodeapi::ApiError::status_of(&e) == Some(401) {
                         let _ = api.login(client.signer()).await;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -8,6 +8,57 @@ use alloy::{
 use eyre::{Context, eyre};
 use serde_json::{Value, json};
 
+/// Why a request to the node failed. Callers decide on retries by the variant, never by
+/// matching the message text (which can contain anything, e.g. a port number).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No HTTP answer at all: the node is down, restarting, or the address is wrong.
+    #[error("node {base} unreachable ({reason}); is `reef node` running there?")]
+    Unreachable {
+        /// The node's base URL.
+        base: String,
+        /// What the HTTP client reported.
+        reason: String,
+    },
+    /// The node answered with an error status.
+    #[error("node answered {status} to {method} {path}: {message}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// `GET` or `POST`.
+        method: String,
+        /// The request path.
+        path: String,
+        /// The node's error message (or the body when it sent no JSON message).
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status the node answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            Self::Unreachable { .. } => None,
+        }
+    }
+
+    /// The `ApiError` inside `report`, if the failure came from the node API.
+    pub fn of(report: &eyre::Report) -> Option<&Self> {
+        report.downcast_ref::<Self>()
+    }
+
+    /// Whether `report` is "the node could not be reached" (worth retrying).
+    pub fn is_unreachable(report: &eyre::Report) -> bool {
+        matches!(Self::of(report), Some(Self::Unreachable { .. }))
+    }
+
+    /// The HTTP status in `report`, if the node answered with an error.
+    pub fn status_of(report: &eyre::Report) -> Option<u16> {
+        Self::of(report).and_then(Self::status)
+    }
+}
+
 /// An authenticated session with a node.
 #[derive(Debug, Clone)]
 pub struct NodeApi {
@@ -82,15 +133,22 @@ impl NodeApi {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| {
-            eyre!("node {} unreachable ({e}); is `reef node` running there?", self.base)
+        let resp = req.send().await.map_err(|e| ApiError::Unreachable {
+            base: self.base.clone(),
+            reason: e.to_string(),
         })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         if !status.is_success() {
             let msg = v["message"].as_str().map(str::to_string).unwrap_or(text);
-            return Err(eyre!("node answered {status} to {method} {path}: {msg}"));
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                method: method.to_string(),
+                path: path.to_string(),
+                message: msg,
+            }
+            .into());
         }
         Ok(v)
     }

@@ -109,8 +109,11 @@ const STAKE_READS: usize = 16;
 
 #[derive(Debug)]
 struct Inner {
-    /// When this process started (a window that opened before it may have lost bids).
-    started_at: u64,
+    /// When this process started, unix ms (a window that opened before it may have lost
+    /// bids; agents connected to the previous process are still reconnecting).
+    started_ms: u64,
+    /// Claims on one-time side effects are taken as this node and process.
+    claimant: super::store::Claimant,
     node: Node,
     store: MarketStore,
     chain: ReefClient,
@@ -132,6 +135,13 @@ fn now() -> u64 {
     reef_wire::unix_now()
 }
 
+/// How long a restarted node waits before it announces a call for proposals that was pending
+/// when its previous process died: the agents connected to that process need up to the SDK's
+/// longest reconnect back-off (plus a margin to log in and register) to be online again, and
+/// only online agents are invited.
+pub const RECONNECT_GRACE_MS: u64 =
+    reef_agent_sdk::client::MAX_RECONNECT_BACKOFF.as_millis() as u64 + 1_500;
+
 /// Shortest bid window re-opened after a restart (agents must reconnect first).
 pub const REOPEN_MIN_SECS: u64 = 10;
 
@@ -140,6 +150,11 @@ pub const MIN_BID_WINDOW_MS: u64 = 100;
 
 /// When bidding closes, in unix milliseconds: the window's exact end, or the stored whole
 /// second once the window was re-opened (after a restart).
+/// Whether the bounty's call for proposals went out (its group exists, not just a claim).
+fn announced(row: &BountyRow) -> bool {
+    row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"))
+}
+
 fn close_ms_of(row: &BountyRow) -> u64 {
     match row.bid_close_ms {
         ms if ms > 0 && ms.div_ceil(1000) == row.bid_close_at => ms,
@@ -172,6 +187,7 @@ fn task_id(id: &str) -> String {
 impl Market {
     /// Connects to the chain and the node's database; does not start the work loop.
     pub async fn open(node: Node, cfg: MarketConfig) -> Result<Self> {
+        let started_ms = reef_wire::unix_now_ms();
         let store = MarketStore::connect(&node.config().database_url).await?;
         let chain = ReefClient::connect(
             &cfg.rpc_url,
@@ -182,7 +198,11 @@ impl Market {
         .await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                started_at: now(),
+                started_ms,
+                claimant: super::store::Claimant {
+                    node: node.config().node_id.clone(),
+                    since_ms: started_ms as i64,
+                },
                 node,
                 store,
                 view: super::chainview::ChainView::new(chain.clone()),
@@ -430,13 +450,16 @@ impl Market {
     /// no bid arrived (the node was down while agents tried to bid). Once per bounty.
     async fn maybe_reopen(&self, row: &BountyRow) -> Result<bool> {
         let window = row.spec["bid_window_secs"].as_u64().unwrap_or(0);
-        let opened = row.bid_close_at.saturating_sub(window);
+        let window_ms = row.spec["bid_window_ms"].as_u64().unwrap_or(window * 1000);
+        // To the millisecond: `bid_close_at` is rounded up to a whole second, which made a
+        // window opened just before a crash look as if this process had opened it.
+        let opened_ms = close_ms_of(row).saturating_sub(window_ms);
+        if self.inner.started_ms <= opened_ms {
+            return Ok(false);
+        }
         let reopened =
             self.inner.store.events(&row.id).await?.iter().any(|e| e["event"] == "reopened");
-        if reopened
-            || self.inner.started_at <= opened
-            || self.inner.store.bid_count(&row.id).await? > 0
-        {
+        if reopened || self.inner.store.bid_count(&row.id).await? > 0 {
             return Ok(false);
         }
         // At least REOPEN_MIN_SECS: the agents' connections died with the old process, and
@@ -484,14 +507,20 @@ impl Market {
 
     /// Sends the call for proposals to matching online agents (once; safe to repeat).
     async fn announce(&self, row: &BountyRow) -> Result<usize> {
-        if row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"))
-            || !matches!(row.phase, Phase::Bidding | Phase::Contest)
+        if announced(row) || !matches!(row.phase, Phase::Bidding | Phase::Contest) {
+            return Ok(0);
+        }
+        // Posted before this process started (it died before announcing): wait until the
+        // agents it had online have reconnected, or they would not be invited.
+        let now_ms = reef_wire::unix_now_ms();
+        if row.created_ms < self.inner.started_ms
+            && now_ms < self.inner.started_ms + RECONNECT_GRACE_MS
         {
             return Ok(0);
         }
         // Exactly one announcement even if the REST handler and the work loop (or two nodes
         // of a mesh) get here at once.
-        if !self.inner.store.claim(&row.id, "cfp_group", 30_000).await? {
+        if !self.inner.store.claim(&row.id, "cfp_group", 30_000, &self.inner.claimant).await? {
             return Ok(0);
         }
         let me = self.address();
@@ -760,10 +789,8 @@ impl Market {
         let mut at: Vec<u64> = vec![record.deadline];
         match row.phase {
             Phase::Bidding => {
-                let announced =
-                    row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"));
                 let close = close_ms_of(row);
-                return if !announced || close <= now {
+                return if !announced(row) || close <= now {
                     now + RETRY_MS
                 } else {
                     close.min(now + MAX_IDLE_MS)
@@ -798,8 +825,13 @@ impl Market {
     async fn step(&self, row: &BountyRow) -> Result<()> {
         match row.phase {
             Phase::Bidding => {
-                self.announce(row).await?;
-                if reef_wire::unix_now_ms() >= close_ms_of(row) && !self.maybe_reopen(row).await? {
+                if !announced(row) {
+                    // Announcing opens the window (counted from the call for proposals); a
+                    // window nobody was told about never closes, so it cannot fail unseen.
+                    self.announce(row).await?;
+                } else if reef_wire::unix_now_ms() >= close_ms_of(row)
+                    && !self.maybe_reopen(row).await?
+                {
                     self.close(row).await?;
                 }
             }
@@ -1070,7 +1102,12 @@ impl Market {
         let group_id = match row.work_group.as_deref().filter(|g| !g.starts_with("claimed:")) {
             Some(g) => g.to_string(),
             None => {
-                if !self.inner.store.claim(&row.id, "work_group", 30_000).await? {
+                if !self
+                    .inner
+                    .store
+                    .claim(&row.id, "work_group", 30_000, &self.inner.claimant)
+                    .await?
+                {
                     return Ok(()); // another worker is opening it
                 }
                 let poster = parse_addr(&row.poster)?;

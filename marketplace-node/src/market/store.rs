@@ -108,6 +108,9 @@ pub struct BountyRow {
     pub awarded_at: Option<u64>,
     /// Human note on the last transition.
     pub note: Option<String>,
+    /// Unix ms when the bounty was stored.
+    #[serde(skip)]
+    pub created_ms: u64,
 }
 
 /// A stored sealed bid.
@@ -297,6 +300,7 @@ impl MarketStore {
             verdict: to_json(r.try_get("verdict")?),
             awarded_at: r.try_get::<Option<i64>, _>("awarded_at")?.map(|v| v as u64),
             note: r.try_get("note")?,
+            created_ms: r.try_get::<i64, _>("created_at")? as u64,
         })
     }
 
@@ -405,24 +409,31 @@ impl MarketStore {
     }
 
     /// Claims a one-time side effect (announcing, opening the work group) for this process:
-    /// sets `field` to a `claimed:<ms>` marker only if it is empty or holds a claim older than
-    /// `stale_ms` (a node that died between claim and completion). Safe across nodes sharing
+    /// sets `field` to a `claimed:<ms>:<node id>` marker only if it is empty, holds a claim
+    /// older than `stale_ms` (a node of a mesh that died between claim and completion), or
+    /// holds a claim `me`'s node made before this process started (its previous life, killed
+    /// mid-step: no need to wait out `stale_ms` after a restart). Safe across nodes sharing
     /// the database.
-    pub async fn claim(&self, id: &str, field: &str, stale_ms: i64) -> Result<bool> {
+    pub async fn claim(&self, id: &str, field: &str, stale_ms: i64, me: &Claimant) -> Result<bool> {
         let col = match field {
             "cfp_group" | "work_group" => field,
             other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
         };
         let now = now_ms();
-        let marker = format!("claimed:{now}");
+        let marker = format!("claimed:{now:013}:{}", me.node);
+        // Markers compare as text: the same prefix and 13-digit millisecond stamps, so a
+        // marker sorts below `claimed:<t>` exactly when its stamp is below t. The node id
+        // starts at character 23 ("claimed:" + 13 digits + ":").
         let sql = format!(
-            "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND {col} < $3))"
+            "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
+             ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
         );
-        // Markers compare as text: same prefix and 13-digit millisecond stamps.
         let r = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&marker)
             .bind(id)
-            .bind(format!("claimed:{}", now - stale_ms))
+            .bind(format!("claimed:{:013}", now - stale_ms))
+            .bind(&me.node)
+            .bind(format!("claimed:{:013}", me.since_ms))
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
@@ -648,6 +659,15 @@ where
         .await?;
     Ok(())
 }
+/// Who takes a claim: this node and when this process of it started.
+#[derive(Debug, Clone)]
+pub struct Claimant {
+    /// The node id (unique within a mesh; one process per node id at a time).
+    pub node: String,
+    /// When this process started (unix ms): this node's older claims are from a dead process.
+    pub since_ms: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,6 +747,33 @@ mod tests {
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_taken_once_and_a_dead_process_claim_is_taken_over() {
+        let s = store().await;
+        s.insert_bounty("0x01", "0xp", &serde_json::json!({}), 1).await.unwrap();
+        let first = Claimant { node: "n1".into(), since_ms: now_ms() - 60_000 };
+        assert!(s.claim("0x01", "cfp_group", 30_000, &first).await.unwrap());
+        // The same process, another node of the mesh: the claim holds.
+        assert!(!s.claim("0x01", "cfp_group", 30_000, &first).await.unwrap());
+        let peer = Claimant { node: "n2".into(), since_ms: now_ms() - 60_000 };
+        assert!(!s.claim("0x01", "cfp_group", 30_000, &peer).await.unwrap());
+        // A node id that is a suffix of the claimant's is another node.
+        let suffix = Claimant { node: "1".into(), since_ms: now_ms() + 1 };
+        assert!(!s.claim("0x01", "cfp_group", 30_000, &suffix).await.unwrap());
+        // n1 restarted: its new process takes over its old process's claim at once.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let restarted = Claimant { node: "n1".into(), since_ms: now_ms() };
+        assert!(s.claim("0x01", "cfp_group", 30_000, &restarted).await.unwrap());
+        assert!(!s.claim("0x01", "cfp_group", 30_000, &restarted).await.unwrap());
+        // Any node takes over a stale claim; a done side effect (no marker) is never claimed.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        assert!(s.claim("0x01", "cfp_group", 0, &peer).await.unwrap());
+        s.set_field("0x01", "cfp_group", "g_1").await.unwrap();
+        assert!(!s.claim("0x01", "cfp_group", 0, &restarted).await.unwrap());
+        let marker = s.bounty("0x01").await.unwrap().unwrap().cfp_group.unwrap();
+        assert_eq!(marker, "g_1");
     }
 
     #[tokio::test]
