@@ -129,6 +129,8 @@ pub struct BidRow {
 pub struct MarketStore {
     pool: AnyPool,
     postgres: bool,
+    /// Bounty rows as last read, on SQLite only (see [`RowCache`]).
+    rows: Option<Arc<RowCache>>,
     /// Readers waiting for a bounty's log to grow (long-polling views), woken after each
     /// append this process commits.
     log_watchers: Arc<LogWatchers>,
@@ -161,6 +163,91 @@ impl LogWatchers {
         if let Some(n) = m.get(bounty_id) {
             n.notify_waiters();
         }
+    }
+}
+
+/// Read-through cache of bounty rows, used when the database is this node's own SQLite file.
+///
+/// The work loop reads a bounty's row before and after every step, and bids and views read it
+/// too: about 35 `SELECT`s per bounty, each a round trip to sqlx's SQLite worker thread, plus
+/// parsing the spec's JSON. Every write to `market_bounties` goes through this store and drops
+/// the row after it commits, so a hit is never older than the last commit of this process.
+///
+/// A read that raced a write must not put the old row back: each entry carries a generation
+/// that every drop bumps, and a read fills the cache only if the generation (and the epoch,
+/// bumped when the cache is cleared to stay bounded) is still the one it started from.
+///
+/// Not used on Postgres: a mesh's nodes share the database and write the same rows.
+#[derive(Debug, Default)]
+struct RowCache {
+    inner: std::sync::Mutex<RowCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct RowCacheInner {
+    epoch: u64,
+    slots: HashMap<String, RowSlot>,
+}
+
+#[derive(Debug)]
+struct RowSlot {
+    generation: u64,
+    row: Option<BountyRow>,
+}
+
+/// Where a missed read started: it may fill the cache only if nothing moved since.
+#[derive(Debug, Clone, Copy)]
+struct RowTicket {
+    epoch: u64,
+    generation: u64,
+}
+
+/// Most bounty rows kept (a full cache is cleared, not evicted row by row).
+const ROW_CACHE_MAX: usize = 4096;
+
+impl RowCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RowCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached row, or the ticket a read from the database fills the cache with.
+    fn get(&self, id: &str) -> std::result::Result<BountyRow, RowTicket> {
+        let c = self.lock();
+        match c.slots.get(id) {
+            Some(RowSlot { row: Some(row), .. }) => Ok(row.clone()),
+            Some(slot) => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
+            None => Err(RowTicket { epoch: c.epoch, generation: 0 }),
+        }
+    }
+
+    /// Stores `row` as read with `ticket`, unless a write (or a clear) came in between.
+    fn fill(&self, ticket: RowTicket, row: &BountyRow) {
+        let mut c = self.lock();
+        if c.epoch != ticket.epoch {
+            return;
+        }
+        let current = c.slots.get(&row.id).map_or(0, |s| s.generation);
+        if current != ticket.generation {
+            return;
+        }
+        if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(&row.id) {
+            c.slots.clear();
+            c.epoch += 1;
+            return;
+        }
+        c.slots.insert(row.id.clone(), RowSlot { generation: current, row: Some(row.clone()) });
+    }
+
+    /// Drops `id`'s row after a write to it committed (or failed: the next read decides).
+    fn drop_row(&self, id: &str) {
+        let mut c = self.lock();
+        if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
+            c.slots.clear();
+            c.epoch += 1;
+        }
+        let slot = c.slots.entry(id.to_string()).or_insert(RowSlot { generation: 0, row: None });
+        slot.generation += 1;
+        slot.row = None;
     }
 }
 
@@ -208,7 +295,8 @@ impl MarketStore {
             });
         }
         let pool = opts.connect(&url).await?;
-        let me = Self { pool, postgres, log_watchers: Arc::default() };
+        let rows = (!postgres).then(Arc::default);
+        let me = Self { pool, postgres, rows, log_watchers: Arc::default() };
         me.migrate().await?;
         Ok(me)
     }
@@ -306,11 +394,27 @@ impl MarketStore {
 
     /// One bounty.
     pub async fn bounty(&self, id: &str) -> Result<Option<BountyRow>> {
+        let ticket = match self.rows.as_ref().map(|c| c.get(id)) {
+            Some(Ok(row)) => return Ok(Some(row)),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
         let r = sqlx::query("SELECT * FROM market_bounties WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        r.as_ref().map(Self::row).transpose()
+        let row = r.as_ref().map(Self::row).transpose()?;
+        if let (Some(cache), Some(ticket), Some(row)) = (&self.rows, ticket, &row) {
+            cache.fill(ticket, row);
+        }
+        Ok(row)
+    }
+
+    /// After a write to `id`'s row: the next read goes to the database.
+    fn written(&self, id: &str) {
+        if let Some(cache) = &self.rows {
+            cache.drop_row(id);
+        }
     }
 
     /// Ids of the bounties not yet final (the node's work list, also after a restart).
@@ -333,25 +437,30 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
-        // The move and its log line in one commit.
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
-            .bind(to.as_str())
-            .bind(note)
-            .bind(now_ms())
-            .bind(id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let moved = r.rows_affected() == 1;
-        if moved {
-            append_log(&mut *tx, id, to.as_str(), note).await?;
+        let res: Result<bool> = async {
+            // The move and its log line in one commit.
+            let mut tx = self.pool.begin().await?;
+            let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
+                .bind(to.as_str())
+                .bind(note)
+                .bind(now_ms())
+                .bind(id)
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let moved = r.rows_affected() == 1;
+            if moved {
+                append_log(&mut *tx, id, to.as_str(), note).await?;
+            }
+            tx.commit().await?;
+            if moved {
+                self.log_watchers.appended(id);
+            }
+            Ok(moved)
         }
-        tx.commit().await?;
-        if moved {
-            self.log_watchers.appended(id);
-        }
-        Ok(moved)
+        .await;
+        self.written(id);
+        res
     }
 
     /// Records the ranking and the winner.
@@ -361,46 +470,64 @@ impl MarketStore {
         ranking: &serde_json::Value,
         winner: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(ranking.to_string())
-        .bind(winner)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
-    pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
-        let col = match field {
-            "cfp_group" | "work_group" | "verdict" | "winner" => field,
-            other => return Err(MarketError::Internal(format!("not a settable column: {other}"))),
-        };
-        let sql = format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
+        let res: Result<()> = async {
+            sqlx::query(
+                "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(ranking.to_string())
+            .bind(winner)
             .bind(now_ms())
             .bind(id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
+    }
+
+    /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
+    pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
+        let res: Result<()> = async {
+            let col = match field {
+                "cfp_group" | "work_group" | "verdict" | "winner" => field,
+                other => {
+                    return Err(MarketError::Internal(format!("not a settable column: {other}")));
+                }
+            };
+            let sql =
+                format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(value)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// Re-opens the bid window until `close` (after a crash overlapped it).
     /// Sets the exact end of a bounty's bid window (and `bid_close_at`, the whole second after
     /// it) while it is still bidding: the window is counted from the call for proposals.
     pub async fn set_close_ms(&self, id: &str, close_ms: u64) -> Result<()> {
-        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
-            .bind(close_ms.div_ceil(1000) as i64)
-            .bind(close_ms as i64)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let res: Result<()> = async {
+            sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
+                .bind(close_ms.div_ceil(1000) as i64)
+                .bind(close_ms as i64)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// Re-opens bidding until `close` (unix seconds) after a restart.
@@ -415,64 +542,84 @@ impl MarketStore {
     /// mid-step: no need to wait out `stale_ms` after a restart). Safe across nodes sharing
     /// the database.
     pub async fn claim(&self, id: &str, field: &str, stale_ms: i64, me: &Claimant) -> Result<bool> {
-        let col = match field {
-            "cfp_group" | "work_group" => field,
-            other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
-        };
-        let now = now_ms();
-        let marker = format!("claimed:{now:013}:{}", me.node);
-        // Markers compare as text: the same prefix and 13-digit millisecond stamps, so a
-        // marker sorts below `claimed:<t>` exactly when its stamp is below t. The node id
-        // starts at character 23 ("claimed:" + 13 digits + ":").
-        let sql = format!(
-            "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
-             ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
-        );
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&marker)
-            .bind(id)
-            .bind(format!("claimed:{:013}", now - stale_ms))
-            .bind(&me.node)
-            .bind(format!("claimed:{:013}", me.since_ms))
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let res: Result<bool> = async {
+            let col = match field {
+                "cfp_group" | "work_group" => field,
+                other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
+            };
+            let now = now_ms();
+            let marker = format!("claimed:{now:013}:{}", me.node);
+            // Markers compare as text: the same prefix and 13-digit millisecond stamps, so a
+            // marker sorts below `claimed:<t>` exactly when its stamp is below t. The node id
+            // starts at character 23 ("claimed:" + 13 digits + ":").
+            let sql = format!(
+                "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
+                 ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
+            );
+            let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&marker)
+                .bind(id)
+                .bind(format!("claimed:{:013}", now - stale_ms))
+                .bind(&me.node)
+                .bind(format!("claimed:{:013}", me.since_ms))
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// The award changed hands on-chain (take-over): records the new winner and its due time
     /// and drops the old work group, so the task is assigned afresh to the new provider.
     pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
-        sqlx::query(
-            "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
-             updated_at = $3 WHERE id = $4",
-        )
-        .bind(winner)
-        .bind(due as i64)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let res: Result<()> = async {
+            sqlx::query(
+                "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
+                 updated_at = $3 WHERE id = $4",
+            )
+            .bind(winner)
+            .bind(due as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
-        sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
-            .bind(at as i64)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let res: Result<()> = async {
+            sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
+                .bind(at as i64)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// Advances the work-group cursor.
     pub async fn set_cursor(&self, id: &str, cursor: u64) -> Result<()> {
-        sqlx::query("UPDATE market_bounties SET cursor = $1 WHERE id = $2")
-            .bind(cursor as i64)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let res: Result<()> = async {
+            sqlx::query("UPDATE market_bounties SET cursor = $1 WHERE id = $2")
+                .bind(cursor as i64)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(id);
+        res
     }
 
     /// Stores (or replaces, within the window) a bidder's sealed bid.
@@ -747,6 +894,54 @@ mod tests {
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn cached_rows_follow_every_write_and_a_racing_read_does_not_refill_an_old_row() {
+        let s = store().await;
+        let cache = s.rows.clone().expect("SQLite stores cache rows");
+        s.insert_bounty("0x01", "0xp", &serde_json::json!({"k": 1}), 10).await.unwrap();
+        let first = s.bounty("0x01").await.unwrap().unwrap();
+        assert!(cache.get("0x01").is_ok(), "a read fills the cache");
+        // Every kind of write is seen by the next read.
+        s.set_field("0x01", "winner", "0xw").await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xw"));
+        s.set_close_ms("0x01", 20_500).await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().bid_close_ms, 20_500);
+        s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
+        s.set_ranking("0x01", &serde_json::json!([1]), Some("0xv")).await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xv"));
+        s.hand_over("0x01", "0xr", 77).await.unwrap();
+        let row = s.bounty("0x01").await.unwrap().unwrap();
+        assert_eq!((row.winner.as_deref(), row.awarded_at), (Some("0xr"), Some(77)));
+        s.set_cursor("0x01", 9).await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().cursor, 9);
+        s.set_awarded_at("0x01", 88).await.unwrap();
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().awarded_at, Some(88));
+        let me = Claimant { node: "n".into(), since_ms: 0 };
+        assert!(s.claim("0x01", "work_group", 30_000, &me).await.unwrap());
+        assert!(s.bounty("0x01").await.unwrap().unwrap().work_group.is_some());
+        // A read that started before a write and ends after it must not cache what it read.
+        let Err(ticket) = cache.get("0x02") else { panic!("nothing cached for 0x02") };
+        cache.drop_row("0x02");
+        let mut stale = first.clone();
+        stale.id = "0x02".into();
+        cache.fill(ticket, &stale);
+        assert!(cache.get("0x02").is_err(), "a read that raced a write refilled the cache");
+        // The same read, when nothing was written meanwhile, is cached.
+        let Err(ticket) = cache.get("0x02") else { unreachable!() };
+        cache.fill(ticket, &stale);
+        assert!(cache.get("0x02").is_ok());
+        // Bounded: a full cache is cleared, and reads that started before the clear skip it.
+        let Err(old) = cache.get("0x03") else { unreachable!() };
+        for i in 0..ROW_CACHE_MAX + 1 {
+            cache.drop_row(&format!("0xf{i}"));
+        }
+        assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
+        stale.id = "0x03".into();
+        cache.fill(old, &stale);
+        assert!(cache.get("0x03").is_err(), "a read from before a clear refilled the cache");
     }
 
     #[tokio::test]
