@@ -107,7 +107,9 @@ async fn main() {
     let key = "0x000000000000000000000000000000000000000000000000000000000000002a";
     for (bid, sig, eta) in &signed {
         let v = serde_json::json!({ "bid": BidJson::from(bid), "signature": alloy::primitives::Bytes::from(sig.clone()) });
-        store.upsert_bid(key, &bid.bidder.to_string(), &v, *eta).await.expect("insert");
+        let stored =
+            store.upsert_bid(key, &bid.bidder.to_string(), &v, *eta, n).await.expect("insert");
+        assert!(stored, "the store refused a bid below its capacity");
     }
     let t = Instant::now();
     let rows = store.bids(key).await.expect("load");

@@ -626,16 +626,13 @@ impl Market {
             .chain
             .verify_bid(&bid, &req.signature)
             .map_err(|e| MarketError::BadRequest(format!("bad bid signature: {e}")))?;
-        if self.inner.store.bid_count(key).await? as usize >= self.inner.cfg.bid_capacity
-            && !self.inner.store.bids(key).await?.iter().any(|b| b.bidder == caller.to_string())
-        {
+        let stored = json!({ "bid": req.bid, "signature": req.signature });
+        let cap = self.inner.cfg.bid_capacity;
+        if !self.inner.store.upsert_bid(key, &caller.to_string(), &stored, eta_secs, cap).await? {
             return Err(MarketError::Conflict(format!(
-                "this bounty holds the maximum of {} bids",
-                self.inner.cfg.bid_capacity
+                "this bounty holds the maximum of {cap} bids"
             )));
         }
-        let stored = json!({ "bid": req.bid, "signature": req.signature });
-        self.inner.store.upsert_bid(key, &caller.to_string(), &stored, eta_secs).await?;
         Ok(json!({ "accepted": true, "bid_close_at": row.bid_close_at }))
     }
 
@@ -1724,10 +1721,9 @@ impl Market {
         // The log before the row: a transition commits its phase and its log line together, so
         // read this way the phase is never older than the log (a follower waiting for "more
         // events than I saw" would otherwise miss a phase it never saw).
-        let events = self.inner.store.events(key).await?;
+        let (events, bids) = self.inner.store.events_and_bid_count(key).await?;
         let row = self.row(key).await?;
         let is_poster = caller.is_some_and(|c| c.to_string() == row.poster);
-        let bids = self.inner.store.bid_count(key).await?;
         let mut v = json!({
             "id": row.id,
             "phase": row.phase,

@@ -173,9 +173,12 @@ impl LogWatchers {
 /// parsing the spec's JSON. Every write to `market_bounties` goes through this store and drops
 /// the row after it commits, so a hit is never older than the last commit of this process.
 ///
-/// A read that raced a write must not put the old row back: each entry carries a generation
-/// that every drop bumps, and a read fills the cache only if the generation (and the epoch,
-/// bumped when the cache is cleared to stay bounded) is still the one it started from.
+/// The invariant: a cached row was read from the database after the last write to it
+/// committed. A write marks the row as being written before it starts (reads miss and fill
+/// nothing meanwhile) and bumps its generation again when it is done; a read fills the cache
+/// only if the generation (and the epoch, bumped when the cache is cleared to stay bounded)
+/// is still the one it started from. So a reader woken by a commit (a long-poll) never gets
+/// the row from before it, and the view's "phase never older than the log" holds.
 ///
 /// Not used on Postgres: a mesh's nodes share the database and write the same rows.
 #[derive(Debug, Default)]
@@ -189,9 +192,11 @@ struct RowCacheInner {
     slots: HashMap<String, RowSlot>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct RowSlot {
     generation: u64,
+    /// Writes to this row in flight.
+    writing: u32,
     row: Option<BountyRow>,
 }
 
@@ -214,40 +219,73 @@ impl RowCache {
     fn get(&self, id: &str) -> std::result::Result<BountyRow, RowTicket> {
         let c = self.lock();
         match c.slots.get(id) {
-            Some(RowSlot { row: Some(row), .. }) => Ok(row.clone()),
+            Some(RowSlot { row: Some(row), writing: 0, .. }) => Ok(row.clone()),
             Some(slot) => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
             None => Err(RowTicket { epoch: c.epoch, generation: 0 }),
         }
     }
 
-    /// Stores `row` as read with `ticket`, unless a write (or a clear) came in between.
+    /// Stores `row` as read with `ticket`, unless a write started, ended or is in flight since
+    /// (or the cache was cleared).
     fn fill(&self, ticket: RowTicket, row: &BountyRow) {
         let mut c = self.lock();
         if c.epoch != ticket.epoch {
             return;
         }
-        let current = c.slots.get(&row.id).map_or(0, |s| s.generation);
-        if current != ticket.generation {
+        let (generation, writing) =
+            c.slots.get(&row.id).map_or((0, 0), |s| (s.generation, s.writing));
+        if generation != ticket.generation || writing > 0 {
             return;
         }
         if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(&row.id) {
-            c.slots.clear();
-            c.epoch += 1;
+            c.clear();
             return;
         }
-        c.slots.insert(row.id.clone(), RowSlot { generation: current, row: Some(row.clone()) });
+        c.slots.entry(row.id.clone()).or_default().row = Some(row.clone());
     }
 
-    /// Drops `id`'s row after a write to it committed (or failed: the next read decides).
-    fn drop_row(&self, id: &str) {
+    /// A write to `id` is about to start: reads miss until [`Self::write_end`].
+    fn write_begin(&self, id: &str) {
         let mut c = self.lock();
         if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
-            c.slots.clear();
-            c.epoch += 1;
+            c.clear();
         }
-        let slot = c.slots.entry(id.to_string()).or_insert(RowSlot { generation: 0, row: None });
+        let slot = c.slots.entry(id.to_string()).or_default();
+        slot.writing += 1;
         slot.generation += 1;
         slot.row = None;
+    }
+
+    /// The write to `id` committed (or failed: the next read decides).
+    fn write_end(&self, id: &str) {
+        let mut c = self.lock();
+        let slot = c.slots.entry(id.to_string()).or_default();
+        slot.writing = slot.writing.saturating_sub(1);
+        slot.generation += 1;
+        slot.row = None;
+    }
+}
+
+/// Ends a write to a cached row when dropped.
+struct RowWriteGuard<'a> {
+    cache: Option<&'a RowCache>,
+    id: &'a str,
+}
+
+impl Drop for RowWriteGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache {
+            cache.write_end(self.id);
+        }
+    }
+}
+
+impl RowCacheInner {
+    /// Drops every row, keeping only the marks of writes in flight; tickets from before are void.
+    fn clear(&mut self) {
+        self.slots.retain(|_, s| s.writing > 0);
+        self.slots.values_mut().for_each(|s| s.row = None);
+        self.epoch += 1;
     }
 }
 
@@ -410,11 +448,13 @@ impl MarketStore {
         Ok(row)
     }
 
-    /// After a write to `id`'s row: the next read goes to the database.
-    fn written(&self, id: &str) {
+    /// Before a write to `id`'s row: reads go to the database until the guard is dropped
+    /// (after the write committed or failed, or its future was dropped mid-way).
+    fn writing<'a>(&'a self, id: &'a str) -> RowWriteGuard<'a> {
         if let Some(cache) = &self.rows {
-            cache.drop_row(id);
+            cache.write_begin(id);
         }
+        RowWriteGuard { cache: self.rows.as_deref(), id }
     }
 
     /// Ids of the bounties not yet final (the node's work list, also after a restart).
@@ -437,30 +477,26 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
-        let res: Result<bool> = async {
-            // The move and its log line in one commit.
-            let mut tx = self.pool.begin().await?;
-            let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
-                .bind(to.as_str())
-                .bind(note)
-                .bind(now_ms())
-                .bind(id)
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let moved = r.rows_affected() == 1;
-            if moved {
-                append_log(&mut *tx, id, to.as_str(), note).await?;
-            }
-            tx.commit().await?;
-            if moved {
-                self.log_watchers.appended(id);
-            }
-            Ok(moved)
+        let _writing = self.writing(id);
+        // The move and its log line in one commit.
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
+            .bind(to.as_str())
+            .bind(note)
+            .bind(now_ms())
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let moved = r.rows_affected() == 1;
+        if moved {
+            append_log(&mut *tx, id, to.as_str(), note).await?;
         }
-        .await;
-        self.written(id);
-        res
+        tx.commit().await?;
+        if moved {
+            self.log_watchers.appended(id);
+        }
+        Ok(moved)
     }
 
     /// Records the ranking and the winner.
@@ -470,64 +506,50 @@ impl MarketStore {
         ranking: &serde_json::Value,
         winner: Option<&str>,
     ) -> Result<()> {
-        let res: Result<()> = async {
-            sqlx::query(
-                "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
-            )
-            .bind(ranking.to_string())
-            .bind(winner)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        let _writing = self.writing(id);
+        sqlx::query(
+            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(ranking.to_string())
+        .bind(winner)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
     pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
-        let res: Result<()> = async {
-            let col = match field {
-                "cfp_group" | "work_group" | "verdict" | "winner" => field,
-                other => {
-                    return Err(MarketError::Internal(format!("not a settable column: {other}")));
-                }
-            };
-            let sql =
-                format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(value)
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        let _writing = self.writing(id);
+        let col = match field {
+            "cfp_group" | "work_group" | "verdict" | "winner" => field,
+            other => {
+                return Err(MarketError::Internal(format!("not a settable column: {other}")));
+            }
+        };
+        let sql = format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
-    /// Re-opens the bid window until `close` (after a crash overlapped it).
     /// Sets the exact end of a bounty's bid window (and `bid_close_at`, the whole second after
     /// it) while it is still bidding: the window is counted from the call for proposals.
     pub async fn set_close_ms(&self, id: &str, close_ms: u64) -> Result<()> {
-        let res: Result<()> = async {
-            sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
-                .bind(close_ms.div_ceil(1000) as i64)
-                .bind(close_ms as i64)
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        let _writing = self.writing(id);
+        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
+            .bind(close_ms.div_ceil(1000) as i64)
+            .bind(close_ms as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Re-opens bidding until `close` (unix seconds) after a restart.
@@ -542,96 +564,85 @@ impl MarketStore {
     /// mid-step: no need to wait out `stale_ms` after a restart). Safe across nodes sharing
     /// the database.
     pub async fn claim(&self, id: &str, field: &str, stale_ms: i64, me: &Claimant) -> Result<bool> {
-        let res: Result<bool> = async {
-            let col = match field {
-                "cfp_group" | "work_group" => field,
-                other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
-            };
-            let now = now_ms();
-            let marker = format!("claimed:{now:013}:{}", me.node);
-            // Markers compare as text: the same prefix and 13-digit millisecond stamps, so a
-            // marker sorts below `claimed:<t>` exactly when its stamp is below t. The node id
-            // starts at character 23 ("claimed:" + 13 digits + ":").
-            let sql = format!(
-                "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
-                 ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
-            );
-            let r = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&marker)
-                .bind(id)
-                .bind(format!("claimed:{:013}", now - stale_ms))
-                .bind(&me.node)
-                .bind(format!("claimed:{:013}", me.since_ms))
-                .execute(&self.pool)
-                .await?;
-            Ok(r.rows_affected() == 1)
-        }
-        .await;
-        self.written(id);
-        res
+        let _writing = self.writing(id);
+        let col = match field {
+            "cfp_group" | "work_group" => field,
+            other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
+        };
+        let now = now_ms();
+        let marker = format!("claimed:{now:013}:{}", me.node);
+        // Markers compare as text: the same prefix and 13-digit millisecond stamps, so a
+        // marker sorts below `claimed:<t>` exactly when its stamp is below t. The node id
+        // starts at character 23 ("claimed:" + 13 digits + ":").
+        let sql = format!(
+            "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
+             ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
+        );
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&marker)
+            .bind(id)
+            .bind(format!("claimed:{:013}", now - stale_ms))
+            .bind(&me.node)
+            .bind(format!("claimed:{:013}", me.since_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// The award changed hands on-chain (take-over): records the new winner and its due time
     /// and drops the old work group, so the task is assigned afresh to the new provider.
     pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
-        let res: Result<()> = async {
-            sqlx::query(
-                "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
-                 updated_at = $3 WHERE id = $4",
-            )
-            .bind(winner)
-            .bind(due as i64)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        let _writing = self.writing(id);
+        sqlx::query(
+            "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
+             updated_at = $3 WHERE id = $4",
+        )
+        .bind(winner)
+        .bind(due as i64)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
-        let res: Result<()> = async {
-            sqlx::query("UPDATE market_bounties SET awarded_at = $1 WHERE id = $2")
-                .bind(at as i64)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        self.set_number(id, "UPDATE market_bounties SET awarded_at = $1 WHERE id = $2", at).await
     }
 
     /// Advances the work-group cursor.
     pub async fn set_cursor(&self, id: &str, cursor: u64) -> Result<()> {
-        let res: Result<()> = async {
-            sqlx::query("UPDATE market_bounties SET cursor = $1 WHERE id = $2")
-                .bind(cursor as i64)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(id);
-        res
+        self.set_number(id, "UPDATE market_bounties SET cursor = $1 WHERE id = $2", cursor).await
     }
 
-    /// Stores (or replaces, within the window) a bidder's sealed bid.
+    /// Runs `update` (one integer column, `$1`, of the row `$2`).
+    async fn set_number(&self, id: &str, update: &'static str, value: u64) -> Result<()> {
+        let _writing = self.writing(id);
+        sqlx::query(update)
+            .bind(i64::try_from(value).unwrap_or(i64::MAX))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores (or replaces, within the window) a bidder's sealed bid, unless the bounty holds
+    /// `capacity` bids already and none of them is this bidder's: then false. The check and
+    /// the write are one statement (one round trip, and atomic on SQLite).
     pub async fn upsert_bid(
         &self,
         bounty_id: &str,
         bidder: &str,
         bid: &serde_json::Value,
         eta_secs: u64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) VALUES ($1, $2, $3, $4, $5) \
+        capacity: usize,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE (SELECT COUNT(*) FROM market_bids WHERE bounty_id = $1) < $6 \
+                OR EXISTS (SELECT 1 FROM market_bids WHERE bounty_id = $1 AND bidder = $2) \
              ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
         )
         .bind(bounty_id)
@@ -639,9 +650,10 @@ impl MarketStore {
         .bind(bid.to_string())
         .bind(eta_secs as i64)
         .bind(now_ms())
+        .bind(i64::try_from(capacity).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     /// Number of bids for a bounty.
@@ -780,16 +792,41 @@ impl MarketStore {
         .bind(bounty_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(serde_json::json!({
-                    "at_ms": r.try_get::<i64, _>("at_ms")?,
-                    "event": r.try_get::<String, _>("event")?,
-                    "detail": r.try_get::<String, _>("detail")?,
-                }))
-            })
-            .collect()
+        rows.iter().map(log_line).collect()
     }
+
+    /// The progress log (oldest first) and the number of bids, in one round trip: what a
+    /// bounty's view needs besides the row, read for every answer to a long-polling follower.
+    pub async fn events_and_bid_count(
+        &self,
+        bounty_id: &str,
+    ) -> Result<(Vec<serde_json::Value>, u64)> {
+        // The count travels as the first line (at_ms -1, before any real one).
+        let rows = sqlx::query(
+            "SELECT -1 AS at_ms, 'bids' AS event, CAST(COUNT(*) AS TEXT) AS detail FROM market_bids \
+             WHERE bounty_id = $1 \
+             UNION ALL SELECT at_ms, event, detail FROM market_log WHERE bounty_id = $1 ORDER BY at_ms",
+        )
+        .bind(bounty_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some((count, log)) = rows.split_first() else {
+            return Err(MarketError::Internal("the bid count row is missing".into()));
+        };
+        let count: String = count.try_get("detail")?;
+        let count = count
+            .parse()
+            .map_err(|e| MarketError::Internal(format!("bid count {count:?}: {e}")))?;
+        Ok((log.iter().map(log_line).collect::<Result<_>>()?, count))
+    }
+}
+
+fn log_line(r: &sqlx::any::AnyRow) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "at_ms": r.try_get::<i64, _>("at_ms")?,
+        "event": r.try_get::<String, _>("event")?,
+        "detail": r.try_get::<String, _>("detail")?,
+    }))
 }
 
 /// One progress-log line, on the pool or inside a transaction.
@@ -878,9 +915,9 @@ mod tests {
     }
 
     /// The same on Postgres (127.0.0.1:5432, a fresh database dropped afterwards): the
-    /// migrations, indexes and the bound `IN (...)` list work there too.
+    /// migrations, indexes, the bound `IN (...)` list and the capped bid upsert work there too.
     #[tokio::test]
-    async fn outcomes_count_verdicts_and_missed_etas_on_postgres() {
+    async fn outcomes_and_bids_on_postgres() {
         sqlx::any::install_default_drivers();
         let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
         let admin = sqlx::AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
@@ -891,6 +928,7 @@ mod tests {
             .await
             .unwrap();
         check_outcomes(&s).await;
+        check_bids(&s).await;
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
@@ -924,24 +962,42 @@ mod tests {
         assert!(s.bounty("0x01").await.unwrap().unwrap().work_group.is_some());
         // A read that started before a write and ends after it must not cache what it read.
         let Err(ticket) = cache.get("0x02") else { panic!("nothing cached for 0x02") };
-        cache.drop_row("0x02");
+        cache.write_begin("0x02");
+        cache.write_end("0x02");
         let mut stale = first.clone();
         stale.id = "0x02".into();
         cache.fill(ticket, &stale);
         assert!(cache.get("0x02").is_err(), "a read that raced a write refilled the cache");
-        // The same read, when nothing was written meanwhile, is cached.
+        // Nor may a read that starts while a write is in flight (it may have read before the
+        // commit), and a cached row is not served while a write is in flight.
         let Err(ticket) = cache.get("0x02") else { unreachable!() };
         cache.fill(ticket, &stale);
-        assert!(cache.get("0x02").is_ok());
-        // Bounded: a full cache is cleared, and reads that started before the clear skip it.
+        assert!(cache.get("0x02").is_ok(), "a read with nothing written meanwhile is cached");
+        cache.write_begin("0x02");
+        assert!(cache.get("0x02").is_err(), "served a row while a write to it was in flight");
+        let Err(during) = cache.get("0x02") else { unreachable!() };
+        cache.fill(during, &stale);
+        assert!(cache.get("0x02").is_err(), "a read during a write filled the cache");
+        // Bounded: a full cache is cleared, reads that started before the clear skip it, and the
+        // mark of the write still in flight survives the clear.
         let Err(old) = cache.get("0x03") else { unreachable!() };
         for i in 0..ROW_CACHE_MAX + 1 {
-            cache.drop_row(&format!("0xf{i}"));
+            let id = format!("0xf{i}");
+            cache.write_begin(&id);
+            cache.write_end(&id);
         }
         assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
         stale.id = "0x03".into();
         cache.fill(old, &stale);
         assert!(cache.get("0x03").is_err(), "a read from before a clear refilled the cache");
+        let Err(after_clear) = cache.get("0x02") else { unreachable!() };
+        stale.id = "0x02".into();
+        cache.fill(after_clear, &stale);
+        assert!(cache.get("0x02").is_err(), "the clear forgot the write in flight");
+        cache.write_end("0x02");
+        let Err(done) = cache.get("0x02") else { unreachable!() };
+        cache.fill(done, &stale);
+        assert!(cache.get("0x02").is_ok());
     }
 
     #[tokio::test]
@@ -973,12 +1029,30 @@ mod tests {
 
     #[tokio::test]
     async fn bids_replace_within_the_window_and_entries_are_first_write() {
-        let s = store().await;
-        s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 1}), 10).await.unwrap();
-        s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 2}), 20).await.unwrap();
+        check_bids(&store().await).await;
+    }
+
+    async fn check_bids(s: &MarketStore) {
+        assert!(s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 1}), 10, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 2}), 20, 2).await.unwrap());
         let bids = s.bids("0x01").await.unwrap();
         assert_eq!(bids.len(), 1);
         assert_eq!(bids[0].bid["p"], 2);
+        // At capacity a new bidder is refused, and a bidder already in can still replace its bid.
+        assert!(s.upsert_bid("0x01", "0xb", &serde_json::json!({"p": 3}), 30, 2).await.unwrap());
+        assert!(!s.upsert_bid("0x01", "0xc", &serde_json::json!({"p": 4}), 40, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xb", &serde_json::json!({"p": 5}), 50, 2).await.unwrap());
+        let bids = s.bids("0x01").await.unwrap();
+        assert_eq!(bids.iter().map(|b| b.bid["p"].clone()).collect::<Vec<_>>(), [2, 5]);
+        // Capacity is per bounty.
+        assert!(s.upsert_bid("0x02", "0xc", &serde_json::json!({"p": 6}), 60, 2).await.unwrap());
+        // The view's single read: the log as `events` reads it, and the bid count.
+        s.log("0x01", "posted", "first").await.unwrap();
+        s.log("0x01", "announced", "second").await.unwrap();
+        let (log, count) = s.events_and_bid_count("0x01").await.unwrap();
+        assert_eq!((log, count), (s.events("0x01").await.unwrap(), 2));
+        let (log, count) = s.events_and_bid_count("0x09").await.unwrap();
+        assert_eq!((log.len(), count), (0, 0));
         assert!(s.insert_entry("0x01", "0xa", &serde_json::json!([1])).await.unwrap());
         assert!(!s.insert_entry("0x01", "0xa", &serde_json::json!([2])).await.unwrap());
         assert_eq!(s.entries("0x01").await.unwrap()[0].1, serde_json::json!([1]));
