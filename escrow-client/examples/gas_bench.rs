@@ -167,6 +167,19 @@ async fn main() {
         two_tx("ETH, 2 tx", &poster, &provider, &evaluator, alloy::primitives::Address::ZERO, 5)
             .await,
     );
+    // The rows above use consecutive bid nonces (one bitmap word), as agents do with
+    // `signing::BidNonces`. A random nonce per bid opens a new word at every award.
+    rows.push(
+        two_tx(
+            "ERC-20, 2 tx, bid nonce in a new bitmap word (random nonce per bid)",
+            &poster,
+            &provider,
+            &evaluator,
+            token,
+            rand::random::<u64>() | 1 << 63,
+        )
+        .await,
+    );
 
     // Vouchers: n payers (fresh keys funded with ETH and tokens) → one payee, one batch.
     let mut batches = Vec::new();
