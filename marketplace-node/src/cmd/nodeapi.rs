@@ -158,6 +158,38 @@ impl NodeApi {
 mod tests {
     use super::*;
 
+    /// Retries and give-ups are decided by the kind of failure, never by the message text:
+    /// an unreachable node whose port contains "404" is not a 404.
+    #[tokio::test]
+    async fn failures_are_classified_by_kind_not_by_text() {
+        // A port that contains 404 and has nothing listening (bind, then close it).
+        let closed = (40400..40500)
+            .chain(14040..14050)
+            .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .map(|l| l.local_addr().unwrap().port())
+            .expect("a free port containing 404");
+        let e = NodeApi::new(&format!("http://127.0.0.1:{closed}")).get("/v1/market/info").await;
+        let e = e.expect_err("nothing listens there");
+        assert!(e.to_string().contains("404"), "{e}");
+        assert!(ApiError::is_unreachable(&e), "{e}");
+        assert_eq!(ApiError::status_of(&e), None);
+
+        // A node that answers 404 (no such route) and 401.
+        let app = axum::Router::new().route(
+            "/v1/private",
+            axum::routing::get(|| async { axum::http::StatusCode::UNAUTHORIZED }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let api = NodeApi::new(&base);
+        let e = api.get("/v1/market/info").await.expect_err("no such route");
+        assert_eq!(ApiError::status_of(&e), Some(404), "{e}");
+        assert!(!ApiError::is_unreachable(&e));
+        let e = api.get("/v1/private").await.expect_err("unauthorized");
+        assert_eq!(ApiError::status_of(&e), Some(401), "{e}");
+    }
+
     #[test]
     fn bases() {
         assert_eq!(http_base("ws://127.0.0.1:7700/v1/ws"), "http://127.0.0.1:7700");

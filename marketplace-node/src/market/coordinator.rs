@@ -148,13 +148,13 @@ pub const REOPEN_MIN_SECS: u64 = 10;
 /// Shortest sealed-bid window (agents need a round trip to answer a call for proposals).
 pub const MIN_BID_WINDOW_MS: u64 = 100;
 
-/// When bidding closes, in unix milliseconds: the window's exact end, or the stored whole
-/// second once the window was re-opened (after a restart).
 /// Whether the bounty's call for proposals went out (its group exists, not just a claim).
 fn announced(row: &BountyRow) -> bool {
     row.cfp_group.as_deref().is_some_and(|g| !g.starts_with("claimed:"))
 }
 
+/// When bidding closes, in unix milliseconds: the window's exact end, or the stored whole
+/// second once the window was re-opened (after a restart).
 fn close_ms_of(row: &BountyRow) -> u64 {
     match row.bid_close_ms {
         ms if ms > 0 && ms.div_ceil(1000) == row.bid_close_at => ms,
