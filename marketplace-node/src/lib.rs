@@ -7,3 +7,4 @@ pub mod ioa;
 pub mod logging;
 pub mod market;
 pub mod metered;
+mod migrate;

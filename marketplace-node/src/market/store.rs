@@ -340,36 +340,13 @@ impl MarketStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        if self.postgres {
-            sqlx::query("SELECT pg_advisory_lock(7262332)").execute(&mut *conn).await?;
-        }
-        let res = async {
-            sqlx::raw_sql(
-                "CREATE TABLE IF NOT EXISTS market_migrations (version BIGINT PRIMARY KEY)",
-            )
-            .execute(&mut *conn)
-            .await?;
-            for (version, sql) in MIGRATIONS {
-                let done = sqlx::query("SELECT version FROM market_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if done.is_none() {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *conn).await?;
-                    sqlx::query("INSERT INTO market_migrations (version) VALUES ($1)")
-                        .bind(*version)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-            }
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        if self.postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock(7262332)").execute(&mut *conn).await;
-        }
-        res.map_err(Into::into)
+        let m = crate::migrate::Migrations {
+            table: "market_migrations",
+            applied_at: false,
+            lock_key: 7262332,
+            list: MIGRATIONS,
+        };
+        crate::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
 
     /// Inserts a new bounty; false if the id exists already (idempotent posting).
