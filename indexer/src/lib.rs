@@ -17,6 +17,7 @@ pub mod decode;
 pub mod derived;
 mod error;
 pub mod indexer;
+pub mod migrate;
 pub mod reputation;
 pub mod source;
 pub mod store;

@@ -229,47 +229,13 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        if self.postgres {
-            sqlx::query("SELECT pg_advisory_lock(7262332)").execute(&mut *conn).await?;
-        }
-        let res = async {
-            sqlx::raw_sql("CREATE TABLE IF NOT EXISTS idx_migrations (version BIGINT PRIMARY KEY)")
-                .execute(&mut *conn)
-                .await?;
-            for (version, sql) in MIGRATIONS {
-                let done = sqlx::query("SELECT version FROM idx_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                if done.is_some() {
-                    continue;
-                }
-                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-                let applied = async {
-                    sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *conn).await?;
-                    sqlx::query("INSERT INTO idx_migrations (version) VALUES ($1)")
-                        .bind(*version)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok::<_, sqlx::Error>(())
-                }
-                .await;
-                match applied {
-                    Ok(()) => sqlx::raw_sql("COMMIT").execute(&mut *conn).await?,
-                    Err(e) => {
-                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                        return Err(e);
-                    }
-                };
-            }
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        if self.postgres {
-            let _ = sqlx::query("SELECT pg_advisory_unlock(7262332)").execute(&mut *conn).await;
-        }
-        res.map_err(Into::into)
+        let m = crate::migrate::Migrations {
+            table: "idx_migrations",
+            applied_at: false,
+            lock_key: 7262333,
+            list: MIGRATIONS,
+        };
+        crate::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
 
     /// Reads a metadata value.

@@ -7,4 +7,3 @@ pub mod ioa;
 pub mod logging;
 pub mod market;
 pub mod metered;
-mod migrate;

@@ -147,13 +147,13 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let m = crate::migrate::Migrations {
+        let m = reef_indexer::migrate::Migrations {
             table: "ioa_migrations",
             applied_at: true,
             lock_key: 7262331,
             list: MIGRATIONS,
         };
-        crate::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
+        reef_indexer::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
 
     /// Create or replace an agent's card.

@@ -340,13 +340,13 @@ impl MarketStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let m = crate::migrate::Migrations {
+        let m = reef_indexer::migrate::Migrations {
             table: "market_migrations",
             applied_at: false,
             lock_key: 7262332,
             list: MIGRATIONS,
         };
-        crate::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
+        reef_indexer::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
 
     /// Inserts a new bounty; false if the id exists already (idempotent posting).

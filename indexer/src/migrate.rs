@@ -1,5 +1,6 @@
-//! The one schema-migration runner of the node's stores (IoA and marketplace), on SQLite and
-//! Postgres.
+//! The one schema-migration runner of Reef's SQL stores (this indexer's, and the node's IoA
+//! and marketplace stores), on SQLite and Postgres. It lives here, the lowest crate with a
+//! database, so every store shares it.
 //!
 //! Each store lists its migrations as `(version, sql)` and records the applied versions in its
 //! own table. A migration and its record commit in one transaction, so a node killed halfway
@@ -10,7 +11,7 @@ use sqlx::AnyPool;
 
 /// One store's migrations.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Migrations<'a> {
+pub struct Migrations<'a> {
     /// The table that records applied versions (`version BIGINT PRIMARY KEY`).
     pub table: &'a str,
     /// Whether that table also has an `applied_at` column (unix seconds, NOT NULL).
@@ -22,7 +23,7 @@ pub(crate) struct Migrations<'a> {
 }
 
 /// Applies the migrations of `m` not applied yet.
-pub(crate) async fn run(pool: &AnyPool, postgres: bool, m: Migrations<'_>) -> sqlx::Result<()> {
+pub async fn run(pool: &AnyPool, postgres: bool, m: Migrations<'_>) -> sqlx::Result<()> {
     let mut conn = pool.acquire().await?;
     if postgres {
         sqlx::query("SELECT pg_advisory_lock($1)").bind(m.lock_key).execute(&mut *conn).await?;
@@ -56,7 +57,11 @@ pub(crate) async fn run(pool: &AnyPool, postgres: bool, m: Migrations<'_>) -> sq
                 sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *conn).await?;
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(record.as_str())).bind(*version);
                 if m.applied_at {
-                    q = q.bind(reef_wire::unix_now() as i64);
+                    q = q.bind(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64),
+                    );
                 }
                 q.execute(&mut *conn).await?;
                 Ok::<_, sqlx::Error>(())
