@@ -170,8 +170,8 @@ impl LogWatchers {
 ///
 /// The work loop reads a bounty's row before and after every step, and bids and views read it
 /// too: about 35 `SELECT`s per bounty, each a round trip to sqlx's SQLite worker thread, plus
-/// parsing the spec's JSON. Every write to `market_bounties` goes through this store and drops
-/// the row after it commits, so a hit is never older than the last commit of this process.
+/// parsing the spec's JSON. Every write to `market_bounties` goes through this store, which
+/// keeps the cache in step with it.
 ///
 /// The invariant: a cached row was read from the database after the last write to it
 /// committed. A write marks the row as being written before it starts (reads miss and fill
