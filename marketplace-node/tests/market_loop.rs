@@ -281,6 +281,51 @@ async fn an_agent_that_started_while_the_chain_was_unreachable_still_bids() {
     assert!(res["winner"].as_str().unwrap().eq_ignore_ascii_case(&late), "{res}");
 }
 
+/// GET `url` as JSON.
+async fn get(url: String) -> Value {
+    let r = alloy::transports::http::reqwest::get(url).await.unwrap();
+    r.json::<Value>().await.unwrap()
+}
+
+/// An agent that starts while a call for proposals is open (nobody was online to invite when
+/// it went out) is invited when it registers, bids, and wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_comes_online_during_the_window_is_invited_and_wins() {
+    let env = setup().await;
+    let poster =
+        common::post_sort_with_window(&env.http, &env.rpc, &env.dir.join("deployments"), "12s")
+            .args(["--verify", "hash", "--expect", "[1,3,5,9]"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Wait for the call for proposals (sent to nobody), then start the agent.
+    let t0 = Instant::now();
+    let id = loop {
+        let list = get(format!("{}/v1/market/bounties", env.http)).await;
+        if let Some(id) = list[0]["id"].as_str() {
+            let v = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
+            if v["cfp_group"].as_str().is_some_and(|g| !g.starts_with("claimed:")) {
+                assert_eq!(v["phase"], "bidding", "{v}");
+                break id.to_string();
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never announced: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _late = env.agent(1, "sort.py", "4");
+    let out = wait_with_deadline(poster, 180);
+    assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    let late = dev_signer(1).address().to_string();
+    assert!(res["winner"].as_str().unwrap().eq_ignore_ascii_case(&late), "{res}");
+    let view = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
+    let events: Vec<&str> =
+        view["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(events.contains(&"invited"), "{events:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dishonest_agent_is_not_paid() {
     let env = setup().await;
@@ -487,13 +532,7 @@ async fn a_winner_that_misses_its_eta_loses_the_job_to_the_runner_up() {
     assert_eq!(state.record.provider, dev_signer(2).address());
 
     // The node logged the miss and the hand-over; only the runner-up was paid.
-    let view: Value =
-        alloy::transports::http::reqwest::get(format!("{}/v1/market/bounties/{id}", env.http))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let view = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
     let events: Vec<&str> =
         view["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
     for want in ["eta_missed", "taken_over", "reassigned"] {

@@ -104,6 +104,8 @@ struct Inner {
     /// Group-commit writer of messages.
     writer: Writer,
     buckets: Mutex<HashMap<Address, Bucket>>,
+    /// Agents that registered (or updated) their card on this node, as they do on connecting.
+    registrations: tokio::sync::broadcast::Sender<Address>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -177,6 +179,7 @@ impl Node {
                 tokens: Mutex::default(),
                 buckets: Mutex::default(),
                 writer,
+                registrations: tokio::sync::broadcast::channel(1024).0,
             }),
         };
         if let Some(mesh) = &node.inner.mesh {
@@ -189,6 +192,13 @@ impl Node {
     /// (see [`Hub::activity`]).
     pub fn group_activity(&self) -> tokio::sync::broadcast::Receiver<hub::Activity> {
         self.inner.hub.activity()
+    }
+
+    /// Agents registering their card on this node (each connection registers first), so the
+    /// marketplace can invite an agent that came online during an open call for proposals.
+    /// Bounded: a receiver that lags loses the oldest addresses.
+    pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<Address> {
+        self.inner.registrations.subscribe()
     }
 
     /// Configuration.
@@ -336,7 +346,10 @@ impl Node {
         if let Some(mesh) = &self.inner.mesh {
             mesh.agent_updated(caller).await;
         }
-        self.get_agent(caller).await
+        let info = self.get_agent(caller).await;
+        // Nobody listening (no marketplace) is not an error.
+        let _ = self.inner.registrations.send(*caller);
+        info
     }
 
     /// Look up an agent.

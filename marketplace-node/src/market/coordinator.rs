@@ -104,6 +104,9 @@ const REPUTATION_TTL: Duration = Duration::from_secs(2);
 /// chain client serializes the node's own transactions).
 const STEP_CONCURRENCY: usize = 16;
 
+/// Most open calls for proposals an agent that comes online is considered for.
+const LATE_INVITE_SCAN: i64 = 1_000;
+
 /// Stake reads in flight at once while ranking a window.
 const STAKE_READS: usize = 16;
 
@@ -579,6 +582,48 @@ impl Market {
         Ok(members.len())
     }
 
+    /// `agent` registered on this node (it just came online): invites it to the open calls
+    /// for proposals it has the skills for, while their fan-out has room. Agents online at the
+    /// call were invited then; this covers an agent that starts during a window.
+    async fn invite_latecomer(&self, agent: Address) -> Result<()> {
+        let me = self.address();
+        if agent == me {
+            return Ok(());
+        }
+        let open = self.inner.store.in_phase(Phase::Bidding, LATE_INVITE_SCAN).await?;
+        if open.is_empty() {
+            return Ok(());
+        }
+        let info = self.inner.node.get_agent(&agent).await?;
+        let have: Vec<String> = info.card.skills.iter().map(|s| s.to_lowercase()).collect();
+        let now_ms = reef_wire::unix_now_ms();
+        for row in open {
+            let Some(group) = row.cfp_group.as_deref().filter(|_| announced(&row)) else {
+                continue;
+            };
+            if now_ms >= close_ms_of(&row) || parse_addr(&row.poster).ok() == Some(agent) {
+                continue;
+            }
+            let wanted: Vec<String> =
+                serde_json::from_value(row.spec["skills"].clone()).unwrap_or_default();
+            if !wanted.iter().all(|w| have.contains(&w.to_lowercase())) {
+                continue;
+            }
+            let g = self.inner.node.group(&me, group).await?;
+            let invited = g.members.iter().filter(|m| **m != me).count();
+            let fanout = self.inner.cfg.cfp_fanout;
+            if g.members.contains(&agent) || (fanout > 0 && invited >= fanout) {
+                continue;
+            }
+            self.inner.node.invite(&me, group, &agent).await?;
+            self.inner
+                .store
+                .log(&row.id, "invited", &format!("{agent} came online during the window"))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Accepts a sealed bid from `caller`.
     pub async fn bid(&self, caller: Address, key: &str, req: BidRequest) -> Result<Value> {
         let row = self.row(key).await?;
@@ -650,6 +695,8 @@ impl Market {
         let steps = Arc::new(tokio::sync::Semaphore::new(STEP_CONCURRENCY));
         let mut activity = self.inner.node.group_activity();
         let mut activity_open = true;
+        let mut registrations = self.inner.node.registrations();
+        let mut registrations_open = true;
         let mut wake_all = true;
         let mut last_sync: Option<std::time::Instant> = None;
         let mut last_sweep = std::time::Instant::now();
@@ -707,6 +754,19 @@ impl Market {
                     Ok(a) => self.on_activity(&a),
                     Err(RecvError::Lagged(_)) => wake_all = true,
                     Err(RecvError::Closed) => activity_open = false,
+                },
+                r = registrations.recv(), if registrations_open => match r {
+                    Ok(agent) => {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = me.invite_latecomer(agent).await {
+                                tracing::warn!(%agent, error = %e, "inviting an agent that came online failed");
+                            }
+                        });
+                    }
+                    // Missed registrations only miss late invitations; the calls went out.
+                    Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "registrations lagged"),
+                    Err(RecvError::Closed) => registrations_open = false,
                 },
                 _ = tokio::time::sleep(wait) => {}
             }

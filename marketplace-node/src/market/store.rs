@@ -442,6 +442,18 @@ impl MarketStore {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
     }
 
+    /// Bounties in `phase`, oldest first (at most `limit`).
+    pub async fn in_phase(&self, phase: Phase, limit: i64) -> Result<Vec<BountyRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM market_bounties WHERE state = $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(phase.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
     /// All bounties, newest first (bounded).
     pub async fn list(&self, limit: i64) -> Result<Vec<BountyRow>> {
         let rows = sqlx::query("SELECT * FROM market_bounties ORDER BY created_at DESC LIMIT $1")

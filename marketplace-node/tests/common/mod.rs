@@ -42,6 +42,12 @@ pub fn reef() -> Command {
 /// `sort`, 5 s window, 1 h deadline) by dev account 0 through the node at `http`, with `--json`;
 /// the caller adds the verification and how to run it.
 pub fn post_sort(http: &str, rpc: &str, deployments: &Path) -> Command {
+    post_sort_with_window(http, rpc, deployments, "5s")
+}
+
+/// [`post_sort`] with a bid window of `window` (e.g. `12s`).
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub fn post_sort_with_window(http: &str, rpc: &str, deployments: &Path, window: &str) -> Command {
     let mut cmd = reef();
     cmd.args([
         "bounty",
@@ -52,7 +58,7 @@ pub fn post_sort(http: &str, rpc: &str, deployments: &Path) -> Command {
         "--token",
         "test",
     ])
-    .args(["--node", http, "--skills", "sort", "--bid-window", "5s", "--deadline", "1h"])
+    .args(["--node", http, "--skills", "sort", "--bid-window", window, "--deadline", "1h"])
     .args(["--input", "[5,3,9,1]"])
     .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", rpc])
     .arg("--deployments")
