@@ -757,8 +757,11 @@ impl Market {
                 },
                 r = registrations.recv(), if registrations_open => match r {
                     Ok(agent) => {
-                        let me = self.clone();
+                        // Shares the steps' concurrency bound: a burst of agents starting
+                        // queues here instead of running its scans all at once.
+                        let (me, steps) = (self.clone(), steps.clone());
                         tokio::spawn(async move {
+                            let Ok(_permit) = steps.acquire_owned().await else { return };
                             if let Err(e) = me.invite_latecomer(agent).await {
                                 tracing::warn!(%agent, error = %e, "inviting an agent that came online failed");
                             }
