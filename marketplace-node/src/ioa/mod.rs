@@ -104,7 +104,8 @@ struct Inner {
     /// Group-commit writer of messages.
     writer: Writer,
     buckets: Mutex<HashMap<Address, Bucket>>,
-    /// Agents that registered (or updated) their card on this node, as they do on connecting.
+    /// Agents that registered (or updated) their card on this node (`reef agent run` does as it
+    /// starts).
     registrations: tokio::sync::broadcast::Sender<Address>,
 }
 
@@ -194,8 +195,9 @@ impl Node {
         self.inner.hub.activity()
     }
 
-    /// Agents registering their card on this node (each connection registers first), so the
-    /// marketplace can invite an agent that came online during an open call for proposals.
+    /// Agents registering their card on this node (as `reef agent run` does when it starts),
+    /// so the marketplace can invite an agent that came online during an open call for
+    /// proposals.
     /// Bounded: a receiver that lags loses the oldest addresses.
     pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<Address> {
         self.inner.registrations.subscribe()
