@@ -165,13 +165,7 @@ async fn crash_during(kill_in: &str) {
     // Find the bounty, wait for the phase to crash in, kill -9, restart.
     let t0 = Instant::now();
     let id = loop {
-        let list: Value =
-            alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let list: Value = common::get_json(format!("{http}/v1/market/bounties")).await;
         if let Some(id) = list[0]["id"].as_str() {
             break id.to_string();
         }

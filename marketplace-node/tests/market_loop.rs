@@ -281,12 +281,6 @@ async fn an_agent_that_started_while_the_chain_was_unreachable_still_bids() {
     assert!(res["winner"].as_str().unwrap().eq_ignore_ascii_case(&late), "{res}");
 }
 
-/// GET `url` as JSON.
-async fn get(url: String) -> Value {
-    let r = alloy::transports::http::reqwest::get(url).await.unwrap();
-    r.json::<Value>().await.unwrap()
-}
-
 /// An agent that starts while a call for proposals is open (nobody was online to invite when
 /// it went out) is invited when it registers, bids, and wins.
 #[tokio::test(flavor = "multi_thread")]
@@ -302,9 +296,9 @@ async fn an_agent_that_comes_online_during_the_window_is_invited_and_wins() {
     // Wait for the call for proposals (sent to nobody), then start the agent.
     let t0 = Instant::now();
     let id = loop {
-        let list = get(format!("{}/v1/market/bounties", env.http)).await;
+        let list = common::get_json(format!("{}/v1/market/bounties", env.http)).await;
         if let Some(id) = list[0]["id"].as_str() {
-            let v = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
+            let v = common::get_json(format!("{}/v1/market/bounties/{id}", env.http)).await;
             if v["cfp_group"].as_str().is_some_and(|g| !g.starts_with("claimed:")) {
                 assert_eq!(v["phase"], "bidding", "{v}");
                 break id.to_string();
@@ -320,7 +314,7 @@ async fn an_agent_that_comes_online_during_the_window_is_invited_and_wins() {
     assert_eq!(res["phase"], "settled", "{res}");
     let late = dev_signer(1).address().to_string();
     assert!(res["winner"].as_str().unwrap().eq_ignore_ascii_case(&late), "{res}");
-    let view = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
+    let view = common::get_json(format!("{}/v1/market/bounties/{id}", env.http)).await;
     let events: Vec<&str> =
         view["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
     assert!(events.contains(&"invited"), "{events:?}");
@@ -337,8 +331,7 @@ async fn dishonest_agent_is_not_paid() {
     let url = format!("{}/v1/market/bounties/{id}", env.http);
     let deadline = Instant::now() + Duration::from_secs(60);
     let verdict = loop {
-        let v: Value =
-            alloy::transports::http::reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let v: Value = common::get_json(&url).await;
         // The node persists the verdict first and moves to `settling` right after.
         if !v["verdict"].is_null() && v["phase"] != "working" {
             break v;
@@ -437,23 +430,9 @@ async fn contest_pays_the_verified_entries_and_not_the_cheater() {
     // Wait for the three entries, then let the deadline pass on-chain.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let list: Value =
-            alloy::transports::http::reqwest::get(format!("{}/v1/market/bounties", env.http))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let list: Value = common::get_json(format!("{}/v1/market/bounties", env.http)).await;
         if let Some(id) = list[0]["id"].as_str() {
-            let v: Value = alloy::transports::http::reqwest::get(format!(
-                "{}/v1/market/bounties/{id}",
-                env.http
-            ))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            let v: Value = common::get_json(format!("{}/v1/market/bounties/{id}", env.http)).await;
             let entries = v["events"]
                 .as_array()
                 .map(|e| e.iter().filter(|x| x["event"] == "entry").count())
@@ -532,7 +511,7 @@ async fn a_winner_that_misses_its_eta_loses_the_job_to_the_runner_up() {
     assert_eq!(state.record.provider, dev_signer(2).address());
 
     // The node logged the miss and the hand-over; only the runner-up was paid.
-    let view = get(format!("{}/v1/market/bounties/{id}", env.http)).await;
+    let view = common::get_json(format!("{}/v1/market/bounties/{id}", env.http)).await;
     let events: Vec<&str> =
         view["events"].as_array().unwrap().iter().filter_map(|e| e["event"].as_str()).collect();
     for want in ["eta_missed", "taken_over", "reassigned"] {

@@ -110,13 +110,7 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
     // Take the RPC down as soon as the work starts, for 30 s.
     let t0 = Instant::now();
     loop {
-        let list: Value =
-            alloy::transports::http::reqwest::get(format!("{http}/v1/market/bounties"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let list: Value = common::get_json(format!("{http}/v1/market/bounties")).await;
         if list[0]["phase"] == "working" {
             break;
         }

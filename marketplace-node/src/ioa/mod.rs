@@ -113,6 +113,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Whether `card` lists every skill in `wanted` (case-insensitive): discovery's skill filter,
+/// also used by the marketplace to invite an agent that comes online to an open call.
+pub fn has_skills(card: &AgentCard, wanted: &[String]) -> bool {
+    let have: Vec<String> = card.skills.iter().map(|s| s.to_lowercase()).collect();
+    wanted.iter().all(|w| have.contains(&w.to_lowercase()))
+}
+
 /// A fresh random hex id of `bytes` bytes.
 pub fn random_hex(bytes: usize) -> String {
     let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
@@ -376,15 +383,13 @@ impl Node {
         let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
         let all = self.inner.store.all_agents(self.fresh_since()).await?;
         let scores = self.inner.discovery.search(&q.query, 1000)?;
-        let wanted: Vec<String> = q.skills.iter().map(|s| s.to_lowercase()).collect();
         let mut out: Vec<AgentInfo> = all
             .into_iter()
             .filter_map(|mut a| {
                 if !q.query.trim().is_empty() {
                     a.score = *scores.get(&a.address)?;
                 }
-                let have: Vec<String> = a.card.skills.iter().map(|s| s.to_lowercase()).collect();
-                if !wanted.iter().all(|w| have.contains(w)) {
+                if !has_skills(&a.card, &q.skills) {
                     return None;
                 }
                 if let Some(max) = q.max_price

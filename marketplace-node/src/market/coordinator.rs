@@ -595,7 +595,6 @@ impl Market {
             return Ok(());
         }
         let info = self.inner.node.get_agent(&agent).await?;
-        let have: Vec<String> = info.card.skills.iter().map(|s| s.to_lowercase()).collect();
         let now_ms = reef_wire::unix_now_ms();
         for row in open {
             let Some(group) = row.cfp_group.as_deref().filter(|_| announced(&row)) else {
@@ -606,7 +605,7 @@ impl Market {
             }
             let wanted: Vec<String> =
                 serde_json::from_value(row.spec["skills"].clone()).unwrap_or_default();
-            if !wanted.iter().all(|w| have.contains(&w.to_lowercase())) {
+            if !crate::ioa::has_skills(&info.card, &wanted) {
                 continue;
             }
             let g = self.inner.node.group(&me, group).await?;

@@ -66,6 +66,13 @@ pub fn post_sort_with_window(http: &str, rpc: &str, deployments: &Path, window: 
     cmd
 }
 
+/// GET `url` and parse the body as JSON (panics on any failure: tests only).
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub async fn get_json(url: impl alloy::transports::http::reqwest::IntoUrl) -> serde_json::Value {
+    let r = alloy::transports::http::reqwest::get(url).await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// Deploys Reef on the anvil at `rpc` (dev accounts 0..6 seeded) and writes
 /// `dir/deployments/<chainId>.json`.
 pub async fn deploy_devnet(rpc: &str, dir: &Path) -> Deployment {
