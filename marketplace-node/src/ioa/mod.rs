@@ -435,12 +435,12 @@ impl Node {
             return Err(Error::Forbidden(format!("not a member of parent group {p}")));
         }
         let group_id = format!("g_{}", random_hex(12));
-        self.inner.store.create_group(&group_id, name, caller, members, parent).await?;
-        let frame = encode(&ServerFrame::Invited { group_id: group_id.clone(), by: *caller });
+        let group = self.inner.store.create_group(&group_id, name, caller, members, parent).await?;
+        let frame = encode(&ServerFrame::Invited { group_id, by: *caller });
         for m in members.iter().filter(|m| *m != caller) {
             self.notify_agent(m, frame.clone()).await;
         }
-        self.group(caller, &group_id).await
+        Ok(group)
     }
 
     /// A group, visible to members only.

@@ -295,7 +295,7 @@ impl Store {
         creator: &Address,
         members: &[Address],
         parent: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<GroupInfo> {
         let now = reef_wire::unix_now() as i64;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -330,7 +330,16 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(())
+        // The group as `group` reads it back (members in address order), without two reads.
+        all.sort_by_cached_key(addr_key);
+        Ok(GroupInfo {
+            group_id: group_id.to_owned(),
+            name: name.to_owned(),
+            creator: *creator,
+            parent_group_id: parent.map(str::to_owned),
+            members: all,
+            last_seq: 0,
+        })
     }
 
     /// The last seq of `group_id` if `address` is one of its members (one read, for joins).
@@ -712,8 +721,9 @@ mod tests {
             .collect();
         members.push(creator);
         members.push(members[3]);
-        s.create_group("g_big", "big", &creator, &members, None).await.unwrap();
+        let created = s.create_group("g_big", "big", &creator, &members, None).await.unwrap();
         let g = s.group("g_big").await.unwrap().unwrap();
+        assert_eq!(created, g, "the group returned at creation is the one read back");
         assert_eq!(g.members.len(), CHUNK + 50 + 1);
         for m in &members {
             assert!(g.members.contains(m), "{m} missing");

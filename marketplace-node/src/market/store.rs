@@ -177,7 +177,9 @@ impl LogWatchers {
 /// committed. A write marks the row as being written before it starts (reads miss and fill
 /// nothing meanwhile) and bumps its generation again when it is done; a read fills the cache
 /// only if the generation (and the epoch, bumped when the cache is cleared to stay bounded)
-/// is still the one it started from. So a reader woken by a commit (a long-poll) never gets
+/// is still the one it started from. A write returns the row it left (`RETURNING *`) and
+/// caches it if no other write to the row overlapped it, so the work loop's read after each
+/// step is not a round trip. So a reader woken by a commit (a long-poll) never gets
 /// the row from before it, and the view's "phase never older than the log" holds.
 ///
 /// Not used on Postgres: a mesh's nodes share the database and write the same rows.
@@ -244,8 +246,9 @@ impl RowCache {
         c.slots.entry(row.id.clone()).or_default().row = Some(row.clone());
     }
 
-    /// A write to `id` is about to start: reads miss until [`Self::write_end`].
-    fn write_begin(&self, id: &str) {
+    /// A write to `id` is about to start: reads miss until [`Self::write_end`]. Returns the
+    /// row's generation while this write is in flight.
+    fn write_begin(&self, id: &str) -> u64 {
         let mut c = self.lock();
         if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
             c.clear();
@@ -254,15 +257,19 @@ impl RowCache {
         slot.writing += 1;
         slot.generation += 1;
         slot.row = None;
+        slot.generation
     }
 
-    /// The write to `id` committed (or failed: the next read decides).
-    fn write_end(&self, id: &str) {
+    /// The write to `id` that began at generation `began` committed (or failed: the next read
+    /// decides). `fresh` is the row as the write left it (`RETURNING`): it is cached only if no
+    /// other write to the row began or ended meanwhile, so it is the row's last committed state.
+    fn write_end(&self, id: &str, began: u64, fresh: Option<BountyRow>) {
         let mut c = self.lock();
         let slot = c.slots.entry(id.to_string()).or_default();
+        let alone = slot.writing == 1 && slot.generation == began;
         slot.writing = slot.writing.saturating_sub(1);
         slot.generation += 1;
-        slot.row = None;
+        slot.row = fresh.filter(|_| alone);
     }
 }
 
@@ -270,12 +277,28 @@ impl RowCache {
 struct RowWriteGuard<'a> {
     cache: Option<&'a RowCache>,
     id: &'a str,
+    began: u64,
+    /// The committed row, when the write returned it.
+    fresh: Option<BountyRow>,
+}
+
+impl RowWriteGuard<'_> {
+    /// The write committed and left the row as `rows` say (`UPDATE … RETURNING *`: one row,
+    /// or none when the update matched nothing).
+    fn committed(&mut self, rows: &[sqlx::any::AnyRow]) {
+        if self.cache.is_some() {
+            self.fresh = match rows {
+                [r] => MarketStore::row(r).ok(),
+                _ => None,
+            };
+        }
+    }
 }
 
 impl Drop for RowWriteGuard<'_> {
     fn drop(&mut self) {
         if let Some(cache) = self.cache {
-            cache.write_end(self.id);
+            cache.write_end(self.id, self.began, self.fresh.take());
         }
     }
 }
@@ -428,10 +451,8 @@ impl MarketStore {
     /// Before a write to `id`'s row: reads go to the database until the guard is dropped
     /// (after the write committed or failed, or its future was dropped mid-way).
     fn writing<'a>(&'a self, id: &'a str) -> RowWriteGuard<'a> {
-        if let Some(cache) = &self.rows {
-            cache.write_begin(id);
-        }
-        RowWriteGuard { cache: self.rows.as_deref(), id }
+        let began = self.rows.as_ref().map_or(0, |cache| cache.write_begin(id));
+        RowWriteGuard { cache: self.rows.as_deref(), id, began, fresh: None }
     }
 
     /// Ids of the bounties not yet final (the node's work list, also after a restart).
@@ -466,22 +487,23 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
-        let _writing = self.writing(id);
+        let mut writing = self.writing(id);
         // The move and its log line in one commit.
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5")
+        let rows = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5 RETURNING *")
             .bind(to.as_str())
             .bind(note)
             .bind(now_ms())
             .bind(id)
             .bind(from.as_str())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        let moved = r.rows_affected() == 1;
+        let moved = rows.len() == 1;
         if moved {
             append_log(&mut *tx, id, to.as_str(), note).await?;
         }
         tx.commit().await?;
+        writing.committed(&rows);
         if moved {
             self.log_watchers.appended(id);
         }
@@ -495,49 +517,54 @@ impl MarketStore {
         ranking: &serde_json::Value,
         winner: Option<&str>,
     ) -> Result<()> {
-        let _writing = self.writing(id);
-        sqlx::query(
-            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4",
+        let mut writing = self.writing(id);
+        let rows = sqlx::query(
+            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4 RETURNING *",
         )
         .bind(ranking.to_string())
         .bind(winner)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
+        writing.committed(&rows);
         Ok(())
     }
 
     /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
     pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
-        let _writing = self.writing(id);
+        let mut writing = self.writing(id);
         let col = match field {
             "cfp_group" | "work_group" | "verdict" | "winner" => field,
             other => {
                 return Err(MarketError::Internal(format!("not a settable column: {other}")));
             }
         };
-        let sql = format!("UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let sql = format!(
+            "UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3 RETURNING *"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
+        writing.committed(&rows);
         Ok(())
     }
 
     /// Sets the exact end of a bounty's bid window (and `bid_close_at`, the whole second after
     /// it) while it is still bidding: the window is counted from the call for proposals.
     pub async fn set_close_ms(&self, id: &str, close_ms: u64) -> Result<()> {
-        let _writing = self.writing(id);
-        sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding'")
+        let mut writing = self.writing(id);
+        let rows = sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding' RETURNING *")
             .bind(close_ms.div_ceil(1000) as i64)
             .bind(close_ms as i64)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
+        writing.committed(&rows);
         Ok(())
     }
 
@@ -553,7 +580,7 @@ impl MarketStore {
     /// mid-step: no need to wait out `stale_ms` after a restart). Safe across nodes sharing
     /// the database.
     pub async fn claim(&self, id: &str, field: &str, stale_ms: i64, me: &Claimant) -> Result<bool> {
-        let _writing = self.writing(id);
+        let mut writing = self.writing(id);
         let col = match field {
             "cfp_group" | "work_group" => field,
             other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
@@ -565,54 +592,67 @@ impl MarketStore {
         // starts at character 23 ("claimed:" + 13 digits + ":").
         let sql = format!(
             "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
-             ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5))))"
+             ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5)))) RETURNING *"
         );
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&marker)
             .bind(id)
             .bind(format!("claimed:{:013}", now - stale_ms))
             .bind(&me.node)
             .bind(format!("claimed:{:013}", me.since_ms))
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(r.rows_affected() == 1)
+        writing.committed(&rows);
+        Ok(rows.len() == 1)
     }
 
     /// The award changed hands on-chain (take-over): records the new winner and its due time
     /// and drops the old work group, so the task is assigned afresh to the new provider.
     pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
-        let _writing = self.writing(id);
-        sqlx::query(
+        let mut writing = self.writing(id);
+        let rows = sqlx::query(
             "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
-             updated_at = $3 WHERE id = $4",
+             updated_at = $3 WHERE id = $4 RETURNING *",
         )
         .bind(winner)
         .bind(due as i64)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
+        writing.committed(&rows);
         Ok(())
     }
 
     /// Sets the award time.
     pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
-        self.set_number(id, "UPDATE market_bounties SET awarded_at = $1 WHERE id = $2", at).await
+        self.set_number(
+            id,
+            "UPDATE market_bounties SET awarded_at = $1 WHERE id = $2 RETURNING *",
+            at,
+        )
+        .await
     }
 
     /// Advances the work-group cursor.
     pub async fn set_cursor(&self, id: &str, cursor: u64) -> Result<()> {
-        self.set_number(id, "UPDATE market_bounties SET cursor = $1 WHERE id = $2", cursor).await
+        self.set_number(
+            id,
+            "UPDATE market_bounties SET cursor = $1 WHERE id = $2 RETURNING *",
+            cursor,
+        )
+        .await
     }
 
-    /// Runs `update` (one integer column, `$1`, of the row `$2`).
+    /// Runs `update` (one integer column, `$1`, of the row `$2`; `RETURNING *`).
     async fn set_number(&self, id: &str, update: &'static str, value: u64) -> Result<()> {
-        let _writing = self.writing(id);
-        sqlx::query(update)
+        let mut writing = self.writing(id);
+        let rows = sqlx::query(update)
             .bind(i64::try_from(value).unwrap_or(i64::MAX))
             .bind(id)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
+        writing.committed(&rows);
         Ok(())
     }
 
@@ -930,29 +970,48 @@ mod tests {
         s.insert_bounty("0x01", "0xp", &serde_json::json!({"k": 1}), 10).await.unwrap();
         let first = s.bounty("0x01").await.unwrap().unwrap();
         assert!(cache.get("0x01").is_ok(), "a read fills the cache");
-        // Every kind of write is seen by the next read.
+        // Every kind of write is seen by the next read, which the write's own `RETURNING` row
+        // answers from the cache.
         s.set_field("0x01", "winner", "0xw").await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xw"));
         s.set_close_ms("0x01", 20_500).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().bid_close_ms, 20_500);
         s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
         s.set_ranking("0x01", &serde_json::json!([1]), Some("0xv")).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xv"));
         s.hand_over("0x01", "0xr", 77).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.winner.as_deref(), row.awarded_at), (Some("0xr"), Some(77)));
         s.set_cursor("0x01", 9).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().cursor, 9);
         s.set_awarded_at("0x01", 88).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().awarded_at, Some(88));
         let me = Claimant { node: "n".into(), since_ms: 0 };
         assert!(s.claim("0x01", "work_group", 30_000, &me).await.unwrap());
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert!(s.bounty("0x01").await.unwrap().unwrap().work_group.is_some());
+        // A write that returned nothing (matched no row) leaves the next read to the database.
+        assert!(!s.transition("0x01", Phase::Bidding, Phase::Failed, "late").await.unwrap());
+        assert!(cache.get("0x01").is_err(), "a write that matched nothing cached a row");
+        // Two writes in flight at once: neither's returned row is cached (their order of
+        // completion need not be their order of commit).
+        let row = s.bounty("0x01").await.unwrap().unwrap();
+        let (one, two) = (cache.write_begin("0x01"), cache.write_begin("0x01"));
+        cache.write_end("0x01", two, Some(row.clone()));
+        cache.write_end("0x01", one, Some(row.clone()));
+        assert!(cache.get("0x01").is_err(), "an overlapped write's row was cached");
         // A read that started before a write and ends after it must not cache what it read.
         let Err(ticket) = cache.get("0x02") else { panic!("nothing cached for 0x02") };
-        cache.write_begin("0x02");
-        cache.write_end("0x02");
+        let began = cache.write_begin("0x02");
+        cache.write_end("0x02", began, None);
         let mut stale = first.clone();
         stale.id = "0x02".into();
         cache.fill(ticket, &stale);
@@ -962,7 +1021,7 @@ mod tests {
         let Err(ticket) = cache.get("0x02") else { unreachable!() };
         cache.fill(ticket, &stale);
         assert!(cache.get("0x02").is_ok(), "a read with nothing written meanwhile is cached");
-        cache.write_begin("0x02");
+        let in_flight = cache.write_begin("0x02");
         assert!(cache.get("0x02").is_err(), "served a row while a write to it was in flight");
         let Err(during) = cache.get("0x02") else { unreachable!() };
         cache.fill(during, &stale);
@@ -972,8 +1031,8 @@ mod tests {
         let Err(old) = cache.get("0x03") else { unreachable!() };
         for i in 0..ROW_CACHE_MAX + 1 {
             let id = format!("0xf{i}");
-            cache.write_begin(&id);
-            cache.write_end(&id);
+            let began = cache.write_begin(&id);
+            cache.write_end(&id, began, None);
         }
         assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
         stale.id = "0x03".into();
@@ -983,7 +1042,7 @@ mod tests {
         stale.id = "0x02".into();
         cache.fill(after_clear, &stale);
         assert!(cache.get("0x02").is_err(), "the clear forgot the write in flight");
-        cache.write_end("0x02");
+        cache.write_end("0x02", in_flight, None);
         let Err(done) = cache.get("0x02") else { unreachable!() };
         cache.fill(done, &stale);
         assert!(cache.get("0x02").is_ok());
