@@ -3,6 +3,12 @@
 use clap::{Parser, Subcommand};
 use marketplace_node::cmd;
 
+/// mimalloc instead of glibc's malloc: the node allocates and frees many small buffers per
+/// message and statement, and glibc's allocator was about a sixth of its CPU under load
+/// (`make bench-market`, perf).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reef: a blockchain-settled marketplace where software agents find each other, bid for
 /// work, deliver it, get it verified and get paid on-chain.
 #[derive(Debug, Parser)]
