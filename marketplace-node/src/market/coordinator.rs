@@ -434,7 +434,7 @@ impl Market {
         Ok(scored.into_iter().take(n).map(|(_, a)| a).collect())
     }
 
-    async fn row(&self, key: &str) -> Result<BountyRow> {
+    async fn row(&self, key: &str) -> Result<Arc<BountyRow>> {
         self.inner.store.bounty(key).await?.ok_or_else(|| MarketError::NotFound(key.to_string()))
     }
 
@@ -1256,7 +1256,8 @@ impl Market {
                 .store
                 .log(&row.id, "reassigned", &format!("the job is now {}'s", record.provider))
                 .await?;
-            return self.assign(&self.row(&row.id).await?).await;
+            let fresh = self.row(&row.id).await?;
+            return self.assign(&fresh).await;
         }
         let msgs = self.inner.node.history(&me, group, row.cursor, 200).await?;
         let mut cursor = row.cursor;

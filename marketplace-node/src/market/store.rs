@@ -199,7 +199,7 @@ struct RowSlot {
     generation: u64,
     /// Writes to this row in flight.
     writing: u32,
-    row: Option<BountyRow>,
+    row: Option<Arc<BountyRow>>,
 }
 
 /// Where a missed read started: it may fill the cache only if nothing moved since.
@@ -218,7 +218,7 @@ impl RowCache {
     }
 
     /// The cached row, or the ticket a read from the database fills the cache with.
-    fn get(&self, id: &str) -> std::result::Result<BountyRow, RowTicket> {
+    fn get(&self, id: &str) -> std::result::Result<Arc<BountyRow>, RowTicket> {
         let c = self.lock();
         match c.slots.get(id) {
             Some(RowSlot { row: Some(row), writing: 0, .. }) => Ok(row.clone()),
@@ -229,7 +229,7 @@ impl RowCache {
 
     /// Stores `row` as read with `ticket`, unless a write started, ended or is in flight since
     /// (or the cache was cleared).
-    fn fill(&self, ticket: RowTicket, row: &BountyRow) {
+    fn fill(&self, ticket: RowTicket, row: &Arc<BountyRow>) {
         let mut c = self.lock();
         if c.epoch != ticket.epoch {
             return;
@@ -263,7 +263,7 @@ impl RowCache {
     /// The write to `id` that began at generation `began` committed (or failed: the next read
     /// decides). `fresh` is the row as the write left it (`RETURNING`): it is cached only if no
     /// other write to the row began or ended meanwhile, so it is the row's last committed state.
-    fn write_end(&self, id: &str, began: u64, fresh: Option<BountyRow>) {
+    fn write_end(&self, id: &str, began: u64, fresh: Option<Arc<BountyRow>>) {
         let mut c = self.lock();
         let slot = c.slots.entry(id.to_string()).or_default();
         let alone = slot.writing == 1 && slot.generation == began;
@@ -279,7 +279,7 @@ struct RowWriteGuard<'a> {
     id: &'a str,
     began: u64,
     /// The committed row, when the write returned it.
-    fresh: Option<BountyRow>,
+    fresh: Option<Arc<BountyRow>>,
 }
 
 impl RowWriteGuard<'_> {
@@ -288,7 +288,7 @@ impl RowWriteGuard<'_> {
     fn committed(&mut self, rows: &[sqlx::any::AnyRow]) {
         if self.cache.is_some() {
             self.fresh = match rows {
-                [r] => MarketStore::row(r).ok(),
+                [r] => MarketStore::row(r).ok().map(Arc::new),
                 _ => None,
             };
         }
@@ -337,7 +337,10 @@ impl MarketStore {
         } else {
             url.to_owned()
         };
-        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 2 });
+        // SQLite: one connection (statements are short and the writes serialize anyway; a
+        // second connection's commits would empty this one's page cache; see the IoA store).
+        // No method holds a transaction while it waits for another statement of the pool.
+        let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 1 });
         if !postgres {
             opts = opts.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -431,7 +434,7 @@ impl MarketStore {
     }
 
     /// One bounty.
-    pub async fn bounty(&self, id: &str) -> Result<Option<BountyRow>> {
+    pub async fn bounty(&self, id: &str) -> Result<Option<Arc<BountyRow>>> {
         let ticket = match self.rows.as_ref().map(|c| c.get(id)) {
             Some(Ok(row)) => return Ok(Some(row)),
             Some(Err(ticket)) => Some(ticket),
@@ -441,7 +444,7 @@ impl MarketStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let row = r.as_ref().map(Self::row).transpose()?;
+        let row = r.as_ref().map(Self::row).transpose()?.map(Arc::new);
         if let (Some(cache), Some(ticket), Some(row)) = (&self.rows, ticket, &row) {
             cache.fill(ticket, row);
         }
@@ -1012,8 +1015,9 @@ mod tests {
         let Err(ticket) = cache.get("0x02") else { panic!("nothing cached for 0x02") };
         let began = cache.write_begin("0x02");
         cache.write_end("0x02", began, None);
-        let mut stale = first.clone();
+        let mut stale = BountyRow::clone(&first);
         stale.id = "0x02".into();
+        let stale = Arc::new(stale);
         cache.fill(ticket, &stale);
         assert!(cache.get("0x02").is_err(), "a read that raced a write refilled the cache");
         // Nor may a read that starts while a write is in flight (it may have read before the
@@ -1035,11 +1039,15 @@ mod tests {
             cache.write_end(&id, began, None);
         }
         assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
+        let mut stale = BountyRow::clone(&stale);
         stale.id = "0x03".into();
+        let stale = Arc::new(stale);
         cache.fill(old, &stale);
         assert!(cache.get("0x03").is_err(), "a read from before a clear refilled the cache");
         let Err(after_clear) = cache.get("0x02") else { unreachable!() };
+        let mut stale = BountyRow::clone(&stale);
         stale.id = "0x02".into();
+        let stale = Arc::new(stale);
         cache.fill(after_clear, &stale);
         assert!(cache.get("0x02").is_err(), "the clear forgot the write in flight");
         cache.write_end("0x02", in_flight, None);
@@ -1071,7 +1079,7 @@ mod tests {
         assert!(s.claim("0x01", "cfp_group", 0, &peer).await.unwrap());
         s.set_field("0x01", "cfp_group", "g_1").await.unwrap();
         assert!(!s.claim("0x01", "cfp_group", 0, &restarted).await.unwrap());
-        let marker = s.bounty("0x01").await.unwrap().unwrap().cfp_group.unwrap();
+        let marker = s.bounty("0x01").await.unwrap().unwrap().cfp_group.clone().unwrap();
         assert_eq!(marker, "g_1");
     }
 
