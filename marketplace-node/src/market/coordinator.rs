@@ -179,6 +179,11 @@ fn fanout_pick(bounty: &str, mut agents: Vec<Address>, k: usize) -> Vec<Address>
     agents
 }
 
+/// When the best bid of a ranking expires (unix seconds; 0 without bids).
+fn top_bid_expiry(ranking: &Value) -> u64 {
+    ranking[0]["signed"]["bid"]["deadline"].as_u64().unwrap_or(0)
+}
+
 fn fmt_window(ms: u64) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
@@ -857,12 +862,9 @@ impl Market {
             }
             Phase::Contest => at.push(record.deadline + u64::from(record.reviewWindow)),
             Phase::AwaitingAward => {
-                let expiry = row
-                    .ranking
-                    .as_ref()
-                    .and_then(|r| r[0]["signed"]["bid"]["deadline"].as_u64())
-                    .unwrap_or(0);
-                at = vec![expiry + 60];
+                // 0 (ranked before the expiry was stored): the idle cap; the step then reads
+                // the expiry from the ranking.
+                at = (row.award_expiry > 0).then_some(row.award_expiry + 60).into_iter().collect();
             }
             Phase::Working | Phase::Evaluating => at.extend(stamp),
             Phase::Settling | Phase::AwaitingPoster => {
@@ -973,7 +975,9 @@ impl Market {
             .map(|(r, (bid, eta))| json!({ "bidder": r.candidate.bidder, "price": r.candidate.price.to_string(), "eta_secs": eta, "score": r.score, "components": r.components, "signed": bid }))
             .collect();
         let winner = ranked.first().map(|(r, _)| r.candidate.bidder.to_string());
-        self.inner.store.set_ranking(&row.id, &Value::Array(ranking), winner.as_deref()).await?;
+        let ranking = Value::Array(ranking);
+        let expiry = top_bid_expiry(&ranking);
+        self.inner.store.set_ranking(&row.id, &ranking, winner.as_deref(), expiry).await?;
         match winner {
             Some(w) => {
                 self.inner
@@ -1109,11 +1113,10 @@ impl Market {
         let (status, stamp) = self.inner.view.status_of(id).await?;
         match status {
             Status::None | Status::Open | Status::Funded => {
-                let expiry = row
-                    .ranking
-                    .as_ref()
-                    .and_then(|r| r[0]["signed"]["bid"]["deadline"].as_u64())
-                    .unwrap_or(0);
+                let expiry = match row.award_expiry {
+                    0 => self.inner.store.ranking(&row.id).await?.map_or(0, |r| top_bid_expiry(&r)),
+                    at => at,
+                };
                 if now() > expiry + 60 {
                     self.inner
                         .store
@@ -1327,7 +1330,10 @@ impl Market {
         if record.evaluator != self.address() {
             return Ok(());
         }
-        let mut ranking = row.ranking.clone().unwrap_or_else(|| json!([]));
+        let mut ranking = match self.inner.store.ranking(&row.id).await? {
+            Some(r) => Value::clone(&r),
+            None => json!([]),
+        };
         let t = self.inner.view.chain_time().await?.max(now());
         let mut next: Option<(Bid, Bytes)> = None;
         if let Some(list) = ranking.as_array_mut() {
@@ -1339,7 +1345,8 @@ impl Market {
             }
             next = super::next_runner_up(list, late, t);
         }
-        self.inner.store.set_ranking(&row.id, &ranking, row.winner.as_deref()).await?;
+        let expiry = row.award_expiry;
+        self.inner.store.set_ranking(&row.id, &ranking, row.winner.as_deref(), expiry).await?;
         match next {
             Some((bid, sig)) => {
                 let to = bid.bidder;
@@ -1808,8 +1815,13 @@ impl Market {
             "description": row.spec["description"],
             "verify": row.spec["verify"]["mode"],
         });
-        if is_poster && let Some(r) = &row.ranking {
-            v["ranking"] = r.clone();
+        // Ranked when the window closed (a contest has entries instead).
+        let ranked = !matches!(row.phase, Phase::Bidding | Phase::Contest);
+        if is_poster
+            && ranked
+            && let Some(r) = self.inner.store.ranking(key).await?
+        {
+            v["ranking"] = Value::clone(&r);
             v["winning_bid"] = r[0]["signed"].clone();
             v["record"] = row.spec["record"].clone();
             v["salt"] = row.spec["salt"].clone();

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_contest.sql")),
     (3, include_str!("migrations/0003_close_ms.sql")),
     (4, include_str!("migrations/0004_outcome_indexes.sql")),
+    (5, include_str!("migrations/0005_rankings.sql")),
 ];
 
 /// Lifecycle of a bounty inside the node.
@@ -94,8 +95,9 @@ pub struct BountyRow {
     pub bid_close_ms: u64,
     /// Winning bidder.
     pub winner: Option<String>,
-    /// Ranked bids (JSON) after the window closed.
-    pub ranking: Option<serde_json::Value>,
+    /// Unix seconds when the winning bid expires (set with the ranking, which
+    /// [`MarketStore::ranking`] reads; 0: not ranked, or ranked before this was stored).
+    pub award_expiry: u64,
     /// Call-for-proposals group.
     pub cfp_group: Option<String>,
     /// Work group with poster and provider.
@@ -200,6 +202,8 @@ struct RowSlot {
     /// Writes to this row in flight.
     writing: u32,
     row: Option<Arc<BountyRow>>,
+    /// The bounty's ranking, under the same rules as `row`; only a ranking write drops it.
+    ranking: Option<Arc<serde_json::Value>>,
 }
 
 /// Where a missed read started: it may fill the cache only if nothing moved since.
@@ -246,9 +250,36 @@ impl RowCache {
         c.slots.entry(row.id.clone()).or_default().row = Some(row.clone());
     }
 
+    /// The cached ranking of `id`, or the ticket a read from the database fills it with.
+    fn get_ranking(&self, id: &str) -> std::result::Result<Arc<serde_json::Value>, RowTicket> {
+        let c = self.lock();
+        match c.slots.get(id) {
+            Some(RowSlot { ranking: Some(r), writing: 0, .. }) => Ok(r.clone()),
+            Some(slot) => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
+            None => Err(RowTicket { epoch: c.epoch, generation: 0 }),
+        }
+    }
+
+    /// Stores the ranking of `id` as read with `ticket` (the rules of [`Self::fill`]).
+    fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<serde_json::Value>) {
+        let mut c = self.lock();
+        if c.epoch != ticket.epoch {
+            return;
+        }
+        let (generation, writing) = c.slots.get(id).map_or((0, 0), |s| (s.generation, s.writing));
+        if generation != ticket.generation || writing > 0 {
+            return;
+        }
+        if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
+            c.clear();
+            return;
+        }
+        c.slots.entry(id.to_string()).or_default().ranking = Some(ranking.clone());
+    }
+
     /// A write to `id` is about to start: reads miss until [`Self::write_end`]. Returns the
-    /// row's generation while this write is in flight.
-    fn write_begin(&self, id: &str) -> u64 {
+    /// row's generation while this write is in flight. A write of the ranking drops it too.
+    fn write_begin(&self, id: &str, ranking: bool) -> u64 {
         let mut c = self.lock();
         if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
             c.clear();
@@ -257,19 +288,32 @@ impl RowCache {
         slot.writing += 1;
         slot.generation += 1;
         slot.row = None;
+        if ranking {
+            slot.ranking = None;
+        }
         slot.generation
     }
 
     /// The write to `id` that began at generation `began` committed (or failed: the next read
-    /// decides). `fresh` is the row as the write left it (`RETURNING`): it is cached only if no
-    /// other write to the row began or ended meanwhile, so it is the row's last committed state.
-    fn write_end(&self, id: &str, began: u64, fresh: Option<Arc<BountyRow>>) {
+    /// decides). `fresh` is the row (and the ranking, if the write set it) as the write left
+    /// them (`RETURNING`): cached only if no other write to the row began or ended meanwhile,
+    /// so they are its last committed state.
+    fn write_end(
+        &self,
+        id: &str,
+        began: u64,
+        fresh: Option<Arc<BountyRow>>,
+        ranking: Option<Arc<serde_json::Value>>,
+    ) {
         let mut c = self.lock();
         let slot = c.slots.entry(id.to_string()).or_default();
         let alone = slot.writing == 1 && slot.generation == began;
         slot.writing = slot.writing.saturating_sub(1);
         slot.generation += 1;
         slot.row = fresh.filter(|_| alone);
+        if let Some(r) = ranking.filter(|_| alone) {
+            slot.ranking = Some(r);
+        }
     }
 }
 
@@ -280,6 +324,8 @@ struct RowWriteGuard<'a> {
     began: u64,
     /// The committed row, when the write returned it.
     fresh: Option<Arc<BountyRow>>,
+    /// The committed ranking, when the write set it.
+    ranking: Option<Arc<serde_json::Value>>,
 }
 
 impl RowWriteGuard<'_> {
@@ -298,7 +344,7 @@ impl RowWriteGuard<'_> {
 impl Drop for RowWriteGuard<'_> {
     fn drop(&mut self) {
         if let Some(cache) = self.cache {
-            cache.write_end(self.id, self.began, self.fresh.take());
+            cache.write_end(self.id, self.began, self.fresh.take(), self.ranking.take());
         }
     }
 }
@@ -307,7 +353,10 @@ impl RowCacheInner {
     /// Drops every row, keeping only the marks of writes in flight; tickets from before are void.
     fn clear(&mut self) {
         self.slots.retain(|_, s| s.writing > 0);
-        self.slots.values_mut().for_each(|s| s.row = None);
+        self.slots.values_mut().for_each(|s| {
+            s.row = None;
+            s.ranking = None;
+        });
         self.epoch += 1;
     }
 }
@@ -422,7 +471,7 @@ impl MarketStore {
             bid_close_at: r.try_get::<i64, _>("bid_close_at")? as u64,
             bid_close_ms: r.try_get::<i64, _>("bid_close_ms")? as u64,
             winner: r.try_get("winner")?,
-            ranking: to_json(r.try_get("ranking")?),
+            award_expiry: r.try_get::<i64, _>("award_expiry")?.max(0) as u64,
             cfp_group: r.try_get("cfp_group")?,
             work_group: r.try_get("work_group")?,
             cursor: r.try_get::<i64, _>("cursor")? as u64,
@@ -454,8 +503,13 @@ impl MarketStore {
     /// Before a write to `id`'s row: reads go to the database until the guard is dropped
     /// (after the write committed or failed, or its future was dropped mid-way).
     fn writing<'a>(&'a self, id: &'a str) -> RowWriteGuard<'a> {
-        let began = self.rows.as_ref().map_or(0, |cache| cache.write_begin(id));
-        RowWriteGuard { cache: self.rows.as_deref(), id, began, fresh: None }
+        self.writing_with(id, false)
+    }
+
+    /// [`Self::writing`] for a write that may also set the ranking (`ranking`: true).
+    fn writing_with<'a>(&'a self, id: &'a str, ranking: bool) -> RowWriteGuard<'a> {
+        let began = self.rows.as_ref().map_or(0, |cache| cache.write_begin(id, ranking));
+        RowWriteGuard { cache: self.rows.as_deref(), id, began, fresh: None, ranking: None }
     }
 
     /// Ids of the bounties not yet final (the node's work list, also after a restart).
@@ -513,25 +567,66 @@ impl MarketStore {
         Ok(moved)
     }
 
-    /// Records the ranking and the winner.
+    /// Records the ranking (in its own row), the winner and when the winning bid expires.
     pub async fn set_ranking(
         &self,
         id: &str,
         ranking: &serde_json::Value,
         winner: Option<&str>,
+        award_expiry: u64,
     ) -> Result<()> {
-        let mut writing = self.writing(id);
-        let rows = sqlx::query(
-            "UPDATE market_bounties SET ranking = $1, winner = $2, updated_at = $3 WHERE id = $4 RETURNING *",
+        let mut writing = self.writing_with(id, true);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
+             ON CONFLICT (bounty_id) DO UPDATE SET ranking = excluded.ranking",
         )
+        .bind(id)
         .bind(ranking.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "UPDATE market_bounties SET winner = $1, award_expiry = $2, updated_at = $3 WHERE id = $4 RETURNING *",
+        )
         .bind(winner)
+        .bind(i64::try_from(award_expiry).unwrap_or(i64::MAX))
         .bind(now_ms())
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         writing.committed(&rows);
+        if writing.cache.is_some() {
+            writing.ranking = Some(Arc::new(ranking.clone()));
+        }
         Ok(())
+    }
+
+    /// A bounty's ranking, once its window closed.
+    pub async fn ranking(&self, id: &str) -> Result<Option<Arc<serde_json::Value>>> {
+        let ticket = match self.rows.as_ref().map(|c| c.get_ranking(id)) {
+            Some(Ok(r)) => return Ok(Some(r)),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+        let r = sqlx::query("SELECT ranking FROM market_rankings WHERE bounty_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let ranking = match r {
+            Some(r) => {
+                let text: String = r.try_get("ranking")?;
+                Some(Arc::new(
+                    serde_json::from_str(&text)
+                        .map_err(|e| MarketError::Internal(format!("stored ranking: {e}")))?,
+                ))
+            }
+            None => None,
+        };
+        if let (Some(cache), Some(ticket), Some(r)) = (&self.rows, ticket, &ranking) {
+            cache.fill_ranking(ticket, id, r);
+        }
+        Ok(ranking)
     }
 
     /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
@@ -894,6 +989,42 @@ mod tests {
         MarketStore::connect(&format!("sqlite://{}/m.db", dir.display())).await.unwrap()
     }
 
+    /// A node upgraded while a bounty awaited its award: the ranking stored in the bounty's
+    /// row before migration 5 moves to its own table and is still read.
+    #[tokio::test]
+    async fn a_ranking_from_before_migration_5_moves_to_its_own_table() {
+        let dir = std::env::temp_dir().join(format!("reef-market-mig-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}/m.db", dir.display());
+        sqlx::any::install_default_drivers();
+        let old = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        let before_5 = reef_indexer::migrate::Migrations {
+            table: "market_migrations",
+            applied_at: false,
+            lock_key: 7262332,
+            list: &MIGRATIONS[..4],
+        };
+        reef_indexer::migrate::run(&old, false, before_5).await.unwrap();
+        sqlx::query(
+            "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, ranking) \
+             VALUES ('0x01', '0xp', 'awaiting_award', '{}', 1, 0, 1, 1, '[{\"bidder\":\"0xb\"}]')",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+        let s = MarketStore::connect(&url).await.unwrap();
+        let row = s.bounty("0x01").await.unwrap().unwrap();
+        assert_eq!((row.phase, row.award_expiry), (Phase::AwaitingAward, 0));
+        let ranking = s.ranking("0x01").await.unwrap().unwrap();
+        assert_eq!(*ranking, serde_json::json!([{ "bidder": "0xb" }]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn transitions_are_compare_and_set_and_posting_is_idempotent() {
         let s = store().await;
@@ -984,9 +1115,20 @@ mod tests {
         s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
-        s.set_ranking("0x01", &serde_json::json!([1]), Some("0xv")).await.unwrap();
+        s.set_ranking("0x01", &serde_json::json!([1]), Some("0xv"), 1234).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
-        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xv"));
+        let row = s.bounty("0x01").await.unwrap().unwrap();
+        assert_eq!((row.winner.as_deref(), row.award_expiry), (Some("0xv"), 1234));
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([1]));
+        assert!(cache.get_ranking("0x01").is_ok(), "the ranking write did not cache it");
+        // Other writes keep the cached ranking; a new ranking replaces it.
+        s.hand_over("0x01", "0xr", 77).await.unwrap();
+        assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
+        s.set_ranking("0x01", &serde_json::json!([2]), Some("0xr"), 1234).await.unwrap();
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));
+        cache.lock().clear();
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));
+        assert!(s.ranking("0x09").await.unwrap().is_none());
         s.hand_over("0x01", "0xr", 77).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
@@ -1007,14 +1149,14 @@ mod tests {
         // Two writes in flight at once: neither's returned row is cached (their order of
         // completion need not be their order of commit).
         let row = s.bounty("0x01").await.unwrap().unwrap();
-        let (one, two) = (cache.write_begin("0x01"), cache.write_begin("0x01"));
-        cache.write_end("0x01", two, Some(row.clone()));
-        cache.write_end("0x01", one, Some(row.clone()));
+        let (one, two) = (cache.write_begin("0x01", false), cache.write_begin("0x01", false));
+        cache.write_end("0x01", two, Some(row.clone()), None);
+        cache.write_end("0x01", one, Some(row.clone()), None);
         assert!(cache.get("0x01").is_err(), "an overlapped write's row was cached");
         // A read that started before a write and ends after it must not cache what it read.
         let Err(ticket) = cache.get("0x02") else { panic!("nothing cached for 0x02") };
-        let began = cache.write_begin("0x02");
-        cache.write_end("0x02", began, None);
+        let began = cache.write_begin("0x02", false);
+        cache.write_end("0x02", began, None, None);
         let mut stale = BountyRow::clone(&first);
         stale.id = "0x02".into();
         let stale = Arc::new(stale);
@@ -1025,7 +1167,7 @@ mod tests {
         let Err(ticket) = cache.get("0x02") else { unreachable!() };
         cache.fill(ticket, &stale);
         assert!(cache.get("0x02").is_ok(), "a read with nothing written meanwhile is cached");
-        let in_flight = cache.write_begin("0x02");
+        let in_flight = cache.write_begin("0x02", false);
         assert!(cache.get("0x02").is_err(), "served a row while a write to it was in flight");
         let Err(during) = cache.get("0x02") else { unreachable!() };
         cache.fill(during, &stale);
@@ -1035,8 +1177,8 @@ mod tests {
         let Err(old) = cache.get("0x03") else { unreachable!() };
         for i in 0..ROW_CACHE_MAX + 1 {
             let id = format!("0xf{i}");
-            let began = cache.write_begin(&id);
-            cache.write_end(&id, began, None);
+            let began = cache.write_begin(&id, false);
+            cache.write_end(&id, began, None, None);
         }
         assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
         let mut stale = BountyRow::clone(&stale);
@@ -1050,7 +1192,7 @@ mod tests {
         let stale = Arc::new(stale);
         cache.fill(after_clear, &stale);
         assert!(cache.get("0x02").is_err(), "the clear forgot the write in flight");
-        cache.write_end("0x02", in_flight, None);
+        cache.write_end("0x02", in_flight, None, None);
         let Err(done) = cache.get("0x02") else { unreachable!() };
         cache.fill(done, &stale);
         assert!(cache.get("0x02").is_ok());
