@@ -179,10 +179,10 @@ impl LogWatchers {
 /// committed. A write marks the row as being written before it starts (reads miss and fill
 /// nothing meanwhile) and bumps its generation again when it is done; a read fills the cache
 /// only if the generation (and the epoch, bumped when the cache is cleared to stay bounded)
-/// is still the one it started from. A write returns the row it left (`RETURNING *`) and
-/// caches it if no other write to the row overlapped it, so the work loop's read after each
-/// step is not a round trip. So a reader woken by a commit (a long-poll) never gets
-/// the row from before it, and the view's "phase never older than the log" holds.
+/// is still the one it started from. So a reader woken by a commit (a long-poll) never gets
+/// the row from before it, and the view's "phase never older than the log" holds. A write
+/// returns the row it left (`RETURNING *`) and caches it if no other write to the row
+/// overlapped it, so the work loop's read after each step is not a round trip.
 ///
 /// Not used on Postgres: a mesh's nodes share the database and write the same rows.
 #[derive(Debug, Default)]
@@ -223,45 +223,44 @@ impl RowCache {
 
     /// The cached row, or the ticket a read from the database fills the cache with.
     fn get(&self, id: &str) -> std::result::Result<Arc<BountyRow>, RowTicket> {
+        self.get_slot(id, |slot| slot.row.clone())
+    }
+
+    /// What `pick` takes from the slot of `id` while no write to it is in flight, or the
+    /// ticket a read from the database fills it with.
+    fn get_slot<T>(
+        &self,
+        id: &str,
+        pick: impl FnOnce(&RowSlot) -> Option<T>,
+    ) -> std::result::Result<T, RowTicket> {
         let c = self.lock();
-        match c.slots.get(id) {
-            Some(RowSlot { row: Some(row), writing: 0, .. }) => Ok(row.clone()),
-            Some(slot) => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
-            None => Err(RowTicket { epoch: c.epoch, generation: 0 }),
+        let Some(slot) = c.slots.get(id) else {
+            return Err(RowTicket { epoch: c.epoch, generation: 0 });
+        };
+        match pick(slot) {
+            Some(v) if slot.writing == 0 => Ok(v),
+            _ => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
         }
     }
 
     /// Stores `row` as read with `ticket`, unless a write started, ended or is in flight since
     /// (or the cache was cleared).
     fn fill(&self, ticket: RowTicket, row: &Arc<BountyRow>) {
-        let mut c = self.lock();
-        if c.epoch != ticket.epoch {
-            return;
-        }
-        let (generation, writing) =
-            c.slots.get(&row.id).map_or((0, 0), |s| (s.generation, s.writing));
-        if generation != ticket.generation || writing > 0 {
-            return;
-        }
-        if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(&row.id) {
-            c.clear();
-            return;
-        }
-        c.slots.entry(row.id.clone()).or_default().row = Some(row.clone());
+        self.fill_slot(ticket, &row.id, |slot| slot.row = Some(row.clone()));
     }
 
     /// The cached ranking of `id`, or the ticket a read from the database fills it with.
     fn get_ranking(&self, id: &str) -> std::result::Result<Arc<serde_json::Value>, RowTicket> {
-        let c = self.lock();
-        match c.slots.get(id) {
-            Some(RowSlot { ranking: Some(r), writing: 0, .. }) => Ok(r.clone()),
-            Some(slot) => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
-            None => Err(RowTicket { epoch: c.epoch, generation: 0 }),
-        }
+        self.get_slot(id, |slot| slot.ranking.clone())
     }
 
     /// Stores the ranking of `id` as read with `ticket` (the rules of [`Self::fill`]).
     fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<serde_json::Value>) {
+        self.fill_slot(ticket, id, |slot| slot.ranking = Some(ranking.clone()));
+    }
+
+    /// Runs `put` on the slot of `id` if nothing moved since `ticket` was taken.
+    fn fill_slot(&self, ticket: RowTicket, id: &str, put: impl FnOnce(&mut RowSlot)) {
         let mut c = self.lock();
         if c.epoch != ticket.epoch {
             return;
@@ -274,7 +273,7 @@ impl RowCache {
             c.clear();
             return;
         }
-        c.slots.entry(id.to_string()).or_default().ranking = Some(ranking.clone());
+        put(c.slots.entry(id.to_string()).or_default());
     }
 
     /// A write to `id` is about to start: reads miss until [`Self::write_end`]. Returns the
