@@ -124,11 +124,11 @@ impl Store {
         } else {
             url.to_owned()
         };
-        // SQLite: one connection for the group-commit writer and one for reads. Every commit
-        // on one connection makes the others drop their page cache at their next read, so
-        // more connections to the one file cost CPU without adding write concurrency (this
-        // store at 2 and the market's at 1, instead of 4 and 2, took about a tenth off the
-        // node's CPU per bounty in `market_bench`, same-hour A/B).
+        // SQLite: 2 connections (the group-commit writer has its own, `connect_writer`).
+        // Every commit on one connection makes the others drop their page cache at their next
+        // read, so more connections to the one file cost CPU without adding write concurrency
+        // (this pool at 2 and the market's at 1, instead of 4 and 2, took about a tenth off
+        // the node's CPU per bounty in `market_bench`, same-hour A/B).
         let max = max_connections.unwrap_or(if postgres { 16 } else { 2 });
         let mut opts = AnyPoolOptions::new().max_connections(max);
         if !postgres {
