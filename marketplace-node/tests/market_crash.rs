@@ -156,12 +156,9 @@ async fn crash_during(kill_in: &str) {
     if joining {
         signal(agent_pid, "STOP");
     }
-    let poster = common::post_sort(&http, &anvil.rpc_url, &dir.join("deployments"))
-        .args(verify)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let poster = common::spawn_captured(
+        common::post_sort(&http, &anvil.rpc_url, &dir.join("deployments")).args(verify),
+    );
     // Find the bounty, wait for the phase to crash in, kill -9, restart.
     let t0 = Instant::now();
     let id = loop {

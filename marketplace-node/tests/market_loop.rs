@@ -286,27 +286,12 @@ async fn an_agent_that_started_while_the_chain_was_unreachable_still_bids() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_that_comes_online_during_the_window_is_invited_and_wins() {
     let env = setup().await;
-    let poster =
+    let poster = common::spawn_captured(
         common::post_sort_with_window(&env.http, &env.rpc, &env.dir.join("deployments"), "12s")
-            .args(["--verify", "hash", "--expect", "[1,3,5,9]"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .args(["--verify", "hash", "--expect", "[1,3,5,9]"]),
+    );
     // Wait for the call for proposals (sent to nobody), then start the agent.
-    let t0 = Instant::now();
-    let id = loop {
-        let list = common::get_json(format!("{}/v1/market/bounties", env.http)).await;
-        if let Some(id) = list[0]["id"].as_str() {
-            let v = common::get_json(format!("{}/v1/market/bounties/{id}", env.http)).await;
-            if v["cfp_group"].as_str().is_some_and(|g| !g.starts_with("claimed:")) {
-                assert_eq!(v["phase"], "bidding", "{v}");
-                break id.to_string();
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "never announced: {list}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let id = common::wait_announced(&env.http).await;
     let _late = env.agent(1, "sort.py", "4");
     let out = wait_with_deadline(poster, 180);
     assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -3,10 +3,7 @@
 //! agent was online at the call for proposals and when it came online during the window; it
 //! is paid exactly once although both nodes' work loops step every bounty.
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::process::Stdio;
 
 use escrow_client::devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer};
 use serde_json::Value;
@@ -55,23 +52,6 @@ fn sorter(node: &NodeProc, rpc: &str, dev: usize) -> Kill {
     Kill(child)
 }
 
-/// Waits for the (only) bounty on `http` to have sent its call for proposals; returns its id.
-async fn wait_announced(http: &str) -> String {
-    let t0 = Instant::now();
-    loop {
-        let list = common::get_json(format!("{http}/v1/market/bounties")).await;
-        if let Some(id) = list[0]["id"].as_str() {
-            let v = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
-            if v["cfp_group"].as_str().is_some_and(|g| !g.starts_with("claimed:")) {
-                assert_eq!(v["phase"], "bidding", "{v}");
-                return id.to_string();
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "never announced: {list}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bounty_posted_on_one_node_is_won_and_paid_once_through_the_other() {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
@@ -84,12 +64,14 @@ async fn a_bounty_posted_on_one_node_is_won_and_paid_once_through_the_other() {
     let (http_a, http_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
     let agent = dev_signer(1).address().to_string();
     let post = || {
-        common::post_sort_with_window(&http_a, &anvil.rpc_url, &deployments, "8s")
-            .args(["--verify", "hash", "--expect", "[1,3,5,9]"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        common::spawn_captured(
+            common::post_sort_with_window(&http_a, &anvil.rpc_url, &deployments, "8s").args([
+                "--verify",
+                "hash",
+                "--expect",
+                "[1,3,5,9]",
+            ]),
+        )
     };
     let settled = |out: std::process::Output| -> Value {
         assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -103,7 +85,7 @@ async fn a_bounty_posted_on_one_node_is_won_and_paid_once_through_the_other() {
     // 1. Nobody is online when node A announces; the agent then connects to node B, whose
     //    registration gets it invited into A's call for proposals.
     let first = post();
-    let id = wait_announced(&http_a).await;
+    let id = common::wait_announced(&http_a).await;
     let _agent = sorter(&b, &anvil.rpc_url, 1);
     settled(wait_with_deadline(first, 180));
     let view = common::get_json(format!("{http_b}/v1/market/bounties/{id}")).await;

@@ -101,12 +101,13 @@ async fn rpc_down_for_30s_mid_bounty_then_completes() {
             .unwrap(),
     );
     common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
-    let poster = common::post_sort(&http, &rpc, &dir.join("deployments"))
-        .args(["--verify", "hash", "--expect", "[1,3,5,9]"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let poster =
+        common::spawn_captured(common::post_sort(&http, &rpc, &dir.join("deployments")).args([
+            "--verify",
+            "hash",
+            "--expect",
+            "[1,3,5,9]",
+        ]));
     // Take the RPC down as soon as the work starts, for 30 s.
     let t0 = Instant::now();
     loop {

@@ -977,7 +977,7 @@ impl Market {
         let winner = ranked.first().map(|(r, _)| r.candidate.bidder.to_string());
         let ranking = Value::Array(ranking);
         let expiry = top_bid_expiry(&ranking);
-        self.inner.store.set_ranking(&row.id, &ranking, winner.as_deref(), expiry).await?;
+        self.inner.store.set_ranking(&row.id, ranking, winner.as_deref(), expiry).await?;
         match winner {
             Some(w) => {
                 self.inner
@@ -1346,7 +1346,7 @@ impl Market {
             next = super::next_runner_up(list, late, t);
         }
         let expiry = row.award_expiry;
-        self.inner.store.set_ranking(&row.id, &ranking, row.winner.as_deref(), expiry).await?;
+        self.inner.store.set_ranking(&row.id, ranking, row.winner.as_deref(), expiry).await?;
         match next {
             Some((bid, sig)) => {
                 let to = bid.bidder;

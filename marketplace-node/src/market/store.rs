@@ -570,7 +570,7 @@ impl MarketStore {
     pub async fn set_ranking(
         &self,
         id: &str,
-        ranking: &serde_json::Value,
+        ranking: serde_json::Value,
         winner: Option<&str>,
         award_expiry: u64,
     ) -> Result<()> {
@@ -596,7 +596,7 @@ impl MarketStore {
         tx.commit().await?;
         writing.committed(&rows);
         if writing.cache.is_some() {
-            writing.ranking = Some(Arc::new(ranking.clone()));
+            writing.ranking = Some(Arc::new(ranking));
         }
         Ok(())
     }
@@ -1114,7 +1114,7 @@ mod tests {
         s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
-        s.set_ranking("0x01", &serde_json::json!([1]), Some("0xv"), 1234).await.unwrap();
+        s.set_ranking("0x01", serde_json::json!([1]), Some("0xv"), 1234).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.winner.as_deref(), row.award_expiry), (Some("0xv"), 1234));
@@ -1123,7 +1123,7 @@ mod tests {
         // Other writes keep the cached ranking; a new ranking replaces it.
         s.hand_over("0x01", "0xr", 77).await.unwrap();
         assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
-        s.set_ranking("0x01", &serde_json::json!([2]), Some("0xr"), 1234).await.unwrap();
+        s.set_ranking("0x01", serde_json::json!([2]), Some("0xr"), 1234).await.unwrap();
         assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));
         cache.lock().clear();
         assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));

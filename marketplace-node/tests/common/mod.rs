@@ -66,6 +66,31 @@ pub fn post_sort_with_window(http: &str, rpc: &str, deployments: &Path, window: 
     cmd
 }
 
+/// Starts `cmd` (a poster) with stdout and stderr captured, for [`wait_with_deadline`].
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub fn spawn_captured(cmd: &mut Command) -> Child {
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits for the (only) bounty on the node at `http` to have sent its call for proposals
+/// (still bidding); returns its id.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub async fn wait_announced(http: &str) -> String {
+    let t0 = Instant::now();
+    loop {
+        let list = get_json(format!("{http}/v1/market/bounties")).await;
+        if let Some(id) = list[0]["id"].as_str() {
+            let v = get_json(format!("{http}/v1/market/bounties/{id}")).await;
+            if v["cfp_group"].as_str().is_some_and(|g| !g.starts_with("claimed:")) {
+                assert_eq!(v["phase"], "bidding", "{v}");
+                return id.to_string();
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never announced: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// GET `url` and parse the body as JSON (panics on any failure: tests only).
 #[allow(dead_code)] // each test binary compiles this module; not all of them use this
 pub async fn get_json(url: impl alloy::transports::http::reqwest::IntoUrl) -> serde_json::Value {
