@@ -110,11 +110,20 @@ impl NodeArgs {
         let node = ioa::Node::open(config).await?;
         let mut app = ioa::rest::router(node.clone());
         let mut market_addr = None;
-        if let Some(rpc) = &self.market_rpc {
-            let market = self.open_market(node.clone(), rpc).await?;
-            market_addr = Some(market.address());
-            app = app.merge(market::rest::router(market.clone()));
-            tokio::spawn(market.run());
+        match (&self.market_rpc, node.mesh()) {
+            (Some(rpc), mesh) => {
+                let market = self.open_market(node.clone(), rpc).await?;
+                market_addr = Some(market.address());
+                let routes = market::rest::router(market.clone());
+                if let Some(mesh) = mesh {
+                    // Answer the mesh's nodes that run no marketplace.
+                    market::gateway::serve(mesh.clone(), routes.clone()).await?;
+                }
+                app = app.merge(routes);
+                tokio::spawn(market.run());
+            }
+            (None, Some(mesh)) => app = app.merge(market::gateway::router(mesh.clone())),
+            (None, None) => app = app.merge(market::gateway::absent_router()),
         }
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -129,8 +138,10 @@ impl NodeArgs {
             println!("listening on {addr}");
         }
         eprintln!("reef node {node_id}: ws://{addr}/v1/ws");
-        if let Some(a) = market_addr {
-            eprintln!("marketplace enabled; evaluator {a}");
+        match (market_addr, node.mesh()) {
+            (Some(a), _) => eprintln!("marketplace enabled; evaluator {a}"),
+            (None, Some(_)) => eprintln!("marketplace requests go to the mesh's marketplace nodes"),
+            (None, None) => {}
         }
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
         tokio::select! {

@@ -1,7 +1,11 @@
 //! Cross-node fan-out over NATS: every sequenced message is published on
-//! `reef.ioa.g.<group_id>`; every node subscribes to `reef.ioa.g.>` and feeds its local hub,
-//! which delivers in seq order (deduplicating, buffering and filling gaps from the shared DB).
-//! Control events (agent updated, member removed, agent notified) go on `reef.ioa.ctl`.
+//! `reef.<mesh>.ioa.g.<group_id>`; every node subscribes to `reef.<mesh>.ioa.g.>` and feeds its
+//! local hub, which delivers in seq order (deduplicating, buffering and filling gaps from the
+//! shared DB). Control events (agent updated, member removed, agent notified) go on
+//! `reef.<mesh>.ioa.ctl`. Request/reply services of the mesh (the marketplace gateway,
+//! `crate::market::gateway`) use `reef.<mesh>.<service>`. `<mesh>` is the mesh id, kept in the
+//! nodes' shared database: two meshes on one NATS server never see each other's traffic (an
+//! agent connected to both would otherwise be told of the other mesh's invitations).
 
 use alloy_primitives::Address;
 use axum::extract::ws::Utf8Bytes;
@@ -11,22 +15,37 @@ use serde::{Deserialize, Serialize};
 use super::Node;
 use super::error::{Error, Result};
 
-const MSG_PREFIX: &str = "reef.ioa.g.";
-const CTL_SUBJECT: &str = "reef.ioa.ctl";
+/// Group messages: `reef.<mesh>.` + this + the group id.
+const MSG_SERVICE: &str = "ioa.g.";
+/// Control events: `reef.<mesh>.` + this.
+const CTL_SERVICE: &str = "ioa.ctl";
 
 /// A NATS connection of this node.
 #[derive(Debug, Clone)]
 pub struct Mesh {
     client: async_nats::Client,
     node_id: String,
+    mesh_id: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Ctl {
-    AgentUpdated { address: Address },
-    Removed { group_id: String, agent: Address },
-    Notify { agent: Address, frame: String },
+    /// `registered`: the agent registered on a node where no marketplace listens, so the
+    /// marketplaces of other nodes treat it as a registration of theirs (late invitations).
+    AgentUpdated {
+        address: Address,
+        #[serde(default)]
+        registered: bool,
+    },
+    Removed {
+        group_id: String,
+        agent: Address,
+    },
+    Notify {
+        agent: Address,
+        frame: String,
+    },
 }
 
 /// Group ids are node-generated (`g_<hex>`); anything else is refused as a subject token.
@@ -36,28 +55,45 @@ fn subject_safe(group_id: &str) -> bool {
 }
 
 impl Mesh {
-    /// Connect to NATS.
-    pub async fn connect(url: &str, node_id: &str) -> Result<Self> {
+    /// Connect to NATS. `mesh_id` names the mesh (all its nodes share one database, which
+    /// holds it); it keeps the request subjects of two meshes on one NATS server apart.
+    pub async fn connect(url: &str, node_id: &str, mesh_id: &str) -> Result<Self> {
         let client = async_nats::connect(url).await.map_err(|e| Error::Mesh(e.to_string()))?;
-        Ok(Self { client, node_id: node_id.to_owned() })
+        Ok(Self { client, node_id: node_id.to_owned(), mesh_id: mesh_id.to_owned() })
+    }
+
+    /// The NATS connection (request/reply services of the mesh).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The subject of a request/reply service of this mesh: `reef.<mesh id>.<service>`.
+    pub fn service_subject(&self, service: &str) -> String {
+        format!("reef.{}.{service}", self.mesh_id)
     }
 
     /// Subscribe and feed `node`'s hub.
     pub async fn spawn_listener(&self, node: Node) -> Result<()> {
+        let prefix = self.service_subject(MSG_SERVICE);
         let mut msgs = self
             .client
-            .subscribe(format!("{MSG_PREFIX}>"))
+            .subscribe(format!("{prefix}>"))
             .await
             .map_err(|e| Error::Mesh(e.to_string()))?;
-        let mut ctl =
-            self.client.subscribe(CTL_SUBJECT).await.map_err(|e| Error::Mesh(e.to_string()))?;
+        let mut ctl = self
+            .client
+            .subscribe(self.service_subject(CTL_SERVICE))
+            .await
+            .map_err(|e| Error::Mesh(e.to_string()))?;
         // Make sure the subscriptions are registered before we serve.
         self.client.flush().await.map_err(|e| Error::Mesh(e.to_string()))?;
         let me = self.node_id.clone();
         let hub = node.hub().clone();
         tokio::spawn(async move {
             while let Some(m) = msgs.next().await {
-                let Some(group_id) = m.subject.as_str().strip_prefix(MSG_PREFIX) else { continue };
+                let Some(group_id) = m.subject.as_str().strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
                 let Ok(text) = std::str::from_utf8(&m.payload) else { continue };
                 // Payload: "<node_id> <seq>\n<frame>"
                 let Some((head, frame)) = text.split_once('\n') else { continue };
@@ -81,9 +117,12 @@ impl Mesh {
                     continue;
                 }
                 match serde_json::from_str::<Ctl>(body) {
-                    Ok(Ctl::AgentUpdated { address }) => {
+                    Ok(Ctl::AgentUpdated { address, registered }) => {
                         if let Err(e) = node.reindex_agent(&address).await {
                             tracing::warn!(error = %e, "reindex failed");
+                        }
+                        if registered {
+                            node.registered_elsewhere(address);
                         }
                     }
                     Ok(Ctl::Removed { group_id, agent }) => node.removed_locally(&group_id, &agent),
@@ -103,8 +142,8 @@ impl Mesh {
             return;
         }
         let payload = format!("{} {seq}\n{}", self.node_id, frame.as_str());
-        if let Err(e) = self.client.publish(format!("{MSG_PREFIX}{group_id}"), payload.into()).await
-        {
+        let subject = format!("{}{group_id}", self.service_subject(MSG_SERVICE));
+        if let Err(e) = self.client.publish(subject, payload.into()).await {
             // Other nodes recover through gap filling from the shared database.
             tracing::warn!(error = %e, "mesh publish failed");
         }
@@ -113,14 +152,16 @@ impl Mesh {
     async fn ctl(&self, c: &Ctl) {
         let Ok(body) = serde_json::to_string(c) else { return };
         let payload = format!("{}\n{body}", self.node_id);
-        if let Err(e) = self.client.publish(CTL_SUBJECT, payload.into()).await {
+        if let Err(e) = self.client.publish(self.service_subject(CTL_SERVICE), payload.into()).await
+        {
             tracing::warn!(error = %e, "mesh control publish failed");
         }
     }
 
-    /// Tell other nodes an agent card changed.
-    pub async fn agent_updated(&self, address: &Address) {
-        self.ctl(&Ctl::AgentUpdated { address: *address }).await;
+    /// Tell other nodes an agent card changed; `registered`: it registered here and no
+    /// marketplace on this node heard it.
+    pub async fn agent_updated(&self, address: &Address, registered: bool) {
+        self.ctl(&Ctl::AgentUpdated { address: *address, registered }).await;
     }
 
     /// Tell other nodes a member was removed.

@@ -169,7 +169,7 @@ impl Node {
             discovery.upsert(&agent.address, &agent.card)?;
         }
         let mesh = match &config.nats_url {
-            Some(url) => Some(Mesh::connect(url, &config.node_id).await?),
+            Some(url) => Some(Mesh::connect(url, &config.node_id, &store.mesh_id().await?).await?),
             None => None,
         };
         let writer =
@@ -208,6 +208,17 @@ impl Node {
     /// Bounded: a receiver that lags loses the oldest addresses.
     pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<Address> {
         self.inner.registrations.subscribe()
+    }
+
+    /// An agent registered on a mesh peer that runs no marketplace: hand it to this node's
+    /// marketplace (if any) as if it had registered here.
+    pub fn registered_elsewhere(&self, address: Address) {
+        let _ = self.inner.registrations.send(address);
+    }
+
+    /// The NATS mesh (None: a single node).
+    pub fn mesh(&self) -> Option<&Mesh> {
+        self.inner.mesh.as_ref()
     }
 
     /// Configuration.
@@ -352,8 +363,10 @@ impl Node {
         }
         self.inner.store.upsert_agent(caller, &card).await?;
         self.inner.discovery.upsert(caller, &card)?;
+        // No marketplace listening here: the mesh's marketplaces take the registration.
+        let unheard = self.inner.registrations.receiver_count() == 0;
         if let Some(mesh) = &self.inner.mesh {
-            mesh.agent_updated(caller).await;
+            mesh.agent_updated(caller, unheard).await;
         }
         let info = self.get_agent(caller).await;
         // Nobody listening (no marketplace) is not an error.

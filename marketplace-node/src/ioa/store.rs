@@ -13,6 +13,7 @@ use super::error::{Error, Result};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_presence_tokens.sql")),
+    (3, include_str!("migrations/0003_mesh.sql")),
 ];
 
 /// Largest number of values in one `IN (…)` list or rows in one multi-row `INSERT`.
@@ -246,6 +247,20 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The id of the mesh this database serves: created at random by the first caller, the
+    /// same for every node sharing the database afterwards.
+    pub async fn mesh_id(&self) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO ioa_mesh (id, mesh_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(format!("m{}", super::random_hex(8)))
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT mesh_id FROM ioa_mesh WHERE id = 1").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<String, _>("mesh_id")?)
     }
 
     /// The address and expiry (unix s) of a token hash, if stored and not expired.
@@ -740,5 +755,21 @@ mod tests {
         assert_eq!(s.member_last_seq("g_big", &stranger).await.unwrap(), None);
         assert_eq!(s.member_last_seq("g_none", &creator).await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Every node on one database reads the same mesh id (the first one written); another
+    /// database has another.
+    #[tokio::test]
+    async fn nodes_sharing_a_database_share_its_mesh_id() {
+        let (s, dir) = store().await;
+        let first = s.mesh_id().await.unwrap();
+        let other = Store::connect(&format!("sqlite://{}/ioa.db", dir.display())).await.unwrap();
+        assert_eq!(other.mesh_id().await.unwrap(), first);
+        assert_eq!(s.mesh_id().await.unwrap(), first);
+        assert!(first.bytes().all(|b| b.is_ascii_alphanumeric()), "a NATS subject token: {first}");
+        let (elsewhere, dir2) = store().await;
+        assert_ne!(elsewhere.mesh_id().await.unwrap(), first);
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir2).unwrap();
     }
 }

@@ -12,6 +12,7 @@
 pub mod auction;
 pub mod chainview;
 pub mod coordinator;
+pub mod gateway;
 pub mod longpoll;
 pub mod rest;
 pub mod sandbox;
