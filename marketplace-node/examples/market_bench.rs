@@ -26,7 +26,10 @@
 //! start-up per task.
 //!
 //! Every spawned process (anvil, node, agents and their process groups) is killed and the
-//! temporary directory removed on exit, on error and on Ctrl-C.
+//! temporary directory removed on exit, on error and on Ctrl-C (`--keep` keeps it, with the
+//! logs). `BENCH_NODE_LOG` and `BENCH_AGENT_LOG` set the node's and the agents' `RUST_LOG`
+//! (default `warn`); e.g. `alloy_rpc_client=trace` logs every JSON-RPC request they make, and
+//! anvil's own log names every request it served.
 
 use std::{
     collections::HashMap,
@@ -857,7 +860,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         let mut cmd = Command::new(&reef);
         cmd.env_remove("REEF_PRIVATE_KEY")
             .env_remove("REEF_RPC_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["agent", "run", "--node", &ws, "--key", &key, "--name"])
             .arg(format!("bench-sorter-{i}"))
             .args(["--skills", "sort", "--rpc-url", &rpc, "--bid-price", "4", "--eta", "30s"])

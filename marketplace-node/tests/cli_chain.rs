@@ -21,6 +21,34 @@ fn reef(args: &[&str], dir: &Path) -> (bool, String, String) {
     )
 }
 
+/// Runs `reef` on a pseudo-terminal (`script`), typing `answer`; returns success and the
+/// terminal's output (stdout and stderr together).
+fn reef_at_terminal(args: &[&str], dir: &Path, answer: &str) -> (bool, String) {
+    use std::io::Write;
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let line = std::iter::once(env!("CARGO_BIN_EXE_reef"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .env_remove("REEF_PRIVATE_KEY")
+        .env_remove("REEF_RPC_URL")
+        .env_remove("REEF_DEPLOYMENTS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    // Keep stdin open until reef ends: its end would hang up the terminal.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -58,24 +86,22 @@ fn devnet_and_bounty_commands_end_to_end() {
     assert_eq!(json(&out2)["deployment"], status["deployment"]);
     assert!(err.contains("already running"), "{err}");
 
-    let (ok, out, err) = reef(
-        &[
-            "bounty",
-            "post",
-            "Sort these numbers",
-            "--reward",
-            "5",
-            "--token",
-            "test",
-            "--deadline",
-            "1h",
-            "--approve",
-            "--rpc-url",
-            &rpc,
-            "--json",
-        ],
-        &dir,
-    );
+    // A 5 rUSD bounty escrowed on-chain only (no node).
+    let post_plain = [
+        "bounty",
+        "post",
+        "Sort these numbers",
+        "--reward",
+        "5",
+        "--token",
+        "test",
+        "--deadline",
+        "1h",
+        "--rpc-url",
+        &rpc,
+        "--json",
+    ];
+    let (ok, out, err) = reef(&[&post_plain[..], &["--approve"]].concat(), &dir);
     assert!(ok, "post failed: {err}");
     let posted = json(&out);
     let id = posted["id"].as_str().unwrap().to_string();
@@ -98,6 +124,22 @@ fn devnet_and_bounty_commands_end_to_end() {
     let (ok, _, err) = reef(&["bounty", "refund", &id, "--rpc-url", &rpc], &dir);
     assert!(!ok);
     assert!(err.contains("still running"), "{err}");
+
+    // The allowance is spent: without --approve a script is told to approve, and nothing is
+    // sent; at a terminal the poster is asked, and "n" sends nothing either.
+    let (ok, _, err) = reef(&post_plain, &dir);
+    assert!(!ok);
+    assert!(err.contains("Approve first") && err.contains("--approve"), "{err}");
+    let (ok, out) = reef_at_terminal(&post_plain, &dir, "n\n");
+    assert!(!ok, "{out}");
+    assert!(out.contains("Approve it for 5") && out.contains("not approved"), "{out}");
+    let (ok, out, err) = reef(&["bounty", "list", "--mine", "--rpc-url", &rpc, "--json"], &dir);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out).as_array().unwrap().len(), 1, "a refused approval posted nothing");
+    // "y": the approval and the bounty go out.
+    let (ok, out) = reef_at_terminal(&post_plain, &dir, "y\n");
+    assert!(ok, "{out}");
+    assert!(out.contains("\"approve\"") && out.contains("\"postAndFund\""), "{out}");
 
     // A key with no funds: told what is missing before any transaction.
     let broke = "0x1111111111111111111111111111111111111111111111111111111111111111";

@@ -111,7 +111,7 @@ enum BountyCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct PostArgs {
     /// Task description (its keccak256 is committed on-chain).
     description: String,
@@ -136,7 +136,8 @@ struct PostArgs {
     /// Window after a rejection in which the provider may dispute.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     challenge_window: std::time::Duration,
-    /// Approve the escrow for the reward if the allowance is short.
+    /// Approve the escrow for the reward if the allowance is short (without it, a terminal
+    /// session is asked first; a script gets an error).
     #[arg(long)]
     approve: bool,
     /// `auction`: sealed bids, one provider chosen by price/ETA/reputation/stake. `contest`:
@@ -189,6 +190,41 @@ struct PostArgs {
     /// Return after the award instead of following the bounty to its end.
     #[arg(long)]
     detach: bool,
+}
+
+/// Whether the poster, asked at a terminal, agreed to approve the escrow for `amount` of
+/// `token` because its allowance is short. False (nothing asked) for ETH, an allowance that
+/// suffices, or when stdin or stderr is not a terminal: the transaction path then fails with
+/// [`escrow_client::Error::InsufficientAllowance`] before anything is sent. A "no" is an error.
+async fn offer_approval(
+    client: &ReefClient,
+    token: Address,
+    amount: U256,
+    decimals: u8,
+) -> eyre::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if token.is_zero() || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    let escrow = client.deployment().bounty_escrow;
+    let have = client.allowance(token, client.address(), escrow).await?;
+    if have >= amount {
+        return Ok(false);
+    }
+    let (have_s, need_s) = (format_units(have, decimals)?, format_units(amount, decimals)?);
+    eprint!(
+        "The escrow {escrow} may spend {have_s} of your token {token}; this bounty needs {need_s}.\n\
+         Approve it for {need_s} now (one transaction)? [y/N] "
+    );
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).wrap_err("cannot read the answer")?;
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(true),
+        _ => Err(eyre!(
+            "not approved: nothing was sent. Approve the escrow for {need_s} (answer y, or pass --approve) to post this bounty"
+        )),
+    }
 }
 
 /// Checks that an award can be taken over now: caller is poster or evaluator, the bounty is
@@ -343,6 +379,16 @@ impl BountyArgs {
             challenge_window: secs(p.challenge_window)?,
             description: p.description.clone(),
             contest_winners: (p.mode == "contest").then_some(p.winners),
+        };
+        // A short allowance is found before anything is sent; at a terminal the poster is
+        // offered the approval instead of being told to start over with --approve.
+        let approved;
+        let p = if !p.approve && offer_approval(client, token, U256::from(amount), decimals).await?
+        {
+            approved = PostArgs { approve: true, ..p.clone() };
+            &approved
+        } else {
+            p
         };
         if let Some(node) = &p.node {
             return self.post_via_node(client, p, nb, node, decimals).await;
