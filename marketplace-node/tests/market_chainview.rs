@@ -129,3 +129,50 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.cached(), (0, 0), "a long gap empties the cache");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
 }
+
+/// The platform fee is read once and served from the cache until a pass sees `FeeUpdated`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fee_is_cached_until_the_escrow_announces_a_new_one() {
+    use escrow_client::bindings::escrow::BountyEscrow;
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("chainview-fee");
+    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let owner = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, ClientOptions::default())
+        .await
+        .unwrap();
+    let view = ChainView::new(owner.clone());
+    view.sync().await.unwrap();
+    let before = owner.fee_bps().await.unwrap();
+    assert_eq!(view.fee_bps().await.unwrap(), before);
+
+    let escrow = owner.deployment().bounty_escrow;
+    let set = BountyEscrow::setFeeCall { newFeeBps: before + 50, recipient: owner.address() };
+    owner.send_call("setFee", escrow, &set, U256::ZERO).await.unwrap();
+    assert_eq!(view.fee_bps().await.unwrap(), before, "served from the cache until the next pass");
+    view.sync().await.unwrap();
+    assert_eq!(view.fee_bps().await.unwrap(), before + 50, "FeeUpdated dropped the cached fee");
+
+    // Other escrow events leave it cached.
+    let set_back = BountyEscrow::setFeeCall { newFeeBps: before, recipient: owner.address() };
+    let now = owner.chain_time().await.unwrap();
+    let terms = owner
+        .terms(&NewBounty {
+            token: Address::ZERO,
+            amount: 1_000_000_000_000_000,
+            evaluator: Some(dev_signer(5).address()),
+            arbiter: Address::ZERO,
+            deadline: now + 3_600,
+            review_window: 3_600,
+            challenge_window: 3_600,
+            description: "fee".into(),
+            contest_winners: None,
+        })
+        .await
+        .unwrap();
+    owner.post_and_fund(random_salt(), terms, false).await.unwrap();
+    view.sync().await.unwrap();
+    assert_eq!(view.fee_bps().await.unwrap(), before + 50);
+    owner.send_call("setFee", escrow, &set_back, U256::ZERO).await.unwrap();
+    view.sync().await.unwrap();
+    assert_eq!(view.fee_bps().await.unwrap(), before);
+}

@@ -867,7 +867,7 @@ impl Bidder {
 
     /// On an accepting verdict for our work: submit the result with the attestation and get paid.
     async fn collect(&self, v: &Value) -> eyre::Result<()> {
-        use escrow_client::{Status, bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson};
+        use escrow_client::{bindings::escrow::IBountyTypes::Bounty, escrow::RecordJson};
         let record: RecordJson =
             serde_json::from_value(v["record"].clone()).wrap_err("verdict record")?;
         let record = Bounty::try_from(&record)?;
@@ -875,18 +875,31 @@ impl Bidder {
             return Ok(());
         }
         let id = crate::market::parse_id(v["bounty_id"].as_str().unwrap_or_default())?;
-        let (status, _) = self.chain.status_of(id).await?;
-        if status != Status::Awarded {
-            return Ok(()); // already settled (e.g. a replayed verdict after a restart)
-        }
         let rh: alloy_primitives::B256 =
             serde_json::from_value(v["result_hash"].clone()).wrap_err("result_hash")?;
         let att: alloy_primitives::Bytes =
             serde_json::from_value(v["attestation"].clone()).wrap_err("attestation")?;
-        let (_, tx) = self
+        // No `statusOf` read first (one RPC request per bounty): when the bounty is no longer
+        // awarded, the gas estimate reverts before anything is sent (`BountyMismatch` once the
+        // record moved on, `InvalidStatus` otherwise), and only then is the status read.
+        let sent = self
             .chain
             .submit_and_attest(id, &record, rh, escrow_client::signing::verdict::ACCEPT, att)
-            .await?;
+            .await;
+        let (_, tx) = match sent {
+            Ok(done) => done,
+            Err(e)
+                if matches!(
+                    e.revert_name().as_deref(),
+                    Some("InvalidStatus" | "BountyMismatch")
+                ) && self.chain.status_of(id).await?.0 != escrow_client::Status::Awarded =>
+            {
+                // Already settled (e.g. a verdict replayed after a restart).
+                tracing::debug!(bounty = %crate::market::id_hex(id), "not awarded any more");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         eprintln!(
             "paid for bounty {}: tx {} gas {}",
             crate::market::id_hex(id),

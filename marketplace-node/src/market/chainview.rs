@@ -15,6 +15,9 @@
 //! - a full read (`eth_getLogs` over the escrow's whole history for that id) only for a bounty
 //!   this process has not followed since it was posted, or after the cache was emptied.
 //!
+//! The platform fee (`feeBps()`, checked against every posted record) is read once and kept
+//! until the scan sees a `FeeUpdated` event.
+//!
 //! Coherence rule: every escrow event that changes a bounty carries its id as the first
 //! indexed topic. An entry read while the head was `n` is dropped as soon as a log at a block
 //! above `n` names its id. An entry is only stored if no sync happened while it was read
@@ -71,6 +74,8 @@ struct State {
     statuses: HashMap<U256, ((Status, u64), u64)>,
     /// Bidders' stakes (a ranking input) with the time they were read.
     stakes: HashMap<Address, (U256, Instant)>,
+    /// The escrow's platform fee (`feeBps()`), until a `FeeUpdated` event (or a reorg).
+    fee_bps: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,13 +139,19 @@ impl ChainView {
             }
         };
         let mut s = self.lock();
+        let fee_updated =
+            <escrow_client::bindings::escrow::BountyEscrow::FeeUpdated as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
         let ids = match &touched {
             None => {
                 s.bounties.clear();
                 s.statuses.clear();
+                s.fee_bps = None;
                 None
             }
             Some(logs) => {
+                if logs.iter().any(|l| l.topics().first() == Some(&fee_updated)) {
+                    s.fee_bps = None;
+                }
                 // The logs come oldest first; group them by bounty, keeping that order.
                 let mut by_id: Vec<(U256, Vec<&alloy::rpc::types::Log>)> = Vec::new();
                 let mut index: HashMap<U256, usize> = HashMap::new();
@@ -247,6 +258,17 @@ impl ChainView {
             s.statuses.insert(id, (st, at));
         });
         Ok(st)
+    }
+
+    /// The escrow's platform fee in basis points (cached until a `FeeUpdated` event).
+    pub async fn fee_bps(&self) -> Result<u16> {
+        if let Some(fee) = self.lock().fee_bps {
+            return Ok(fee);
+        }
+        let at = self.at();
+        let fee = self.chain.fee_bps().await?;
+        self.store(at, |s, _| s.fee_bps = Some(fee));
+        Ok(fee)
     }
 
     /// `who`'s stake in the agent registry (reused for [`STAKE_TTL`]).

@@ -243,7 +243,7 @@ impl Market {
         Ok(json!({
             "evaluator": self.address(),
             "deployment": self.inner.cfg.deployment,
-            "fee_bps": self.inner.chain.fee_bps().await?,
+            "fee_bps": self.inner.view.fee_bps().await?,
             "verifiers": self.inner.cfg.verifiers.names(),
             "award_grace_secs": self.inner.cfg.award_grace_secs,
             "max_bid_window_secs": self.inner.cfg.max_bid_window_secs,
@@ -334,14 +334,15 @@ impl Market {
                 cfg.max_bid_window_secs
             ));
         }
-        let chain_now = self.inner.chain.chain_time().await?.max(now());
+        // The head's time as of the last pass (at most a tick old), or wall time if later.
+        let chain_now = self.inner.view.chain_time().await?.max(now());
         let close_ms = reef_wire::unix_now_ms() + window_ms;
         // Whole seconds for everything the chain compares (bid validity, deadlines).
         let close = close_ms.div_ceil(1000);
         if record.deadline <= chain_now.max(close) + cfg.award_grace_secs {
             return bad("deadline leaves no time to bid, award and work; extend it".into());
         }
-        let fee = self.inner.chain.fee_bps().await?;
+        let fee = self.inner.view.fee_bps().await?;
         if record.feeBps != fee {
             return bad(format!(
                 "record.feeBps {} differs from the escrow's current fee {fee}",
