@@ -23,19 +23,21 @@ async fn rpc<T: alloy::rpc::json_rpc::RpcRecv>(
     c.provider().raw_request(method.to_string().into(), params).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_long_gap() {
+/// A fresh anvil with the contracts, the deployer's (dev account 0) client and a view over it.
+async fn setup(tag: &str) -> (AnvilProcess, ReefClient, ChainView) {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
-    let dir = common::temp_dir("chainview");
+    let dir = common::temp_dir(tag);
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
-    let poster = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, ClientOptions::default())
+    let client = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, ClientOptions::default())
         .await
         .unwrap();
-    let view = ChainView::new(poster.clone());
-    assert_eq!(view.sync().await.unwrap(), None, "the first sync cannot say what changed");
+    let view = ChainView::new(client.clone());
+    (anvil, client, view)
+}
 
-    let now = poster.chain_time().await.unwrap();
-    let new = |description: &str| NewBounty {
+/// A 0.001 ETH bounty evaluated by dev account 5, due an hour after `now`.
+fn eth_bounty(now: u64, description: &str) -> NewBounty {
+    NewBounty {
         token: Address::ZERO,
         amount: 1_000_000_000_000_000,
         evaluator: Some(dev_signer(5).address()),
@@ -45,7 +47,16 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
         challenge_window: 3_600,
         description: description.into(),
         contest_winners: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_long_gap() {
+    let (anvil, poster, view) = setup("chainview").await;
+    assert_eq!(view.sync().await.unwrap(), None, "the first sync cannot say what changed");
+
+    let now = poster.chain_time().await.unwrap();
+    let new = |description: &str| eth_bounty(now, description);
     let salt = random_salt();
     let id = bounty_id(poster.address(), salt);
 
@@ -134,13 +145,7 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fee_is_cached_until_the_escrow_announces_a_new_one() {
     use escrow_client::bindings::escrow::BountyEscrow;
-    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
-    let dir = common::temp_dir("chainview-fee");
-    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
-    let owner = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, ClientOptions::default())
-        .await
-        .unwrap();
-    let view = ChainView::new(owner.clone());
+    let (_anvil, owner, view) = setup("chainview-fee").await;
     view.sync().await.unwrap();
     let before = owner.fee_bps().await.unwrap();
     assert_eq!(view.fee_bps().await.unwrap(), before);
@@ -155,20 +160,7 @@ async fn the_fee_is_cached_until_the_escrow_announces_a_new_one() {
     // Other escrow events leave it cached.
     let set_back = BountyEscrow::setFeeCall { newFeeBps: before, recipient: owner.address() };
     let now = owner.chain_time().await.unwrap();
-    let terms = owner
-        .terms(&NewBounty {
-            token: Address::ZERO,
-            amount: 1_000_000_000_000_000,
-            evaluator: Some(dev_signer(5).address()),
-            arbiter: Address::ZERO,
-            deadline: now + 3_600,
-            review_window: 3_600,
-            challenge_window: 3_600,
-            description: "fee".into(),
-            contest_winners: None,
-        })
-        .await
-        .unwrap();
+    let terms = owner.terms(&eth_bounty(now, "fee")).await.unwrap();
     owner.post_and_fund(random_salt(), terms, false).await.unwrap();
     view.sync().await.unwrap();
     assert_eq!(view.fee_bps().await.unwrap(), before + 50);
