@@ -56,7 +56,7 @@ fn subject_safe(group_id: &str) -> bool {
 
 impl Mesh {
     /// Connect to NATS. `mesh_id` names the mesh (all its nodes share one database, which
-    /// holds it); it keeps the request subjects of two meshes on one NATS server apart.
+    /// holds it); it keeps the subjects of two meshes on one NATS server apart.
     pub async fn connect(url: &str, node_id: &str, mesh_id: &str) -> Result<Self> {
         let client = async_nats::connect(url).await.map_err(|e| Error::Mesh(e.to_string()))?;
         Ok(Self { client, node_id: node_id.to_owned(), mesh_id: mesh_id.to_owned() })
