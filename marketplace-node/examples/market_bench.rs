@@ -19,7 +19,8 @@
 //! 3. Ceiling = raw ETH-transfer tx/s ÷ transactions per bounty (postFundAndAward +
 //!    submitAndAttest = 2; the poster's one-time approve is amortized and reported apart).
 //! 4. CPU: seconds each part used during the marketplace run (anvil, the node, the agents, the
-//!    programs the agents ran, the posters), from `/proc`, and per settled bounty.
+//!    programs the agents ran, the posters), from `/proc`, and per settled bounty; and the
+//!    JSON-RPC requests anvil served (counted in its log), per settled bounty.
 //!
 //! The agents' brain is `examples/agents/sort.py` (`--brain python`, the default) or the
 //! compiled `sort_brain` example (`--brain native`), which leaves out ~20 ms of Python
@@ -354,6 +355,17 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
             f(&p);
         }
     }
+}
+
+/// JSON-RPC requests anvil logged so far: it writes each request's method name (`eth_call`,
+/// `eth_getLogs`, `anvil_mine`, …) on a line of its own.
+fn rpc_requests(anvil_log: &Path) -> usize {
+    let is_method = |l: &str| {
+        let l = l.trim_end();
+        ["eth_", "net_", "anvil_", "evm_", "web3_"].iter().any(|p| l.starts_with(p))
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    std::fs::read_to_string(anvil_log).map_or(0, |t| t.lines().filter(|l| is_method(l)).count())
 }
 
 fn now_ms() -> u64 {
@@ -967,6 +979,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         o.bid_window_ms
     ));
     let cpu_before = CpuSample::take(env);
+    let rpc_before = rpc_requests(&env.log("anvil.log"));
     let t_first_post = now_ms();
     let t0 = Instant::now();
     let timeout = Duration::from_secs(o.timeout_secs);
@@ -982,6 +995,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     }
     let wall = t0.elapsed();
     let cpu = CpuSample::take(env).since(&cpu_before);
+    let rpc_during = rpc_requests(&env.log("anvil.log")).saturating_sub(rpc_before);
     let nonces_after = count_nonces(p.clone(), watched).await?;
     for a in &mut env.agents {
         if let Some(st) = a.exited() {
@@ -1120,6 +1134,10 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
             "errors": errors,
         },
         "cpu_secs": cpu.to_json(wall, settled.len()),
+        "rpc_requests": {
+            "total": rpc_during,
+            "per_settled_bounty": rpc_during as f64 / settled.len().max(1) as f64,
+        },
         "ceiling_bounties_per_sec": ceiling,
         "ceiling_erc20_bounties_per_sec": ceiling_erc,
         "ratio": ratio,
@@ -1226,6 +1244,11 @@ fn print_report(r: &Value) {
         "| machine busy | {:.0}% of {} cores over the run | |",
         100.0 * f(&cpu["busy_share"]),
         cpu["cores"]
+    );
+    println!(
+        "\nJSON-RPC requests anvil served during the run: {} ({:.1} per settled bounty; each costs anvil ≥ 0.1 ms of CPU)",
+        r["rpc_requests"]["total"],
+        f(&r["rpc_requests"]["per_settled_bounty"])
     );
     if let Some(errs) = m["errors"].as_object()
         && !errs.is_empty()
