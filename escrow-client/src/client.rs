@@ -83,6 +83,19 @@ impl Default for ClientOptions {
     }
 }
 
+/// What [`ReefClient::block_header`] reads of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHead {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+    /// The parent block's hash.
+    pub parent_hash: B256,
+    /// Unix timestamp.
+    pub timestamp: u64,
+}
+
 /// A client bound to one chain, one deployment and one signing key.
 #[derive(Debug, Clone)]
 pub struct ReefClient {
@@ -532,20 +545,25 @@ impl ReefClient {
     /// Timestamp of the latest block.
     pub async fn chain_time(&self) -> Result<u64> {
         let head = self.block_header(alloy::eips::BlockNumberOrTag::Latest).await?;
-        head.map(|(_, _, time)| time).ok_or_else(|| Error::Decode {
+        head.map(|h| h.timestamp).ok_or_else(|| Error::Decode {
             what: "latest block".into(),
             reason: "node returned none".into(),
         })
     }
 
-    /// Number, hash and timestamp of the block `tag` names (`None` if the node has no such
-    /// block), with retries.
+    /// Number, hash, parent hash and timestamp of the block `tag` names (`None` if the node
+    /// has no such block), with retries.
     pub async fn block_header(
         &self,
         tag: alloy::eips::BlockNumberOrTag,
-    ) -> Result<Option<(u64, B256, u64)>> {
+    ) -> Result<Option<BlockHead>> {
         let block = self.rpc(|p| async move { p.get_block_by_number(tag).await }).await?;
-        Ok(block.map(|b| (b.header.number, b.header.hash, b.header.timestamp)))
+        Ok(block.map(|b| BlockHead {
+            number: b.header.number,
+            hash: b.header.hash,
+            parent_hash: b.header.parent_hash,
+            timestamp: b.header.timestamp,
+        }))
     }
 
     /// Base fee of the latest block (`None` before EIP-1559).

@@ -24,7 +24,7 @@ pub mod retry;
 pub mod signing;
 pub mod token;
 
-pub use client::{ClientOptions, ReefClient, TxOutcome};
+pub use client::{BlockHead, ClientOptions, ReefClient, TxOutcome};
 pub use deployments::Deployment;
 pub use error::{Error, Result, Revert};
 pub use escrow::{BountyState, NewBounty, Status};

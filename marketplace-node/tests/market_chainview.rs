@@ -132,6 +132,28 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
     assert_eq!(view.bounty(id).await.unwrap().status, Status::Funded);
 
+    // The same, but the other branch is exactly one block past the dropped head: the pass
+    // sees the reorg in the new head's parent hash (no second header read).
+    let snapshot: U256 = rpc(&poster, "evm_snapshot", vec![]).await;
+    poster.cancel(id, &b.record).await.unwrap();
+    assert_eq!(view.sync().await.unwrap(), Some(vec![id]));
+    assert_eq!(view.status_of(id).await.unwrap().0, Status::Cancelled);
+    let dropped = poster.block_number().await.unwrap();
+    let reverted: bool = rpc(&poster, "evm_revert", vec![snapshot]).await;
+    assert!(reverted);
+    for _ in 0..2 {
+        let _: String = rpc(&poster, "evm_mine", vec![]).await;
+    }
+    assert_eq!(poster.block_number().await.unwrap(), dropped + 1);
+    assert_eq!(view.sync().await.unwrap(), None, "one block past a dropped head: a reorg");
+    assert_eq!(view.cached(), (0, 0));
+    assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
+    assert_eq!(view.bounty(id).await.unwrap().status, Status::Funded);
+    // And one block on without a reorg keeps the cache.
+    let _: String = rpc(&poster, "evm_mine", vec![]).await;
+    assert_eq!(view.sync().await.unwrap(), Some(vec![]));
+    assert_eq!(view.cached(), (1, 1));
+
     // A gap longer than one log scan (the node or its RPC was away): start over, no scan.
     assert_eq!(view.cached(), (1, 1));
     let _: Option<serde_json::Value> =
