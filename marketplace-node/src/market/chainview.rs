@@ -33,11 +33,11 @@ use std::{
 
 use alloy::{
     eips::BlockNumberOrTag,
-    primitives::{Address, B256, U256},
+    primitives::{Address, U256},
     rpc::types::Filter,
 };
 use escrow_client::{
-    ReefClient, Status,
+    BlockHead, ReefClient, Status,
     bindings::escrow::IBountyTypes::Bounty,
     escrow::{BountyState, HistoryEntry, apply_log},
 };
@@ -58,17 +58,9 @@ pub const MAX_LOG_SPAN: u64 = 2_000;
 /// ranking input; the escrow checks the stake gate itself at award time.
 const STAKE_TTL: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    number: u64,
-    hash: B256,
-    parent: B256,
-    time: u64,
-}
-
 #[derive(Debug, Default)]
 struct State {
-    head: Option<Head>,
+    head: Option<BlockHead>,
     /// Records (events replayed), by bounty id, with the block up to which every event of the
     /// bounty is in them.
     bounties: HashMap<U256, Followed>,
@@ -106,14 +98,8 @@ impl ChainView {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn header(&self, tag: BlockNumberOrTag) -> Result<Option<Head>> {
-        let h = self.chain.block_header(tag).await?;
-        Ok(h.map(|h| Head {
-            number: h.number,
-            hash: h.hash,
-            parent: h.parent_hash,
-            time: h.timestamp,
-        }))
+    async fn header(&self, tag: BlockNumberOrTag) -> Result<Option<BlockHead>> {
+        Ok(self.chain.block_header(tag).await?)
     }
 
     /// Advances to the chain's head: drops every cached bounty an event touched since the last
@@ -136,7 +122,7 @@ impl ChainView {
                 // Is the previous head still on the chain? One block on, the new head's parent
                 // says so; further on, its header is read again.
                 let kept = if head.number == p.number + 1 {
-                    head.parent == p.hash
+                    head.parent_hash == p.hash
                 } else {
                     let still = self.header(BlockNumberOrTag::Number(p.number)).await?;
                     still.map(|h| h.hash) == Some(p.hash)
@@ -302,7 +288,7 @@ impl ChainView {
     pub async fn chain_time(&self) -> Result<u64> {
         let head = self.lock().head;
         match head {
-            Some(h) => Ok(h.time),
+            Some(h) => Ok(h.timestamp),
             None => Ok(self.chain.chain_time().await?),
         }
     }
@@ -314,7 +300,7 @@ impl ChainView {
 
     /// The head's timestamp as of the last sync, without reading the chain.
     pub fn synced_time(&self) -> Option<u64> {
-        self.lock().head.map(|h| h.time)
+        self.lock().head.map(|h| h.timestamp)
     }
 
     /// Number of cached bounty records and statuses (for tests and metrics).
