@@ -26,6 +26,10 @@ pub struct Mesh {
     client: async_nats::Client,
     node_id: String,
     mesh_id: String,
+    /// `reef.<mesh>.ioa.g.`: group messages are published under it (made once, not per message).
+    msg_prefix: String,
+    /// `reef.<mesh>.ioa.ctl`.
+    ctl_subject: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +52,11 @@ enum Ctl {
     },
 }
 
+/// A subject of mesh `mesh_id`: `reef.<mesh id>.<service>`.
+fn subject(mesh_id: &str, service: &str) -> String {
+    format!("reef.{mesh_id}.{service}")
+}
+
 /// Group ids are node-generated (`g_<hex>`); anything else is refused as a subject token.
 fn subject_safe(group_id: &str) -> bool {
     !group_id.is_empty()
@@ -59,7 +68,13 @@ impl Mesh {
     /// holds it); it keeps the subjects of two meshes on one NATS server apart.
     pub async fn connect(url: &str, node_id: &str, mesh_id: &str) -> Result<Self> {
         let client = async_nats::connect(url).await.map_err(|e| Error::Mesh(e.to_string()))?;
-        Ok(Self { client, node_id: node_id.to_owned(), mesh_id: mesh_id.to_owned() })
+        Ok(Self {
+            client,
+            node_id: node_id.to_owned(),
+            mesh_id: mesh_id.to_owned(),
+            msg_prefix: subject(mesh_id, MSG_SERVICE),
+            ctl_subject: subject(mesh_id, CTL_SERVICE),
+        })
     }
 
     /// The NATS connection (request/reply services of the mesh).
@@ -69,12 +84,12 @@ impl Mesh {
 
     /// The subject of a request/reply service of this mesh: `reef.<mesh id>.<service>`.
     pub fn service_subject(&self, service: &str) -> String {
-        format!("reef.{}.{service}", self.mesh_id)
+        subject(&self.mesh_id, service)
     }
 
     /// Subscribe and feed `node`'s hub.
     pub async fn spawn_listener(&self, node: Node) -> Result<()> {
-        let prefix = self.service_subject(MSG_SERVICE);
+        let prefix = self.msg_prefix.clone();
         let mut msgs = self
             .client
             .subscribe(format!("{prefix}>"))
@@ -82,7 +97,7 @@ impl Mesh {
             .map_err(|e| Error::Mesh(e.to_string()))?;
         let mut ctl = self
             .client
-            .subscribe(self.service_subject(CTL_SERVICE))
+            .subscribe(self.ctl_subject.clone())
             .await
             .map_err(|e| Error::Mesh(e.to_string()))?;
         // Make sure the subscriptions are registered before we serve.
@@ -142,7 +157,7 @@ impl Mesh {
             return;
         }
         let payload = format!("{} {seq}\n{}", self.node_id, frame.as_str());
-        let subject = format!("{}{group_id}", self.service_subject(MSG_SERVICE));
+        let subject = format!("{}{group_id}", self.msg_prefix);
         if let Err(e) = self.client.publish(subject, payload.into()).await {
             // Other nodes recover through gap filling from the shared database.
             tracing::warn!(error = %e, "mesh publish failed");
@@ -152,8 +167,7 @@ impl Mesh {
     async fn ctl(&self, c: &Ctl) {
         let Ok(body) = serde_json::to_string(c) else { return };
         let payload = format!("{}\n{body}", self.node_id);
-        if let Err(e) = self.client.publish(self.service_subject(CTL_SERVICE), payload.into()).await
-        {
+        if let Err(e) = self.client.publish(self.ctl_subject.clone(), payload.into()).await {
             tracing::warn!(error = %e, "mesh control publish failed");
         }
     }

@@ -19,13 +19,14 @@ use axum::{
     body::{Body, Bytes},
     extract::{ConnectInfo, Request, State},
     http::{HeaderName, StatusCode, header},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::any,
 };
 use futures::StreamExt;
 use serde_json::json;
 use tower::ServiceExt;
 
+use super::rest::json_error as error;
 use crate::ioa::mesh::Mesh;
 
 /// The service name under the mesh's subjects.
@@ -51,10 +52,6 @@ const H_TYPE: &str = "Content-Type";
 
 fn body_limit(client: &async_nats::Client) -> usize {
     MAX_BODY.min(client.max_payload().saturating_sub(HEADER_ROOM))
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": code, "message": message.into() }))).into_response()
 }
 
 /// The `/v1/market/...` routes of a node without a marketplace: each request is forwarded to

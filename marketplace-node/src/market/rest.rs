@@ -41,8 +41,13 @@ impl IntoResponse for MarketError {
             }
             _ => this.to_string(),
         };
-        (status, Json(json!({ "error": code, "message": message }))).into_response()
+        json_error(status, code, message)
     }
+}
+
+/// The marketplace's error answer: `{"error": <code>, "message": <what to do>}`.
+pub(crate) fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": code, "message": message.into() }))).into_response()
 }
 
 /// The authenticated caller of a market request.
