@@ -118,6 +118,9 @@ const MAX_PENDING: usize = 4096;
 /// Page size of replays and gap fills.
 const PAGE: u32 = 256;
 
+/// Frames a join reads with its membership check, for the first page of its replay.
+pub const REPLAY_PAGE: u32 = PAGE;
+
 /// The node's fan-out hub.
 #[derive(Debug)]
 pub struct Hub {
@@ -369,11 +372,14 @@ impl Hub {
 
     /// Follow `group_id` on `conn`, first replaying everything after `since_seq` from the
     /// database (with back-pressure), then switching to live delivery without gap or repeat.
+    /// `first_page` is what the join already read after `since_seq` (stored frames in seq
+    /// order, possibly empty): the replay starts with it instead of reading it again.
     pub async fn subscribe(
         self: &Arc<Self>,
         group_id: &str,
         conn: &ConnHandle,
         since_seq: u64,
+        first_page: Vec<(u64, String)>,
     ) -> Result<()> {
         let g = self.group_hub(group_id).await?;
         {
@@ -386,7 +392,7 @@ impl Hub {
         let conn = conn.clone();
         let gid = group_id.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = hub.catch_up(&gid, &g, &conn, since_seq).await {
+            if let Err(e) = hub.catch_up(&gid, &g, &conn, since_seq, first_page).await {
                 tracing::warn!(group_id = gid, error = %e, "replay failed");
                 conn.kill.kill(1011, "replay failed");
             }
@@ -400,8 +406,10 @@ impl Hub {
         g: &GroupHub,
         conn: &ConnHandle,
         since_seq: u64,
+        first_page: Vec<(u64, String)>,
     ) -> Result<()> {
         let mut cursor = since_seq;
+        let mut first_page = Some(first_page);
         loop {
             let target = {
                 let mut st = g.lock();
@@ -414,7 +422,15 @@ impl Hub {
                 }
                 delivered
             };
-            let rows = self.store.frames(group_id, cursor, target, PAGE).await?;
+            // The join's page serves when it starts right after the cursor; past `target`
+            // frames are the live path's (or the next page's).
+            let rows = match first_page.take() {
+                Some(mut page) if page.first().is_some_and(|(seq, _)| *seq == cursor + 1) => {
+                    page.retain(|(seq, _)| *seq <= target);
+                    page
+                }
+                _ => self.store.frames(group_id, cursor, target, PAGE).await?,
+            };
             if rows.is_empty() {
                 // Nothing stored in (cursor, target]: cannot happen with a sane DB; go live.
                 cursor = target;
@@ -514,7 +530,7 @@ mod tests {
         hub.init_hub("g_race", &g, read_last);
         let (tx, mut rx) = mpsc::channel(8);
         let conn = ConnHandle { id: 7, address: member, tx, kill: Arc::default() };
-        hub.subscribe("g_race", &conn, 0).await.unwrap();
+        hub.subscribe("g_race", &conn, 0, Vec::new()).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("the first message never arrived")

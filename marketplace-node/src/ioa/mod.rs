@@ -470,11 +470,17 @@ impl Node {
         Ok(g)
     }
 
-    /// The last seq of a group the caller may join (members only), in one read.
-    pub async fn join_seq(&self, caller: &Address, group_id: &str) -> Result<u64> {
+    /// The last seq of a group the caller may join (members only), with the first page of
+    /// stored frames after `since_seq` to replay, in one read.
+    pub async fn join(
+        &self,
+        caller: &Address,
+        group_id: &str,
+        since_seq: u64,
+    ) -> Result<(u64, Vec<(u64, String)>)> {
         self.inner
             .store
-            .member_last_seq(group_id, caller)
+            .join(group_id, caller, since_seq, hub::REPLAY_PAGE)
             .await?
             .ok_or_else(|| Error::Forbidden(not_member(group_id)))
     }
@@ -503,6 +509,34 @@ impl Node {
             .await;
         }
         self.group(caller, group_id).await
+    }
+
+    /// Add `agent` (creator only) while the group has fewer than `cap` members besides its
+    /// creator, atomically: concurrent invitations cannot push it past `cap`. True if added;
+    /// false if the group is full or `agent` is a member already.
+    pub async fn invite_capped(
+        &self,
+        caller: &Address,
+        group_id: &str,
+        agent: &Address,
+        cap: usize,
+    ) -> Result<bool> {
+        use store::CappedAdd;
+        match self.inner.store.add_member_capped(group_id, caller, agent, cap).await? {
+            CappedAdd::Added => {
+                self.notify_agent(
+                    agent,
+                    encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller }),
+                )
+                .await;
+                Ok(true)
+            }
+            CappedAdd::AlreadyMember | CappedAdd::Full => Ok(false),
+            CappedAdd::NoGroup => Err(Error::Forbidden(not_member(group_id))),
+            CappedAdd::NotCreator => {
+                Err(Error::Forbidden("only the group's creator may invite".into()))
+            }
+        }
     }
 
     /// Remove `agent` (creator only, or the agent itself leaving).

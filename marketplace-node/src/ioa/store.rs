@@ -66,6 +66,21 @@ pub struct NewMessage<'a> {
     pub sender: &'a Address,
 }
 
+/// Outcome of [`Store::add_member_capped`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CappedAdd {
+    /// Added.
+    Added,
+    /// Already a member (or the creator); nothing changed.
+    AlreadyMember,
+    /// The group already has `cap` members besides its creator.
+    Full,
+    /// No such group.
+    NoGroup,
+    /// The caller is not the group's creator; nothing changed.
+    NotCreator,
+}
+
 /// Database handle.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -363,17 +378,38 @@ impl Store {
         })
     }
 
-    /// The last seq of `group_id` if `address` is one of its members (one read, for joins).
-    pub async fn member_last_seq(&self, group_id: &str, address: &Address) -> Result<Option<u64>> {
-        let row = sqlx::query(
-            "SELECT g.last_seq FROM ioa_groups g JOIN ioa_members m ON m.group_id = g.group_id \
-             WHERE g.group_id = $1 AND m.address = $2",
+    /// What a member joining `group_id` needs, in one read: the group's last seq and the first
+    /// stored frames after `after` (at most `limit`, in order). `None` if `address` is not a
+    /// member.
+    pub async fn join(
+        &self,
+        group_id: &str,
+        address: &Address,
+        after: u64,
+        limit: u32,
+    ) -> Result<Option<(u64, Vec<(u64, String)>)>> {
+        // One row per frame, or one row without a frame when there is none to replay.
+        let rows = sqlx::query(
+            "SELECT g.last_seq, m.seq, m.frame FROM ioa_groups g \
+             JOIN ioa_members mb ON mb.group_id = g.group_id AND mb.address = $2 \
+             LEFT JOIN ioa_messages m ON m.group_id = g.group_id AND m.seq > $3 AND m.seq <= g.last_seq \
+             WHERE g.group_id = $1 ORDER BY m.seq LIMIT $4",
         )
         .bind(group_id.to_owned())
         .bind(addr_key(address))
-        .fetch_optional(&self.pool)
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| Ok(r.try_get::<i64, _>("last_seq")?.max(0) as u64)).transpose()
+        let Some(first) = rows.first() else { return Ok(None) };
+        let last = first.try_get::<i64, _>("last_seq")?.max(0) as u64;
+        let mut frames = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(seq) = r.try_get::<Option<i64>, _>("seq")? {
+                frames.push((seq.max(0) as u64, r.try_get::<String, _>("frame")?));
+            }
+        }
+        Ok(Some((last, frames)))
     }
 
     /// A group with its members, if it exists.
@@ -444,6 +480,59 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() > 0)
+    }
+
+    /// Adds `address` to `group_id` for its creator `by`, only while the group has fewer than
+    /// `cap` members besides the creator. The group's row is locked first, so concurrent adds (two latecomers at
+    /// once, or two nodes of a mesh) cannot both take the last place.
+    pub async fn add_member_capped(
+        &self,
+        group_id: &str,
+        by: &Address,
+        address: &Address,
+        cap: usize,
+    ) -> Result<CappedAdd> {
+        let mut tx = self.pool.begin().await?;
+        let lock = if self.postgres {
+            "SELECT creator FROM ioa_groups WHERE group_id = $1 FOR UPDATE"
+        } else {
+            // Takes SQLite's write lock up front, as the writer's batches do.
+            "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id = $1 RETURNING creator"
+        };
+        let Some(row) =
+            sqlx::query(lock).bind(group_id.to_owned()).fetch_optional(&mut *tx).await?
+        else {
+            return Ok(CappedAdd::NoGroup);
+        };
+        let creator: String = row.try_get("creator")?;
+        if creator != addr_key(by) {
+            return Ok(CappedAdd::NotCreator);
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COUNT(CASE WHEN address = $2 THEN 1 END) AS me \
+             FROM ioa_members WHERE group_id = $1 AND address <> $3",
+        )
+        .bind(group_id.to_owned())
+        .bind(addr_key(address))
+        .bind(&creator)
+        .fetch_one(&mut *tx)
+        .await?;
+        let members = row.try_get::<i64, _>("n")?.max(0) as usize;
+        let already = row.try_get::<i64, _>("me")? > 0;
+        if already || creator == addr_key(address) {
+            return Ok(CappedAdd::AlreadyMember);
+        }
+        if members >= cap {
+            return Ok(CappedAdd::Full);
+        }
+        sqlx::query("INSERT INTO ioa_members (group_id, address, added_at) VALUES ($1, $2, $3)")
+            .bind(group_id.to_owned())
+            .bind(addr_key(address))
+            .bind(reef_wire::unix_now() as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(CappedAdd::Added)
     }
 
     /// Remove a member; false if it was not one.
@@ -749,12 +838,109 @@ mod tests {
         for m in &members {
             assert!(g.members.contains(m), "{m} missing");
         }
-        assert_eq!(s.member_last_seq("g_big", &members[CHUNK + 10]).await.unwrap(), Some(0));
-        assert_eq!(s.member_last_seq("g_big", &creator).await.unwrap(), Some(0));
+        let empty = Some((0, Vec::new()));
+        assert_eq!(s.join("g_big", &members[CHUNK + 10], 0, 10).await.unwrap(), empty);
+        assert_eq!(s.join("g_big", &creator, 0, 10).await.unwrap(), empty);
         let stranger = Address::repeat_byte(0x77);
-        assert_eq!(s.member_last_seq("g_big", &stranger).await.unwrap(), None);
-        assert_eq!(s.member_last_seq("g_none", &creator).await.unwrap(), None);
+        assert_eq!(s.join("g_big", &stranger, 0, 10).await.unwrap(), None);
+        assert_eq!(s.join("g_none", &creator, 0, 10).await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A join reads the last seq and the first page of frames to replay in one query: only
+    /// frames after the member's seq, in order, at most a page; none for a stranger.
+    #[tokio::test]
+    async fn a_join_reads_the_last_seq_with_the_first_page_to_replay() {
+        let (s, dir) = store().await;
+        let (creator, member) = (Address::repeat_byte(0xee), Address::repeat_byte(0x01));
+        s.create_group("g_j", "j", &creator, &[member], None).await.unwrap();
+        let ids: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        let batch: Vec<NewMessage<'_>> = ids
+            .iter()
+            .map(|id| NewMessage { group_id: "g_j", msg_id: id, sender: &creator })
+            .collect();
+        s.append_batch(&batch, |i, seq| format!("frame {i} at {seq}")).await.unwrap();
+        let (last, page) = s.join("g_j", &member, 2, 2).await.unwrap().unwrap();
+        assert_eq!(last, 5);
+        assert_eq!(page, vec![(3, "frame 2 at 3".to_string()), (4, "frame 3 at 4".to_string())]);
+        let (last, page) = s.join("g_j", &creator, 0, 100).await.unwrap().unwrap();
+        assert_eq!((last, page.len()), (5, 5));
+        assert_eq!(
+            page,
+            s.frames("g_j", 0, 5, 100).await.unwrap(),
+            "the same frames as a replay read"
+        );
+        assert_eq!(s.join("g_j", &member, 5, 100).await.unwrap(), Some((5, Vec::new())));
+        assert_eq!(s.join("g_j", &Address::repeat_byte(0x77), 0, 100).await.unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Invitations under a cap: concurrent adds never push a group past it, the creator is
+    /// not counted, repeats and strangers change nothing.
+    async fn check_capped(s: &Store) {
+        let creator = Address::repeat_byte(0xee);
+        s.create_group("g_cap", "cap", &creator, &[Address::repeat_byte(0x01)], None)
+            .await
+            .unwrap();
+        let adds = (2u8..12).map(|i| {
+            let s = s.clone();
+            async move { s.add_member_capped("g_cap", &creator, &Address::repeat_byte(i), 4).await }
+        });
+        let got = futures::future::join_all(adds).await;
+        let added = got.iter().filter(|r| matches!(r, Ok(CappedAdd::Added))).count();
+        let full = got.iter().filter(|r| matches!(r, Ok(CappedAdd::Full))).count();
+        assert_eq!((added, full), (3, 7), "{got:?}");
+        let g = s.group("g_cap").await.unwrap().unwrap();
+        assert_eq!(g.members.len(), 5, "4 invited + the creator: {:?}", g.members);
+        let member = Address::repeat_byte(0x01);
+        assert_eq!(
+            s.add_member_capped("g_cap", &creator, &member, 10).await.unwrap(),
+            CappedAdd::AlreadyMember
+        );
+        assert_eq!(
+            s.add_member_capped("g_cap", &creator, &creator, 10).await.unwrap(),
+            CappedAdd::AlreadyMember
+        );
+        assert_eq!(
+            s.add_member_capped("g_cap", &member, &Address::repeat_byte(0x50), 10).await.unwrap(),
+            CappedAdd::NotCreator
+        );
+        assert_eq!(
+            s.add_member_capped("g_nope", &creator, &member, 10).await.unwrap(),
+            CappedAdd::NoGroup
+        );
+        // A higher cap makes room again.
+        assert_eq!(
+            s.add_member_capped("g_cap", &creator, &Address::repeat_byte(0x50), 5).await.unwrap(),
+            CappedAdd::Added
+        );
+        assert_eq!(s.group("g_cap").await.unwrap().unwrap().members.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn capped_invitations_never_pass_the_cap() {
+        let (s, dir) = store().await;
+        check_capped(&s).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The same on Postgres (127.0.0.1:5432, a fresh database dropped afterwards), where the
+    /// adds run on several connections at once.
+    #[tokio::test]
+    async fn capped_invitations_never_pass_the_cap_on_postgres() {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("Postgres on 127.0.0.1:5432");
+        let name = format!("reef_ioa_cap_{}", rand::random::<u32>());
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+        let s =
+            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        check_capped(&s).await;
+        s.pool.close().await;
+        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
     }
 
     /// Every node on one database reads the same mesh id (the first one written); another

@@ -229,10 +229,10 @@ async fn handle(
             ok(req_id, json!({ "groups": to_value(&node.groups_of(me).await?) }))
         }
         ClientFrame::Join { group_id, since_seq } => {
-            let last_seq = node.join_seq(me, &group_id).await?;
+            let (last_seq, first_page) = node.join(me, &group_id, since_seq).await?;
             // Reply first so the replayed messages follow the `ok`.
             conn.push(ok(req_id, json!({ "group_id": group_id, "last_seq": last_seq })));
-            node.hub().subscribe(&group_id, conn, since_seq).await?;
+            node.hub().subscribe(&group_id, conn, since_seq, first_page).await?;
             return Ok(None);
         }
         ClientFrame::Leave { group_id } => {

@@ -614,13 +614,13 @@ impl Market {
             if !crate::ioa::has_skills(&info.card, &wanted) {
                 continue;
             }
-            let g = self.inner.node.group(&me, group).await?;
-            let invited = g.members.iter().filter(|m| **m != me).count();
+            // Room is checked and taken in one step: latecomers arriving together (or seen by
+            // several nodes of a mesh) cannot push the call past its fan-out.
             let fanout = self.inner.cfg.cfp_fanout;
-            if g.members.contains(&agent) || (fanout > 0 && invited >= fanout) {
+            let cap = if fanout == 0 { usize::MAX } else { fanout };
+            if !self.inner.node.invite_capped(&me, group, &agent, cap).await? {
                 continue;
             }
-            self.inner.node.invite(&me, group, &agent).await?;
             self.inner
                 .store
                 .log(&row.id, "invited", &format!("{agent} came online during the window"))
@@ -1086,7 +1086,7 @@ impl Market {
         let mut winners = super::verify::rank_entries(passed);
         winners.truncate(usize::from(record.maxWinners));
         let verdict = json!({ "accept": !winners.is_empty(), "winners": winners, "entries": judged, "reason": format!("{} verified winner(s)", winners.len()) });
-        self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
+        self.inner.store.set_verdict(&row.id, &verdict).await?;
         if winners.is_empty() {
             if t > record.deadline + u64::from(record.reviewWindow) {
                 self.inner.chain.refund_expired(id, &record).await?;
@@ -1397,7 +1397,7 @@ impl Market {
             .create_group(&me, &format!("evaluate {}", &row.id[..12]), members, None)
             .await?;
         let pending = json!({ "pending": true, "result": result, "result_hash": rh, "eval_group": group.group_id, "quorum": quorum });
-        self.inner.store.set_field(&row.id, "verdict", &pending.to_string()).await?;
+        self.inner.store.set_verdict(&row.id, &pending).await?;
         let body = json!({
             "kind": "evaluate",
             "bounty_id": row.id,
@@ -1627,7 +1627,7 @@ impl Market {
         };
         // The result is kept for the poster (who is a member of the work group anyway).
         let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "member_sigs": member_sigs, "result": result });
-        self.inner.store.set_field(&row.id, "verdict", &verdict.to_string()).await?;
+        self.inner.store.set_verdict(&row.id, &verdict).await?;
         let body = json!({
             "kind": "verdict",
             "bounty_id": row.id,

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_close_ms.sql")),
     (4, include_str!("migrations/0004_outcome_indexes.sql")),
     (5, include_str!("migrations/0005_rankings.sql")),
+    (6, include_str!("migrations/0006_outcome.sql")),
 ];
 
 /// Lifecycle of a bounty inside the node.
@@ -628,11 +629,29 @@ impl MarketStore {
         Ok(ranking)
     }
 
-    /// Sets a text column (`cfp_group`, `work_group`, `verdict`, `winner`).
+    /// Records a bounty's verdict, with its outcome for ranking (accepted, rejected, or none
+    /// while `verdict` has no boolean `accept`, e.g. still with the evaluators).
+    pub async fn set_verdict(&self, id: &str, verdict: &serde_json::Value) -> Result<()> {
+        let mut writing = self.writing(id);
+        let outcome = verdict["accept"].as_bool().map(i64::from);
+        let rows = sqlx::query(
+            "UPDATE market_bounties SET verdict = $1, outcome = $2, updated_at = $3 WHERE id = $4 RETURNING *",
+        )
+        .bind(verdict.to_string())
+        .bind(outcome)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        writing.committed(&rows);
+        Ok(())
+    }
+
+    /// Sets a text column (`cfp_group`, `work_group`, `winner`).
     pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
         let mut writing = self.writing(id);
         let col = match field {
-            "cfp_group" | "work_group" | "verdict" | "winner" => field,
+            "cfp_group" | "work_group" | "winner" => field,
             other => {
                 return Err(MarketError::Internal(format!("not a settable column: {other}")));
             }
@@ -819,14 +838,16 @@ impl MarketStore {
     }
 
     /// (accepted, rejected) for each of `agents` (addresses as stored), in a few queries:
-    /// ranking a window reads this once for all its bidders. Only those agents' wins are read
-    /// (indexed by winner), so the cost follows their history, not the node's. A missed ETA
-    /// counts as a rejection.
+    /// ranking a window reads this once for all its bidders. Only those agents' outcomes are
+    /// counted, from the (winner, outcome) index: neither the node's history nor the stored
+    /// results are read. A missed ETA counts as a rejection; a verdict still with the
+    /// evaluators counts as neither.
     pub async fn outcomes_of(&self, agents: &[String]) -> Result<HashMap<String, (u64, u64)>> {
         let mut acc: HashMap<String, (u64, u64)> = HashMap::new();
         for chunk in agents.chunks(OUTCOME_AGENTS_PER_QUERY) {
             let sql = format!(
-                "SELECT winner, verdict FROM market_bounties WHERE winner IN ({}) AND verdict IS NOT NULL",
+                "SELECT winner, outcome, COUNT(*) AS n FROM market_bounties \
+                 WHERE winner IN ({}) AND outcome IS NOT NULL GROUP BY winner, outcome",
                 crate::ioa::store::placeholders(1, chunk.len())
             );
             // Only placeholders are formatted in; the addresses are bound.
@@ -835,12 +856,11 @@ impl MarketStore {
                 q = q.bind(a.clone());
             }
             for r in q.fetch_all(&self.pool).await? {
-                let v: String = r.try_get("verdict")?;
+                let n = r.try_get::<i64, _>("n")?.max(0) as u64;
                 let e = acc.entry(r.try_get("winner")?).or_default();
-                match serde_json::from_str::<serde_json::Value>(&v).map(|v| v["accept"] == true) {
-                    Ok(true) => e.0 += 1,
-                    Ok(false) => e.1 += 1,
-                    Err(_) => {}
+                match r.try_get::<i64, _>("outcome")? {
+                    1 => e.0 += n,
+                    _ => e.1 += n,
                 }
             }
         }
@@ -988,10 +1008,9 @@ mod tests {
         MarketStore::connect(&format!("sqlite://{}/m.db", dir.display())).await.unwrap()
     }
 
-    /// A node upgraded while a bounty awaited its award: the ranking stored in the bounty's
-    /// row before migration 5 moves to its own table and is still read.
-    #[tokio::test]
-    async fn a_ranking_from_before_migration_5_moves_to_its_own_table() {
+    /// A SQLite database as a node of an older build left it: only the first `applied`
+    /// migrations. Returns its directory, URL and a pool on it (close it before connecting).
+    async fn database_at_migration(applied: usize) -> (std::path::PathBuf, String, AnyPool) {
         let dir = std::env::temp_dir().join(format!("reef-market-mig-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}/m.db", dir.display());
@@ -1001,13 +1020,21 @@ mod tests {
             .connect(&format!("{url}?mode=rwc"))
             .await
             .unwrap();
-        let before_5 = reef_indexer::migrate::Migrations {
+        let before = reef_indexer::migrate::Migrations {
             table: "market_migrations",
             applied_at: false,
             lock_key: 7262332,
-            list: &MIGRATIONS[..4],
+            list: &MIGRATIONS[..applied],
         };
-        reef_indexer::migrate::run(&old, false, before_5).await.unwrap();
+        reef_indexer::migrate::run(&old, false, before).await.unwrap();
+        (dir, url, old)
+    }
+
+    /// A node upgraded while a bounty awaited its award: the ranking stored in the bounty's
+    /// row before migration 5 moves to its own table and is still read.
+    #[tokio::test]
+    async fn a_ranking_from_before_migration_5_moves_to_its_own_table() {
+        let (dir, url, old) = database_at_migration(4).await;
         sqlx::query(
             "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, ranking) \
              VALUES ('0x01', '0xp', 'awaiting_award', '{}', 1, 0, 1, 1, '[{\"bidder\":\"0xb\"}]')",
@@ -1021,6 +1048,40 @@ mod tests {
         assert_eq!((row.phase, row.award_expiry), (Phase::AwaitingAward, 0));
         let ranking = s.ranking("0x01").await.unwrap().unwrap();
         assert_eq!(*ranking, serde_json::json!([{ "bidder": "0xb" }]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Verdicts stored before migration 6 (which has no outcome column) still count: the
+    /// migration reads each one's `accept`, and a pending one counts as neither.
+    #[tokio::test]
+    async fn verdicts_from_before_migration_6_still_count() {
+        let (dir, url, old) = database_at_migration(5).await;
+        // As the node wrote them: serde_json objects, keys sorted.
+        let verdicts = [
+            ("0x01", serde_json::json!({"accept": true, "reason": "ok", "result": [1, 2]})),
+            ("0x02", serde_json::json!({"accept": true, "reason": "ok", "result": "x"})),
+            ("0x03", serde_json::json!({"accept": false, "reason": "wrong", "result": [2, 1]})),
+            ("0x04", serde_json::json!({"pending": true, "quorum": 2, "result": [1]})),
+        ];
+        for (id, v) in &verdicts {
+            sqlx::query(
+                "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, winner, verdict) \
+                 VALUES ($1, '0xp', 'settled', '{}', 1, 0, 1, 1, '0xagent', $2)",
+            )
+            .bind(*id)
+            .bind(v.to_string())
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+        let s = MarketStore::connect(&url).await.unwrap();
+        assert_eq!(s.outcomes("0xagent").await.unwrap(), (2, 1));
+        // The pending one, decided after the upgrade, counts from then on.
+        s.set_verdict("0x04", &serde_json::json!({"accept": false, "reason": "quorum"}))
+            .await
+            .unwrap();
+        assert_eq!(s.outcomes("0xagent").await.unwrap(), (2, 2));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1048,7 +1109,7 @@ mod tests {
         for (id, accept) in [("0x01", true), ("0x02", false)] {
             s.insert_bounty(id, "0xp", &spec, 1).await.unwrap();
             s.set_field(id, "winner", "0xagent").await.unwrap();
-            s.set_field(id, "verdict", &serde_json::json!({"accept": accept}).to_string())
+            s.set_verdict(id, &serde_json::json!({"accept": accept, "result": [1, 2]}))
                 .await
                 .unwrap();
         }
@@ -1057,7 +1118,16 @@ mod tests {
         s.insert_bounty("0x03", "0xp", &spec, 1).await.unwrap();
         s.set_field("0x03", "winner", "0xrunnerup").await.unwrap();
         s.log("0x03", "eta_missed", "0xagent promised delivery by 1700000000").await.unwrap();
+        // 0x04 is still with its evaluators: neither an acceptance nor a rejection yet.
+        s.insert_bounty("0x04", "0xp", &spec, 1).await.unwrap();
+        s.set_field("0x04", "winner", "0xagent").await.unwrap();
+        s.set_verdict("0x04", &serde_json::json!({"pending": true, "result": [3]})).await.unwrap();
         assert_eq!(s.outcomes("0xagent").await.unwrap(), (1, 2));
+        assert_eq!(
+            s.bounty("0x04").await.unwrap().unwrap().verdict,
+            Some(serde_json::json!({"pending": true, "result": [3]})),
+            "the verdict itself is kept whole"
+        );
         assert_eq!(s.outcomes("0xrunnerup").await.unwrap(), (0, 0));
         assert_eq!(s.outcomes("0xother").await.unwrap(), (0, 0));
         // Asked for several at once, each gets its own; agents not asked for are left out.
