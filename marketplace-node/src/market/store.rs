@@ -1208,6 +1208,14 @@ mod tests {
         s.set_awarded_at("0x01", 88).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().awarded_at, Some(88));
+        s.set_verdict("0x01", &serde_json::json!({"accept": true})).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
+        s.set_awarded_at("0x01", 89).await.unwrap();
+        assert!(cache.get("0x01").is_ok(), "a row with an outcome was not cached");
+        assert_eq!(
+            s.bounty("0x01").await.unwrap().unwrap().verdict,
+            Some(serde_json::json!({"accept": true}))
+        );
         let me = Claimant { node: "n".into(), since_ms: 0 };
         assert!(s.claim("0x01", "work_group", 30_000, &me).await.unwrap());
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
