@@ -20,6 +20,7 @@ pub mod indexer;
 pub mod migrate;
 pub mod reputation;
 pub mod source;
+pub mod sqlite;
 pub mod store;
 
 pub use decode::{Contracts, EventRow};

@@ -203,11 +203,16 @@ impl Store {
             opts = opts.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         if !postgres {
-            opts = opts.after_connect(|conn, _meta| {
+            // Lock waits in microseconds (`crate::sqlite`): in a node, other connections write
+            // to the same file.
+            let init = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {} PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
+                crate::sqlite::busy_pragma(10_000)
+            );
+            opts = opts.after_connect(move |conn, _meta| {
+                let init = init.clone();
                 Box::pin(async move {
-                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;")
-                        .execute(conn)
-                        .await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(init)).execute(conn).await?;
                     Ok(())
                 })
             });

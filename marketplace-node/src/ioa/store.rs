@@ -148,17 +148,19 @@ impl Store {
         let max = max_connections.unwrap_or(if postgres { 16 } else { 2 });
         let mut opts = AnyPoolOptions::new().max_connections(max);
         if !postgres {
-            opts = opts.after_connect(|conn, _meta| {
+            // WAL + synchronous=NORMAL: commits do not fsync (see docs/protocol.md,
+            // "durability"); a bigger page cache, memory-mapped reads and rarer checkpoints cut
+            // the per-commit page I/O of the group-commit writer; lock waits in microseconds
+            // (`reef_indexer::sqlite`), as the node's other connections write to the same file.
+            let init = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {} \
+                 PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;",
+                reef_indexer::sqlite::busy_pragma(10_000)
+            );
+            opts = opts.after_connect(move |conn, _meta| {
+                let init = init.clone();
                 Box::pin(async move {
-                    // WAL + synchronous=NORMAL: commits do not fsync (see docs/protocol.md,
-                    // "durability"); a bigger page cache, memory-mapped reads and rarer
-                    // checkpoints cut the per-commit page I/O of the group-commit writer.
-                    sqlx::raw_sql(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;",
-                    )
-                        .execute(conn)
-                        .await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(init)).execute(conn).await?;
                     Ok(())
                 })
             });

@@ -391,18 +391,20 @@ impl MarketStore {
         // No method holds a transaction while it waits for another statement of the pool.
         let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 1 });
         if !postgres {
-            opts = opts.after_connect(|conn, _| {
+            // Lock waits in microseconds: the node's other connections write to the same file.
+            let init = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {}",
+                reef_indexer::sqlite::busy_pragma(10_000)
+            );
+            opts = opts.after_connect(move |conn, _| {
+                let init = init.clone();
                 Box::pin(async move {
                     // WAL + synchronous=NORMAL, as the IoA store: a commit survives the node
                     // being killed (kill -9; the WAL is in the OS cache) but skips the fsync,
                     // which capped bid intake at the disk's flush rate. An OS crash or power
                     // loss can lose the last commits; the chain stays the source of truth and
                     // the work loop reconciles with it on restart.
-                    sqlx::raw_sql(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
-                    )
-                        .execute(conn)
-                        .await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(init)).execute(conn).await?;
                     Ok(())
                 })
             });
