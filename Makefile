@@ -61,7 +61,8 @@ bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation ben
 bench-gas: deps
 	$(CARGO) run --release -q -p escrow-client --example gas_bench
 
-## bench-auction: 1,000 sealed bids — signature verifications/s and decision latency
+## bench-auction: 1,000 sealed bids (each bidder with 10 past wins on the node) — signature
+## verifications/s and decision latency
 bench-auction:
 	$(CARGO) run --release -q -p marketplace-node --example auction_bench
 

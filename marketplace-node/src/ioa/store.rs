@@ -485,8 +485,8 @@ impl Store {
     }
 
     /// Adds `address` to `group_id` for its creator `by`, only while the group has fewer than
-    /// `cap` members besides the creator. The group's row is locked first, so concurrent adds (two latecomers at
-    /// once, or two nodes of a mesh) cannot both take the last place.
+    /// `cap` members besides the creator. The group's row is locked first, so concurrent adds
+    /// (two latecomers at once, or two nodes of a mesh) cannot both take the last place.
     pub async fn add_member_capped(
         &self,
         group_id: &str,
