@@ -27,18 +27,16 @@ use marketplace_node::market::{
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n: usize = args
-        .iter()
-        .position(|a| a == "--bids")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
-    let history: usize = args
-        .iter()
-        .position(|a| a == "--history")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    // `--name N`, or `default` when absent or not a number.
+    let number = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = number("--bids", 1_000);
+    let history = number("--history", 10);
     let json = args.iter().any(|a| a == "--json");
     let domain = escrow_domain(31337, Address::repeat_byte(0xEE));
     let record = Bounty {

@@ -502,11 +502,7 @@ impl Node {
             return Err(Error::Forbidden("only the group's creator may invite".into()));
         }
         if self.inner.store.add_member(group_id, agent).await? {
-            self.notify_agent(
-                agent,
-                encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller }),
-            )
-            .await;
+            self.notify_invited(agent, group_id, caller).await;
         }
         self.group(caller, group_id).await
     }
@@ -524,11 +520,7 @@ impl Node {
         use store::CappedAdd;
         match self.inner.store.add_member_capped(group_id, caller, agent, cap).await? {
             CappedAdd::Added => {
-                self.notify_agent(
-                    agent,
-                    encode(&ServerFrame::Invited { group_id: group_id.into(), by: *caller }),
-                )
-                .await;
+                self.notify_invited(agent, group_id, caller).await;
                 Ok(true)
             }
             CappedAdd::AlreadyMember | CappedAdd::Full => Ok(false),
@@ -566,6 +558,12 @@ impl Node {
         self.inner
             .hub
             .notify_agent(agent, &encode(&ServerFrame::Removed { group_id: group_id.into() }));
+    }
+
+    /// Tells `agent` (here and across the mesh) that `by` added it to `group_id`.
+    async fn notify_invited(&self, agent: &Address, group_id: &str, by: &Address) {
+        let frame = encode(&ServerFrame::Invited { group_id: group_id.into(), by: *by });
+        self.notify_agent(agent, frame).await;
     }
 
     async fn notify_agent(&self, agent: &Address, frame: Utf8Bytes) {

@@ -634,24 +634,19 @@ impl MarketStore {
     /// Records a bounty's verdict, with its outcome for ranking (accepted, rejected, or none
     /// while `verdict` has no boolean `accept`, e.g. still with the evaluators).
     pub async fn set_verdict(&self, id: &str, verdict: &serde_json::Value) -> Result<()> {
-        let mut writing = self.writing(id);
         let outcome = verdict["accept"].as_bool().map(i64::from);
-        let rows = sqlx::query(
+        let update = sqlx::query(
             "UPDATE market_bounties SET verdict = $1, outcome = $2, updated_at = $3 WHERE id = $4 RETURNING *",
         )
         .bind(verdict.to_string())
         .bind(outcome)
         .bind(now_ms())
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        writing.committed(&rows);
-        Ok(())
+        .bind(id);
+        self.update_row(id, update).await.map(drop)
     }
 
     /// Sets a text column (`cfp_group`, `work_group`, `winner`).
     pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
-        let mut writing = self.writing(id);
         let col = match field {
             "cfp_group" | "work_group" | "winner" => field,
             other => {
@@ -661,29 +656,19 @@ impl MarketStore {
         let sql = format!(
             "UPDATE market_bounties SET {col} = $1, updated_at = $2 WHERE id = $3 RETURNING *"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
-            .bind(now_ms())
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        writing.committed(&rows);
-        Ok(())
+        let update = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).bind(now_ms()).bind(id);
+        self.update_row(id, update).await.map(drop)
     }
 
     /// Sets the exact end of a bounty's bid window (and `bid_close_at`, the whole second after
     /// it) while it is still bidding: the window is counted from the call for proposals.
     pub async fn set_close_ms(&self, id: &str, close_ms: u64) -> Result<()> {
-        let mut writing = self.writing(id);
-        let rows = sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding' RETURNING *")
+        let update = sqlx::query("UPDATE market_bounties SET bid_close_at = $1, bid_close_ms = $2, updated_at = $3 WHERE id = $4 AND state = 'bidding' RETURNING *")
             .bind(close_ms.div_ceil(1000) as i64)
             .bind(close_ms as i64)
             .bind(now_ms())
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        writing.committed(&rows);
-        Ok(())
+            .bind(id);
+        self.update_row(id, update).await.map(drop)
     }
 
     /// Re-opens bidding until `close` (unix seconds) after a restart.
@@ -698,7 +683,6 @@ impl MarketStore {
     /// mid-step: no need to wait out `stale_ms` after a restart). Safe across nodes sharing
     /// the database.
     pub async fn claim(&self, id: &str, field: &str, stale_ms: i64, me: &Claimant) -> Result<bool> {
-        let mut writing = self.writing(id);
         let col = match field {
             "cfp_group" | "work_group" => field,
             other => return Err(MarketError::Internal(format!("not a claimable column: {other}"))),
@@ -712,34 +696,27 @@ impl MarketStore {
             "UPDATE market_bounties SET {col} = $1 WHERE id = $2 AND ({col} IS NULL OR ({col} LIKE 'claimed:%' AND \
              ({col} < $3 OR (substr({col}, 23) = $4 AND {col} < $5)))) RETURNING *"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let update = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&marker)
             .bind(id)
             .bind(format!("claimed:{:013}", now - stale_ms))
             .bind(&me.node)
-            .bind(format!("claimed:{:013}", me.since_ms))
-            .fetch_all(&self.pool)
-            .await?;
-        writing.committed(&rows);
-        Ok(rows.len() == 1)
+            .bind(format!("claimed:{:013}", me.since_ms));
+        Ok(self.update_row(id, update).await? == 1)
     }
 
     /// The award changed hands on-chain (take-over): records the new winner and its due time
     /// and drops the old work group, so the task is assigned afresh to the new provider.
     pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
-        let mut writing = self.writing(id);
-        let rows = sqlx::query(
+        let update = sqlx::query(
             "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
              updated_at = $3 WHERE id = $4 RETURNING *",
         )
         .bind(winner)
         .bind(due as i64)
         .bind(now_ms())
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        writing.committed(&rows);
-        Ok(())
+        .bind(id);
+        self.update_row(id, update).await.map(drop)
     }
 
     /// Sets the award time.
@@ -764,14 +741,25 @@ impl MarketStore {
 
     /// Runs `update` (one integer column, `$1`, of the row `$2`; `RETURNING *`).
     async fn set_number(&self, id: &str, update: &'static str, value: u64) -> Result<()> {
+        let update = sqlx::query(update).bind(i64::try_from(value).unwrap_or(i64::MAX)).bind(id);
+        self.update_row(id, update).await.map(drop)
+    }
+
+    /// Runs `update`, an `UPDATE … RETURNING *` of `id`'s row alone, as one write to the row
+    /// cache: reads of the row go to the database while it runs, and the row it returns is
+    /// cached. Returns how many rows it changed (0 or 1).
+    async fn update_row<'q, A>(
+        &self,
+        id: &str,
+        update: sqlx::query::Query<'q, sqlx::Any, A>,
+    ) -> Result<usize>
+    where
+        A: sqlx::IntoArguments<sqlx::Any> + 'q,
+    {
         let mut writing = self.writing(id);
-        let rows = sqlx::query(update)
-            .bind(i64::try_from(value).unwrap_or(i64::MAX))
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = update.fetch_all(&self.pool).await?;
         writing.committed(&rows);
-        Ok(())
+        Ok(rows.len())
     }
 
     /// Stores (or replaces, within the window) a bidder's sealed bid, unless the bounty holds
