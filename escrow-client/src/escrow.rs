@@ -8,7 +8,7 @@
 use alloy::{
     primitives::{Address, B256, Bytes, FixedBytes, U256, keccak256},
     rpc::types::Filter,
-    sol_types::{SolEvent, SolValue},
+    sol_types::{SolCall, SolEvent, SolValue},
 };
 use serde::Serialize;
 
@@ -189,6 +189,63 @@ pub fn apply_log(
         block: log.block_number.unwrap_or_default(),
         tx: log.transaction_hash,
     });
+}
+
+/// What one escrow event does to its bounty's `statusOf(id)` answer, so that a follower of the
+/// logs can keep the status without reading it again after every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusEffect {
+    /// `statusOf` answers this (status, stamp) right after the event.
+    Set(Status, u64),
+    /// The status is unchanged (a contest entry, a winner's payout line, a failed slash).
+    Keep,
+    /// Not known from this event alone: a step that a later event of the same call completes
+    /// (`AwardRevoked`, `BountyAttested`), an event this client does not know, or a stamp that
+    /// is the block's time when the log does not carry `blockTimestamp`. Read the status.
+    Unknown,
+}
+
+/// The effect of one escrow log on its bounty's status and stamp, as the contract writes them:
+/// the stamp is the block's time, except for an award, whose stamp is its delivery due time
+/// (`dueBy`, in the event). Every call that changes a status emits an event whose effect is
+/// [`StatusEffect::Set`] last, so folding a call's logs in order ends on the stored answer.
+pub fn status_effect(log: &alloy::rpc::types::Log) -> StatusEffect {
+    use BountyEscrow as E;
+    let Some(topic0) = log.topic0().copied() else { return StatusEffect::Unknown };
+    let data = log.data();
+    let at =
+        |s: Status| log.block_timestamp.map_or(StatusEffect::Unknown, |t| StatusEffect::Set(s, t));
+    match topic0 {
+        t if t == E::BountyPosted::SIGNATURE_HASH => match E::BountyPosted::decode_log_data(data) {
+            Ok(ev) => at(if ev.funded { Status::Funded } else { Status::Open }),
+            Err(_) => StatusEffect::Unknown,
+        },
+        t if t == E::BountyFunded::SIGNATURE_HASH => at(Status::Funded),
+        t if t == E::BountyAwarded::SIGNATURE_HASH => match E::BountyAwarded::decode_log_data(data)
+        {
+            Ok(ev) => StatusEffect::Set(Status::Awarded, ev.dueBy),
+            Err(_) => StatusEffect::Unknown,
+        },
+        t if t == E::ResultSubmitted::SIGNATURE_HASH => at(Status::Submitted),
+        t if t == E::BountyCompleted::SIGNATURE_HASH => at(Status::Completed),
+        t if t == E::BountyRejected::SIGNATURE_HASH => at(Status::Rejected),
+        t if t == E::BountyRefunded::SIGNATURE_HASH => {
+            match E::BountyRefunded::decode_log_data(data).map(|ev| Status::from_u8(ev.reason)) {
+                Ok(Ok(reason)) => at(reason),
+                _ => StatusEffect::Unknown,
+            }
+        }
+        t if t == E::BountyCancelled::SIGNATURE_HASH => at(Status::Cancelled),
+        t if t == E::DisputeOpened::SIGNATURE_HASH => at(Status::Disputed),
+        t if t == E::DisputeResolved::SIGNATURE_HASH => at(Status::Resolved),
+        t if t == E::EntrySubmitted::SIGNATURE_HASH
+            || t == E::WinnerPaid::SIGNATURE_HASH
+            || t == E::SlashFailed::SIGNATURE_HASH =>
+        {
+            StatusEffect::Keep
+        }
+        _ => StatusEffect::Unknown,
+    }
 }
 
 /// JSON view of a bounty for `--json` output.
@@ -456,28 +513,58 @@ impl ReefClient {
         })
     }
 
-    async fn pay_in(&self, b: &Bounty, approve: bool) -> Result<(U256, Option<TxOutcome>)> {
+    /// Sends `call`, which pays `b.amount` of `b.token` into the escrow (as ETH value or by
+    /// `transferFrom`), and returns the approval (if one was sent) and the transaction.
+    ///
+    /// With `approve`, the balance and the allowance are read first and the escrow approved if
+    /// the allowance is short. Without it they are read only when the call is refused before it
+    /// is sent: a short balance or allowance fails the gas estimate, and the reads then turn
+    /// the token's revert into [`Error::InsufficientBalance`] or
+    /// [`Error::InsufficientAllowance`]. Either way nothing is sent that cannot pay, and a
+    /// poster that can pay spends no extra request per bounty.
+    async fn send_paying<C: SolCall>(
+        &self,
+        action: &str,
+        b: &Bounty,
+        call: &C,
+        approve: bool,
+    ) -> Result<Vec<TxOutcome>> {
         let amount = U256::from(b.amount);
-        let approval = self.ensure_can_pay(b.token, self.escrow_addr(), amount, approve).await?;
-        Ok((if b.token.is_zero() { amount } else { U256::ZERO }, approval))
+        let value = if b.token.is_zero() { amount } else { U256::ZERO };
+        let approval = if approve {
+            self.ensure_can_pay(b.token, self.escrow_addr(), amount, true).await?
+        } else {
+            None
+        };
+        match self.send_call(action, self.escrow_addr(), call, value).await {
+            Ok(out) => Ok(approval.into_iter().chain([out]).collect()),
+            // Refused before anything was sent: say what the account lacks, if that is why.
+            Err(e @ (Error::Revert { .. } | Error::InsufficientFunds { .. }))
+                if approval.is_none() =>
+            {
+                self.ensure_can_pay(b.token, self.escrow_addr(), amount, false).await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Posts and funds a bounty in one transaction. Checks balance/allowance first (approving
-    /// when `approve` is set). Returns the id, the record and the transaction(s).
+    /// Posts and funds a bounty in one transaction. Checks balance/allowance first when
+    /// `approve` is set (approving the escrow if needed), else only if the call is refused (see
+    /// [`Self::send_paying`]). Returns the id, the record and the transaction(s).
     pub async fn post_and_fund(
         &self,
         salt: B256,
         terms: Bounty,
         approve: bool,
     ) -> Result<(U256, Bounty, Vec<TxOutcome>)> {
-        let (value, approval) = self.pay_in(&terms, approve).await?;
         let call = BountyEscrow::postAndFundCall { salt, terms: terms.clone() };
-        let out = self.send_call("postAndFund", self.escrow_addr(), &call, value).await?;
-        let id = bounty_id(self.address(), salt);
-        Ok((id, terms, approval.into_iter().chain([out]).collect()))
+        let txs = self.send_paying("postAndFund", &terms, &call, approve).await?;
+        Ok((bounty_id(self.address(), salt), terms, txs))
     }
 
-    /// Posts, funds and awards to a signed bid in one transaction.
+    /// Posts, funds and awards to a signed bid in one transaction; balance and allowance as in
+    /// [`Self::post_and_fund`].
     pub async fn post_fund_and_award(
         &self,
         salt: B256,
@@ -486,18 +573,17 @@ impl ReefClient {
         bid_sig: Bytes,
         approve: bool,
     ) -> Result<(U256, Bounty, Vec<TxOutcome>)> {
-        let (value, approval) = self.pay_in(&terms, approve).await?;
         let call = BountyEscrow::postFundAndAwardCall {
             salt,
             terms: terms.clone(),
             bid: bid.clone(),
             bidSig: bid_sig,
         };
-        let out = self.send_call("postFundAndAward", self.escrow_addr(), &call, value).await?;
+        let txs = self.send_paying("postFundAndAward", &terms, &call, approve).await?;
         let mut b = terms;
         b.provider = bid.bidder;
         b.price = bid.amount.to::<u128>();
-        Ok((bounty_id(self.address(), salt), b, approval.into_iter().chain([out]).collect()))
+        Ok((bounty_id(self.address(), salt), b, txs))
     }
 
     /// Signs a bid as this account (the bidder) for the bounty whose posted record is `terms`:
@@ -782,5 +868,66 @@ fn event_name(topic0: FixedBytes<32>) -> &'static str {
         t if t == E::DisputeResolved::SIGNATURE_HASH => "DisputeResolved",
         t if t == E::WinnerPaid::SIGNATURE_HASH => "WinnerPaid",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BountyEscrow as E;
+
+    fn log_of(data: alloy::primitives::LogData, time: Option<u64>) -> alloy::rpc::types::Log {
+        alloy::rpc::types::Log {
+            inner: alloy::primitives::Log { address: Address::ZERO, data },
+            block_timestamp: time,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_effects_need_the_block_time_except_an_awards_due_time() {
+        let id = U256::from(1);
+        let who = Address::repeat_byte(1);
+        let completed = E::BountyCompleted {
+            id,
+            provider: who,
+            paid: U256::ZERO,
+            fee: U256::ZERO,
+            refunded: U256::ZERO,
+        }
+        .encode_log_data();
+        assert_eq!(
+            status_effect(&log_of(completed.clone(), Some(77))),
+            StatusEffect::Set(Status::Completed, 77)
+        );
+        assert_eq!(status_effect(&log_of(completed, None)), StatusEffect::Unknown);
+        let awarded = E::BountyAwarded {
+            id,
+            provider: who,
+            price: U256::ZERO,
+            bidNonce: U256::ZERO,
+            dueBy: 500,
+        }
+        .encode_log_data();
+        assert_eq!(
+            status_effect(&log_of(awarded, None)),
+            StatusEffect::Set(Status::Awarded, 500),
+            "the stamp of an award is its due time, in the event"
+        );
+        let refunded = E::BountyRefunded {
+            id,
+            poster: who,
+            amount: U256::ZERO,
+            reason: Status::Expired as u8,
+        }
+        .encode_log_data();
+        assert_eq!(
+            status_effect(&log_of(refunded, Some(9))),
+            StatusEffect::Set(Status::Expired, 9)
+        );
+        let paid = E::WinnerPaid { id, winner: who, paid: U256::ZERO, fee: U256::ZERO };
+        assert_eq!(status_effect(&log_of(paid.encode_log_data(), Some(9))), StatusEffect::Keep);
+        let revoked = E::AwardRevoked { id, provider: who, dueBy: 3 }.encode_log_data();
+        assert_eq!(status_effect(&log_of(revoked, Some(9))), StatusEffect::Unknown);
     }
 }

@@ -111,3 +111,60 @@ async fn a_call_that_became_valid_with_time_is_sent_though_the_last_block_is_old
     assert!(last_block <= b.deadline, "a block was mined after the deadline ({last_block})");
     env.stranger.refund_expired(id, &b).await.expect("the expired bounty is refunded");
 }
+
+/// Requests of each method anvil logged (it writes each request's method on a line of its own).
+fn served(log: &std::path::Path, method: &str) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.trim() == method).count()
+}
+
+/// On anvil's automine a send waits for its receipt in the same request
+/// (`eth_sendRawTransactionSync`) and no receipt is polled for; with `sync_send` off, or on a
+/// chain that mines on a timer, the transaction is sent and its receipt polled for. Either way
+/// the outcome is the mined transaction's.
+#[tokio::test]
+async fn a_send_on_automine_answers_with_its_receipt_and_elsewhere_polls_for_it() {
+    use escrow_client::devnet::{AnvilOptions, AnvilProcess};
+    let dir = std::env::temp_dir().join(format!("reef-sync-send-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (block_time, sync_send, want_sync) in
+        [(None, true, true), (None, false, false), (Some(1), true, false)]
+    {
+        let log = dir.join(format!("anvil-{block_time:?}-{sync_send}.log"));
+        let anvil = AnvilProcess::spawn(AnvilOptions {
+            block_time,
+            log_file: Some(log.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let dep = escrow_client::deploy::empty_deployment(anvil.chain_id);
+        let c = ReefClient::connect(
+            &anvil.rpc_url,
+            dev_signer(0),
+            dep,
+            ClientOptions { sync_send, ..opts() },
+        )
+        .await
+        .unwrap();
+        let to = dev_signer(1).address();
+        for n in 1..=3 {
+            let out = c.send_eth(to, wei(n)).await.unwrap();
+            let receipt = c.provider().get_transaction_receipt(out.hash).await.unwrap().unwrap();
+            assert_eq!(out.block, receipt.block_number.unwrap(), "the mined transaction's block");
+            assert_eq!(out.gas_used, 21_000);
+        }
+        let case = format!("block time {block_time:?}, sync_send {sync_send}");
+        // Three sends, plus the one receipt read above per send.
+        let (sync, plain) =
+            (served(&log, "eth_sendRawTransactionSync"), served(&log, "eth_sendRawTransaction"));
+        let receipts = served(&log, "eth_getTransactionReceipt");
+        if want_sync {
+            // (anvil also logs the plain method's name for a synchronous send)
+            assert_eq!((sync, receipts), (3, 3), "{case}: one request per send, no polls");
+        } else {
+            assert_eq!((sync, plain), (0, 3), "{case}");
+            assert!(receipts > 3, "{case}: the receipts were polled for ({receipts} reads)");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

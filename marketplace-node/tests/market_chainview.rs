@@ -1,6 +1,7 @@
 //! The work loop's cached view of the escrow (`market::chainview`) against a real anvil: reads
 //! are served from the cache between passes; the new events of a followed bounty are replayed
-//! into its cached record (which then equals a full read from the chain) and drop its status;
+//! into its cached record (which then equals a full read from the chain) and give its status
+//! (which then equals `statusOf`, on every path of the lifecycle);
 //! another bounty's events leave it alone; a reorg or a gap longer than one log scan empties the
 //! cache.
 
@@ -74,9 +75,10 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.status_of(id).await.unwrap().0, Status::None, "served from the cache");
     // The work loop steps exactly the bounties the new events name. The view saw this bounty
     // as not posted, so the scan holds its whole history: the record is built from it (no full
-    // read) and only the status is read again.
+    // read), and so is the status.
     assert_eq!(view.sync().await.unwrap(), Some(vec![id]));
-    assert_eq!(view.cached(), (1, 0), "record built from the scan, status dropped");
+    assert_eq!(view.cached(), (1, 1), "record and status built from the scan");
+    assert_eq!(view.cached_status(id), Some(poster.status_of(id).await.unwrap()));
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
     let b = view.bounty(id).await.unwrap();
     assert_eq!(b.status, Status::Funded);
@@ -92,7 +94,7 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.cached(), (1, 1));
 
     // A record first read in full is followed as well: an award (a new provider and price) is
-    // replayed into it, and only its status is read again.
+    // replayed into it, and its status (stamped with the due time) taken from the event.
     let ob = view.bounty(other_id).await.unwrap();
     assert_eq!(view.cached(), (2, 2));
     let provider = ReefClient::connect(
@@ -108,7 +110,8 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
         .unwrap();
     let (awarded, _) = poster.award(other_id, &ob.record, bid, sig).await.unwrap();
     assert_eq!(view.sync().await.unwrap(), Some(vec![other_id]));
-    assert_eq!(view.cached(), (2, 1), "record kept and brought up to date, status dropped");
+    assert_eq!(view.cached(), (2, 2), "record and status brought up to date from the scan");
+    assert_eq!(view.cached_status(other_id), Some(poster.status_of(other_id).await.unwrap()));
     let ob2 = view.bounty(other_id).await.unwrap();
     assert_eq!(ob2.status, Status::Awarded);
     assert_eq!(ob2.record.provider, provider.address());
@@ -161,6 +164,129 @@ async fn the_cache_follows_transitions_and_forgets_everything_on_a_reorg_or_a_lo
     assert_eq!(view.sync().await.unwrap(), None);
     assert_eq!(view.cached(), (0, 0), "a long gap empties the cache");
     assert_eq!(view.status_of(id).await.unwrap().0, Status::Funded);
+}
+
+/// The status the view takes from the events equals `statusOf` (status and stamp) after every
+/// kind of call, including those that emit a step first (`AwardRevoked`, `BountyAttested`)
+/// and one that rejects and refunds in one call: nothing is read for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_taken_from_the_events_is_the_chains_on_every_path() {
+    use escrow_client::signing::verdict;
+    let (anvil, poster, view) = setup("chainview-status").await;
+    let client = |i: usize| {
+        ReefClient::connect(
+            &anvil.rpc_url,
+            dev_signer(i),
+            poster.deployment().clone(),
+            ClientOptions::default(),
+        )
+    };
+    let (provider, other, evaluator, arbiter) = (
+        client(3).await.unwrap(),
+        client(4).await.unwrap(),
+        client(5).await.unwrap(),
+        client(6).await.unwrap(),
+    );
+    view.sync().await.unwrap();
+    let now = poster.chain_time().await.unwrap();
+    // One pass, then the view's status must be the chain's without reading it.
+    let check = |id: U256, step: &'static str| {
+        let (view, poster) = (&view, &poster);
+        async move {
+            view.sync().await.unwrap();
+            let chain = poster.status_of(id).await.unwrap();
+            assert_eq!(view.cached_status(id), Some(chain), "after {step}");
+            chain
+        }
+    };
+    let follow = |salt| {
+        let id = bounty_id(poster.address(), salt);
+        let view = &view;
+        async move {
+            assert_eq!(view.status_of(id).await.unwrap().0, Status::None);
+            id
+        }
+    };
+    let bid_of = |who: &ReefClient,
+                  id: U256,
+                  b: &escrow_client::bindings::escrow::IBountyTypes::Bounty,
+                  eta: u32,
+                  nonce: u64| {
+        who.sign_bid(id, b, b.amount, now + 3_000, eta, U256::from(nonce)).unwrap()
+    };
+
+    // Funded → awarded → submitted → rejected (an arbiter: a challenge window) → disputed →
+    // resolved.
+    let salt = random_salt();
+    let id = follow(salt).await;
+    let mut new = eth_bounty(now, "disputed");
+    new.arbiter = arbiter.address();
+    let terms = poster.terms(&new).await.unwrap();
+    let (_, b, _) = poster.post_and_fund(salt, terms, false).await.unwrap();
+    assert_eq!(check(id, "postAndFund").await.0, Status::Funded);
+    let (bid, sig) = bid_of(&provider, id, &b, 0, 1);
+    let (b, _) = poster.award(id, &b, bid, sig).await.unwrap();
+    assert_eq!(check(id, "award").await, (Status::Awarded, b.deadline), "due at the deadline");
+    let (b, _) = provider.submit(id, &b, alloy::primitives::B256::repeat_byte(7)).await.unwrap();
+    assert_eq!(check(id, "submit").await.0, Status::Submitted);
+    evaluator.reject(id, &b).await.unwrap();
+    assert_eq!(check(id, "reject").await.0, Status::Rejected);
+    provider.dispute(id, &b).await.unwrap();
+    assert_eq!(check(id, "dispute").await.0, Status::Disputed);
+    arbiter.resolve(id, &b, 5_000).await.unwrap();
+    assert_eq!(check(id, "resolve").await.0, Status::Resolved);
+
+    // Awarded with a one-second delivery time, overdue, handed to another bidder
+    // (`AwardRevoked` then `BountyAwarded`), overdue again and revoked (`AwardRevoked` then
+    // `BountyRefunded`).
+    let salt = random_salt();
+    let id = follow(salt).await;
+    let terms = poster.terms(&eth_bounty(now, "overdue")).await.unwrap();
+    let (_, posted, _) = poster.post_and_fund(salt, terms, false).await.unwrap();
+    let (bid, sig) = bid_of(&provider, id, &posted, 1, 2);
+    let (b, _) = poster.award(id, &posted, bid, sig).await.unwrap();
+    check(id, "award with an eta").await;
+    let later = |secs: u64| {
+        let poster = &poster;
+        async move {
+            let _: serde_json::Value =
+                rpc(poster, "evm_increaseTime", vec![U256::from(secs)]).await;
+            let _: String = rpc(poster, "evm_mine", vec![]).await;
+        }
+    };
+    later(5).await;
+    // Bids are signed on the posted terms.
+    let (bid, sig) = bid_of(&other, id, &posted, 1, 3);
+    let (b, _) = poster.reassign(id, &b, &bid, sig).await.unwrap();
+    assert_eq!(check(id, "reassign").await.0, Status::Awarded);
+    later(5).await;
+    poster.revoke_award(id, &b).await.unwrap();
+    assert_eq!(check(id, "revokeAward").await.0, Status::Expired);
+
+    // Posted, funded and awarded in one call; then submitted with an accepting attestation
+    // (`BountyAttested` then `BountyCompleted`), or a rejecting one without an arbiter
+    // (`BountyAttested`, `BountyRejected`, `BountyRefunded`).
+    for (accept, want) in [(true, Status::Completed), (false, Status::Refunded)] {
+        let salt = random_salt();
+        let id = follow(salt).await;
+        let terms = poster.terms(&eth_bounty(now, "one call")).await.unwrap();
+        let (bid, sig) = bid_of(&provider, id, &terms, 0, if accept { 4 } else { 5 });
+        let (_, b, _) = poster.post_fund_and_award(salt, terms, bid, sig, false).await.unwrap();
+        assert_eq!(check(id, "postFundAndAward").await.0, Status::Awarded);
+        let rh = alloy::primitives::B256::repeat_byte(9);
+        let code = if accept { verdict::ACCEPT } else { verdict::REJECT };
+        let att = evaluator.sign_attestation(id, rh, code).unwrap();
+        provider.submit_and_attest(id, &b, rh, code, att).await.unwrap();
+        assert_eq!(check(id, "submitAndAttest").await.0, want);
+    }
+
+    // Cancelled before any award.
+    let salt = random_salt();
+    let id = follow(salt).await;
+    let terms = poster.terms(&eth_bounty(now, "cancelled")).await.unwrap();
+    let (_, b, _) = poster.post_and_fund(salt, terms, false).await.unwrap();
+    poster.cancel(id, &b).await.unwrap();
+    assert_eq!(check(id, "cancel").await.0, Status::Cancelled);
 }
 
 /// The platform fee is read once and served from the cache until a pass sees `FeeUpdated`.

@@ -12,7 +12,10 @@
 //! - no read at all for a cached record: the new events are replayed into it (the same replay
 //!   as a full read, [`escrow_client::escrow::apply_log`]); a bounty first seen as not posted
 //!   yet (`statusOf` = `None`, as the node sees every bounty it announces) gets its record
-//!   from the scan as well. A status an event touched is read again (one `statusOf` call).
+//!   from the scan as well. A status an event touched is taken from the events too
+//!   ([`escrow_client::escrow::status_effect`]: the status each event leaves, stamped with the
+//!   log's block time or the award's due time); it is read again (one `statusOf` call) only
+//!   when the last event does not say (a log without `blockTimestamp`, an unknown event).
 //! - a full read (`eth_getLogs` over the escrow's whole history for that id) only for a bounty
 //!   this process has not followed since it was posted, or after the cache was emptied.
 //!
@@ -39,7 +42,7 @@ use alloy::{
 use escrow_client::{
     BlockHead, ReefClient, Status,
     bindings::escrow::IBountyTypes::Bounty,
-    escrow::{BountyState, HistoryEntry, apply_log},
+    escrow::{BountyState, HistoryEntry, StatusEffect, apply_log, status_effect},
 };
 
 use super::MarketError;
@@ -193,9 +196,29 @@ impl ChainView {
                                 .insert(*id, Followed { record, history, through: head.number });
                         }
                     }
-                    if s.statuses.get(id).is_some_and(|(_, at)| logs.iter().any(|l| block(l) > *at))
-                    {
-                        s.statuses.remove(id);
+                    // The status after these logs is the one the last status-setting event set
+                    // (each sets it whole, so logs the cached answer already saw do no harm).
+                    // Only for bounties this view follows: others' are never read.
+                    if s.statuses.contains_key(id) || s.bounties.contains_key(id) {
+                        let last = logs
+                            .iter()
+                            .rev()
+                            .map(|l| status_effect(l))
+                            .find(|e| *e != StatusEffect::Keep)
+                            .unwrap_or(StatusEffect::Keep);
+                        match last {
+                            StatusEffect::Set(status, stamp) => {
+                                s.statuses.insert(*id, ((status, stamp), head.number));
+                            }
+                            StatusEffect::Keep => {
+                                if let Some((_, at)) = s.statuses.get_mut(id) {
+                                    *at = head.number;
+                                }
+                            }
+                            StatusEffect::Unknown => {
+                                s.statuses.remove(id);
+                            }
+                        }
                     }
                 }
                 Some(by_id.into_iter().map(|(id, _)| id).collect::<Vec<_>>())
