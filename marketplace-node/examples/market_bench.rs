@@ -357,15 +357,26 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// JSON-RPC requests anvil logged so far: it writes each request's method name (`eth_call`,
-/// `eth_getLogs`, `anvil_mine`, …) on a line of its own.
-fn rpc_requests(anvil_log: &Path) -> usize {
+/// JSON-RPC requests anvil logged so far, by method: it writes each request's method name
+/// (`eth_call`, `eth_getLogs`, `anvil_mine`, …) on a line of its own. A synchronous send
+/// (`eth_sendRawTransactionSync`) is logged under its own name and again as
+/// `eth_sendRawTransaction`; the second line is not counted.
+fn rpc_requests(anvil_log: &Path) -> std::collections::BTreeMap<String, usize> {
     let is_method = |l: &str| {
-        let l = l.trim_end();
         ["eth_", "net_", "anvil_", "evm_", "web3_"].iter().any(|p| l.starts_with(p))
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     };
-    std::fs::read_to_string(anvil_log).map_or(0, |t| t.lines().filter(|l| is_method(l)).count())
+    let text = std::fs::read_to_string(anvil_log).unwrap_or_default();
+    let mut by_method = std::collections::BTreeMap::new();
+    let mut after_sync = false;
+    for l in text.lines().map(str::trim_end).filter(|l| is_method(l)) {
+        let echo = after_sync && l == "eth_sendRawTransaction";
+        after_sync = l == "eth_sendRawTransactionSync";
+        if !echo {
+            *by_method.entry(l.to_string()).or_insert(0) += 1;
+        }
+    }
+    by_method
 }
 
 fn now_ms() -> u64 {
@@ -995,7 +1006,14 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     }
     let wall = t0.elapsed();
     let cpu = CpuSample::take(env).since(&cpu_before);
-    let rpc_during = rpc_requests(&env.log("anvil.log")).saturating_sub(rpc_before);
+    let mut rpc_by_method = rpc_requests(&env.log("anvil.log"));
+    for (method, n) in &rpc_before {
+        if let Some(m) = rpc_by_method.get_mut(method) {
+            *m = m.saturating_sub(*n);
+        }
+    }
+    rpc_by_method.retain(|_, n| *n > 0);
+    let rpc_during: usize = rpc_by_method.values().sum();
     let nonces_after = count_nonces(p.clone(), watched).await?;
     for a in &mut env.agents {
         if let Some(st) = a.exited() {
@@ -1137,6 +1155,10 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "rpc_requests": {
             "total": rpc_during,
             "per_settled_bounty": rpc_during as f64 / settled.len().max(1) as f64,
+            "per_settled_bounty_by_method": rpc_by_method
+                .iter()
+                .map(|(m, n)| (m.clone(), json!(*n as f64 / settled.len().max(1) as f64)))
+                .collect::<serde_json::Map<_, _>>(),
         },
         "ceiling_bounties_per_sec": ceiling,
         "ceiling_erc20_bounties_per_sec": ceiling_erc,
@@ -1246,10 +1268,17 @@ fn print_report(r: &Value) {
         cpu["cores"]
     );
     println!(
-        "\nJSON-RPC requests anvil served during the run: {} ({:.1} per settled bounty; each costs anvil ≥ 0.1 ms of CPU)",
+        "\nJSON-RPC requests anvil served during the run: {} ({:.1} per settled bounty)",
         r["rpc_requests"]["total"],
         f(&r["rpc_requests"]["per_settled_bounty"])
     );
+    if let Some(by) = r["rpc_requests"]["per_settled_bounty_by_method"].as_object() {
+        let mut by: Vec<(&String, f64)> =
+            by.iter().map(|(m, v)| (m, v.as_f64().unwrap_or_default())).collect();
+        by.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let parts: Vec<String> = by.iter().map(|(m, v)| format!("{m} {v:.2}")).collect();
+        println!("per settled bounty by method: {}", parts.join(", "));
+    }
     if let Some(errs) = m["errors"].as_object()
         && !errs.is_empty()
     {
