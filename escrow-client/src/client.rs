@@ -407,7 +407,8 @@ impl ReefClient {
     /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
     /// they are older than the TTL), estimates the gas on the latest block (a revert there is
     /// decoded), has the nonce read, signs and sends. The state's lock is held until the node
-    /// accepted the transaction, so the next send from this client sees it as pending. A send
+    /// accepted the transaction (on a chain that mines on arrival, until it is mined), so the
+    /// next send from this client sees it as pending. A send
     /// refused for a stale nonce or fee is tried once more with both read again. On a chain
     /// that mines on arrival the send waits for the receipt ([`ClientOptions::sync_send`]).
     async fn sign_and_send(&self, action: &str, tx: TransactionRequest) -> Result<Sent> {

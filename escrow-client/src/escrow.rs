@@ -539,9 +539,7 @@ impl ReefClient {
         match self.send_call(action, self.escrow_addr(), call, value).await {
             Ok(out) => Ok(approval.into_iter().chain([out]).collect()),
             // Refused before anything was sent: say what the account lacks, if that is why.
-            Err(e @ (Error::Revert { .. } | Error::InsufficientFunds { .. }))
-                if approval.is_none() =>
-            {
+            Err(e @ (Error::Revert { .. } | Error::InsufficientFunds { .. })) if !approve => {
                 self.ensure_can_pay(b.token, self.escrow_addr(), amount, false).await?;
                 Err(e)
             }

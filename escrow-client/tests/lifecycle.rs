@@ -151,7 +151,7 @@ async fn insufficient_allowance_and_balance_are_clear_errors() {
     let env = setup().await;
     let now = env.poster.chain_time().await.unwrap();
     let terms = env.poster.terms(&env.new_bounty(ether("10"), now + 3_600)).await.unwrap();
-    // Pre-flight: no approval requested.
+    // No approval requested: the estimate fails on the allowance, which is then read.
     let err = env.poster.post_and_fund(random_salt(), terms.clone(), false).await.unwrap_err();
     assert!(matches!(err, Error::InsufficientAllowance { .. }), "{err}");
     // Without the pre-flight the token's own error is decoded.
@@ -167,6 +167,9 @@ async fn insufficient_allowance_and_balance_are_clear_errors() {
     let broke = env.poster.with_signer(PrivateKeySigner::random()).unwrap();
     let terms = broke.terms(&env.new_bounty(ether("1"), now + 3_600)).await.unwrap();
     let err = broke.post_and_fund(random_salt(), terms.clone(), true).await.unwrap_err();
+    assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
+    // Without the pre-flight too: the refused estimate is explained by reading the balance.
+    let err = broke.post_and_fund(random_salt(), terms.clone(), false).await.unwrap_err();
     assert!(matches!(err, Error::InsufficientBalance { .. }), "{err}");
     // And cannot pay gas.
     let call = BountyEscrow::postAndFundCall { salt: random_salt(), terms };
