@@ -6,9 +6,7 @@
 //! at estimation is decoded into [`Revert`](crate::Revert)), the account's pending nonce is
 //! read, the transaction is signed
 //! locally, sent with retries on transport errors, and awaited for the configured number of
-//! confirmations: on a chain that mines each transaction as it arrives (anvil's automine) the
-//! send itself answers with the receipt (`eth_sendRawTransactionSync`), elsewhere the receipt
-//! is polled for. Reads go through [`ReefClient::view`] with the same retry policy.
+//! confirmations. Reads go through [`ReefClient::view`] with the same retry policy.
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,11 +69,6 @@ pub struct ClientOptions {
     /// rise; a send the node refuses as underpriced drops it and is signed again with fresh
     /// fees. `Duration::ZERO` asks for fees on every send.
     pub fee_ttl: Duration,
-    /// On a chain that mines each transaction as it arrives (anvil's automine, asked once per
-    /// client with `anvil_getAutomine`), send with `eth_sendRawTransactionSync`, which answers
-    /// with the receipt: one request per transaction instead of a send and receipt polls.
-    /// Elsewhere (or when `false`) the receipt is polled for.
-    pub sync_send: bool,
 }
 
 impl Default for ClientOptions {
@@ -86,7 +79,6 @@ impl Default for ClientOptions {
             tx_timeout: Duration::from_secs(120),
             connect_retry: RetryPolicy::quick(),
             fee_ttl: Duration::from_secs(2),
-            sync_send: true,
         }
     }
 }
@@ -125,20 +117,6 @@ pub struct ReefClient {
 struct SendState {
     /// The last fee estimate and when it was made.
     fees: Option<(std::time::Instant, u128, u128)>,
-    /// Whether the chain mines each transaction as it arrives, so that a send may wait for
-    /// its receipt (see [`ClientOptions::sync_send`]); `None` until asked.
-    mines_on_arrival: Option<bool>,
-}
-
-/// How [`ReefClient::sign_and_send`] handed a transaction to the node.
-enum Sent {
-    /// Accepted; the receipt is awaited with alloy's watcher or by polling.
-    Pending(alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>),
-    /// Accepted, and maybe mined already: its receipt is polled for by hash (the synchronous
-    /// send timed out or its answer was lost).
-    Posted(B256),
-    /// Mined: the node answered with the receipt.
-    Mined(Box<TransactionReceipt>),
 }
 
 /// Whether the node refused a send because its nonce or fees are stale, which a second try
@@ -376,19 +354,18 @@ impl ReefClient {
         action: &str,
         tx: TransactionRequest,
     ) -> Result<(TxOutcome, TransactionReceipt)> {
-        let (hash, receipt) = match self.sign_and_send(action, tx).await? {
-            Sent::Mined(receipt) => (receipt.transaction_hash, *receipt),
-            Sent::Posted(hash) => (hash, self.poll_receipt(action, hash).await?),
-            // Included is enough: ask for the receipt at once, then back off. alloy's block
-            // watcher would add a whole poll interval (250 ms locally) to every transaction.
-            Sent::Pending(pending) if self.opts.confirmations <= 1 => {
-                let hash = *pending.tx_hash();
-                (hash, self.poll_receipt(action, hash).await?)
-            }
-            Sent::Pending(pending) => {
-                let hash = *pending.tx_hash();
-                (hash, self.watch_receipt(action, hash, pending).await?)
-            }
+        let pending = self.sign_and_send(action, tx).await?;
+        let hash = *pending.tx_hash();
+        let receipt = if self.opts.confirmations <= 1 {
+            // Included is enough: ask for the receipt at once, then back off. A dev chain
+            // (anvil automine) has it before the first poll; alloy's block watcher would add a
+            // whole poll interval (250 ms locally) to every transaction. Not anvil's
+            // `eth_sendRawTransactionSync`: it answers before anvil prunes its pool, so a rewind
+            // (`evm_revert`) right after can mine the transaction again (4 of 200 tries), and
+            // the polls it saves did not lower anvil's CPU per bounty in `market_bench`.
+            self.poll_receipt(action, hash).await?
+        } else {
+            self.watch_receipt(action, hash, pending).await?
         };
         if !receipt.status() {
             return Err(Error::TxReverted { action: action.to_string(), hash });
@@ -407,14 +384,15 @@ impl ReefClient {
     /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
     /// they are older than the TTL), estimates the gas on the latest block (a revert there is
     /// decoded), has the nonce read, signs and sends. The state's lock is held until the node
-    /// accepted the transaction (on a chain that mines on arrival, until it is mined), so the
-    /// next send from this client sees it as pending. A send
-    /// refused for a stale nonce or fee is tried once more with both read again. On a chain
-    /// that mines on arrival the send waits for the receipt ([`ClientOptions::sync_send`]).
-    async fn sign_and_send(&self, action: &str, tx: TransactionRequest) -> Result<Sent> {
+    /// accepted the transaction, so the next send from this client sees it as pending. A send
+    /// refused for a stale nonce or fee is tried once more with both read again.
+    async fn sign_and_send(
+        &self,
+        action: &str,
+        tx: TransactionRequest,
+    ) -> Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>> {
         let mut state = self.send_state.lock().await;
         let mut second_try = false;
-        let sync = self.opts.confirmations <= 1 && self.mines_on_arrival(&mut state).await;
         loop {
             let fresh = |at: &std::time::Instant| at.elapsed() < self.opts.fee_ttl;
             let fees = match state.fees {
@@ -450,9 +428,6 @@ impl ReefClient {
             let sent = async {
                 let gas = self.estimate_gas(&tx).await.map_err(|e| (e, false))?;
                 let tx = tx.with_gas_limit(gas);
-                if sync && fees.is_some() {
-                    return self.send_sync(tx).await;
-                }
                 let attempts = std::sync::atomic::AtomicU32::new(0);
                 let sent = self
                     .rpc_raw(|p| {
@@ -461,7 +436,7 @@ impl ReefClient {
                         async move { p.send_transaction(tx).await }
                     })
                     .await;
-                sent.map(Sent::Pending).map_err(|e| (e, attempts.into_inner() > 1))
+                sent.map_err(|e| (e, attempts.into_inner() > 1))
             }
             .await;
             match sent {
@@ -473,81 +448,6 @@ impl ReefClient {
                 }
                 Err((e, _)) => return Err(self.classify(action, e)),
             }
-        }
-    }
-
-    /// Whether the chain mines each transaction as it arrives (asked once: `anvil_getAutomine`;
-    /// a node without the method does not).
-    async fn mines_on_arrival(&self, state: &mut SendState) -> bool {
-        if !self.opts.sync_send {
-            return false;
-        }
-        if let Some(known) = state.mines_on_arrival {
-            return known;
-        }
-        let asked = self.provider.raw_request::<_, bool>("anvil_getAutomine".into(), ()).await;
-        match asked {
-            Ok(on) => {
-                state.mines_on_arrival = Some(on);
-                on
-            }
-            Err(RpcError::ErrorResp(_)) => {
-                state.mines_on_arrival = Some(false);
-                false
-            }
-            // Unreachable now: poll this time, ask again at the next send.
-            Err(_) => false,
-        }
-    }
-
-    /// Signs `tx` (gas and fees set) with the account's pending nonce and sends it with
-    /// `eth_sendRawTransactionSync`, which answers once it is mined. A repeated attempt (after
-    /// a transport failure) sends the same signed bytes: if the first one arrived, the node's
-    /// "already known" or "nonce too low" means the transaction is out there, and so does a
-    /// timeout of the synchronous wait; then its receipt is polled for by hash.
-    async fn send_sync(
-        &self,
-        tx: TransactionRequest,
-    ) -> std::result::Result<Sent, (RpcError<TransportErrorKind>, bool)> {
-        use alloy::{eips::eip2718::Encodable2718, network::NetworkTransactionBuilder as _};
-        let me = self.address();
-        let nonce = self
-            .rpc_raw(|p| async move { p.get_transaction_count(me).pending().await })
-            .await
-            .map_err(|e| (e, false))?;
-        let wallet = EthereumWallet::from(self.signer.clone());
-        let envelope = tx
-            .with_nonce(nonce)
-            .with_chain_id(self.deployment.chain_id)
-            .build(&wallet)
-            .await
-            .map_err(|e| (RpcError::local_usage_str(&format!("signing failed: {e}")), false))?;
-        let hash = *envelope.tx_hash();
-        let raw = envelope.encoded_2718();
-        let attempts = std::sync::atomic::AtomicU32::new(0);
-        let sent = self
-            .rpc_raw(|p| {
-                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let raw = raw.clone();
-                async move { p.send_raw_transaction_sync(&raw).await }
-            })
-            .await;
-        let repeated = attempts.into_inner() > 1;
-        match sent {
-            Ok(receipt) => Ok(Sent::Mined(Box::new(receipt))),
-            Err(RpcError::ErrorResp(e)) => {
-                let msg = e.message.to_lowercase();
-                let known =
-                    repeated && (msg.contains("already known") || msg.contains("nonce too low"));
-                if known || msg.contains("timeout") || msg.contains("timed out") {
-                    Ok(Sent::Posted(hash))
-                } else {
-                    Err((RpcError::ErrorResp(e), repeated))
-                }
-            }
-            // The last attempt failed in transport: an earlier one may have arrived.
-            Err(_) if repeated => Ok(Sent::Posted(hash)),
-            Err(e) => Err((e, false)),
         }
     }
 

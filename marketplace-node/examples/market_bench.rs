@@ -358,9 +358,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
 }
 
 /// JSON-RPC requests anvil logged so far, by method: it writes each request's method name
-/// (`eth_call`, `eth_getLogs`, `anvil_mine`, …) on a line of its own. A synchronous send
-/// (`eth_sendRawTransactionSync`) is logged under its own name and again as
-/// `eth_sendRawTransaction`; the second line is not counted.
+/// (`eth_call`, `eth_getLogs`, `anvil_mine`, …) on a line of its own.
 fn rpc_requests(anvil_log: &Path) -> std::collections::BTreeMap<String, usize> {
     let is_method = |l: &str| {
         ["eth_", "net_", "anvil_", "evm_", "web3_"].iter().any(|p| l.starts_with(p))
@@ -368,13 +366,8 @@ fn rpc_requests(anvil_log: &Path) -> std::collections::BTreeMap<String, usize> {
     };
     let text = std::fs::read_to_string(anvil_log).unwrap_or_default();
     let mut by_method = std::collections::BTreeMap::new();
-    let mut after_sync = false;
     for l in text.lines().map(str::trim_end).filter(|l| is_method(l)) {
-        let echo = after_sync && l == "eth_sendRawTransaction";
-        after_sync = l == "eth_sendRawTransactionSync";
-        if !echo {
-            *by_method.entry(l.to_string()).or_insert(0) += 1;
-        }
+        *by_method.entry(l.to_string()).or_insert(0) += 1;
     }
     by_method
 }
