@@ -10,7 +10,7 @@
 //!
 //! [`install`] registers, for every SQLite connection the process opens from then on, a SQL
 //! function `reef_busy_handler(timeout_ms)`. A pool calls it once per connection (see
-//! [`busy_pragma`]); it replaces the connection's busy handler with one that tries again after
+//! [`connection_init`]); it replaces the connection's busy handler with one that tries again after
 //! 20 µs, doubling up to 1 ms, and gives up with `SQLITE_BUSY` ("database is locked") once the
 //! pauses add up to `timeout_ms`, as `busy_timeout` would.
 
@@ -29,7 +29,7 @@ const MAX_PAUSE_US: u64 = 1_000;
 
 /// Registers `reef_busy_handler` for every SQLite connection opened after this call (once per
 /// process; later calls return the first result). False if SQLite refused the registration:
-/// then [`busy_pragma`] falls back to `PRAGMA busy_timeout`.
+/// then [`connection_init`] falls back to `PRAGMA busy_timeout`.
 pub fn install() -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     *INSTALLED.get_or_init(|| {
@@ -43,14 +43,18 @@ pub fn install() -> bool {
     })
 }
 
-/// The statement a pool runs on each new SQLite connection to wait at most `timeout_ms` for
-/// the write lock: `reef_busy_handler` when [`install`] succeeded, else `busy_timeout`.
-pub fn busy_pragma(timeout_ms: u32) -> String {
-    if install() {
+/// What each of the node's SQLite pools runs on a new connection: WAL with `synchronous =
+/// NORMAL` (a commit survives the process being killed but is not fsynced, see
+/// docs/protocol.md, "durability"), a wait of at most `timeout_ms` for the write lock
+/// (`reef_busy_handler` when [`install`] succeeded, else `busy_timeout`), then the pool's own
+/// `extra` pragmas.
+pub fn connection_init(timeout_ms: u32, extra: &str) -> String {
+    let busy = if install() {
         format!("SELECT reef_busy_handler({timeout_ms});")
     } else {
         format!("PRAGMA busy_timeout = {timeout_ms};")
-    }
+    };
+    format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {busy} {extra}")
 }
 
 /// The pause before try `tries + 1` and the sum of the pauses before it, in microseconds.

@@ -205,9 +205,9 @@ impl Store {
         if !postgres {
             // Lock waits in microseconds (`crate::sqlite`): in a node, other connections write
             // to the same file.
-            let init = format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {} PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
-                crate::sqlite::busy_pragma(10_000)
+            let init = crate::sqlite::connection_init(
+                10_000,
+                "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
             );
             opts = opts.after_connect(move |conn, _meta| {
                 let init = init.clone();

@@ -152,10 +152,9 @@ impl Store {
             // "durability"); a bigger page cache, memory-mapped reads and rarer checkpoints cut
             // the per-commit page I/O of the group-commit writer; lock waits in microseconds
             // (`reef_indexer::sqlite`), as the node's other connections write to the same file.
-            let init = format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {} \
-                 PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;",
-                reef_indexer::sqlite::busy_pragma(10_000)
+            let init = reef_indexer::sqlite::connection_init(
+                10_000,
+                "PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;",
             );
             opts = opts.after_connect(move |conn, _meta| {
                 let init = init.clone();

@@ -392,10 +392,7 @@ impl MarketStore {
         let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 1 });
         if !postgres {
             // Lock waits in microseconds: the node's other connections write to the same file.
-            let init = format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; {}",
-                reef_indexer::sqlite::busy_pragma(10_000)
-            );
+            let init = reef_indexer::sqlite::connection_init(10_000, "");
             opts = opts.after_connect(move |conn, _| {
                 let init = init.clone();
                 Box::pin(async move {
