@@ -17,9 +17,10 @@ import {PullLedger} from "./utils/PullLedger.sol";
 /// @notice Escrows bounty rewards (native ETH or ERC-20) for work done by software agents.
 ///
 ///         Storage model: ONE word per bounty. The word is `keccak256(abi.encode(bounty))` whose low
-///         48 bits are replaced by a uint40 timestamp (`stamp`, bits 8..47) and the uint8 `Status`
-///         (bits 0..7). Every call acting on a bounty passes the current `Bounty` record in calldata;
-///         the escrow re-hashes it, compares the upper 208 bits with the stored word and reverts with
+///         49 bits are replaced by a flag (bit 48: the provider pledged part of its reward, see
+///         below), a uint40 timestamp (`stamp`, bits 8..47) and the uint8 `Status` (bits 0..7).
+///         Every call acting on a bounty passes the current `Bounty` record in calldata;
+///         the escrow re-hashes it, compares the upper 207 bits with the stored word and reverts with
 ///         `BountyMismatch` on any difference. Events carry everything needed to rebuild the record:
 ///         `BountyPosted` carries the full record, `BountyAwarded` sets `provider`/`price` (again
 ///         after a take-over, preceded by `AwardRevoked`),
@@ -33,6 +34,15 @@ import {PullLedger} from "./utils/PullLedger.sol";
 ///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
 ///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
 ///         are credited to `withdrawable[token][feeRecipient]` (never pushed on the hot path).
+///
+///         Sub-bounties from a pending reward: the provider of an awarded auction may fund
+///         sub-bounties with part of the reward it has not been paid yet (`postFromReward`). Such a
+///         sub-bounty's token is a pledge token (`pledgeTokenOf`, an address without code), so all
+///         its payouts land in the ledger as pledge credits. The parent's settlement holds the
+///         pledged amount back from its provider's pay; only then are the credits redeemable for
+///         the parent's token (`redeemPledge`). A parent that fails refunds its poster in full and
+///         leaves the credits void: the escrow never pays for a sub-task out of a reward that was
+///         not earned.
 ///
 ///         Timing conventions (all inclusive/exclusive bounds are deliberate):
 ///         - fund / award / submit / submitEntry: `block.timestamp <= deadline`.
@@ -66,12 +76,22 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     bytes32 public constant ATTESTATION_TYPEHASH =
         keccak256("Attestation(uint256 bountyId,bytes32 resultHash,uint8 verdict)");
 
+    /// @dev Domain tag of pledge token addresses.
+    bytes32 internal constant PLEDGE_TAG = keccak256("ReefBountyEscrow.pledge");
+
     /// @dev Verdict values of an `Attestation`.
     uint8 internal constant VERDICT_ACCEPT = 1;
     uint8 internal constant VERDICT_REJECT = 2;
 
     /// @dev Low 48 bits of a record word: uint40 stamp (bits 8..47) and uint8 status (bits 0..7).
     uint256 internal constant META_MASK = (1 << 48) - 1;
+    /// @dev Bit 48 of a record word: its provider pledged part of the reward to sub-bounties, so
+    ///      the settlement looks the pledge up (only then: the common path reads no extra slot).
+    uint256 internal constant PLEDGED = 1 << 48;
+    /// @dev The commitment is the word's upper 207 bits (above the flag).
+    uint256 internal constant COMMIT_SHIFT = 49;
+    /// @dev Low bits a fresh word rebuilds: flag, stamp and status.
+    uint256 internal constant LOW_MASK = (1 << COMMIT_SHIFT) - 1;
     /// @dev Largest stamp a record word holds (uint40).
     uint64 internal constant MAX_STAMP = type(uint40).max;
     /// @dev Size of the ABI encoding of the static `Bounty` tuple (15 words).
@@ -121,6 +141,29 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice Number of entries submitted to a contest.
     mapping(uint256 bountyId => uint256) public entryCount;
+
+    /// @notice A provider's promise of part of its pending reward to its sub-bounties.
+    /// @param pledged Total amount of the sub-bounties funded from the reward.
+    /// @param backed What the parent's settlement held back for them: `pledged` when the parent
+    ///        completed, less (or 0) after a split ruling; 0 until then and if the parent failed.
+    struct Pledge {
+        uint128 pledged;
+        uint128 backed;
+    }
+
+    /// @notice Where a pledge token's value comes from: the parent bounty, its reward token and
+    ///         the provider whose reward it is.
+    struct PledgeSource {
+        uint256 parentId;
+        address token;
+        address provider;
+    }
+
+    /// @notice Pledges by pledge token (see `pledgeTokenOf`).
+    mapping(address pledgeToken => Pledge) public pledges;
+
+    /// @notice Source of each pledge token that has been used.
+    mapping(address pledgeToken => PledgeSource) public pledgeSources;
 
     // ------------------------------------------------------------------------------------------
     // Events
@@ -178,6 +221,20 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event SlashFailed(uint256 indexed id, address indexed provider, uint256 amount);
     /// @notice A contest winner was paid (net of `fee`).
     event WinnerPaid(uint256 indexed id, address indexed winner, uint256 paid, uint256 fee);
+    /// @notice Sub-bounty `id` was funded with `amount` of `provider`'s pending reward on
+    ///         `parentId`; its `token` is `pledgeToken`, whose credits are redeemed with
+    ///         `redeemPledge` once the parent is settled.
+    event RewardPledged(
+        uint256 indexed id,
+        uint256 indexed parentId,
+        address indexed provider,
+        address pledgeToken,
+        uint256 amount
+    );
+    /// @notice The parent's settlement held back `amount` of its provider's pay for the pledge.
+    event PledgeBacked(address indexed pledgeToken, uint256 indexed parentId, uint256 amount);
+    /// @notice `account` redeemed `credit` pledge-token credits for `paid` of the parent's token.
+    event PledgeRedeemed(address indexed pledgeToken, address indexed account, uint256 credit, uint256 paid);
     /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
     /// @notice Platform fee settings changed.
@@ -223,6 +280,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     error DuplicateWinner(address winner);
     error InvalidWinners();
     error InvalidShares();
+    error NotPledgeToken();
+    error PledgeTooHigh(uint256 available);
+    error PledgeVoid();
+    error PledgePending(Status parentStatus);
 
     // ------------------------------------------------------------------------------------------
     // Construction and admin
@@ -362,7 +423,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     function award(uint256 id, Bounty calldata b, Bid calldata bid, bytes calldata sig) external {
         (bytes32 posted, bytes32 awarded) = _hashTermsAndAwarded(b, bid.amount, bid.bidder);
         uint256 word = _records[id];
-        if ((word ^ uint256(posted)) > META_MASK) revert BountyMismatch();
+        if ((word ^ uint256(posted)) >> COMMIT_SHIFT != 0) revert BountyMismatch();
         if (msg.sender != b.poster) revert NotPoster();
         _expect(word, Status.Funded);
         if (b.mode != Mode.Auction) revert WrongMode();
@@ -391,7 +452,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         (bytes32 posted, bytes32 awarded) = _hashPostedAndAwarded(b, bid.amount, bid.bidder);
         _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
         uint64 due = _dueBy(b.deadline, bid.eta);
-        _records[id] = _wordAt(awarded, Status.Awarded, due);
+        // The late provider's pledge is void unless it gets the job back; a bidder that pledged
+        // while it held this job before finds its pledge in force again.
+        uint256 pledged = pledges[pledgeTokenOf(id, bid.bidder)].pledged == 0 ? 0 : PLEDGED;
+        _records[id] = _wordAt(awarded, Status.Awarded, due) | pledged;
         emit AwardRevoked(id, b.provider, overdue);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
     }
@@ -418,7 +482,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     function submit(uint256 id, Bounty calldata b, bytes32 resultHash) external {
         uint256 word = _load(id, b);
         _checkSubmission(word, b, resultHash);
-        _records[id] = _word(_hashSubmitted(b, resultHash), Status.Submitted);
+        _records[id] = _word(_hashSubmitted(b, resultHash), Status.Submitted) | (word & PLEDGED);
         emit ResultSubmitted(id, msg.sender, resultHash);
     }
 
@@ -442,7 +506,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (block.timestamp > _stampOf(word) + b.reviewWindow) revert TooLate();
         _checkAttestation(id, b, b.resultHash, verdict, evaluatorSig);
         emit BountyAttested(id, b.evaluator, verdict, b.resultHash);
-        _applyVerdict(id, b, bytes32(word), verdict);
+        _applyVerdict(id, b, bytes32(word), word & PLEDGED, verdict);
     }
 
     /// @notice The provider submits its result together with the evaluator's attestation and is
@@ -465,7 +529,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         _checkSubmission(word, b, resultHash);
         _checkAttestation(id, b, resultHash, verdict, evaluatorSig);
         emit BountyAttested(id, b.evaluator, verdict, resultHash);
-        _applyVerdict(id, b, _hashSubmitted(b, resultHash), verdict);
+        _applyVerdict(id, b, _hashSubmitted(b, resultHash), word & PLEDGED, verdict);
     }
 
     /// @notice Settles a submitted bounty whose review window passed without a verdict.
@@ -481,7 +545,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (block.timestamp <= _stampOf(word) + b.reviewWindow) revert TooEarly();
         if (b.evaluator == b.poster) {
             _records[id] = _restamp(word, Status.Completed);
-            _settle(id, b);
+            _settle(id, b, word & PLEDGED);
         } else {
             _records[id] = _restamp(word, Status.Expired);
             _refund(id, b, Status.Expired);
@@ -532,6 +596,83 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint256 refunded = s == Status.Funded ? b.amount : 0;
         emit BountyCancelled(id, msg.sender, refunded);
         _pay(b.token, msg.sender, refunded);
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Sub-bounties funded from a pending reward
+    // ------------------------------------------------------------------------------------------
+
+    /// @notice The provider of an `Awarded` auction posts a sub-bounty funded with part of its
+    ///         pending reward (status `Funded`, nothing transferred). The reward is not paid yet
+    ///         and may never be, so the sub-bounty is denominated in a pledge token,
+    ///         `pledgeTokenOf(parentId, provider)`: every payout of the sub-bounty (its provider,
+    ///         the refund to its poster, the platform fee) is a credit in that token, and a credit
+    ///         is worth the parent's token only once the parent settles in the provider's favour
+    ///         (`redeemPledge`). If the parent fails, or another provider takes it over, the
+    ///         parent's poster is refunded in full and the credits are void. Bidders see the token
+    ///         in the terms they sign, so they know the payment is contingent.
+    /// @dev Only `parent.provider`, parent status `Awarded`, not after the parent's deadline.
+    ///      `terms` as for `post` with `token == pledgeTokenOf(parentId, msg.sender)`; all the
+    ///      sub-bounties of one parent and provider together may pledge at most the provider's
+    ///      net pay (`price` less the parent's fee).
+    /// @param salt Caller-chosen salt; the id is `bountyIdOf(msg.sender, salt)`.
+    /// @param terms The sub-bounty's record.
+    /// @param parentId The bounty whose reward funds it.
+    /// @param parent The parent's current record.
+    /// @return id The sub-bounty's id.
+    function postFromReward(bytes32 salt, Bounty calldata terms, uint256 parentId, Bounty calldata parent)
+        external
+        returns (uint256 id)
+    {
+        uint256 pword = _load(parentId, parent);
+        if (msg.sender != parent.provider) revert NotProvider();
+        _expect(pword, Status.Awarded);
+        if (block.timestamp > parent.deadline) revert TooLate();
+        id = _checkNew(salt, terms, _config.feeBps);
+        address pt = pledgeTokenOf(parentId, msg.sender);
+        if (terms.token != pt) revert NotPledgeToken();
+        Pledge storage pl = pledges[pt];
+        uint256 before = pl.pledged;
+        uint256 net = uint256(parent.price) - uint256(parent.price) * parent.feeBps / BPS;
+        if (before + terms.amount > net) revert PledgeTooHigh(net - before);
+        if (before == 0) pledgeSources[pt] = PledgeSource(parentId, parent.token, msg.sender);
+        if (pword & PLEDGED == 0) _records[parentId] = pword | PLEDGED;
+        pl.pledged = uint128(before + terms.amount);
+        _records[id] = _word(_hash(terms), Status.Funded);
+        emit BountyPosted(id, msg.sender, pt, terms, true);
+        emit RewardPledged(id, parentId, msg.sender, pt, terms.amount);
+    }
+
+    /// @notice Turns the caller's credits in `pledgeToken` into the parent's token, at the rate
+    ///         the parent's settlement backed them (`backed / pledged`: 1 when the parent
+    ///         completed). The payout follows the usual rules (pushed, or credited to the ledger;
+    ///         for a nested pledge, a credit in the parent's own pledge token).
+    /// @dev Reverts `PledgePending` while the parent is not final, `PledgeVoid` when it ended
+    ///      without paying this pledge's provider, `NothingToWithdraw` without credits.
+    /// @param pledgeToken A token from `pledgeTokenOf`.
+    /// @return paid Amount of the parent's token paid out.
+    function redeemPledge(address pledgeToken) external nonReentrant returns (uint256 paid) {
+        PledgeSource memory src = pledgeSources[pledgeToken];
+        if (src.provider == address(0)) revert NotPledgeToken();
+        Status s = Status(uint8(_records[src.parentId]));
+        if (s != Status.Completed && s != Status.Resolved) {
+            if (s == Status.Expired || s == Status.Refunded) revert PledgeVoid();
+            revert PledgePending(s);
+        }
+        Pledge memory pl = pledges[pledgeToken];
+        if (pl.backed == 0) revert PledgeVoid();
+        uint256 credit = withdrawable[pledgeToken][msg.sender];
+        if (credit == 0) revert NothingToWithdraw();
+        withdrawable[pledgeToken][msg.sender] = 0;
+        paid = credit * pl.backed / pl.pledged;
+        emit PledgeRedeemed(pledgeToken, msg.sender, credit, paid);
+        _pay(src.token, msg.sender, paid);
+    }
+
+    /// @notice The token of sub-bounties funded from `provider`'s reward on `parentId`: an
+    ///         address with no code, derived from this escrow, the parent and the provider.
+    function pledgeTokenOf(uint256 parentId, address provider) public view returns (address) {
+        return address(uint160(uint256(keccak256(abi.encode(PLEDGE_TAG, address(this), parentId, provider)))));
     }
 
     // ------------------------------------------------------------------------------------------
@@ -589,7 +730,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint256 fee = gross * b.feeBps / BPS;
         uint256 toPoster = b.amount - gross;
         _accrueFee(b.token, fee);
-        _pay(b.token, b.provider, gross - fee);
+        uint256 held = word & PLEDGED == 0 ? 0 : _holdPledge(id, b.provider, gross - fee);
+        _pay(b.token, b.provider, gross - fee - held);
         _pay(b.token, b.poster, toPoster);
 
         if (disputeBond != 0) {
@@ -724,7 +866,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         return (Status(uint8(word)), _stampOf(word));
     }
 
-    /// @notice Raw stored word of a bounty (commitment | stamp << 8 | status).
+    /// @notice Raw stored word of a bounty (commitment | pledge flag << 48 | stamp << 8 | status).
     function recordOf(uint256 id) external view returns (uint256) {
         return _records[id];
     }
@@ -735,7 +877,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     }
 
     /// @notice Commitment hash of a record: keccak256(abi.encode(b)) (the stored word keeps its
-    ///         upper 208 bits).
+    ///         upper 207 bits).
     function hashBounty(Bounty calldata b) external pure returns (bytes32) {
         return _hash(b);
     }
@@ -855,17 +997,17 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     /// @dev Loads the word of `id` and checks that `b` is its record.
     function _load(uint256 id, Bounty calldata b) internal view returns (uint256 word) {
         word = _records[id];
-        if ((word ^ uint256(_hash(b))) > META_MASK) revert BountyMismatch();
+        if ((word ^ uint256(_hash(b))) >> COMMIT_SHIFT != 0) revert BountyMismatch();
     }
 
     /// @dev New word from a commitment (low 48 bits ignored), the current time and a status.
     function _word(bytes32 commitment, Status s) internal view returns (uint256) {
-        return (uint256(commitment) & ~META_MASK) | (uint256(uint40(block.timestamp)) << 8) | uint256(s);
+        return (uint256(commitment) & ~LOW_MASK) | (uint256(uint40(block.timestamp)) << 8) | uint256(s);
     }
 
     /// @dev New word with an explicit stamp (the delivery due time of an `Awarded` record).
     function _wordAt(bytes32 commitment, Status s, uint64 stamp) internal pure returns (uint256) {
-        return (uint256(commitment) & ~META_MASK) | (uint256(uint40(stamp)) << 8) | uint256(s);
+        return (uint256(commitment) & ~LOW_MASK) | (uint256(uint40(stamp)) << 8) | uint256(s);
     }
 
     /// @dev Delivery due time of an award now: `now + eta`, capped at the deadline (eta 0 = deadline).
@@ -887,9 +1029,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (block.timestamp > b.deadline) revert TooLate();
     }
 
-    /// @dev Same commitment, new status and stamp.
+    /// @dev Same commitment and pledge flag, new status and stamp.
     function _restamp(uint256 word, Status s) internal view returns (uint256) {
-        return _word(bytes32(word), s);
+        return (word & ~META_MASK) | (uint256(uint40(block.timestamp)) << 8) | uint256(s);
     }
 
     function _stampOf(uint256 word) internal pure returns (uint40) {
@@ -1005,31 +1147,48 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Internal: settlement
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Writes the verdict outcome for a submitted result whose commitment is `commitment`.
-    function _applyVerdict(uint256 id, Bounty calldata b, bytes32 commitment, uint8 verdict) internal {
+    /// @dev Writes the verdict outcome for a submitted result whose commitment is `commitment`;
+    ///      `pledged` is the record's `PLEDGED` bit, kept in the new word.
+    function _applyVerdict(uint256 id, Bounty calldata b, bytes32 commitment, uint256 pledged, uint8 verdict)
+        internal
+    {
         if (verdict == VERDICT_ACCEPT) {
-            _records[id] = _word(commitment, Status.Completed);
-            _settle(id, b);
+            _records[id] = _word(commitment, Status.Completed) | pledged;
+            _settle(id, b, pledged);
         } else if (b.arbiter == address(0) || b.challengeWindow == 0) {
-            _records[id] = _word(commitment, Status.Refunded);
+            _records[id] = _word(commitment, Status.Refunded) | pledged;
             emit BountyRejected(id, b.provider, 0);
             _refund(id, b, Status.Refunded);
         } else {
-            _records[id] = _word(commitment, Status.Rejected);
+            _records[id] = _word(commitment, Status.Rejected) | pledged;
             emit BountyRejected(id, b.provider, block.timestamp + b.challengeWindow);
         }
     }
 
-    /// @dev Pays the provider `price - fee`, accrues the fee and refunds `amount - price`.
-    function _settle(uint256 id, Bounty calldata b) internal {
+    /// @dev Pays the provider `price - fee` (less what it pledged to sub-bounties, when `pledged`
+    ///      is set), accrues the fee and refunds `amount - price`.
+    function _settle(uint256 id, Bounty calldata b, uint256 pledged) internal {
         address token = b.token;
         uint256 price = b.price;
         uint256 fee = price * b.feeBps / BPS;
         uint256 refunded = b.amount - price;
         emit BountyCompleted(id, b.provider, price - fee, fee, refunded);
         _accrueFee(token, fee);
-        _pay(token, b.provider, price - fee);
+        uint256 held = pledged == 0 ? 0 : _holdPledge(id, b.provider, price - fee);
+        _pay(token, b.provider, price - fee - held);
         _pay(token, b.poster, refunded);
+    }
+
+    /// @dev Holds back, out of `net` (the provider's pay), what the provider pledged to its
+    ///      sub-bounties on `id`, and records it as their backing. Returns the amount held.
+    function _holdPledge(uint256 id, address provider, uint256 net) internal returns (uint256 held) {
+        address pt = pledgeTokenOf(id, provider);
+        Pledge storage pl = pledges[pt];
+        held = pl.pledged;
+        if (held == 0) return 0;
+        if (held > net) held = net;
+        pl.backed = uint128(held);
+        emit PledgeBacked(pt, id, held);
     }
 
     function _refund(uint256 id, Bounty calldata b, Status reason) internal {

@@ -287,7 +287,8 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(uint8(s), uint8(IBountyTypes.Status.Open));
         assertEq(stamp, block.timestamp);
         uint256 word = escrow.recordOf(id);
-        assertEq(word >> 48, uint256(keccak256(abi.encode(b))) >> 48);
+        assertEq(word >> 49, uint256(keccak256(abi.encode(b))) >> 49, "commitment");
+        assertEq((word >> 48) & 1, 0, "no pledge");
         assertEq(uint8(escrow.verifyRecord(id, b)), uint8(IBountyTypes.Status.Open));
         assertEq(token.balanceOf(address(escrow)), 0);
     }
@@ -2454,7 +2455,8 @@ contract BountyEscrowTest is BountyEscrowFixture {
         uint256 word = escrow.recordOf(id);
         assertEq(uint8(word), uint8(IBountyTypes.Status.Funded));
         assertEq(uint40(word >> 8), t);
-        assertEq(word >> 48, uint256(keccak256(abi.encode(b))) >> 48);
+        assertEq(word >> 49, uint256(keccak256(abi.encode(b))) >> 49);
+        assertEq((word >> 48) & 1, 0);
     }
 }
 

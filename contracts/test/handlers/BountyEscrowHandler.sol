@@ -34,6 +34,12 @@ contract BountyEscrowHandler is Test {
     mapping(uint256 index => IBountyTypes.Status) public lastStatus;
     mapping(uint256 index => address[]) internal entrants;
 
+    // ---- pledges (sub-bounties funded from a pending reward)
+    address[] public pledgeTokens;
+    mapping(address pledgeToken => bool) internal knownPledge;
+    mapping(address pledgeToken => uint256) public redeemedCredit; // credits turned in
+    mapping(address pledgeToken => uint256) public redeemedPaid; // value paid for them
+
     // ---- ghosts
     bool public terminalLeft; // set if a terminal bounty ever changed status
     uint256 public nonceCounter;
@@ -138,20 +144,65 @@ contract BountyEscrowHandler is Test {
         return escrow.statusOf(ids[i]);
     }
 
+    /// @dev What the escrow owes in `tkn` outside live bounties: ledger credits, plus the part
+    ///      of settled rewards held back for pledges on `tkn` and not redeemed yet.
     function ledgerSum(address tkn) public view returns (uint256 sum) {
         for (uint256 a; a < N_ACTORS; ++a) {
             sum += escrow.withdrawable(tkn, actors[a]);
         }
         sum += escrow.withdrawable(tkn, feeTo);
+        sum += heldSum(tkn);
     }
 
+    /// @dev Backing held for the pledges whose parent pays in `tkn`, less what was redeemed.
+    function heldSum(address tkn) public view returns (uint256 sum) {
+        for (uint256 k; k < pledgeTokens.length; ++k) {
+            address pt = pledgeTokens[k];
+            (, address src,) = escrow.pledgeSources(pt);
+            if (src != tkn) continue;
+            (, uint128 backed) = escrow.pledges(pt);
+            sum += backed - redeemedPaid[pt];
+        }
+    }
+
+    function pledgeTokenCount() external view returns (uint256) {
+        return pledgeTokens.length;
+    }
+
+    /// @dev A pledge token has no code and holds nothing: its value lives in the ledger.
     function _escrowBal(address tkn) internal view returns (uint256) {
-        return tkn == address(0) ? address(escrow).balance : token.balanceOf(address(escrow));
+        if (tkn == address(0)) return address(escrow).balance;
+        return tkn == address(token) ? token.balanceOf(address(escrow)) : 0;
     }
 
     /// @dev Value the escrow released (pushed out or credited to the ledger) during an action.
     function _released(address tkn, uint256 balBefore, uint256 ledgerBefore) internal view returns (uint256) {
         return (balBefore - _escrowBal(tkn)) + (ledgerSum(tkn) - ledgerBefore);
+    }
+
+    /// @dev Fresh terms posted now by `poster` (due in two days).
+    function _newTerms(
+        address poster,
+        address tkn,
+        uint256 amount,
+        bool contest,
+        bool withArbiter,
+        bool posterEvaluates
+    ) internal view returns (IBountyTypes.Bounty memory b) {
+        b.poster = poster;
+        b.token = tkn;
+        b.amount = uint128(amount);
+        b.evaluator = posterEvaluates ? poster : evaluator;
+        b.arbiter = withArbiter ? arbiter : address(0);
+        b.deadline = uint64(currentTime + 2 days);
+        b.reviewWindow = 1 days;
+        b.challengeWindow = withArbiter ? 1 days : 0;
+        b.feeBps = escrow.feeBps();
+        if (contest) {
+            b.mode = IBountyTypes.Mode.Contest;
+            b.maxWinners = 3;
+        }
+        b.specHash = keccak256(abi.encode(saltCounter));
     }
 
     function _sign(uint256 key, bytes32 digest) internal pure returns (bytes memory) {
@@ -183,21 +234,14 @@ contract BountyEscrowHandler is Test {
         bool fundNow
     ) external step("postAndFund") {
         (address poster,) = _actor(posterSeed);
-        IBountyTypes.Bounty memory b;
-        b.poster = poster;
-        b.token = eth ? address(0) : address(token);
-        b.amount = uint128(bound(amount, 1, 100 ether));
-        b.evaluator = posterEvaluates ? poster : evaluator;
-        b.arbiter = withArbiter ? arbiter : address(0);
-        b.deadline = uint64(currentTime + 2 days);
-        b.reviewWindow = 1 days;
-        b.challengeWindow = withArbiter ? 1 days : 0;
-        b.feeBps = escrow.feeBps();
-        if (contest) {
-            b.mode = IBountyTypes.Mode.Contest;
-            b.maxWinners = 3;
-        }
-        b.specHash = keccak256(abi.encode(saltCounter));
+        IBountyTypes.Bounty memory b = _newTerms(
+            poster,
+            eth ? address(0) : address(token),
+            bound(amount, 1, 100 ether),
+            contest,
+            withArbiter,
+            posterEvaluates
+        );
         bytes32 salt = bytes32(++saltCounter);
         uint256 id;
         vm.prank(poster);
@@ -506,6 +550,72 @@ contract BountyEscrowHandler is Test {
         escrow.pickWinners(ids[i], b, winners, shares);
         ++hits["pickWinners"];
         paid[i] += _released(b.token, bal, led);
+    }
+
+    /// @dev The provider of an awarded auction funds a sub-bounty from its pending reward.
+    function postFromReward(
+        uint256 seed,
+        uint256 amount,
+        bool contest,
+        bool withArbiter,
+        bool posterEvaluates
+    ) external step("postFromReward") {
+        (bool ok, uint256 p) = _find(seed, IBountyTypes.Status.Awarded);
+        if (!ok) return;
+        IBountyTypes.Bounty memory parent = records[p];
+        if (currentTime > parent.deadline) return;
+        address pt = escrow.pledgeTokenOf(ids[p], parent.provider);
+        (uint128 pledged,) = escrow.pledges(pt);
+        uint256 net = parent.price - uint256(parent.price) * parent.feeBps / 10_000;
+        if (pledged >= net) return;
+        IBountyTypes.Bounty memory b = _newTerms(
+            parent.provider, pt, bound(amount, 1, net - pledged), contest, withArbiter, posterEvaluates
+        );
+        bytes32 salt = bytes32(++saltCounter);
+        vm.prank(b.poster);
+        uint256 id = escrow.postFromReward(salt, b, ids[p], parent);
+        ++hits["postFromReward"];
+        if (!knownPledge[pt]) {
+            knownPledge[pt] = true;
+            pledgeTokens.push(pt);
+        }
+        ids.push(id);
+        records.push(b);
+        funded[ids.length - 1] = true;
+    }
+
+    /// @dev Redeems an account's credits in a pledge token, or checks that it is refused while
+    ///      the parent is not settled in the pledging provider's favour.
+    function redeemPledge(uint256 ptSeed, uint256 actorSeed) external step("redeemPledge") {
+        if (pledgeTokens.length == 0) return;
+        address pt = pledgeTokens[ptSeed % pledgeTokens.length];
+        uint256 idx = actorSeed % (N_ACTORS + 1);
+        address who = idx == N_ACTORS ? feeTo : actors[idx];
+        uint256 credit = escrow.withdrawable(pt, who);
+        if (credit == 0) return;
+        (uint256 parentId,,) = escrow.pledgeSources(pt);
+        (IBountyTypes.Status s,) = escrow.statusOf(parentId);
+        (uint128 pledged, uint128 backed) = escrow.pledges(pt);
+        vm.prank(who);
+        if (s != IBountyTypes.Status.Completed && s != IBountyTypes.Status.Resolved) {
+            if (s == IBountyTypes.Status.Expired || s == IBountyTypes.Status.Refunded) {
+                vm.expectRevert(BountyEscrow.PledgeVoid.selector);
+            } else {
+                vm.expectRevert(abi.encodeWithSelector(BountyEscrow.PledgePending.selector, s));
+            }
+            escrow.redeemPledge(pt);
+            return;
+        }
+        if (backed == 0) {
+            vm.expectRevert(BountyEscrow.PledgeVoid.selector);
+            escrow.redeemPledge(pt);
+            return;
+        }
+        uint256 out = escrow.redeemPledge(pt);
+        ++hits["redeemPledge"];
+        assertEq(out, credit * backed / pledged, "redeemed at the backing rate");
+        redeemedCredit[pt] += credit;
+        redeemedPaid[pt] += out;
     }
 
     function withdraw(uint256 actorSeed, bool eth) external step("withdraw") {
