@@ -284,6 +284,18 @@ impl Revert {
             }
             "NotTerminal" => "panel fees are settled once the bounty has reached a final state",
             "NothingToRedeem" => "this voucher (or a larger one) was already redeemed",
+            "NotPledgeToken" => {
+                "a sub-bounty funded from a reward must use the provider's pledge token for that parent (`pledgeTokenOf`)"
+            }
+            "PledgeTooHigh" => {
+                "the sub-bounties would pledge more than the provider's net pay on the parent; lower the reward"
+            }
+            "PledgeVoid" => {
+                "the parent bounty ended without paying the provider that pledged: these credits are worth nothing"
+            }
+            "PledgePending" => {
+                "pledge credits redeem once the parent bounty is settled; try again then"
+            }
             "ExceedsDeposit" => {
                 "the voucher exceeds the channel's deposit; ask the payer to top up"
             }

@@ -240,7 +240,10 @@ pub fn status_effect(log: &alloy::rpc::types::Log) -> StatusEffect {
         t if t == E::DisputeResolved::SIGNATURE_HASH => at(Status::Resolved),
         t if t == E::EntrySubmitted::SIGNATURE_HASH
             || t == E::WinnerPaid::SIGNATURE_HASH
-            || t == E::SlashFailed::SIGNATURE_HASH =>
+            || t == E::SlashFailed::SIGNATURE_HASH
+            || t == E::RewardPledged::SIGNATURE_HASH
+            || t == E::PledgeBacked::SIGNATURE_HASH
+            || t == E::PledgeRedeemed::SIGNATURE_HASH =>
         {
             StatusEffect::Keep
         }

@@ -19,6 +19,7 @@ pub mod devnet;
 pub mod error;
 pub mod escrow;
 pub mod panel;
+pub mod pledge;
 pub mod registry;
 pub mod retry;
 pub mod signing;
