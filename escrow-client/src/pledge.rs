@@ -135,16 +135,10 @@ impl ReefClient {
         self.view(escrow, BountyEscrow::withdrawableCall { token, account }).await
     }
 
-    /// Provider of the awarded bounty `parent`: posts `terms` (whose `token` must be this
-    /// account's pledge token on `parent`, see [`Self::pledge_token_of`]) funded from the pending
-    /// reward, without a transfer. The parent's state and the room left in the pledge are
-    /// checked first, so a refusal says why. Returns the id, the record and the transaction.
-    pub async fn post_from_reward(
-        &self,
-        salt: B256,
-        terms: Bounty,
-        parent: U256,
-    ) -> Result<(U256, Bounty, TxOutcome)> {
+    /// Checks that this account may fund `amount` of sub-bounties from its reward on `parent`:
+    /// the parent is awarded to it (and not yet submitted), and `amount` fits in its net pay
+    /// less what it pledged already. Returns the parent's current record.
+    pub async fn check_pledge(&self, parent: U256, amount: u128) -> Result<Bounty> {
         let state = self.bounty(parent).await?;
         let me = self.address();
         if state.status != Status::Awarded || state.record.provider != me {
@@ -154,7 +148,34 @@ impl ReefClient {
                 state.status, state.record.provider
             )));
         }
-        let pt = self.pledge_token_of(parent, me);
+        let r = &state.record;
+        let net =
+            U256::from(r.price) - U256::from(r.price) * U256::from(r.feeBps) / U256::from(10_000);
+        let used = match self.pledge(self.pledge_token_of(parent, me)).await? {
+            Some(p) => p.pledged,
+            None => U256::ZERO,
+        };
+        let left = net.saturating_sub(used);
+        if U256::from(amount) > left {
+            return Err(Error::InvalidInput(format!(
+                "the reward on {parent:#x} has {left} (base units) left to pledge: net pay {net}, \
+                 already pledged {used}; lower the sub-bounty's reward"
+            )));
+        }
+        Ok(state.record)
+    }
+
+    /// Provider of the awarded bounty `parent`: posts `terms` (whose `token` must be this
+    /// account's pledge token on `parent`, see [`Self::pledge_token_of`]) funded from the pending
+    /// reward, without a transfer. [`Self::check_pledge`] runs first, so a refusal says why.
+    /// Returns the id, the record and the transaction.
+    pub async fn post_from_reward(
+        &self,
+        salt: B256,
+        terms: Bounty,
+        parent: U256,
+    ) -> Result<(U256, Bounty, TxOutcome)> {
+        let pt = self.pledge_token_of(parent, self.address());
         if terms.token != pt {
             return Err(Error::InvalidInput(format!(
                 "a sub-bounty funded from the reward on {parent:#x} is paid in its pledge token \
@@ -162,30 +183,17 @@ impl ReefClient {
                 terms.token
             )));
         }
-        let r = &state.record;
-        let net =
-            U256::from(r.price) - U256::from(r.price) * U256::from(r.feeBps) / U256::from(10_000);
-        let used = match self.pledge(pt).await? {
-            Some(p) => p.pledged,
-            None => U256::ZERO,
-        };
-        let left = net.saturating_sub(used);
-        if U256::from(terms.amount) > left {
-            return Err(Error::InvalidInput(format!(
-                "the reward on {parent:#x} has {left} (base units) left to pledge: net pay {net}, \
-                 already pledged {used}; lower the sub-bounty's reward"
-            )));
-        }
+        let record = self.check_pledge(parent, terms.amount).await?;
         let call = BountyEscrow::postFromRewardCall {
             salt,
             terms: terms.clone(),
             parentId: parent,
-            parent: state.record.clone(),
+            parent: record,
         };
         let out = self
             .send_call("postFromReward", self.deployment().bounty_escrow, &call, U256::ZERO)
             .await?;
-        Ok((bounty_id(me, salt), terms, out))
+        Ok((bounty_id(self.address(), salt), terms, out))
     }
 
     /// Turns this account's credits in the pledge `token` into the parent's token (which, for a

@@ -576,3 +576,83 @@ async fn a_quorum_of_evaluator_agents_judges_and_the_signers_are_paid() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must be less than --reward"), "{err}");
 }
+
+/// Nested work paid from a pending reward: the splitter wins a large sort, funds two
+/// sub-bounties from its unpaid reward (`reef bounty post --from-reward`), merges their results
+/// and is paid; the sorter is paid in pledge credits that its agent redeems for rUSD once the
+/// parent settled. The poster pays only the parent's price.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() {
+    use alloy::primitives::{U256, utils::parse_ether};
+    let env = setup().await;
+    let splitter = reef()
+        .args(["agent", "run", "--node", &env.ws, "--key", DEV_KEYS[2], "--name", "splitter"])
+        .args(["--skills", "sort-large", "--rpc-url", &env.rpc, "--bid-price", "8"])
+        .arg("--share-key-with-brain")
+        .arg("--exec")
+        .arg(format!("python3 {}", repo().join("examples/agents/split_sort.py").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _splitter = Kill(splitter);
+    let _sorter = env.agent(1, "sort.py", "3");
+    env.wait_online(1).await;
+    env.wait_online(2).await;
+
+    let dep = escrow_client::Deployment::load(&env.dir.join("deployments/31337.json")).unwrap();
+    let client =
+        ReefClient::connect(&env.rpc, dev_signer(3), dep.clone(), ClientOptions::default())
+            .await
+            .unwrap();
+    let token = dep.test_token.unwrap();
+    let sorter = dev_signer(1).address();
+    let (sorter_before, poster_before) = (
+        client.token_balance(token, sorter).await.unwrap(),
+        client.token_balance(token, dev_signer(0).address()).await.unwrap(),
+    );
+
+    let numbers: Vec<u32> = (0..12).map(|i| (i * 37 + 11) % 101).collect();
+    let out = reef()
+        .args(["bounty", "post", "Sort 12 numbers (may be split)", "--reward", "10"])
+        .args(["--token", "test", "--node", &env.http, "--skills", "sort-large"])
+        .args(["--bid-window", "3s", "--deadline", "1h", "--verify", "command"])
+        .args(["--verifier", "sorted", "--input", &serde_json::to_string(&numbers).unwrap()])
+        .args(["--approve", "--dev-account", "0", "--json", "--rpc-url", &env.rpc])
+        .arg("--deployments")
+        .arg(env.dir.join("deployments"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["status"], "completed", "{res}");
+    let parent =
+        U256::from_str_radix(res["id"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+
+    // Two sub-bounties of 3.5 were pledged from the splitter's 7.92 net pay and backed in full.
+    let pt = client.pledge_token_of(parent, dev_signer(2).address());
+    let pledge = client.pledge(pt).await.unwrap().expect("the splitter pledged its reward");
+    let seven = U256::from(parse_ether("7").unwrap());
+    assert_eq!((pledge.pledged, pledge.backed), (seven, seven), "{pledge:?}");
+    assert_eq!(pledge.state, escrow_client::pledge::PledgeState::Redeemable);
+
+    // The sorter's agent redeems its credits (2 × 3 less the 1 % fee) in the background.
+    let t0 = Instant::now();
+    let earned = U256::from(parse_ether("5.94").unwrap());
+    loop {
+        let now = client.token_balance(token, sorter).await.unwrap();
+        if now == sorter_before + earned {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "sorter has {now}, expected {}",
+            sorter_before + earned
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(client.ledger_credit(pt, sorter).await.unwrap().is_zero());
+    // The poster paid the parent's price (8) and nothing for the sub-tasks.
+    let poster_now = client.token_balance(token, dev_signer(0).address()).await.unwrap();
+    assert_eq!(poster_before - poster_now, U256::from(parse_ether("8").unwrap()));
+}

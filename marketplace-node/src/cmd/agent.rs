@@ -596,8 +596,18 @@ struct Bidder {
     eta_secs: u64,
     /// Token decimals, read once per token.
     decimals: std::sync::Arc<std::sync::Mutex<HashMap<alloy_primitives::Address, u8>>>,
+    /// Whether a token is a pledge token, learnt with its decimals.
+    pledge_kind: std::sync::Arc<std::sync::Mutex<HashMap<alloy_primitives::Address, bool>>>,
     /// Nonces of this run's bids.
     nonces: std::sync::Arc<escrow_client::signing::BidNonces>,
+    /// Whether the brain holds this agent's key (`--share-key-with-brain`) and so may fund
+    /// sub-bounties from this agent's rewards.
+    brain_pledges: bool,
+    /// Pledge tokens this agent may hold credits in (sub-bounties it was paid for, or funded
+    /// from its own rewards); redeemed in the background once their parent settles.
+    pledges: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<alloy_primitives::Address>>>,
+    /// Set once the background redeemer runs.
+    redeemer: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Bidder {
@@ -624,8 +634,81 @@ impl Bidder {
             bid_price: args.bid_price.clone(),
             eta_secs: args.eta.as_secs().max(1),
             decimals: Default::default(),
+            pledge_kind: Default::default(),
             nonces: Default::default(),
+            brain_pledges: args.share_key_with_brain,
+            pledges: Default::default(),
+            redeemer: Default::default(),
         })
+    }
+
+    /// Remembers a pledge token to redeem this agent's credits in once its parent settles, and
+    /// starts the background redeemer if it is not running.
+    fn watch_pledge(&self, token: alloy_primitives::Address) {
+        if let Ok(mut p) = self.pledges.lock() {
+            p.insert(token);
+        }
+        if !self.redeemer.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let me = self.clone();
+            tokio::spawn(async move { me.redeem_pledges().await });
+        }
+    }
+
+    /// Every 2 s: redeems the credits of each watched pledge whose parent settled, and forgets
+    /// the pledges that were redeemed or turned out void.
+    async fn redeem_pledges(self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let tokens: Vec<_> =
+                self.pledges.lock().map(|p| p.iter().copied().collect()).unwrap_or_default();
+            for token in tokens {
+                match self.redeem_pledge(token).await {
+                    Ok(true) => {
+                        if let Ok(mut p) = self.pledges.lock() {
+                            p.remove(&token);
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => eprintln!("pledge {token}: redeeming failed, retrying: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Redeems this agent's credits in `token` if its parent settled; true once nothing is
+    /// left to wait for (redeemed, void, or no credits after the settlement).
+    async fn redeem_pledge(&self, token: alloy_primitives::Address) -> eyre::Result<bool> {
+        use escrow_client::pledge::PledgeState;
+        let Some(p) = self.chain.pledge(token).await? else { return Ok(true) };
+        if p.state == PledgeState::Pending {
+            return Ok(false);
+        }
+        let credit = self.chain.ledger_credit(token, self.chain.address()).await?;
+        if credit.is_zero() {
+            return Ok(true);
+        }
+        if p.state == PledgeState::Void {
+            eprintln!(
+                "pledge {token}: bounty {} ended {} without paying {}; {credit} credits are void",
+                crate::market::id_hex(p.parent),
+                p.parent_status,
+                p.provider
+            );
+            return Ok(true);
+        }
+        let tx = self.chain.redeem_pledge(token).await?;
+        eprintln!(
+            "redeemed {credit} pledge credits (bounty {} settled) for {} of {}: tx {}",
+            crate::market::id_hex(p.parent),
+            p.value_of(credit),
+            p.underlying,
+            tx.hash
+        );
+        // A nested pledge pays in the parent's own pledge token: redeem that one next.
+        if self.chain.pledge(p.underlying).await?.is_some() {
+            self.watch_pledge(p.underlying);
+        }
+        Ok(true)
     }
 
     async fn on_cfp(&self, cfp: &Value, args: &RunArgs) {
@@ -650,12 +733,30 @@ impl Bidder {
         if let Some(d) = self.decimals.lock().ok().and_then(|m| m.get(&token).copied()) {
             return Ok(d);
         }
-        let d = self
+        let asked = self
             .chain
             .view(token, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
-            .await?;
+            .await;
+        let pledge = asked.is_err();
+        let d = match asked {
+            Ok(d) => d,
+            // A sub-bounty funded from a reward is paid in a pledge token (no code): its amounts
+            // are in the units of the real token behind it.
+            Err(e) => match self.chain.underlying_token(token).await? {
+                real if real == token => return Err(e.into()),
+                real if real.is_zero() => 18,
+                real => {
+                    self.chain
+                        .view(real, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
+                        .await?
+                }
+            },
+        };
         if let Ok(mut m) = self.decimals.lock() {
             m.insert(token, d);
+        }
+        if let Ok(mut m) = self.pledge_kind.lock() {
+            m.insert(token, pledge);
         }
         Ok(d)
     }
@@ -670,6 +771,9 @@ impl Bidder {
             serde_json::from_value(cfp["record"].clone()).wrap_err("cfp record")?;
         let record = Bounty::try_from(&record)?;
         let id = crate::market::parse_id(cfp["bounty_id"].as_str().unwrap_or_default())?;
+        if let Some(parent) = cfp["from_reward"].as_str() {
+            self.check_pledge_backing(&record, parent).await?;
+        }
         let budget = record.amount;
         let price = match &self.bid_price {
             None => budget,
@@ -906,6 +1010,67 @@ impl Bidder {
             tx.hash,
             tx.gas_used
         );
+        // Paid in a pledge token: credits, redeemed once the parent bounty settles.
+        if self.is_pledge(record.token).await {
+            self.watch_pledge(record.token);
+        }
+        // The brain may have funded sub-bounties from this reward: this agent holds the
+        // unspent part of their budgets as credits.
+        if self.brain_pledges {
+            let own = self.chain.pledge_token_of(id, self.chain.address());
+            if self.chain.pledge(own).await.ok().flatten().is_some() {
+                self.watch_pledge(own);
+            }
+        }
         Ok(())
+    }
+
+    /// A bounty funded from its poster's pending reward on `parent` pays in credits that are
+    /// worth something only if the poster is paid for `parent`: before bidding, check that the
+    /// record's token is that pledge and that `parent` is awarded to the poster, and learn the
+    /// pledge's decimals (those of the real token behind it).
+    async fn check_pledge_backing(
+        &self,
+        record: &escrow_client::bindings::escrow::IBountyTypes::Bounty,
+        parent: &str,
+    ) -> eyre::Result<()> {
+        let parent = crate::market::parse_id(parent)?;
+        let pt = self.chain.pledge_token_of(parent, record.poster);
+        if pt != record.token {
+            eyre::bail!("token {} is not the poster's pledge on bounty {parent:#x}", record.token);
+        }
+        let state = self.chain.bounty(parent).await?;
+        if state.status != escrow_client::Status::Awarded || state.record.provider != record.poster
+        {
+            eyre::bail!(
+                "paid from the reward on bounty {parent:#x}, which is {} with provider {}: no reward to back it",
+                state.status,
+                state.record.provider
+            );
+        }
+        let real = self.chain.underlying_token(state.record.token).await?;
+        let d = self.token_decimals(real).await?;
+        if let Ok(mut m) = self.decimals.lock() {
+            m.insert(pt, d);
+        }
+        if let Ok(mut m) = self.pledge_kind.lock() {
+            m.insert(pt, true);
+        }
+        Ok(())
+    }
+
+    /// Whether `token` is a pledge token: known from bidding (its decimals), else asked once.
+    async fn is_pledge(&self, token: alloy_primitives::Address) -> bool {
+        if token.is_zero() {
+            return false;
+        }
+        if let Some(k) = self.pledge_kind.lock().ok().and_then(|m| m.get(&token).copied()) {
+            return k;
+        }
+        let Ok(found) = self.chain.pledge(token).await else { return false };
+        if let Ok(mut m) = self.pledge_kind.lock() {
+            m.insert(token, found.is_some());
+        }
+        found.is_some()
     }
 }

@@ -18,7 +18,9 @@ use super::chain::{
   reef bounty post \"Sort these 10,000 numbers\" --reward 5 --token test --deadline 1h --approve
   reef bounty list --mine --json
   reef bounty show 0x3f2a…
-  reef bounty refund 0x3f2a…")]
+  reef bounty refund 0x3f2a…
+  reef bounty post \"Sort half of it\" --reward 4 --from-reward 0x3f2a… --node http://127.0.0.1:8080
+  reef bounty redeem 0x51c0…")]
 pub struct BountyArgs {
     #[command(subcommand)]
     cmd: BountyCmd,
@@ -109,6 +111,16 @@ enum BountyCmd {
         /// Bounty id (hex or decimal).
         id: String,
     },
+    /// Redeem your credits from a sub-bounty funded from a pending reward (`post
+    /// --from-reward`) for the parent's token, once the parent bounty is settled. Its provider,
+    /// its poster (the unspent budget) and the fee recipient hold such credits.
+    #[command(
+        after_help = "Examples:\n  reef bounty redeem 0x51c0…            (a sub-bounty id)\n  reef bounty redeem 0x8f3e…c2 --json   (its pledge token address)"
+    )]
+    Redeem {
+        /// A sub-bounty funded from a reward (id), or its pledge token (address).
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -190,6 +202,12 @@ struct PostArgs {
     /// Return after the award instead of following the bounty to its end.
     #[arg(long)]
     detach: bool,
+    /// Fund this sub-bounty from your pending reward on the bounty PARENT (you must be its
+    /// provider, while it is awarded): nothing is transferred. The sub-bounty is paid in a
+    /// pledge token whose credits redeem for the parent's token once the parent settles in
+    /// your favour (`reef bounty redeem`), and are void if it does not. --token is ignored.
+    #[arg(long, value_name = "PARENT")]
+    from_reward: Option<String>,
 }
 
 /// Whether the poster, asked at a terminal, agreed to approve the escrow for `amount` of
@@ -346,6 +364,7 @@ impl BountyArgs {
             BountyCmd::Cancel { id } => {
                 self.verb(&client, parse_bounty_id(id)?, "cancel", None).await
             }
+            BountyCmd::Redeem { target } => self.redeem(&client, target).await,
         }
     }
 
@@ -360,8 +379,20 @@ impl BountyArgs {
     }
 
     async fn post(&self, client: &ReefClient, p: &PostArgs) -> eyre::Result<()> {
-        let token = parse_token(&p.token, client.deployment())?;
-        let decimals = Self::decimals(client, token).await?;
+        let parent = p.from_reward.as_deref().map(parse_bounty_id).transpose()?;
+        let token = match parent {
+            Some(parent) => client.pledge_token_of(parent, client.address()),
+            None => parse_token(&p.token, client.deployment())?,
+        };
+        // A pledge's amounts are in the units of the real token behind it.
+        let real = match parent {
+            Some(parent) => {
+                let record = client.bounty(parent).await?.record;
+                client.underlying_token(record.token).await?
+            }
+            None => token,
+        };
+        let decimals = Self::decimals(client, real).await?;
         let amount = parse_amount(&p.reward, decimals)?;
         let amount: u128 =
             amount.try_into().map_err(|_| eyre!("reward does not fit in 128 bits"))?;
@@ -381,9 +412,15 @@ impl BountyArgs {
             contest_winners: (p.mode == "contest").then_some(p.winners),
         };
         // A short allowance is found before anything is sent; at a terminal the poster is
-        // offered the approval instead of being told to start over with --approve.
+        // offered the approval instead of being told to start over with --approve. A pledge
+        // transfers nothing: its room in the parent's reward is checked instead.
+        if let Some(parent) = parent {
+            client.check_pledge(parent, amount).await?;
+        }
         let approved;
-        let p = if !p.approve && offer_approval(client, token, U256::from(amount), decimals).await?
+        let p = if parent.is_none()
+            && !p.approve
+            && offer_approval(client, token, U256::from(amount), decimals).await?
         {
             approved = PostArgs { approve: true, ..p.clone() };
             &approved
@@ -394,8 +431,14 @@ impl BountyArgs {
             return self.post_via_node(client, p, nb, node, decimals).await;
         }
         let terms = client.terms(&nb).await?;
+        let salt = p.salt.unwrap_or_else(random_salt);
         let pb = spinner("posting and funding the bounty");
-        let res = client.post_and_fund(p.salt.unwrap_or_else(random_salt), terms, p.approve).await;
+        let res = match parent {
+            Some(parent) => {
+                client.post_from_reward(salt, terms, parent).await.map(|(i, r, t)| (i, r, vec![t]))
+            }
+            None => client.post_and_fund(salt, terms, p.approve).await,
+        };
         pb.finish_and_clear();
         let (id, record, txs) = res?;
         if self.json {
@@ -419,6 +462,9 @@ impl BountyArgs {
                 format_units(U256::from(record.amount), decimals)?,
                 token_name(token)
             );
+            if let Some(parent) = parent {
+                println!("  funded from your reward on {parent:#x}, in pledge token {token}");
+            }
             println!("  deadline in {}s", p.deadline.as_secs());
         }
         Ok(())
@@ -520,12 +566,15 @@ impl BountyArgs {
                 "--deadline is too short: it must exceed the bid window ({window_secs}s) plus the node's award grace ({grace}s)"
             ));
         }
-        // Pre-flight before anything is announced: funds and allowance for the award.
+        // Pre-flight before anything is announced: funds and allowance for the award (a
+        // pledge's room in the parent's reward was checked by `post`).
         let terms = client.terms(&nb).await?;
         let amount = U256::from(terms.amount);
-        if let Some(tx) = client
-            .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
-            .await?
+        let parent = p.from_reward.as_deref().map(parse_bounty_id).transpose()?;
+        if parent.is_none()
+            && let Some(tx) = client
+                .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
+                .await?
         {
             eprintln!("  approve      tx {}  gas {}", tx.hash, tx.gas_used);
         }
@@ -541,6 +590,7 @@ impl BountyArgs {
             "bid_window_secs": window_secs,
             "bid_window_ms": p.bid_window.as_millis() as u64,
             "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
+            "from_reward": parent.map(|id| format!("{id:#066x}")),
         });
         // Posting is idempotent per (poster, salt): if the node restarts mid-request, post again.
         let posted = {
@@ -585,7 +635,10 @@ impl BountyArgs {
         let mut award: Option<TxOutcome> = None;
         if p.mode == "contest" {
             // Contests are escrowed up front; entries arrive on-chain until the deadline.
-            let (_, _, txs) = client.post_and_fund(salt, terms.clone(), p.approve).await?;
+            let txs = match parent {
+                Some(parent) => vec![client.post_from_reward(salt, terms.clone(), parent).await?.2],
+                None => client.post_and_fund(salt, terms.clone(), p.approve).await?.2,
+            };
             for t in &txs {
                 eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
             }
@@ -640,10 +693,23 @@ impl BountyArgs {
             if phase == "awaiting_award" && award.is_none() {
                 let (bid, sig) = crate::market::signed_bid(&v["winning_bid"])
                     .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
-                pb.set_message("awarding on-chain (create + fund + award)");
-                let (_, _, txs) = client
-                    .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
-                    .await?;
+                let txs = match parent {
+                    // Funded from the reward: post it from the pledge, then award the bid.
+                    Some(parent) => {
+                        pb.set_message("posting from your reward, then awarding on-chain");
+                        let (sub_id, record, posted) =
+                            client.post_from_reward(salt, terms.clone(), parent).await?;
+                        let (_, awarded) = client.award(sub_id, &record, bid.clone(), sig).await?;
+                        vec![posted, awarded]
+                    }
+                    None => {
+                        pb.set_message("awarding on-chain (create + fund + award)");
+                        client
+                            .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
+                            .await?
+                            .2
+                    }
+                };
                 for t in &txs {
                     pb.println(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
                 }
@@ -924,6 +990,55 @@ impl BountyArgs {
                 "refunded {} to {} (tx {}, gas {})",
                 state.record.amount, state.record.poster, out.hash, out.gas_used
             );
+        }
+        Ok(())
+    }
+
+    async fn redeem(&self, client: &ReefClient, target: &str) -> eyre::Result<()> {
+        // An address (20 bytes) is the pledge token itself; anything else is a sub-bounty id.
+        let token = match target.parse::<Address>() {
+            Ok(a) => a,
+            Err(_) => client.bounty(parse_bounty_id(target)?).await?.record.token,
+        };
+        let pledge = client.pledge(token).await?.ok_or_else(|| {
+            eyre!("{token} is not a pledge token: only sub-bounties funded from a reward (`post --from-reward`) pay in credits")
+        })?;
+        let credit = client.ledger_credit(token, client.address()).await?;
+        let paid = pledge.value_of(credit);
+        let real = client.underlying_token(token).await?;
+        let decimals = Self::decimals(client, real).await?;
+        let pb = spinner("redeeming pledge credits");
+        let out = client.redeem_pledge(token).await;
+        pb.finish_and_clear();
+        let out = out?;
+        let nested = pledge.underlying != real;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "pledge_token": token,
+                    "parent": format!("{:#x}", pledge.parent),
+                    "credit": credit.to_string(),
+                    "paid": paid.to_string(),
+                    "paid_in": pledge.underlying,
+                    "tx": out,
+                })
+            );
+        } else {
+            println!(
+                "redeemed {} credits for {} {} (tx {}, gas {})",
+                format_units(credit, decimals)?,
+                format_units(paid, decimals)?,
+                token_name(pledge.underlying),
+                out.hash,
+                out.gas_used
+            );
+            if nested {
+                println!(
+                    "  that is a credit in the parent's own pledge: redeem {} once bounty {:#x}'s parent settles",
+                    pledge.underlying, pledge.parent
+                );
+            }
         }
         Ok(())
     }

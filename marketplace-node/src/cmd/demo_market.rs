@@ -614,15 +614,7 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         let Some(id) = r["id"].as_str() else { continue };
         let idn = super::chain::parse_bounty_id(id)?;
         let state = client.bounty(idn).await?;
-        let mut gas = 0u64;
-        let mut seen = std::collections::HashSet::new();
-        for h in state.history.iter().filter_map(|h| h.tx) {
-            if seen.insert(h)
-                && let Ok(Some(rc)) = client.provider().get_transaction_receipt(h).await
-            {
-                gas += rc.gas_used;
-            }
-        }
+        let gas = bounty_gas(&client, &state).await;
         let node_view = api.get(&format!("/v1/market/bounties/{id}")).await.unwrap_or_default();
         let verdict = match node_view["verdict"]["accept"].as_bool() {
             Some(true) => "accept".to_string(),
@@ -660,6 +652,10 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
             "price": format_ether(U256::from(if state.record.provider.is_zero() { state.record.amount } else { state.record.price })), "verdict": verdict,
             "status": state.status.name(), "gas": gas, "payout": payout,
         }));
+        // Sub-bounties the provider funded from this reward (the nested run).
+        if !state.record.provider.is_zero() {
+            table.extend(sub_bounty_rows(&client, idn, state.record.provider, &name_of).await?);
+        }
     }
     table.push(json!({
         "bounty": "metered sort ×20", "mode": "vouchers", "id": "-", "winner": "metered-sorter",
@@ -708,12 +704,80 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         println!(
             "the rejected bounty refunds the poster at its deadline (anyone may call `reef bounty refund`)"
         );
+        println!(
+            "the nested sort's provider funded its sub-bounties from its pending reward (`--from-reward`): \
+             they paid in pledge credits, redeemed once the nested sort settled; its own payout is the rest"
+        );
         println!("logs of the node and every agent: {}", tmp.display());
         println!("finished in {}s", t0.elapsed().as_secs());
     }
     drop(procs);
     let _ = &anvil;
     Ok(())
+}
+
+/// Gas of all the transactions in a bounty's history.
+async fn bounty_gas(client: &ReefClient, state: &escrow_client::escrow::BountyState) -> u64 {
+    let mut gas = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for h in state.history.iter().filter_map(|h| h.tx) {
+        if seen.insert(h)
+            && let Ok(Some(rc)) = client.provider().get_transaction_receipt(h).await
+        {
+            gas += rc.gas_used;
+        }
+    }
+    gas
+}
+
+/// Rows for the sub-bounties `provider` funded from its reward on `parent`: each sub-provider is
+/// paid in pledge credits, which its agent redeems once the parent settled (waited for here, up
+/// to 20 s, so the table shows what was redeemed).
+async fn sub_bounty_rows(
+    client: &ReefClient,
+    parent: U256,
+    provider: alloy_primitives::Address,
+    name_of: &dyn Fn(&str) -> String,
+) -> eyre::Result<Vec<serde_json::Value>> {
+    let pt = client.pledge_token_of(parent, provider);
+    let Some(pledge) = client.pledge(pt).await? else { return Ok(Vec::new()) };
+    let mut rows = Vec::new();
+    for sid in client.bounty_ids(Some(provider)).await? {
+        let sub = client.bounty(sid).await?;
+        if sub.record.token != pt {
+            continue;
+        }
+        let r = &sub.record;
+        let net = U256::from(r.price)
+            - U256::from(r.price) * U256::from(r.feeBps) / U256::from(10_000u64);
+        let mut redeemed = false;
+        if sub.status == escrow_client::Status::Completed {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(20) {
+                if client.ledger_credit(pt, r.provider).await?.is_zero() {
+                    redeemed = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        let payout = match (sub.status, redeemed) {
+            (escrow_client::Status::Completed, true) => {
+                format!("{} redeemed", trim(&format_ether(pledge.value_of(net))))
+            }
+            (escrow_client::Status::Completed, false) => {
+                format!("{} credit", trim(&format_ether(net)))
+            }
+            _ => "0".into(),
+        };
+        rows.push(json!({
+            "bounty": "  sub-sort (pledged)", "mode": "from parent's reward", "id": format!("{sid:#x}"),
+            "winner": name_of(&r.provider.to_string()), "price": format_ether(U256::from(r.price)),
+            "verdict": if sub.status == escrow_client::Status::Completed { "accept" } else { "-" },
+            "status": sub.status.name(), "gas": bounty_gas(client, &sub).await, "payout": payout,
+        }));
+    }
+    Ok(rows)
 }
 
 fn trim(s: &str) -> String {

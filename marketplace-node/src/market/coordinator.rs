@@ -80,6 +80,11 @@ pub struct PostRequest {
     /// Contest: shares of the paid entries in basis points, best first (empty = equal).
     #[serde(default)]
     pub split: Vec<u16>,
+    /// The bounty is funded from the poster's pending reward on this parent bounty (hex id,
+    /// `postFromReward`): `record.token` must be the poster's pledge token on it. Bidders get
+    /// it in the call for proposals, to check the parent before they bid.
+    #[serde(default)]
+    pub from_reward: Option<String>,
 }
 
 /// What a bidder sends.
@@ -277,6 +282,25 @@ impl Market {
         if record.amount == 0 {
             return bad("reward must be greater than zero".into());
         }
+        let from_reward = match &req.from_reward {
+            Some(p) => {
+                let parent = super::parse_id(p)?;
+                let pt = escrow_client::pledge::pledge_token(
+                    cfg.deployment.bounty_escrow,
+                    parent,
+                    record.poster,
+                );
+                if record.token != pt {
+                    return bad(format!(
+                        "record.token {} is not the poster's pledge token on bounty {} ({pt})",
+                        record.token,
+                        id_hex(parent)
+                    ));
+                }
+                Some(id_hex(parent))
+            }
+            None => None,
+        };
         if !req.split.is_empty() {
             let total: u32 = req.split.iter().map(|s| u32::from(*s)).sum();
             if !contest
@@ -377,6 +401,7 @@ impl Market {
             "bid_window_secs": window_ms.div_ceil(1000),
             "bid_window_ms": window_ms,
             "split": req.split,
+            "from_reward": from_reward,
         });
         let key = id_hex(id);
         // Contests take entries until the deadline instead of bids during a window.
@@ -511,6 +536,7 @@ impl Market {
             "award_grace_secs": self.inner.cfg.award_grace_secs,
             "chain_id": self.inner.cfg.deployment.chain_id,
             "escrow": self.inner.cfg.deployment.bounty_escrow,
+            "from_reward": row.spec["from_reward"],
         })
     }
 
