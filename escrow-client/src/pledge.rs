@@ -175,6 +175,7 @@ impl ReefClient {
         terms: Bounty,
         parent: U256,
     ) -> Result<(U256, Bounty, TxOutcome)> {
+        let record = self.check_pledge(parent, terms.amount).await?;
         let pt = self.pledge_token_of(parent, self.address());
         if terms.token != pt {
             return Err(Error::InvalidInput(format!(
@@ -183,7 +184,6 @@ impl ReefClient {
                 terms.token
             )));
         }
-        let record = self.check_pledge(parent, terms.amount).await?;
         let call = BountyEscrow::postFromRewardCall {
             salt,
             terms: terms.clone(),

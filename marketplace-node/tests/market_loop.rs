@@ -652,6 +652,19 @@ async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() 
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(client.ledger_credit(pt, sorter).await.unwrap().is_zero());
+    // `reef agent earnings` tells credits from tokens, and the splitter's pay from what it pledged.
+    let sorter_pay = env.earnings(1);
+    let payouts = sorter_pay["payouts"].as_array().unwrap();
+    assert_eq!(payouts.len(), 2, "{sorter_pay}");
+    for p in payouts {
+        assert_eq!(p["pledge"]["state"], "redeemable", "{sorter_pay}");
+        assert_eq!(p["pledge"]["unredeemed_credit"], "0", "{sorter_pay}");
+    }
+    let splitter_pay = env.earnings(2);
+    assert_eq!(
+        splitter_pay["payouts"][0]["held_for_sub_bounties"], "7000000000000000000",
+        "{splitter_pay}"
+    );
     // The poster paid the parent's price (8) and nothing for the sub-tasks.
     let poster_now = client.token_balance(token, dev_signer(0).address()).await.unwrap();
     assert_eq!(poster_before - poster_now, U256::from(parse_ether("8").unwrap()));

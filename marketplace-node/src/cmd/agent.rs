@@ -34,7 +34,8 @@ enum AgentCommand {
     Run(Box<RunArgs>),
     /// Generate a new secp256k1 key and print it with its address.
     Keygen(KeygenArgs),
-    /// What this agent earned: on-chain payouts from the escrow (the chain is the truth).
+    /// What this agent earned: on-chain payouts from the escrow (the chain is the truth),
+    /// including pledge credits (sub-bounties funded from a reward) and what is still to redeem.
     Earnings(EarningsArgs),
     /// Serve metered calls paid per call with payment-channel vouchers.
     ServeMetered(Box<super::metered_agent::ServeMeteredArgs>),
@@ -87,7 +88,22 @@ impl EarningsArgs {
                 let Some(paid) = paid else { continue };
                 let token = client.bounty(id).await.map(|s| s.record.token).unwrap_or_default();
                 *totals.entry(token.to_string()).or_default() += paid;
-                rows.push(json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash }));
+                let mut row = json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash });
+                // Paid in a pledge token: credits, worth the parent's token once it settled.
+                if let Some(p) = client.pledge(token).await? {
+                    let left = client.ledger_credit(token, me).await?;
+                    row["pledge"] = json!({
+                        "parent": format!("{:#x}", p.parent), "state": p.state,
+                        "paid_in": p.underlying, "unredeemed_credit": left.to_string(),
+                    });
+                }
+                // Part of this pay held back for sub-bounties funded from it.
+                if let Some(own) = client.pledge(client.pledge_token_of(id, me)).await?
+                    && !own.backed.is_zero()
+                {
+                    row["held_for_sub_bounties"] = json!(own.backed.to_string());
+                }
+                rows.push(row);
             }
         }
         if self.json {
@@ -101,6 +117,24 @@ impl EarningsArgs {
             );
         } else {
             println!("agent {me}: {} payouts", rows.len());
+            for r in &rows {
+                if let Some(p) = r.get("pledge") {
+                    println!(
+                        "  bounty {} paid {} in pledge credits on bounty {} ({}; {} not redeemed yet)",
+                        r["bounty"].as_str().unwrap_or(""),
+                        r["paid"].as_str().unwrap_or(""),
+                        p["parent"].as_str().unwrap_or(""),
+                        p["state"].as_str().unwrap_or(""),
+                        p["unredeemed_credit"].as_str().unwrap_or("")
+                    );
+                }
+                if let Some(h) = r["held_for_sub_bounties"].as_str() {
+                    println!(
+                        "  bounty {}: {h} of its pay funded sub-bounties",
+                        r["bounty"].as_str().unwrap_or("")
+                    );
+                }
+            }
             for (token, total) in &totals {
                 let name = if token == &alloy::primitives::Address::ZERO.to_string() {
                     "ETH".to_string()

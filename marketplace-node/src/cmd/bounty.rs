@@ -697,10 +697,14 @@ impl BountyArgs {
                     // Funded from the reward: post it from the pledge, then award the bid.
                     Some(parent) => {
                         pb.set_message("posting from your reward, then awarding on-chain");
-                        let (sub_id, record, posted) =
-                            client.post_from_reward(salt, terms.clone(), parent).await?;
-                        let (_, awarded) = client.award(sub_id, &record, bid.clone(), sig).await?;
-                        vec![posted, awarded]
+                        let sub_id = escrow_client::escrow::bounty_id(client.address(), salt);
+                        // Posted already (a run that stopped between the two transactions).
+                        let mut txs = Vec::new();
+                        if client.status_of(sub_id).await?.0 == Status::None {
+                            txs.push(client.post_from_reward(salt, terms.clone(), parent).await?.2);
+                        }
+                        txs.push(client.award(sub_id, &terms, bid.clone(), sig).await?.1);
+                        txs
                     }
                     None => {
                         pb.set_message("awarding on-chain (create + fund + award)");
@@ -778,8 +782,14 @@ impl BountyArgs {
     async fn show(&self, client: &ReefClient, id: U256) -> eyre::Result<()> {
         let state = client.bounty(id).await?;
         let j = BountyJson::from(&state);
+        // Funded from a pending reward: its token is a pledge on the parent bounty.
+        let pledge = client.pledge(state.record.token).await?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&j)?);
+            let mut v = serde_json::to_value(&j)?;
+            if let Some(p) = &pledge {
+                v["pledge"] = serde_json::to_value(p)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(());
         }
         let r = &state.record;
@@ -788,6 +798,21 @@ impl BountyArgs {
         println!("mode     {}", j.mode);
         println!("poster   {}", r.poster);
         println!("token    {}", token_name(r.token));
+        if let Some(p) = &pledge {
+            println!(
+                "funding  from {}'s reward on bounty {:#x} (parent {}): paid in credits, {}",
+                p.provider,
+                p.parent,
+                p.parent_status,
+                match p.state {
+                    escrow_client::pledge::PledgeState::Pending => "redeemable once it settles",
+                    escrow_client::pledge::PledgeState::Redeemable =>
+                        "redeemable now (`reef bounty redeem`)",
+                    escrow_client::pledge::PledgeState::Void =>
+                        "void: the parent did not pay its provider",
+                }
+            );
+        }
         println!("amount   {}", r.amount);
         if !r.provider.is_zero() {
             println!("provider {} at price {}", r.provider, r.price);
