@@ -194,6 +194,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event BountyAttested(uint256 indexed id, address indexed evaluator, uint8 verdict, bytes32 resultHash);
     /// @notice The bounty was settled in the provider's favour (or a contest was paid out:
     ///         then `provider` is address(0) and `paid`/`fee` are totals over all winners).
+    ///         `paid` includes what was held back for the provider's pledge (`PledgeBacked`).
     event BountyCompleted(
         uint256 indexed id, address indexed provider, uint256 paid, uint256 fee, uint256 refunded
     );

@@ -41,18 +41,26 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         internal
         returns (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded)
     {
+        return _parentWith(arbiter_, eta, PRICE);
+    }
+
+    /// @dev `_parent` at any `price`.
+    function _parentWith(address arbiter_, uint32 eta, uint128 price)
+        internal
+        returns (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded)
+    {
         posted = _terms(address(token), uint128(AMOUNT));
         posted.arbiter = arbiter_;
         if (arbiter_ == address(0)) posted.challengeWindow = 0;
         id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, PRICE, 1);
+        IBountyTypes.Bid memory bid = _bid(id, posted, provider, price, 1);
         bid.eta = eta;
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(poster);
         escrow.award(id, posted, bid, sig);
         awarded = _copy(posted);
         awarded.provider = provider;
-        awarded.price = PRICE;
+        awarded.price = price;
     }
 
     /// @dev Terms of a sub-bounty posted by `by` from its reward on `parentId`.
@@ -490,7 +498,7 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
     ///      is exactly the provider's net pay, and the escrow keeps only the fee.
     function testFuzz_PledgeNeverCostsThePosterMore(uint128 price, uint128 a, uint128 b) public {
         price = uint128(bound(price, 1e6, AMOUNT));
-        (uint256 pid, IBountyTypes.Bounty memory parent) = _parentAt(price);
+        (uint256 pid,, IBountyTypes.Bounty memory parent) = _parentWith(arbiter, 0, price);
         uint256 net = price - _fee(price);
         a = uint128(bound(a, 1, net));
         b = uint128(bound(b, 1, type(uint128).max - a));
@@ -503,19 +511,6 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         assertEq(_redeem(provider, pt), a, "the cancelled sub-bounty's budget comes back");
         assertEq(token.balanceOf(provider) - providerBefore, net - (fits ? b : 0));
         assertEq(token.balanceOf(poster) - posterBefore, AMOUNT - price);
-    }
-
-    /// @dev An awarded parent at `price` (no eta).
-    function _parentAt(uint128 price) internal returns (uint256 pid, IBountyTypes.Bounty memory parent) {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        pid = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(pid, posted, provider, price, 1);
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(pid, posted, bid, sig);
-        parent = _copy(posted);
-        parent.provider = provider;
-        parent.price = price;
     }
 
     /// @dev Pledges `a`, then `b` (expected to fail with `PledgeTooHigh(available)` unless

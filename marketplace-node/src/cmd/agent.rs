@@ -786,13 +786,18 @@ impl Bidder {
                 }
             },
         };
+        self.remember_token(token, d, pledge);
+        Ok(d)
+    }
+
+    /// Caches a token's decimals and whether it is a pledge token.
+    fn remember_token(&self, token: alloy_primitives::Address, decimals: u8, pledge: bool) {
         if let Ok(mut m) = self.decimals.lock() {
-            m.insert(token, d);
+            m.insert(token, decimals);
         }
         if let Ok(mut m) = self.pledge_kind.lock() {
             m.insert(token, pledge);
         }
-        Ok(d)
     }
 
     async fn bid(&self, cfp: &Value) -> eyre::Result<()> {
@@ -1052,8 +1057,13 @@ impl Bidder {
         // unspent part of their budgets as credits.
         if self.brain_pledges {
             let own = self.chain.pledge_token_of(id, self.chain.address());
-            if self.chain.pledge(own).await.ok().flatten().is_some() {
-                self.watch_pledge(own);
+            match self.chain.pledge(own).await {
+                Ok(Some(_)) => self.watch_pledge(own),
+                Ok(None) => {}
+                Err(e) => eprintln!(
+                    "could not read pledge {own} of bounty {}: {e}; redeem its credits with `reef bounty redeem {own}`",
+                    crate::market::id_hex(id)
+                ),
             }
         }
         Ok(())
@@ -1084,12 +1094,7 @@ impl Bidder {
         }
         let real = self.chain.underlying_token(state.record.token).await?;
         let d = self.token_decimals(real).await?;
-        if let Ok(mut m) = self.decimals.lock() {
-            m.insert(pt, d);
-        }
-        if let Ok(mut m) = self.pledge_kind.lock() {
-            m.insert(pt, true);
-        }
+        self.remember_token(pt, d, true);
         Ok(())
     }
 

@@ -428,7 +428,7 @@ impl BountyArgs {
             p
         };
         if let Some(node) = &p.node {
-            return self.post_via_node(client, p, nb, node, decimals).await;
+            return self.post_via_node(client, p, nb, node, decimals, parent).await;
         }
         let terms = client.terms(&nb).await?;
         let salt = p.salt.unwrap_or_else(random_salt);
@@ -477,6 +477,7 @@ impl BountyArgs {
         mut nb: NewBounty,
         node_url: &str,
         decimals: u8,
+        parent: Option<U256>,
     ) -> eyre::Result<()> {
         use super::nodeapi::NodeApi;
         use serde_json::json;
@@ -570,7 +571,6 @@ impl BountyArgs {
         // pledge's room in the parent's reward was checked by `post`).
         let terms = client.terms(&nb).await?;
         let amount = U256::from(terms.amount);
-        let parent = p.from_reward.as_deref().map(parse_bounty_id).transpose()?;
         if parent.is_none()
             && let Some(tx) = client
                 .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
