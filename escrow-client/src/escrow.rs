@@ -456,6 +456,13 @@ impl TryFrom<&BidJson> for Bid {
     }
 }
 
+/// What a payout of `gross` is worth after a platform fee of `fee_bps` (the escrow's
+/// `gross - gross * feeBps / 10000`, rounded the same way).
+pub fn net_of(gross: u128, fee_bps: u16) -> U256 {
+    let g = U256::from(gross);
+    g - g * U256::from(fee_bps) / U256::from(10_000u64)
+}
+
 /// The id the escrow assigns to `poster`'s bounty with `salt`.
 pub fn bounty_id(poster: Address, salt: B256) -> U256 {
     U256::from_be_bytes(keccak256((poster, salt).abi_encode()).0)
@@ -883,6 +890,13 @@ mod tests {
             block_timestamp: time,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn net_pay_rounds_the_fee_down_like_the_escrow() {
+        assert_eq!(net_of(80_000, 100), U256::from(79_200));
+        assert_eq!(net_of(199, 100), U256::from(198), "a fee of 1.99 rounds down to 1");
+        assert_eq!(net_of(5, 0), U256::from(5));
     }
 
     #[test]

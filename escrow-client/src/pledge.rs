@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::{
     Error, ReefClient, Result, TxOutcome,
     bindings::escrow::{BountyEscrow, IBountyTypes::Bounty},
-    escrow::{Status, bounty_id},
+    escrow::{BountyState, Status, bounty_id, net_of},
 };
 
 /// Pledges nest (a sub-bounty's provider may pledge from its own pledged reward); following a
@@ -140,7 +140,13 @@ impl ReefClient {
     /// less what it pledged already. Returns the parent's current record.
     pub async fn check_pledge(&self, parent: U256, amount: u128) -> Result<Bounty> {
         let state = self.bounty(parent).await?;
-        let me = self.address();
+        self.check_pledge_on(&state, amount).await?;
+        Ok(state.record)
+    }
+
+    /// [`Self::check_pledge`] on a parent's state read already.
+    pub async fn check_pledge_on(&self, state: &BountyState, amount: u128) -> Result<()> {
+        let (parent, me) = (state.id, self.address());
         if state.status != Status::Awarded || state.record.provider != me {
             return Err(Error::InvalidInput(format!(
                 "bounty {parent:#x} is {} with provider {}: only its provider ({me}) can fund \
@@ -148,9 +154,7 @@ impl ReefClient {
                 state.status, state.record.provider
             )));
         }
-        let r = &state.record;
-        let net =
-            U256::from(r.price) - U256::from(r.price) * U256::from(r.feeBps) / U256::from(10_000);
+        let net = net_of(state.record.price, state.record.feeBps);
         let used = match self.pledge(self.pledge_token_of(parent, me)).await? {
             Some(p) => p.pledged,
             None => U256::ZERO,
@@ -162,7 +166,7 @@ impl ReefClient {
                  already pledged {used}; lower the sub-bounty's reward"
             )));
         }
-        Ok(state.record)
+        Ok(())
     }
 
     /// Provider of the awarded bounty `parent`: posts `terms` (whose `token` must be this
@@ -204,6 +208,12 @@ impl ReefClient {
             Error::InvalidInput(format!("{token} is not a pledge token of this escrow"))
         })?;
         let credit = self.ledger_credit(token, self.address()).await?;
+        self.redeem_read_pledge(&p, credit).await
+    }
+
+    /// [`Self::redeem_pledge`] for a pledge and this account's `credit` in it, read already.
+    pub async fn redeem_read_pledge(&self, p: &Pledge, credit: U256) -> Result<TxOutcome> {
+        let token = p.token;
         if credit.is_zero() {
             return Err(Error::InvalidInput(format!(
                 "{} holds no credits in pledge {token}",

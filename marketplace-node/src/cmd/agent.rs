@@ -730,7 +730,7 @@ impl Bidder {
             );
             return Ok(true);
         }
-        let tx = self.chain.redeem_pledge(token).await?;
+        let tx = self.chain.redeem_read_pledge(&p, credit).await?;
         eprintln!(
             "redeemed {credit} pledge credits (bounty {} settled) for {} of {}: tx {}",
             crate::market::id_hex(p.parent),

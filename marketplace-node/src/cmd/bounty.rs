@@ -385,11 +385,12 @@ impl BountyArgs {
             None => parse_token(&p.token, client.deployment())?,
         };
         // A pledge's amounts are in the units of the real token behind it.
-        let real = match parent {
-            Some(parent) => {
-                let record = client.bounty(parent).await?.record;
-                client.underlying_token(record.token).await?
-            }
+        let parent_state = match parent {
+            Some(parent) => Some(client.bounty(parent).await?),
+            None => None,
+        };
+        let real = match &parent_state {
+            Some(s) => client.underlying_token(s.record.token).await?,
             None => token,
         };
         let decimals = Self::decimals(client, real).await?;
@@ -414,8 +415,8 @@ impl BountyArgs {
         // A short allowance is found before anything is sent; at a terminal the poster is
         // offered the approval instead of being told to start over with --approve. A pledge
         // transfers nothing: its room in the parent's reward is checked instead.
-        if let Some(parent) = parent {
-            client.check_pledge(parent, amount).await?;
+        if let Some(s) = &parent_state {
+            client.check_pledge_on(s, amount).await?;
         }
         let approved;
         let p = if parent.is_none()
@@ -1033,7 +1034,7 @@ impl BountyArgs {
         let real = client.underlying_token(token).await?;
         let decimals = Self::decimals(client, real).await?;
         let pb = spinner("redeeming pledge credits");
-        let out = client.redeem_pledge(token).await;
+        let out = client.redeem_read_pledge(&pledge, credit).await;
         pb.finish_and_clear();
         let out = out?;
         let nested = pledge.underlying != real;

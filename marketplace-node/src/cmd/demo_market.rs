@@ -20,6 +20,7 @@ use escrow_client::{
     ClientOptions, ReefClient,
     deploy::{DeployConfig, deploy_all, empty_deployment},
     devnet::{AnvilOptions, AnvilProcess, dev_signer, free_port},
+    escrow::net_of,
 };
 use eyre::{WrapErr, eyre};
 use serde_json::{Value, json};
@@ -636,14 +637,9 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         let payout = if state.status == escrow_client::Status::Completed
             && state.record.provider.is_zero()
         {
-            let amt = U256::from(state.record.amount);
-            format_ether(amt - amt * U256::from(state.record.feeBps) / U256::from(10_000u64))
+            format_ether(net_of(state.record.amount, state.record.feeBps))
         } else if state.status == escrow_client::Status::Completed {
-            format_ether(
-                U256::from(state.record.price)
-                    - U256::from(state.record.price) * U256::from(state.record.feeBps)
-                        / U256::from(10_000u64),
-            )
+            format_ether(net_of(state.record.price, state.record.feeBps))
         } else {
             "0".into()
         };
@@ -748,8 +744,7 @@ async fn sub_bounty_rows(
             continue;
         }
         let r = &sub.record;
-        let net = U256::from(r.price)
-            - U256::from(r.price) * U256::from(r.feeBps) / U256::from(10_000u64);
+        let net = net_of(r.price, r.feeBps);
         let mut redeemed = false;
         if sub.status == escrow_client::Status::Completed {
             let t0 = std::time::Instant::now();
