@@ -2,7 +2,7 @@
 //! replies to requests by `req_id`, deduplicates messages by `seq`, and on any disconnect
 //! reconnects with back-off and re-joins every joined group with `since_seq` = last seen.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,8 +80,20 @@ struct Cmd {
 
 #[derive(Default)]
 struct Shared {
-    /// Joined groups → highest seq seen.
+    /// Joined groups → highest seq seen (from the moment a join is asked for, so that the
+    /// replay following the node's `ok` is not dropped).
     joined: HashMap<String, u64>,
+    /// Groups whose join the node confirmed: re-joined after a reconnect. A join still in
+    /// flight is not among them, so a connection that comes up meanwhile does not join the
+    /// group a second time (two replays of the same history on one queue).
+    confirmed: HashSet<String>,
+}
+
+/// A request sent and waiting for its reply.
+struct Pending {
+    reply: oneshot::Sender<Result<ServerFrame>>,
+    /// The group, when the request is a join.
+    join: Option<String>,
 }
 
 /// A connected agent. Cheap to clone.
@@ -289,14 +301,20 @@ impl Client {
             .call(ClientFrame::Join { group_id: group_id.into(), since_seq: since }, None)
             .await
             .inspect_err(|_| {
-                lock(&self.shared).joined.remove(group_id);
+                let mut sh = lock(&self.shared);
+                sh.joined.remove(group_id);
+                sh.confirmed.remove(group_id);
             })?;
         Ok(res.get("last_seq").and_then(Value::as_u64).unwrap_or(0))
     }
 
     /// Stop following a group on this connection.
     pub async fn leave(&self, group_id: &str) -> Result<()> {
-        lock(&self.shared).joined.remove(group_id);
+        {
+            let mut sh = lock(&self.shared);
+            sh.joined.remove(group_id);
+            sh.confirmed.remove(group_id);
+        }
         self.call::<Value>(ClientFrame::Leave { group_id: group_id.into() }, None).await.map(|_| ())
     }
 
@@ -386,10 +404,15 @@ impl Supervisor {
     }
 
     async fn serve(&mut self, mut ws: Ws) -> End {
-        let mut pending: HashMap<String, oneshot::Sender<Result<ServerFrame>>> = HashMap::new();
-        // Re-join every group after the last seq we saw.
-        let joined: Vec<(String, u64)> =
-            lock(&self.shared).joined.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        // Re-join every group the node had confirmed, after the last seq we saw.
+        let joined: Vec<(String, u64)> = {
+            let sh = lock(&self.shared);
+            sh.confirmed
+                .iter()
+                .map(|g| (g.clone(), sh.joined.get(g).copied().unwrap_or(0)))
+                .collect()
+        };
         for (group_id, since_seq) in joined {
             let f = reef_wire::encode_client_frame(
                 Some("rejoin"),
@@ -409,7 +432,11 @@ impl Supervisor {
                     };
                     let id = self.next_req.fetch_add(1, Ordering::Relaxed).to_string();
                     let text = reef_wire::encode_client_frame(Some(&id), &cmd.frame);
-                    pending.insert(id, cmd.reply);
+                    let join = match &cmd.frame {
+                        ClientFrame::Join { group_id, .. } => Some(group_id.clone()),
+                        _ => None,
+                    };
+                    pending.insert(id, Pending { reply: cmd.reply, join });
                     if let Err(e) = ws.send(Message::text(text)).await {
                         break End::Dropped(e.to_string());
                     }
@@ -437,8 +464,8 @@ impl Supervisor {
                 }
             }
         };
-        for (_, tx) in pending.drain() {
-            let _ = tx.send(Err(Error::Disconnected));
+        for (_, p) in pending.drain() {
+            let _ = p.reply.send(Err(Error::Disconnected));
         }
         end
     }
@@ -447,7 +474,7 @@ impl Supervisor {
     async fn dispatch(
         &mut self,
         frame: ServerFrame,
-        pending: &mut HashMap<String, oneshot::Sender<Result<ServerFrame>>>,
+        pending: &mut HashMap<String, Pending>,
     ) -> bool {
         let req_id = match &frame {
             ServerFrame::Ok { req_id, .. }
@@ -457,8 +484,11 @@ impl Supervisor {
             _ => None,
         };
         if let Some(id) = req_id {
-            if let Some(tx) = pending.remove(&id) {
-                let _ = tx.send(Ok(frame));
+            if let Some(p) = pending.remove(&id) {
+                if let (Some(group), ServerFrame::Ok { .. }) = (p.join, &frame) {
+                    lock(&self.shared).confirmed.insert(group);
+                }
+                let _ = p.reply.send(Ok(frame));
             } else if let ServerFrame::Error { code, message, .. } = &frame {
                 tracing::warn!(%code, message, "error frame for request {id}");
             }
@@ -478,7 +508,10 @@ impl Supervisor {
             }
             ServerFrame::Invited { group_id, by } => Event::Invited { group_id, by },
             ServerFrame::Removed { group_id } => {
-                lock(&self.shared).joined.remove(&group_id);
+                let mut sh = lock(&self.shared);
+                sh.joined.remove(&group_id);
+                sh.confirmed.remove(&group_id);
+                drop(sh);
                 Event::Removed { group_id }
             }
             ServerFrame::Error { code, message, .. } => {
@@ -496,5 +529,67 @@ impl Supervisor {
             return !self.cmds.is_closed();
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn send(
+        ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        f: ServerFrame,
+    ) {
+        ws.send(Message::text(serde_json::to_string(&f).unwrap())).await.unwrap();
+    }
+
+    /// A join asked for at once after connecting (before the supervisor took the socket over)
+    /// reaches the node once: only groups the node confirmed are re-joined on a (re)connect.
+    /// Joining twice made the node replay the history twice into one bounded queue.
+    #[tokio::test]
+    async fn a_join_in_flight_is_sent_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let node = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let challenge = ServerFrame::Challenge {
+                v: 1,
+                node_id: "n".into(),
+                nonce: "00".into(),
+                expires: u64::MAX,
+                message: "log in".into(),
+            };
+            send(&mut ws, challenge).await;
+            let auth = ws.next().await.unwrap().unwrap();
+            let auth: Value = serde_json::from_str(auth.to_text().unwrap()).unwrap();
+            let address = auth["address"].as_str().unwrap().parse().unwrap();
+            send(&mut ws, ServerFrame::Welcome { v: 1, address, node_id: "n".into() }).await;
+            let mut joins = Vec::new();
+            let quiet = tokio::time::sleep(Duration::from_millis(300));
+            tokio::pin!(quiet);
+            loop {
+                tokio::select! {
+                    _ = &mut quiet => break,
+                    m = ws.next() => {
+                        let Some(Ok(Message::Text(t))) = m else { break };
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                        let req_id = v["req_id"].as_str().map(str::to_owned);
+                        if v["type"] == "join" {
+                            joins.push(req_id.clone().unwrap_or_default());
+                        }
+                        let ok = ServerFrame::Ok { req_id, result: serde_json::json!({"last_seq": 0}) };
+                        send(&mut ws, ok).await;
+                    }
+                }
+            }
+            joins
+        });
+        let (client, _events) = Client::connect(&url, PrivateKeySigner::random()).await.unwrap();
+        client.join("g_1", Some(0)).await.unwrap();
+        let joins = node.await.unwrap();
+        assert_eq!(joins.len(), 1, "joins sent: {joins:?}");
+        assert!(lock(&client.shared).confirmed.contains("g_1"), "re-joined after a reconnect");
     }
 }

@@ -242,3 +242,55 @@ async fn ioa_slow_consumer_is_disconnected_then_replays() {
 fn hub_close() -> u16 {
     marketplace_node::ioa::hub::CLOSE_SLOW_CONSUMER
 }
+
+/// A member whose replay fills its queue (it reads slower than the node replays) still gets
+/// the replies to what it asks meanwhile: the replay holds at most half the queue. A second
+/// join of the same group replaces the first: the first replay stops, the second starts at its
+/// own `since_seq`.
+#[tokio::test]
+async fn ioa_requests_during_a_replay_are_answered_and_a_later_join_replaces_it() {
+    let node = spawn_node(
+        &sqlite_url(),
+        &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"],
+    );
+    let (member, sender) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    let (f, _fe) = reef_agent_sdk::Client::connect(&node.ws_url(), sender.clone()).await.unwrap();
+    let g = f.create_group("history", &[member.address()], None).await.unwrap();
+    // More history than the queue and the socket buffers hold.
+    let body = "h".repeat(60_000);
+    let sent = 400u64;
+    for _ in 0..sent {
+        f.send(&g.group_id, reef_wire::State::Discussion, Some(json!(body)), None).await.unwrap();
+    }
+    let mut ws = raw_login(&node, &member).await;
+    send_json(&mut ws, json!({"type":"join","group_id":g.group_id,"since_seq":0,"req_id":"j1"}))
+        .await;
+    // Let the replay fill the buffers while we do not read, then ask for more.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let since = sent - 20;
+    send_json(&mut ws, json!({"type":"ping","req_id":"p"})).await;
+    send_json(
+        &mut ws,
+        json!({"type":"join","group_id":g.group_id,"since_seq":since,"req_id":"j2"}),
+    )
+    .await;
+    let (mut pong, mut second_ok, mut stale) = (false, false, 0u64);
+    let mut after = Vec::new();
+    while after.last() != Some(&sent) {
+        let frame = next_frame(&mut ws).await.unwrap_or_else(|c| panic!("closed {c:?}"));
+        match frame {
+            ServerFrame::Pong { .. } => pong = true,
+            ServerFrame::Ok { req_id: Some(r), .. } if r == "j2" => second_ok = true,
+            ServerFrame::Message(m) if second_ok && m.seq > since => after.push(m.seq),
+            ServerFrame::Message(_) if second_ok => stale += 1,
+            _ => {}
+        }
+    }
+    assert!(pong, "the ping asked during the replay was answered");
+    assert_eq!(after, (since + 1..=sent).collect::<Vec<_>>(), "the second join's replay, in order");
+    assert!(stale <= 1, "the first replay stopped at the second join ({stale} frames after it)");
+    // Still connected and live.
+    f.send(&g.group_id, reef_wire::State::Discussion, Some(json!("live")), None).await.unwrap();
+    let live = wait_for(&mut ws, |f| matches!(f, ServerFrame::Message(_))).await;
+    assert!(matches!(live, ServerFrame::Message(m) if m.seq == sent + 1));
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::error::Result;
 use super::store::Store;
@@ -21,8 +21,20 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// An outgoing item for a connection's writer task.
 #[derive(Debug)]
 pub enum Out {
-    /// A text frame.
+    /// A text frame: a reply, a notification or a live message.
     Text(Utf8Bytes),
+    /// A replayed message, holding one of its connection's replay slots until the writer takes
+    /// it off the queue (see [`ConnHandle::replay_slots`]).
+    Replay(Utf8Bytes, OwnedSemaphorePermit),
+}
+
+impl Out {
+    /// The frame to write (a replay slot is released here, as the frame leaves the queue).
+    pub fn into_text(self) -> Utf8Bytes {
+        match self {
+            Self::Text(t) | Self::Replay(t, _) => t,
+        }
+    }
 }
 
 /// Asks a connection's writer to close with a code and reason, bypassing its queue.
@@ -62,9 +74,25 @@ pub struct ConnHandle {
     pub tx: mpsc::Sender<Out>,
     /// Out-of-band close.
     pub kill: Arc<KillSwitch>,
+    /// Queue slots a replay may fill: half the queue, so that a replay pushing as fast as the
+    /// consumer reads cannot leave the replies to its requests (the `ok` of a second join, the
+    /// `ack` of a send) a full queue, which would close it as a slow consumer although it reads.
+    pub replay_slots: Arc<Semaphore>,
 }
 
 impl ConnHandle {
+    /// A handle on the connection writing `tx`'s queue.
+    pub fn new(id: u64, address: Address, tx: mpsc::Sender<Out>) -> Self {
+        let slots = (tx.max_capacity() / 2).max(1);
+        Self {
+            id,
+            address,
+            tx,
+            kill: Arc::default(),
+            replay_slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
     /// Queue a frame without waiting; on a full queue apply the slow-consumer policy.
     pub fn push(&self, frame: Utf8Bytes) -> bool {
         match self.tx.try_send(Out::Text(frame)) {
@@ -86,6 +114,9 @@ struct Sub {
     conn: ConnHandle,
     live: bool,
     cursor: u64,
+    /// Which join of the connection this is: a later join of the same group on the same
+    /// connection replaces the subscription, and the earlier join's replay stops.
+    join: u64,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +160,7 @@ pub struct Hub {
     groups: RwLock<HashMap<String, Arc<GroupHub>>>,
     conns: Mutex<HashMap<Address, HashMap<u64, ConnHandle>>>,
     next_conn: AtomicU64,
+    next_join: AtomicU64,
     gap_wait: Duration,
     /// The main runtime: gap fills are spawned there even when `publish` is called from the
     /// group-commit writer's own thread.
@@ -159,6 +191,7 @@ impl Hub {
             groups: RwLock::default(),
             conns: Mutex::default(),
             next_conn: AtomicU64::new(1),
+            next_join: AtomicU64::new(1),
             gap_wait: Duration::from_millis(20),
             runtime: tokio::runtime::Handle::current(),
             activity: tokio::sync::broadcast::channel(ACTIVITY_BUFFER).0,
@@ -186,7 +219,7 @@ impl Hub {
     /// Register a new authenticated connection.
     pub fn attach(&self, address: Address, tx: mpsc::Sender<Out>) -> ConnHandle {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let h = ConnHandle { id, address, tx, kill: Arc::default() };
+        let h = ConnHandle::new(id, address, tx);
         self.conns().entry(address).or_default().insert(id, h.clone());
         h
     }
@@ -382,9 +415,11 @@ impl Hub {
         first_page: Vec<(u64, String)>,
     ) -> Result<()> {
         let g = self.group_hub(group_id).await?;
+        let join = self.next_join.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = g.lock();
-            st.subs.insert(conn.id, Sub { conn: conn.clone(), live: false, cursor: since_seq });
+            let sub = Sub { conn: conn.clone(), live: false, cursor: since_seq, join };
+            st.subs.insert(conn.id, sub);
         }
         // Make sure the group stays registered (a concurrent detach may have dropped it).
         self.groups_write().entry(group_id.to_owned()).or_insert_with(|| g.clone());
@@ -392,7 +427,7 @@ impl Hub {
         let conn = conn.clone();
         let gid = group_id.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = hub.catch_up(&gid, &g, &conn, since_seq, first_page).await {
+            if let Err(e) = hub.catch_up(&gid, &g, &conn, join, since_seq, first_page).await {
                 tracing::warn!(group_id = gid, error = %e, "replay failed");
                 conn.kill.kill(1011, "replay failed");
             }
@@ -405,6 +440,7 @@ impl Hub {
         group_id: &str,
         g: &GroupHub,
         conn: &ConnHandle,
+        join: u64,
         since_seq: u64,
         first_page: Vec<(u64, String)>,
     ) -> Result<()> {
@@ -414,7 +450,9 @@ impl Hub {
             let target = {
                 let mut st = g.lock();
                 let delivered = st.delivered;
-                let Some(sub) = st.subs.get_mut(&conn.id) else { return Ok(()) };
+                let Some(sub) = st.subs.get_mut(&conn.id).filter(|s| s.join == join) else {
+                    return Ok(());
+                };
                 if cursor >= delivered {
                     sub.live = true;
                     sub.cursor = cursor.min(delivered);
@@ -437,11 +475,17 @@ impl Hub {
                 continue;
             }
             for (seq, frame) in rows {
-                let sent = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    conn.tx.send(Out::Text(Utf8Bytes::from(frame))),
-                )
-                .await;
+                // Left, replaced by a later join, or dropped with its connection: stop here.
+                if g.lock().subs.get(&conn.id).is_none_or(|s| s.join != join) {
+                    return Ok(());
+                }
+                let send = async {
+                    let Ok(slot) = conn.replay_slots.clone().acquire_owned().await else {
+                        return Err(());
+                    };
+                    conn.tx.send(Out::Replay(Utf8Bytes::from(frame), slot)).await.map_err(|_| ())
+                };
+                let sent = tokio::time::timeout(Duration::from_secs(10), send).await;
                 match sent {
                     Ok(Ok(())) => cursor = seq,
                     Ok(Err(_)) => return Ok(()),
@@ -529,14 +573,13 @@ mod tests {
 
         hub.init_hub("g_race", &g, read_last);
         let (tx, mut rx) = mpsc::channel(8);
-        let conn = ConnHandle { id: 7, address: member, tx, kill: Arc::default() };
+        let conn = ConnHandle::new(7, member, tx);
         hub.subscribe("g_race", &conn, 0, Vec::new()).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("the first message never arrived")
             .unwrap();
-        let Out::Text(frame) = got;
-        assert_eq!(frame.as_str(), a.frame);
+        assert_eq!(got.into_text().as_str(), a.frame);
         // Exactly once.
         assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -268,12 +268,12 @@ async fn writer(
             (code, reason) = kill.killed() => Step::Kill(code, reason),
             item = rx.recv() => match item {
                 None => Step::Done,
-                Some(Out::Text(first)) => {
+                Some(first) => {
                     let batch = async {
-                        sink.feed(Message::Text(first)).await?;
+                        sink.feed(Message::Text(first.into_text())).await?;
                         for _ in 0..64 {
                             match rx.try_recv() {
-                                Ok(Out::Text(t)) => sink.feed(Message::Text(t)).await?,
+                                Ok(out) => sink.feed(Message::Text(out.into_text())).await?,
                                 Err(_) => break,
                             }
                         }
