@@ -13,7 +13,7 @@ use escrow_client::{
     ClientOptions, ReefClient,
     devnet::{AnvilOptions, AnvilProcess, DEV_KEYS, dev_signer},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 mod common;
 
@@ -74,10 +74,15 @@ impl Env {
     }
 
     fn agent_with_eta(&self, dev: usize, brain: &str, price: &str, eta: &str) -> Kill {
+        self.agent_with(dev, brain, price, eta, &[])
+    }
+
+    fn agent_with(&self, dev: usize, brain: &str, price: &str, eta: &str, extra: &[&str]) -> Kill {
         let child = reef()
             .args(["agent", "run", "--node", &self.ws, "--key", DEV_KEYS[dev], "--name"])
             .arg(format!("sorter-{dev}"))
             .args(["--skills", "sort", "--rpc-url", &self.rpc, "--bid-price", price, "--eta", eta])
+            .args(extra)
             .arg("--exec")
             .arg(format!("python3 {}", repo().join("examples/agents").join(brain).display()))
             .stdout(Stdio::null())
@@ -597,8 +602,11 @@ async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() 
         .unwrap();
     let _splitter = Kill(splitter);
     let _sorter = env.agent(1, "sort.py", "3");
+    // Cheaper, so it would win the sub-bounties if it bid; it takes no pledge credits.
+    let _wary = env.agent_with(4, "sort.py", "1", "30s", &["--no-pledges"]);
     env.wait_online(1).await;
     env.wait_online(2).await;
+    env.wait_online(4).await;
 
     let dep = escrow_client::Deployment::load(&env.dir.join("deployments/31337.json")).unwrap();
     let client =
@@ -660,6 +668,7 @@ async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() 
         assert_eq!(p["pledge"]["state"], "redeemable", "{sorter_pay}");
         assert_eq!(p["pledge"]["unredeemed_credit"], "0", "{sorter_pay}");
     }
+    assert_eq!(env.earnings(4)["payouts"], json!([]), "the --no-pledges agent did not bid");
     let splitter_pay = env.earnings(2);
     assert_eq!(
         splitter_pay["payouts"][0]["held_for_sub_bounties"], "7000000000000000000",

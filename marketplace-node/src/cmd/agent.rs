@@ -207,6 +207,11 @@ struct RunArgs {
     /// Do not bid (only execute tasks assigned directly).
     #[arg(long)]
     no_bid: bool,
+    /// Do not bid on sub-bounties paid in pledge credits (funded from their poster's pending
+    /// reward on a parent bounty): such credits are worth the parent's token only once the
+    /// parent completes, and nothing if it fails.
+    #[arg(long)]
+    no_pledges: bool,
     /// Also serve as a third-party evaluator (`--verify evaluator|quorum` bounties): run this
     /// verifier program in a sandbox on each evaluation request (stdin `{"input", "result"}`,
     /// exit 0 = accept) and sign the verdict as an EIP-712 attestation; the escrow pays panel
@@ -628,6 +633,8 @@ struct Bidder {
     skills: Vec<String>,
     bid_price: Option<String>,
     eta_secs: u64,
+    /// `--no-pledges`: refuse bounties paid in pledge credits.
+    no_pledges: bool,
     /// Token decimals, read once per token.
     decimals: std::sync::Arc<std::sync::Mutex<HashMap<alloy_primitives::Address, u8>>>,
     /// Whether a token is a pledge token, learnt with its decimals.
@@ -667,6 +674,7 @@ impl Bidder {
             skills: args.skills.clone(),
             bid_price: args.bid_price.clone(),
             eta_secs: args.eta.as_secs().max(1),
+            no_pledges: args.no_pledges,
             decimals: Default::default(),
             pledge_kind: Default::default(),
             nonces: Default::default(),
@@ -810,7 +818,20 @@ impl Bidder {
             serde_json::from_value(cfp["record"].clone()).wrap_err("cfp record")?;
         let record = Bounty::try_from(&record)?;
         let id = crate::market::parse_id(cfp["bounty_id"].as_str().unwrap_or_default())?;
-        if let Some(parent) = cfp["from_reward"].as_str() {
+        // Paid in pledge credits? The call for proposals names the parent (checked against
+        // the token below); a token it does not explain must be ETH, an ERC-20, or a pledge
+        // the escrow already knows.
+        let named = cfp["from_reward"].as_str().map(crate::market::parse_id).transpose()?;
+        let parent = match named {
+            Some(p) => Some(p),
+            None => self.unnamed_pledge(record.token).await?,
+        };
+        if let Some(parent) = parent {
+            if self.no_pledges {
+                eyre::bail!(
+                    "paid in pledge credits on bounty {parent:#x}; this agent runs with --no-pledges"
+                );
+            }
             self.check_pledge_backing(&record, parent).await?;
         }
         let budget = record.amount;
@@ -1076,9 +1097,8 @@ impl Bidder {
     async fn check_pledge_backing(
         &self,
         record: &escrow_client::bindings::escrow::IBountyTypes::Bounty,
-        parent: &str,
+        parent: alloy_primitives::U256,
     ) -> eyre::Result<()> {
-        let parent = crate::market::parse_id(parent)?;
         let pt = self.chain.pledge_token_of(parent, record.poster);
         if pt != record.token {
             eyre::bail!("token {} is not the poster's pledge on bounty {parent:#x}", record.token);
@@ -1096,6 +1116,34 @@ impl Bidder {
         let d = self.token_decimals(real).await?;
         self.remember_token(pt, d, true);
         Ok(())
+    }
+
+    /// For a token the call for proposals does not say is a pledge: the parent bounty when
+    /// the escrow knows it as one (sub-bounties posted up front, like contests), `None` for ETH
+    /// and contracts (remembered), and an error for an address without code, whose "payment"
+    /// nobody could ever redeem. An RPC failure is an error too: no bid goes out on a bounty
+    /// whose payment could not be checked.
+    async fn unnamed_pledge(
+        &self,
+        token: alloy_primitives::Address,
+    ) -> eyre::Result<Option<alloy_primitives::U256>> {
+        if token.is_zero()
+            || self.pledge_kind.lock().ok().and_then(|m| m.get(&token).copied()) == Some(false)
+        {
+            return Ok(None);
+        }
+        if let Some(p) = self.chain.pledge(token).await? {
+            return Ok(Some(p.parent));
+        }
+        if !self.chain.has_code(token).await? {
+            eyre::bail!(
+                "token {token} has no code: neither ETH, an ERC-20, nor a pledge the call for proposals names"
+            );
+        }
+        if let Ok(mut m) = self.pledge_kind.lock() {
+            m.insert(token, false);
+        }
+        Ok(None)
     }
 
     /// Whether `token` is a pledge token: known from bidding (its decimals), else asked once.
