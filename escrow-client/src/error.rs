@@ -264,6 +264,9 @@ impl Revert {
             "FeeOnTransferToken" => "this token takes a fee on transfer; use a standard ERC-20",
             "ERC20InsufficientAllowance" => "approve the escrow for the amount first",
             "ERC20InsufficientBalance" => "the account holds too few tokens",
+            "SafeERC20FailedOperation" => {
+                "the token transfer failed: no contract at that address (a pledge token is posted with postFromReward, `reef bounty post --from-reward`) or a token that returned false"
+            }
             "NotPoster" | "NotProvider" | "NotEvaluator" | "NotArbiter" | "Unauthorized" => {
                 "send the transaction from the account that holds that role"
             }

@@ -163,6 +163,24 @@ fn devnet_and_bounty_commands_end_to_end() {
     assert!(!ok);
     assert!(err.contains("holds 0"), "{err}");
 
+    // An address with no contract is no token: said before anything is sent.
+    let (ok, _, err) = reef(
+        &[
+            "bounty",
+            "post",
+            "x",
+            "--reward",
+            "1",
+            "--token",
+            "0x000000000000000000000000000000000000dEaD",
+            "--rpc-url",
+            &rpc,
+        ],
+        &dir,
+    );
+    assert!(!ok);
+    assert!(err.contains("has no code") && err.contains("--from-reward"), "{err}");
+
     // Garbage input is rejected with a message, not a panic.
     let (ok, _, err) = reef(&["bounty", "post", "x", "--reward", "lots", "--rpc-url", &rpc], &dir);
     assert!(!ok);

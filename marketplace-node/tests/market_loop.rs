@@ -640,6 +640,16 @@ async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() 
     // Two sub-bounties of 3.5 were pledged from the splitter's 7.92 net pay and backed in full.
     let pt = client.pledge_token_of(parent, dev_signer(2).address());
     let pledge = client.pledge(pt).await.unwrap().expect("the splitter pledged its reward");
+    // Posting in a pledge token as if it were an ERC-20 is refused with what to do instead.
+    let out = reef()
+        .args(["bounty", "post", "x", "--reward", "1", "--token", &pt.to_string()])
+        .args(["--dev-account", "2", "--rpc-url", &env.rpc, "--deployments"])
+        .arg(env.dir.join("deployments"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("--from-reward {parent:#x}")), "{err}");
     let seven = U256::from(parse_ether("7").unwrap());
     assert_eq!((pledge.pledged, pledge.backed), (seven, seven), "{pledge:?}");
     assert_eq!(pledge.state, escrow_client::pledge::PledgeState::Redeemable);

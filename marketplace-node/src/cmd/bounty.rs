@@ -372,10 +372,29 @@ impl BountyArgs {
         if token.is_zero() {
             return Ok(18);
         }
-        client
+        let asked = client
             .view(token, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
-            .await
-            .map_err(|e| eyre!("token {token} does not answer decimals(): {e}"))
+            .await;
+        let e = match asked {
+            Ok(d) => return Ok(d),
+            Err(e) => e,
+        };
+        if client.has_code(token).await? {
+            return Err(eyre!("token {token} does not answer decimals(): {e}"));
+        }
+        // No contract there: a typo, another chain's token, or a pledge token (escrow credits,
+        // which only postFromReward can use).
+        if let Some(p) = client.pledge(token).await? {
+            return Err(eyre!(
+                "token {token} is the pledge token on bounty {:#x} (escrow credits, not an ERC-20): post the sub-bounty with --from-reward {:#x}",
+                p.parent,
+                p.parent
+            ));
+        }
+        Err(eyre!(
+            "token {token} has no code on chain {}: it is not an ERC-20 here. Pass --token eth, an ERC-20's address, or --from-reward <bounty> to pay from your pending reward on a bounty",
+            client.deployment().chain_id
+        ))
     }
 
     async fn post(&self, client: &ReefClient, p: &PostArgs) -> eyre::Result<()> {
