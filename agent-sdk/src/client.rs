@@ -1,6 +1,7 @@
 //! The connection to a node: one supervisor task owns the WebSocket, authenticates, matches
 //! replies to requests by `req_id`, deduplicates messages by `seq`, and on any disconnect
-//! reconnects with back-off and re-joins every joined group with `since_seq` = last seen.
+//! reconnects with back-off and re-joins every group the node had confirmed, with
+//! `since_seq` = the last seq seen.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
