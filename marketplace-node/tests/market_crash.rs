@@ -17,8 +17,13 @@ mod common;
 
 use common::{Kill, reef, repo, wait_with_deadline};
 
-fn start_node(dir: &Path, rpc: &str, port: u16) -> Kill {
-    let mut node = reef()
+/// `crash_at`: a `REEF_CRASH_AT` point where this node dies by itself.
+fn start_node(dir: &Path, rpc: &str, port: u16, crash_at: Option<&str>) -> Kill {
+    let mut node = reef();
+    if let Some(point) = crash_at {
+        node.env("REEF_CRASH_AT", point);
+    }
+    let mut node = node
         .args([
             "node",
             "--listen",
@@ -72,16 +77,18 @@ fn signal(pid: u32, signal: &str) {
 
 /// `kill_in`: the phase to kill the node in, or `joining`: the agent is frozen (SIGSTOP) before
 /// the call for proposals, the node is killed during bidding, and only then does the agent
-/// wake up to its invitation, so its join meets a dead connection.
+/// wake up to its invitation, so its join meets a dead connection; or `assigning`: the node
+/// dies by itself between saving the work group and sending the task into it.
 async fn crash_during(kill_in: &str) {
     let joining = kill_in == "joining";
+    let crash_at = (kill_in == "assigning").then_some("work_group_saved");
     let kill_in = if joining { "bidding" } else { kill_in };
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("reef-crash-{}", rand::random::<u32>()));
     common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let port = free_port().unwrap();
     let http = format!("http://127.0.0.1:{port}");
-    let mut node = start_node(&dir, &anvil.rpc_url, port);
+    let mut node = start_node(&dir, &anvil.rpc_url, port, crash_at);
     // Crashing while the panel judges: two evaluator agents with a slow verifier (2 of 2).
     let panel = kill_in == "evaluating";
     let mut _judges = Vec::new();
@@ -173,7 +180,14 @@ async fn crash_during(kill_in: &str) {
     // the phases it went through and the node's own events, so a failure says what happened.
     let t0 = Instant::now();
     let mut seen: Vec<String> = Vec::new();
-    loop {
+    while crash_at.is_some() {
+        if node.0.try_wait().unwrap().is_some() {
+            break; // died at its crash point
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "the node never reached {crash_at:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while crash_at.is_none() {
         let v = view(&http, &id).await;
         let p = v["phase"].as_str().unwrap_or("?").to_string();
         if p == kill_in {
@@ -202,7 +216,7 @@ async fn crash_during(kill_in: &str) {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert!(process_alive(agent_pid), "the agent exited when its join met the dead connection");
     }
-    node = start_node(&dir, &anvil.rpc_url, port);
+    node = start_node(&dir, &anvil.rpc_url, port, None);
     let out = wait_with_deadline(poster, 240);
     assert!(out.status.success(), "poster failed: {}", String::from_utf8_lossy(&out.stderr));
     let res: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -241,6 +255,14 @@ async fn an_agent_whose_join_is_cut_off_by_a_restart_still_bids() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_provider_works_then_restart_completes() {
     crash_during("working").await;
+}
+
+/// The node dies after saving the work group and before sending the task into it: the
+/// restarted node finds the group without its assignment and sends it (it used to wait for a
+/// result that could never come, until the provider's ETA handed the job on).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_between_opening_the_work_group_and_assigning_then_restart_completes() {
+    crash_during("assigning").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

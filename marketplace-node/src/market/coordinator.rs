@@ -1211,9 +1211,22 @@ impl Market {
                     )
                     .await?;
                 self.inner.store.set_field(&row.id, "work_group", &g.group_id).await?;
+                super::crash_point("work_group_saved");
                 g.group_id
             }
         };
+        self.send_assignment(row, &group_id, &record).await
+    }
+
+    /// Sends the task to the provider in the work group and logs it. Idempotent: the message
+    /// id is fixed per bounty and provider, so a repeat is a duplicate the group ignores.
+    async fn send_assignment(
+        &self,
+        row: &BountyRow,
+        group_id: &str,
+        record: &Bounty,
+    ) -> Result<()> {
+        let provider = record.provider;
         let task = json!({
             "task_id": task_id(&row.id),
             "assignee": provider,
@@ -1222,13 +1235,13 @@ impl Market {
                 "bounty_id": row.id,
                 "description": row.spec["description"],
                 "input": row.spec["input"],
-                "record": RecordJson::from(&record),
+                "record": RecordJson::from(record),
                 "verify": row.spec["verify"]["mode"],
             },
         });
         let body = json!({ "kind": "assignment", "bounty_id": row.id });
         self.send_as_market(
-            &group_id,
+            group_id,
             format!("assign-{}-{provider}", row.id),
             MsgState::TaskAssignment,
             Some(task),
@@ -1290,6 +1303,18 @@ impl Market {
             return self.assign(&fresh).await;
         }
         let msgs = self.inner.node.history(&me, group, row.cursor, 200).await?;
+        // Nothing read from the group yet and our assignment not in it: the node stopped
+        // between saving the group and sending the task. Send it now (the provider would
+        // otherwise wait for a task that never comes, until its ETA hands the job on).
+        if row.cursor == 0
+            && !msgs.iter().any(|m| {
+                m["sender_id"].as_str().and_then(|s| s.parse::<Address>().ok()) == Some(me)
+                    && m["state"] == "task_assignment"
+                    && m["task_desc"]["task_id"] == task_id(&row.id)
+            })
+        {
+            self.send_assignment(row, group, &record).await?;
+        }
         let mut cursor = row.cursor;
         for m in msgs {
             cursor = cursor.max(m["seq"].as_u64().unwrap_or(cursor));
