@@ -10,7 +10,10 @@
 //! What it does, all in one run on a fresh anvil (automine):
 //!
 //! 1. Raw rate: `--raw-txs` pre-signed ETH transfers (then as many ERC-20 transfers) sent
-//!    concurrently from the poster keys; tx/s from the first send to the last receipt.
+//!    concurrently from the poster keys; tx/s from the first send to the last receipt. Then
+//!    the escrow alone: `--raw-txs` / 2 ETH bounties' own two transactions (postFundAndAward
+//!    with a signed bid, then submitAndAttest with a signed verdict), pre-signed and sent the
+//!    same way: the bounties/s anvil could settle if the marketplace cost nothing.
 //! 2. Marketplace: `reef node` with the marketplace, `--agents` `reef agent run` processes
 //!    (sorting brain, hash verification), `--posters` poster keys that drive the node's REST API
 //!    directly (post → wait for the sealed-bid window → `postFundAndAward` with the winning
@@ -682,11 +685,29 @@ async fn fund_eth(
 
 /// Raw transaction rate on a fresh anvil: returns (ETH txs, time, stall kicks, ERC-20 txs,
 /// time, stall kicks). The anvil is stopped before returning.
-async fn raw_phase(
-    o: &Opts,
-    log_file: &Path,
-    log: &dyn Fn(&str),
-) -> eyre::Result<(usize, Duration, usize, usize, Duration, usize)> {
+/// What anvil alone managed, before the marketplace runs.
+struct RawRates {
+    n_eth: usize,
+    eth_took: Duration,
+    eth_kicks: usize,
+    n_erc: usize,
+    erc_took: Duration,
+    erc_kicks: usize,
+    /// Bounty lifecycles (postFundAndAward, then submitAndAttest) with no marketplace at all.
+    n_bounties: usize,
+    post_took: Duration,
+    settle_took: Duration,
+}
+
+impl RawRates {
+    /// Bounties/s anvil settles when nothing but the escrow's own two transactions is asked of
+    /// it: no node, no agents, no reads, every signature made beforehand.
+    fn escrow_bounties_per_sec(&self) -> f64 {
+        self.n_bounties as f64 / (self.post_took + self.settle_took).as_secs_f64()
+    }
+}
+
+async fn raw_phase(o: &Opts, log_file: &Path, log: &dyn Fn(&str)) -> eyre::Result<RawRates> {
     let mut anvil = AnvilProcess::spawn(AnvilOptions {
         log_file: Some(log_file.to_path_buf()),
         ..Default::default()
@@ -749,8 +770,141 @@ async fn raw_phase(
         erc_took.as_secs_f64()
     ));
 
+    let (n_bounties, post_took, settle_took) =
+        escrow_lifecycles(&p, &rpc, &dep, &raw_keys, o.raw_txs / 2, log).await?;
+
     anvil.stop();
-    Ok((n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks))
+    Ok(RawRates {
+        n_eth,
+        eth_took,
+        eth_kicks,
+        n_erc,
+        erc_took,
+        erc_kicks,
+        n_bounties,
+        post_took,
+        settle_took,
+    })
+}
+
+/// The escrow's raw rate: about `count` ETH bounties (rounded down to a multiple of the
+/// senders), each posted, funded and awarded to a signed bid in one `postFundAndAward`, then
+/// settled by its provider's `submitAndAttest` with the evaluator's signed verdict: the two
+/// transactions the marketplace sends per bounty, pre-signed and sent as fast as anvil takes
+/// them (posts first, then settlements). The escrow's ETH balance checks that every one landed.
+/// Returns (bounties, time to mine the posts, time to mine the settlements).
+async fn escrow_lifecycles(
+    p: &DynProvider,
+    rpc: &str,
+    dep: &Deployment,
+    keys: &[PrivateKeySigner],
+    count: usize,
+    log: &dyn Fn(&str),
+) -> eyre::Result<(usize, Duration, Duration)> {
+    use escrow_client::{
+        bindings::escrow::{
+            BountyEscrow,
+            IBountyTypes::{Attestation, Bounty},
+        },
+        escrow::{bounty_id, terms_hash},
+        signing::{escrow_domain, sign_attestation, sign_bid, verdict},
+    };
+    let n = keys.len();
+    let per = count / n;
+    if per == 0 {
+        bail!("--raw-txs must be at least twice --raw-concurrency for the escrow's raw rate");
+    }
+    let reader =
+        ReefClient::connect(rpc, dev_signer(0), dep.clone(), ClientOptions::default()).await?;
+    let escrow = dep.bounty_escrow;
+    let domain = escrow_domain(dep.chain_id, escrow);
+    let evaluator = PrivateKeySigner::random();
+    let amount: u128 = 1_000_000_000_000_000; // 0.001 ETH
+    let fee_bps = reader.fee_bps().await?;
+    let deadline = reader.chain_time().await? + 86_400;
+    // Bounty k of poster i is awarded to key i + 1, which settles it.
+    let lifecycle = |i: usize, k: usize| {
+        let poster = keys[i].address();
+        let provider = &keys[(i + 1) % n];
+        let salt = keccak256(format!("raw salt {i} {k}"));
+        let terms = Bounty {
+            poster,
+            token: Address::ZERO,
+            amount,
+            price: 0,
+            provider: Address::ZERO,
+            evaluator: evaluator.address(),
+            arbiter: Address::ZERO,
+            deadline,
+            reviewWindow: 3_600,
+            challengeWindow: 3_600,
+            feeBps: fee_bps,
+            mode: escrow_client::escrow::MODE_AUCTION,
+            maxWinners: 0,
+            specHash: keccak256(format!("raw {i} {k}")),
+            resultHash: alloy::primitives::B256::ZERO,
+        };
+        let id = bounty_id(poster, salt);
+        let bid = Bid {
+            bountyId: id,
+            termsHash: terms_hash(&terms),
+            bidder: provider.address(),
+            amount: U256::from(amount),
+            deadline,
+            eta: 0,
+            nonce: U256::from(k),
+        };
+        (salt, terms, id, bid, provider)
+    };
+    let before = p.get_balance(escrow).await?;
+    let posts = presign(p, keys, per * n, dep.chain_id, |i, k| {
+        let (salt, terms, _, bid, provider) = lifecycle(i, k);
+        let bid_sig = sign_bid(provider, &bid, &domain).expect("signing a bid in memory");
+        let call = BountyEscrow::postFundAndAwardCall { salt, terms, bid, bidSig: bid_sig };
+        (escrow, U256::from(amount), Bytes::from(call.abi_encode()), 400_000)
+    })
+    .await?;
+    let (post_took, _) = blast(p, posts).await?;
+    let held = p.get_balance(escrow).await? - before;
+    if held != U256::from(amount) * U256::from(per * n) {
+        bail!("only {held} wei of {} bounties' escrow landed", per * n);
+    }
+    // Settlements: key j settles the bounties of poster j - 1.
+    let settles = presign(p, keys, per * n, dep.chain_id, |j, k| {
+        let (_, terms, id, bid, _) = lifecycle((j + n - 1) % n, k);
+        let mut b = terms;
+        b.provider = bid.bidder;
+        b.price = amount;
+        let result_hash = keccak256(format!("result {id}"));
+        let att = Attestation { bountyId: id, resultHash: result_hash, verdict: verdict::ACCEPT };
+        let sig = sign_attestation(&evaluator, &att, &domain).expect("signing in memory");
+        let call = BountyEscrow::submitAndAttestCall {
+            id,
+            b,
+            resultHash: result_hash,
+            verdict: verdict::ACCEPT,
+            evaluatorSig: sig,
+        };
+        (escrow, U256::ZERO, Bytes::from(call.abi_encode()), 400_000)
+    })
+    .await?;
+    let (settle_took, _) = blast(p, settles).await?;
+    // Paid out: the escrow keeps only the fees (credited to the fee recipient's ledger).
+    let kept = p.get_balance(escrow).await? - before;
+    let fees = U256::from(amount * u128::from(fee_bps) / 10_000) * U256::from(per * n);
+    if kept != fees {
+        bail!("the escrow still holds {kept} wei after the settlements (fees: {fees})");
+    }
+    let total = post_took + settle_took;
+    log(&format!(
+        "raw escrow lifecycles: {} in {:.2}s = {:.0} bounties/s (postFundAndAward {:.0} tx/s, submitAndAttest {:.0} tx/s)",
+        per * n,
+        total.as_secs_f64(),
+        (per * n) as f64 / total.as_secs_f64(),
+        (per * n) as f64 / post_took.as_secs_f64(),
+        (per * n) as f64 / settle_took.as_secs_f64()
+    ));
+    Ok((per * n, post_took, settle_took))
 }
 
 /// The command line of the agents' sorting brain.
@@ -795,7 +949,8 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     // --- 1. raw transaction rate, on its own anvil (so the node's indexer never backfills
     // these blocks and nothing else loads anvil while it is measured) --------------------------
     let raw = raw_phase(o, &env.log("anvil-raw.log"), &log).await?;
-    let (n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks) = raw;
+    let RawRates { n_eth, eth_took, eth_kicks, n_erc, erc_took, erc_kicks, .. } = raw;
+    let escrow_rate = raw.escrow_bounties_per_sec();
     let eth_rate = n_eth as f64 / eth_took.as_secs_f64();
     let erc_rate = n_erc as f64 / erc_took.as_secs_f64();
 
@@ -1123,6 +1278,12 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "raw": {
             "eth_transfers": { "txs": n_eth, "secs": eth_took.as_secs_f64(), "tx_per_sec": eth_rate, "stall_kicks": eth_kicks },
             "erc20_transfers": { "txs": n_erc, "secs": erc_took.as_secs_f64(), "tx_per_sec": erc_rate, "stall_kicks": erc_kicks },
+            "escrow_lifecycles": {
+                "bounties": raw.n_bounties,
+                "post_fund_award_secs": raw.post_took.as_secs_f64(),
+                "submit_and_attest_secs": raw.settle_took.as_secs_f64(),
+                "bounties_per_sec": escrow_rate,
+            },
             "concurrency": o.raw_concurrency,
         },
         "tx_per_bounty": {
@@ -1155,6 +1316,9 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         },
         "ceiling_bounties_per_sec": ceiling,
         "ceiling_erc20_bounties_per_sec": ceiling_erc,
+        "escrow_only_bounties_per_sec": escrow_rate,
+        "escrow_only_ratio_to_ceiling": escrow_rate / ceiling,
+        "ratio_to_escrow_only": bps / escrow_rate,
         "ratio": ratio,
         "goal_ratio": 0.5,
         "stages_ms": stages.iter().map(|(name, what, s)| json!({ "stage": name.trim(), "what": what, "stat": s })).collect::<Vec<_>>(),
@@ -1214,6 +1378,12 @@ fn print_report(r: &Value) {
     );
     println!("| **bounties settled/s** | **{:.2}** |", f(&m["bounties_per_sec"]));
     println!("| ratio to ceiling | {:.1}% (goal ≥ 50%) |", 100.0 * f(&r["ratio"]));
+    println!(
+        "| anvil alone, escrow transactions only | {:.1} bounties/s = {:.1}% of the ceiling; the marketplace reached {:.1}% of it |",
+        f(&r["escrow_only_bounties_per_sec"]),
+        100.0 * f(&r["escrow_only_ratio_to_ceiling"]),
+        100.0 * f(&r["ratio_to_escrow_only"])
+    );
     println!(
         "| bids per bounty (p50/min-max…) | p50 {:.0}, max {:.0} |",
         f(&m["bids_per_bounty"]["p50"]),
