@@ -288,7 +288,9 @@ async fn ioa_requests_during_a_replay_are_answered_and_a_later_join_replaces_it(
     }
     assert!(pong, "the ping asked during the replay was answered");
     assert_eq!(after, (since + 1..=sent).collect::<Vec<_>>(), "the second join's replay, in order");
-    assert!(stale <= 1, "the first replay stopped at the second join ({stale} frames after it)");
+    // The first replay stops at its next frame: what it had already taken a replay slot for
+    // (4 of the 8-frame queue) may still follow the second join's `ok`, not the ~300 it had left.
+    assert!(stale <= 5, "the first replay stopped at the second join ({stale} frames after it)");
     // Still connected and live.
     f.send(&g.group_id, reef_wire::State::Discussion, Some(json!("live")), None).await.unwrap();
     let live = wait_for(&mut ws, |f| matches!(f, ServerFrame::Message(_))).await;

@@ -1,7 +1,8 @@
 //! Crash safety of the marketplace loop: `kill -9` the node in the middle of a bounty's
-//! lifecycle (during bidding, while the provider works, and while an evaluator panel judges, and
-//! while a frozen agent still has to join the call for proposals), restart it on the same
-//! database, and the bounty still reaches its terminal state with exactly one payout.
+//! lifecycle (during bidding, while the provider works, while an evaluator panel judges, and
+//! while a frozen agent still has to join the call for proposals), or let it abort at a named
+//! point (`REEF_CRASH_AT`: between opening the work group and assigning the task), restart it on
+//! the same database, and the bounty still reaches its terminal state with exactly one payout.
 
 use std::{
     io::{BufRead, BufReader},
