@@ -141,43 +141,20 @@ fn devnet_and_bounty_commands_end_to_end() {
     assert!(ok, "{out}");
     assert!(out.contains("\"approve\"") && out.contains("\"postAndFund\""), "{out}");
 
+    // A one-unit post in `token`, with `extra` arguments.
+    let post_one = |token: &str, extra: &[&str]| {
+        let base = ["bounty", "post", "x", "--reward", "1", "--token", token, "--rpc-url", &rpc];
+        reef(&[&base[..], extra].concat(), &dir)
+    };
+
     // A key with no funds: told what is missing before any transaction.
     let broke = "0x1111111111111111111111111111111111111111111111111111111111111111";
-    let (ok, _, err) = reef(
-        &[
-            "bounty",
-            "post",
-            "x",
-            "--reward",
-            "1",
-            "--token",
-            "test",
-            "--approve",
-            "--key",
-            broke,
-            "--rpc-url",
-            &rpc,
-        ],
-        &dir,
-    );
+    let (ok, _, err) = post_one("test", &["--approve", "--key", broke]);
     assert!(!ok);
     assert!(err.contains("holds 0"), "{err}");
 
     // An address with no contract is no token: said before anything is sent.
-    let (ok, _, err) = reef(
-        &[
-            "bounty",
-            "post",
-            "x",
-            "--reward",
-            "1",
-            "--token",
-            "0x000000000000000000000000000000000000dEaD",
-            "--rpc-url",
-            &rpc,
-        ],
-        &dir,
-    );
+    let (ok, _, err) = post_one("0x000000000000000000000000000000000000dEaD", &[]);
     assert!(!ok);
     assert!(err.contains("has no code") && err.contains("--from-reward"), "{err}");
 

@@ -190,10 +190,7 @@ async fn ioa_rate_limit_answers_with_error_frames_not_disconnects() {
 
 #[tokio::test]
 async fn ioa_slow_consumer_is_disconnected_then_replays() {
-    let node = spawn_node(
-        &sqlite_url(),
-        &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"],
-    );
+    let node = small_queue_node();
     let (slow, fast) = (PrivateKeySigner::random(), PrivateKeySigner::random());
     let (f, _fe) = reef_agent_sdk::Client::connect(&node.ws_url(), fast.clone()).await.unwrap();
     let g = f.create_group("firehose", &[slow.address()], None).await.unwrap();
@@ -239,6 +236,14 @@ async fn ioa_slow_consumer_is_disconnected_then_replays() {
     }
 }
 
+/// A node whose connections queue at most 8 frames, with no practical rate limit.
+fn small_queue_node() -> NodeProc {
+    spawn_node(
+        &sqlite_url(),
+        &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"],
+    )
+}
+
 fn hub_close() -> u16 {
     marketplace_node::ioa::hub::CLOSE_SLOW_CONSUMER
 }
@@ -249,10 +254,7 @@ fn hub_close() -> u16 {
 /// own `since_seq`.
 #[tokio::test]
 async fn ioa_requests_during_a_replay_are_answered_and_a_later_join_replaces_it() {
-    let node = spawn_node(
-        &sqlite_url(),
-        &["--queue-len", "8", "--rate-per-sec", "100000", "--rate-burst", "100000"],
-    );
+    let node = small_queue_node();
     let (member, sender) = (PrivateKeySigner::random(), PrivateKeySigner::random());
     let (f, _fe) = reef_agent_sdk::Client::connect(&node.ws_url(), sender.clone()).await.unwrap();
     let g = f.create_group("history", &[member.address()], None).await.unwrap();
