@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std)
 deps: node_modules/.reef-installed
@@ -87,6 +87,21 @@ MARKET_BENCH_ARGS ?= --agents 50 --bounties 200 --bid-window 3s --fanout 10
 bench-market: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS)
+
+## bench-overload: bench-market, then posts arriving at 2x and 4x the bounties/s it measured
+## (15 s each): the share of bounties settled, posts refused busy (admission control) and
+## windows extended. OVERLOAD_ARGS="--overload 2,4,8 --overload-secs 30" for more.
+OVERLOAD_ARGS ?= --overload 2,4 --overload-secs 15
+bench-overload: deps
+	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
+	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS) --timeout 600 $(OVERLOAD_ARGS)
+
+## chaos: the randomized kill -9 test (node and agents killed at seeded random moments) at a
+## larger size than `make test` runs it. CHAOS_BOUNTIES=60 CHAOS_SEED=17 by default.
+CHAOS_BOUNTIES ?= 60
+CHAOS_SEED ?= 17
+chaos: deps
+	REEF_CHAOS_BOUNTIES=$(CHAOS_BOUNTIES) REEF_CHAOS_SEED=$(CHAOS_SEED) $(CARGO) test -p marketplace-node --test market_chaos -- --nocapture
 
 ## bench-ioa: IoA switchboard — 1000 agents in groups of 10 at 10 msg/s each through a real
 ## `reef node` (SQLite): delivered msgs/s, p50/p99 latency, RSS per idle connection, ratio to a

@@ -85,6 +85,10 @@ struct Opts {
     /// (the `sort_brain` example, built next to this bench).
     brain: String,
     timeout_secs: u64,
+    /// After the main run: post at these multiples of the bounties/s it measured.
+    overload: Vec<f64>,
+    /// How long each overload phase posts.
+    overload_secs: u64,
     no_indexer: bool,
     keep: bool,
     json: bool,
@@ -93,7 +97,7 @@ struct Opts {
 
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
              [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--poll-ms 0] [--timeout 150]
-             [--brain python|native]
+             [--brain python|native] [--overload 2,4] [--overload-secs 15]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -110,6 +114,8 @@ impl Opts {
             poll_ms: 0,
             brain: "python".into(),
             timeout_secs: 150,
+            overload: Vec::new(),
+            overload_secs: 15,
             no_indexer: false,
             keep: false,
             json: false,
@@ -149,6 +155,20 @@ impl Opts {
                     }
                 }
                 "--timeout" => o.timeout_secs = num(val()?)?,
+                "--overload" => {
+                    o.overload = val()?
+                        .split(',')
+                        .map(|f| {
+                            f.trim()
+                                .parse::<f64>()
+                                .map_err(|_| eyre!("--overload: {f:?} is not a number"))
+                        })
+                        .collect::<eyre::Result<_>>()?;
+                    if o.overload.iter().any(|f| f.is_nan() || *f <= 0.0) {
+                        bail!("--overload factors must be positive");
+                    }
+                }
+                "--overload-secs" => o.overload_secs = num(val()?)?.max(1),
                 "--no-indexer" => o.no_indexer = true,
                 "--keep" => o.keep = true,
                 "--json" => o.json = true,
@@ -495,6 +515,8 @@ struct Outcome {
     seen_awaiting_ms: Option<u64>,
     award_done_ms: Option<u64>,
     award_tx_ms: Option<f64>,
+    /// Posts the node refused with `503 busy` (admission control) before taking this one.
+    busy: u32,
     error: Option<String>,
 }
 
@@ -545,7 +567,19 @@ async fn drive_bounty(
         "verify": { "mode": "hash", "expected": result_hash(&json!(sorted)) },
         "bid_window_ms": window_ms,
     });
-    let posted = poster.api.post("/v1/market/bounties", req).await?;
+    // Admission control: a full node answers 503 busy (nothing registered); post again.
+    let posted = loop {
+        match poster.api.post("/v1/market/bounties", req.clone()).await {
+            Ok(v) => break v,
+            Err(e) => match marketplace_node::cmd::nodeapi::ApiError::busy_retry(&e) {
+                Some(pause) if Instant::now() + pause < give_up => {
+                    out.busy += 1;
+                    tokio::time::sleep(pause).await;
+                }
+                _ => return Err(e),
+            },
+        }
+    };
     out.id = posted["id"].as_str().unwrap_or_default().to_string();
     out.bid_close_ms = posted["bid_close_ms"]
         .as_u64()
@@ -1265,7 +1299,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         *errors.entry(e.chars().take(160).collect()).or_default() += 1;
     }
 
-    Ok(json!({
+    let mut report = json!({
         "agents": o.agents,
         "posters": posters_arc.len(),
         "bounties": o.bounties,
@@ -1322,10 +1356,98 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
         "ratio": ratio,
         "goal_ratio": 0.5,
         "stages_ms": stages.iter().map(|(name, what, s)| json!({ "stage": name.trim(), "what": what, "stat": s })).collect::<Vec<_>>(),
-    }))
+    });
+
+    // --- 4. overload: posts arriving at multiples of the capacity just measured ------------
+    let mut phases = Vec::new();
+    for factor in &o.overload {
+        let rate = bps * factor;
+        if rate <= 0.0 {
+            break;
+        }
+        let n = ((rate * o.overload_secs as f64).ceil() as usize).max(1);
+        log(&format!(
+            "overload ×{factor}: {n} bounties posted at {rate:.1}/s for {} s",
+            o.overload_secs
+        ));
+        let t0 = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let poster = posters_arc[i % posters_arc.len()].clone();
+                let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+                let window = o.bid_window_ms;
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    run_bounty(poster, i, window, timeout).await
+                })
+            })
+            .collect();
+        let mut outs = Vec::with_capacity(n);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        let ok: Vec<&Outcome> =
+            outs.iter().filter(|o| o.phase == "settled" && o.error.is_none()).collect();
+        let mut errors: HashMap<String, usize> = HashMap::new();
+        for f in outs.iter().filter(|o| o.error.is_some()) {
+            let e = f.error.clone().unwrap_or_default();
+            *errors.entry(e.chars().take(160).collect()).or_default() += 1;
+        }
+        let extended =
+            outs.iter().filter(|o| o.events.iter().any(|(e, _)| e == "extended")).count();
+        phases.push(json!({
+            "factor": factor,
+            "posts_per_sec": rate,
+            "bounties": n,
+            "settled": ok.len(),
+            "share_settled": ok.len() as f64 / n as f64,
+            "not_settled": n - ok.len(),
+            "busy_refusals": outs.iter().map(|o| u64::from(o.busy)).sum::<u64>(),
+            "posts_refused_at_least_once": outs.iter().filter(|o| o.busy > 0).count(),
+            "windows_extended": extended,
+            "wall_secs": t0.elapsed().as_secs_f64(),
+            "latency_ms": stat(ok.iter().filter_map(|o| Some(o.at("settled")?.saturating_sub(o.at("posted")?) as f64)).collect()),
+            "errors": errors,
+        }));
+    }
+    if !phases.is_empty() {
+        report["overload"] = json!({ "capacity_bounties_per_sec": bps, "phases": phases });
+    }
+    Ok(report)
 }
 
 static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn print_overload(r: &Value) {
+    let Some(phases) = r["overload"]["phases"].as_array() else { return };
+    println!(
+        "\nOverload: posts arriving at multiples of the capacity measured above ({:.2} bounties/s)\n",
+        r["overload"]["capacity_bounties_per_sec"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "| × capacity | posts/s | bounties | settled | share settled | refused busy (posts) | windows extended | p50 posted → settled |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for p in phases {
+        println!(
+            "| {} | {:.1} | {} | {} | {:.1} % | {} ({}) | {} | {:.0} ms |",
+            p["factor"],
+            p["posts_per_sec"].as_f64().unwrap_or(0.0),
+            p["bounties"],
+            p["settled"],
+            p["share_settled"].as_f64().unwrap_or(0.0) * 100.0,
+            p["busy_refusals"],
+            p["posts_refused_at_least_once"],
+            p["windows_extended"],
+            p["latency_ms"]["p50"].as_f64().unwrap_or(0.0)
+        );
+        if let Some(errs) = p["errors"].as_object() {
+            for (e, n) in errs {
+                println!("  {n} × {e}");
+            }
+        }
+    }
+}
 
 fn print_report(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
@@ -1496,6 +1618,7 @@ async fn main() -> std::process::ExitCode {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 print_report(&report);
+                print_overload(&report);
             }
             std::process::ExitCode::SUCCESS
         }

@@ -39,10 +39,10 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> eyre::Result<()> {
+async fn main() -> std::process::ExitCode {
     marketplace_node::logging::init();
     let cli = Cli::parse();
-    match cli.command {
+    let ran = match cli.command {
         Command::Devnet(args) => args.run().await,
         Command::Bounty(args) => args.run().await,
         Command::Demo(args) => args.run().await,
@@ -51,5 +51,18 @@ async fn main() -> eyre::Result<()> {
         Command::Indexer(args) => args.run().await,
         Command::Agents(args) => args.run().await,
         Command::Pay(args) => args.run().await,
+    };
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<cmd::Exit>() {
+            Some(exit) => {
+                eprintln!("{}", exit.message);
+                std::process::ExitCode::from(exit.code)
+            }
+            None => {
+                eprintln!("Error: {e:?}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

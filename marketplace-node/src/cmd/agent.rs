@@ -222,9 +222,48 @@ struct RunArgs {
     /// REEF_RPC_URL, REEF_DEPLOYMENTS, REEF_BIN) so it can post sub-bounties (nested work).
     #[arg(long)]
     share_key_with_brain: bool,
+    /// How long to keep trying a node that is not up (not started yet, or restarting) before
+    /// giving up at start; once connected, the agent reconnects after every drop for good.
+    #[arg(long, default_value = "10m", value_parser = super::chain::parse_duration)]
+    wait_node: std::time::Duration,
     /// Machine-readable output on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// Runs `attempt` until it succeeds, fails with something other than the node being away
+/// (no connection, or the connection dropped mid-request), or `patience` has passed; waits
+/// 250 ms doubling up to [`super::nodeapi::MAX_WAIT_STEP`] in between and says so on stderr.
+async fn while_node_away<T, F, Fut>(
+    what: &str,
+    url: &str,
+    patience: std::time::Duration,
+    mut attempt: F,
+) -> eyre::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reef_agent_sdk::Result<T>>,
+{
+    use reef_agent_sdk::Error as E;
+    let t0 = std::time::Instant::now();
+    let mut step = std::time::Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e @ (E::Connect(_) | E::Disconnected)) if t0.elapsed() < patience => {
+                let left = patience.saturating_sub(t0.elapsed());
+                let pause = step.min(left);
+                eprintln!(
+                    "{what}: node {url} is not up yet ({e}); retrying in {:.1} s (gives up in {} s; --wait-node sets how long)",
+                    pause.as_secs_f32(),
+                    left.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                step = (step * 2).min(super::nodeapi::MAX_WAIT_STEP);
+            }
+            Err(e) => return Err(e).wrap_err_with(|| format!("{what} ({url})")),
+        }
+    }
 }
 
 impl AgentArgs {
@@ -254,24 +293,32 @@ impl RunArgs {
     async fn run(self) -> eyre::Result<()> {
         let signer: PrivateKeySigner =
             self.key.trim().parse().wrap_err("--key is not a valid private key")?;
-        let (client, mut events) = Client::connect(&self.node, signer).await?;
-        let me = client.address();
-        client
-            .register(AgentCard {
-                name: self.name.clone(),
-                description: self.description.clone(),
-                skills: {
-                    let mut skills = self.skills.clone();
-                    if self.evaluate.is_some() && !skills.iter().any(|s| s == "evaluate") {
-                        skills.push("evaluate".into());
-                    }
-                    skills
-                },
-                price: self.price,
-                payment_tokens: self.payment_tokens.clone(),
-                ..Default::default()
+        let (client, mut events) =
+            while_node_away("connecting", &self.node, self.wait_node, || {
+                Client::connect(&self.node, signer.clone())
             })
             .await?;
+        let me = client.address();
+        let card = AgentCard {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            skills: {
+                let mut skills = self.skills.clone();
+                if self.evaluate.is_some() && !skills.iter().any(|s| s == "evaluate") {
+                    skills.push("evaluate".into());
+                }
+                skills
+            },
+            price: self.price,
+            payment_tokens: self.payment_tokens.clone(),
+            ..Default::default()
+        };
+        // The node may go away between the connection and these first requests (the SDK
+        // reconnects meanwhile): try them again instead of exiting.
+        while_node_away("registering", &self.node, self.wait_node, || {
+            client.register(card.clone())
+        })
+        .await?;
         eprintln!("agent {me} registered on node {}", client.node_id());
         // The marketplace side: connected now, or (when the node or the chain could not be
         // reached, e.g. the node restarted just after we registered) again after the next
@@ -282,8 +329,14 @@ impl RunArgs {
         let mut engine = Engine::new(me);
         // Seq up to which a group's messages are history (already handled in an earlier run).
         let mut caught_up: HashMap<String, u64> = HashMap::new();
-        for g in client.list_groups().await? {
-            let last = client.join(&g.group_id, Some(0)).await?;
+        let groups =
+            while_node_away("listing groups", &self.node, self.wait_node, || client.list_groups())
+                .await?;
+        for g in groups {
+            let last = while_node_away("joining a group", &self.node, self.wait_node, || {
+                client.join(&g.group_id, Some(0))
+            })
+            .await?;
             engine.track(&g.group_id, g.parent_group_id.clone());
             caught_up.insert(g.group_id, last);
         }

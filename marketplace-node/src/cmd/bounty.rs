@@ -33,10 +33,17 @@ pub struct BountyArgs {
 
 #[derive(Debug, Subcommand)]
 enum BountyCmd {
-    /// Escrow a reward for a task (post + fund in one transaction).
-    #[command(after_help = "Example:
+    /// Escrow a reward for a task (post + fund in one transaction), or run it through a node's
+    /// marketplace (--node) and follow it to its end.
+    #[command(after_help = "Examples:
   reef bounty post \"Sort these 10,000 numbers\" --reward 5 --token test --deadline 1h --approve
-  reef bounty post \"Find a nonce\" --reward 0.1 --token eth --evaluator 0xabc… --arbiter 0xdef…")]
+  reef bounty post \"Find a nonce\" --reward 0.1 --token eth --evaluator 0xabc… --arbiter 0xdef…
+  reef bounty post \"Sort\" --reward 5 --node http://127.0.0.1:8080 --skills sort --json
+
+Exit status with --node: 0 the work was paid (settled completed or resolved; with --detach:
+awarded), 3 the bounty ended without paying for work (no valid bid, refunded, expired,
+cancelled), 4 the result was rejected (the poster is refunded), 1 any error on the way
+(node or chain unreachable past --wait-node, reverted transaction), 2 bad flags.")]
     Post(Box<PostArgs>),
     /// Show one bounty rebuilt from its on-chain events.
     #[command(after_help = "Example:\n  reef bounty show 0x3f2a… --json")]
@@ -202,6 +209,10 @@ struct PostArgs {
     /// Return after the award instead of following the bounty to its end.
     #[arg(long)]
     detach: bool,
+    /// With --node: how long to keep trying a node that is down (not started yet, restarting)
+    /// or busy (at its admission limit) before giving up on the post.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    wait_node: std::time::Duration,
     /// Fund this sub-bounty from your pending reward on the bounty PARENT (you must be its
     /// provider, while it is awarded): nothing is transferred. The sub-bounty is paid in a
     /// pledge token whose credits redeem for the parent's token once the parent settles in
@@ -209,6 +220,24 @@ struct PostArgs {
     #[arg(long, value_name = "PARENT")]
     from_reward: Option<String>,
 }
+
+/// `reef bounty post` exit status: 0 when the work was paid (the bounty settled `completed`
+/// or `resolved`), or `--detach` returned after the award; [`EXIT_REJECTED`] when the verdict
+/// rejected the result (the poster is refunded); [`EXIT_NOT_SETTLED`] for every other end (no
+/// valid bid, refunded, expired, cancelled). Errors before the end exit 1, bad flags 2.
+fn post_exit_code(phase: &str, status: Option<Status>, rejected: bool, detached: bool) -> u8 {
+    match (phase, status) {
+        _ if detached => 0,
+        ("settled", Some(Status::Completed | Status::Resolved)) => 0,
+        _ if rejected => EXIT_REJECTED,
+        _ => EXIT_NOT_SETTLED,
+    }
+}
+
+/// `reef bounty post`: the bounty ended without paying for the work.
+pub const EXIT_NOT_SETTLED: u8 = 3;
+/// `reef bounty post`: the verdict rejected the result.
+pub const EXIT_REJECTED: u8 = 4;
 
 /// Whether the poster, asked at a terminal, agreed to approve the escrow for `amount` of
 /// `token` because its allowance is short. False (nothing asked) for ETH, an allowance that
@@ -502,10 +531,11 @@ impl BountyArgs {
         use super::nodeapi::NodeApi;
         use serde_json::json;
         let mut api = NodeApi::new(node_url);
-        let info = api
-            .get("/v1/market/info")
-            .await
-            .map_err(|e| eyre!("{e} (is the node started with --rpc-url?)"))?;
+        let info = super::nodeapi::wait_for_node("reaching the node", p.wait_node, || {
+            api.get("/v1/market/info")
+        })
+        .await
+        .map_err(|e| eyre!("{e} (is the node started with --rpc-url?)"))?;
         let node_chain = info["deployment"]["chainId"].as_u64().unwrap_or_default();
         if node_chain != client.deployment().chain_id {
             return Err(eyre!(
@@ -598,7 +628,13 @@ impl BountyArgs {
         {
             eprintln!("  approve      tx {}  gas {}", tx.hash, tx.gas_used);
         }
-        api.login(client.signer()).await?;
+        let signer = client.signer().clone();
+        let login = api.clone();
+        api = super::nodeapi::wait_for_node("logging in to the node", p.wait_node, || {
+            let (mut api, signer) = (login.clone(), signer.clone());
+            async move { api.login(&signer).await.map(|_| api) }
+        })
+        .await?;
         let salt = p.salt.unwrap_or_else(random_salt);
         let req = json!({
             "salt": salt,
@@ -612,20 +648,24 @@ impl BountyArgs {
             "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
             "from_reward": parent.map(|id| format!("{id:#066x}")),
         });
-        // Posting is idempotent per (poster, salt): if the node restarts mid-request, post again.
+        // Posting is idempotent per (poster, salt): if the node restarts mid-request, or is
+        // at its admission limit (503 busy: nothing registered), post again.
         let posted = {
             let t0 = std::time::Instant::now();
             loop {
-                match api.post("/v1/market/bounties", req.clone()).await {
+                let sent = super::nodeapi::wait_for_node("posting", p.wait_node, || {
+                    api.post("/v1/market/bounties", req.clone())
+                })
+                .await;
+                match sent {
                     Ok(v) => break v,
-                    Err(e)
-                        if super::nodeapi::ApiError::is_unreachable(&e)
-                            && t0.elapsed() < std::time::Duration::from_secs(60) =>
-                    {
-                        eprintln!("  node unreachable ({e}); retrying the post");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    }
-                    Err(e) => return Err(e),
+                    Err(e) => match super::nodeapi::ApiError::busy_retry(&e) {
+                        Some(pause) if t0.elapsed() + pause < p.wait_node => {
+                            eprintln!("  {e}; posting again in {:.1} s", pause.as_secs_f32());
+                            tokio::time::sleep(pause).await;
+                        }
+                        _ => return Err(e),
+                    },
                 }
             }
         };
@@ -664,7 +704,12 @@ impl BountyArgs {
             }
             award = txs.last().cloned();
         }
-        eprintln!("bounty {id}: call for proposals sent to {} agents", posted["invited"]);
+        match posted["reconnecting"].as_u64() {
+            Some(n) if n > 0 && posted["invited"] == 0 => eprintln!(
+                "bounty {id}: the node just restarted; its call for proposals waits for {n} agents to reconnect"
+            ),
+            _ => eprintln!("bounty {id}: call for proposals sent to {} agents", posted["invited"]),
+        }
         let pb = spinner("collecting sealed bids");
         let mut seen_events = 0usize;
         let mut unreachable_since: Option<std::time::Instant> = None;
@@ -795,6 +840,26 @@ impl BountyArgs {
             if let Some(n) = result["note"].as_str() {
                 println!("  note     {n}");
             }
+        }
+        let code = post_exit_code(
+            result["phase"].as_str().unwrap_or(""),
+            onchain.as_ref().map(|s| s.status),
+            result["verdict"]["accept"] == false,
+            p.detach && award.is_some(),
+        );
+        if code != 0 {
+            let why = result["note"].as_str().unwrap_or("");
+            return Err(super::Exit {
+                code,
+                message: format!(
+                    "bounty {id} did not settle in the provider's favour (phase {}, on-chain {}{}{})",
+                    result["phase"].as_str().unwrap_or("?"),
+                    onchain.as_ref().map(|s| s.status.name()).unwrap_or("not posted"),
+                    if why.is_empty() { "" } else { ": " },
+                    why
+                ),
+            }
+            .into());
         }
         Ok(())
     }
@@ -970,10 +1035,18 @@ impl BountyArgs {
         use super::nodeapi::NodeApi;
         let state = client.bounty(id).await?;
         overdue(client, &state).await?;
-        let mut api = NodeApi::new(node);
-        api.login(client.signer()).await?;
+        let (base, signer) = (NodeApi::new(node), client.signer().clone());
+        let patience = std::time::Duration::from_secs(60);
+        let api = super::nodeapi::wait_for_node("logging in to the node", patience, || {
+            let (mut api, signer) = (base.clone(), signer.clone());
+            async move { api.login(&signer).await.map(|_| api) }
+        })
+        .await?;
         let key = crate::market::id_hex(id);
-        let view = api.get(&format!("/v1/market/bounties/{key}")).await?;
+        let path = format!("/v1/market/bounties/{key}");
+        let view =
+            super::nodeapi::wait_for_node("reading the ranking", patience, || api.get(&path))
+                .await?;
         let ranking = view["ranking"].as_array().ok_or_else(|| {
             eyre!("the node shows no ranking for {key} (only the poster sees it; is this the node that ran the auction?)")
         })?;

@@ -144,7 +144,11 @@ impl Demo {
             .args(args)
             .stderr(Stdio::inherit())
             .output()?;
-        if !out.status.success() {
+        // 3 and 4 are outcomes (not paid, rejected), reported in the JSON like a success.
+        let ended = [super::bounty::EXIT_NOT_SETTLED, super::bounty::EXIT_REJECTED]
+            .map(i32::from)
+            .contains(&out.status.code().unwrap_or(1));
+        if !out.status.success() && !ended {
             return Err(eyre!("posting {title:?} failed"));
         }
         Ok(serde_json::from_slice(&out.stdout)?)

@@ -12,3 +12,15 @@ pub mod metered_agent;
 pub mod node;
 pub mod nodeapi;
 pub mod pay;
+
+/// A command's end that is not a success and was already reported on stdout (`--json`) or
+/// stderr: `reef` prints `message` on stderr and exits with `code`, so a script can tell the
+/// ends apart (each command's `--help` lists its codes).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    /// The process exit status (never 0).
+    pub code: u8,
+    /// One line on what happened.
+    pub message: String,
+}

@@ -81,6 +81,16 @@ pub struct NodeArgs {
     /// Seconds a winning bid must stay valid after the window closes (time for the award).
     #[arg(long, default_value_t = 300)]
     award_grace_secs: u64,
+    /// Admission control: most bounties in their bid window at once (0 = no limit). A post
+    /// beyond it is answered `503 busy` with a Retry-After, before anything is registered;
+    /// `reef bounty post` waits and posts again.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_open_windows: usize,
+    /// How many times a window that closes without a valid bid is extended by its own length
+    /// (while the deadline leaves room) before the bounty fails, so that bids a loaded machine
+    /// delivers late still count (0 = fail at once).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    max_window_extensions: u32,
     /// How often, in milliseconds, the marketplace work loop reads the chain head and new
     /// escrow events (bounties are stepped on events, messages and their own timers).
     #[arg(long, default_value_t = 200)]
@@ -208,6 +218,8 @@ impl NodeArgs {
             cfp_fanout: self.cfp_fanout,
             award_grace_secs: self.award_grace_secs,
             max_bid_window_secs: 3_600,
+            max_open_windows: self.max_open_windows,
+            max_window_extensions: self.max_window_extensions,
             tick: std::time::Duration::from_millis(self.market_tick_ms),
             verifiers,
             reputation,

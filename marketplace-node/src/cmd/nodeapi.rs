@@ -31,6 +31,10 @@ pub enum ApiError {
         path: String,
         /// The node's error message (or the body when it sent no JSON message).
         message: String,
+        /// The node's error code (`busy`, `conflict`, ...), when it sent one.
+        code: Option<String>,
+        /// For `busy`: when the node asks to be asked again.
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -56,6 +60,53 @@ impl ApiError {
     /// The HTTP status in `report`, if the node answered with an error.
     pub fn status_of(report: &eyre::Report) -> Option<u16> {
         Self::of(report).and_then(Self::status)
+    }
+
+    /// When `report` is the node's `503 busy` (admission control): how long it asks to wait.
+    pub fn busy_retry(report: &eyre::Report) -> Option<std::time::Duration> {
+        match Self::of(report)? {
+            Self::Status { status: 503, code, retry_after_ms, .. }
+                if code.as_deref() == Some("busy") =>
+            {
+                Some(std::time::Duration::from_millis(retry_after_ms.unwrap_or(1_000)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Longest pause between two attempts to reach a node that is not up.
+pub const MAX_WAIT_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds, fails with anything but "unreachable", or `patience` has
+/// passed since the first failure; between attempts it waits 250 ms, doubling up to
+/// [`MAX_WAIT_STEP`], and says so on stderr (`what` names the step).
+pub async fn wait_for_node<T, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    mut attempt: F,
+) -> eyre::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = eyre::Result<T>>,
+{
+    let t0 = std::time::Instant::now();
+    let mut step = std::time::Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Err(e) if ApiError::is_unreachable(&e) && t0.elapsed() < patience => {
+                let left = patience.saturating_sub(t0.elapsed());
+                let pause = step.min(left);
+                eprintln!(
+                    "{what}: {e}; the node may not be up yet, retrying in {:.1} s (gives up in {} s; --wait-node sets how long)",
+                    pause.as_secs_f32(),
+                    left.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                step = (step * 2).min(MAX_WAIT_STEP);
+            }
+            other => return other,
+        }
     }
 }
 
@@ -147,6 +198,8 @@ impl NodeApi {
                 method: method.to_string(),
                 path: path.to_string(),
                 message: msg,
+                code: v["error"].as_str().or(v["code"].as_str()).map(str::to_string),
+                retry_after_ms: v["retry_after_ms"].as_u64(),
             }
             .into());
         }

@@ -50,6 +50,10 @@ enum Ctl {
         agent: Address,
         frame: String,
     },
+    /// The agent connected to a node where no marketplace listens (a start or a reconnect).
+    Online {
+        address: Address,
+    },
 }
 
 /// A subject of mesh `mesh_id`: `reef.<mesh id>.<service>`.
@@ -137,9 +141,10 @@ impl Mesh {
                             tracing::warn!(error = %e, "reindex failed");
                         }
                         if registered {
-                            node.registered_elsewhere(address);
+                            node.arrived_elsewhere(address);
                         }
                     }
+                    Ok(Ctl::Online { address }) => node.arrived_elsewhere(address),
                     Ok(Ctl::Removed { group_id, agent }) => node.removed_locally(&group_id, &agent),
                     Ok(Ctl::Notify { agent, frame }) => {
                         node.hub().notify_agent(&agent, &Utf8Bytes::from(frame))
@@ -176,6 +181,11 @@ impl Mesh {
     /// marketplace on this node heard it.
     pub async fn agent_updated(&self, address: &Address, registered: bool) {
         self.ctl(&Ctl::AgentUpdated { address: *address, registered }).await;
+    }
+
+    /// Tell other nodes an agent connected here while no marketplace on this node listens.
+    pub async fn agent_online(&self, address: &Address) {
+        self.ctl(&Ctl::Online { address: *address }).await;
     }
 
     /// Tell other nodes a member was removed.

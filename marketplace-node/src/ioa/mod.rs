@@ -104,10 +104,20 @@ struct Inner {
     /// Group-commit writer of messages.
     writer: Writer,
     buckets: Mutex<HashMap<Address, Bucket>>,
-    /// Agents that registered (or updated) their card on this node (`reef agent run` does as it
-    /// starts).
-    registrations: tokio::sync::broadcast::Sender<Address>,
+    /// Agents that came online on this node: opened a connection (a start or a reconnect) or
+    /// registered (or updated) their card.
+    arrivals: tokio::sync::broadcast::Sender<Address>,
+    /// When this process opened the node.
+    started: std::time::Instant,
+    /// Agents that were connected to this node's previous process when it stopped and have not
+    /// connected again yet (see [`Node::reconnecting`]).
+    returning: Mutex<std::collections::HashSet<Address>>,
 }
+
+/// How long after a start the node expects the agents its previous process held to come back:
+/// the agent SDK's longest reconnect back-off, plus a margin to log in.
+pub const RECONNECT_GRACE: Duration =
+    Duration::from_millis(reef_agent_sdk::client::MAX_RECONNECT_BACKOFF.as_millis() as u64 + 1_500);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -162,7 +172,9 @@ impl Node {
     /// Open storage, connect the mesh and load the discovery index.
     pub async fn open(config: Config) -> Result<Self> {
         let store = Store::connect(&config.database_url).await?;
-        store.reset_presence(&config.node_id).await?;
+        // The agents the previous process held (it stopped without closing their rows): they
+        // are reconnecting now, and the marketplace holds its calls for proposals for them.
+        let returning = store.reset_presence(&config.node_id).await?;
         let hub = Hub::new(store.clone());
         let discovery = Discovery::new()?;
         for agent in store.all_agents(0).await? {
@@ -187,7 +199,9 @@ impl Node {
                 tokens: Mutex::default(),
                 buckets: Mutex::default(),
                 writer,
-                registrations: tokio::sync::broadcast::channel(1024).0,
+                arrivals: tokio::sync::broadcast::channel(1024).0,
+                started: std::time::Instant::now(),
+                returning: Mutex::new(returning.into_iter().collect()),
             }),
         };
         if let Some(mesh) = &node.inner.mesh {
@@ -202,18 +216,55 @@ impl Node {
         self.inner.hub.activity()
     }
 
-    /// Agents registering their card on this node (as `reef agent run` does when it starts),
-    /// so the marketplace can invite an agent that came online during an open call for
-    /// proposals.
-    /// Bounded: a receiver that lags loses the oldest addresses.
-    pub fn registrations(&self) -> tokio::sync::broadcast::Receiver<Address> {
-        self.inner.registrations.subscribe()
+    /// Agents coming online on this node: every authenticated connection (a start, or a
+    /// reconnect after a drop or a restart of this node) and every card registration, so the
+    /// marketplace can invite an agent that came (back) online during an open call for
+    /// proposals. Bounded: a receiver that lags loses the oldest addresses.
+    pub fn arrivals(&self) -> tokio::sync::broadcast::Receiver<Address> {
+        self.inner.arrivals.subscribe()
     }
 
-    /// An agent registered on a mesh peer that runs no marketplace: hand it to this node's
-    /// marketplace (if any) as if it had registered here.
-    pub fn registered_elsewhere(&self, address: Address) {
-        let _ = self.inner.registrations.send(address);
+    /// An agent came online on a mesh peer that runs no marketplace: hand it to this node's
+    /// marketplace (if any) as if it had arrived here.
+    pub fn arrived_elsewhere(&self, address: Address) {
+        let _ = self.inner.arrivals.send(address);
+    }
+
+    /// `address` came online here (connected or registered): tell this node's marketplace, or
+    /// the mesh's when none listens here.
+    async fn arrived(&self, address: Address, registered: bool) {
+        let unheard = self.inner.arrivals.receiver_count() == 0;
+        if let Some(mesh) = &self.inner.mesh {
+            if registered {
+                mesh.agent_updated(&address, unheard).await;
+            } else if unheard {
+                mesh.agent_online(&address).await;
+            }
+        }
+        // Nobody listening (no marketplace) is not an error.
+        let _ = self.inner.arrivals.send(address);
+    }
+
+    /// How many agents that were connected to this node's previous process have not connected
+    /// again, while they can still be expected ([`RECONNECT_GRACE`] after this process
+    /// started; 0 after that). A call for proposals announced now would miss them.
+    pub fn reconnecting(&self) -> usize {
+        let mut returning = lock(&self.inner.returning);
+        if returning.is_empty() {
+            return 0;
+        }
+        if self.inner.started.elapsed() >= RECONNECT_GRACE {
+            returning.clear();
+            return 0;
+        }
+        returning.len()
+    }
+
+    /// An agent authenticated a connection: presence, the reconnect count, and its arrival.
+    pub(crate) async fn connected(&self, address: Address) {
+        self.presence(&address, true).await;
+        lock(&self.inner.returning).remove(&address);
+        self.arrived(address, false).await;
     }
 
     /// The NATS mesh (None: a single node).
@@ -363,14 +414,8 @@ impl Node {
         }
         self.inner.store.upsert_agent(caller, &card).await?;
         self.inner.discovery.upsert(caller, &card)?;
-        // No marketplace listening here: the mesh's marketplaces take the registration.
-        let unheard = self.inner.registrations.receiver_count() == 0;
-        if let Some(mesh) = &self.inner.mesh {
-            mesh.agent_updated(caller, unheard).await;
-        }
         let info = self.get_agent(caller).await;
-        // Nobody listening (no marketplace) is not an error.
-        let _ = self.inner.registrations.send(*caller);
+        self.arrived(*caller, true).await;
         info
     }
 

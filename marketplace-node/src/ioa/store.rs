@@ -314,13 +314,20 @@ impl Store {
         Ok(())
     }
 
-    /// Forget this node's presence rows (start-up after a crash).
-    pub async fn reset_presence(&self, node_id: &str) -> Result<()> {
-        sqlx::query("UPDATE ioa_presence SET conns = 0 WHERE node_id = $1")
-            .bind(node_id.to_owned())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Forget this node's presence rows (start-up after a crash); returns the agents that were
+    /// connected to it when its previous process stopped.
+    pub async fn reset_presence(&self, node_id: &str) -> Result<Vec<Address>> {
+        let rows = sqlx::query(
+            "UPDATE ioa_presence SET conns = 0 WHERE node_id = $1 AND conns > 0 RETURNING address",
+        )
+        .bind(node_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>("address").ok())
+            .filter_map(|a| a.parse().ok())
+            .collect())
     }
 
     /// Create a group with its creator and initial members.

@@ -127,13 +127,14 @@ async fn session(node: Node, mut socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(node.config().queue_len.max(1));
     let conn = node.hub().attach(address, tx);
-    node.presence(&address, true).await;
     let writer = tokio::spawn(writer(sink, rx, conn.kill.clone()));
     conn.push(encode(&ServerFrame::Welcome {
         v: PROTOCOL_VERSION,
         address,
         node_id: node.config().node_id.clone(),
     }));
+    // After the welcome: an invitation the arrival triggers reaches a connection that is up.
+    node.connected(address).await;
 
     loop {
         let msg = tokio::select! {

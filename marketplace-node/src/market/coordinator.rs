@@ -46,6 +46,13 @@ pub struct MarketConfig {
     pub award_grace_secs: u64,
     /// Longest accepted bid window.
     pub max_bid_window_secs: u64,
+    /// Admission control: most bounties in their bid window at once; a post beyond it is
+    /// refused with `503 busy` and a retry time, before anything is registered (0 = no limit).
+    pub max_open_windows: usize,
+    /// How many times a window that closes without a valid bid is extended (by its own
+    /// length, while the deadline leaves room) before the bounty fails: bids that a loaded
+    /// machine delivers late still count.
+    pub max_window_extensions: u32,
     /// Work-loop period.
     pub tick: Duration,
     /// Verifier programs offered to posters.
@@ -143,18 +150,17 @@ fn now() -> u64 {
     reef_wire::unix_now()
 }
 
-/// How long a restarted node waits before it announces a call for proposals that was pending
-/// when its previous process died: the agents connected to that process need up to the SDK's
-/// longest reconnect back-off (plus a margin to log in and register) to be online again, and
-/// only online agents are invited.
-pub const RECONNECT_GRACE_MS: u64 =
-    reef_agent_sdk::client::MAX_RECONNECT_BACKOFF.as_millis() as u64 + 1_500;
-
 /// Shortest bid window re-opened after a restart (agents must reconnect first).
 pub const REOPEN_MIN_SECS: u64 = 10;
 
 /// Shortest sealed-bid window (agents need a round trip to answer a call for proposals).
 pub const MIN_BID_WINDOW_MS: u64 = 100;
+
+/// Shortest extension of a window that closed without bids (a loaded agent needs time).
+pub const MIN_EXTENSION_MS: u64 = 2_000;
+
+/// How long a poster refused for a full node is told to wait, at least.
+pub const BUSY_RETRY_MS: u64 = 1_000;
 
 /// Whether the bounty's call for proposals went out (its group exists, not just a claim).
 fn announced(row: &BountyRow) -> bool {
@@ -404,6 +410,22 @@ impl Market {
             "from_reward": from_reward,
         });
         let key = id_hex(id);
+        // Admission control: a node at its limit refuses new bounties before registering
+        // anything (a repeated post of a registered one goes through).
+        let cap = cfg.max_open_windows as u64;
+        if cap > 0 && !contest && self.inner.store.bounty(&key).await?.is_none() {
+            let open = self.inner.store.count_in_phase(Phase::Bidding).await?;
+            if open >= cap {
+                // The windows open now drain in about one window each.
+                let retry_after_ms = window_ms.clamp(BUSY_RETRY_MS, 30_000);
+                return Err(MarketError::Busy {
+                    message: format!(
+                        "this node has {open} bounties in their bid window (its limit, --max-open-windows, is {cap})"
+                    ),
+                    retry_after_ms,
+                });
+            }
+        }
         // Contests take entries until the deadline instead of bids during a window.
         let (close, phase) =
             if contest { (record.deadline, Phase::Contest) } else { (close, Phase::Bidding) };
@@ -420,6 +442,13 @@ impl Market {
         }
         let row = self.row(&key).await?;
         let invited = self.announce(&row).await?;
+        let reconnecting = self.inner.node.reconnecting();
+        if fresh && reconnecting > 0 && !announced(&*self.row(&key).await?) {
+            self.inner
+                .store
+                .log(&key, "held", &format!("the node just restarted: the call for proposals waits for {reconnecting} agents to reconnect (at most {} s)", crate::ioa::RECONNECT_GRACE.as_secs_f32()))
+                .await?;
+        }
         // The work loop plans the bounty's timers (the window's end) on its first step.
         self.inner.sched.wake(&key);
         let row = self.row(&key).await?;
@@ -427,7 +456,7 @@ impl Market {
         let panel =
             Self::verify_spec(&row)?.panel().map(|(k, _, m)| json!({ "quorum": k, "members": m }));
         Ok(
-            json!({ "id": key, "bid_close_at": row.bid_close_at, "bid_close_ms": close_ms_of(&row), "cfp_group": row.cfp_group, "invited": invited, "new": fresh, "panel": panel }),
+            json!({ "id": key, "bid_close_at": row.bid_close_at, "bid_close_ms": close_ms_of(&row), "cfp_group": row.cfp_group, "invited": invited, "reconnecting": reconnecting, "new": fresh, "panel": panel }),
         )
     }
 
@@ -545,12 +574,10 @@ impl Market {
         if announced(row) || !matches!(row.phase, Phase::Bidding | Phase::Contest) {
             return Ok(0);
         }
-        // Posted before this process started (it died before announcing): wait until the
-        // agents it had online have reconnected, or they would not be invited.
-        let now_ms = reef_wire::unix_now_ms();
-        if row.created_ms < self.inner.started_ms
-            && now_ms < self.inner.started_ms + RECONNECT_GRACE_MS
-        {
+        // Right after a restart the agents the previous process held are reconnecting (the
+        // SDK backs off up to 5 s): hold the call until they are back or the grace is over,
+        // or they would not be invited (the window starts when the call goes out).
+        if self.inner.node.reconnecting() > 0 {
             return Ok(0);
         }
         // Exactly one announcement even if the REST handler and the work loop (or two nodes
@@ -614,9 +641,11 @@ impl Market {
         Ok(members.len())
     }
 
-    /// `agent` registered on this node (it just came online): invites it to the open calls
-    /// for proposals it has the skills for, while their fan-out has room. Agents online at the
-    /// call were invited then; this covers an agent that starts during a window.
+    /// `agent` came online (connected, reconnected or registered its card on this node or on a
+    /// mesh peer without a marketplace): invites it to the open calls for proposals it has the
+    /// skills for, while their fan-out has room. Agents online at the call were invited then;
+    /// this covers an agent that starts during a window, and one that comes back after its
+    /// connection or this node restarted.
     async fn invite_latecomer(&self, agent: Address) -> Result<()> {
         let me = self.address();
         if agent == me {
@@ -626,7 +655,12 @@ impl Market {
         if open.is_empty() {
             return Ok(());
         }
-        let info = self.inner.node.get_agent(&agent).await?;
+        // Connected but no card yet: it is considered again when it registers one.
+        let info = match self.inner.node.get_agent(&agent).await {
+            Ok(info) => info,
+            Err(crate::ioa::Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let now_ms = reef_wire::unix_now_ms();
         for row in open {
             let Some(group) = row.cfp_group.as_deref().filter(|_| announced(&row)) else {
@@ -649,7 +683,7 @@ impl Market {
             }
             self.inner
                 .store
-                .log(&row.id, "invited", &format!("{agent} came online during the window"))
+                .log(&row.id, "invited", &format!("{agent} came (back) online during the window"))
                 .await?;
         }
         Ok(())
@@ -726,8 +760,8 @@ impl Market {
         let steps = Arc::new(tokio::sync::Semaphore::new(STEP_CONCURRENCY));
         let mut activity = self.inner.node.group_activity();
         let mut activity_open = true;
-        let mut registrations = self.inner.node.registrations();
-        let mut registrations_open = true;
+        let mut arrivals = self.inner.node.arrivals();
+        let mut arrivals_open = true;
         let mut wake_all = true;
         let mut last_sync: Option<std::time::Instant> = None;
         let mut last_sweep = std::time::Instant::now();
@@ -786,7 +820,7 @@ impl Market {
                     Err(RecvError::Lagged(_)) => wake_all = true,
                     Err(RecvError::Closed) => activity_open = false,
                 },
-                r = registrations.recv(), if registrations_open => match r {
+                r = arrivals.recv(), if arrivals_open => match r {
                     Ok(agent) => {
                         // Shares the steps' concurrency bound: a burst of agents starting
                         // queues here instead of running its scans all at once.
@@ -798,9 +832,9 @@ impl Market {
                             }
                         });
                     }
-                    // Missed registrations only miss late invitations; the calls went out.
-                    Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "registrations lagged"),
-                    Err(RecvError::Closed) => registrations_open = false,
+                    // Missed arrivals only miss late invitations; the calls went out.
+                    Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "arrivals lagged"),
+                    Err(RecvError::Closed) => arrivals_open = false,
                 },
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -1017,6 +1051,7 @@ impl Market {
                     )
                     .await?;
             }
+            None if self.extend_window(row, &record).await? => {}
             None => {
                 self.inner
                     .store
@@ -1025,6 +1060,65 @@ impl Market {
             }
         }
         Ok(())
+    }
+
+    /// A window closed without a valid bid: extends it by its own length (at least
+    /// [`MIN_EXTENSION_MS`]) and tells the invited agents, up to `max_window_extensions` times
+    /// and while the deadline leaves time to bid, award and work. On a loaded machine (or
+    /// right after agents reconnected) bids arrive late; the poster funded the work, so the
+    /// node's lateness must not fail it. Returns whether it extended.
+    async fn extend_window(&self, row: &BountyRow, record: &Bounty) -> Result<bool> {
+        let max = self.inner.cfg.max_window_extensions;
+        if max == 0 {
+            return Ok(false);
+        }
+        let done = self
+            .inner
+            .store
+            .events(&row.id)
+            .await?
+            .iter()
+            .filter(|e| e["event"] == "extended")
+            .count() as u32;
+        if done >= max {
+            return Ok(false);
+        }
+        let window_ms = row.spec["bid_window_ms"]
+            .as_u64()
+            .unwrap_or_else(|| row.spec["bid_window_secs"].as_u64().unwrap_or(0) * 1000)
+            .max(MIN_EXTENSION_MS);
+        let close_ms = reef_wire::unix_now_ms() + window_ms;
+        let chain_now = self.inner.view.chain_time().await?.max(now());
+        // The winner needs the award grace and some time to work before the deadline.
+        let close = close_ms.div_ceil(1000);
+        if record.deadline <= chain_now.max(close) + 2 * self.inner.cfg.award_grace_secs {
+            return Ok(false);
+        }
+        self.inner.store.set_close_ms(&row.id, close_ms).await?;
+        self.inner
+            .store
+            .log(
+                &row.id,
+                "extended",
+                &format!(
+                    "no valid bid yet; bidding extended by {} ({}/{max})",
+                    fmt_window(window_ms),
+                    done + 1
+                ),
+            )
+            .await?;
+        let row = self.row(&row.id).await?;
+        if let Some(group) = row.cfp_group.as_ref().filter(|_| announced(&row)) {
+            self.send_as_market(
+                group,
+                format!("cfp-{}-extended-{}", row.id, done + 1),
+                MsgState::Discussion,
+                None,
+                self.cfp_body(&row),
+            )
+            .await?;
+        }
+        Ok(true)
     }
 
     /// Accepts a contest entry's result from `caller` (who must also commit it on-chain with

@@ -39,6 +39,15 @@ pub enum MarketError {
     /// The bounty is not in a phase that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// The node is at its admission limit: nothing was registered; post again after
+    /// `retry_after_ms` (posting is idempotent per poster and salt).
+    #[error("busy: {message}; nothing was registered: post again in {retry_after_ms} ms")]
+    Busy {
+        /// What is full.
+        message: String,
+        /// When to try again.
+        retry_after_ms: u64,
+    },
     /// The chain could not be reached or refused.
     #[error("chain: {0}")]
     Chain(Box<escrow_client::Error>),

@@ -24,11 +24,22 @@ impl IntoResponse for MarketError {
             Self::Ioa(e) => return crate::ioa::AppError(e).into_response(),
             other => other,
         };
+        if let Self::Busy { retry_after_ms, .. } = &this {
+            let body = json!({ "error": "busy", "message": this.to_string(), "retry_after_ms": retry_after_ms });
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            if let Ok(v) =
+                axum::http::HeaderValue::from_str(&retry_after_ms.div_ceil(1000).to_string())
+            {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return r;
+        }
         let (status, code) = match &this {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Chain(_) => (StatusCode::BAD_GATEWAY, "chain_unavailable"),
             Self::Ioa(_) | Self::Db(_) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

@@ -531,6 +531,15 @@ impl MarketStore {
         rows.iter().map(Self::row).collect()
     }
 
+    /// How many bounties are in `phase`.
+    pub async fn count_in_phase(&self, phase: Phase) -> Result<u64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM market_bounties WHERE state = $1")
+            .bind(phase.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
     /// All bounties, newest first (bounded).
     pub async fn list(&self, limit: i64) -> Result<Vec<BountyRow>> {
         let rows = sqlx::query("SELECT * FROM market_bounties ORDER BY created_at DESC LIMIT $1")

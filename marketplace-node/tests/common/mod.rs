@@ -176,3 +176,43 @@ pub async fn wait_http_ok(url: &str, what: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts `reef node` (marketplace on, evaluator dev account 5, award grace 30 s) on `port`
+/// with its SQLite database in `dir` and id `node_id`, plus `extra` flags; returns once it
+/// listens.
+pub fn start_node(dir: &Path, rpc: &str, port: u16, node_id: &str, extra: &[&str]) -> Kill {
+    use std::io::BufRead;
+    let mut node = reef()
+        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--json", "--node-id", node_id])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}/node.db", dir.display()))
+        .args(["--rpc-url", rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+        .arg("--deployments")
+        .arg(dir.join("deployments"))
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listen"), "node did not start: {line:?}");
+    Kill(node)
+}
+
+/// `reef agent run` of a sorting agent (examples/agents/sort.py) with dev account `dev` on the
+/// node at `port`: skill `sort`, bids 4 units, ETA 5 minutes (a restart must not look like a
+/// missed ETA).
+pub fn start_sort_agent(port: u16, rpc: &str, dev: usize) -> Kill {
+    let brain = format!("python3 {}", repo().join("examples/agents/sort.py").display());
+    Kill(
+        reef()
+            .args(["agent", "run", "--node", &format!("ws://127.0.0.1:{port}/v1/ws")])
+            .args(["--key", escrow_client::devnet::DEV_KEYS[dev], "--skills", "sort"])
+            .args(["--rpc-url", rpc, "--bid-price", "4", "--eta", "5m", "--exec", &brain])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}

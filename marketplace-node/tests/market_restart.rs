@@ -1,0 +1,149 @@
+//! No bounty is lost because of the node (issue: restarts, start order, overload): an agent
+//! started before its node waits for it; a bounty posted right after the node restarted settles
+//! (its call for proposals waits for the agents that are reconnecting, and agents that come
+//! back during a window are invited); a window that closes without bids is extended before the
+//! bounty fails; a node at its admission limit answers `503 busy` and the poster posts again;
+//! `reef bounty post` exits 3 for a bounty that did not pay for work.
+
+use std::time::{Duration, Instant};
+
+use escrow_client::devnet::{AnvilOptions, AnvilProcess, dev_signer, free_port};
+use serde_json::Value;
+
+mod common;
+
+use common::{reef, start_node, start_sort_agent, wait_with_deadline};
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+/// The bounty view's event names, in order.
+async fn event_names(http: &str, id: &str) -> Vec<String> {
+    let v = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
+    v["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["event"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_started_before_its_node_waits_and_a_post_right_after_a_restart_settles() {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("restart");
+    let deployments = dir.join("deployments");
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+
+    // The agent starts first: it must wait for the node, not exit.
+    let mut agent = start_sort_agent(port, &anvil.rpc_url, 1);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited while its node was down");
+    let mut node = start_node(&dir, &anvil.rpc_url, port, "restart-test", &[]);
+    common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
+
+    // kill -9, restart, post at once, while the agent is still reconnecting: it is frozen
+    // (SIGSTOP) until the node has registered the post, as an agent in the middle of its
+    // SDK's reconnect back-off would be.
+    let agent_pid = agent.0.id();
+    signal(agent_pid, "STOP");
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    node = start_node(&dir, &anvil.rpc_url, port, "restart-test", &[]);
+    let t0 = Instant::now();
+    let poster = common::spawn_captured(
+        common::post_sort_with_window(&http, &anvil.rpc_url, &deployments, "2s").args([
+            "--verify",
+            "hash",
+            "--expect",
+            "[1,3,5,9]",
+        ]),
+    );
+    let id = loop {
+        let list = common::get_json(format!("{http}/v1/market/bounties")).await;
+        if let Some(id) = list[0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the post never reached the node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    signal(agent_pid, "CONT");
+    let out = wait_with_deadline(poster, 180);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the post after a restart failed:\n{stderr}");
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    assert_eq!(res["id"], id.as_str());
+    let events = event_names(&http, &id).await;
+    assert!(
+        events.iter().any(|e| e == "held"),
+        "the call should have waited for the reconnecting agent: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e == "extended" || e == "reopened"),
+        "the call should have waited for the agent, not needed another window: {events:?}"
+    );
+    eprintln!("settled {:?} after the restart; events {events:?}", t0.elapsed());
+    assert!(agent.0.try_wait().unwrap().is_none(), "the agent exited");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_answers_busy_and_a_window_without_bids_is_extended_then_fails_with_exit_3() {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("busy");
+    let deployments = dir.join("deployments");
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let flags = ["--max-open-windows", "1", "--max-window-extensions", "2"];
+    let _node = start_node(&dir, &anvil.rpc_url, port, "busy-test", &flags);
+    let _agent = start_sort_agent(port, &anvil.rpc_url, 1);
+    common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
+
+    // A: nobody has the skill; its 1 s window is extended twice (2 s each), then it fails.
+    let lonely = common::spawn_captured(
+        reef()
+            .args(["bounty", "post", "Translate this into Klingon", "--reward", "5"])
+            .args(["--token", "test", "--node", &http, "--skills", "klingon"])
+            .args(["--bid-window", "1s", "--deadline", "1h", "--verify", "hash"])
+            .args(["--expect", "\"nuqneH\"", "--approve", "--dev-account", "4", "--json"])
+            .args(["--rpc-url", &anvil.rpc_url])
+            .arg("--deployments")
+            .arg(&deployments),
+    );
+    let a = common::wait_announced(&http).await;
+    // B arrives while A holds the node's only window: refused (busy), posted again once A ends.
+    let sort = common::spawn_captured(
+        common::post_sort_with_window(&http, &anvil.rpc_url, &deployments, "2s").args([
+            "--verify",
+            "hash",
+            "--expect",
+            "[1,3,5,9]",
+        ]),
+    );
+
+    let out_a = wait_with_deadline(lonely, 120);
+    let err_a = String::from_utf8_lossy(&out_a.stderr);
+    assert_eq!(out_a.status.code(), Some(3), "a bounty without bids must exit 3:\n{err_a}");
+    let res_a: Value = serde_json::from_slice(&out_a.stdout).unwrap();
+    assert_eq!(res_a["phase"], "failed", "{res_a}");
+    let events = event_names(&http, &a).await;
+    let extended = events.iter().filter(|e| *e == "extended").count();
+    assert_eq!(extended, 2, "the window is extended --max-window-extensions times: {events:?}");
+
+    let out_b = wait_with_deadline(sort, 120);
+    let err_b = String::from_utf8_lossy(&out_b.stderr);
+    assert!(out_b.status.success(), "the refused post was not posted again:\n{err_b}");
+    assert!(err_b.contains("busy"), "the poster should have been told the node was busy:\n{err_b}");
+    let res_b: Value = serde_json::from_slice(&out_b.stdout).unwrap();
+    assert_eq!(res_b["status"], "completed", "{res_b}");
+}
