@@ -26,13 +26,35 @@ demo: deps
 
 ## test: everything — forge (unit/fuzz/invariant), gas snapshot, ABI freshness, fmt, clippy,
 ## cargo unit + integration tests (real anvil, Postgres 127.0.0.1:5432, NATS 127.0.0.1:4222)
-test: deps test-contracts lint test-rust
+test: deps test-contracts lint test-rust test-python
 
 test-contracts: deps
 	cd contracts && forge fmt --check
 	cd contracts && forge test
 	cd contracts && forge snapshot --check --no-match-test "invariant|testFuzz"
 	anvil-scripts/export-abi.sh --check
+
+.PHONY: python-deps test-python
+
+## python-deps: .venv with the Python earning-agent package (python/reef-agent) and its test
+## tools, pinned, from PyPI; reinstalled when its pyproject.toml changes
+VENV := $(ROOT)/.venv
+python-deps: $(VENV)/.reef-installed
+$(VENV)/.reef-installed: python/reef-agent/pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (3.10+) is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e 'python/reef-agent[test]'
+	@touch $@
+
+## test-python: ruff, then pytest of python/reef-agent: unit tests and the end-to-end run
+## (anvil + `reef node` from target/debug + the Python agent earning a bounty posted with
+## `reef bounty post`), including the JSON Schema conformance of the node's frames and bodies
+test-python: deps python-deps
+	$(CARGO) build -q -p marketplace-node --bin reef
+	cd python/reef-agent && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --config python/reef-agent/pyproject.toml examples/python/earning_agent.py
+	$(VENV)/bin/ruff format --check --config python/reef-agent/pyproject.toml examples/python/earning_agent.py
+	cd python/reef-agent && $(VENV)/bin/python -m pytest -q
 
 lint:
 	$(CARGO) fmt --all --check

@@ -485,7 +485,7 @@ impl Supervisor {
             _ => None,
         };
         if let Some(id) = req_id {
-            if let Some(p) = pending.remove(&id) {
+            if let Some(p) = pending.remove(id.as_str()) {
                 if let (Some(group), ServerFrame::Ok { .. }) = (p.join, &frame) {
                     lock(&self.shared).confirmed.insert(group);
                 }
@@ -576,9 +576,9 @@ mod tests {
                     m = ws.next() => {
                         let Some(Ok(Message::Text(t))) = m else { break };
                         let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                        let req_id = v["req_id"].as_str().map(str::to_owned);
+                        let req_id = reef_wire::ReqId::from_value(&v["req_id"]);
                         if v["type"] == "join" {
-                            joins.push(req_id.clone().unwrap_or_default());
+                            joins.push(req_id.as_deref().unwrap_or_default().to_owned());
                         }
                         let ok = ServerFrame::Ok { req_id, result: serde_json::json!({"last_seq": 0}) };
                         send(&mut ws, ok).await;

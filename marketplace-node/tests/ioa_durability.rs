@@ -44,7 +44,7 @@ async fn replies(ws: &mut Ws, n: usize) -> HashMap<String, ServerFrame> {
             _ => None,
         };
         if let Some(id) = id {
-            out.insert(id, f);
+            out.insert(id.to_string(), f);
         }
     }
     out

@@ -188,6 +188,124 @@ async fn ioa_rate_limit_answers_with_error_frames_not_disconnects() {
     assert_eq!(pongs + limited, 20);
 }
 
+/// The next text frame as raw JSON (to see the JSON type of `req_id`, which `ServerFrame`
+/// hides).
+async fn next_raw(ws: &mut Ws) -> serde_json::Value {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+            .await
+            .expect("timed out waiting for a frame");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn ioa_req_ids_are_echoed_with_their_json_type() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    // Replies of each kind (pong, ok, error, ack), each with a numeric and a string id.
+    send_json(&mut ws, json!({"type":"ping","req_id":7})).await;
+    send_json(&mut ws, json!({"type":"ping","req_id":"7"})).await;
+    send_json(&mut ws, json!({"type":"create_group","name":"g","req_id":8})).await;
+    send_json(&mut ws, json!({"type":"teleport","req_id":9})).await;
+    send_json(&mut ws, json!({"type":"teleport","req_id":"9"})).await;
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        got.push(next_raw(&mut ws).await);
+    }
+    let ids: Vec<(String, serde_json::Value)> =
+        got.iter().map(|f| (f["type"].as_str().unwrap().to_owned(), f["req_id"].clone())).collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("pong".into(), json!(7)),
+            ("pong".into(), json!("7")),
+            ("ok".into(), json!(8)),
+            ("error".into(), json!(9)),
+            ("error".into(), json!("9")),
+        ],
+        "{got:?}"
+    );
+    let gid = got[2]["result"]["group_id"].as_str().unwrap().to_owned();
+    send_json(
+        &mut ws,
+        json!({"type":"send","group_id":gid,"msg_id":"m","state":"discussion","req_id":10}),
+    )
+    .await;
+    let ack = loop {
+        let f = next_raw(&mut ws).await;
+        if f["type"] == "ack" {
+            break f;
+        }
+    };
+    assert_eq!(ack["req_id"], json!(10), "{ack}");
+}
+
+#[tokio::test]
+async fn ioa_rate_limited_frames_echo_their_req_id() {
+    let node = spawn_node(&sqlite_url(), &["--rate-per-sec", "1", "--rate-burst", "3"]);
+    let key = PrivateKeySigner::random();
+    let mut ws = raw_login(&node, &key).await;
+    // Pipelined: every request must get a reply naming it, refused ones included.
+    for i in 0..12 {
+        let id = if i % 2 == 0 { json!(i) } else { json!(format!("s{i}")) };
+        send_json(&mut ws, json!({"type":"ping","req_id":id})).await;
+    }
+    let mut limited = 0;
+    let mut answered = Vec::new();
+    for _ in 0..12 {
+        let f = next_raw(&mut ws).await;
+        if f["code"] == "rate_limited" {
+            limited += 1;
+        }
+        answered.push(f["req_id"].clone());
+    }
+    assert!(limited >= 6, "the burst of 3 was not enforced: {answered:?}");
+    let expected: Vec<serde_json::Value> =
+        (0..12).map(|i| if i % 2 == 0 { json!(i) } else { json!(format!("s{i}")) }).collect();
+    assert_eq!(answered, expected, "each reply names its request, in order");
+}
+
+#[tokio::test]
+async fn ioa_rest_errors_have_one_shape_even_for_malformed_bodies() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let token = rest_login(&node.addr, &key);
+    let shape = |st: u16, v: &serde_json::Value, want: (u16, &str)| {
+        assert_eq!((st, v["code"].as_str()), (want.0, Some(want.1)), "{v}");
+        assert_eq!(v["error"], v["code"], "`error` repeats `code`: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    };
+    // Not JSON, and JSON of the wrong shape: the documented error, not a plain-text rejection.
+    let (st, v) = http(&node.addr, "POST", "/v1/agents", Some(&token), Some(&json!("nope")));
+    shape(st, &v, (400, "invalid_frame"));
+    let (st, v) =
+        http(&node.addr, "POST", "/v1/discover", None, Some(&json!({"skills": "not a list"})));
+    shape(st, &v, (400, "invalid_frame"));
+    let (st, v) = http(&node.addr, "POST", "/v1/groups", None, Some(&json!({"name":"g"})));
+    shape(st, &v, (401, "unauthenticated"));
+    let (st, v) = http(
+        &node.addr,
+        "GET",
+        "/v1/agents/0x0000000000000000000000000000000000000001",
+        None,
+        None,
+    );
+    shape(st, &v, (404, "not_found"));
+    // Discovery of public cards needs no token (docs/protocol.md, "Who may read what").
+    let (st, v) = http(&node.addr, "POST", "/v1/discover", None, Some(&json!({})));
+    assert_eq!(st, 200, "{v}");
+    // A node without a marketplace answers /v1/market in the same shape.
+    let (st, v) = http(&node.addr, "GET", "/v1/market/info", None, None);
+    shape(st, &v, (404, "no_market"));
+}
+
 #[tokio::test]
 async fn ioa_slow_consumer_is_disconnected_then_replays() {
     let node = small_queue_node();

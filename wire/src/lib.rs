@@ -265,6 +265,110 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// A request id as the client sent it: a JSON string or a JSON number. Replies echo it with the
+/// same JSON type (`"req_id": 7` comes back as `7`, `"req_id": "7"` as `"7"`), so a client can
+/// match replies with the value it sent. Derefs to its text (`"7"` for both).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReqId {
+    /// The string, or the number's JSON text.
+    text: String,
+    /// Whether it was (and is echoed as) a JSON number.
+    numeric: bool,
+}
+
+impl ReqId {
+    /// A string request id.
+    pub fn string(s: impl Into<String>) -> Self {
+        Self { text: s.into(), numeric: false }
+    }
+
+    /// A numeric request id.
+    pub fn number(n: &serde_json::Number) -> Self {
+        Self { text: n.to_string(), numeric: true }
+    }
+
+    /// The request id in `v`, if `v` is a string or a number (anything else is not readable).
+    pub fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::String(s) => Some(Self::string(s.clone())),
+            Value::Number(n) => Some(Self::number(n)),
+            _ => None,
+        }
+    }
+
+    /// Its text: the string, or the number as JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether it is a JSON number.
+    pub fn is_number(&self) -> bool {
+        self.numeric
+    }
+
+    /// As a JSON value of its original type.
+    pub fn to_value(&self) -> Value {
+        if self.numeric
+            && let Ok(n) = self.text.parse::<serde_json::Number>()
+        {
+            return Value::Number(n);
+        }
+        Value::String(self.text.clone())
+    }
+}
+
+impl std::ops::Deref for ReqId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for ReqId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq<str> for ReqId {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for ReqId {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl From<String> for ReqId {
+    fn from(s: String) -> Self {
+        Self::string(s)
+    }
+}
+
+impl From<&str> for ReqId {
+    fn from(s: &str) -> Self {
+        Self::string(s)
+    }
+}
+
+impl Serialize for ReqId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReqId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Self::from_value(&v)
+            .ok_or_else(|| serde::de::Error::custom("req_id must be a string or a number"))
+    }
+}
+
 /// Frames sent by an agent to the node. Every frame may carry a `req_id`, echoed in the reply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -405,7 +509,7 @@ pub enum ServerFrame {
     Ok {
         /// Echoed request id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        req_id: Option<String>,
+        req_id: Option<ReqId>,
         /// Result (shape depends on the request).
         #[serde(default)]
         result: Value,
@@ -414,7 +518,7 @@ pub enum ServerFrame {
     Error {
         /// Echoed request id, when the frame had a readable one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        req_id: Option<String>,
+        req_id: Option<ReqId>,
         /// Machine-readable code.
         code: ErrorCode,
         /// Human-readable explanation.
@@ -424,7 +528,7 @@ pub enum ServerFrame {
     Ack {
         /// Echoed request id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        req_id: Option<String>,
+        req_id: Option<ReqId>,
         /// Group.
         group_id: String,
         /// The message's id.
@@ -453,7 +557,7 @@ pub enum ServerFrame {
     Pong {
         /// Echoed request id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        req_id: Option<String>,
+        req_id: Option<ReqId>,
     },
 }
 
@@ -475,7 +579,7 @@ pub fn recover_signer(message: &str, signature: &str) -> Result<Address> {
 /// Parse a client frame, classifying failures into wire error codes.
 ///
 /// Returns the request id (when readable) alongside the result so that errors can echo it.
-pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
+pub fn parse_client_frame(text: &str) -> (Option<ReqId>, Result<ClientFrame>) {
     let frame_err = |code, message: String| Error::Frame { code, message };
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -487,11 +591,7 @@ pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
             Err(frame_err(ErrorCode::MalformedJson, "frame must be a JSON object".into())),
         );
     };
-    let req_id = match obj.remove("req_id") {
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let req_id = obj.remove("req_id").as_ref().and_then(ReqId::from_value);
     obj.remove("v");
     let kind = match obj.get("type") {
         None => {
@@ -529,6 +629,22 @@ pub fn parse_client_frame(text: &str) -> (Option<String>, Result<ClientFrame>) {
         frame_err(code, msg)
     });
     (req_id, res)
+}
+
+/// The `req_id` of a frame, read without parsing the rest into a frame: for answering a frame
+/// that is refused before it is parsed (`rate_limited`). Other fields are skipped, not built.
+pub fn peek_req_id(text: &str) -> Option<ReqId> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        req_id: Option<Value>,
+    }
+    // Only an object has fields (serde would also read a struct from an array).
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let peek: Peek = serde_json::from_str(text).ok()?;
+    peek.req_id.as_ref().and_then(ReqId::from_value)
 }
 
 /// Serialize a client frame with its request id (and `v`).
@@ -595,6 +711,41 @@ mod tests {
         let ClientFrame::Send(s) = f.unwrap() else { panic!() };
         assert!(!s.extra.contains_key("sender_id") && !s.extra.contains_key("seq"));
         assert_eq!(s.extra["x"], 1);
+    }
+
+    #[test]
+    fn req_ids_are_echoed_with_their_json_type() {
+        let (id, _) = parse_client_frame(r#"{"type":"ping","req_id":7}"#);
+        let id = id.unwrap();
+        assert!(id.is_number() && id == "7");
+        let pong = serde_json::to_value(ServerFrame::Pong { req_id: Some(id) }).unwrap();
+        assert_eq!(pong["req_id"], serde_json::json!(7));
+        let (id, _) = parse_client_frame(r#"{"type":"ping","req_id":"7"}"#);
+        let pong = serde_json::to_value(ServerFrame::Pong { req_id: id }).unwrap();
+        assert_eq!(pong["req_id"], serde_json::json!("7"));
+        let (id, _) = parse_client_frame(r#"{"type":"ping","req_id":1.5e3}"#);
+        let ok = serde_json::to_string(&ServerFrame::Ok { req_id: id, result: Value::Null });
+        let back: Value = serde_json::from_str(&ok.unwrap()).unwrap();
+        assert_eq!(back["req_id"].as_f64(), Some(1500.0));
+        // Objects and arrays are not readable ids: no echo.
+        assert!(parse_client_frame(r#"{"type":"ping","req_id":{"a":1}}"#).0.is_none());
+        // A reply parses back to the same id.
+        let f: ServerFrame = serde_json::from_str(r#"{"type":"pong","req_id":42}"#).unwrap();
+        assert!(
+            matches!(f, ServerFrame::Pong { req_id: Some(ref r) } if r.is_number() && r == "42")
+        );
+    }
+
+    #[test]
+    fn peek_reads_the_req_id_of_any_frame() {
+        assert_eq!(
+            peek_req_id(r#"{"type":"send","body":{"x":[1,2]},"req_id":9}"#).unwrap().to_value(),
+            serde_json::json!(9)
+        );
+        assert_eq!(peek_req_id(r#"{"req_id":"a"}"#).unwrap(), "a");
+        assert!(peek_req_id(r#"{"type":"ping"}"#).is_none());
+        assert!(peek_req_id("{nope").is_none());
+        assert!(peek_req_id("[1]").is_none());
     }
 
     #[test]

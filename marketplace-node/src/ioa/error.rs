@@ -72,7 +72,8 @@ impl Error {
     }
 }
 
-/// REST error response: `{ "code", "message" }`, never leaking internals.
+/// REST error response: `{ "code", "error", "message" }` (`error` repeats `code`, the name the
+/// marketplace routes used first; docs/earning.md "Errors"), never leaking internals.
 #[derive(Debug)]
 pub struct AppError(pub Error);
 
@@ -86,6 +87,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.0.status();
         let (code, message) = self.0.public();
-        (status, Json(serde_json::json!({ "code": code, "message": message }))).into_response()
+        (status, Json(serde_json::json!({ "code": code, "error": code, "message": message })))
+            .into_response()
     }
 }

@@ -634,7 +634,7 @@ impl Node {
     pub fn send_pipelined(
         &self,
         conn: &hub::ConnHandle,
-        req_id: Option<String>,
+        req_id: Option<reef_wire::ReqId>,
         msg: SendMessage,
     ) -> Result<()> {
         check_send(&msg)?;

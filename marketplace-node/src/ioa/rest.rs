@@ -2,12 +2,13 @@
 //! WebSocket, authenticated with a bearer token obtained by signing a challenge.
 
 use alloy_primitives::Address;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use reef_wire::{AgentCard, AgentQuery, ErrorCode, SendMessage, State as MsgState};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::{AppError, Error, Node};
@@ -60,6 +61,27 @@ impl FromRequestParts<Node> for Caller {
     }
 }
 
+/// A JSON request body. A body that is not JSON of the expected shape is answered like every
+/// other REST error, `400 {"code": "invalid_frame", "error": …, "message": …}`, instead of
+/// axum's plain-text rejection.
+#[derive(Debug, Clone)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(e) => Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                format!("malformed request body: {}", e.body_text()),
+            )
+            .into()),
+        }
+    }
+}
+
 type ApiResult = Result<Json<Value>, AppError>;
 
 fn val<T: serde::Serialize>(v: &T) -> Value {
@@ -84,7 +106,7 @@ struct Login {
     signature: String,
 }
 
-async fn login(State(node): State<Node>, Json(l): Json<Login>) -> ApiResult {
+async fn login(State(node): State<Node>, Body(l): Body<Login>) -> ApiResult {
     let token = node.rest_login(&l.nonce, &l.address, &l.signature).await?;
     Ok(Json(json!({ "token": token, "address": l.address })))
 }
@@ -92,11 +114,13 @@ async fn login(State(node): State<Node>, Json(l): Json<Login>) -> ApiResult {
 async fn register(
     State(node): State<Node>,
     Caller(me): Caller,
-    Json(card): Json<AgentCard>,
+    Body(card): Body<AgentCard>,
 ) -> ApiResult {
     Ok(Json(val(&node.register(&me, card).await?)))
 }
 
+/// Public: agent cards are published to be found (a poster looks providers up before it logs
+/// in; docs/protocol.md "Who may read what"). Writes and group reads need the token.
 async fn get_agent(State(node): State<Node>, Path(address): Path<String>) -> ApiResult {
     let address: Address = address
         .parse()
@@ -104,7 +128,8 @@ async fn get_agent(State(node): State<Node>, Path(address): Path<String>) -> Api
     Ok(Json(val(&node.get_agent(&address).await?)))
 }
 
-async fn discover(State(node): State<Node>, Json(q): Json<AgentQuery>) -> ApiResult {
+/// Public, like [`get_agent`].
+async fn discover(State(node): State<Node>, Body(q): Body<AgentQuery>) -> ApiResult {
     Ok(Json(json!({ "agents": val(&node.discover(&q).await?) })))
 }
 
@@ -120,7 +145,7 @@ struct NewGroup {
 async fn create_group(
     State(node): State<Node>,
     Caller(me): Caller,
-    Json(g): Json<NewGroup>,
+    Body(g): Body<NewGroup>,
 ) -> ApiResult {
     Ok(Json(val(&node
         .create_group(&me, &g.name, &g.members, g.parent_group_id.as_deref())
@@ -148,7 +173,7 @@ async fn invite(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
-    Json(m): Json<Member>,
+    Body(m): Body<Member>,
 ) -> ApiResult {
     Ok(Json(val(&node.invite(&me, &id, &m.agent).await?)))
 }
@@ -199,7 +224,7 @@ async fn send(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
-    Json(p): Json<PostMessage>,
+    Body(p): Body<PostMessage>,
 ) -> ApiResult {
     let mut extra = p.extra;
     for owned in ["sender_id", "seq", "ts", "group_id", "type", "req_id", "v"] {

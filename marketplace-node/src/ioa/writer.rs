@@ -30,7 +30,7 @@ enum ReplyTo {
     Wait(oneshot::Sender<Reply>),
     /// A WebSocket connection: the writer pushes the `ack` (or `error`) frame itself, so a
     /// connection can have many sends in flight (pipelining) while their order is kept.
-    Conn(ConnHandle, Option<String>),
+    Conn(ConnHandle, Option<reef_wire::ReqId>),
 }
 
 #[derive(Debug)]
@@ -101,7 +101,7 @@ impl Writer {
     pub fn send_to_conn(
         &self,
         conn: &ConnHandle,
-        req_id: Option<String>,
+        req_id: Option<reef_wire::ReqId>,
         msg: SendMessage,
         ts: u64,
     ) -> Result<()> {

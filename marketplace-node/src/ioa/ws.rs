@@ -9,7 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use reef_wire::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use reef_wire::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReqId, ServerFrame};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -32,7 +32,7 @@ pub async fn handler(State(node): State<Node>, ws: WebSocketUpgrade) -> Response
         .on_upgrade(move |socket| session(node, socket))
 }
 
-fn error_frame(req_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
+fn error_frame(req_id: Option<ReqId>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
     encode(&ServerFrame::Error { req_id, code, message: message.into() })
 }
 
@@ -162,7 +162,9 @@ async fn session(node: Node, mut socket: WebSocket) {
         };
         if let Err(e) = node.rate_check(&address) {
             let (code, message) = e.public();
-            conn.push(error_frame(None, code, message));
+            // Refused before parsing, but a pipelining client must still learn which request
+            // was refused: read only the `req_id` (the rest of the frame is skipped, not built).
+            conn.push(error_frame(reef_wire::peek_req_id(&text), code, message));
             continue;
         }
         let (req_id, parsed) = reef_wire::parse_client_frame(&text);
@@ -194,14 +196,14 @@ async fn session(node: Node, mut socket: WebSocket) {
     let _ = tokio::time::timeout(CLOSE_GRACE * 2, writer).await;
 }
 
-fn ok(req_id: Option<String>, result: serde_json::Value) -> Utf8Bytes {
+fn ok(req_id: Option<ReqId>, result: serde_json::Value) -> Utf8Bytes {
     encode(&ServerFrame::Ok { req_id, result })
 }
 
 async fn handle(
     node: &Node,
     conn: &ConnHandle,
-    req_id: Option<String>,
+    req_id: Option<ReqId>,
     frame: ClientFrame,
 ) -> Result<Option<Utf8Bytes>, Error> {
     let me = &conn.address;

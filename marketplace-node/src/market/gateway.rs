@@ -224,6 +224,7 @@ async fn answer(client: &async_nats::Client, reply_to: async_nats::Subject, resp
         Ok(b) => (status, content_type, b),
         Err(_) => {
             let body = json!({
+                "code": "too_large",
                 "error": "too_large",
                 "message": format!("the answer is over the mesh's {limit}-byte message limit; ask the marketplace node directly"),
             });

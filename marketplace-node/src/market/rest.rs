@@ -56,9 +56,12 @@ impl IntoResponse for MarketError {
     }
 }
 
-/// The marketplace's error answer: `{"error": <code>, "message": <what to do>}`.
+/// The marketplace's error answer: `{"code": <code>, "error": <code>, "message": <what to do>}`,
+/// the same shape as the IoA routes' errors (`error` is kept for clients written against the
+/// first marketplace answers; docs/earning.md "Errors").
 pub(crate) fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": code, "message": message.into() }))).into_response()
+    (status, Json(json!({ "code": code, "error": code, "message": message.into() })))
+        .into_response()
 }
 
 /// The authenticated caller of a market request.

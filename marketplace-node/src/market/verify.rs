@@ -88,7 +88,9 @@ impl VerifySpec {
     }
 }
 
-/// Canonical bytes of a JSON result: serde_json with sorted object keys and no whitespace.
+/// Canonical bytes of a JSON result: serde_json with sorted object keys and no whitespace; the
+/// exact rule (string escapes, number formats) is docs/earning.md section 8, pinned by the
+/// vectors in docs/vectors/canonical_json.json.
 pub fn canonical_bytes(v: &Value) -> Vec<u8> {
     // serde_json's default `Map` is a BTreeMap, so keys serialize sorted.
     serde_json::to_vec(v).unwrap_or_default()
@@ -256,6 +258,22 @@ pub fn rank_entries<T>(entries: Vec<(T, Option<f64>)>) -> Vec<T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The documented canonical form (docs/earning.md section 8) is what the node hashes: the
+    /// shared vectors that other implementations (the Python package) are tested against.
+    #[test]
+    fn canonical_json_matches_the_documented_vectors() {
+        let doc: Value =
+            serde_json::from_str(include_str!("../../../docs/vectors/canonical_json.json"))
+                .unwrap();
+        let cases = doc["cases"].as_array().unwrap();
+        assert!(cases.len() >= 5);
+        for case in cases {
+            let input: Value = serde_json::from_str(case["input"].as_str().unwrap()).unwrap();
+            let got = String::from_utf8(canonical_bytes(&input)).unwrap();
+            assert_eq!(got, case["canonical"].as_str().unwrap(), "input {}", case["input"]);
+        }
+    }
 
     #[test]
     fn canonical_hash_ignores_key_order() {
