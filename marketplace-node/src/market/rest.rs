@@ -25,7 +25,7 @@ impl IntoResponse for MarketError {
             other => other,
         };
         if let Self::Busy { retry_after_ms, .. } = &this {
-            let body = json!({ "error": "busy", "message": this.to_string(), "retry_after_ms": retry_after_ms });
+            let body = json!({ "code": "busy", "error": "busy", "message": this.to_string(), "retry_after_ms": retry_after_ms });
             let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
             if let Ok(v) =
                 axum::http::HeaderValue::from_str(&retry_after_ms.div_ceil(1000).to_string())
