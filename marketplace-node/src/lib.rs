@@ -6,4 +6,5 @@ pub mod cmd;
 pub mod ioa;
 pub mod logging;
 pub mod market;
+pub mod mcp;
 pub mod metered;

@@ -36,6 +36,8 @@ enum Command {
     Agents(cmd::agents::AgentsArgs),
     /// Pay metered agents per call with payment-channel vouchers (and serve/redeem as an agent).
     Pay(cmd::pay::PayArgs),
+    /// Serve Reef's tools to an MCP host over stdio (signs locally with your key).
+    Mcp(cmd::mcp::McpArgs),
 }
 
 #[tokio::main]
@@ -51,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Command::Indexer(args) => args.run().await,
         Command::Agents(args) => args.run().await,
         Command::Pay(args) => args.run().await,
+        Command::Mcp(args) => args.run().await,
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,

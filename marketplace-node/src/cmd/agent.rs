@@ -55,66 +55,78 @@ struct EarningsArgs {
     json: bool,
 }
 
+/// What the escrow paid `me`, bounty by bounty (completed bounties and contest wins, from the
+/// chain's logs), with pledge credits marked and totals per token:
+/// `{"agent", "payouts": [...], "totals": {token: amount}}`.
+pub async fn earnings(
+    client: &escrow_client::ReefClient,
+    me: alloy_primitives::Address,
+) -> eyre::Result<Value> {
+    use alloy::sol_types::SolEvent;
+    use escrow_client::bindings::escrow::BountyEscrow;
+    let escrow = client.deployment().bounty_escrow;
+    let mut rows = Vec::new();
+    let mut totals: std::collections::BTreeMap<String, alloy::primitives::U256> =
+        Default::default();
+    for (sig, name) in [
+        (BountyEscrow::BountyCompleted::SIGNATURE_HASH, "completed"),
+        (BountyEscrow::WinnerPaid::SIGNATURE_HASH, "contest"),
+    ] {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(escrow)
+            .event_signature(sig)
+            .topic2(me.into_word())
+            .from_block(client.deployment().start_block);
+        for log in client.logs(&filter).await? {
+            let Some(id) = log.topics().get(1).map(|t| alloy::primitives::U256::from_be_bytes(t.0))
+            else {
+                continue;
+            };
+            let paid = if name == "completed" {
+                BountyEscrow::BountyCompleted::decode_log_data(log.data()).map(|e| e.paid).ok()
+            } else {
+                BountyEscrow::WinnerPaid::decode_log_data(log.data()).map(|e| e.paid).ok()
+            };
+            let Some(paid) = paid else { continue };
+            let token = client.bounty(id).await.map(|s| s.record.token).unwrap_or_default();
+            *totals.entry(token.to_string()).or_default() += paid;
+            let mut row = json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash });
+            // Paid in a pledge token: credits, worth the parent's token once it settled.
+            if let Some(p) = client.pledge(token).await? {
+                let left = client.ledger_credit(token, me).await?;
+                row["pledge"] = json!({
+                    "parent": format!("{:#x}", p.parent), "state": p.state,
+                    "paid_in": p.underlying, "unredeemed_credit": left.to_string(),
+                });
+            }
+            // Part of this pay held back for sub-bounties funded from it.
+            if let Some(own) = client.pledge(client.pledge_token_of(id, me)).await?
+                && !own.backed.is_zero()
+            {
+                row["held_for_sub_bounties"] = json!(own.backed.to_string());
+            }
+            rows.push(row);
+        }
+    }
+    let t: serde_json::Map<String, Value> =
+        totals.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
+    Ok(json!({ "agent": me, "payouts": rows, "totals": t }))
+}
+
 impl EarningsArgs {
     async fn run(self) -> eyre::Result<()> {
-        use alloy::sol_types::SolEvent;
-        use escrow_client::bindings::escrow::BountyEscrow;
         let client = self.chain.connect().await?;
         let me = client.address();
-        let escrow = client.deployment().bounty_escrow;
-        let mut rows = Vec::new();
-        let mut totals: std::collections::BTreeMap<String, alloy::primitives::U256> =
-            Default::default();
-        for (sig, name) in [
-            (BountyEscrow::BountyCompleted::SIGNATURE_HASH, "completed"),
-            (BountyEscrow::WinnerPaid::SIGNATURE_HASH, "contest"),
-        ] {
-            let filter = alloy::rpc::types::Filter::new()
-                .address(escrow)
-                .event_signature(sig)
-                .topic2(me.into_word())
-                .from_block(client.deployment().start_block);
-            for log in client.logs(&filter).await? {
-                let Some(id) =
-                    log.topics().get(1).map(|t| alloy::primitives::U256::from_be_bytes(t.0))
-                else {
-                    continue;
-                };
-                let paid = if name == "completed" {
-                    BountyEscrow::BountyCompleted::decode_log_data(log.data()).map(|e| e.paid).ok()
-                } else {
-                    BountyEscrow::WinnerPaid::decode_log_data(log.data()).map(|e| e.paid).ok()
-                };
-                let Some(paid) = paid else { continue };
-                let token = client.bounty(id).await.map(|s| s.record.token).unwrap_or_default();
-                *totals.entry(token.to_string()).or_default() += paid;
-                let mut row = json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash });
-                // Paid in a pledge token: credits, worth the parent's token once it settled.
-                if let Some(p) = client.pledge(token).await? {
-                    let left = client.ledger_credit(token, me).await?;
-                    row["pledge"] = json!({
-                        "parent": format!("{:#x}", p.parent), "state": p.state,
-                        "paid_in": p.underlying, "unredeemed_credit": left.to_string(),
-                    });
-                }
-                // Part of this pay held back for sub-bounties funded from it.
-                if let Some(own) = client.pledge(client.pledge_token_of(id, me)).await?
-                    && !own.backed.is_zero()
-                {
-                    row["held_for_sub_bounties"] = json!(own.backed.to_string());
-                }
-                rows.push(row);
-            }
-        }
+        let e = earnings(&client, me).await?;
+        let rows = e["payouts"].as_array().cloned().unwrap_or_default();
+        let totals: Vec<(String, alloy::primitives::U256)> = e["totals"]
+            .as_object()
+            .map(|m| {
+                m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.parse().ok()?))).collect()
+            })
+            .unwrap_or_default();
         if self.json {
-            let t: serde_json::Map<String, Value> =
-                totals.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &json!({ "agent": me, "payouts": rows, "totals": t })
-                )?
-            );
+            println!("{}", serde_json::to_string_pretty(&e)?);
         } else {
             println!("agent {me}: {} payouts", rows.len());
             for r in &rows {

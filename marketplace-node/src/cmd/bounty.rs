@@ -427,57 +427,13 @@ impl BountyArgs {
     }
 
     async fn post(&self, client: &ReefClient, p: &PostArgs) -> eyre::Result<()> {
-        let parent = p.from_reward.as_deref().map(parse_bounty_id).transpose()?;
-        let token = match parent {
-            Some(parent) => client.pledge_token_of(parent, client.address()),
-            None => parse_token(&p.token, client.deployment())?,
-        };
-        // A pledge's amounts are in the units of the real token behind it.
-        let parent_state = match parent {
-            Some(parent) => Some(client.bounty(parent).await?),
-            None => None,
-        };
-        let real = match &parent_state {
-            Some(s) => client.underlying_token(s.record.token).await?,
-            None => token,
-        };
-        let decimals = Self::decimals(client, real).await?;
-        let amount = parse_amount(&p.reward, decimals)?;
-        let amount: u128 =
-            amount.try_into().map_err(|_| eyre!("reward does not fit in 128 bits"))?;
-        let secs = |d: std::time::Duration| {
-            u32::try_from(d.as_secs()).map_err(|_| eyre!("window too long"))
-        };
-        let now = client.chain_time().await?;
-        let nb = NewBounty {
-            token,
-            amount,
-            evaluator: p.evaluator,
-            arbiter: p.arbiter.unwrap_or(Address::ZERO),
-            deadline: now + p.deadline.as_secs(),
-            review_window: secs(p.review_window)?,
-            challenge_window: secs(p.challenge_window)?,
-            description: p.description.clone(),
-            contest_winners: (p.mode == "contest").then_some(p.winners),
-        };
-        // A short allowance is found before anything is sent; at a terminal the poster is
-        // offered the approval instead of being told to start over with --approve. A pledge
-        // transfers nothing: its room in the parent's reward is checked instead.
-        if let Some(s) = &parent_state {
-            client.check_pledge_on(s, amount).await?;
-        }
-        let approved;
-        let p = if parent.is_none()
-            && !p.approve
-            && offer_approval(client, token, U256::from(amount), decimals).await?
-        {
-            approved = PostArgs { approve: true, ..p.clone() };
-            &approved
-        } else {
-            p
-        };
+        let (p, nb, decimals, parent) = prepare_post(client, p).await?;
+        let p = &p;
+        let token = nb.token;
         if let Some(node) = &p.node {
-            return self.post_via_node(client, p, nb, node, decimals, parent).await;
+            let bar = |_: String| {};
+            let o = post_via_node(client, p, nb, node, decimals, parent, &bar).await?;
+            return self.print_outcome(&o);
         }
         let terms = client.terms(&nb).await?;
         let salt = p.salt.unwrap_or_else(random_salt);
@@ -518,343 +474,470 @@ impl BountyArgs {
         }
         Ok(())
     }
+}
 
-    async fn post_via_node(
-        &self,
-        client: &ReefClient,
-        p: &PostArgs,
-        mut nb: NewBounty,
-        node_url: &str,
-        decimals: u8,
-        parent: Option<U256>,
-    ) -> eyre::Result<()> {
-        use super::nodeapi::NodeApi;
-        use serde_json::json;
-        let mut api = NodeApi::new(node_url);
-        let info = super::nodeapi::wait_for_node("reaching the node", p.wait_node, || {
-            api.get("/v1/market/info")
+/// How a `post --node` ended: the node's last view of the bounty, the chain's, and the award.
+#[derive(Debug)]
+pub struct PostOutcome {
+    /// The bounty id (0x + 64 hex digits).
+    pub id: String,
+    /// The node's last view of the bounty (phase, winner, verdict, note, events...).
+    pub result: serde_json::Value,
+    /// The bounty as the chain has it (None: never posted on-chain, e.g. no valid bid).
+    pub onchain: Option<escrow_client::escrow::BountyState>,
+    /// The award transaction, when the poster awarded.
+    pub award: Option<TxOutcome>,
+    /// The reward token's decimals.
+    pub decimals: u8,
+    /// `--detach`: returned after the award.
+    pub detached: bool,
+}
+
+impl PostOutcome {
+    /// The one-object summary `reef bounty post --json` prints (and MCP returns).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "phase": self.result["phase"],
+            "winner": self.result["winner"],
+            "verdict": self.result["verdict"],
+            "note": self.result["note"],
+            "status": self.onchain.as_ref().map(|s| s.status.name()),
+            "award_tx": self.award,
+            "paid": post_exit_code(
+                self.result["phase"].as_str().unwrap_or(""),
+                self.onchain.as_ref().map(|s| s.status),
+                self.result["verdict"]["accept"] == false,
+                false,
+            ) == 0,
         })
-        .await
-        .map_err(|e| eyre!("{e} (is the node started with --rpc-url?)"))?;
-        let node_chain = info["deployment"]["chainId"].as_u64().unwrap_or_default();
-        if node_chain != client.deployment().chain_id {
-            return Err(eyre!(
-                "the node settles on chain {node_chain} but --rpc-url serves chain {}",
-                client.deployment().chain_id
-            ));
+    }
+}
+
+/// Where `post --node` reports each step (a transaction, an event of the bounty's log): the
+/// CLI's progress bar, or an MCP host's progress notifications.
+pub type Progress<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+/// Posts a bounty through a node and follows it to its end (or to the award with `--detach`),
+/// as `reef bounty post --node` does: `argv` are that command's arguments after `post`
+/// (description first). Used by the MCP bridge; prints nothing on stdout.
+pub async fn post_through_node(
+    client: &ReefClient,
+    argv: &[String],
+    progress: Progress<'_>,
+) -> eyre::Result<PostOutcome> {
+    use clap::Parser;
+    #[derive(Parser)]
+    #[command(name = "post", no_binary_name = true)]
+    struct PostCli {
+        #[command(flatten)]
+        post: PostArgs,
+    }
+    let cli = PostCli::try_parse_from(argv).map_err(|e| eyre!("{}", e.render()))?;
+    let p = cli.post;
+    let node =
+        p.node.clone().ok_or_else(|| eyre!("a node is needed to run the marketplace (node)"))?;
+    let (p, nb, decimals, parent) = prepare_post(client, &p).await?;
+    post_via_node(client, &p, nb, &node, decimals, parent, progress).await
+}
+
+/// The checks and values `post` needs before anything is sent: the token (or the pledge of
+/// `--from-reward`), its decimals, the amount, the record's windows, the room in a parent's
+/// reward, and an approval offered at a terminal.
+async fn prepare_post(
+    client: &ReefClient,
+    p: &PostArgs,
+) -> eyre::Result<(PostArgs, NewBounty, u8, Option<U256>)> {
+    let parent = p.from_reward.as_deref().map(parse_bounty_id).transpose()?;
+    let token = match parent {
+        Some(parent) => client.pledge_token_of(parent, client.address()),
+        None => parse_token(&p.token, client.deployment())?,
+    };
+    // A pledge's amounts are in the units of the real token behind it.
+    let parent_state = match parent {
+        Some(parent) => Some(client.bounty(parent).await?),
+        None => None,
+    };
+    let real = match &parent_state {
+        Some(s) => client.underlying_token(s.record.token).await?,
+        None => token,
+    };
+    let decimals = BountyArgs::decimals(client, real).await?;
+    let amount = parse_amount(&p.reward, decimals)?;
+    let amount: u128 = amount.try_into().map_err(|_| eyre!("reward does not fit in 128 bits"))?;
+    let secs =
+        |d: std::time::Duration| u32::try_from(d.as_secs()).map_err(|_| eyre!("window too long"));
+    let now = client.chain_time().await?;
+    let nb = NewBounty {
+        token,
+        amount,
+        evaluator: p.evaluator,
+        arbiter: p.arbiter.unwrap_or(Address::ZERO),
+        deadline: now + p.deadline.as_secs(),
+        review_window: secs(p.review_window)?,
+        challenge_window: secs(p.challenge_window)?,
+        description: p.description.clone(),
+        contest_winners: (p.mode == "contest").then_some(p.winners),
+    };
+    // A short allowance is found before anything is sent; at a terminal the poster is offered
+    // the approval instead of being told to start over with --approve. A pledge transfers
+    // nothing: its room in the parent's reward is checked instead.
+    if let Some(s) = &parent_state {
+        client.check_pledge_on(s, amount).await?;
+    }
+    let mut p = p.clone();
+    if parent.is_none()
+        && !p.approve
+        && offer_approval(client, token, U256::from(amount), decimals).await?
+    {
+        p.approve = true;
+    }
+    Ok((p, nb, decimals, parent))
+}
+
+async fn post_via_node(
+    client: &ReefClient,
+    p: &PostArgs,
+    mut nb: NewBounty,
+    node_url: &str,
+    decimals: u8,
+    parent: Option<U256>,
+    progress: Progress<'_>,
+) -> eyre::Result<PostOutcome> {
+    use super::nodeapi::NodeApi;
+    use serde_json::json;
+    // Each step: on stderr (the progress bar's line once it runs) and to `progress`.
+    let note = |line: String| {
+        eprintln!("{line}");
+        progress(line.trim().to_string());
+    };
+    let mut api = NodeApi::new(node_url);
+    let info = super::nodeapi::wait_for_node("reaching the node", p.wait_node, || {
+        api.get("/v1/market/info")
+    })
+    .await
+    .map_err(|e| eyre!("{e} (is the node started with --rpc-url?)"))?;
+    let node_chain = info["deployment"]["chainId"].as_u64().unwrap_or_default();
+    if node_chain != client.deployment().chain_id {
+        return Err(eyre!(
+            "the node settles on chain {node_chain} but --rpc-url serves chain {}",
+            client.deployment().chain_id
+        ));
+    }
+    let evaluator: Address = info["evaluator"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| eyre!("node reported no evaluator"))?;
+    // Set for the evaluator-panel modes (the fee each paid evaluator gets).
+    let mut eval_fee: u128 = 0;
+    let verify = match p.verify.as_str() {
+        "hash" => {
+            let expected = p
+                .expect
+                .as_deref()
+                .ok_or_else(|| eyre!("--verify hash needs --expect <json|@file>"))?;
+            let v = json_arg(expected)?;
+            nb.evaluator = Some(evaluator);
+            json!({ "mode": "hash", "expected": crate::market::verify::result_hash(&v) })
         }
-        let evaluator: Address = info["evaluator"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| eyre!("node reported no evaluator"))?;
-        // Set for the evaluator-panel modes (the fee each paid evaluator gets).
-        let mut eval_fee: u128 = 0;
-        let verify = match p.verify.as_str() {
-            "hash" => {
-                let expected = p
-                    .expect
-                    .as_deref()
-                    .ok_or_else(|| eyre!("--verify hash needs --expect <json|@file>"))?;
-                let v = json_arg(expected)?;
-                nb.evaluator = Some(evaluator);
-                json!({ "mode": "hash", "expected": crate::market::verify::result_hash(&v) })
-            }
-            "command" => {
-                let name = p
-                    .verifier
-                    .as_deref()
-                    .ok_or_else(|| eyre!("--verify command needs --verifier <name>"))?;
-                nb.evaluator = Some(evaluator);
-                json!({ "mode": "command", "verifier": name })
-            }
-            "poster" => {
-                nb.evaluator = None;
-                json!({ "mode": "poster" })
-            }
-            "evaluator" | "quorum" => {
-                let panel = client.evaluator_panel().ok_or_else(|| {
+        "command" => {
+            let name = p
+                .verifier
+                .as_deref()
+                .ok_or_else(|| eyre!("--verify command needs --verifier <name>"))?;
+            nb.evaluator = Some(evaluator);
+            json!({ "mode": "command", "verifier": name })
+        }
+        "poster" => {
+            nb.evaluator = None;
+            json!({ "mode": "poster" })
+        }
+        "evaluator" | "quorum" => {
+            let panel = client.evaluator_panel().ok_or_else(|| {
                     eyre!("this deployment has no EvaluatorPanel; redeploy (`reef devnet up`) to use --verify {}", p.verify)
                 })?;
-                nb.evaluator = Some(panel);
-                let (k, spec) = if p.verify == "evaluator" {
-                    (1, json!({ "mode": "evaluator" }))
-                } else {
-                    let (k, n) = parse_quorum(p.quorum.as_deref().unwrap_or("2/3"))?;
-                    (k, json!({ "mode": "quorum", "quorum": k, "size": n }))
-                };
-                // The evaluators are paid from the bounty: --reward is the poster's whole
-                // budget, of which quorum × --eval-fee goes to the panel's fee escrow and the
-                // rest is the reward the bidders compete for.
-                eval_fee = super::chain::parse_amount(&p.eval_fee, decimals)
-                    .wrap_err("--eval-fee")?
-                    .try_into()
-                    .map_err(|_| eyre!("--eval-fee is too large"))?;
-                let fees = eval_fee.saturating_mul(u128::from(k));
-                if fees >= nb.amount {
-                    return Err(eyre!(
-                        "--eval-fee × quorum ({}) must be less than --reward ({}): the evaluators are paid out of the reward",
-                        format_units(U256::from(fees), decimals).unwrap_or_default(),
-                        format_units(U256::from(nb.amount), decimals).unwrap_or_default()
-                    ));
-                }
-                nb.amount -= fees;
-                spec
-            }
-            other => {
+            nb.evaluator = Some(panel);
+            let (k, spec) = if p.verify == "evaluator" {
+                (1, json!({ "mode": "evaluator" }))
+            } else {
+                let (k, n) = parse_quorum(p.quorum.as_deref().unwrap_or("2/3"))?;
+                (k, json!({ "mode": "quorum", "quorum": k, "size": n }))
+            };
+            // The evaluators are paid from the bounty: --reward is the poster's whole
+            // budget, of which quorum × --eval-fee goes to the panel's fee escrow and the
+            // rest is the reward the bidders compete for.
+            eval_fee = super::chain::parse_amount(&p.eval_fee, decimals)
+                .wrap_err("--eval-fee")?
+                .try_into()
+                .map_err(|_| eyre!("--eval-fee is too large"))?;
+            let fees = eval_fee.saturating_mul(u128::from(k));
+            if fees >= nb.amount {
                 return Err(eyre!(
-                    "--verify {other:?}: use hash, command, poster, evaluator or quorum"
+                    "--eval-fee × quorum ({}) must be less than --reward ({}): the evaluators are paid out of the reward",
+                    format_units(U256::from(fees), decimals).unwrap_or_default(),
+                    format_units(U256::from(nb.amount), decimals).unwrap_or_default()
                 ));
             }
-        };
-        let input = match &p.input {
-            Some(s) => json_arg(s)?,
-            None => serde_json::Value::Null,
-        };
-        let grace = info["award_grace_secs"].as_u64().unwrap_or(300);
-        let window_secs = p.bid_window.as_millis().div_ceil(1000) as u64;
-        if nb.deadline <= client.chain_time().await? + window_secs + grace {
+            nb.amount -= fees;
+            spec
+        }
+        other => {
             return Err(eyre!(
-                "--deadline is too short: it must exceed the bid window ({window_secs}s) plus the node's award grace ({grace}s)"
+                "--verify {other:?}: use hash, command, poster, evaluator or quorum"
             ));
         }
-        // Pre-flight before anything is announced: funds and allowance for the award (a
-        // pledge's room in the parent's reward was checked by `post`).
-        let terms = client.terms(&nb).await?;
-        let amount = U256::from(terms.amount);
-        if parent.is_none()
-            && let Some(tx) = client
-                .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
-                .await?
-        {
-            eprintln!("  approve      tx {}  gas {}", tx.hash, tx.gas_used);
+    };
+    let input = match &p.input {
+        Some(s) => json_arg(s)?,
+        None => serde_json::Value::Null,
+    };
+    let grace = info["award_grace_secs"].as_u64().unwrap_or(300);
+    let window_secs = p.bid_window.as_millis().div_ceil(1000) as u64;
+    if nb.deadline <= client.chain_time().await? + window_secs + grace {
+        return Err(eyre!(
+            "--deadline is too short: it must exceed the bid window ({window_secs}s) plus the node's award grace ({grace}s)"
+        ));
+    }
+    // Pre-flight before anything is announced: funds and allowance for the award (a
+    // pledge's room in the parent's reward was checked by `post`).
+    let terms = client.terms(&nb).await?;
+    let amount = U256::from(terms.amount);
+    if parent.is_none()
+        && let Some(tx) = client
+            .ensure_can_pay(terms.token, client.deployment().bounty_escrow, amount, p.approve)
+            .await?
+    {
+        note(format!("  approve      tx {}  gas {}", tx.hash, tx.gas_used));
+    }
+    let signer = client.signer().clone();
+    let login = api.clone();
+    api = super::nodeapi::wait_for_node("logging in to the node", p.wait_node, || {
+        let (mut api, signer) = (login.clone(), signer.clone());
+        async move { api.login(&signer).await.map(|_| api) }
+    })
+    .await?;
+    let salt = p.salt.unwrap_or_else(random_salt);
+    let req = json!({
+        "salt": salt,
+        "record": escrow_client::escrow::RecordJson::from(&terms),
+        "description": p.description,
+        "input": input,
+        "skills": p.skills,
+        "verify": verify,
+        "bid_window_secs": window_secs,
+        "bid_window_ms": p.bid_window.as_millis() as u64,
+        "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
+        "from_reward": parent.map(|id| format!("{id:#066x}")),
+    });
+    // Posting is idempotent per (poster, salt): if the node restarts mid-request, or is
+    // at its admission limit (503 busy: nothing registered), post again.
+    let posted = {
+        let t0 = std::time::Instant::now();
+        loop {
+            let sent = super::nodeapi::wait_for_node("posting", p.wait_node, || {
+                api.post("/v1/market/bounties", req.clone())
+            })
+            .await;
+            match sent {
+                Ok(v) => break v,
+                Err(e) => match super::nodeapi::ApiError::busy_retry(&e) {
+                    Some(pause) if t0.elapsed() + pause < p.wait_node => {
+                        note(format!("  {e}; posting again in {:.1} s", pause.as_secs_f32()));
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => return Err(e),
+                },
+            }
         }
-        let signer = client.signer().clone();
-        let login = api.clone();
-        api = super::nodeapi::wait_for_node("logging in to the node", p.wait_node, || {
-            let (mut api, signer) = (login.clone(), signer.clone());
-            async move { api.login(&signer).await.map(|_| api) }
-        })
-        .await?;
-        let salt = p.salt.unwrap_or_else(random_salt);
-        let req = json!({
-            "salt": salt,
-            "record": escrow_client::escrow::RecordJson::from(&terms),
-            "description": p.description,
-            "input": input,
-            "skills": p.skills,
-            "verify": verify,
-            "bid_window_secs": window_secs,
-            "bid_window_ms": p.bid_window.as_millis() as u64,
-            "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
-            "from_reward": parent.map(|id| format!("{id:#066x}")),
-        });
-        // Posting is idempotent per (poster, salt): if the node restarts mid-request, or is
-        // at its admission limit (503 busy: nothing registered), post again.
-        let posted = {
-            let t0 = std::time::Instant::now();
-            loop {
-                let sent = super::nodeapi::wait_for_node("posting", p.wait_node, || {
-                    api.post("/v1/market/bounties", req.clone())
-                })
-                .await;
-                match sent {
-                    Ok(v) => break v,
-                    Err(e) => match super::nodeapi::ApiError::busy_retry(&e) {
-                        Some(pause) if t0.elapsed() + pause < p.wait_node => {
-                            eprintln!("  {e}; posting again in {:.1} s", pause.as_secs_f32());
-                            tokio::time::sleep(pause).await;
-                        }
-                        _ => return Err(e),
-                    },
+    };
+    let id = posted["id"].as_str().unwrap_or_default().to_string();
+    // An evaluator panel is registered on-chain before the bounty exists (bidders can
+    // inspect it), with the members' fees escrowed.
+    if let Some(panel) = posted["panel"].as_object() {
+        let members: Vec<Address> = serde_json::from_value(panel["members"].clone())
+            .map_err(|e| eyre!("node sent a malformed panel: {e}"))?;
+        let quorum = panel["quorum"].as_u64().unwrap_or(1) as u8;
+        let bid = parse_bounty_id(&id)?;
+        if client.panel_of(bid).await?.is_none() {
+            let txs = client
+                .open_panel(salt, members.clone(), quorum, terms.token, eval_fee, p.approve)
+                .await?;
+            for t in &txs {
+                note(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
+            }
+        }
+        note(format!(
+            "  evaluator panel: {quorum} of {} ({}), fee {} each, out of the reward",
+            members.len(),
+            members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
+            p.eval_fee
+        ));
+    }
+    let mut award: Option<TxOutcome> = None;
+    if p.mode == "contest" {
+        // Contests are escrowed up front; entries arrive on-chain until the deadline.
+        let txs = match parent {
+            Some(parent) => vec![client.post_from_reward(salt, terms.clone(), parent).await?.2],
+            None => client.post_and_fund(salt, terms.clone(), p.approve).await?.2,
+        };
+        for t in &txs {
+            note(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
+        }
+        award = txs.last().cloned();
+    }
+    match posted["reconnecting"].as_u64() {
+        Some(n) if n > 0 && posted["invited"] == 0 => note(format!(
+            "bounty {id}: the node just restarted; its call for proposals waits for {n} agents to reconnect"
+        )),
+        _ => note(format!("bounty {id}: call for proposals sent to {} agents", posted["invited"])),
+    }
+    let pb = spinner("collecting sealed bids");
+    let say = |line: String| {
+        pb.println(&line);
+        progress(line.trim().to_string());
+    };
+    let mut seen_events = 0usize;
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    let result = loop {
+        // Long-poll: the node answers as soon as the bounty logs a new event (or after
+        // 5 s). The node may restart mid-lifecycle (its state is durable): keep asking.
+        let path = format!("/v1/market/bounties/{id}?wait_ms=5000&after_events={seen_events}");
+        let asked = std::time::Instant::now();
+        let v = match api.get(&path).await {
+            Ok(v) => {
+                unreachable_since = None;
+                // A node without long-polling answers at once: poll gently instead.
+                let grew = v["events"].as_array().is_some_and(|e| e.len() > seen_events);
+                if !grew && asked.elapsed() < std::time::Duration::from_millis(200) {
+                    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
                 }
+                v
+            }
+            Err(e) => {
+                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > std::time::Duration::from_secs(120) {
+                    return Err(e.wrap_err(format!(
+                        "lost the node for 2 minutes; follow later with `reef bounty show {id}`"
+                    )));
+                }
+                pb.set_message(format!("node unreachable, retrying ({e})"));
+                if super::nodeapi::ApiError::status_of(&e) == Some(401) {
+                    let _ = api.login(client.signer()).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                continue;
             }
         };
-        let id = posted["id"].as_str().unwrap_or_default().to_string();
-        // An evaluator panel is registered on-chain before the bounty exists (bidders can
-        // inspect it), with the members' fees escrowed.
-        if let Some(panel) = posted["panel"].as_object() {
-            let members: Vec<Address> = serde_json::from_value(panel["members"].clone())
-                .map_err(|e| eyre!("node sent a malformed panel: {e}"))?;
-            let quorum = panel["quorum"].as_u64().unwrap_or(1) as u8;
-            let bid = parse_bounty_id(&id)?;
-            if client.panel_of(bid).await?.is_none() {
-                let txs = client
-                    .open_panel(salt, members.clone(), quorum, terms.token, eval_fee, p.approve)
-                    .await?;
-                for t in &txs {
-                    eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
-                }
+        if let Some(evs) = v["events"].as_array() {
+            for e in evs.iter().skip(seen_events) {
+                say(format!(
+                    "  {:<16} {}",
+                    e["event"].as_str().unwrap_or(""),
+                    e["detail"].as_str().unwrap_or("")
+                ));
             }
-            eprintln!(
-                "  evaluator panel: {quorum} of {} ({}), fee {} each, out of the reward",
-                members.len(),
-                members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "),
-                p.eval_fee
-            );
+            seen_events = evs.len();
         }
-        let mut award: Option<TxOutcome> = None;
-        if p.mode == "contest" {
-            // Contests are escrowed up front; entries arrive on-chain until the deadline.
+        let phase = v["phase"].as_str().unwrap_or("").to_string();
+        pb.set_message(format!("{phase} ({} bids)", v["bids"]));
+        if phase == "awaiting_award" && award.is_none() {
+            let (bid, sig) = crate::market::signed_bid(&v["winning_bid"])
+                .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
             let txs = match parent {
-                Some(parent) => vec![client.post_from_reward(salt, terms.clone(), parent).await?.2],
-                None => client.post_and_fund(salt, terms.clone(), p.approve).await?.2,
+                // Funded from the reward: post it from the pledge, then award the bid.
+                Some(parent) => {
+                    pb.set_message("posting from your reward, then awarding on-chain");
+                    let sub_id = escrow_client::escrow::bounty_id(client.address(), salt);
+                    // Posted already (a run that stopped between the two transactions).
+                    let mut txs = Vec::new();
+                    if client.status_of(sub_id).await?.0 == Status::None {
+                        txs.push(client.post_from_reward(salt, terms.clone(), parent).await?.2);
+                    }
+                    txs.push(client.award(sub_id, &terms, bid.clone(), sig).await?.1);
+                    txs
+                }
+                None => {
+                    pb.set_message("awarding on-chain (create + fund + award)");
+                    client
+                        .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
+                        .await?
+                        .2
+                }
             };
             for t in &txs {
-                eprintln!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used);
+                say(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
             }
+            say(format!(
+                "  awarded to {} at {} ({} decimals)",
+                bid.bidder,
+                format_units(bid.amount, decimals).unwrap_or_default(),
+                decimals
+            ));
             award = txs.last().cloned();
-        }
-        match posted["reconnecting"].as_u64() {
-            Some(n) if n > 0 && posted["invited"] == 0 => eprintln!(
-                "bounty {id}: the node just restarted; its call for proposals waits for {n} agents to reconnect"
-            ),
-            _ => eprintln!("bounty {id}: call for proposals sent to {} agents", posted["invited"]),
-        }
-        let pb = spinner("collecting sealed bids");
-        let mut seen_events = 0usize;
-        let mut unreachable_since: Option<std::time::Instant> = None;
-        let result = loop {
-            // Long-poll: the node answers as soon as the bounty logs a new event (or after
-            // 5 s). The node may restart mid-lifecycle (its state is durable): keep asking.
-            let path = format!("/v1/market/bounties/{id}?wait_ms=5000&after_events={seen_events}");
-            let asked = std::time::Instant::now();
-            let v = match api.get(&path).await {
-                Ok(v) => {
-                    unreachable_since = None;
-                    // A node without long-polling answers at once: poll gently instead.
-                    let grew = v["events"].as_array().is_some_and(|e| e.len() > seen_events);
-                    if !grew && asked.elapsed() < std::time::Duration::from_millis(200) {
-                        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-                    }
-                    v
-                }
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > std::time::Duration::from_secs(120) {
-                        return Err(e.wrap_err(format!(
-                            "lost the node for 2 minutes; follow later with `reef bounty show {id}`"
-                        )));
-                    }
-                    pb.set_message(format!("node unreachable, retrying ({e})"));
-                    if super::nodeapi::ApiError::status_of(&e) == Some(401) {
-                        let _ = api.login(client.signer()).await;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            if let Some(evs) = v["events"].as_array() {
-                for e in evs.iter().skip(seen_events) {
-                    pb.println(format!(
-                        "  {:<16} {}",
-                        e["event"].as_str().unwrap_or(""),
-                        e["detail"].as_str().unwrap_or("")
-                    ));
-                }
-                seen_events = evs.len();
-            }
-            let phase = v["phase"].as_str().unwrap_or("").to_string();
-            pb.set_message(format!("{phase} ({} bids)", v["bids"]));
-            if phase == "awaiting_award" && award.is_none() {
-                let (bid, sig) = crate::market::signed_bid(&v["winning_bid"])
-                    .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
-                let txs = match parent {
-                    // Funded from the reward: post it from the pledge, then award the bid.
-                    Some(parent) => {
-                        pb.set_message("posting from your reward, then awarding on-chain");
-                        let sub_id = escrow_client::escrow::bounty_id(client.address(), salt);
-                        // Posted already (a run that stopped between the two transactions).
-                        let mut txs = Vec::new();
-                        if client.status_of(sub_id).await?.0 == Status::None {
-                            txs.push(client.post_from_reward(salt, terms.clone(), parent).await?.2);
-                        }
-                        txs.push(client.award(sub_id, &terms, bid.clone(), sig).await?.1);
-                        txs
-                    }
-                    None => {
-                        pb.set_message("awarding on-chain (create + fund + award)");
-                        client
-                            .post_fund_and_award(salt, terms.clone(), bid.clone(), sig, p.approve)
-                            .await?
-                            .2
-                    }
-                };
-                for t in &txs {
-                    pb.println(format!("  {:<16} tx {}  gas {}", t.action, t.hash, t.gas_used));
-                }
-                pb.println(format!(
-                    "  awarded to {} at {} ({} decimals)",
-                    bid.bidder,
-                    format_units(bid.amount, decimals).unwrap_or_default(),
-                    decimals
-                ));
-                award = txs.last().cloned();
-                if p.detach {
-                    break v;
-                }
-            }
-            if phase == "settled" || phase == "failed" {
+            if p.detach {
                 break v;
             }
-            // A rejection settles by refund (after the challenge window or the deadline): the
-            // outcome is known now, so stop following.
-            if phase == "settling" && v["verdict"]["accept"] == false {
-                pb.println("  rejected: the poster is refunded when the deadline passes (`reef bounty refund`)");
-                break v;
-            }
-        };
-        pb.finish_and_clear();
-        let onchain = client.bounty(parse_bounty_id(&id)?).await.ok();
+        }
+        if phase == "settled" || phase == "failed" {
+            break v;
+        }
+        // A rejection settles by refund (after the challenge window or the deadline): the
+        // outcome is known now, so stop following.
+        if phase == "settling" && v["verdict"]["accept"] == false {
+            say("  rejected: the poster is refunded when the deadline passes (`reef bounty refund`)".to_string());
+            break v;
+        }
+    };
+    pb.finish_and_clear();
+    let onchain = client.bounty(parse_bounty_id(&id)?).await.ok();
+    Ok(PostOutcome { id, result, onchain, award, decimals, detached: p.detach })
+}
+
+impl BountyArgs {
+    /// Prints how a `post --node` ended (`--json`: one object) and turns an end that did not
+    /// pay for work into its exit status.
+    fn print_outcome(&self, o: &PostOutcome) -> eyre::Result<()> {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({
-                    "id": id,
-                    "phase": result["phase"],
-                    "winner": result["winner"],
-                    "verdict": result["verdict"],
-                    "status": onchain.as_ref().map(|s| s.status.name()),
-                    "award_tx": award,
-                }))?
-            );
+            println!("{}", serde_json::to_string_pretty(&o.summary())?);
         } else {
-            println!("bounty {id}");
-            println!("  phase    {}", result["phase"].as_str().unwrap_or(""));
-            if let Some(s) = &onchain {
+            println!("bounty {}", o.id);
+            println!("  phase    {}", o.result["phase"].as_str().unwrap_or(""));
+            if let Some(s) = &o.onchain {
                 println!("  on-chain {}", s.status);
                 if !s.record.provider.is_zero() {
                     println!(
                         "  provider {} at price {}",
                         s.record.provider,
-                        format_units(U256::from(s.record.price), decimals)?
+                        format_units(U256::from(s.record.price), o.decimals)?
                     );
                 }
             }
-            if let Some(v) = result["verdict"].as_object() {
+            if let Some(v) = o.result["verdict"].as_object() {
                 println!(
                     "  verdict  {} ({})",
                     if v["accept"] == true { "accept" } else { "reject" },
                     v["reason"].as_str().unwrap_or("")
                 );
             }
-            if let Some(n) = result["note"].as_str() {
+            if let Some(n) = o.result["note"].as_str() {
                 println!("  note     {n}");
             }
         }
         let code = post_exit_code(
-            result["phase"].as_str().unwrap_or(""),
-            onchain.as_ref().map(|s| s.status),
-            result["verdict"]["accept"] == false,
-            p.detach && award.is_some(),
+            o.result["phase"].as_str().unwrap_or(""),
+            o.onchain.as_ref().map(|s| s.status),
+            o.result["verdict"]["accept"] == false,
+            o.detached && o.award.is_some(),
         );
         if code != 0 {
-            let why = result["note"].as_str().unwrap_or("");
+            let why = o.result["note"].as_str().unwrap_or("");
             return Err(super::Exit {
                 code,
                 message: format!(
-                    "bounty {id} did not settle in the provider's favour (phase {}, on-chain {}{}{})",
-                    result["phase"].as_str().unwrap_or("?"),
-                    onchain.as_ref().map(|s| s.status.name()).unwrap_or("not posted"),
+                    "bounty {} did not settle in the provider's favour (phase {}, on-chain {}{}{})",
+                    o.id,
+                    o.result["phase"].as_str().unwrap_or("?"),
+                    o.onchain.as_ref().map(|s| s.status.name()).unwrap_or("not posted"),
                     if why.is_empty() { "" } else { ": " },
                     why
                 ),

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod demo_market;
 pub mod devnet;
 pub mod indexer;
+pub mod mcp;
 pub mod metered_agent;
 pub mod node;
 pub mod nodeapi;

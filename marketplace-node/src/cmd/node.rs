@@ -139,6 +139,14 @@ impl NodeArgs {
             .await
             .map_err(|e| eyre::eyre!("cannot listen on {}: {e}", self.listen))?;
         let addr = listener.local_addr()?;
+        // MCP over streamable HTTP; its tools reach this node's REST API on the loopback.
+        let loopback = match addr.ip() {
+            ip if ip.is_unspecified() => {
+                std::net::SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+            }
+            _ => addr,
+        };
+        app = app.merge(crate::mcp::http::router(node.clone(), &format!("http://{loopback}")));
         if self.json {
             println!(
                 "{}",

@@ -141,6 +141,11 @@ impl NodeApi {
         Self { base: http_base(url), http, token: None }
     }
 
+    /// A client for the node at `url` that sends `token` (from `POST /v1/auth/login`).
+    pub fn with_token(url: &str, token: String) -> Self {
+        Self { token: Some(token), ..Self::new(url) }
+    }
+
     /// Logs in by signing the node's challenge (EIP-191) with `signer`.
     pub async fn login(&mut self, signer: &PrivateKeySigner) -> eyre::Result<()> {
         let ch = self.request("POST", "/v1/auth/challenge", Some(json!({}))).await?;

@@ -263,6 +263,17 @@ impl Market {
         }))
     }
 
+    /// `agent`'s reputation score with its components (the reputation engine's explanation
+    /// over the embedded index), or NotFound when this node runs no indexer.
+    pub async fn reputation_of(&self, agent: Address) -> Result<Value> {
+        let book = self.reputation_book().await.ok_or_else(|| {
+            MarketError::Conflict(
+                "this node runs without its embedded indexer: no reputation to explain".into(),
+            )
+        })?;
+        serde_json::to_value(book.score(&agent)).map_err(|e| MarketError::Internal(e.to_string()))
+    }
+
     /// Registers a bounty from `caller` and announces it. Idempotent per bounty id.
     pub async fn post(&self, caller: Address, req: PostRequest) -> Result<Value> {
         let cfg = &self.inner.cfg;

@@ -102,12 +102,25 @@ pub fn router(market: Market) -> Router {
         .route("/v1/market/bounties/{id}", get(view))
         .route("/v1/market/bounties/{id}/bids", post(bid))
         .route("/v1/market/bounties/{id}/entries", post(entry))
+        .route("/v1/market/agents/{address}/reputation", get(reputation))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .with_state(market)
 }
 
 async fn info(State(m): State<Market>) -> Result<Json<Value>, MarketError> {
     m.info().await.map(Json)
+}
+
+/// An agent's reputation score with every component explained (public: built from on-chain
+/// outcomes). 404 `no_index` when the node runs without its embedded indexer.
+async fn reputation(
+    State(m): State<Market>,
+    Path(address): Path<String>,
+) -> Result<Json<Value>, MarketError> {
+    let agent: alloy::primitives::Address = address
+        .parse()
+        .map_err(|_| MarketError::BadRequest(format!("{address:?} is not an address")))?;
+    m.reputation_of(agent).await.map(Json)
 }
 
 async fn post_bounty(
