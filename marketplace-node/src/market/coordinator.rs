@@ -1330,7 +1330,7 @@ impl Market {
             let spec = Self::verify_spec(row)?;
             if ok && let Some((k, _, members)) = spec.panel() {
                 self.inner.store.set_cursor(&row.id, cursor).await?;
-                return self.request_evaluation(row, members, k, &result).await;
+                return self.request_evaluation(row, record.provider, members, k, &result).await;
             }
             let verdict = if !ok {
                 Some(Verdict { accept: false, reason: "the provider reported failure".into() })
@@ -1432,10 +1432,12 @@ impl Market {
 
     /// Hands the provider's result to the evaluator panel: one group with the members, one
     /// request; the pending verdict (result, hash, group) is persisted before anything else
-    /// happens, so a restart resumes collecting.
+    /// happens, so a restart resumes collecting. The request names the provider: members sign
+    /// `Attestation(id, provider, resultHash, verdict)`.
     async fn request_evaluation(
         &self,
         row: &BountyRow,
+        provider: Address,
         members: &[Address],
         quorum: u8,
         result: &Value,
@@ -1456,6 +1458,7 @@ impl Market {
             "input": row.spec["input"],
             "result": result,
             "result_hash": rh,
+            "provider": provider,
             "quorum": quorum,
             "chain_id": self.inner.cfg.deployment.chain_id,
             "escrow": self.inner.cfg.deployment.bounty_escrow,
@@ -1519,7 +1522,11 @@ impl Market {
             };
             if body["result_hash"].as_str() != Some(&rh.to_string())
                 || !(verdict == verdict_code::ACCEPT || verdict == verdict_code::REJECT)
-                || self.inner.chain.attestation_signer(id, rh, verdict, &sig, from).is_err()
+                || self
+                    .inner
+                    .chain
+                    .attestation_signer(id, record.provider, rh, verdict, &sig, from)
+                    .is_err()
             {
                 tracing::warn!(bounty = %row.id, evaluator = %from, "ignoring an invalid evaluation");
                 continue;
@@ -1537,7 +1544,8 @@ impl Market {
                 continue;
             }
             let member_sigs: Vec<Bytes> = agreeing.iter().map(|(_, s)| s.clone()).collect();
-            let sig = escrow_client::panel::encode_signature(id, rh, code, agreeing);
+            let sig =
+                escrow_client::panel::encode_signature(id, record.provider, rh, code, agreeing);
             let accept = code == verdict_code::ACCEPT;
             let v = Verdict {
                 accept,
@@ -1674,7 +1682,7 @@ impl Market {
         let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
         let (sig, member_sigs) = match panel {
             Some((sig, members)) => (sig, Some(members)),
-            None => (self.inner.chain.sign_attestation(id, rh, code)?, None),
+            None => (self.inner.chain.sign_attestation(id, record.provider, rh, code)?, None),
         };
         // The result is kept for the poster (who is a member of the work group anyway).
         let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "member_sigs": member_sigs, "result": result });
