@@ -1395,7 +1395,9 @@ impl Market {
                     entry["failed"] = json!(true);
                 }
             }
-            next = super::next_runner_up(list, late, t);
+            // The node calls as the evaluator: the escrow caps the new price at the current one.
+            let cap = alloy::primitives::U256::from(record.price);
+            next = super::next_runner_up(list, late, t, Some((self.address(), cap)));
         }
         let expiry = row.award_expiry;
         self.inner.store.set_ranking(&row.id, ranking, row.winner.as_deref(), expiry).await?;
