@@ -3,7 +3,7 @@
 #   anvil-scripts/deploy.sh                       local anvil (http://127.0.0.1:8545, dev key 0)
 #   RPC_URL=... PRIVATE_KEY=... anvil-scripts/deploy.sh
 # Parameters: REEF_FEE_BPS, REEF_DISPUTE_BOND, REEF_SLASH_BPS, REEF_UNBONDING_DELAY,
-# REEF_STAKE_THRESHOLD, REEF_MIN_STAKE, REEF_FEE_RECIPIENT, REEF_OWNER (see script/Deploy.s.sol).
+# REEF_MIN_BOND, REEF_FEE_RECIPIENT, REEF_OWNER (see script/Deploy.s.sol).
 # Extra arguments are passed to `forge script` (e.g. --slow, -vvvv).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -4,6 +4,7 @@
 #   anvil-scripts/slither.sh --strict   also exit 1 on an unjustified Medium finding
 # Installs slither-analyzer with pip into a venv if `slither` is not on PATH
 # (SLITHER_VENV, default ~/.cache/reef-slither-venv; SLITHER_VERSION, default 0.11.6).
+# SLITHER_JSON=<path> also keeps slither's JSON report (all impacts) at <path>.
 # Triage of every High/Medium finding: contracts/SECURITY.md ("Slither findings"); the
 # ACCEPTED list below must stay in sync with that table.
 #
@@ -142,6 +143,8 @@ if grep -q "Missing inheritance\|Failed to resolved name\|Impossible to generate
   exit 2
 fi
 [[ -s "$WORK/slither.json" ]] || { cat "$WORK/slither.log" >&2; exit 2; }
+# SLITHER_JSON=<path> keeps slither's full JSON report (every impact, for triaging Low findings).
+if [[ -n "${SLITHER_JSON:-}" ]]; then cp "$WORK/slither.json" "$SLITHER_JSON"; fi
 sed -e '/^INFO:Detectors:$/d' "$WORK/slither.log"
 
 # 3. Triage against the findings justified in contracts/SECURITY.md.
@@ -157,6 +160,9 @@ ACCEPTED = [
     ("divide-before-multiply", r"^BountyEscrow\.resolve\("),
     # equality of the Status enum decoded from the record word (word also holds a timestamp)
     ("incorrect-equality", r"^BountyEscrow\.(cancel|dispute|refundExpired)\(.*\n\s*- s == Status\.[A-Za-z]+ \("),
+    # the PLEDGED flag (bit 48 of the record word) tested against 0: an exact bit test, not a
+    # comparison of the timestamp that shares the word (issue 18 triage)
+    ("incorrect-equality", r"^BountyEscrow\.(resolve|_settle|postFromReward)\(.*\n\s*- .*(PLEDGED|pledged) == 0"),
     # Solidity zero-initialises locals; the zero value is the intended start value
     ("uninitialized-local", r"^(BountyEscrow|PaymentChannel|ReputationRegistry|EvaluatorPanel)\.[A-Za-z_]+\(.*\)\.[A-Za-z_]+ "),
     # the ignored third value is only diagnostic data (the RecoverError is checked)
@@ -184,7 +190,8 @@ for r in results:
     desc = r["description"].strip()
     ok = any(r["check"] == c and re.search(p, desc, re.S) for c, p in ACCEPTED)
     tag = "justified" if ok else "UNJUSTIFIED"
-    print(f"[{r['impact']}] {r['check']} ({tag}): {desc.splitlines()[0]}")
+    # an unjustified finding is printed whole (its source lines), so it can be triaged
+    print(f"[{r['impact']}] {r['check']} ({tag}): {desc.splitlines()[0] if ok else desc}")
     if not ok:
         unjustified[r["impact"]].append(desc)
 fail = bool(unjustified["High"]) or (strict and bool(unjustified["Medium"]))

@@ -19,10 +19,11 @@ import {IStakeRegistry} from "../src/interfaces/IStakeRegistry.sol";
 ///
 ///         Parameters come from env vars (devnet defaults in brackets):
 ///         REEF_FEE_BPS [100], REEF_DISPUTE_BOND [0.01 ether], REEF_SLASH_BPS [5000],
-///         REEF_UNBONDING_DELAY [3600], REEF_STAKE_THRESHOLD [1000e18], REEF_MIN_STAKE [0.1 ether],
-///         REEF_FEE_RECIPIENT [deployer], REEF_OWNER [deployer].
-///         The stake gate is configured unless REEF_MIN_STAKE is 0 or REEF_STAKE_THRESHOLD is
-///         type(uint256).max (both mean "no gate"). On chain 31337 a ReefTestToken is also deployed
+///         REEF_UNBONDING_DELAY [3600], REEF_MIN_BOND [0], REEF_FEE_RECIPIENT [deployer],
+///         REEF_OWNER [deployer].
+///         REEF_MIN_BOND (stake-registry wei) sets the escrow's stake gate: every award must bond
+///         at least that much stake and every contest entrant hold it; 0 means "no gate" (bids
+///         still bond what they sign). On chain 31337 a ReefTestToken is also deployed
 ///         and 1,000,000e18 minted to each of the first 6 anvil dev accounts.
 ///
 ///         The deployments file is only written when broadcasting (not on a dry run, not in tests).
@@ -40,8 +41,7 @@ contract Deploy is Script {
         uint256 disputeBond;
         uint16 slashBps;
         uint256 unbondingDelay;
-        uint256 stakeThreshold;
-        uint256 minStake;
+        uint256 minBond;
     }
 
     /// @dev Result of a deployment (`testToken` is zero off-devnet).
@@ -99,8 +99,7 @@ contract Deploy is Script {
         cfg.slashBps = uint16(slashBps);
         cfg.disputeBond = vm.envOr("REEF_DISPUTE_BOND", uint256(0.01 ether));
         cfg.unbondingDelay = vm.envOr("REEF_UNBONDING_DELAY", uint256(3_600));
-        cfg.stakeThreshold = vm.envOr("REEF_STAKE_THRESHOLD", uint256(1_000e18));
-        cfg.minStake = vm.envOr("REEF_MIN_STAKE", uint256(0.1 ether));
+        cfg.minBond = vm.envOr("REEF_MIN_BOND", uint256(0));
     }
 
     /// @dev Deploys and wires the contracts. Must run inside a broadcast by `deployer`.
@@ -118,9 +117,7 @@ contract Deploy is Script {
             cfg.slashBps
         );
         d.agentRegistry.setEscrow(address(d.bountyEscrow));
-        if (cfg.minStake != 0 && cfg.stakeThreshold != type(uint256).max) {
-            d.bountyEscrow.setStakeGate(cfg.stakeThreshold, cfg.minStake);
-        }
+        if (cfg.minBond != 0) d.bountyEscrow.setStakeGate(cfg.minBond);
         d.reputationRegistry = new ReputationRegistry(address(d.agentRegistry), address(d.bountyEscrow));
         d.paymentChannel = new PaymentChannel();
         d.evaluatorPanel = new EvaluatorPanel(IPanelEscrow(address(d.bountyEscrow)));

@@ -70,11 +70,11 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice EIP-712 type hash of `Bid`.
     bytes32 public constant BID_TYPEHASH = keccak256(
-        "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 nonce)"
+        "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 bond,uint256 nonce)"
     );
     /// @notice EIP-712 type hash of `Attestation`.
     bytes32 public constant ATTESTATION_TYPEHASH =
-        keccak256("Attestation(uint256 bountyId,bytes32 resultHash,uint8 verdict)");
+        keccak256("Attestation(uint256 bountyId,address provider,bytes32 resultHash,uint8 verdict)");
 
     /// @dev Domain tag of pledge token addresses.
     bytes32 internal constant PLEDGE_TAG = keccak256("ReefBountyEscrow.pledge");
@@ -101,9 +101,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     uint256 internal constant PROVIDER_OFFSET = 128;
     uint256 internal constant RESULT_OFFSET = 448;
 
-    /// @dev Stored stake threshold meaning "gate disabled".
-    uint80 internal constant GATE_DISABLED = type(uint80).max;
-
     // ------------------------------------------------------------------------------------------
     // Immutables and storage
     // ------------------------------------------------------------------------------------------
@@ -112,20 +109,22 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     IStakeRegistry public immutable stakeRegistry;
     /// @notice Native-ETH bond the escalating party posts with `dispute`.
     uint256 public immutable disputeBond;
-    /// @notice Share of `price` slashed from a provider that loses a dispute.
+    /// @notice Share of the awarded bid's `bond` (stake units, never the reward token) slashed
+    ///         from a provider that loses a dispute.
     uint16 public immutable slashBps;
 
-    /// @dev Fee settings and stake threshold packed in one slot (one SLOAD on the hot paths).
+    /// @dev Fee settings and the stake gate packed in one slot (one SLOAD on the hot paths).
     struct Config {
         address feeRecipient;
         uint16 feeBps;
-        uint80 stakeThreshold; // GATE_DISABLED = no gate
+        uint80 minBond; // stake-registry wei every award must bond (0 = no gate)
     }
 
     Config internal _config;
 
-    /// @notice Minimum bonded stake required of bidders/entrants at or above the stake threshold.
-    uint256 public minStake;
+    /// @notice Stake (registry wei) the current provider of an auction bonded with its bid, as
+    ///         signed in `Bid.bond`; written only when non-zero. `resolve` slashes from it.
+    mapping(uint256 bountyId => uint256) public bondOf;
 
     /// @dev bountyId => packed record word (commitment | stamp << 8 | status).
     mapping(uint256 => uint256) internal _records;
@@ -240,8 +239,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
     /// @notice Platform fee settings changed.
     event FeeUpdated(uint16 feeBps, address indexed recipient);
-    /// @notice Stake gate settings changed.
-    event StakeGateUpdated(uint256 threshold, uint256 minStake);
+    /// @notice Stake gate changed: every award must bond at least `minBond` stake-registry wei
+    ///         (covered by the bidder's stake), every contest entrant must hold that much stake.
+    event StakeGateUpdated(uint256 minBond);
 
     // ------------------------------------------------------------------------------------------
     // Errors
@@ -273,6 +273,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     error NonceUsed();
     error InvalidSignature();
     error InsufficientStake();
+    error BondTooLow();
+    error InvalidBond();
+    error BidderIsEvaluator();
     error InvalidVerdict();
     error NoArbiter();
     error AlreadyEntered();
@@ -295,7 +298,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     /// @param feeBps_ Platform fee in basis points (<= MAX_FEE_BPS).
     /// @param stakeRegistry_ Stake registry (address(0) disables stake gating and slashing).
     /// @param disputeBond_ Native-ETH bond required to open a dispute.
-    /// @param slashBps_ Share of the price slashed from a provider losing a dispute (<= 10000).
+    /// @param slashBps_ Share of the provider's signed bond slashed when it loses a dispute (<= 10000).
     constructor(
         address owner_,
         address feeRecipient_,
@@ -309,8 +312,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         disputeBond = disputeBond_;
         slashBps = slashBps_;
         _setFee(feeBps_, feeRecipient_);
-        _config.stakeThreshold = GATE_DISABLED;
-        emit StakeGateUpdated(type(uint256).max, 0);
     }
 
     /// @notice Sets the platform fee applied to bounties posted from now on, and its recipient.
@@ -321,13 +322,17 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         _setFee(newFeeBps, recipient);
     }
 
-    /// @notice Sets the stake gate: bids (and contest entries) whose amount is >= `threshold`
-    ///         require `stakeRegistry.stakeOf(bidder) >= minStake_`.
-    /// @dev Only owner. Thresholds >= 2^80 - 1 disable the gate (the threshold is packed in 80 bits).
-    function setStakeGate(uint256 threshold, uint256 minStake_) external onlyOwner {
-        _config.stakeThreshold = threshold >= GATE_DISABLED ? GATE_DISABLED : uint80(threshold);
-        minStake = minStake_;
-        emit StakeGateUpdated(threshold, minStake_);
+    /// @notice Sets the stake gate, in stake-registry units (never in a reward token, whose
+    ///         value the escrow cannot know): every award's bid must bond at least `minBond_`
+    ///         (and the bidder's stake must cover its bond), every contest entrant must hold
+    ///         `minBond_` of stake. 0 disables the gate; bonds a bidder signs are checked anyway.
+    /// @dev Only owner. Reverts `InvalidBond` above 2^80 - 1 (packed in 80 bits) and `ZeroAddress`
+    ///      for a non-zero gate without a stake registry.
+    function setStakeGate(uint256 minBond_) external onlyOwner {
+        if (minBond_ > type(uint80).max) revert InvalidBond();
+        if (minBond_ != 0 && address(stakeRegistry) == address(0)) revert ZeroAddress();
+        _config.minBond = uint80(minBond_);
+        emit StakeGateUpdated(minBond_);
     }
 
     function _setFee(uint16 newFeeBps, address recipient) internal {
@@ -400,9 +405,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         id = _checkNew(salt, terms, c.feeBps);
         if (terms.mode != Mode.Auction) revert WrongMode();
         (bytes32 posted, bytes32 awarded) = _hashTermsAndAwarded(terms, bid.amount, bid.bidder);
-        _checkBid(id, posted, terms.amount, bid, bidSig, c.stakeThreshold);
+        _checkBid(id, posted, terms.amount, bid, bidSig, c.minBond);
         uint64 due = _dueBy(terms.deadline, bid.eta);
         _records[id] = _wordAt(awarded, Status.Awarded, due);
+        if (bid.bond != 0) bondOf[id] = bid.bond;
         emit BountyPosted(id, msg.sender, terms.token, terms, true);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
         _pull(terms.token, terms.amount);
@@ -416,7 +422,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     ///         If `price < amount`, the difference is returned to the poster at settlement.
     /// @dev Only the poster, status `Funded`, auction mode, not after the deadline. The bid must
     ///      commit to this record (`bid.termsHash == hashBounty(b)`, else `BidMismatch`). Consumes
-    ///      the bidder's nonce and applies the stake gate when `bid.amount >= stakeThreshold`.
+    ///      the bidder's nonce; the bidder's stake must cover `bid.bond` (at least `minBond`).
     /// @param id Bounty id.
     /// @param b Current record.
     /// @param bid The bid.
@@ -429,9 +435,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         _expect(word, Status.Funded);
         if (b.mode != Mode.Auction) revert WrongMode();
         if (block.timestamp > b.deadline) revert TooLate();
-        _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
+        _checkBid(id, posted, b.amount, bid, sig, _config.minBond);
         uint64 due = _dueBy(b.deadline, bid.eta);
         _records[id] = _wordAt(awarded, Status.Awarded, due);
+        if (bid.bond != 0) bondOf[id] = bid.bond;
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
     }
 
@@ -440,8 +447,12 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     ///         bid (signed for the record as posted, like any bid) becomes the award, with a new
     ///         `dueBy`. The late provider's miss is on-chain (`AwardRevoked`) for reputation.
     /// @dev Only the poster or the evaluator (who already decides whether work is paid); status
-    ///      `Awarded`, `dueBy < now <= deadline`; the new bidder must differ from the provider.
-    ///      Applies the same bid checks as `award` (nonce, expiry, budget, signature, stake gate).
+    ///      `Awarded`, `dueBy < now <= deadline`; the new bidder must differ from the provider and
+    ///      from the evaluator (`BidderIsEvaluator`). Applies the same bid checks as `award`
+    ///      (nonce, expiry, signature, stake gate); the new price may reach the budget when the
+    ///      poster calls, but not the current price when the evaluator does (`BidTooHigh`): the
+    ///      evaluator cannot make the poster pay more than it agreed to. The new bid's `bond`
+    ///      replaces the late provider's.
     /// @param id Bounty id.
     /// @param b Current record (with the late provider and its price).
     /// @param bid The replacement bid.
@@ -450,13 +461,15 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint256 word = _load(id, b);
         uint64 overdue = _checkOverdue(word, b);
         if (bid.bidder == b.provider) revert SameProvider();
+        if (bid.bidder == b.evaluator) revert BidderIsEvaluator();
         (bytes32 posted, bytes32 awarded) = _hashPostedAndAwarded(b, bid.amount, bid.bidder);
-        _checkBid(id, posted, b.amount, bid, sig, _config.stakeThreshold);
+        _checkBid(id, posted, msg.sender == b.poster ? b.amount : b.price, bid, sig, _config.minBond);
         uint64 due = _dueBy(b.deadline, bid.eta);
         // The late provider's pledge is void unless it gets the job back; a bidder that pledged
         // while it held this job before finds its pledge in force again.
         uint256 pledged = pledges[pledgeTokenOf(id, bid.bidder)].pledged == 0 ? 0 : PLEDGED;
         _records[id] = _wordAt(awarded, Status.Awarded, due) | pledged;
+        if (bid.bond != 0 || bondOf[id] != 0) bondOf[id] = bid.bond;
         emit AwardRevoked(id, b.provider, overdue);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
     }
@@ -492,7 +505,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     ///         verdict 2 rejects (poster refunded at once if there is no arbiter or no challenge
     ///         window, otherwise status `Rejected` until the challenge window ends).
     /// @dev Status `Submitted`, within the review window. `evaluatorSig` is the evaluator's EIP-712
-    ///      signature over Attestation(id, b.resultHash, verdict) (ECDSA or ERC-1271); it is ignored
+    ///      signature over Attestation(id, b.provider, b.resultHash, verdict) (ECDSA or ERC-1271); it is ignored
     ///      when msg.sender is the evaluator.
     /// @param id Bounty id.
     /// @param b Current record (with `resultHash` set).
@@ -518,7 +531,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     /// @param b Current record (`resultHash` still zero).
     /// @param resultHash Hash of the delivered result.
     /// @param verdict 1 = accept, 2 = reject.
-    /// @param evaluatorSig Evaluator's EIP-712 signature over Attestation(id, resultHash, verdict).
+    /// @param evaluatorSig Evaluator's EIP-712 signature over Attestation(id, b.provider, resultHash, verdict).
     function submitAndAttest(
         uint256 id,
         Bounty calldata b,
@@ -635,7 +648,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         Pledge storage pl = pledges[pt];
         uint256 before = pl.pledged;
         uint256 net = uint256(parent.price) - uint256(parent.price) * parent.feeBps / BPS;
-        if (before + terms.amount > net) revert PledgeTooHigh(net - before);
+        // After a take-over back at a lower price `before` may exceed `net`: nothing is left.
+        if (before + terms.amount > net) revert PledgeTooHigh(net > before ? net - before : 0);
         if (before == 0) pledgeSources[pt] = PledgeSource(parentId, parent.token, msg.sender);
         if (pword & PLEDGED == 0) _records[parentId] = pword | PLEDGED;
         pl.pledged = uint128(before + terms.amount);
@@ -708,8 +722,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     /// @notice The arbiter rules a split: the provider gets `price * providerBps / 10000` gross
     ///         (fee taken on that portion), the poster the rest of `amount`. `providerBps >= 5000`
     ///         means the provider won. A losing escalator's bond goes to the other party, a winning
-    ///         escalator gets it back. A losing provider is slashed `price * slashBps / 10000`
-    ///         (to the poster) through the stake registry. The registry cannot block the ruling:
+    ///         escalator gets it back. A losing provider is slashed `bond * slashBps / 10000` of
+    ///         the stake it bonded with its bid (`bondOf`, stake units; nothing without a bond),
+    ///         to the poster, through the stake registry. The registry cannot block the ruling:
     ///         if `slash` reverts, `SlashFailed` is emitted and the ruling settles with `slashed` = 0.
     /// @dev Only `b.arbiter`, status `Disputed` → `Resolved`. All state is written before the
     ///      external calls (payouts, then `slash`); guarded by `nonReentrant`.
@@ -726,6 +741,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         bool providerWon = providerBps >= BPS / 2;
         address opener = disputeOpener[id];
         delete disputeOpener[id];
+        // The provider's signed bond (stake units) is spent by the ruling whatever it is; a losing
+        // provider is slashed `bond * slashBps / BPS` of it. A bond was only accepted with a
+        // registry (`_checkStake`), so the registry is set whenever this is non-zero.
+        uint256 slashAmount = _takeBond(id) * (providerWon ? 0 : slashBps) / BPS;
 
         uint256 gross = uint256(b.price) * providerBps / BPS;
         uint256 fee = gross * b.feeBps / BPS;
@@ -742,14 +761,11 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         }
 
         uint256 slashed;
-        if (!providerWon && address(stakeRegistry) != address(0)) {
-            uint256 slashAmount = uint256(b.price) * slashBps / BPS;
-            if (slashAmount != 0) {
-                try stakeRegistry.slash(b.provider, slashAmount, b.poster) returns (uint256 s) {
-                    slashed = s;
-                } catch {
-                    emit SlashFailed(id, b.provider, slashAmount);
-                }
+        if (slashAmount != 0) {
+            try stakeRegistry.slash(b.provider, slashAmount, b.poster) returns (uint256 s) {
+                slashed = s;
+            } catch {
+                emit SlashFailed(id, b.provider, slashAmount);
             }
         }
         emit DisputeResolved(id, providerBps, gross - fee, toPoster, fee, slashed);
@@ -759,8 +775,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Contests
     // ------------------------------------------------------------------------------------------
 
-    /// @notice Submits an entry to a funded contest (one per address). Subject to the stake gate
-    ///         with the contest amount.
+    /// @notice Submits an entry to a funded contest (one per address). Subject to the stake gate:
+    ///         with `minBond` set, the entrant must hold that much stake (entries are never
+    ///         slashed; the floor prices junk entries, whatever the contest's token).
     /// @dev Contest mode, status `Funded`, not after the deadline, `resultHash != 0`.
     /// @param id Bounty id.
     /// @param b Current record.
@@ -772,7 +789,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (block.timestamp > b.deadline) revert TooLate();
         if (resultHash == bytes32(0)) revert ZeroResult();
         if (entries[id][msg.sender] != bytes32(0)) revert AlreadyEntered();
-        _checkStake(msg.sender, b.amount, _config.stakeThreshold);
+        uint80 floor = _config.minBond;
+        _checkStake(msg.sender, floor, floor);
         entries[id][msg.sender] = resultHash;
         ++entryCount[id];
         emit EntrySubmitted(id, msg.sender, resultHash);
@@ -896,6 +914,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
                     bid.amount,
                     bid.deadline,
                     bid.eta,
+                    bid.bond,
                     bid.nonce
                 )
             )
@@ -904,7 +923,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice EIP-712 digest an evaluator signs for `att`.
     function hashAttestation(Attestation calldata att) external view returns (bytes32) {
-        return _attestationDigest(att.bountyId, att.resultHash, att.verdict);
+        return _attestationDigest(att.bountyId, att.provider, att.resultHash, att.verdict);
     }
 
     /// @notice EIP-712 domain separator (name "ReefBountyEscrow", version "1").
@@ -927,10 +946,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         return _config.feeRecipient;
     }
 
-    /// @notice Bid amount from which the stake gate applies (type(uint256).max = disabled).
-    function stakeThreshold() external view returns (uint256) {
-        uint80 t = _config.stakeThreshold;
-        return t == GATE_DISABLED ? type(uint256).max : t;
+    /// @notice Stake-registry wei every award must bond and every contest entrant must hold
+    ///         (0 = no gate).
+    function minBond() external view returns (uint256) {
+        return _config.minBond;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -1077,7 +1096,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint256 budget,
         Bid calldata bid,
         bytes calldata sig,
-        uint80 threshold
+        uint80 floor
     ) internal {
         if (bid.bountyId != id || bid.termsHash != posted) revert BidMismatch();
         if (bid.deadline < block.timestamp) revert BidExpired();
@@ -1087,13 +1106,17 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         address bidder = bid.bidder;
         _useNonce(bidder, bid.nonce);
         if (!_isValidSig(bidder, hashBid(bid), sig)) revert InvalidSignature();
-        _checkStake(bidder, price, threshold);
+        _checkStake(bidder, bid.bond, floor);
     }
 
-    /// @dev Stake gate: only calls the registry when `amount >= threshold`.
-    function _checkStake(address account, uint256 amount, uint80 threshold) internal view {
-        if (amount >= threshold && threshold != GATE_DISABLED && address(stakeRegistry) != address(0)) {
-            if (stakeRegistry.stakeOf(account) < minStake) revert InsufficientStake();
+    /// @dev Stake gate, in stake units: `bond >= minBond`, and a non-zero bond must be covered by
+    ///      `account`'s stake (no registry: no stake). Only calls the registry for a bond.
+    function _checkStake(address account, uint256 bond, uint80 floor) internal view {
+        if (bond < floor) revert BondTooLow();
+        if (bond != 0) {
+            if (address(stakeRegistry) == address(0) || stakeRegistry.stakeOf(account) < bond) {
+                revert InsufficientStake();
+            }
         }
     }
 
@@ -1122,18 +1145,19 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         address evaluator = b.evaluator;
         if (
             msg.sender != evaluator
-                && !_isValidSig(evaluator, _attestationDigest(id, resultHash, verdict), sig)
+                && !_isValidSig(evaluator, _attestationDigest(id, b.provider, resultHash, verdict), sig)
         ) {
             revert InvalidSignature();
         }
     }
 
-    function _attestationDigest(uint256 id, bytes32 resultHash, uint8 verdict)
+    function _attestationDigest(uint256 id, address provider, bytes32 resultHash, uint8 verdict)
         internal
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, id, resultHash, verdict)));
+        return
+            _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, id, provider, resultHash, verdict)));
     }
 
     /// @dev ECDSA first (no EXTCODESIZE on the common EOA path), then ERC-1271. An ECDSA signature
@@ -1190,6 +1214,12 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (held > net) held = net;
         pl.backed = uint128(held);
         emit PledgeBacked(pt, id, held);
+    }
+
+    /// @dev Reads and clears the bond of `id`'s provider.
+    function _takeBond(uint256 id) internal returns (uint256 bond) {
+        bond = bondOf[id];
+        if (bond != 0) delete bondOf[id];
     }
 
     function _refund(uint256 id, Bounty calldata b, Status reason) internal {

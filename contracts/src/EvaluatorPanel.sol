@@ -29,12 +29,15 @@ interface IPanelEscrow is IBountyLedger {
 ///         panel of member keys ("quorum" mode), or by a single key with quorum 1 ("evaluator"
 ///         mode). The poster registers the panel BEFORE posting the bounty (the escrow status of
 ///         the id must still be `None`), so bidders can inspect the panel before signing a bid;
-///         a registered panel can never be changed, only cancelled (and the id then stays burnt).
+///         a registered panel can never be changed. It can only be cancelled once the bounty id
+///         can no longer be awarded (escrow status `Cancelled` or `Expired`): a bid signed for a
+///         panel-judged bounty can rely on the panel judging it.
 ///
 ///         Signature format (the `evaluatorSig` passed to the escrow):
-///         `abi.encode(uint256 bountyId, bytes32 resultHash, uint8 verdict, bytes[] memberSigs)`,
-///         each member signature a 65-byte ECDSA signature over the escrow's EIP-712
-///         `Attestation(bountyId, resultHash, verdict)` digest, signers strictly increasing.
+///         `abi.encode(uint256 bountyId, address provider, bytes32 resultHash, uint8 verdict,
+///         bytes[] memberSigs)`, each member signature a 65-byte ECDSA signature over the escrow's
+///         EIP-712 `Attestation(bountyId, provider, resultHash, verdict)` digest, signers strictly
+///         increasing.
 ///
 ///         Fees: the poster escrows `feePerVote * quorum` (ETH or an ERC-20) with the panel. Once
 ///         the bounty is terminal anyone may call `settleFees` with the members' signatures for
@@ -70,7 +73,7 @@ contract EvaluatorPanel is IERC1271, PullLedger {
         None, // never registered
         Active, // registered, fee budget escrowed
         Settled, // fees paid out / refunded after the bounty ended
-        Cancelled // withdrawn by the poster before the bounty was posted (id burnt)
+        Cancelled // withdrawn by the poster after the bounty was cancelled or expired unjudged
     }
 
     /// @dev Packed panel record (see the storage layout in the contract NatSpec).
@@ -120,8 +123,8 @@ contract EvaluatorPanel is IERC1271, PullLedger {
         address token,
         uint128 feePerVote
     );
-    /// @notice The poster withdrew the panel of `id` before posting the bounty; `refunded` is the
-    ///         returned fee budget. The id can no longer be used with this contract.
+    /// @notice The poster withdrew the panel of `id` after the bounty was cancelled or expired;
+    ///         `refunded` is the returned fee budget.
     event PanelCancelled(uint256 indexed id, address indexed poster, uint256 refunded);
     /// @notice Fees of `id` were settled: each of `paid` received `feeEach`, the poster `refunded`.
     ///         `verdict` is the verdict the paid members signed (0 when the panel never judged).
@@ -137,6 +140,8 @@ contract EvaluatorPanel is IERC1271, PullLedger {
     error NoPanel();
     /// @notice The escrow already knows the bounty (status is not `None`).
     error BountyAlreadyPosted();
+    /// @notice The bounty can still be awarded or judged (`status` is not `Cancelled`/`Expired`).
+    error BountyNotClosed(IBountyTypes.Status status);
     /// @notice A panel needs 1..MAX_MEMBERS members.
     error InvalidMemberCount();
     /// @notice A member is address(0).
@@ -220,11 +225,15 @@ contract EvaluatorPanel is IERC1271, PullLedger {
         _pull(token, uint256(feePerVote) * quorum);
     }
 
-    /// @notice Withdraws the panel of the bounty msg.sender would post with `salt` and refunds its
-    ///         fee budget. The id is burnt: no panel can be registered for it again.
-    /// @dev Only while the escrow status of the id is `None` (bounty never posted). Reverts
-    ///      `NoPanel` if there is no panel, `AlreadySettled` if it was cancelled already,
-    ///      `BountyAlreadyPosted` once the bounty exists.
+    /// @notice Withdraws the panel of the bounty msg.sender posted with `salt` and refunds its
+    ///         fee budget, once the bounty can no longer be awarded or judged: its escrow status
+    ///         is `Cancelled` or `Expired`. A poster that changes its mind before posting burns
+    ///         the id first (`post` + `cancel` in the escrow, no funds needed). Bids signed for
+    ///         the id name this panel as evaluator, so it must keep judging while one could be
+    ///         awarded: cancelling earlier would let a poster award, take the result and be
+    ///         refunded after a review window in which nobody can accept.
+    /// @dev Reverts `NoPanel` if there is no panel, `AlreadySettled` if it was cancelled or
+    ///      settled already, `BountyNotClosed(status)` otherwise.
     /// @param salt The salt the panel was opened with.
     function cancelPanel(bytes32 salt) external nonReentrant {
         uint256 id = escrow.bountyIdOf(msg.sender, salt);
@@ -233,7 +242,9 @@ contract EvaluatorPanel is IERC1271, PullLedger {
         if (state == PanelState.None) revert NoPanel();
         if (state != PanelState.Active) revert AlreadySettled();
         (IBountyTypes.Status status,) = escrow.statusOf(id);
-        if (status != IBountyTypes.Status.None) revert BountyAlreadyPosted();
+        if (status != IBountyTypes.Status.Cancelled && status != IBountyTypes.Status.Expired) {
+            revert BountyNotClosed(status);
+        }
 
         p.state = PanelState.Cancelled;
         address token = p.token;
@@ -248,8 +259,8 @@ contract EvaluatorPanel is IERC1271, PullLedger {
 
     /// @notice ERC-1271 check used by the escrow for attestations of bounties whose evaluator is
     ///         this contract. Returns 0x1626ba7e iff `signature` decodes to
-    ///         `(bountyId, resultHash, verdict, memberSigs)` with
-    ///         `escrow.hashAttestation(Attestation(bountyId, resultHash, verdict)) == digest`, the
+    ///         `(bountyId, provider, resultHash, verdict, memberSigs)` with
+    ///         `escrow.hashAttestation(Attestation(bountyId, provider, resultHash, verdict)) == digest`, the
     ///         panel of `bountyId` is active, and at least `quorum` member signatures over `digest`
     ///         are valid; otherwise 0xffffffff.
     /// @dev Member signatures are 65-byte ECDSA; unrecoverable ones (wrong length, bad s/v) and
@@ -258,12 +269,13 @@ contract EvaluatorPanel is IERC1271, PullLedger {
     ///      are not inspected. Only a malformed ABI encoding of `signature` reverts (the escrow's
     ///      SignatureChecker treats that as invalid).
     /// @param digest The escrow's EIP-712 attestation digest.
-    /// @param signature `abi.encode(uint256 bountyId, bytes32 resultHash, uint8 verdict, bytes[] memberSigs)`.
+    /// @param signature `abi.encode(uint256 bountyId, address provider, bytes32 resultHash, uint8 verdict,
+    ///        bytes[] memberSigs)`.
     /// @return magic 0x1626ba7e if valid, 0xffffffff otherwise.
     function isValidSignature(bytes32 digest, bytes calldata signature) external view returns (bytes4 magic) {
-        (uint256 bountyId, bytes32 resultHash, uint8 verdict, bytes[] memory memberSigs) =
-            abi.decode(signature, (uint256, bytes32, uint8, bytes[]));
-        if (_attestationDigest(bountyId, resultHash, verdict) != digest) return INVALID_VALUE;
+        (uint256 bountyId, address provider, bytes32 resultHash, uint8 verdict, bytes[] memory memberSigs) =
+            abi.decode(signature, (uint256, address, bytes32, uint8, bytes[]));
+        if (_attestationDigest(bountyId, provider, resultHash, verdict) != digest) return INVALID_VALUE;
         Panel storage p = _panels[bountyId];
         if (p.state != PanelState.Active) return INVALID_VALUE;
         uint256 quorum = p.quorum;
@@ -290,7 +302,8 @@ contract EvaluatorPanel is IERC1271, PullLedger {
     ///        status): the panel never judged; the poster is refunded the whole budget,
     ///        `verdict` and `memberSigs` are ignored.
     ///      - otherwise `NotTerminal`.
-    ///      Signatures are over `escrow.hashAttestation(Attestation(id, b.resultHash, verdict))`;
+    ///      Signatures are over
+    ///      `escrow.hashAttestation(Attestation(id, b.provider, b.resultHash, verdict))`;
     ///      recovered signers must be strictly increasing (`SignersNotSorted`); invalid ones and
     ///      non-members are skipped; the first `quorum` valid member signers are paid `feePerVote`.
     /// @param id Bounty id (= panel id).
@@ -327,8 +340,7 @@ contract EvaluatorPanel is IERC1271, PullLedger {
                 revert NotTerminal();
             }
             bool sorted;
-            (sorted, paid) =
-                _validSigners(p, _attestationDigest(id, b.resultHash, verdict), memberSigs, quorum);
+            (sorted, paid) = _validSigners(p, _recordDigest(id, b, verdict), memberSigs, quorum);
             if (!sorted) revert SignersNotSorted();
             if (paid.length < quorum) {
                 if (status != IBountyTypes.Status.Resolved) {
@@ -401,30 +413,44 @@ contract EvaluatorPanel is IERC1271, PullLedger {
 
     /// @notice Encodes the `evaluatorSig` to pass to the escrow for an attestation by the panel.
     /// @param bountyId Bounty id.
+    /// @param provider The provider whose result is judged (the record's `provider`).
     /// @param resultHash Attested result.
     /// @param verdict 1 = accept, 2 = reject.
     /// @param memberSigs Member signatures over the attestation digest, signers strictly increasing.
-    function encodeSignature(uint256 bountyId, bytes32 resultHash, uint8 verdict, bytes[] calldata memberSigs)
-        external
-        pure
-        returns (bytes memory)
-    {
-        return abi.encode(bountyId, resultHash, verdict, memberSigs);
+    function encodeSignature(
+        uint256 bountyId,
+        address provider,
+        bytes32 resultHash,
+        uint8 verdict,
+        bytes[] calldata memberSigs
+    ) external pure returns (bytes memory) {
+        return abi.encode(bountyId, provider, resultHash, verdict, memberSigs);
     }
 
     // ------------------------------------------------------------------------------------------
     // Internal
     // ------------------------------------------------------------------------------------------
 
-    /// @dev The escrow's EIP-712 digest of Attestation(bountyId, resultHash, verdict).
-    function _attestationDigest(uint256 bountyId, bytes32 resultHash, uint8 verdict)
+    /// @dev The escrow's EIP-712 digest of Attestation(bountyId, provider, resultHash, verdict).
+    function _attestationDigest(uint256 bountyId, address provider, bytes32 resultHash, uint8 verdict)
         internal
         view
         returns (bytes32)
     {
         return escrow.hashAttestation(
-            IBountyTypes.Attestation({bountyId: bountyId, resultHash: resultHash, verdict: verdict})
+            IBountyTypes.Attestation({
+                bountyId: bountyId, provider: provider, resultHash: resultHash, verdict: verdict
+            })
         );
+    }
+
+    /// @dev The attestation digest of `verdict` on the result and provider of record `b`.
+    function _recordDigest(uint256 id, IBountyTypes.Bounty calldata b, uint8 verdict)
+        internal
+        view
+        returns (bytes32)
+    {
+        return _attestationDigest(id, b.provider, b.resultHash, verdict);
     }
 
     /// @dev Copies `members` to memory sorted ascending (insertion sort, n <= 16), rejecting zero

@@ -95,6 +95,13 @@ contract BountyEscrowInvariantTest is Test {
         }
     }
 
+    /// @dev Issue 18: a lost dispute slashes at most what the provider signed in its bid's `bond`
+    ///      (times `slashBps`), in stake units, whatever the reward token and price.
+    function invariant_SlashNeverExceedsTheSignedBond() public view {
+        assertFalse(handler.slashOverBond());
+        assertLe(handler.ghost_slashed(), handler.ghost_bondsSlashable());
+    }
+
     /// @dev Coverage summary (run with -vv): how many escrow calls of each kind succeeded.
     function afterInvariant() external view {
         string[20] memory names = [

@@ -96,7 +96,7 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         t.provider = who;
         t.price = price;
         bytes32 r = keccak256("sub result");
-        bytes memory att = _signAtt(evaluatorKey, id, r, 1);
+        bytes memory att = _signAttFor(evaluatorKey, id, who, r, 1);
         vm.prank(who);
         escrow.submitAndAttest(id, t, r, 1, att);
         t.resultHash = r;
@@ -332,7 +332,7 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         (uint256 pid,, IBountyTypes.Bounty memory parent, address pt) = _pledgedThenTakenOver(0);
         uint256 before = token.balanceOf(runnerUp);
         bytes32 r = keccak256("runner-up result");
-        bytes memory att = _signAtt(evaluatorKey, pid, r, 1);
+        bytes memory att = _signAttFor(evaluatorKey, pid, runnerUp, r, 1);
         vm.prank(runnerUp);
         escrow.submitAndAttest(pid, parent, r, 1, att);
         assertEq(token.balanceOf(runnerUp) - before, PRICE - _fee(PRICE), "the new provider is paid in full");
@@ -378,6 +378,35 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
 
         _parentAccepted(pid, parent);
         assertEq(_redeem(sub, pt), SUB_PRICE - _fee(SUB_PRICE));
+    }
+
+    /// @dev Issue 18: the provider pledged at `PRICE`, lost the job and got it back at a lower
+    ///      price whose net pay is below what it already pledged. A further pledge must report
+    ///      `PledgeTooHigh(0)`, not underflow into a panic; the earlier pledge stays in force and
+    ///      is backed only up to the new net pay at settlement.
+    function test_PledgeAfterTakeOverBackAtALowerPrice_ReportsNothingAvailable() public {
+        (uint256 pid, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory parent, address pt) =
+            _pledgedThenTakenOver(1 hours);
+        vm.warp(block.timestamp + 2 hours);
+        uint128 lower = 200e18; // net 195e18 < SUB (300e18) already pledged
+        IBountyTypes.Bid memory bid = _bid(pid, posted, provider, lower, 3);
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.prank(poster);
+        escrow.reassign(pid, parent, bid, sig);
+        parent.provider = provider;
+        parent.price = lower;
+
+        IBountyTypes.Bounty memory t = _subTerms(pid, provider, 1e18);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(BountyEscrow.PledgeTooHigh.selector, 0));
+        escrow.postFromReward(_nextSalt(), t, pid, parent);
+
+        // The earlier pledge is backed by the whole (smaller) net pay: credits redeem pro rata.
+        _parentAccepted(pid, parent);
+        (uint128 pledged, uint128 backed) = escrow.pledges(pt);
+        assertEq(pledged, SUB);
+        assertEq(backed, lower - _fee(lower));
+        assertEq(_redeem(sub, pt), uint256(SUB_PRICE - _fee(SUB_PRICE)) * backed / pledged);
     }
 
     function test_ParentRevoked_VoidsThePledge() public {
@@ -447,7 +476,7 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         _subCompleted(gid, g, runnerUp, runnerUpKey, 100e18);
 
         bytes32 r = keccak256("sub result");
-        bytes memory att = _signAtt(evaluatorKey, sid, r, 1);
+        bytes memory att = _signAttFor(evaluatorKey, sid, sub, r, 1);
         vm.prank(sub);
         escrow.submitAndAttest(sid, t, r, 1, att);
         _parentAccepted(pid, parent);

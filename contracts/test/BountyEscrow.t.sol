@@ -42,6 +42,8 @@ abstract contract BountyEscrowFixture is Test {
     uint256 internal evaluatorKey;
 
     uint256 internal saltCounter;
+    /// @dev Stake (registry wei) the next `_award` bid bonds.
+    uint256 internal nextBond;
 
     function setUp() public virtual {
         (poster, posterKey) = makeAddrAndKey("poster");
@@ -121,6 +123,7 @@ abstract contract BountyEscrowFixture is Test {
             amount: price,
             deadline: uint64(block.timestamp + 1 days),
             eta: 0,
+            bond: 0,
             nonce: nonce
         });
     }
@@ -129,7 +132,16 @@ abstract contract BountyEscrowFixture is Test {
         return _sign(key, escrow.hashBid(bid));
     }
 
+    /// @dev Attestation for the fixture's `provider`.
     function _signAtt(uint256 key, uint256 id, bytes32 resultHash, uint8 verdict)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return _signAttFor(key, id, provider, resultHash, verdict);
+    }
+
+    function _signAttFor(uint256 key, uint256 id, address prov, bytes32 resultHash, uint8 verdict)
         internal
         view
         returns (bytes memory)
@@ -137,7 +149,9 @@ abstract contract BountyEscrowFixture is Test {
         return _sign(
             key,
             escrow.hashAttestation(
-                IBountyTypes.Attestation({bountyId: id, resultHash: resultHash, verdict: verdict})
+                IBountyTypes.Attestation({
+                    bountyId: id, provider: prov, resultHash: resultHash, verdict: verdict
+                })
             )
         );
     }
@@ -148,6 +162,7 @@ abstract contract BountyEscrowFixture is Test {
     function _award(IBountyTypes.Bounty memory b, uint128 price) internal returns (uint256 id) {
         id = _postAndFund(b);
         IBountyTypes.Bid memory bid = _bid(id, b, provider, price, uint256(keccak256(abi.encode(id))));
+        bid.bond = nextBond;
         bytes memory sig = _signBid(providerKey, bid);
         vm.prank(b.poster);
         escrow.award(id, b, bid, sig);
@@ -192,8 +207,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(address(escrow.stakeRegistry()), address(registry));
         assertEq(escrow.disputeBond(), BOND);
         assertEq(escrow.slashBps(), SLASH_BPS);
-        assertEq(escrow.stakeThreshold(), type(uint256).max);
-        assertEq(escrow.minStake(), 0);
+        assertEq(escrow.minBond(), 0);
     }
 
     function test_RevertWhen_ConstructorFeeTooHigh() public {
@@ -240,23 +254,32 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_SetStakeGate() public {
         vm.expectEmit(address(escrow));
-        emit BountyEscrow.StakeGateUpdated(100e18, 5 ether);
+        emit BountyEscrow.StakeGateUpdated(5 ether);
         vm.prank(owner);
-        escrow.setStakeGate(100e18, 5 ether);
-        assertEq(escrow.stakeThreshold(), 100e18);
-        assertEq(escrow.minStake(), 5 ether);
+        escrow.setStakeGate(5 ether);
+        assertEq(escrow.minBond(), 5 ether);
+        vm.prank(owner);
+        escrow.setStakeGate(0);
+        assertEq(escrow.minBond(), 0);
     }
 
-    function test_SetStakeGate_HugeThresholdDisablesGate() public {
+    function test_RevertWhen_SetStakeGateAbove80Bits() public {
+        vm.expectRevert(BountyEscrow.InvalidBond.selector);
         vm.prank(owner);
-        escrow.setStakeGate(uint256(type(uint80).max) + 1, 5 ether);
-        assertEq(escrow.stakeThreshold(), type(uint256).max);
+        escrow.setStakeGate(uint256(type(uint80).max) + 1);
+    }
+
+    function test_RevertWhen_SetStakeGateWithoutRegistry() public {
+        BountyEscrow noReg = new BountyEscrow(owner, feeTo, FEE_BPS, IStakeRegistry(address(0)), 0, SLASH_BPS);
+        vm.expectRevert(PullLedger.ZeroAddress.selector);
+        vm.prank(owner);
+        noReg.setStakeGate(1);
     }
 
     function test_RevertWhen_SetStakeGateNotOwner() public {
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
         vm.prank(stranger);
-        escrow.setStakeGate(1, 1);
+        escrow.setStakeGate(1);
     }
 
     function test_TransferOwnership_IsTwoStep() public {
@@ -793,13 +816,14 @@ contract BountyEscrowTest is BountyEscrowFixture {
         escrow.award(id, b, bid, sig);
     }
 
-    function test_RevertWhen_AwardStakeBelowMinimum() public {
+    function test_RevertWhen_AwardStakeBelowTheBond() public {
         vm.prank(owner);
-        escrow.setStakeGate(100e18, 1 ether);
+        escrow.setStakeGate(1 ether);
         registry.setStake(provider, 1 ether - 1);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
         IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18, 1);
+        bid.bond = 1 ether;
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectRevert(BountyEscrow.InsufficientStake.selector);
         vm.prank(poster);
@@ -811,14 +835,48 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Awarded));
     }
 
-    function test_Award_BelowStakeThresholdSkipsRegistry() public {
+    function test_RevertWhen_AwardBondBelowTheGate() public {
         vm.prank(owner);
-        escrow.setStakeGate(100e18, 1 ether);
+        escrow.setStakeGate(1 ether);
+        registry.setStake(provider, 10 ether);
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _postAndFund(b);
-        IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18 - 1, 1);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18, 1);
+        bid.bond = 1 ether - 1;
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.expectRevert(BountyEscrow.BondTooLow.selector);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+    }
+
+    function test_Award_UnbondedWithoutGateSkipsRegistry() public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _postAndFund(b);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, AMOUNT, 1);
         bytes memory sig = _signBid(providerKey, bid);
         vm.expectCall(address(registry), abi.encodeCall(IStakeRegistry.stakeOf, (provider)), 0);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+        assertEq(escrow.bondOf(id), 0);
+    }
+
+    function test_Award_RecordsTheSignedBond() public {
+        registry.setStake(provider, 2 ether);
+        nextBond = 2 ether;
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _award(b, 100e18);
+        assertEq(escrow.bondOf(id), 2 ether);
+    }
+
+    function test_RevertWhen_AwardBondWithoutRegistry() public {
+        escrow = new BountyEscrow(owner, feeTo, FEE_BPS, IStakeRegistry(address(0)), BOND, SLASH_BPS);
+        _fundActor(poster);
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _postAndFund(b);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 100e18, 1);
+        bid.bond = 1;
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.expectRevert(BountyEscrow.InsufficientStake.selector);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
     }
@@ -1698,6 +1756,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_Resolve_PosterWinsSlashesProviderAndTakesBond() public {
         registry.setStake(provider, 10_000e18);
+        nextBond = 3 ether;
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _rejected(b, 500e18);
         vm.prank(provider);
@@ -1708,7 +1767,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         uint256 provTok = token.balanceOf(provider);
         uint256 gross = 500e18 * uint256(1_000) / 10_000;
         uint256 fee = gross * FEE_BPS / 10_000;
-        uint256 slash = 500e18 * uint256(SLASH_BPS) / 10_000;
+        uint256 slash = 3 ether * uint256(SLASH_BPS) / 10_000;
 
         vm.expectCall(address(registry), abi.encodeCall(IStakeRegistry.slash, (provider, slash, poster)));
         vm.expectEmit(address(escrow));
@@ -1721,6 +1780,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(poster.balance - postEth, BOND);
         assertEq(registry.totalSlashed(), slash);
         assertEq(registry.lastSlashTo(), poster);
+        assertEq(escrow.bondOf(id), 0, "the bond is spent");
     }
 
     function test_Resolve_PosterOpenedAndLostBondToProvider() public {
@@ -1739,6 +1799,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_Resolve_PosterOpenedAndWonGetsBondBack() public {
         registry.setStake(provider, 1 ether);
+        nextBond = 1 ether;
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         uint256 id = _submitted(b, 1 ether);
         vm.prank(poster);
@@ -1770,6 +1831,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_ResolveSucceedsWhenSlashReverts() public {
         registry.setStake(provider, 10_000e18);
         registry.setSlashReverts(true);
+        nextBond = 1_000e18;
         IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
         uint256 id = _rejected(b, 500e18);
         vm.prank(provider);
@@ -1780,7 +1842,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         uint256 provTok = token.balanceOf(provider);
         uint256 gross = 500e18 * uint256(1_000) / 10_000;
         uint256 fee = gross * FEE_BPS / 10_000;
-        uint256 slash = 500e18 * uint256(SLASH_BPS) / 10_000;
+        uint256 slash = 1_000e18 * uint256(SLASH_BPS) / 10_000;
 
         vm.expectCall(address(registry), abi.encodeCall(IStakeRegistry.slash, (provider, slash, poster)));
         vm.expectEmit(address(escrow));
@@ -1811,6 +1873,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         _fundActor(provider);
         vm.prank(provider);
         reg.stake{value: 1 ether}();
+        nextBond = 1 ether;
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         uint256 id = _rejected(b, 1 ether);
         vm.prank(provider);
@@ -1970,7 +2033,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
     function test_RevertWhen_SubmitEntryInsufficientStake() public {
         vm.prank(owner);
-        escrow.setStakeGate(AMOUNT, 1 ether);
+        escrow.setStakeGate(1 ether);
         IBountyTypes.Bounty memory b = _contestTerms(address(token), uint128(AMOUNT), 1);
         uint256 id = _postAndFund(b);
         vm.expectRevert(BountyEscrow.InsufficientStake.selector);
@@ -2224,6 +2287,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
     function test_HashBid_MatchesManualEIP712() public view {
         IBountyTypes.Bid memory bid = _bid(1, _terms(address(token), uint128(AMOUNT)), provider, 2, 3);
         bid.eta = 77;
+        bid.bond = 0.5 ether;
         bytes32 domain = keccak256(
             abi.encode(
                 keccak256(
@@ -2239,7 +2303,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 nonce)"
+                    "Bid(uint256 bountyId,bytes32 termsHash,address bidder,uint256 amount,uint64 deadline,uint32 eta,uint256 bond,uint256 nonce)"
                 ),
                 bid.bountyId,
                 bid.termsHash,
@@ -2247,17 +2311,19 @@ contract BountyEscrowTest is BountyEscrowFixture {
                 bid.amount,
                 bid.deadline,
                 bid.eta,
+                bid.bond,
                 bid.nonce
             )
         );
         assertEq(escrow.hashBid(bid), keccak256(abi.encodePacked(hex"1901", domain, structHash)));
 
         IBountyTypes.Attestation memory att =
-            IBountyTypes.Attestation({bountyId: 9, resultHash: bytes32("r"), verdict: 1});
+            IBountyTypes.Attestation({bountyId: 9, provider: provider, resultHash: bytes32("r"), verdict: 1});
         bytes32 attHash = keccak256(
             abi.encode(
-                keccak256("Attestation(uint256 bountyId,bytes32 resultHash,uint8 verdict)"),
+                keccak256("Attestation(uint256 bountyId,address provider,bytes32 resultHash,uint8 verdict)"),
                 9,
+                provider,
                 att.resultHash,
                 1
             )
@@ -2334,6 +2400,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         escrow.setFee(fee, feeTo);
         token.mint(poster, amount);
         registry.setStake(provider, type(uint128).max);
+        nextBond = uint256(price) % 100 ether; // stake units, unrelated to the token amount
 
         IBountyTypes.Bounty memory b = _terms(address(token), amount);
         uint256 id = _rejected(b, price);
@@ -2357,7 +2424,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
             assertEq(registry.slashCalls(), 0);
         } else {
             assertEq(poster.balance - postEth, BOND);
-            assertEq(registry.totalSlashed(), uint256(price) * SLASH_BPS / 10_000);
+            assertEq(registry.totalSlashed(), nextBond * SLASH_BPS / 10_000);
         }
     }
 

@@ -124,7 +124,7 @@ contract BountyEscrowTakeoverTest is BountyEscrowFixture {
         escrow.submit(id, posted, keccak256("late"));
         bytes32 r = keccak256("result");
         uint256 before = token.balanceOf(runnerUp);
-        bytes memory att = _signAtt(evaluatorKey, id, r, 1);
+        bytes memory att = _signAttFor(evaluatorKey, id, runnerUp, r, 1);
         vm.prank(runnerUp);
         escrow.submitAndAttest(id, b, r, 1, att);
         uint256 fee = 700e18 * uint256(FEE_BPS) / 10_000;
@@ -295,7 +295,7 @@ contract BountyEscrowTakeoverTest is BountyEscrowFixture {
         }
         uint256 posterBefore = token.balanceOf(poster);
         bytes32 r = keccak256("r");
-        bytes memory att = _signAtt(evaluatorKey, id, r, 1);
+        bytes memory att = _signAttFor(evaluatorKey, id, last, r, 1);
         vm.prank(last);
         escrow.submitAndAttest(id, b, r, 1, att);
         uint256 fee = uint256(price) * FEE_BPS / 10_000;

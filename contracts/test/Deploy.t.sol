@@ -48,15 +48,14 @@ contract DeployTest is Test {
     }
 
     function test_EnvDefaults() public view {
-        string[8] memory vars = [
+        string[7] memory vars = [
             "REEF_OWNER",
             "REEF_FEE_RECIPIENT",
             "REEF_FEE_BPS",
             "REEF_DISPUTE_BOND",
             "REEF_SLASH_BPS",
             "REEF_UNBONDING_DELAY",
-            "REEF_STAKE_THRESHOLD",
-            "REEF_MIN_STAKE"
+            "REEF_MIN_BOND"
         ];
         for (uint256 i; i < vars.length; ++i) {
             if (vm.envExists(vars[i])) return; // caller overrides the defaults: nothing to check
@@ -68,8 +67,7 @@ contract DeployTest is Test {
         assertEq(cfg.disputeBond, 0.01 ether);
         assertEq(cfg.slashBps, 5_000);
         assertEq(cfg.unbondingDelay, 3_600);
-        assertEq(cfg.stakeThreshold, 1_000e18);
-        assertEq(cfg.minStake, 0.1 ether);
+        assertEq(cfg.minBond, 0);
     }
 
     function test_WiringOnDevnet() public {
@@ -91,8 +89,7 @@ contract DeployTest is Test {
         assertEq(address(esc.stakeRegistry()), address(reg));
         assertEq(esc.disputeBond(), cfg.disputeBond);
         assertEq(esc.slashBps(), cfg.slashBps);
-        assertEq(esc.stakeThreshold(), cfg.stakeThreshold);
-        assertEq(esc.minStake(), cfg.minStake);
+        assertEq(esc.minBond(), cfg.minBond);
 
         assertEq(address(d.reputationRegistry.ledger()), address(esc));
         assertEq(d.reputationRegistry.getIdentityRegistry(), address(reg));
@@ -119,12 +116,18 @@ contract DeployTest is Test {
         assertEq(vm.parseJsonUint(json, ".chainId"), 8453);
     }
 
-    function test_StakeGateDisabledWhenMinStakeZero() public {
+    function test_StakeGateDisabledWhenMinBondZero() public {
         Deploy.Config memory cfg = _defaults();
-        cfg.minStake = 0;
+        cfg.minBond = 0;
         Deploy.Deployment memory d = script.deployAs(cfg, deployer);
-        assertEq(d.bountyEscrow.stakeThreshold(), type(uint256).max);
-        assertEq(d.bountyEscrow.minStake(), 0);
+        assertEq(d.bountyEscrow.minBond(), 0);
+    }
+
+    function test_StakeGateSetFromMinBond() public {
+        Deploy.Config memory cfg = _defaults();
+        cfg.minBond = 0.1 ether;
+        Deploy.Deployment memory d = script.deployAs(cfg, deployer);
+        assertEq(d.bountyEscrow.minBond(), 0.1 ether);
     }
 
     function test_OwnerHandover() public {

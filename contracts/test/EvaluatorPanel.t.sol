@@ -141,7 +141,9 @@ contract EvaluatorPanelTest is Test {
 
     function _digest(uint256 id, bytes32 resultHash, uint8 verdict) internal view returns (bytes32) {
         return escrow.hashAttestation(
-            IBountyTypes.Attestation({bountyId: id, resultHash: resultHash, verdict: verdict})
+            IBountyTypes.Attestation({
+                bountyId: id, provider: provider, resultHash: resultHash, verdict: verdict
+            })
         );
     }
 
@@ -170,10 +172,10 @@ contract EvaluatorPanelTest is Test {
 
     function _panelSig(uint256 id, bytes32 resultHash, uint8 verdict, bytes[] memory sigs)
         internal
-        pure
+        view
         returns (bytes memory)
     {
-        return abi.encode(id, resultHash, verdict, sigs);
+        return abi.encode(id, provider, resultHash, verdict, sigs);
     }
 
     /// @dev Provider submits RESULT with the panel signature of the members at `idx`.
@@ -377,9 +379,62 @@ contract EvaluatorPanelTest is Test {
     // cancelPanel
     // =========================================================================================
 
+    /// @dev Issue 18: a poster collects bids for a panel-judged bounty and cancels the panel
+    ///      before posting (fee budget back). It could then award, take the result and be
+    ///      refunded after the review window while nobody can accept. The panel cannot be
+    ///      cancelled while the id can still be awarded, so it judges the award.
+    function test_RevertWhen_CancelPanelAfterBidsSignedBeforePosting() public {
+        bytes32 salt = _salt();
+        uint256 id = _open(salt, 3, 2, address(0), FEE);
+        IBountyTypes.Bounty memory b = _terms(address(0));
+        (IBountyTypes.Bid memory bid, bytes memory sig) = _signedBid(id, b);
+        vm.prank(poster);
+        vm.expectRevert(
+            abi.encodeWithSelector(EvaluatorPanel.BountyNotClosed.selector, IBountyTypes.Status.None)
+        );
+        panel.cancelPanel(salt);
+
+        vm.prank(poster);
+        escrow.postFundAndAward{value: b.amount}(salt, b, bid, sig);
+        b.provider = provider;
+        b.price = PRICE;
+        vm.prank(poster);
+        vm.expectRevert(
+            abi.encodeWithSelector(EvaluatorPanel.BountyNotClosed.selector, IBountyTypes.Status.Awarded)
+        );
+        panel.cancelPanel(salt);
+        uint256 before = provider.balance;
+        _submitAndAttest(id, b, 1, _idx(0, 1));
+        assertEq(provider.balance - before, PRICE - uint256(PRICE) * FEE_BPS / 10_000);
+    }
+
+    /// @dev Burns the id of `salt` in the escrow (post + cancel, no funds): the panel can go.
+    function _burn(bytes32 salt) internal {
+        IBountyTypes.Bounty memory b = _terms(address(0));
+        vm.startPrank(poster);
+        escrow.post(salt, b);
+        escrow.cancel(escrow.bountyIdOf(poster, salt), b);
+        vm.stopPrank();
+    }
+
+    function test_CancelPanel_AfterTheBountyExpiredUnjudged() public {
+        bytes32 salt = _salt();
+        _open(salt, 3, 2, address(0), FEE);
+        IBountyTypes.Bounty memory b = _terms(address(0));
+        vm.prank(poster);
+        uint256 id = escrow.post(salt, b);
+        vm.warp(b.deadline + 1);
+        escrow.refundExpired(id, b);
+        uint256 before = poster.balance;
+        vm.prank(poster);
+        panel.cancelPanel(salt);
+        assertEq(poster.balance, before + 2 * FEE);
+    }
+
     function test_CancelPanel_RefundsAndBurnsId() public {
         bytes32 salt = _salt();
         uint256 id = _open(salt, 3, 2, address(0), FEE);
+        _burn(salt);
         uint256 before = poster.balance;
 
         vm.expectEmit(address(panel));
@@ -408,6 +463,7 @@ contract EvaluatorPanelTest is Test {
     function test_CancelPanel_Erc20() public {
         bytes32 salt = _salt();
         _open(salt, 2, 2, address(token), 3e18);
+        _burn(salt);
         uint256 before = token.balanceOf(poster);
         vm.prank(poster);
         panel.cancelPanel(salt);
@@ -430,7 +486,9 @@ contract EvaluatorPanelTest is Test {
         vm.prank(poster);
         escrow.post(salt, b);
         vm.prank(poster);
-        vm.expectRevert(EvaluatorPanel.BountyAlreadyPosted.selector);
+        vm.expectRevert(
+            abi.encodeWithSelector(EvaluatorPanel.BountyNotClosed.selector, IBountyTypes.Status.Open)
+        );
         panel.cancelPanel(salt);
     }
 
@@ -886,6 +944,7 @@ contract EvaluatorPanelTest is Test {
     function test_RevertWhen_SettleFeesCancelledPanel() public {
         bytes32 salt = _salt();
         uint256 id = _open(salt, 1, 1, address(0), FEE);
+        _burn(salt);
         vm.prank(poster);
         panel.cancelPanel(salt);
         IBountyTypes.Bounty memory b = _terms(address(0));
@@ -942,8 +1001,13 @@ contract EvaluatorPanelTest is Test {
         bytes32 salt = _salt();
         vm.prank(rp);
         uint256 id = panel.openPanel{value: 2 * FEE}(salt, _members(2), 2, address(0), FEE);
-        vm.prank(rp);
+        IBountyTypes.Bounty memory b = _terms(address(0));
+        b.poster = rp;
+        vm.startPrank(rp);
+        escrow.post(salt, b);
+        escrow.cancel(id, b);
         panel.cancelPanel(salt);
+        vm.stopPrank();
         assertEq(panel.withdrawable(address(0), rp), 2 * FEE);
         assertEq(uint8(panel.stateOf(id)), uint8(EvaluatorPanel.PanelState.Cancelled));
 

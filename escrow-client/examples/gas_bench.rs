@@ -67,7 +67,7 @@ async fn three_tx(
     let (bid, sig) = provider.sign_bid(id, &b, price, deadline, 0, U256::from(nonce)).unwrap();
     let (b, award) = poster.award(id, &b, bid, sig).await.unwrap();
     let rh = alloy::primitives::keccak256(b"sorted output");
-    let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+    let att = evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
     let (_, settle) = provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
     Row {
         name: name.into(),
@@ -95,7 +95,7 @@ async fn two_tx(
     let (_, b, txs) = poster.post_fund_and_award(salt, t, bid, sig, true).await.unwrap();
     let first = txs.last().unwrap().gas_used;
     let rh = alloy::primitives::keccak256(b"sorted output");
-    let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+    let att = evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
     let (_, settle) = provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
     Row {
         name: name.into(),

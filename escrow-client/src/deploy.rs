@@ -26,14 +26,13 @@ pub struct DeployConfig {
     pub fee_recipient: Option<Address>,
     /// Native-ETH bond to open a dispute.
     pub dispute_bond: U256,
-    /// Share of the price slashed from a provider that loses a dispute.
+    /// Share of the provider's signed bond (stake units) slashed when it loses a dispute.
     pub slash_bps: u16,
     /// Seconds between unbond request and withdrawal.
     pub unbonding_delay: U256,
-    /// Bounty size from which a stake is required (None = never).
-    pub stake_threshold: Option<U256>,
-    /// Stake required at or above the threshold.
-    pub min_stake: U256,
+    /// Stake gate in stake-registry wei (never in a reward token): every award's bid must bond
+    /// at least this much and every contest entrant hold it. Zero = no gate.
+    pub min_bond: U256,
     /// Deploy the mintable test token and mint to these accounts.
     pub test_token_to: Option<Vec<Address>>,
     /// Amount minted to each account.
@@ -49,8 +48,7 @@ impl DeployConfig {
             dispute_bond: parse_ether("0.01").expect("constant"),
             slash_bps: 5_000,
             unbonding_delay: U256::from(3_600),
-            stake_threshold: Some(parse_ether("1000").expect("constant")),
-            min_stake: parse_ether("0.1").expect("constant"),
+            min_bond: U256::ZERO,
             test_token_to: Some(seed),
             test_token_amount: parse_ether("1000000").expect("constant"),
         }
@@ -115,13 +113,13 @@ pub async fn deploy_all(
             )
             .await?,
     );
-    if let Some(threshold) = cfg.stake_threshold {
+    if !cfg.min_bond.is_zero() {
         txs.push(
             deployer
                 .send_call(
                     "setStakeGate",
                     escrow,
-                    &BountyEscrow::setStakeGateCall { threshold, minStake_: cfg.min_stake },
+                    &BountyEscrow::setStakeGateCall { minBond_: cfg.min_bond },
                     U256::ZERO,
                 )
                 .await?,

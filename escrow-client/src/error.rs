@@ -253,13 +253,18 @@ impl Revert {
             }
             "TooLate" => "the window for this step has closed",
             "BidMismatch" => "the bid was signed for another bounty",
-            "BidTooHigh" => "the bid exceeds the bounty's escrowed amount",
+            "BidTooHigh" => {
+                "the bid exceeds the bounty's escrowed amount (or, in an evaluator's take-over, the current price)"
+            }
+            "BondTooLow" => "the bid must bond at least the escrow's minimum stake (minBond)",
+            "BidderIsEvaluator" => "the evaluator cannot take over the job itself",
+            "InvalidBond" => "the stake gate's minimum bond must fit in 80 bits",
             "FeeMismatch" => "the platform fee changed; rebuild the terms and retry",
             "NoArbiter" => "this bounty has no arbiter, so it cannot be disputed",
             "InvalidValue" => "send exactly the bounty amount in ETH (or none for ERC-20 bounties)",
             "ChallengePeriodActive" => "wait until the channel's challenge period has passed",
             "InsufficientStake" => {
-                "the bidder must stake more in the AgentRegistry to take bounties of this size"
+                "the bidder's stake in the AgentRegistry must cover the bond its bid signs (and the escrow's minimum)"
             }
             "FeeOnTransferToken" => "this token takes a fee on transfer; use a standard ERC-20",
             "ERC20InsufficientAllowance" => "approve the escrow for the amount first",

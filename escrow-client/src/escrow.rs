@@ -418,8 +418,17 @@ pub struct BidJson {
     /// escrow lets the poster or evaluator hand the job to another bidder once it has passed.
     #[serde(default)]
     pub eta: u32,
+    /// Stake put at risk, in stake-registry wei (decimal string; absent = "0"). Signed: the
+    /// bidder's stake must cover it at the award, and a lost dispute slashes
+    /// `bond * slashBps / 10000` of it, whatever the reward token.
+    #[serde(default = "zero_decimal")]
+    pub bond: String,
     /// Unordered nonce (decimal string).
     pub nonce: String,
+}
+
+fn zero_decimal() -> String {
+    "0".to_owned()
 }
 
 impl From<&Bid> for BidJson {
@@ -431,6 +440,7 @@ impl From<&Bid> for BidJson {
             amount: b.amount.to_string(),
             deadline: b.deadline,
             eta: b.eta,
+            bond: b.bond.to_string(),
             nonce: b.nonce.to_string(),
         }
     }
@@ -451,6 +461,7 @@ impl TryFrom<&BidJson> for Bid {
             amount: num("amount", &b.amount)?,
             deadline: b.deadline,
             eta: b.eta,
+            bond: num("bond", &b.bond)?,
             nonce: num("nonce", &b.nonce)?,
         })
     }
@@ -596,7 +607,7 @@ impl ReefClient {
 
     /// Signs a bid as this account (the bidder) for the bounty whose posted record is `terms`:
     /// `amount` valid until `deadline`, delivery within `eta` seconds of the award (0 = by the
-    /// bounty deadline).
+    /// bounty deadline), no stake at risk (see [`Self::sign_bonded_bid`]).
     pub fn sign_bid(
         &self,
         bounty_id: U256,
@@ -606,6 +617,22 @@ impl ReefClient {
         eta: u32,
         nonce: U256,
     ) -> Result<(Bid, Bytes)> {
+        self.sign_bonded_bid(bounty_id, terms, amount, deadline, eta, U256::ZERO, nonce)
+    }
+
+    /// [`Self::sign_bid`] putting `bond` wei of this account's registry stake at risk: the
+    /// stake must cover it at the award, and losing a dispute slashes `bond * slashBps / 10000`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_bonded_bid(
+        &self,
+        bounty_id: U256,
+        terms: &Bounty,
+        amount: u128,
+        deadline: u64,
+        eta: u32,
+        bond: U256,
+        nonce: U256,
+    ) -> Result<(Bid, Bytes)> {
         let bid = Bid {
             bountyId: bounty_id,
             termsHash: terms_hash(terms),
@@ -613,6 +640,7 @@ impl ReefClient {
             amount: U256::from(amount),
             deadline,
             eta,
+            bond,
             nonce,
         };
         let sig = signing::sign_bid(self.signer(), &bid, &self.escrow_domain())?;
@@ -624,14 +652,17 @@ impl ReefClient {
         signing::verify_typed(bid, &self.escrow_domain(), sig, bid.bidder)
     }
 
-    /// Signs an attestation as this account (the evaluator).
+    /// Signs an attestation as this account (the evaluator) of `verdict` on `provider`'s result
+    /// `result_hash` (the provider is signed, so a replacement after a take-over cannot replay
+    /// it).
     pub fn sign_attestation(
         &self,
         bounty_id: U256,
+        provider: Address,
         result_hash: B256,
         verdict: u8,
     ) -> Result<Bytes> {
-        let att = Attestation { bountyId: bounty_id, resultHash: result_hash, verdict };
+        let att = Attestation { bountyId: bounty_id, provider, resultHash: result_hash, verdict };
         signing::sign_attestation(self.signer(), &att, &self.escrow_domain())
     }
 

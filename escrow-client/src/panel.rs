@@ -36,9 +36,11 @@ pub struct Panel {
 }
 
 /// Combines member attestation signatures into the panel's ERC-1271 signature. `sigs` are
-/// `(signer, signature)` pairs; they are sorted by signer and deduplicated here.
+/// `(signer, signature)` pairs; they are sorted by signer and deduplicated here. `provider` is
+/// the provider the members judged (signed in the attestation).
 pub fn encode_signature(
     bounty_id: U256,
+    provider: Address,
     result_hash: B256,
     verdict: u8,
     mut sigs: Vec<(Address, Bytes)>,
@@ -48,11 +50,18 @@ pub fn encode_signature(
     let member_sigs: Vec<Bytes> = sigs.into_iter().map(|(_, s)| s).collect();
     type Encoded = (
         sol_data::Uint<256>,
+        sol_data::Address,
         sol_data::FixedBytes<32>,
         sol_data::Uint<8>,
         sol_data::Array<sol_data::Bytes>,
     );
-    Bytes::from(Encoded::abi_encode_params(&(bounty_id, result_hash, verdict, member_sigs)))
+    Bytes::from(Encoded::abi_encode_params(&(
+        bounty_id,
+        provider,
+        result_hash,
+        verdict,
+        member_sigs,
+    )))
 }
 
 impl ReefClient {
@@ -139,17 +148,18 @@ impl ReefClient {
         self.send_call("settleFees", panel, &call, U256::ZERO).await
     }
 
-    /// Who signed an escrow attestation `(id, result_hash, verdict)` with `sig` (off-chain
-    /// check of a panel member's evaluation; bound to this chain and escrow).
+    /// Who signed an escrow attestation `(id, provider, result_hash, verdict)` with `sig`
+    /// (off-chain check of a panel member's evaluation; bound to this chain and escrow).
     pub fn attestation_signer(
         &self,
         id: U256,
+        provider: Address,
         result_hash: B256,
         verdict: u8,
         sig: &[u8],
         expected: Address,
     ) -> Result<()> {
-        let att = Attestation { bountyId: id, resultHash: result_hash, verdict };
+        let att = Attestation { bountyId: id, provider, resultHash: result_hash, verdict };
         let domain =
             signing::escrow_domain(self.deployment().chain_id, self.deployment().bounty_escrow);
         signing::verify_typed(&att, &domain, sig, expected)
@@ -166,6 +176,7 @@ mod tests {
         let b = Address::repeat_byte(2);
         let enc = encode_signature(
             U256::from(7),
+            Address::repeat_byte(4),
             B256::repeat_byte(3),
             1,
             vec![
@@ -176,12 +187,16 @@ mod tests {
         );
         type Encoded = (
             sol_data::Uint<256>,
+            sol_data::Address,
             sol_data::FixedBytes<32>,
             sol_data::Uint<8>,
             sol_data::Array<sol_data::Bytes>,
         );
-        let (id, rh, v, sigs) = Encoded::abi_decode_params(&enc).unwrap();
-        assert_eq!((id, rh, v), (U256::from(7), B256::repeat_byte(3), 1));
+        let (id, p, rh, v, sigs) = Encoded::abi_decode_params(&enc).unwrap();
+        assert_eq!(
+            (id, p, rh, v),
+            (U256::from(7), Address::repeat_byte(4), B256::repeat_byte(3), 1)
+        );
         assert_eq!(sigs, vec![Bytes::from(vec![1u8; 65]), Bytes::from(vec![2u8; 65])]);
     }
 }

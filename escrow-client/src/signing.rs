@@ -191,6 +191,7 @@ mod tests {
             amount: U256::from(1000),
             deadline: 2_000_000_000,
             eta: 600,
+            bond: U256::from(10).pow(U256::from(17)),
             nonce: U256::from(1),
         }
     }
@@ -217,6 +218,10 @@ mod tests {
         let mut changed = bid();
         changed.amount = U256::from(999);
         assert!(verify_typed(&changed, &escrow_domain(31337, c), &sig, s.address()).is_err());
+        // The bond is signed too: a poster cannot raise (or drop) the stake at risk.
+        let mut rebonded = bid();
+        rebonded.bond = U256::ZERO;
+        assert!(verify_typed(&rebonded, &escrow_domain(31337, c), &sig, s.address()).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ async fn full_lifecycle_erc20_pays_provider_minus_fee() {
 
     let (id, b) = env.awarded(amount, price).await;
     let rh = result_hash("1 2 3 4");
-    let att = env.evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+    let att = env.evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
     let (_b, out) = env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
     assert!(out.gas_used > 0);
 
@@ -198,7 +198,9 @@ async fn dispute_split_with_slashing() {
     let stake_before = env.provider.stake_of(env.provider.address()).await.unwrap();
     let provider_before = env.bal(env.provider.address()).await;
     let poster_before = env.bal(env.poster.address()).await;
-    let (id, b) = env.awarded(ether("100"), ether("100")).await;
+    // The bid bonds 0.4 ETH of the stake (stake units, whatever the reward token).
+    let bond = alloy::primitives::utils::parse_ether("0.4").unwrap();
+    let (id, b) = env.awarded_bonded(ether("100"), ether("100"), bond).await;
     let (b, _) = env.provider.submit(id, &b, result_hash("disputed work")).await.unwrap();
     env.poster.dispute(id, &b).await.unwrap();
     // Only the arbiter rules.
@@ -210,9 +212,9 @@ async fn dispute_split_with_slashing() {
     let fee = gross / 100;
     assert_eq!(env.bal(env.provider.address()).await, provider_before + U256::from(gross - fee));
     assert_eq!(env.bal(env.poster.address()).await, poster_before - U256::from(gross));
-    // Provider lost (< 50%): stake slashed by slashBps (50%) of the price, capped by the stake.
+    // Provider lost (< 50%): slashed slashBps (50%) of the bond it signed, not of the price.
     let stake_after = env.provider.stake_of(env.provider.address()).await.unwrap();
-    assert!(stake_after < stake_before, "stake was not slashed");
+    assert_eq!(stake_after, stake_before - bond / U256::from(2));
     assert_eq!(env.poster.status_of(id).await.unwrap().0, Status::Resolved);
 }
 
@@ -222,7 +224,8 @@ async fn evaluator_rejection_refunds_after_challenge_window() {
     let before = env.bal(env.poster.address()).await;
     let (id, b) = env.awarded(ether("10"), ether("10")).await;
     let (b, _) = env.provider.submit(id, &b, result_hash("wrong")).await.unwrap();
-    let sig = env.evaluator.sign_attestation(id, b.resultHash, verdict::REJECT).unwrap();
+    let sig =
+        env.evaluator.sign_attestation(id, b.provider, b.resultHash, verdict::REJECT).unwrap();
     env.stranger.attest(id, &b, verdict::REJECT, sig).await.unwrap();
     assert_eq!(env.poster.status_of(id).await.unwrap().0, Status::Rejected);
     env.warp(3_601).await;
@@ -236,10 +239,25 @@ async fn forged_attestation_is_rejected() {
     let env = setup().await;
     let (id, b) = env.awarded(ether("10"), ether("10")).await;
     let rh = result_hash("r");
-    let forged = env.stranger.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+    let forged = env.stranger.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
     let err =
         env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, forged).await.unwrap_err();
     assert_eq!(err.revert_name().as_deref(), Some("InvalidSignature"), "{err}");
+}
+
+#[tokio::test]
+async fn attestation_for_another_provider_is_rejected() {
+    // The verdict names the provider it judges: after a take-over, a replacement cannot replay
+    // the verdict signed for the late provider (issue 18).
+    let env = setup().await;
+    let (id, b) = env.awarded(ether("10"), ether("10")).await;
+    let rh = result_hash("r");
+    let other =
+        env.evaluator.sign_attestation(id, env.stranger.address(), rh, verdict::ACCEPT).unwrap();
+    let err = env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, other).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("InvalidSignature"), "{err}");
+    let own = env.evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
+    env.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, own).await.unwrap();
 }
 
 #[tokio::test]
@@ -271,14 +289,15 @@ async fn signatures_match_eth_sign_typed_data_v4_and_contract_digest() {
                 {"name": "bountyId", "type": "uint256"}, {"name": "termsHash", "type": "bytes32"},
                 {"name": "bidder", "type": "address"},
                 {"name": "amount", "type": "uint256"}, {"name": "deadline", "type": "uint64"},
-                {"name": "eta", "type": "uint32"}, {"name": "nonce", "type": "uint256"}
+                {"name": "eta", "type": "uint32"}, {"name": "bond", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"}
             ]
         },
         "primaryType": "Bid",
         "domain": {"name": "ReefBountyEscrow", "version": "1", "chainId": 31337,
                    "verifyingContract": env.dep.bounty_escrow},
         "message": {"bountyId": "123456789", "termsHash": bid.termsHash, "bidder": env.provider.address(), "amount": "1000",
-                    "deadline": 2000000000u64, "eta": 45, "nonce": "7"}
+                    "deadline": 2000000000u64, "eta": 45, "bond": "0", "nonce": "7"}
     });
     let wallet_sig: Bytes = env
         .provider

@@ -71,7 +71,7 @@ async fn a_sub_bounty_paid_from_the_reward_redeems_after_the_parent_settles() {
         .unwrap();
     let (sub, _) = env.provider.award(sid, &sub, bid, sig).await.unwrap();
     let rh = result_hash("half sorted");
-    let att = env.evaluator.sign_attestation(sid, rh, verdict::ACCEPT).unwrap();
+    let att = env.evaluator.sign_attestation(sid, sub.provider, rh, verdict::ACCEPT).unwrap();
     env.stranger.submit_and_attest(sid, &sub, rh, verdict::ACCEPT, att).await.unwrap();
     let credit = env.stranger.ledger_credit(pt, env.stranger.address()).await.unwrap();
     let sub_fee = ether("25") / 100;
@@ -87,7 +87,7 @@ async fn a_sub_bounty_paid_from_the_reward_redeems_after_the_parent_settles() {
     // The parent completes: the provider is paid its net pay less the pledge.
     let provider_before = env.bal(env.provider.address()).await;
     let rh = result_hash("all sorted");
-    let att = env.evaluator.sign_attestation(pid, rh, verdict::ACCEPT).unwrap();
+    let att = env.evaluator.sign_attestation(pid, parent.provider, rh, verdict::ACCEPT).unwrap();
     env.provider.submit_and_attest(pid, &parent, rh, verdict::ACCEPT, att).await.unwrap();
     let net = ether("80") - ether("80") / 100;
     assert_eq!(
@@ -127,7 +127,7 @@ async fn a_failed_parent_voids_the_pledge_and_refunds_its_poster_in_full() {
 
     let poster_before = env.bal(env.poster.address()).await;
     let rh = result_hash("wrong");
-    let att = env.evaluator.sign_attestation(pid, rh, verdict::REJECT).unwrap();
+    let att = env.evaluator.sign_attestation(pid, parent.provider, rh, verdict::REJECT).unwrap();
     env.provider.submit_and_attest(pid, &parent, rh, verdict::REJECT, att).await.unwrap();
     env.warp(3_601).await;
     let state = env.stranger.bounty(pid).await.unwrap();

@@ -131,7 +131,7 @@ async fn seed(url: &str, poster: &ReefClient, target_events: u64) -> R<(u64, u64
         mine(&p).await?;
         for (id, b, who) in awarded {
             let rh = alloy::primitives::keccak256(id.to_be_bytes::<32>());
-            let sig = poster.sign_attestation(id, rh, verdict::ACCEPT)?;
+            let sig = poster.sign_attestation(id, b.provider, rh, verdict::ACCEPT)?;
             let call = BountyEscrow::submitAndAttestCall {
                 id,
                 b,

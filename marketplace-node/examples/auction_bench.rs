@@ -59,6 +59,7 @@ async fn main() {
                 amount: U256::from(500_000 + (i as u64 * 7_919) % 500_000),
                 deadline: 2_000_000_000,
                 eta: 600,
+                bond: U256::ZERO,
                 nonce: U256::from(i),
             };
             let sig = sign_bid(&k, &bid, &domain).expect("sign").to_vec();

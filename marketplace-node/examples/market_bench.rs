@@ -886,6 +886,7 @@ async fn escrow_lifecycles(
             amount: U256::from(amount),
             deadline,
             eta: 0,
+            bond: U256::ZERO,
             nonce: U256::from(k),
         };
         (salt, terms, id, bid, provider)
@@ -910,7 +911,12 @@ async fn escrow_lifecycles(
         b.provider = bid.bidder;
         b.price = amount;
         let result_hash = keccak256(format!("result {id}"));
-        let att = Attestation { bountyId: id, resultHash: result_hash, verdict: verdict::ACCEPT };
+        let att = Attestation {
+            bountyId: id,
+            provider: b.provider,
+            resultHash: result_hash,
+            verdict: verdict::ACCEPT,
+        };
         let sig = sign_attestation(&evaluator, &att, &domain).expect("signing in memory");
         let call = BountyEscrow::submitAndAttestCall {
             id,

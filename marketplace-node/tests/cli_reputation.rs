@@ -54,7 +54,7 @@ async fn indexer_and_reputation_commands_reflect_a_completed_job() {
     let (bid, sig) = provider.sign_bid(id, &b, b.amount, now + 600, 0, U256::from(1)).unwrap();
     let (b, _) = poster.award(id, &b, bid, sig).await.unwrap();
     let rh = keccak256(b"[1,2,3]");
-    let att = evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+    let att = evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
     provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
 
     let deployments = dir.join("deployments");

@@ -275,7 +275,7 @@ async fn the_status_taken_from_the_events_is_the_chains_on_every_path() {
         assert_eq!(check(id, "postFundAndAward").await.0, Status::Awarded);
         let rh = alloy::primitives::B256::repeat_byte(9);
         let code = if accept { verdict::ACCEPT } else { verdict::REJECT };
-        let att = evaluator.sign_attestation(id, rh, code).unwrap();
+        let att = evaluator.sign_attestation(id, b.provider, rh, code).unwrap();
         provider.submit_and_attest(id, &b, rh, code, att).await.unwrap();
         assert_eq!(check(id, "submitAndAttest").await.0, want);
     }

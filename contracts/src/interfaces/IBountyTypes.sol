@@ -51,7 +51,10 @@ interface IBountyTypes {
     /// @notice A provider's EIP-712 signed bid: binding price for one bounty, single use.
     /// @dev `termsHash` commits the bidder to the bounty's terms: it must equal the commitment
     ///      `keccak256(abi.encode(bounty))` of the record as posted (provider, price and resultHash
-    ///      zero), i.e. `BountyEscrow.hashBounty` of the `Funded` record.
+    ///      zero), i.e. `BountyEscrow.hashBounty` of the `Funded` record. `bond` is the stake the
+    ///      bidder puts at risk, in the stake registry's unit (wei of native ETH), independent of
+    ///      the reward token: its stake must cover it at the award, and a lost dispute slashes
+    ///      `bond * slashBps / 10000` of it, never more.
     struct Bid {
         uint256 bountyId;
         bytes32 termsHash; // commitment of the bounty record as posted (see hashBounty)
@@ -59,12 +62,15 @@ interface IBountyTypes {
         uint256 amount;
         uint64 deadline; // bid validity
         uint32 eta; // promised delivery, seconds after the award (0 = by the bounty deadline)
+        uint256 bond; // stake put at risk, in stake-registry wei (0 = none; never slashed)
         uint256 nonce; // unordered nonce (bitmap), single use per bidder
     }
 
-    /// @notice An evaluator's EIP-712 verdict on a submitted result.
+    /// @notice An evaluator's EIP-712 verdict on a submitted result. It names the provider whose
+    ///         result it judges, so after a take-over the replacement cannot replay it.
     struct Attestation {
         uint256 bountyId;
+        address provider; // the awarded provider whose result is judged
         bytes32 resultHash;
         uint8 verdict; // 1 = accept, 2 = reject
     }

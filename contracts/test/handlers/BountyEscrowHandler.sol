@@ -40,6 +40,12 @@ contract BountyEscrowHandler is Test {
     mapping(address pledgeToken => uint256) public redeemedCredit; // credits turned in
     mapping(address pledgeToken => uint256) public redeemedPaid; // value paid for them
 
+    // ---- bonds (stake at risk, signed in the bid; stake units, not the reward token)
+    mapping(uint256 index => uint256) public bondOf; // bond of the current provider
+    uint256 public ghost_bondsSlashable; // sum over resolved losing disputes of bond * slashBps
+    uint256 public ghost_slashed; // what the registry actually slashed
+    bool public slashOverBond; // set if a ruling slashed more than bond * slashBps / 1e4
+
     // ---- ghosts
     bool public terminalLeft; // set if a terminal bounty ever changed status
     uint256 public nonceCounter;
@@ -270,7 +276,10 @@ contract BountyEscrowHandler is Test {
         funded[i] = true;
     }
 
-    function award(uint256 seed, uint256 bidderSeed, uint256 price, uint32 eta) external step("award") {
+    function award(uint256 seed, uint256 bidderSeed, uint256 price, uint32 eta, uint256 bond)
+        external
+        step("award")
+    {
         (bool ok, uint256 i) = _find(seed, IBountyTypes.Status.Funded);
         if (!ok) return;
         IBountyTypes.Bounty memory b = records[i];
@@ -288,6 +297,10 @@ contract BountyEscrowHandler is Test {
             amount: bound(price, 1, b.amount),
             deadline: uint64(currentTime),
             eta: uint32(bound(eta, 0, 12 hours)),
+            // Half the awards unbonded, the rest up to the actor's whole stake.
+            bond: bond % 2 == 0 || registry.stakeOf(bidder) == 0
+                ? 0
+                : bound(bond, 1, registry.stakeOf(bidder)),
             nonce: ++nonceCounter
         });
         bytes memory sig = _sign(key, escrow.hashBid(bid));
@@ -296,9 +309,11 @@ contract BountyEscrowHandler is Test {
         ++hits["award"];
         records[i].provider = bidder;
         records[i].price = uint128(bid.amount);
+        bondOf[i] = bid.bond;
     }
 
-    /// @dev Take-over of an overdue award by another actor (poster or evaluator calling).
+    /// @dev Take-over of an overdue award by another actor (poster or evaluator calling; the
+    ///      evaluator at most at the current price).
     function reassign(uint256 seed, uint256 bidderSeed, uint256 price, bool byEvaluator)
         external
         step("reassign")
@@ -317,9 +332,10 @@ contract BountyEscrowHandler is Test {
             bountyId: ids[i],
             termsHash: keccak256(abi.encode(posted)),
             bidder: bidder,
-            amount: bound(price, 1, b.amount),
+            amount: bound(price, 1, byEvaluator ? records[i].price : records[i].amount),
             deadline: uint64(currentTime),
             eta: 1 hours,
+            bond: price % 3 == 0 ? registry.stakeOf(bidder) / 2 : 0,
             nonce: ++nonceCounter
         });
         bytes memory sig = _sign(key, escrow.hashBid(bid));
@@ -330,6 +346,7 @@ contract BountyEscrowHandler is Test {
         ++hits["reassign"];
         records[i].provider = bidder;
         records[i].price = uint128(bid.amount);
+        bondOf[i] = bid.bond;
     }
 
     /// @dev Overdue award ended without replacement: the poster is refunded.
@@ -371,7 +388,9 @@ contract BountyEscrowHandler is Test {
         bytes memory sig = _sign(
             evaluatorKey,
             escrow.hashAttestation(
-                IBountyTypes.Attestation({bountyId: ids[i], resultHash: r, verdict: verdict})
+                IBountyTypes.Attestation({
+                    bountyId: ids[i], provider: b.provider, resultHash: r, verdict: verdict
+                })
             )
         );
         uint256 bal = _escrowBal(b.token);
@@ -494,9 +513,16 @@ contract BountyEscrowHandler is Test {
         if (s != IBountyTypes.Status.Disputed) return;
         uint256 bal = _escrowBal(b.token);
         uint256 led = ledgerSum(b.token);
+        uint16 bps = uint16(bound(providerBps, 0, 10_000));
+        uint256 slashedBefore = registry.totalSlashed();
         vm.prank(arbiter);
-        escrow.resolve(ids[i], b, uint16(bound(providerBps, 0, 10_000)));
+        escrow.resolve(ids[i], b, bps);
         ++hits["resolve"];
+        uint256 slashed = registry.totalSlashed() - slashedBefore;
+        uint256 slashable = bps < 5_000 ? bondOf[i] * escrow.slashBps() / 10_000 : 0;
+        if (slashed > slashable) slashOverBond = true;
+        ghost_bondsSlashable += slashable;
+        ghost_slashed += slashed;
         uint256 released = _released(b.token, bal, led);
         // The dispute bond also leaves the escrow; it is not part of the bounty's amount.
         if (b.token == address(0)) released -= BOND;

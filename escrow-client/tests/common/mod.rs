@@ -80,10 +80,17 @@ impl Env {
 
     /// Posted + awarded to `provider` at `price`.
     pub async fn awarded(&self, amount: u128, price: u128) -> (U256, Bounty) {
+        self.awarded_bonded(amount, price, U256::ZERO).await
+    }
+
+    /// [`Self::awarded`] with a bid that bonds `bond` wei of the provider's stake.
+    pub async fn awarded_bonded(&self, amount: u128, price: u128, bond: U256) -> (U256, Bounty) {
         let (id, b) = self.posted(amount).await;
         let deadline = self.poster.chain_time().await.unwrap() + 600;
-        let (bid, sig) =
-            self.provider.sign_bid(id, &b, price, deadline, 0, U256::from(rand_nonce())).unwrap();
+        let (bid, sig) = self
+            .provider
+            .sign_bonded_bid(id, &b, price, deadline, 0, bond, U256::from(rand_nonce()))
+            .unwrap();
         let (b, _) = self.poster.award(id, &b, bid, sig).await.unwrap();
         (id, b)
     }

@@ -93,7 +93,7 @@ impl Env {
     pub async fn completed_job_by(&self, poster: &ReefClient, amount: u128) -> U256 {
         let (id, b) = self.awarded_by(poster, amount).await;
         let rh = alloy::primitives::keccak256(id.to_be_bytes::<32>());
-        let sig = self.evaluator.sign_attestation(id, rh, verdict::ACCEPT).unwrap();
+        let sig = self.evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
         self.provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, sig).await.unwrap();
         id
     }

@@ -1053,6 +1053,11 @@ impl Bidder {
         if req["result_hash"].as_str() != Some(&rh.to_string()) {
             eyre::bail!("the request's result_hash does not match its result");
         }
+        // The attestation names the provider whose result it judges (no replay after a take-over).
+        let provider: alloy::primitives::Address = req["provider"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| eyre::eyre!("the evaluation request names no provider"))?;
         let stdin = serde_json::to_vec(&json!({ "input": req["input"], "result": result }))?;
         let out =
             sandbox::run_sandboxed(program, &[], &stdin, &sandbox::SandboxLimits::default()).await;
@@ -1061,7 +1066,7 @@ impl Bidder {
         } else {
             escrow_client::signing::verdict::REJECT
         };
-        let sig = self.chain.sign_attestation(id, rh, verdict)?;
+        let sig = self.chain.sign_attestation(id, provider, rh, verdict)?;
         let body = json!({
             "kind": "evaluation",
             "bounty_id": crate::market::id_hex(id),

@@ -1135,7 +1135,10 @@ impl BountyArgs {
         })?;
         let now = client.chain_time().await?;
         let late = state.record.provider;
-        let next = crate::market::next_runner_up(ranking, late, now);
+        // An evaluator (not the poster) may not raise the price or take the job itself.
+        let evaluator = (client.address() != state.record.poster)
+            .then(|| (state.record.evaluator, alloy::primitives::U256::from(state.record.price)));
+        let next = crate::market::next_runner_up(ranking, late, now, evaluator);
         let Some((bid, sig)) = next else {
             return Err(eyre!(
                 "no other valid bid in the ranking of {key}; end the award with `reef bounty revoke {key}` to be refunded"

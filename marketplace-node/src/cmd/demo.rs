@@ -121,7 +121,7 @@ impl DemoArgs {
         numbers.sort_unstable();
         let result = serde_json::to_vec(&numbers)?;
         let result_hash = keccak256(&result);
-        let att = evaluator.sign_attestation(id, result_hash, verdict::ACCEPT)?;
+        let att = evaluator.sign_attestation(id, b.provider, result_hash, verdict::ACCEPT)?;
         eprintln!("  result hash {result_hash}");
 
         say("provider submits result + attestation and is paid in the same transaction");

@@ -1435,7 +1435,7 @@ impl Market {
             let spec = Self::verify_spec(row)?;
             if ok && let Some((k, _, members)) = spec.panel() {
                 self.inner.store.set_cursor(&row.id, cursor).await?;
-                return self.request_evaluation(row, members, k, &result).await;
+                return self.request_evaluation(row, record.provider, members, k, &result).await;
             }
             let verdict = if !ok {
                 Some(Verdict { accept: false, reason: "the provider reported failure".into() })
@@ -1500,7 +1500,9 @@ impl Market {
                     entry["failed"] = json!(true);
                 }
             }
-            next = super::next_runner_up(list, late, t);
+            // The node calls as the evaluator: the escrow caps the new price at the current one.
+            let cap = alloy::primitives::U256::from(record.price);
+            next = super::next_runner_up(list, late, t, Some((self.address(), cap)));
         }
         let expiry = row.award_expiry;
         self.inner.store.set_ranking(&row.id, ranking, row.winner.as_deref(), expiry).await?;
@@ -1537,10 +1539,12 @@ impl Market {
 
     /// Hands the provider's result to the evaluator panel: one group with the members, one
     /// request; the pending verdict (result, hash, group) is persisted before anything else
-    /// happens, so a restart resumes collecting.
+    /// happens, so a restart resumes collecting. The request names the provider: members sign
+    /// `Attestation(id, provider, resultHash, verdict)`.
     async fn request_evaluation(
         &self,
         row: &BountyRow,
+        provider: Address,
         members: &[Address],
         quorum: u8,
         result: &Value,
@@ -1561,6 +1565,7 @@ impl Market {
             "input": row.spec["input"],
             "result": result,
             "result_hash": rh,
+            "provider": provider,
             "quorum": quorum,
             "chain_id": self.inner.cfg.deployment.chain_id,
             "escrow": self.inner.cfg.deployment.bounty_escrow,
@@ -1624,7 +1629,11 @@ impl Market {
             };
             if body["result_hash"].as_str() != Some(&rh.to_string())
                 || !(verdict == verdict_code::ACCEPT || verdict == verdict_code::REJECT)
-                || self.inner.chain.attestation_signer(id, rh, verdict, &sig, from).is_err()
+                || self
+                    .inner
+                    .chain
+                    .attestation_signer(id, record.provider, rh, verdict, &sig, from)
+                    .is_err()
             {
                 tracing::warn!(bounty = %row.id, evaluator = %from, "ignoring an invalid evaluation");
                 continue;
@@ -1642,7 +1651,8 @@ impl Market {
                 continue;
             }
             let member_sigs: Vec<Bytes> = agreeing.iter().map(|(_, s)| s.clone()).collect();
-            let sig = escrow_client::panel::encode_signature(id, rh, code, agreeing);
+            let sig =
+                escrow_client::panel::encode_signature(id, record.provider, rh, code, agreeing);
             let accept = code == verdict_code::ACCEPT;
             let v = Verdict {
                 accept,
@@ -1779,7 +1789,7 @@ impl Market {
         let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
         let (sig, member_sigs) = match panel {
             Some((sig, members)) => (sig, Some(members)),
-            None => (self.inner.chain.sign_attestation(id, rh, code)?, None),
+            None => (self.inner.chain.sign_attestation(id, record.provider, rh, code)?, None),
         };
         // The result is kept for the poster (who is a member of the work group anyway).
         let verdict = json!({ "accept": v.accept, "reason": v.reason, "result_hash": rh, "attestation": sig, "member_sigs": member_sigs, "result": result });

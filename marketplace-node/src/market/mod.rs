@@ -117,14 +117,60 @@ pub fn signed_bid(
 }
 
 /// Take-over: the best-ranked bid, not marked failed and not from the `late` provider, that is
-/// still valid at `now` (used by the node as evaluator and by the poster's CLI).
+/// still valid at `now` (used by the node as evaluator and by the poster's CLI). An evaluator's
+/// take-over (`evaluator` given) may not raise the price above `max_price` (the current price)
+/// nor hand the job to the evaluator itself: the escrow refuses both (`BidTooHigh`,
+/// `BidderIsEvaluator`), so such bids are skipped here.
 pub fn next_runner_up(
     ranking: &[serde_json::Value],
     late: Address,
     now: u64,
+    evaluator: Option<(Address, alloy::primitives::U256)>,
 ) -> Option<(escrow_client::bindings::escrow::IBountyTypes::Bid, alloy::primitives::Bytes)> {
     ranking.iter().filter(|e| e["failed"] != true).find_map(|e| {
         let (bid, sig) = signed_bid(&e["signed"]).ok()?;
-        (bid.bidder != late && bid.deadline >= now).then_some((bid, sig))
+        let allowed =
+            evaluator.is_none_or(|(ev, max_price)| bid.bidder != ev && bid.amount <= max_price);
+        (bid.bidder != late && bid.deadline >= now && allowed).then_some((bid, sig))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, U256};
+    use alloy_signer_local::PrivateKeySigner;
+    use escrow_client::{bindings::escrow::IBountyTypes::Bid, escrow::BidJson, signing};
+
+    fn entry(bidder: &PrivateKeySigner, price: u64) -> serde_json::Value {
+        let bid = Bid {
+            bountyId: U256::from(1),
+            bidder: bidder.address(),
+            amount: U256::from(price),
+            deadline: 100,
+            nonce: U256::from(price),
+            ..Default::default()
+        };
+        let domain = signing::escrow_domain(31337, Address::repeat_byte(1));
+        let sig = signing::sign_bid(bidder, &bid, &domain).unwrap();
+        serde_json::json!({ "bidder": bidder.address(), "signed": { "bid": BidJson::from(&bid), "signature": sig } })
+    }
+
+    /// Issue 18: an evaluator's take-over skips bids above the current price and its own bid
+    /// (the escrow would refuse both); the poster's does not.
+    #[test]
+    fn evaluator_take_over_skips_pricier_bids_and_the_evaluator() {
+        let (late, pricey, evaluator, cheap) = (
+            PrivateKeySigner::random(),
+            PrivateKeySigner::random(),
+            PrivateKeySigner::random(),
+            PrivateKeySigner::random(),
+        );
+        let ranking =
+            vec![entry(&late, 5), entry(&pricey, 9), entry(&evaluator, 1), entry(&cheap, 5)];
+        let by_poster = super::next_runner_up(&ranking, late.address(), 50, None).unwrap();
+        assert_eq!(by_poster.0.bidder, pricey.address());
+        let cap = Some((evaluator.address(), U256::from(5)));
+        let by_evaluator = super::next_runner_up(&ranking, late.address(), 50, cap).unwrap();
+        assert_eq!(by_evaluator.0.bidder, cheap.address());
+    }
 }
