@@ -63,6 +63,7 @@ def test_a_bid_signature_recovers_to_the_bidder():
         "amount": "4000000000000000000",
         "deadline": 1767229200,
         "eta": 30,
+        "bond": "1000",
         "nonce": "7",
     }
     sig = sign_bid(KEY, domain, bid)
@@ -71,6 +72,7 @@ def test_a_bid_signature_recovers_to_the_bidder():
         bid,
         bountyId=int(bid["bountyId"], 16),
         amount=int(bid["amount"]),
+        bond=int(bid["bond"]),
         nonce=int(bid["nonce"]),
         termsHash=bytes.fromhex(bid["termsHash"][2:]),
     )

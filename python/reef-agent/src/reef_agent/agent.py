@@ -388,6 +388,7 @@ class Agent:
             "amount": str(int(price)),
             "deadline": int(cfp.record["deadline"]),
             "eta": self.eta_secs,
+            "bond": "0",
             "nonce": str(nonce),
         }
         signature = sign_bid(self._key, Domain(cfp.chain_id, cfp.escrow), bid)

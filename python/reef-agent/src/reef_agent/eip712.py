@@ -33,10 +33,12 @@ BID_TYPES = [
     {"name": "amount", "type": "uint256"},
     {"name": "deadline", "type": "uint64"},
     {"name": "eta", "type": "uint32"},
+    {"name": "bond", "type": "uint256"},
     {"name": "nonce", "type": "uint256"},
 ]
 ATTESTATION_TYPES = [
     {"name": "bountyId", "type": "uint256"},
+    {"name": "provider", "type": "address"},
     {"name": "resultHash", "type": "bytes32"},
     {"name": "verdict", "type": "uint8"},
 ]
@@ -117,14 +119,20 @@ def sign_bid(key: str, domain: Domain, bid: dict[str, Any]) -> str:
         "amount": int(bid["amount"]),
         "deadline": int(bid["deadline"]),
         "eta": int(bid.get("eta", 0)),
+        "bond": int(bid.get("bond", 0)),
         "nonce": int(bid["nonce"]),
     }
     return _sign(key, domain, "Bid", BID_TYPES, message)
 
 
 def sign_attestation(
-    key: str, domain: Domain, bounty_id: str, result_hash: str, verdict: int
+    key: str, domain: Domain, bounty_id: str, provider: str, result_hash: str, verdict: int
 ) -> str:
-    """An evaluator's attestation (for evaluator panels)."""
-    message = {"bountyId": int(bounty_id, 16), "resultHash": _b32(result_hash), "verdict": verdict}
+    """An evaluator's attestation (for evaluator panels) on `provider`'s result."""
+    message = {
+        "bountyId": int(bounty_id, 16),
+        "provider": to_checksum_address(provider),
+        "resultHash": _b32(result_hash),
+        "verdict": verdict,
+    }
     return _sign(key, domain, "Attestation", ATTESTATION_TYPES, message)
