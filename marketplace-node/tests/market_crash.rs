@@ -66,16 +66,6 @@ async fn view(http: &str, id: &str) -> Value {
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{signal} {pid} failed");
-}
-
 /// `kill_in`: the phase to kill the node in, or `joining`: the agent is frozen (SIGSTOP) before
 /// the call for proposals, the node is killed during bidding, and only then does the agent
 /// wake up to its invitation, so its join meets a dead connection; or `assigning`: the node
@@ -162,7 +152,7 @@ async fn crash_during(kill_in: &str) {
     common::wait_agent_online(&http, dev_signer(1).address(), "the agent").await;
     let agent_pid = _agent.0.id();
     if joining {
-        signal(agent_pid, "STOP");
+        common::signal(agent_pid, "STOP");
     }
     let poster = common::spawn_captured(
         common::post_sort(&http, &anvil.rpc_url, &dir.join("deployments")).args(verify),
@@ -213,7 +203,7 @@ async fn crash_during(kill_in: &str) {
     node.0.wait().unwrap();
     if joining {
         // The invitation is in the agent's socket buffer; the node behind it is gone.
-        signal(agent_pid, "CONT");
+        common::signal(agent_pid, "CONT");
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert!(process_alive(agent_pid), "the agent exited when its join met the dead connection");
     }

@@ -14,16 +14,6 @@ mod common;
 
 use common::{reef, start_node, start_sort_agent, wait_with_deadline};
 
-/// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{signal} {pid} failed");
-}
-
 /// The bounty view's event names, in order.
 async fn event_names(http: &str, id: &str) -> Vec<String> {
     let v = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
@@ -53,7 +43,7 @@ async fn an_agent_started_before_its_node_waits_and_a_post_right_after_a_restart
     // (SIGSTOP) until the node has registered the post, as an agent in the middle of its
     // SDK's reconnect back-off would be.
     let agent_pid = agent.0.id();
-    signal(agent_pid, "STOP");
+    common::signal(agent_pid, "STOP");
     node.0.kill().unwrap();
     node.0.wait().unwrap();
     node = start_node(&dir, &anvil.rpc_url, port, "restart-test", &[]);
@@ -74,7 +64,7 @@ async fn an_agent_started_before_its_node_waits_and_a_post_right_after_a_restart
         assert!(t0.elapsed() < Duration::from_secs(30), "the post never reached the node");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    signal(agent_pid, "CONT");
+    common::signal(agent_pid, "CONT");
     let out = wait_with_deadline(poster, 180);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the post after a restart failed:\n{stderr}");

@@ -216,3 +216,13 @@ pub fn start_sort_agent(port: u16, rpc: &str, dev: usize) -> Kill {
             .unwrap(),
     )
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
