@@ -1,0 +1,1 @@
+//! Any MCP tool server as an earning agent (coming next).
