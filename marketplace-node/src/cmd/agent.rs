@@ -165,7 +165,7 @@ struct KeygenArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout."
+    after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n  reef agent run --key $KEY --rpc-url http://127.0.0.1:8545 --bid-price 1 \\\n    --mcp 'npx -y @modelcontextprotocol/server-everything'   # earn with an MCP server's tools\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout."
 )]
 struct RunArgs {
     /// Node WebSocket URL.
@@ -190,8 +190,21 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     payment_tokens: Vec<String>,
     /// Program run for each task (through `sh -c`).
-    #[arg(long)]
-    exec: String,
+    #[arg(long, required_unless_present_any = ["mcp", "mcp_url"])]
+    exec: Option<String>,
+    /// Earn with the tools of an MCP server instead of --exec: the command that starts it
+    /// (MCP over stdio, through `sh -c`). Its tool names become the card's skills and their
+    /// descriptions its description; the agent bids on bounties whose skills name a tool and
+    /// whose input fits the tool's input schema, calls the tool, and delivers its result.
+    #[arg(long, conflicts_with_all = ["exec", "mcp_url"])]
+    mcp: Option<String>,
+    /// Like --mcp, for an MCP server reached over streamable HTTP at this URL.
+    #[arg(long, conflicts_with = "exec")]
+    mcp_url: Option<String>,
+    /// With --mcp/--mcp-url: also bid on bounties asking for SKILL, with tool TOOL
+    /// (repeatable; e.g. `--mcp-skill timezones=convert_time`).
+    #[arg(long = "mcp-skill", value_name = "SKILL=TOOL")]
+    mcp_skills: Vec<String>,
     /// Exit after this many tasks (default: run forever).
     #[arg(long)]
     max_tasks: Option<u64>,
@@ -265,7 +278,7 @@ impl RunArgs {
     async fn run(self) -> eyre::Result<()> {
         let signer: PrivateKeySigner =
             self.key.trim().parse().wrap_err("--key is not a valid private key")?;
-        let card = AgentCard {
+        let mut card = AgentCard {
             name: self.name.clone(),
             description: self.description.clone(),
             skills: self.skills.clone(),
@@ -273,24 +286,45 @@ impl RunArgs {
             payment_tokens: self.payment_tokens.clone(),
             ..Default::default()
         };
-        let brain = ExecBrain {
-            program: self.exec.clone(),
-            shared: self.share_key_with_brain.then(|| SharedKey {
-                key: self.key.trim().to_string(),
-                address: signer.address(),
-                node_http: reef_earning_agent::http_base(&self.node),
-                rpc: self.rpc_url.clone(),
-            }),
+        let agent = EarningAgent::builder().signer(signer.clone());
+        let agent = if let Some(tools) = self.mcp_tools().await? {
+            // The tools are the skills; their descriptions feed discovery.
+            for s in tools.skills() {
+                if !card.skills.contains(&s) {
+                    card.skills.push(s);
+                }
+            }
+            card.description = match card.description.as_str() {
+                "" => tools.description(),
+                d => format!("{d}. {}", tools.description()),
+            };
+            if card.name == "reef-agent" && !tools.server_name().is_empty() {
+                card.name = tools.server_name().to_string();
+            }
+            eprintln!(
+                "serving the tools of MCP server {:?}: {}",
+                tools.server_name(),
+                card.skills.join(", ")
+            );
+            agent.task_handler(tools)
+        } else {
+            agent.task_handler(ExecBrain {
+                program: self.exec.clone().unwrap_or_default(),
+                shared: self.share_key_with_brain.then(|| SharedKey {
+                    key: self.key.trim().to_string(),
+                    address: signer.address(),
+                    node_http: reef_earning_agent::http_base(&self.node),
+                    rpc: self.rpc_url.clone(),
+                }),
+            })
         };
-        let mut agent = EarningAgent::builder()
-            .signer(signer)
+        let mut agent = agent
             .node(&self.node)
             .card(card)
             .bid(match &self.bid_price {
                 Some(p) => BidPolicy::fixed(p),
                 None => BidPolicy::FullBudget,
             })
-            .task_handler(brain)
             .eta(self.eta)
             .parallel(usize::from(self.parallel))
             .no_bid(self.no_bid)
@@ -309,6 +343,33 @@ impl RunArgs {
         }
         agent.build()?.run().await?;
         Ok(())
+    }
+}
+
+impl RunArgs {
+    /// `--mcp` / `--mcp-url`: connects to the MCP server, lists its tools, applies the
+    /// `--mcp-skill` mappings.
+    async fn mcp_tools(&self) -> eyre::Result<Option<reef_earning_agent::mcp::McpTools>> {
+        use reef_earning_agent::mcp::McpTools;
+        let tools = match (&self.mcp, &self.mcp_url) {
+            (Some(cmd), _) => McpTools::stdio(cmd).await?,
+            (None, Some(url)) => McpTools::http(url).await?,
+            (None, None) => {
+                if !self.mcp_skills.is_empty() {
+                    eyre::bail!("--mcp-skill needs --mcp or --mcp-url");
+                }
+                return Ok(None);
+            }
+        };
+        let mut tools = tools;
+        for m in &self.mcp_skills {
+            let (skill, tool) =
+                m.split_once('=')
+                    .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+                    .ok_or_else(|| eyre::eyre!("--mcp-skill {m:?} is not SKILL=TOOL"))?;
+            tools = tools.alias(skill, tool)?;
+        }
+        Ok(Some(tools))
     }
 }
 
