@@ -241,9 +241,6 @@ impl AgentBuilder {
         if self.parallel == 0 {
             return Err(Error::InvalidConfig("parallel must be at least 1".into()));
         }
-        if let BidPolicy::Fixed(p) = &self.bid {
-            crate::parse_amount(p, 18)?;
-        }
         let mut card = self.card;
         let bid_skills = card.skills.clone();
         if self.evaluator.is_some() && !card.skills.iter().any(|s| s == "evaluate") {
