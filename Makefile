@@ -8,7 +8,8 @@ CARGO ?= cargo
 
 .PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload chaos slither abi snapshot clean devnet-up devnet-down
 
-## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std)
+## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
+## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
 deps: node_modules/.reef-installed
 node_modules/.reef-installed: package.json package-lock.json
 	@command -v node >/dev/null || { echo "node/npm are required (apt-get install nodejs npm)"; exit 1; }
@@ -21,7 +22,7 @@ build: deps
 	$(CARGO) build --workspace
 
 ## demo: anvil + contracts + one bounty's full lifecycle, every step with tx hash and gas
-demo: deps
+demo: deps mcp-servers
 	$(CARGO) run -q -p marketplace-node --bin reef -- demo
 
 ## test: everything — forge (unit/fuzz/invariant), gas snapshot, ABI freshness, fmt, clippy,
@@ -46,6 +47,18 @@ $(VENV)/.reef-installed: python/reef-agent/pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e 'python/reef-agent[test]'
 	@touch $@
 
+## mcp-servers: unmodified MCP tool servers from the registries, pinned, that `make test`
+## (tests/market_mcp.rs) and `make demo` turn into earning agents with `reef agent run --mcp`:
+## @modelcontextprotocol/server-everything (npm; package.json devDependencies, so `make deps`
+## installs it) and mcp-server-time (PyPI; tools/mcp-servers/requirements.txt, into .venv)
+.PHONY: mcp-servers
+mcp-servers: deps $(VENV)/.mcp-servers-installed
+$(VENV)/.mcp-servers-installed: tools/mcp-servers/requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 (3.10+) is required"; exit 1; }
+	test -x $(VENV)/bin/pip || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tools/mcp-servers/requirements.txt
+	@touch $@
+
 ## test-python: ruff, then pytest of python/reef-agent: unit tests and the end-to-end run
 ## (anvil + `reef node` from target/debug + the Python agent earning a bounty posted with
 ## `reef bounty post`), including the JSON Schema conformance of the node's frames and bodies
@@ -60,7 +73,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test-rust: deps
+test-rust: deps mcp-servers
 	$(CARGO) test --workspace
 
 fmt:

@@ -230,7 +230,7 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         return Err(eyre!("the node did not start; see {}", tmp.join("node.log").display()));
     }
 
-    eprintln!("▶ funding and starting {} agents (+1 metered)", AGENTS.len());
+    eprintln!("▶ funding and starting {} agents (+1 metered, +1 MCP tool server)", AGENTS.len());
     let mut names: Vec<(Address, &'static str)> = vec![(dev_signer(0).address(), "poster")];
     let mut procs = Vec::new();
     let mut keys = Vec::new();
@@ -300,6 +300,32 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         c.stdout(Stdio::null()).stderr(demo.log(name)?);
         procs.push(Proc(c.spawn()?));
         keys.push((name, hex_key, key.address()));
+    }
+    // An unmodified MCP tool server from npm (`make deps` installs it) earning as it is.
+    {
+        let server =
+            std::env::var_os("REEF_MCP_EVERYTHING").map(PathBuf::from).unwrap_or_else(|| {
+                root.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+            });
+        if !server.is_file() {
+            return Err(eyre!(
+                "{} is missing: `make deps` installs @modelcontextprotocol/server-everything",
+                server.display()
+            ));
+        }
+        let key = PrivateKeySigner::random();
+        deployer.send_eth(key.address(), parse_ether("2")?).await?;
+        let hex_key = alloy::primitives::hex::encode_prefixed(key.to_bytes());
+        let mut c = demo.cmd();
+        c.args(["agent", "run", "--node", &demo.ws, "--key", &hex_key, "--name", "mcp-everything"])
+            .args(["--rpc-url", &demo.rpc, "--bid-price", "1", "--eta", "60s"])
+            .arg("--mcp")
+            .arg(format!("node {} stdio", server.display()))
+            .stdout(Stdio::null())
+            .stderr(demo.log("mcp-everything")?);
+        procs.push(Proc(c.spawn()?));
+        names.push((key.address(), "mcp-everything"));
+        keys.push(("mcp-everything", hex_key, key.address()));
     }
     let api = super::nodeapi::NodeApi::new(&demo.http);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -491,6 +517,25 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         ],
     )?;
     record("rush sort (take-over)", "auction · hash · ETA", &r);
+
+    // 6d. An MCP tool server earns: `reef agent run --mcp 'node …/server-everything stdio'`
+    //     advertises its tools as skills, wins the `echo` bounty and runs the tool.
+    let r = demo.post(
+        "Echo a message (any MCP tool server can earn)",
+        &[
+            "--reward",
+            "2",
+            "--skills",
+            "echo",
+            "--input",
+            r#"{"message":"hello from Reef"}"#,
+            "--verify",
+            "hash",
+            "--expect",
+            r#""Echo: hello from Reef""#,
+        ],
+    )?;
+    record("MCP tool echo", "auction · hash · MCP", &r);
 
     // 7. Contest: every sorter works in parallel; the first two verified entries split the reward
     //    60/40.
