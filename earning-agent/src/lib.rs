@@ -35,6 +35,7 @@ mod api;
 mod builder;
 mod error;
 mod event;
+pub mod llm;
 mod market;
 #[cfg(feature = "mcp")]
 pub mod mcp;
@@ -45,7 +46,7 @@ pub use api::{ApiError, http_base};
 pub use builder::{AgentBuilder, EarningAgent, EvalRequest};
 pub use error::{Error, Result};
 pub use event::Event;
-pub use market::{BidPolicy, Cfp, PriceFn};
+pub use market::{AskFn, BidPolicy, Cfp, PriceFn};
 pub use task::{BoxFuture, Task, TaskHandler, TaskOutcome};
 
 use alloy_primitives::{B256, U256, keccak256};

@@ -38,12 +38,25 @@ pub enum BidPolicy {
     /// Ask what the function returns, in the token's smallest unit (`None` = no bid). A price
     /// above the budget is not bid.
     Custom(PriceFn),
+    /// Like `Custom`, for a decision that takes time (an LLM, a quote service): the future's
+    /// price in the token's smallest unit, `None` = no bid.
+    Asking(AskFn),
 }
+
+/// An asynchronous price decision ([`BidPolicy::Asking`]).
+pub type AskFn = Arc<dyn Fn(Cfp) -> crate::BoxFuture<Option<u128>> + Send + Sync>;
 
 impl BidPolicy {
     /// A fixed price in whole token units (`"4"`, `"0.25"`).
     pub fn fixed(units: impl Into<String>) -> Self {
         Self::Fixed(units.into())
+    }
+
+    /// A price decided asynchronously per call for proposals (smallest unit; `None` = no bid).
+    pub fn asking(
+        f: impl Fn(Cfp) -> crate::BoxFuture<Option<u128>> + Send + Sync + 'static,
+    ) -> Self {
+        Self::Asking(Arc::new(f))
     }
 
     /// A price computed per call for proposals (smallest unit; `None` = no bid).
@@ -58,6 +71,7 @@ impl std::fmt::Debug for BidPolicy {
             Self::FullBudget => f.write_str("FullBudget"),
             Self::Fixed(p) => f.debug_tuple("Fixed").field(p).finish(),
             Self::Custom(_) => f.write_str("Custom(..)"),
+            Self::Asking(_) => f.write_str("Asking(..)"),
         }
     }
 }
@@ -318,6 +332,18 @@ impl Bidder {
                 let want: u128 = crate::parse_amount(p, decimals)?
                     .try_into()
                     .map_err(|_| Error::InvalidConfig("price too large".into()))?;
+                if want > budget {
+                    return Err(Error::Declined(format!(
+                        "budget {budget} is below my price {want}"
+                    )));
+                }
+                want
+            }
+            crate::BidPolicy::Asking(f) => {
+                view.decimals = Some(self.token_decimals(record.token).await?);
+                let Some(want) = f(view.clone()).await else {
+                    return Err(Error::Declined("the bid policy passed".into()));
+                };
                 if want > budget {
                     return Err(Error::Declined(format!(
                         "budget {budget} is below my price {want}"

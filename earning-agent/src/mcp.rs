@@ -244,6 +244,21 @@ impl TaskHandler for McpTools {
 }
 
 impl McpTools {
+    /// Calls the tool `name` with `args` (checked against its input schema): its result, or
+    /// why it failed. For brains that pick tools themselves (an LLM's tool calls).
+    pub async fn call_named(&self, name: &str, args: &Value) -> Result<Value, String> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| format!("MCP server {:?} has no tool {name:?}", self.server_name))?;
+        let out = self.call(tool, args).await;
+        if out.ok {
+            Ok(out.result)
+        } else {
+            Err(out.result.as_str().unwrap_or_default().to_string())
+        }
+    }
+
     /// A second handle on the same server connection (for a spawned task).
     fn clone_handle(&self) -> Self {
         Self {

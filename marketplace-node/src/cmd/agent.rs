@@ -202,8 +202,39 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     payment_tokens: Vec<String>,
     /// Program run for each task (through `sh -c`).
-    #[arg(long, required_unless_present_any = ["mcp", "mcp_url"])]
+    #[arg(long, required_unless_present_any = ["mcp", "mcp_url", "llm"])]
     exec: Option<String>,
+    /// Let an LLM be the brain: the base URL of an OpenAI-compatible chat-completions API
+    /// (llama.cpp server, vLLM, Ollama, a hosted API; e.g. http://127.0.0.1:8080/v1). The model
+    /// decides whether and at what price to bid (within --bid-min/--bid-max), performs each task
+    /// with tool calling (the --mcp server's tools), and with --allow-sub-bounties splits a task
+    /// into funded sub-bounties and combines their verified results.
+    #[arg(long, value_name = "URL", conflicts_with = "exec", requires = "model")]
+    llm: Option<String>,
+    /// With --llm: the model's name.
+    #[arg(long)]
+    model: Option<String>,
+    /// With --llm: the environment variable holding the API key (never logged; unset = none).
+    #[arg(long, default_value = "OPENAI_API_KEY", value_name = "VAR")]
+    llm_key_env: String,
+    /// With --llm: a folder whose bid.md and/or work.md replace the default prompts (the
+    /// repository's prompts/ folder shows them).
+    #[arg(long, value_name = "DIR")]
+    llm_prompts: Option<PathBuf>,
+    /// With --llm: most chat turns per task (each round of tool calls is one).
+    #[arg(long, default_value_t = 8)]
+    llm_max_steps: usize,
+    /// With --llm: the lowest price the model may ask, in whole token units.
+    #[arg(long, default_value = "0", requires = "llm")]
+    bid_min: String,
+    /// With --llm: the highest price the model may ask, in whole token units (default: the
+    /// budget).
+    #[arg(long, requires = "llm")]
+    bid_max: Option<String>,
+    /// With --llm: the model may post sub-bounties funded from the task's pending reward, at
+    /// most this many token units per task (needs --rpc-url).
+    #[arg(long, value_name = "UNITS", requires = "llm")]
+    allow_sub_bounties: Option<String>,
     /// Earn with the tools of an MCP server instead of --exec: the command that starts it
     /// (MCP over stdio, through `sh -c`). Its tool names become the card's skills and their
     /// descriptions its description; the agent bids on bounties whose skills name a tool and
@@ -299,7 +330,26 @@ impl RunArgs {
             ..Default::default()
         };
         let agent = EarningAgent::builder().signer(signer.clone());
-        let agent = if let Some(tools) = self.mcp_tools().await? {
+        let mcp = self.mcp_tools().await?;
+        let mut llm_bid = None;
+        let agent = if let Some(url) = &self.llm {
+            // The MCP server's tools are the model's tools: advertise them as with --mcp alone.
+            if let Some(tools) = &mcp {
+                for s in tools.skills() {
+                    if !card.skills.contains(&s) {
+                        card.skills.push(s);
+                    }
+                }
+                card.description =
+                    format!("{} {}", card.description, tools.description()).trim().to_string();
+            }
+            let handler = self.llm_handler(url, &signer, mcp).await?;
+            llm_bid = Some(handler.bid_policy(self.bid_min.clone(), self.bid_max.clone()));
+            if let Some(tools) = &handler_tools_note(&self) {
+                eprintln!("{tools}");
+            }
+            agent.task_handler(handler)
+        } else if let Some(tools) = mcp {
             // The tools are the skills; their descriptions feed discovery.
             for s in tools.skills() {
                 if !card.skills.contains(&s) {
@@ -333,9 +383,10 @@ impl RunArgs {
         let mut agent = agent
             .node(&self.node)
             .card(card)
-            .bid(match &self.bid_price {
-                Some(p) => BidPolicy::fixed(p),
-                None => BidPolicy::FullBudget,
+            .bid(match (llm_bid, &self.bid_price) {
+                (Some(asking), _) => asking,
+                (None, Some(p)) => BidPolicy::fixed(p),
+                (None, None) => BidPolicy::FullBudget,
             })
             .eta(self.eta)
             .parallel(usize::from(self.parallel))
@@ -358,7 +409,199 @@ impl RunArgs {
     }
 }
 
+/// The line `reef agent run --llm` prints about its brain.
+fn handler_tools_note(args: &RunArgs) -> Option<String> {
+    let model = args.model.as_deref()?;
+    Some(format!(
+        "brain: model {model:?} at {}{}{}",
+        args.llm.as_deref().unwrap_or_default(),
+        if args.mcp.is_some() || args.mcp_url.is_some() {
+            ", with the MCP server's tools"
+        } else {
+            ""
+        },
+        match &args.allow_sub_bounties {
+            Some(b) => format!(", may fund sub-bounties up to {b} per task"),
+            None => String::new(),
+        }
+    ))
+}
+
+/// `--allow-sub-bounties`: posts the model's sub-bounties with `reef bounty post --node
+/// --from-reward <task>` as this agent, each per-task budget enforced on the reward token's
+/// units, and answers with the verified result.
+struct CliSubBounties {
+    signer: PrivateKeySigner,
+    node_http: String,
+    rpc: String,
+    budget: String,
+    client: tokio::sync::OnceCell<escrow_client::ReefClient>,
+    /// Per parent bounty: rewards posted so far (base units).
+    spent: std::sync::Mutex<std::collections::HashMap<String, u128>>,
+}
+
+impl CliSubBounties {
+    async fn client(&self) -> eyre::Result<&escrow_client::ReefClient> {
+        self.client
+            .get_or_try_init(|| async {
+                let info =
+                    super::nodeapi::NodeApi::new(&self.node_http).get("/v1/market/info").await?;
+                let deployment: escrow_client::Deployment =
+                    serde_json::from_value(info["deployment"].clone())
+                        .wrap_err("the node sent no deployment")?;
+                Ok(escrow_client::ReefClient::connect(
+                    &self.rpc,
+                    self.signer.clone(),
+                    deployment,
+                    Default::default(),
+                )
+                .await?)
+            })
+            .await
+    }
+
+    async fn post(&self, parent: String, args: Value) -> eyre::Result<Value> {
+        let client = self.client().await?;
+        let parent_id = crate::market::parse_id(&parent).map_err(|e| eyre::eyre!("{e}"))?;
+        let token = client.bounty(parent_id).await?.record.token;
+        let decimals = if token.is_zero() {
+            18
+        } else {
+            client
+                .view(token, escrow_client::bindings::token::ReefTestToken::decimalsCall {})
+                .await?
+        };
+        let reward = args["reward"].as_str().unwrap_or_default().to_string();
+        let want: u128 = super::chain::parse_amount(&reward, decimals)
+            .wrap_err("reward")?
+            .try_into()
+            .map_err(|_| eyre::eyre!("reward {reward} is too large"))?;
+        let budget: u128 = super::chain::parse_amount(&self.budget, decimals)?
+            .try_into()
+            .map_err(|_| eyre::eyre!("--allow-sub-bounties is too large"))?;
+        {
+            let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+            let used = spent.entry(parent.clone()).or_default();
+            if want == 0 || *used + want > budget {
+                eyre::bail!(
+                    "a reward of {reward} does not fit: this task's sub-bounty budget is {} and {} of it is used",
+                    self.budget,
+                    alloy::primitives::utils::format_units(
+                        alloy::primitives::U256::from(*used),
+                        decimals
+                    )?
+                );
+            }
+            *used += want;
+        }
+        let mut argv: Vec<String> = vec![
+            args["description"].as_str().unwrap_or("sub-task").to_string(),
+            "--reward".into(),
+            reward,
+            "--node".into(),
+            self.node_http.clone(),
+            "--from-reward".into(),
+            parent,
+            "--input".into(),
+            args["input"].to_string(),
+            "--bid-window".into(),
+            "2s".into(),
+            "--deadline".into(),
+            "20m".into(),
+        ];
+        let skills: Vec<String> =
+            serde_json::from_value(args["skills"].clone()).unwrap_or_default();
+        if !skills.is_empty() {
+            argv.extend(["--skills".into(), skills.join(",")]);
+        }
+        match (&args["expect"], args["verifier"].as_str()) {
+            (Value::Null, Some(v)) => {
+                argv.extend(["--verify".into(), "command".into(), "--verifier".into(), v.into()])
+            }
+            (Value::Null, None) => eyre::bail!(
+                "give `expect` (the exact result) or `verifier` (a verifier program on the node): a sub-bounty's result must be verifiable"
+            ),
+            (expect, _) => argv.extend([
+                "--verify".into(),
+                "hash".into(),
+                "--expect".into(),
+                expect.to_string(),
+            ]),
+        }
+        let quiet = |_: String| {};
+        let out = super::bounty::post_through_node(client, &argv, &quiet).await?;
+        let summary = out.summary();
+        if summary["paid"] != true {
+            eyre::bail!("the sub-bounty {} did not pay for work: {summary}", out.id);
+        }
+        Ok(
+            json!({ "bounty": out.id, "result": summary["verdict"]["result"], "status": summary["status"] }),
+        )
+    }
+}
+
+/// [`CliSubBounties`] shared by the tasks that run at once.
+struct SharedSubBounties(std::sync::Arc<CliSubBounties>);
+
+impl reef_earning_agent::llm::SubBountyPoster for SharedSubBounties {
+    fn post(
+        &self,
+        parent: String,
+        args: Value,
+    ) -> reef_earning_agent::BoxFuture<Result<Value, String>> {
+        let me = self.0.clone();
+        Box::pin(async move {
+            CliSubBounties::post(&me, parent, args).await.map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
 impl RunArgs {
+    /// `--llm`: the model as the agent's brain (prompts, key from the environment, the MCP
+    /// server's tools and sub-bounties when given).
+    async fn llm_handler(
+        &self,
+        url: &str,
+        signer: &PrivateKeySigner,
+        mcp: Option<reef_earning_agent::mcp::McpTools>,
+    ) -> eyre::Result<reef_earning_agent::llm::LlmHandler> {
+        use reef_earning_agent::llm::{Llm, LlmConfig, LlmHandler, Prompts};
+        let prompts = match &self.llm_prompts {
+            Some(dir) => Prompts::load(dir)?,
+            None => Prompts::default(),
+        };
+        let llm = Llm::new(LlmConfig {
+            base_url: url.to_string(),
+            model: self.model.clone().unwrap_or_default(),
+            api_key: std::env::var(&self.llm_key_env).ok().filter(|k| !k.is_empty()),
+            prompts,
+            max_steps: self.llm_max_steps,
+            timeout: std::time::Duration::from_secs(120),
+        });
+        let mut handler = LlmHandler::new(llm);
+        if let Some(tools) = mcp {
+            handler = handler.with_mcp(std::sync::Arc::new(tools));
+        }
+        if let Some(budget) = &self.allow_sub_bounties {
+            let rpc = self.rpc_url.clone().ok_or_else(|| {
+                eyre::eyre!(
+                    "--allow-sub-bounties needs --rpc-url (sub-bounties are funded on-chain)"
+                )
+            })?;
+            let poster = std::sync::Arc::new(CliSubBounties {
+                signer: signer.clone(),
+                node_http: reef_earning_agent::http_base(&self.node),
+                rpc,
+                budget: budget.clone(),
+                client: Default::default(),
+                spent: Default::default(),
+            });
+            handler = handler
+                .with_sub_bounties(std::sync::Arc::new(SharedSubBounties(poster)), budget.clone());
+        }
+        Ok(handler)
+    }
+
     /// `--mcp` / `--mcp-url`: connects to the MCP server, lists its tools, applies the
     /// `--mcp-skill` mappings.
     async fn mcp_tools(&self) -> eyre::Result<Option<reef_earning_agent::mcp::McpTools>> {
