@@ -121,6 +121,46 @@ impl PayArgs {
     }
 }
 
+/// One paid call to a metered agent, as the MCP bridge makes it: opens (or reuses, from the
+/// payer state of `chain`'s account) a channel to `agent` in `token` with `deposit` whole
+/// units, sends `input`, and returns the answer with what was paid (base units).
+pub async fn metered_call(
+    chain: escrow_client::ReefClient,
+    node_ws: &str,
+    agent: Address,
+    price: &str,
+    token: &str,
+    deposit: &str,
+    input: Value,
+) -> eyre::Result<Value> {
+    let token = parse_token(token, chain.deployment())?;
+    let decimals = token_decimals(&chain, token).await?;
+    let cfg = PayerConfig {
+        node: node_ws.to_string(),
+        agent,
+        price: parse_amount(price, decimals).wrap_err("price")?,
+        token,
+        deposit: parse_amount(deposit, decimals)
+            .wrap_err("deposit")?
+            .try_into()
+            .map_err(|_| eyre!("deposit is too large"))?,
+        challenge_period: 3_600,
+        state_dir: default_state_dir("pay", chain.address()),
+        timeout: Duration::from_secs(30),
+        retries: 3,
+    };
+    let mut payer = Payer::open(chain, cfg).await?;
+    let before = payer.channel().cumulative;
+    let out = payer.call(input).await?;
+    let ch = payer.channel();
+    Ok(json!({
+        "ok": out.ok, "result": out.result, "call_id": out.call_id,
+        "channel_id": ch.channel_id, "paid": (out.cumulative - before).to_string(),
+        "cumulative": out.cumulative.to_string(), "deposit": ch.deposit.to_string(),
+        "decimals": decimals,
+    }))
+}
+
 impl CallArgs {
     async fn run(self) -> eyre::Result<()> {
         let chain = self.chain.connect().await?;

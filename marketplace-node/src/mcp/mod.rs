@@ -12,8 +12,8 @@
 //!   that names the bridge.
 //!
 //! Every failure is a tool result with `isError` and the CLI's message (insufficient allowance,
-//! a dead RPC, no bids...), never a dead server. Not here: metered calls paid with vouchers
-//! (`reef pay call`), contests' entries and disputes (the CLI has them).
+//! a dead RPC, no bids...), never a dead server. Not here: contests' entries, disputes,
+//! take-overs and closing payment channels (the CLI has them).
 
 use alloy::primitives::Address;
 use escrow_client::{ReefClient, Status};
@@ -183,6 +183,24 @@ pub struct EarningsParams {
     /// The agent (default: the bridge's own account).
     #[serde(default)]
     pub address: Option<String>,
+}
+
+/// `call_metered_agent` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MeteredParams {
+    /// The metered agent's address (it serves `reef pay serve`).
+    pub agent: String,
+    /// Its price per call in whole token units (as it advertises; must match).
+    pub price: String,
+    /// The token: "eth", "test" or an ERC-20 address. Default "test".
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The channel deposit when one is opened (and per top-up), whole units. Default "1".
+    #[serde(default)]
+    pub deposit: Option<String>,
+    /// The call's input (any JSON).
+    #[serde(default)]
+    pub input: Value,
 }
 
 /// A tool's result: the value as structured content, or the error as a tool error.
@@ -410,6 +428,36 @@ impl ReefMcp {
                     None => chain.address(),
                 };
                 crate::cmd::agent::earnings(chain, who).await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Call a metered agent and pay per call with payment-channel vouchers signed by this bridge: opens (or reuses) a channel with a deposit, sends the input, and returns the agent's answer and what was paid (the agent redeems the vouchers on-chain in batches)."
+    )]
+    async fn call_metered_agent(
+        &self,
+        Parameters(p): Parameters<MeteredParams>,
+    ) -> Result<CallToolResult, McpError> {
+        done(
+            async {
+                let chain = self.chain("call_metered_agent")?.clone();
+                let agent = parse_address(&p.agent)?;
+                let ws = format!(
+                    "{}/v1/ws",
+                    self.node.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1)
+                );
+                crate::cmd::pay::metered_call(
+                    chain,
+                    &ws,
+                    agent,
+                    &p.price,
+                    p.token.as_deref().unwrap_or("test"),
+                    p.deposit.as_deref().unwrap_or("1"),
+                    p.input,
+                )
+                .await
             }
             .await,
         )

@@ -43,7 +43,11 @@ TOOLS = {
     "earnings",
     "send_message",
     "read_messages",
+    "call_metered_agent",
 }
+#: anvil's dev account 6: a metered sorting agent paid per call with vouchers.
+METERED_KEY = "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"
+METERED = "0x976EA74026E726554dB657fA54763abd0C3a0aa9"
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,54 @@ def sort_agent(devnet: Devnet, node: Node) -> Iterator[None]:
         stdout=subprocess.DEVNULL,
     )
     try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def metered_agent(
+    devnet: Devnet, node: Node, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    brain = f"python3 {REPO / 'examples/agents/metered_sort.py'}"
+    state = tmp_path_factory.mktemp("metered")
+    proc = subprocess.Popen(
+        [
+            reef_bin(),
+            "pay",
+            "serve",
+            "--node",
+            node.ws,
+            "--name",
+            "metered-sorter",
+            "--skills",
+            "sort",
+            "--price",
+            "0.001",
+            "--token",
+            "test",
+            "--json",
+            "--exec",
+            brain,
+            "--state-dir",
+            str(state),
+            "--key",
+            METERED_KEY,
+            "--rpc-url",
+            devnet.rpc,
+            "--deployments",
+            str(devnet.deployments),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, RUST_LOG="warn"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["event"] == "ready", ready
         yield
     finally:
         proc.terminate()
@@ -114,7 +166,7 @@ async def wait_online(session: ClientSession) -> dict[str, Any]:
 
 
 def test_an_mcp_host_posts_a_bounty_through_the_bridge_and_sees_it_paid(
-    devnet: Devnet, node: Node, sort_agent: None
+    devnet: Devnet, node: Node, sort_agent: None, metered_agent: None
 ) -> None:
     async def run() -> None:
         async with (
@@ -169,6 +221,18 @@ def test_an_mcp_host_posts_a_bounty_through_the_bridge_and_sees_it_paid(
             assert status["phase"] == "settled"
             earned = structured(await session.call_tool("earnings", {"address": AGENT}))
             assert any(p["bounty"] == hex(int(out["id"], 16)) for p in earned["payouts"])
+
+            # A metered call, paid with a voucher the bridge signs.
+            metered = structured(
+                await session.call_tool(
+                    "call_metered_agent",
+                    {"agent": METERED, "price": "0.001", "input": [3, 1, 2]},
+                    read_timeout_seconds=60,
+                )
+            )
+            assert metered["ok"] is True, metered
+            assert metered["result"] == [1, 2, 3], metered
+            assert metered["paid"] == str(10**15), metered
 
             # A failure is a tool error with the reason, and the server keeps serving.
             bad = await session.call_tool("post_bounty", {"description": "x", "reward": "-1"})
