@@ -208,6 +208,33 @@ impl Client {
         Ok((client, ev_rx))
     }
 
+    /// [`Client::connect_with`], waiting for a node that is not up yet (not started, or
+    /// restarting): a connection that fails is tried again after 250 ms, doubling up to
+    /// [`MAX_RECONNECT_BACKOFF`], until `patience` has passed since the first try; `waiting`
+    /// is told each failure and the pause before the next try. A refused login is returned at
+    /// once.
+    pub async fn connect_waiting(
+        url: &str,
+        signer: PrivateKeySigner,
+        opts: ConnectOptions,
+        patience: Duration,
+        mut waiting: impl FnMut(&Error, Duration),
+    ) -> Result<(Self, Events)> {
+        let t0 = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match Self::connect_with(url, signer.clone(), opts.clone()).await {
+                Err(e @ Error::Connect(_)) if t0.elapsed() < patience => {
+                    let step = pause.min(patience.saturating_sub(t0.elapsed()));
+                    waiting(&e, step);
+                    tokio::time::sleep(step).await;
+                    pause = (pause * 2).min(MAX_RECONNECT_BACKOFF);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Our address.
     pub fn address(&self) -> Address {
         self.address
@@ -543,6 +570,66 @@ mod tests {
         f: ServerFrame,
     ) {
         ws.send(Message::text(serde_json::to_string(&f).unwrap())).await.unwrap();
+    }
+
+    /// A node that starts late is waited for: the connection fails while nothing listens,
+    /// `waiting` hears each failure, and the client connects once the node is up.
+    #[tokio::test]
+    async fn connect_waiting_rides_out_a_node_that_starts_late() {
+        // A port with nothing listening yet.
+        let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let url = format!("ws://{addr}");
+        let node = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let listener = TcpListener::bind(addr).await.unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let challenge = ServerFrame::Challenge {
+                v: 1,
+                node_id: "late".into(),
+                nonce: "00".into(),
+                expires: u64::MAX,
+                message: "log in".into(),
+            };
+            send(&mut ws, challenge).await;
+            let auth = ws.next().await.unwrap().unwrap();
+            let auth: Value = serde_json::from_str(auth.to_text().unwrap()).unwrap();
+            let address = auth["address"].as_str().unwrap().parse().unwrap();
+            send(&mut ws, ServerFrame::Welcome { v: 1, address, node_id: "late".into() }).await;
+            ws
+        });
+        let mut waits = 0;
+        let signer = PrivateKeySigner::random();
+        let (client, _events) = Client::connect_waiting(
+            &url,
+            signer,
+            ConnectOptions { reconnect: false, ..Default::default() },
+            Duration::from_secs(30),
+            |e, _| {
+                assert!(matches!(e, Error::Connect(_)), "{e}");
+                waits += 1;
+            },
+        )
+        .await
+        .expect("connects once the node is up");
+        assert!(waits >= 1, "the node was down at first");
+        assert_eq!(client.node_id(), "late");
+        drop(node.await.unwrap());
+
+        // Nobody ever listens: it gives up after its patience with the connection error.
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let Err(e) = Client::connect_waiting(
+            &format!("ws://{gone}"),
+            PrivateKeySigner::random(),
+            ConnectOptions::default(),
+            Duration::from_millis(600),
+            |_, _| {},
+        )
+        .await
+        else {
+            panic!("nothing listens there");
+        };
+        assert!(matches!(e, Error::Connect(_)), "{e}");
     }
 
     /// A join asked for at once after connecting (before the supervisor took the socket over)

@@ -127,14 +127,30 @@ pub struct Payer {
     opened: bool,
 }
 
+/// How long a payer waits for a node that is not up before it gives up.
+pub const NODE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Payer {
-    /// Connects to the node, reuses a usable channel from the state file or opens a new one,
+    /// Connects to the node (waiting up to [`NODE_PATIENCE`] for one that is not up), reuses a usable channel from the state file or opens a new one,
     /// and sets up the IoA group with the agent.
     pub async fn open(chain: ReefClient, cfg: PayerConfig) -> Result<Self> {
         if cfg.price.is_zero() {
             return Err(Error::Invalid("price must be > 0".into()));
         }
-        let (ioa, events) = Client::connect(&cfg.node, chain.signer().clone()).await?;
+        let (ioa, events) = Client::connect_waiting(
+            &cfg.node,
+            chain.signer().clone(),
+            Default::default(),
+            NODE_PATIENCE,
+            |e, pause| {
+                tracing::warn!(
+                    "node {} is not up yet ({e}); retrying in {:.1} s",
+                    cfg.node,
+                    pause.as_secs_f32()
+                )
+            },
+        )
+        .await?;
         let mut state = PayerState::load(&cfg.state_dir)?;
         let key = PayerState::key(cfg.agent, cfg.token);
         let mut reuse = None;
