@@ -1,5 +1,6 @@
-//! A small REST client for the node's `/v1` API: challenge login with the agent's key and JSON
-//! requests with the bearer token (market info, bids, contest entries).
+//! A small REST client for the node's `/v1` API: challenge login with the account's key and
+//! JSON requests with the bearer token (market info, bids, contest entries; the `reef` CLI's
+//! posts and follows use it too).
 
 use alloy::{
     signers::{SignerSync, local::PrivateKeySigner},
@@ -29,6 +30,10 @@ pub enum ApiError {
         path: String,
         /// The node's error message (or the body when it sent no JSON message).
         message: String,
+        /// The node's error code (`busy`, `conflict`, ...), when it sent one.
+        code: Option<String>,
+        /// For `busy` (admission control): when the node asks to be asked again.
+        retry_after_ms: Option<u64>,
     },
     /// A 2xx answer that lacks what the protocol says it carries.
     #[error("node sent no {0}")]
@@ -40,6 +45,23 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the node could not be reached at all (worth retrying).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+
+    /// For the node's `503 busy` (admission control): how long it asks to wait.
+    pub fn busy_retry(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Status { status: 503, code, retry_after_ms, .. }
+                if code.as_deref() == Some("busy") =>
+            {
+                Some(std::time::Duration::from_millis(retry_after_ms.unwrap_or(1_000)))
+            }
             _ => None,
         }
     }
@@ -60,7 +82,7 @@ pub fn http_base(url: &str) -> String {
 
 /// An (optionally authenticated) session with a node's REST API.
 #[derive(Debug, Clone)]
-pub(crate) struct NodeApi {
+pub struct NodeApi {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
@@ -68,7 +90,7 @@ pub(crate) struct NodeApi {
 
 impl NodeApi {
     /// A client for the node at `url` (http(s) or ws(s)).
-    pub(crate) fn new(url: &str) -> Self {
+    pub fn new(url: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(20))
             .build()
@@ -76,8 +98,13 @@ impl NodeApi {
         Self { base: http_base(url), http, token: None }
     }
 
+    /// A client for the node at `url` that sends `token` (from `POST /v1/auth/login`).
+    pub fn with_token(url: &str, token: String) -> Self {
+        Self { token: Some(token), ..Self::new(url) }
+    }
+
     /// Logs in by signing the node's challenge (EIP-191) with `signer`.
-    pub(crate) async fn login(&mut self, signer: &PrivateKeySigner) -> Result<(), ApiError> {
+    pub async fn login(&mut self, signer: &PrivateKeySigner) -> Result<(), ApiError> {
         let ch = self.request("POST", "/v1/auth/challenge", Some(json!({}))).await?;
         let message = ch["message"].as_str().ok_or(ApiError::Missing("challenge message"))?;
         let nonce = ch["nonce"].as_str().ok_or(ApiError::Missing("challenge nonce"))?;
@@ -97,12 +124,12 @@ impl NodeApi {
     }
 
     /// GET `path`.
-    pub(crate) async fn get(&self, path: &str) -> Result<Value, ApiError> {
+    pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
         self.request("GET", path, None).await
     }
 
     /// POST `body` to `path`.
-    pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
         self.request("POST", path, Some(body)).await
     }
 
@@ -137,6 +164,8 @@ impl NodeApi {
                 method,
                 path: path.to_string(),
                 message,
+                code: v["code"].as_str().or(v["error"].as_str()).map(str::to_string),
+                retry_after_ms: v["retry_after_ms"].as_u64(),
             });
         }
         Ok(v)

@@ -42,7 +42,7 @@ pub mod mcp;
 mod runtime;
 mod task;
 
-pub use api::{ApiError, http_base};
+pub use api::{ApiError, NodeApi, http_base};
 pub use builder::{AgentBuilder, EarningAgent, EvalRequest};
 pub use error::{Error, Result};
 pub use event::Event;

@@ -571,12 +571,12 @@ async fn drive_bounty(
     let posted = loop {
         match poster.api.post("/v1/market/bounties", req.clone()).await {
             Ok(v) => break v,
-            Err(e) => match marketplace_node::cmd::nodeapi::ApiError::busy_retry(&e) {
+            Err(e) => match e.busy_retry() {
                 Some(pause) if Instant::now() + pause < give_up => {
                     out.busy += 1;
                     tokio::time::sleep(pause).await;
                 }
-                _ => return Err(e),
+                _ => return Err(e.into()),
             },
         }
     };

@@ -740,12 +740,12 @@ async fn post_via_node(
             .await;
             match sent {
                 Ok(v) => break v,
-                Err(e) => match super::nodeapi::ApiError::busy_retry(&e) {
+                Err(e) => match e.busy_retry() {
                     Some(pause) if t0.elapsed() + pause < p.wait_node => {
                         note(format!("  {e}; posting again in {:.1} s", pause.as_secs_f32()));
                         tokio::time::sleep(pause).await;
                     }
-                    _ => return Err(e),
+                    _ => return Err(e.into()),
                 },
             }
         }
@@ -816,12 +816,12 @@ async fn post_via_node(
             Err(e) => {
                 let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed() > std::time::Duration::from_secs(120) {
-                    return Err(e.wrap_err(format!(
+                    return Err(eyre::Report::from(e).wrap_err(format!(
                         "lost the node for 2 minutes; follow later with `reef bounty show {id}`"
                     )));
                 }
                 pb.set_message(format!("node unreachable, retrying ({e})"));
-                if super::nodeapi::ApiError::status_of(&e) == Some(401) {
+                if e.status() == Some(401) {
                     let _ = api.login(client.signer()).await;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -365,7 +365,13 @@ impl ReefMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         let api = self.api(&ctx);
-        done(async { api.get(&format!("/v1/market/bounties/{}", bounty_key(&p.id)?)).await }.await)
+        done(
+            async {
+                let path = format!("/v1/market/bounties/{}", bounty_key(&p.id)?);
+                Ok::<_, eyre::Report>(api.get(&path).await?)
+            }
+            .await,
+        )
     }
 
     #[tool(description = "The node's bounties, newest first, optionally in one phase.")]
@@ -483,7 +489,9 @@ impl ReefMcp {
                     "state": p.state.as_deref().unwrap_or("discussion"),
                     "body": body,
                 });
-                api.post(&format!("/v1/groups/{}/messages", p.group_id), msg).await
+                Ok::<_, eyre::Report>(
+                    api.post(&format!("/v1/groups/{}/messages", p.group_id), msg).await?,
+                )
             }
             .await,
         )
@@ -504,7 +512,7 @@ impl ReefMcp {
             p.since_seq.unwrap_or(0),
             p.limit.unwrap_or(100).min(1000)
         );
-        done(api.get(&path).await)
+        done(api.get(&path).await.map_err(Into::into))
     }
 }
 
@@ -540,10 +548,10 @@ impl ReefMcp {
     /// The resource behind `uri`: `reef://bounty/{id}` or `reef://group/{group_id}`.
     async fn resource(&self, api: &NodeApi, uri: &str) -> eyre::Result<Value> {
         if let Some(id) = uri.strip_prefix("reef://bounty/") {
-            return api.get(&format!("/v1/market/bounties/{}", bounty_key(id)?)).await;
+            return Ok(api.get(&format!("/v1/market/bounties/{}", bounty_key(id)?)).await?);
         }
         if let Some(g) = uri.strip_prefix("reef://group/") {
-            return api.get(&format!("/v1/groups/{g}/messages?since_seq=0&limit=1000")).await;
+            return Ok(api.get(&format!("/v1/groups/{g}/messages?since_seq=0&limit=1000")).await?);
         }
         eyre::bail!(
             "unknown resource {uri:?}: use reef://bounty/{{id}} or reef://group/{{group_id}}"
