@@ -572,6 +572,25 @@ mod tests {
         ws.send(Message::text(serde_json::to_string(&f).unwrap())).await.unwrap();
     }
 
+    /// Plays a node's side of the login on `ws` (challenge, then welcome for whoever signed).
+    async fn fake_login(
+        ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        node_id: &str,
+    ) {
+        let challenge = ServerFrame::Challenge {
+            v: 1,
+            node_id: node_id.into(),
+            nonce: "00".into(),
+            expires: u64::MAX,
+            message: "log in".into(),
+        };
+        send(ws, challenge).await;
+        let auth = ws.next().await.unwrap().unwrap();
+        let auth: Value = serde_json::from_str(auth.to_text().unwrap()).unwrap();
+        let address = auth["address"].as_str().unwrap().parse().unwrap();
+        send(ws, ServerFrame::Welcome { v: 1, address, node_id: node_id.into() }).await;
+    }
+
     /// A node that starts late is waited for: the connection fails while nothing listens,
     /// `waiting` hears each failure, and the client connects once the node is up.
     #[tokio::test]
@@ -584,18 +603,7 @@ mod tests {
             let listener = TcpListener::bind(addr).await.unwrap();
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            let challenge = ServerFrame::Challenge {
-                v: 1,
-                node_id: "late".into(),
-                nonce: "00".into(),
-                expires: u64::MAX,
-                message: "log in".into(),
-            };
-            send(&mut ws, challenge).await;
-            let auth = ws.next().await.unwrap().unwrap();
-            let auth: Value = serde_json::from_str(auth.to_text().unwrap()).unwrap();
-            let address = auth["address"].as_str().unwrap().parse().unwrap();
-            send(&mut ws, ServerFrame::Welcome { v: 1, address, node_id: "late".into() }).await;
+            fake_login(&mut ws, "late").await;
             ws
         });
         let mut waits = 0;
@@ -642,18 +650,7 @@ mod tests {
         let node = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            let challenge = ServerFrame::Challenge {
-                v: 1,
-                node_id: "n".into(),
-                nonce: "00".into(),
-                expires: u64::MAX,
-                message: "log in".into(),
-            };
-            send(&mut ws, challenge).await;
-            let auth = ws.next().await.unwrap().unwrap();
-            let auth: Value = serde_json::from_str(auth.to_text().unwrap()).unwrap();
-            let address = auth["address"].as_str().unwrap().parse().unwrap();
-            send(&mut ws, ServerFrame::Welcome { v: 1, address, node_id: "n".into() }).await;
+            fake_login(&mut ws, "n").await;
             let mut joins = Vec::new();
             let quiet = tokio::time::sleep(Duration::from_millis(300));
             tokio::pin!(quiet);
