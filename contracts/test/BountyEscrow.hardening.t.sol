@@ -73,6 +73,25 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
         b.price = price;
     }
 
+    /// A bounty awarded to `provider` at 400 with a 1 h ETA, two hours later (overdue): its id
+    /// and its record as posted and as awarded.
+    function _overdueAward()
+        internal
+        returns (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded)
+    {
+        posted = _terms(address(token), uint128(AMOUNT));
+        id = _postAndFund(posted);
+        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
+        bid.eta = 1 hours;
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.prank(poster);
+        escrow.award(id, posted, bid, sig);
+        awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
+        awarded.provider = provider;
+        awarded.price = 400e18;
+        vm.warp(block.timestamp + 2 hours);
+    }
+
     function _disputedAndRuled(IBountyTypes.Bounty memory b, uint256 id, uint16 bps) internal {
         bytes32 r = keccak256("result");
         vm.prank(b.provider);
@@ -196,17 +215,7 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
 
     // F3
     function test_RevertWhen_EvaluatorReassignsAboveTheCurrentPrice() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
-        vm.warp(block.timestamp + 2 hours);
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         IBountyTypes.Bid memory next = _bid(id, posted, runnerUp, 401e18, 2);
         bytes memory nsig = _signBid(runnerUpKey, next);
         vm.prank(evaluator);
@@ -215,17 +224,7 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
     }
 
     function test_RevertWhen_ReassignToTheEvaluator() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
-        vm.warp(block.timestamp + 2 hours);
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         IBountyTypes.Bid memory next = _bid(id, posted, evaluator, 100e18, 2);
         bytes memory nsig = _signBid(evaluatorKey, next);
         vm.prank(evaluator);
@@ -234,17 +233,7 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
     }
 
     function test_Reassign_EvaluatorAtOrBelowTheCurrentPrice() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
-        vm.warp(block.timestamp + 2 hours);
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         IBountyTypes.Bid memory next = _bid(id, posted, runnerUp, 400e18, 2);
         bytes memory nsig = _signBid(runnerUpKey, next);
         vm.prank(evaluator);
@@ -253,17 +242,7 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
     }
 
     function test_Reassign_PosterMayStillPayUpToTheBudget() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
-        vm.warp(block.timestamp + 2 hours);
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         IBountyTypes.Bid memory next = _bid(id, posted, runnerUp, AMOUNT, 2);
         bytes memory nsig = _signBid(runnerUpKey, next);
         vm.prank(poster);
@@ -273,19 +252,9 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
 
     // F4
     function test_RevertWhen_ReplacementReplaysTheLateProvidersAttestation() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         bytes32 r = keccak256("late result");
         bytes memory accept = _attFor(evaluatorKey, id, provider, r, 1);
-        vm.warp(block.timestamp + 2 hours);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
         IBountyTypes.Bid memory next = _bid(id, posted, runnerUp, 400e18, 2);
         bytes memory nsig = _signBid(runnerUpKey, next);
         vm.prank(poster);
@@ -297,17 +266,7 @@ contract BountyEscrowHardeningTest is BountyEscrowFixture {
     }
 
     function test_ReplacementWithItsOwnAttestationIsPaid() public {
-        IBountyTypes.Bounty memory posted = _terms(address(token), uint128(AMOUNT));
-        uint256 id = _postAndFund(posted);
-        IBountyTypes.Bid memory bid = _bid(id, posted, provider, 400e18, 1);
-        bid.eta = 1 hours;
-        bytes memory sig = _signBid(providerKey, bid);
-        vm.prank(poster);
-        escrow.award(id, posted, bid, sig);
-        vm.warp(block.timestamp + 2 hours);
-        IBountyTypes.Bounty memory awarded = abi.decode(abi.encode(posted), (IBountyTypes.Bounty));
-        awarded.provider = provider;
-        awarded.price = 400e18;
+        (uint256 id, IBountyTypes.Bounty memory posted, IBountyTypes.Bounty memory awarded) = _overdueAward();
         IBountyTypes.Bid memory next = _bid(id, posted, runnerUp, 400e18, 2);
         bytes memory nsig = _signBid(runnerUpKey, next);
         vm.prank(poster);
