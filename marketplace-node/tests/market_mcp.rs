@@ -74,12 +74,17 @@ impl Env {
     /// `reef agent run --mcp <server>` as dev account `dev`, bidding `price`; its stderr goes
     /// to `<dir>/agent-<dev>.log`.
     fn mcp_agent(&self, dev: usize, server: &str, price: &str, extra: &[&str]) -> Kill {
+        self.tool_agent(dev, &["--mcp", server], price, extra)
+    }
+
+    /// `reef agent run` with `how` (`--mcp <cmd>` or `--mcp-url <url>`).
+    fn tool_agent(&self, dev: usize, how: &[&str], price: &str, extra: &[&str]) -> Kill {
         let log = std::fs::File::create(self.log_path(dev)).unwrap();
         Kill(
             reef()
                 .args(["agent", "run", "--node", &self.ws, "--key", DEV_KEYS[dev]])
                 .args(["--rpc-url", &self.rpc, "--bid-price", price, "--eta", "5m"])
-                .args(["--mcp", server])
+                .args(how)
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -196,6 +201,39 @@ async fn server_everything_echo_wins_a_cli_bounty_and_is_paid() {
         &["--verify", "hash", "--expect", r#""Echo: bare value""#],
     );
     assert_paid(&env, 1, &res, 2);
+}
+
+/// The same unmodified server over streamable HTTP (`--mcp-url`): it runs as its own process
+/// on a port of ours, and the agent reaches it by URL.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_over_streamable_http_earns_with_mcp_url() {
+    let env = setup("mcp-http").await;
+    let js = server_everything();
+    let js = js.strip_prefix("node ").and_then(|j| j.strip_suffix(" stdio")).unwrap();
+    let port = free_port().unwrap();
+    let _server = Kill(
+        std::process::Command::new("node")
+            .args([js, "streamableHttp"])
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the MCP server never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut agent = env.tool_agent(3, &["--mcp-url", &url], "4", &[]);
+    env.wait_online(3, &mut agent).await;
+    let res = env.post(
+        "echo",
+        r#"{"message":"over http"}"#,
+        &["--verify", "hash", "--expect", r#""Echo: over http""#],
+    );
+    assert_paid(&env, 3, &res, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
