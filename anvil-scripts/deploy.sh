@@ -14,6 +14,8 @@ PRIVATE_KEY="${PRIVATE_KEY:-0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae
 
 CHAIN_ID="$(cast chain-id --rpc-url "$RPC_URL")"
 OUT="$ROOT/deployments/$CHAIN_ID.json"
+# forge may only write inside a folder that exists (fs_permissions): a fresh clone has none yet.
+mkdir -p "$ROOT/deployments"
 
 # forge writes the deployments file while simulating, before the transactions are sent: keep the
 # previous file and put it back if the broadcast fails, so a failed run never leaves bogus addresses.

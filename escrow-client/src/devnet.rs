@@ -25,7 +25,22 @@ pub const DEV_KEYS: [&str; 6] = [
     "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
 ];
 
-/// The `i`-th anvil development signer.
+/// The `i`-th dev key, or why not: only anvil's first [`DEV_KEYS`] are known (the CLI's
+/// `--dev-account` and `--market-dev-account` use this, so an index past them is an error
+/// instead of another account).
+pub fn dev_signer_checked(i: usize) -> std::result::Result<PrivateKeySigner, String> {
+    if i >= DEV_KEYS.len() {
+        return Err(format!(
+            "dev account {i} is not one of the {} funded dev accounts this build knows (0..={}); pass --key instead",
+            DEV_KEYS.len(),
+            DEV_KEYS.len() - 1
+        ));
+    }
+    Ok(dev_signer(i))
+}
+
+/// The `i`-th anvil development signer (wraps around past [`DEV_KEYS`]: tests only; the CLI
+/// uses [`dev_signer_checked`]).
 pub fn dev_signer(i: usize) -> PrivateKeySigner {
     let key: B256 = DEV_KEYS[i % DEV_KEYS.len()].parse().expect("constant key is valid hex");
     PrivateKeySigner::from_bytes(&key).expect("constant key is a valid secp256k1 scalar")

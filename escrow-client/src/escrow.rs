@@ -290,7 +290,7 @@ impl From<&BountyState> for BountyJson {
     fn from(s: &BountyState) -> Self {
         let r = &s.record;
         Self {
-            id: format!("{:#x}", s.id),
+            id: format!("{:#066x}", s.id),
             status: s.status.name(),
             poster: r.poster,
             token: r.token,

@@ -115,6 +115,19 @@ fn devnet_and_bounty_commands_end_to_end() {
     let shown = json(&out);
     assert_eq!(shown["status"], "funded");
     assert_eq!(shown["history"][0]["event"], "BountyPosted");
+    // Ids are 32-byte hex everywhere (leading zeros kept), and either form is accepted.
+    assert_eq!(id.len(), 66, "{id}");
+    assert_eq!(shown["id"], id.as_str());
+    let short = format!("0x{}", id[2..].trim_start_matches('0'));
+    let (ok, out, err) = reef(&["bounty", "show", &short, "--rpc-url", &rpc, "--json"], &dir);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["id"], id.as_str());
+
+    // A dev-account index past the known dev keys is refused, not wrapped onto another account.
+    let (ok, _, err) =
+        reef(&["bounty", "list", "--mine", "--dev-account", "9", "--rpc-url", &rpc], &dir);
+    assert!(!ok);
+    assert!(err.contains("not one of the 6 funded dev accounts"), "{err}");
 
     let (ok, out, err) = reef(&["bounty", "list", "--mine", "--rpc-url", &rpc, "--json"], &dir);
     assert!(ok, "{err}");

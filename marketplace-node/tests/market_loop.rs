@@ -650,7 +650,7 @@ async fn a_sub_bounty_funded_from_the_pending_reward_is_paid_after_the_parent() 
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&format!("--from-reward {parent:#x}")), "{err}");
+    assert!(err.contains(&format!("--from-reward {parent:#066x}")), "{err}");
     let seven = U256::from(parse_ether("7").unwrap());
     assert_eq!((pledge.pledged, pledge.backed), (seven, seven), "{pledge:?}");
     assert_eq!(pledge.state, escrow_client::pledge::PledgeState::Redeemable);

@@ -95,12 +95,12 @@ pub async fn earnings(
             let Some(paid) = paid else { continue };
             let token = client.bounty(id).await.map(|s| s.record.token).unwrap_or_default();
             *totals.entry(token.to_string()).or_default() += paid;
-            let mut row = json!({ "bounty": format!("{id:#x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash });
+            let mut row = json!({ "bounty": format!("{id:#066x}"), "kind": name, "token": token, "paid": paid.to_string(), "tx": log.transaction_hash });
             // Paid in a pledge token: credits, worth the parent's token once it settled.
             if let Some(p) = client.pledge(token).await? {
                 let left = client.ledger_credit(token, me).await?;
                 row["pledge"] = json!({
-                    "parent": format!("{:#x}", p.parent), "state": p.state,
+                    "parent": format!("{:#066x}", p.parent), "state": p.state,
                     "paid_in": p.underlying, "unredeemed_credit": left.to_string(),
                 });
             }

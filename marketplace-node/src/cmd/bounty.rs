@@ -363,7 +363,11 @@ fn json_arg(s: &str) -> eyre::Result<serde_json::Value> {
 impl BountyArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
-        let client = self.chain.connect().await?;
+        // Reads need no key (a throwaway one reads when none is given); `list --mine` does.
+        let reads =
+            matches!(&self.cmd, BountyCmd::Show { .. } | BountyCmd::List { mine: false, .. });
+        let client =
+            if reads { self.chain.connect_read().await? } else { self.chain.connect().await? };
         match &self.cmd {
             BountyCmd::Post(p) => self.post(&client, p).await,
             BountyCmd::Show { id } => self.show(&client, parse_bounty_id(id)?).await,
@@ -415,7 +419,7 @@ impl BountyArgs {
         // which only postFromReward can use).
         if let Some(p) = client.pledge(token).await? {
             return Err(eyre!(
-                "token {token} is the pledge token on bounty {:#x} (escrow credits, not an ERC-20): post the sub-bounty with --from-reward {:#x}",
+                "token {token} is the pledge token on bounty {:#066x} (escrow credits, not an ERC-20): post the sub-bounty with --from-reward {:#066x}",
                 p.parent,
                 p.parent
             ));
@@ -448,7 +452,7 @@ impl BountyArgs {
         let (id, record, txs) = res?;
         if self.json {
             let v = serde_json::json!({
-                "id": format!("{id:#x}"),
+                "id": format!("{id:#066x}"),
                 "poster": record.poster,
                 "token": record.token,
                 "amount": record.amount.to_string(),
@@ -461,14 +465,14 @@ impl BountyArgs {
             for t in &txs {
                 eprintln!("  {:<12} tx {}  gas {}", t.action, t.hash, t.gas_used);
             }
-            println!("bounty {id:#x}");
+            println!("bounty {id:#066x}");
             println!(
                 "  reward   {} ({})",
                 format_units(U256::from(record.amount), decimals)?,
                 token_name(token)
             );
             if let Some(parent) = parent {
-                println!("  funded from your reward on {parent:#x}, in pledge token {token}");
+                println!("  funded from your reward on {parent:#066x}, in pledge token {token}");
             }
             println!("  deadline in {}s", p.deadline.as_secs());
         }
@@ -961,14 +965,14 @@ impl BountyArgs {
             return Ok(());
         }
         let r = &state.record;
-        println!("bounty   {id:#x}");
+        println!("bounty   {id:#066x}");
         println!("status   {}", state.status);
         println!("mode     {}", j.mode);
         println!("poster   {}", r.poster);
         println!("token    {}", token_name(r.token));
         if let Some(p) = &pledge {
             println!(
-                "funding  from {}'s reward on bounty {:#x} (parent {}): paid in credits, {}",
+                "funding  from {}'s reward on bounty {:#066x} (parent {}): paid in credits, {}",
                 p.provider,
                 p.parent,
                 p.parent_status,
@@ -1087,7 +1091,7 @@ impl BountyArgs {
             }
             _ => {}
         }
-        let pb = spinner(format!("{verb} {id:#x}"));
+        let pb = spinner(format!("{verb} {id:#066x}"));
         let out = match verb {
             "accept" => client.release(id, r).await,
             "reject" => client.reject(id, r).await,
@@ -1102,11 +1106,11 @@ impl BountyArgs {
         if self.json {
             println!(
                 "{}",
-                serde_json::json!({ "id": format!("{id:#x}"), "action": verb, "status": status, "tx": out })
+                serde_json::json!({ "id": format!("{id:#066x}"), "action": verb, "status": status, "tx": out })
             );
         } else {
             println!(
-                "{verb}: bounty {id:#x} is now {status} (tx {}, gas {})",
+                "{verb}: bounty {id:#066x} is now {status} (tx {}, gas {})",
                 out.hash, out.gas_used
             );
         }
@@ -1165,18 +1169,18 @@ impl BountyArgs {
     async fn refund(&self, client: &ReefClient, id: U256) -> eyre::Result<()> {
         let state = client.bounty(id).await?;
         if state.status.is_terminal() {
-            return Err(eyre!("bounty {id:#x} is already {} — nothing to refund", state.status));
+            return Err(eyre!("bounty {id:#066x} is already {} — nothing to refund", state.status));
         }
         if !matches!(state.status, Status::Open | Status::Funded | Status::Awarded) {
             return Err(eyre!(
-                "bounty {id:#x} is {}: refunds after a submission go through the verdict, review window or dispute",
+                "bounty {id:#066x} is {}: refunds after a submission go through the verdict, review window or dispute",
                 state.status
             ));
         }
         let now = client.chain_time().await?;
         if now <= state.record.deadline {
             return Err(eyre!(
-                "bounty {id:#x} is still running: its deadline passes in {}s (chain time)",
+                "bounty {id:#066x} is still running: its deadline passes in {}s (chain time)",
                 state.record.deadline - now
             ));
         }
@@ -1187,7 +1191,7 @@ impl BountyArgs {
         if self.json {
             println!(
                 "{}",
-                serde_json::json!({"id": format!("{id:#x}"), "refunded": state.record.amount.to_string(), "tx": out})
+                serde_json::json!({"id": format!("{id:#066x}"), "refunded": state.record.amount.to_string(), "tx": out})
             );
         } else {
             println!(
@@ -1221,7 +1225,7 @@ impl BountyArgs {
                 "{}",
                 serde_json::json!({
                     "pledge_token": token,
-                    "parent": format!("{:#x}", pledge.parent),
+                    "parent": format!("{:#066x}", pledge.parent),
                     "credit": credit.to_string(),
                     "paid": paid.to_string(),
                     "paid_in": pledge.underlying,
@@ -1239,7 +1243,7 @@ impl BountyArgs {
             );
             if nested {
                 println!(
-                    "  that is a credit in the parent's own pledge: redeem {} once bounty {:#x}'s parent settles",
+                    "  that is a credit in the parent's own pledge: redeem {} once bounty {:#066x}'s parent settles",
                     pledge.underlying, pledge.parent
                 );
             }

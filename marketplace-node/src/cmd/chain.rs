@@ -48,7 +48,8 @@ impl ChainArgs {
                 .map_err(|e| eyre!("--key is not a valid hex private key: {e}"));
         }
         match (self.dev_account, chain_id) {
-            (Some(i), 31337) => Ok(dev_signer(i)),
+            (Some(i), 31337) => escrow_client::devnet::dev_signer_checked(i)
+                .map_err(|e| eyre!("--dev-account: {e}")),
             (Some(_), other) => {
                 Err(eyre!("--dev-account only works on a local anvil chain (31337), not {other}"))
             }
@@ -59,6 +60,16 @@ impl ChainArgs {
 
     /// Connects: reads the chain id, loads its deployment file, checks the chain, builds a client.
     pub async fn connect(&self) -> eyre::Result<ReefClient> {
+        self.connect_as(false).await
+    }
+
+    /// [`ChainArgs::connect`] for commands that only read: without --key (on a chain where
+    /// no dev key applies) it reads with a throwaway key instead of refusing.
+    pub async fn connect_read(&self) -> eyre::Result<ReefClient> {
+        self.connect_as(true).await
+    }
+
+    async fn connect_as(&self, read_only: bool) -> eyre::Result<ReefClient> {
         let probe = escrow_client::deploy::empty_deployment(0);
         let chain_id =
             ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
@@ -66,8 +77,13 @@ impl ChainArgs {
                 .await?;
         let path = Deployment::path_in(&self.deployments, chain_id);
         let dep = Deployment::load(&path)?;
-        let client =
-            ReefClient::connect(&self.rpc_url, self.signer(chain_id)?, dep, self.opts()).await?;
+        let signer = match self.signer(chain_id) {
+            Err(_) if read_only && self.key.is_none() && self.dev_account.is_none() => {
+                PrivateKeySigner::random()
+            }
+            other => other?,
+        };
+        let client = ReefClient::connect(&self.rpc_url, signer, dep, self.opts()).await?;
         for (name, addr) in client.deployment().contracts() {
             if !client.has_code(addr).await? {
                 return Err(eyre!(

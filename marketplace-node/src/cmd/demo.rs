@@ -106,7 +106,7 @@ impl DemoArgs {
         for t in &txs {
             record(&mut steps, &t.action, t);
         }
-        eprintln!("  bounty id {id:#x}");
+        eprintln!("  bounty id {id:#066x}");
         debug_assert_eq!(id, bounty_id(poster.address(), salt));
 
         say("provider signs an EIP-712 bid of 90 rUSD; poster awards it on-chain");
@@ -137,7 +137,7 @@ impl DemoArgs {
             steps.iter().filter(|s| !s.step.starts_with("deploy")).map(|s| s.gas).sum();
         if self.json {
             let v = serde_json::json!({
-                "bountyId": format!("{id:#x}"),
+                "bountyId": format!("{id:#066x}"),
                 "status": state.status,
                 "providerReceived": (after - before).to_string(),
                 "posterRefunded": poster_refund.to_string(),
@@ -146,7 +146,7 @@ impl DemoArgs {
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("\nbounty {id:#x}: {}", state.status);
+            println!("\nbounty {id:#066x}: {}", state.status);
             println!(
                 "provider received {} rUSD (bid price minus the platform fee); poster refunded {} rUSD (budget minus price)",
                 format_ether(after - before),

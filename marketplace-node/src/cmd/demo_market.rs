@@ -815,7 +815,7 @@ async fn sub_bounty_rows(
             _ => "0".into(),
         };
         rows.push(json!({
-            "bounty": "  sub-sort (pledged)", "mode": "from parent's reward", "id": format!("{sid:#x}"),
+            "bounty": "  sub-sort (pledged)", "mode": "from parent's reward", "id": format!("{sid:#066x}"),
             "winner": name_of(&r.provider.to_string()), "price": format_ether(U256::from(r.price)),
             "verdict": if sub.status == escrow_client::Status::Completed { "accept" } else { "-" },
             "status": sub.status.name(), "gas": bounty_gas(client, &sub).await, "payout": payout,

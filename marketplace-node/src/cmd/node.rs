@@ -62,6 +62,8 @@ pub struct NodeArgs {
     #[arg(long, env = "REEF_DEPLOYMENTS", default_value = "deployments")]
     deployments: std::path::PathBuf,
     /// The node's evaluator key (hex): signs attestations, pays gas for refunds and claims.
+    /// Without it, on a local anvil (chain 31337) only, anvil's dev account 5 is used (with a
+    /// warning at start); on any other chain the node refuses to start without one.
     #[arg(long, env = "REEF_MARKET_KEY", hide_env_values = true)]
     market_key: Option<String>,
     /// Use anvil's N-th dev account as the evaluator key (local chains only).
@@ -184,11 +186,17 @@ impl NodeArgs {
                 .trim()
                 .parse()
                 .map_err(|e| eyre::eyre!("--market-key is not a private key: {e}"))?,
-            (None, Some(i), 31337) => dev_signer(i),
+            (None, Some(i), 31337) => escrow_client::devnet::dev_signer_checked(i)
+                .map_err(|e| eyre::eyre!("--market-dev-account: {e}"))?,
             (None, Some(_), other) => {
                 eyre::bail!("--market-dev-account only works on anvil (31337), not chain {other}")
             }
-            (None, None, 31337) => dev_signer(5),
+            (None, None, 31337) => {
+                eprintln!(
+                    "warning: no --market-key: on this local anvil the evaluator key is anvil's dev account 5 (never on another chain)"
+                );
+                dev_signer(5)
+            }
             (None, None, _) => eyre::bail!(
                 "the marketplace needs an evaluator key: --market-key or REEF_MARKET_KEY"
             ),

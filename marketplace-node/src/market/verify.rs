@@ -117,8 +117,38 @@ pub struct Verifiers {
     limits: SandboxLimits,
 }
 
+/// `path` as an absolute path to an executable file: relative paths from the current
+/// directory, bare names (no `/`) from `PATH`.
+fn resolve_program(path: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<std::path::PathBuf> = if path.contains('/') {
+        vec![std::path::PathBuf::from(path)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(path)).collect())
+            .unwrap_or_default()
+    };
+    let found = candidates.iter().find(|c| c.is_file()).ok_or_else(|| {
+        if path.contains('/') {
+            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            format!("no such file (looked for {path} from {cwd}); give an existing path")
+        } else {
+            format!("{path} is not on PATH; give its path")
+        }
+    })?;
+    let abs = std::fs::canonicalize(found).map_err(|e| format!("{}: {e}", found.display()))?;
+    let mode = std::fs::metadata(&abs).map_err(|e| e.to_string())?.permissions().mode();
+    if mode & 0o111 == 0 {
+        return Err(format!("{} is not executable (chmod +x it)", abs.display()));
+    }
+    Ok(abs)
+}
+
 impl Verifiers {
-    /// Builds the allowlist from `name=path` pairs.
+    /// Builds the allowlist from `name=path` pairs. Each program is resolved now, to an
+    /// absolute path (a relative path from the current directory, a bare name from `PATH`),
+    /// because the sandbox runs it from a private working directory; a program that is missing
+    /// or not executable is refused with what to do, before the node serves anything.
     pub fn parse(pairs: &[String], limits: SandboxLimits) -> Result<Self, String> {
         let mut programs = HashMap::new();
         for p in pairs {
@@ -127,9 +157,16 @@ impl Verifiers {
             if name.is_empty() || path.is_empty() {
                 return Err(format!("--verifier {p:?} is not name=path"));
             }
-            programs.insert(name.to_string(), path.to_string());
+            let resolved =
+                resolve_program(path).map_err(|why| format!("--verifier {p:?}: {why}"))?;
+            programs.insert(name.to_string(), resolved.display().to_string());
         }
         Ok(Self { programs, limits })
+    }
+
+    /// The resolved program of `name`.
+    pub fn program(&self, name: &str) -> Option<&str> {
+        self.programs.get(name).map(String::as_str)
     }
 
     /// Names offered to posters.
@@ -257,6 +294,40 @@ pub fn rank_entries<T>(entries: Vec<(T, Option<f64>)>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A verifier is resolved when the node starts: to an absolute path (the sandbox runs it
+    /// from a private directory), and a missing or non-executable one is refused at once.
+    #[test]
+    fn verifiers_are_resolved_and_checked_at_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("reef-verifiers-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok.sh");
+        std::fs::write(&ok, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.join("plain.sh");
+        std::fs::write(&plain, "exit 0\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let v =
+            Verifiers::parse(&[format!("ok={}", ok.display())], SandboxLimits::default()).unwrap();
+        let resolved = std::path::Path::new(v.program("ok").unwrap());
+        assert!(resolved.is_absolute(), "{}", resolved.display());
+        let e = Verifiers::parse(&[format!("p={}", plain.display())], SandboxLimits::default())
+            .unwrap_err();
+        assert!(e.contains("not executable") && e.contains("chmod +x"), "{e}");
+        let e = Verifiers::parse(&["gone=./no/such/verifier.py".into()], SandboxLimits::default())
+            .unwrap_err();
+        assert!(e.contains("no such file"), "{e}");
+        let e =
+            Verifiers::parse(&["x=reef-no-such-program-on-path".into()], SandboxLimits::default())
+                .unwrap_err();
+        assert!(e.contains("not on PATH"), "{e}");
+        // A bare name is looked up on PATH.
+        let sh = Verifiers::parse(&["sh=sh".into()], SandboxLimits::default()).unwrap();
+        assert!(std::path::Path::new(sh.program("sh").unwrap()).is_absolute());
+        std::fs::remove_dir_all(&dir).ok();
+    }
     use serde_json::json;
 
     /// The documented canonical form (docs/earning.md section 8) is what the node hashes: the

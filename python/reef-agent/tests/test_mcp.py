@@ -220,7 +220,7 @@ def test_an_mcp_host_posts_a_bounty_through_the_bridge_and_sees_it_paid(
             status = structured(await session.call_tool("bounty_status", {"id": out["id"]}))
             assert status["phase"] == "settled"
             earned = structured(await session.call_tool("earnings", {"address": AGENT}))
-            assert any(p["bounty"] == hex(int(out["id"], 16)) for p in earned["payouts"])
+            assert any(int(p["bounty"], 16) == int(out["id"], 16) for p in earned["payouts"])
 
             # A metered call, paid with a voucher the bridge signs.
             metered = structured(
