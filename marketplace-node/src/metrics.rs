@@ -130,6 +130,11 @@ fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
     let _ = writeln!(out, "{name} {v}");
 }
 
+/// A label value escaped for the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// Renders the registry and `snap` in the text exposition format.
 pub fn render(snap: &Snapshot) -> String {
     let m = &METRICS;
@@ -206,6 +211,25 @@ pub fn render(snap: &Snapshot) -> String {
         "Bounties that reached the settled phase in this process.",
         get(&m.settlements),
     );
+    let rpc = escrow_client::rpc_metrics::snapshot();
+    family(
+        &mut out,
+        "reef_rpc_calls_total",
+        "counter",
+        "Chain JSON-RPC calls made by the escrow client, by method (retries count again).",
+    );
+    for (method, calls, _) in &rpc {
+        let _ = writeln!(out, "reef_rpc_calls_total{{method=\"{}\"}} {calls}", label(method));
+    }
+    family(
+        &mut out,
+        "reef_rpc_errors_total",
+        "counter",
+        "Chain JSON-RPC calls of the escrow client that failed (transport or error answer).",
+    );
+    for (method, _, errors) in &rpc {
+        let _ = writeln!(out, "reef_rpc_errors_total{{method=\"{}\"}} {errors}", label(method));
+    }
     if let Some(phases) = &snap.bounties_by_phase {
         family(&mut out, "reef_bounties", "gauge", "Bounties stored on this node by phase.");
         for (phase, n) in phases {

@@ -159,4 +159,17 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
         at(&after, "reef_commit_batch_size_count")
     );
     assert!(at(&after, "reef_send_queue_depth") >= 0.0);
+    // The escrow client's JSON-RPC calls, by method: the node read the chain to follow the
+    // bounty (block number, logs or calls) and more than before the post.
+    let rpc = |s: &Samples| -> f64 {
+        s.iter()
+            .filter(|(k, _)| k.starts_with("reef_rpc_calls_total{method="))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(rpc(&after) > rpc(&before), "rpc calls did not grow: {after:?}");
+    assert!(
+        after.keys().any(|k| k.starts_with("reef_rpc_calls_total{method=\"eth_")),
+        "no eth_ method counted: {after:?}"
+    );
 }
