@@ -147,7 +147,11 @@ fn build_provider(url: reqwest::Url, signer: &PrivateKeySigner) -> DynProvider {
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(EthereumWallet::from(signer.clone()))
-        .connect_http(url)
+        .connect_client(
+            alloy::rpc::client::ClientBuilder::default()
+                .layer(crate::rpc_metrics::CountingLayer)
+                .http(url),
+        )
         .erased()
 }
 

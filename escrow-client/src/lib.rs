@@ -22,6 +22,7 @@ pub mod panel;
 pub mod pledge;
 pub mod registry;
 pub mod retry;
+pub mod rpc_metrics;
 pub mod signing;
 pub mod token;
 

@@ -8,3 +8,4 @@ pub mod logging;
 pub mod market;
 pub mod mcp;
 pub mod metered;
+pub mod metrics;

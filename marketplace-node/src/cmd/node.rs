@@ -131,11 +131,21 @@ impl NodeArgs {
                     // Answer the mesh's nodes that run no marketplace.
                     market::gateway::serve(mesh.clone(), routes.clone()).await?;
                 }
-                app = app.merge(routes);
+                app = app
+                    .merge(routes)
+                    .merge(crate::metrics::router(node.clone(), Some(market.clone())));
                 tokio::spawn(market.run());
             }
-            (None, Some(mesh)) => app = app.merge(market::gateway::router(mesh.clone())),
-            (None, None) => app = app.merge(market::gateway::absent_router()),
+            (None, Some(mesh)) => {
+                app = app
+                    .merge(market::gateway::router(mesh.clone()))
+                    .merge(crate::metrics::router(node.clone(), None));
+            }
+            (None, None) => {
+                app = app
+                    .merge(market::gateway::absent_router())
+                    .merge(crate::metrics::router(node.clone(), None));
+            }
         }
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await

@@ -487,7 +487,10 @@ impl Hub {
                 };
                 let sent = tokio::time::timeout(Duration::from_secs(10), send).await;
                 match sent {
-                    Ok(Ok(())) => cursor = seq,
+                    Ok(Ok(())) => {
+                        crate::metrics::inc(&crate::metrics::METRICS.messages_delivered);
+                        cursor = seq;
+                    }
                     Ok(Err(_)) => return Ok(()),
                     Err(_) => {
                         conn.kill.kill(CLOSE_SLOW_CONSUMER, "slow consumer during replay");
@@ -511,6 +514,7 @@ fn deliver(st: &mut GroupState, seq: u64, frame: &Utf8Bytes) {
             return true;
         }
         if sub.conn.push(frame.clone()) {
+            crate::metrics::inc(&crate::metrics::METRICS.messages_delivered);
             sub.cursor = seq;
             true
         } else {

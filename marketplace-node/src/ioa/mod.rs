@@ -161,7 +161,7 @@ pub async fn serve(config: Config, listen: SocketAddr) -> Result<Running> {
         .await
         .map_err(|e| Error::Internal(format!("bind {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
-    let app = rest::router(node.clone());
+    let app = rest::router(node.clone()).merge(crate::metrics::router(node.clone(), None));
     let task = tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
     });
@@ -275,6 +275,11 @@ impl Node {
     /// Configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Sends waiting for the group-commit writer (the `reef_send_queue_depth` gauge).
+    pub fn send_queue_depth(&self) -> usize {
+        self.inner.writer.depth()
     }
 
     /// Local fan-out hub.

@@ -113,6 +113,11 @@ impl Writer {
         })
     }
 
+    /// Sends queued and not yet taken by the writer.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     fn queue(&self, job: Job) -> Result<()> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Error::Overloaded,
@@ -142,6 +147,7 @@ async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Rece
             Err(e) => vec![Err(e)],
         };
         let n = batch.len();
+        crate::metrics::METRICS.commit_batch_size.observe(n as u64);
         let committed = started.elapsed();
         finish(&hub, mesh.as_ref(), batch, results).await;
         tracing::trace!(n, ?committed, total = ?started.elapsed(), "batch");

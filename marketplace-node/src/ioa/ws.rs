@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::hub::{ConnHandle, KillSwitch, Out};
 use super::{CLOSE_GRACE, Error, Node, encode};
+use crate::metrics::{self, METRICS};
 
 /// Close code for an oversized message (RFC 6455 "message too big").
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -57,6 +58,7 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
         message,
     };
     socket.send(Message::Text(encode(&challenge))).await.ok()?;
+    metrics::inc(&METRICS.ws_frames_sent);
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(node.config().challenge_ttl_secs + 10);
     let mut strikes = 0u32;
@@ -73,7 +75,10 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
                 }
                 return None;
             }
-            Ok(Some(Ok(m))) => m,
+            Ok(Some(Ok(m))) => {
+                metrics::inc(&METRICS.ws_frames_received);
+                m
+            }
         };
         let text = match msg {
             Message::Text(t) => t,
@@ -115,6 +120,7 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
         if socket.send(Message::Text(reply)).await.is_err() {
             return None;
         }
+        metrics::inc(&METRICS.ws_frames_sent);
         if strikes >= 16 {
             close(socket, CLOSE_POLICY, "too many frames before authentication").await;
             return None;
@@ -123,6 +129,7 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
 }
 
 async fn session(node: Node, mut socket: WebSocket) {
+    let _open = metrics::ConnectionGuard::open();
     let Some(address) = authenticate(&node, &mut socket).await else { return };
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(node.config().queue_len.max(1));
@@ -141,6 +148,9 @@ async fn session(node: Node, mut socket: WebSocket) {
             m = stream.next() => m,
             _ = conn.kill.killed() => break,
         };
+        if let Some(Ok(_)) = &msg {
+            metrics::inc(&METRICS.ws_frames_received);
+        }
         let text = match msg {
             None | Some(Ok(Message::Close(_))) => break,
             Some(Err(e)) => {
@@ -274,13 +284,19 @@ async fn writer(
                 Some(first) => {
                     let batch = async {
                         sink.feed(Message::Text(first.into_text())).await?;
+                        let mut n = 1;
                         for _ in 0..64 {
                             match rx.try_recv() {
-                                Ok(out) => sink.feed(Message::Text(out.into_text())).await?,
+                                Ok(out) => {
+                                    sink.feed(Message::Text(out.into_text())).await?;
+                                    n += 1;
+                                }
                                 Err(_) => break,
                             }
                         }
-                        sink.flush().await
+                        sink.flush().await?;
+                        METRICS.ws_frames_sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        Ok::<(), axum::Error>(())
                     };
                     tokio::select! {
                         biased;

@@ -702,6 +702,18 @@ impl Market {
 
     /// Accepts a sealed bid from `caller`.
     pub async fn bid(&self, caller: Address, key: &str, req: BidRequest) -> Result<Value> {
+        let r = self.check_and_store_bid(caller, key, req).await;
+        let m = &crate::metrics::METRICS;
+        crate::metrics::inc(if r.is_ok() { &m.bids_accepted } else { &m.bids_refused });
+        r
+    }
+
+    async fn check_and_store_bid(
+        &self,
+        caller: Address,
+        key: &str,
+        req: BidRequest,
+    ) -> Result<Value> {
         let row = self.row(key).await?;
         if row.phase != Phase::Bidding || reef_wire::unix_now_ms() >= close_ms_of(&row) {
             return Err(MarketError::Conflict("the bid window is closed".into()));
@@ -1805,7 +1817,8 @@ impl Market {
             "record": RecordJson::from(record),
         });
         self.say(group, &row.id, "verdict", body).await?;
-        self.inner
+        let moved = self
+            .inner
             .store
             .transition(
                 &row.id,
@@ -1814,6 +1827,10 @@ impl Market {
                 &format!("verdict: {} ({})", if v.accept { "accept" } else { "reject" }, v.reason),
             )
             .await?;
+        if moved {
+            let m = &crate::metrics::METRICS;
+            crate::metrics::inc(if v.accept { &m.verdicts_accept } else { &m.verdicts_reject });
+        }
         Ok(())
     }
 

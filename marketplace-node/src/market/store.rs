@@ -73,6 +73,19 @@ impl Phase {
         })
     }
 
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Self; 9] = [
+        Self::Bidding,
+        Self::Contest,
+        Self::AwaitingAward,
+        Self::Working,
+        Self::Evaluating,
+        Self::Settling,
+        Self::AwaitingPoster,
+        Self::Settled,
+        Self::Failed,
+    ];
+
     /// No further work for the node.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Settled | Self::Failed)
@@ -540,6 +553,23 @@ impl MarketStore {
         Ok(r.try_get::<i64, _>("n")?.max(0) as u64)
     }
 
+    /// How many bounties are in each phase (every phase listed, zeros included).
+    pub async fn count_by_phase(&self) -> Result<Vec<(&'static str, u64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM market_bounties GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<(&'static str, u64)> =
+            Phase::ALL.iter().map(|p| (p.as_str(), 0)).collect();
+        for r in rows {
+            let phase = Phase::parse(&r.try_get::<String, _>("state")?)?;
+            let n = r.try_get::<i64, _>("n")?.max(0) as u64;
+            if let Some(slot) = out.iter_mut().find(|(name, _)| *name == phase.as_str()) {
+                slot.1 = n;
+            }
+        }
+        Ok(out)
+    }
+
     /// All bounties, newest first (bounded).
     pub async fn list(&self, limit: i64) -> Result<Vec<BountyRow>> {
         let rows = sqlx::query("SELECT * FROM market_bounties ORDER BY created_at DESC LIMIT $1")
@@ -568,6 +598,9 @@ impl MarketStore {
             append_log(&mut *tx, id, to.as_str(), note).await?;
         }
         tx.commit().await?;
+        if moved && to == Phase::Settled {
+            crate::metrics::inc(&crate::metrics::METRICS.settlements);
+        }
         writing.committed(&rows);
         if moved {
             self.log_watchers.appended(id);

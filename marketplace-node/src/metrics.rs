@@ -1,0 +1,306 @@
+//! `GET /metrics`: process counters in the Prometheus text exposition format (version 0.0.4).
+//!
+//! The counters are plain atomics in one process-wide registry ([`METRICS`]), bumped where the
+//! events happen (WebSocket transport, hub, group-commit writer, marketplace). Gauges that
+//! already live elsewhere (send-queue depth, bounties by phase) are read at scrape time. The
+//! route is public: it holds only counts. See docs/metrics.md for the names and meanings.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+
+use crate::{ioa::Node, market::Market};
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds of the group-commit batch-size histogram buckets (`+Inf` is added).
+pub const BATCH_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// A histogram of small integers with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; BATCH_BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, v: u64) {
+        if let Some(i) = BATCH_BUCKETS.iter().position(|&b| v <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(v, Relaxed);
+    }
+}
+
+/// The process-wide counters.
+#[derive(Debug)]
+pub struct Metrics {
+    /// WebSocket connections open now (upgraded, authenticated or not).
+    pub ws_connections_open: AtomicU64,
+    /// WebSocket connections accepted since start.
+    pub ws_connections_total: AtomicU64,
+    /// WebSocket frames received from clients.
+    pub ws_frames_received: AtomicU64,
+    /// WebSocket frames sent to clients.
+    pub ws_frames_sent: AtomicU64,
+    /// Group messages handed to a subscriber's connection (live or replayed).
+    pub messages_delivered: AtomicU64,
+    /// Group-commit batch sizes (one observation per committed batch).
+    pub commit_batch_size: Histogram,
+    /// Sealed bids the marketplace accepted.
+    pub bids_accepted: AtomicU64,
+    /// Sealed bids the marketplace refused.
+    pub bids_refused: AtomicU64,
+    /// Verdicts concluded with accept.
+    pub verdicts_accept: AtomicU64,
+    /// Verdicts concluded with reject.
+    pub verdicts_reject: AtomicU64,
+    /// Bounties that reached the `settled` phase in this process.
+    pub settlements: AtomicU64,
+}
+
+/// The registry.
+pub static METRICS: Metrics = Metrics {
+    ws_connections_open: AtomicU64::new(0),
+    ws_connections_total: AtomicU64::new(0),
+    ws_frames_received: AtomicU64::new(0),
+    ws_frames_sent: AtomicU64::new(0),
+    messages_delivered: AtomicU64::new(0),
+    commit_batch_size: Histogram::new(),
+    bids_accepted: AtomicU64::new(0),
+    bids_refused: AtomicU64::new(0),
+    verdicts_accept: AtomicU64::new(0),
+    verdicts_reject: AtomicU64::new(0),
+    settlements: AtomicU64::new(0),
+};
+
+/// Adds one to a counter.
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// Counts one open WebSocket connection while alive.
+#[derive(Debug)]
+pub struct ConnectionGuard(());
+
+impl ConnectionGuard {
+    /// A connection opened.
+    pub fn open() -> Self {
+        inc(&METRICS.ws_connections_total);
+        inc(&METRICS.ws_connections_open);
+        Self(())
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        METRICS.ws_connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Values read at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Sends queued for the group-commit writer.
+    pub send_queue_depth: u64,
+    /// Bounties per phase (every phase listed, zeros included); None: no marketplace.
+    pub bounties_by_phase: Option<Vec<(&'static str, u64)>>,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {v}");
+}
+
+/// A label value escaped for the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Renders the registry and `snap` in the text exposition format.
+pub fn render(snap: &Snapshot) -> String {
+    let m = &METRICS;
+    let mut out = String::with_capacity(4096);
+    let get = |c: &AtomicU64| c.load(Relaxed);
+    scalar(
+        &mut out,
+        "reef_ws_connections_open",
+        "gauge",
+        "WebSocket connections open now.",
+        get(&m.ws_connections_open),
+    );
+    scalar(
+        &mut out,
+        "reef_ws_connections_total",
+        "counter",
+        "WebSocket connections accepted since start.",
+        get(&m.ws_connections_total),
+    );
+    scalar(
+        &mut out,
+        "reef_ws_frames_received_total",
+        "counter",
+        "WebSocket frames received from clients.",
+        get(&m.ws_frames_received),
+    );
+    scalar(
+        &mut out,
+        "reef_ws_frames_sent_total",
+        "counter",
+        "WebSocket frames sent to clients.",
+        get(&m.ws_frames_sent),
+    );
+    scalar(
+        &mut out,
+        "reef_messages_delivered_total",
+        "counter",
+        "Group messages handed to a subscriber connection (live or replayed).",
+        get(&m.messages_delivered),
+    );
+    scalar(
+        &mut out,
+        "reef_send_queue_depth",
+        "gauge",
+        "Sends waiting for the group-commit writer.",
+        snap.send_queue_depth,
+    );
+    let h = &m.commit_batch_size;
+    family(
+        &mut out,
+        "reef_commit_batch_size",
+        "histogram",
+        "Messages per group-commit batch (one transaction each).",
+    );
+    let mut cumulative = 0;
+    for (b, c) in BATCH_BUCKETS.iter().zip(&h.buckets) {
+        cumulative += get(c);
+        let _ = writeln!(out, "reef_commit_batch_size_bucket{{le=\"{b}\"}} {cumulative}");
+    }
+    let count = get(&h.count);
+    let _ = writeln!(out, "reef_commit_batch_size_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "reef_commit_batch_size_sum {}", get(&h.sum));
+    let _ = writeln!(out, "reef_commit_batch_size_count {count}");
+    family(&mut out, "reef_bids_total", "counter", "Sealed bids by outcome (accepted, refused).");
+    let _ = writeln!(out, "reef_bids_total{{outcome=\"accepted\"}} {}", get(&m.bids_accepted));
+    let _ = writeln!(out, "reef_bids_total{{outcome=\"refused\"}} {}", get(&m.bids_refused));
+    family(&mut out, "reef_verdicts_total", "counter", "Verdicts concluded by outcome.");
+    let _ = writeln!(out, "reef_verdicts_total{{outcome=\"accept\"}} {}", get(&m.verdicts_accept));
+    let _ = writeln!(out, "reef_verdicts_total{{outcome=\"reject\"}} {}", get(&m.verdicts_reject));
+    scalar(
+        &mut out,
+        "reef_settlements_total",
+        "counter",
+        "Bounties that reached the settled phase in this process.",
+        get(&m.settlements),
+    );
+    let rpc = escrow_client::rpc_metrics::snapshot();
+    family(
+        &mut out,
+        "reef_rpc_calls_total",
+        "counter",
+        "Chain JSON-RPC calls made by the escrow client, by method (retries count again).",
+    );
+    for (method, calls, _) in &rpc {
+        let _ = writeln!(out, "reef_rpc_calls_total{{method=\"{}\"}} {calls}", label(method));
+    }
+    family(
+        &mut out,
+        "reef_rpc_errors_total",
+        "counter",
+        "Chain JSON-RPC calls of the escrow client that failed (transport or error answer).",
+    );
+    for (method, _, errors) in &rpc {
+        let _ = writeln!(out, "reef_rpc_errors_total{{method=\"{}\"}} {errors}", label(method));
+    }
+    if let Some(phases) = &snap.bounties_by_phase {
+        family(&mut out, "reef_bounties", "gauge", "Bounties stored on this node by phase.");
+        for (phase, n) in phases {
+            let _ = writeln!(out, "reef_bounties{{phase=\"{phase}\"}} {n}");
+        }
+    }
+    out
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    node: Node,
+    market: Option<Market>,
+}
+
+async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
+    let bounties_by_phase = match &s.market {
+        Some(m) => match m.store().count_by_phase().await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: counting bounties by phase failed");
+                None
+            }
+        },
+        None => None,
+    };
+    let snap = Snapshot { send_queue_depth: s.node.send_queue_depth() as u64, bounties_by_phase };
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snap))
+}
+
+/// `GET /metrics` (public).
+pub fn router(node: Node, market: Option<Market>) -> Router {
+    Router::new().route("/metrics", get(scrape)).with_state(MetricsState { node, market })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_and_type_and_the_histogram_is_cumulative() {
+        METRICS.commit_batch_size.observe(3);
+        METRICS.commit_batch_size.observe(3000);
+        let text = render(&Snapshot {
+            send_queue_depth: 2,
+            bounties_by_phase: Some(vec![("settled", 1), ("failed", 0)]),
+        });
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_string());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            value.parse::<f64>().unwrap();
+            let name = series.split('{').next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+                .unwrap_or(name);
+            assert!(typed.contains(family), "{line} before its # TYPE");
+        }
+        assert!(text.contains("reef_send_queue_depth 2\n"));
+        assert!(text.contains("reef_bounties{phase=\"settled\"} 1\n"));
+        let bucket = |le: &str| -> u64 {
+            let p = format!("reef_commit_batch_size_bucket{{le=\"{le}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&p)).unwrap().parse().unwrap()
+        };
+        assert!(bucket("4") >= 1 && bucket("+Inf") > bucket("1024"));
+    }
+}

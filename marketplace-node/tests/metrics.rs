@@ -1,0 +1,175 @@
+//! `GET /metrics` (issue 20, operability): the Prometheus text exposition of `reef node` is
+//! public, parses line by line, and its counters move with real traffic: one bounty posted,
+//! bid on, worked, verified and settled on anvil with real processes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use alloy::transports::http::reqwest;
+use escrow_client::devnet::{AnvilOptions, AnvilProcess, dev_signer, free_port};
+use serde_json::Value;
+
+mod common;
+
+use common::{start_node, start_sort_agent, wait_with_deadline};
+
+/// One scrape: series (`name{labels}` as printed) → value.
+type Samples = HashMap<String, f64>;
+
+fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
+}
+
+/// Checks `name="value",...` (no escapes needed by this exporter).
+fn labels_ok(s: &str) -> bool {
+    s.split(',').all(|kv| {
+        kv.split_once('=').is_some_and(|(k, v)| {
+            is_name(k) && v.len() >= 2 && v.starts_with('"') && v.ends_with('"')
+        })
+    })
+}
+
+/// Parses the text format strictly: every sample line is `name{labels} value`, and every
+/// family is introduced by `# HELP` then `# TYPE` before its samples, its samples contiguous.
+fn parse(text: &str) -> Samples {
+    let mut samples = Samples::new();
+    let mut helped: HashSet<String> = HashSet::new();
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut current: Option<String> = None;
+    let mut finished: HashSet<String> = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(is_name(name), "bad HELP line {line:?}");
+            assert!(helped.insert(name.to_string()), "HELP twice for {name}");
+            if let Some(prev) = current.take() {
+                finished.insert(prev);
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad {line:?}"));
+            assert!(helped.contains(name), "TYPE before HELP for {name}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type in {line:?}"
+            );
+            assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice");
+            current = Some(name.to_string());
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("bad {line:?}"));
+                assert!(labels_ok(labels), "bad labels in {line:?}");
+                name
+            }
+            None => series,
+        };
+        assert!(is_name(name), "bad metric name in {line:?}");
+        let fam = current.as_deref().unwrap_or_else(|| panic!("{line:?} before any # TYPE"));
+        let belongs = name == fam
+            || (types[fam] == "histogram"
+                && ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(fam)));
+        assert!(belongs, "{line:?} is not in the family {fam} declared before it");
+        assert!(!finished.contains(fam), "family {fam} is not contiguous");
+        assert!(samples.insert(series.to_string(), value).is_none(), "{series} twice");
+    }
+    samples
+}
+
+async fn scrape(http: &str) -> Samples {
+    let r = reqwest::get(format!("{http}/metrics")).await.unwrap();
+    assert!(r.status().is_success(), "GET /metrics: {}", r.status());
+    let ct = r.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "content type {ct:?}");
+    parse(&r.text().await.unwrap())
+}
+
+fn at(s: &Samples, series: &str) -> f64 {
+    *s.get(series).unwrap_or_else(|| panic!("no series {series} in {s:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("metrics");
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let _node = start_node(&dir, &anvil.rpc_url, port, "metrics-test", &[]);
+
+    // Before: no token needed; nothing settled yet.
+    let before = scrape(&http).await;
+    assert_eq!(at(&before, "reef_bounties{phase=\"settled\"}"), 0.0);
+    assert_eq!(at(&before, "reef_settlements_total"), 0.0);
+
+    let _agent = start_sort_agent(port, &anvil.rpc_url, 1);
+    common::wait_agent_online(&http, dev_signer(1).address(), "the sort agent").await;
+    let during = scrape(&http).await;
+    assert!(at(&during, "reef_ws_connections_open") >= 1.0, "{during:?}");
+
+    let poster = common::spawn_captured(
+        common::post_sort_with_window(&http, &anvil.rpc_url, &dir.join("deployments"), "3s")
+            .args(["--verify", "hash", "--expect", "[1,3,5,9]"]),
+    );
+    let out = wait_with_deadline(poster, 180);
+    assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+
+    // After: poll (the poster may see the phase a moment before the scrape does).
+    let t0 = Instant::now();
+    let after = loop {
+        let s = scrape(&http).await;
+        if at(&s, "reef_bounties{phase=\"settled\"}") == 1.0
+            && at(&s, "reef_settlements_total") >= 1.0
+        {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never counted the settlement: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let grew = |series: &str| {
+        assert!(
+            at(&after, series) > at(&before, series),
+            "{series} did not grow: {} -> {}",
+            at(&before, series),
+            at(&after, series)
+        );
+    };
+    grew("reef_ws_frames_received_total");
+    grew("reef_ws_frames_sent_total");
+    grew("reef_messages_delivered_total");
+    grew("reef_commit_batch_size_count");
+    grew("reef_commit_batch_size_sum");
+    assert!(at(&after, "reef_ws_connections_open") >= 1.0, "{after:?}");
+    assert!(at(&after, "reef_ws_connections_total") >= 1.0, "{after:?}");
+    assert!(at(&after, "reef_bids_total{outcome=\"accepted\"}") >= 1.0, "{after:?}");
+    assert!(at(&after, "reef_verdicts_total{outcome=\"accept\"}") >= 1.0, "{after:?}");
+    assert_eq!(at(&after, "reef_verdicts_total{outcome=\"reject\"}"), 0.0);
+    assert_eq!(at(&after, "reef_bounties{phase=\"bidding\"}"), 0.0);
+    assert_eq!(
+        at(&after, "reef_commit_batch_size_bucket{le=\"+Inf\"}"),
+        at(&after, "reef_commit_batch_size_count")
+    );
+    assert!(at(&after, "reef_send_queue_depth") >= 0.0);
+    // The escrow client's JSON-RPC calls, by method: the node read the chain to follow the
+    // bounty (block number, logs or calls) and more than before the post.
+    let rpc = |s: &Samples| -> f64 {
+        s.iter()
+            .filter(|(k, _)| k.starts_with("reef_rpc_calls_total{method="))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(rpc(&after) > rpc(&before), "rpc calls did not grow: {after:?}");
+    assert!(
+        after.keys().any(|k| k.starts_with("reef_rpc_calls_total{method=\"eth_")),
+        "no eth_ method counted: {after:?}"
+    );
+}
