@@ -145,6 +145,8 @@ def bridge(devnet: Devnet, node: Node) -> StdioServerParameters:
             str(devnet.deployments),
         ],
         env={"RUST_LOG": "warn", "PATH": os.environ.get("PATH", "")},
+        # The bridge keeps its payment-channel state under its working directory (.reef/).
+        cwd=str(devnet.dir),
     )
 
 
