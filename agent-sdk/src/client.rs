@@ -69,6 +69,37 @@ impl Default for ConnectOptions {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails for a reason `away` does not call "the node is away"
+/// (not up yet, restarting), or `patience` has passed since the first try. Between tries it
+/// pauses 250 ms, doubling up to [`MAX_RECONNECT_BACKOFF`], and tells `waiting` the failure,
+/// the pause and the patience left. The one back-off every client of a node uses: the SDK's
+/// connection, the earning-agent runtime's first requests, the CLI's REST calls.
+pub async fn retry_while_away<T, E, F, Fut>(
+    patience: Duration,
+    away: impl Fn(&E) -> bool,
+    mut waiting: impl FnMut(&E, Duration, Duration),
+    mut attempt: F,
+) -> std::result::Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let t0 = tokio::time::Instant::now();
+    let mut step = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Err(e) if away(&e) && t0.elapsed() < patience => {
+                let left = patience.saturating_sub(t0.elapsed());
+                let pause = step.min(left);
+                waiting(&e, pause, left);
+                tokio::time::sleep(pause).await;
+                step = (step * 2).min(MAX_RECONNECT_BACKOFF);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Longest pause between two reconnect attempts (the back-off doubles from 50 ms up to this).
 /// A node that restarts waits this long, plus a margin, before it announces work that was
 /// pending when it went down, so the agents of its previous life can reconnect first.
@@ -209,10 +240,8 @@ impl Client {
     }
 
     /// [`Client::connect_with`], waiting for a node that is not up yet (not started, or
-    /// restarting): a connection that fails is tried again after 250 ms, doubling up to
-    /// [`MAX_RECONNECT_BACKOFF`], until `patience` has passed since the first try; `waiting`
-    /// is told each failure and the pause before the next try. A refused login is returned at
-    /// once.
+    /// restarting) with [`retry_while_away`]: `waiting` is told each failed connection and the
+    /// pause before the next try. A refused login is returned at once.
     pub async fn connect_waiting(
         url: &str,
         signer: PrivateKeySigner,
@@ -220,19 +249,13 @@ impl Client {
         patience: Duration,
         mut waiting: impl FnMut(&Error, Duration),
     ) -> Result<(Self, Events)> {
-        let t0 = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(250);
-        loop {
-            match Self::connect_with(url, signer.clone(), opts.clone()).await {
-                Err(e @ Error::Connect(_)) if t0.elapsed() < patience => {
-                    let step = pause.min(patience.saturating_sub(t0.elapsed()));
-                    waiting(&e, step);
-                    tokio::time::sleep(step).await;
-                    pause = (pause * 2).min(MAX_RECONNECT_BACKOFF);
-                }
-                other => return other,
-            }
-        }
+        retry_while_away(
+            patience,
+            |e| matches!(e, Error::Connect(_)),
+            |e, pause, _| waiting(e, pause),
+            || Self::connect_with(url, signer.clone(), opts.clone()),
+        )
+        .await
     }
 
     /// Our address.

@@ -9,7 +9,7 @@
 pub mod client;
 pub mod engine;
 
-pub use client::{Client, ConnectOptions, Event, Events};
+pub use client::{Client, ConnectOptions, Event, Events, retry_while_away};
 pub use engine::{Action, Engine, Phase};
 pub use reef_wire as wire;
 

@@ -4,7 +4,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use reef_agent_sdk::{Action, Client, Engine, Event as SdkEvent};
@@ -15,39 +15,31 @@ use crate::{
     Error, Event, Result, Task, TaskOutcome, api::ApiError, builder::Config, market::Bidder,
 };
 
-/// Longest pause between two attempts to reach a node that is not up.
-const MAX_WAIT_STEP: Duration = Duration::from_secs(5);
-
 /// Runs `attempt` until it succeeds, fails with something other than the node being away
-/// (no connection, or the connection dropped mid-request), or `patience` has passed; waits
-/// 250 ms doubling up to [`MAX_WAIT_STEP`] in between and reports [`Event::NodeAway`].
-async fn while_node_away<T, F, Fut>(cfg: &Config, what: &'static str, mut attempt: F) -> Result<T>
+/// (no connection, or the connection dropped mid-request), or `cfg.wait_node` has passed
+/// ([`reef_agent_sdk::retry_while_away`]), reporting [`Event::NodeAway`] before each pause.
+async fn while_node_away<T, F, Fut>(cfg: &Config, what: &'static str, attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = reef_agent_sdk::Result<T>>,
 {
     use reef_agent_sdk::Error as E;
-    let t0 = Instant::now();
-    let mut step = Duration::from_millis(250);
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(e @ (E::Connect(_) | E::Disconnected)) if t0.elapsed() < cfg.wait_node => {
-                let left = cfg.wait_node.saturating_sub(t0.elapsed());
-                let pause = step.min(left);
-                cfg.emit(Event::NodeAway {
-                    what,
-                    url: cfg.node.clone(),
-                    error: e.to_string(),
-                    retry_in: pause,
-                    gives_up_in: left,
-                });
-                tokio::time::sleep(pause).await;
-                step = (step * 2).min(MAX_WAIT_STEP);
-            }
-            Err(source) => return Err(Error::Node { what, url: cfg.node.clone(), source }),
-        }
-    }
+    reef_agent_sdk::retry_while_away(
+        cfg.wait_node,
+        |e| matches!(e, E::Connect(_) | E::Disconnected),
+        |e, retry_in, gives_up_in| {
+            cfg.emit(Event::NodeAway {
+                what,
+                url: cfg.node.clone(),
+                error: e.to_string(),
+                retry_in,
+                gives_up_in,
+            })
+        },
+        attempt,
+    )
+    .await
+    .map_err(|source| Error::Node { what, url: cfg.node.clone(), source })
 }
 
 /// A task this agent executed and reported.

@@ -4,39 +4,31 @@
 
 pub use reef_earning_agent::{ApiError, NodeApi, http_base};
 
-/// Longest pause between two attempts to reach a node that is not up.
-pub const MAX_WAIT_STEP: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs `attempt` until it succeeds, fails with anything but "unreachable", or `patience` has
-/// passed since the first failure; between attempts it waits 250 ms, doubling up to
-/// [`MAX_WAIT_STEP`], and says so on stderr (`what` names the step).
+/// passed since the first failure ([`reef_agent_sdk::retry_while_away`]), saying on stderr
+/// before each pause that the node may not be up yet (`what` names the step).
 pub async fn wait_for_node<T, F, Fut>(
     what: &str,
     patience: std::time::Duration,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, ApiError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let t0 = std::time::Instant::now();
-    let mut step = std::time::Duration::from_millis(250);
-    loop {
-        match attempt().await {
-            Err(e) if e.is_unreachable() && t0.elapsed() < patience => {
-                let left = patience.saturating_sub(t0.elapsed());
-                let pause = step.min(left);
-                eprintln!(
-                    "{what}: {e}; the node may not be up yet, retrying in {:.1} s (gives up in {} s; --wait-node sets how long)",
-                    pause.as_secs_f32(),
-                    left.as_secs()
-                );
-                tokio::time::sleep(pause).await;
-                step = (step * 2).min(MAX_WAIT_STEP);
-            }
-            other => return other,
-        }
-    }
+    reef_agent_sdk::retry_while_away(
+        patience,
+        ApiError::is_unreachable,
+        |e, pause, left| {
+            eprintln!(
+                "{what}: {e}; the node may not be up yet, retrying in {:.1} s (gives up in {} s; --wait-node sets how long)",
+                pause.as_secs_f32(),
+                left.as_secs()
+            )
+        },
+        attempt,
+    )
+    .await
 }
 
 #[cfg(test)]
