@@ -153,13 +153,7 @@ async fn an_llm_brain_bids_plans_funded_sub_bounties_and_is_paid_for_the_merged_
     assert_eq!(fed_back, 2, "both sub-bounty results go back to the model");
 
     // Both sub-bounties were funded from the reward and paid (in pledge credits) to the sorter.
-    let earned = reef()
-        .args(["agent", "earnings", "--dev-account", "2", "--json", "--rpc-url", &anvil.rpc_url])
-        .arg("--deployments")
-        .arg(&deployments)
-        .output()
-        .unwrap();
-    let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
+    let earned = common::earnings(&anvil.rpc_url, &deployments, 2);
     let parts = earned["payouts"].as_array().unwrap();
     assert_eq!(parts.len(), 2, "{earned}");
     assert!(

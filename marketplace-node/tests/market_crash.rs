@@ -214,13 +214,7 @@ async fn crash_during(kill_in: &str) {
     assert_eq!(res["phase"], "settled", "{res}");
     assert_eq!(res["status"], "completed", "{res}");
     // Exactly one payout on-chain.
-    let earned = reef()
-        .args(["agent", "earnings", "--dev-account", "1", "--json", "--rpc-url", &anvil.rpc_url])
-        .arg("--deployments")
-        .arg(dir.join("deployments"))
-        .output()
-        .unwrap();
-    let earned: Value = serde_json::from_slice(&earned.stdout).unwrap();
+    let earned = common::earnings(&anvil.rpc_url, &dir.join("deployments"), 1);
     assert_eq!(earned["payouts"].as_array().unwrap().len(), 1, "{earned}");
     drop(node);
 }

@@ -125,15 +125,7 @@ impl Env {
     }
 
     fn earnings(&self, dev: usize) -> Value {
-        let out = reef()
-            .args(["agent", "earnings", "--dev-account", &dev.to_string(), "--json"])
-            .args(["--rpc-url", &self.rpc])
-            .arg("--deployments")
-            .arg(self.dir.join("deployments"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        common::earnings(&self.rpc, &self.dir.join("deployments"), dev)
     }
 
     async fn wait_online(&self, dev: usize, agent: &mut Kill) {

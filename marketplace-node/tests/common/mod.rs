@@ -226,3 +226,17 @@ pub fn signal(pid: u32, signal: &str) {
         .success();
     assert!(ok, "kill -{signal} {pid} failed");
 }
+
+/// `reef agent earnings --json` of dev account `dev` (its payouts from the escrow's logs), with
+/// the deployment in `deployments` (a folder of `<chainId>.json`).
+pub fn earnings(rpc: &str, deployments: &Path, dev: usize) -> serde_json::Value {
+    let out = reef()
+        .args(["agent", "earnings", "--dev-account", &dev.to_string(), "--json"])
+        .args(["--rpc-url", rpc])
+        .arg("--deployments")
+        .arg(deployments)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
