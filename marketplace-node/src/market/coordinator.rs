@@ -538,25 +538,38 @@ impl Market {
         }
         // At least REOPEN_MIN_SECS: the agents' connections died with the old process, and
         // the SDK's reconnect back-off grows to 5 s before they can join and bid again.
-        let close = now() + window.max(REOPEN_MIN_SECS);
-        self.inner.store.reopen(&row.id, close).await?;
-        self.inner
-            .store
-            .log(&row.id, "reopened", "the node restarted during the bid window; bidding re-opened")
-            .await?;
-        if let Some(group) = row.cfp_group.as_ref().filter(|g| !g.starts_with("claimed:")) {
-            let mut body = self.cfp_body(row);
-            body["bid_close_at"] = json!(close);
-            self.send_as_market(
-                group,
-                format!("cfp-{}-reopened", row.id),
-                MsgState::Discussion,
-                None,
-                body,
-            )
-            .await?;
-        }
+        let close_ms = (now() + window.max(REOPEN_MIN_SECS)).saturating_mul(1000);
+        self.reannounce(
+            row,
+            close_ms,
+            format!("cfp-{}-reopened", row.id),
+            "reopened",
+            "the node restarted during the bid window; bidding re-opened",
+        )
+        .await?;
         Ok(true)
+    }
+
+    /// Moves an announced window's close to `close_ms`, logs `event`, and sends the call for
+    /// proposals again into its group (as message `msg_id`, with the new close), so the
+    /// invited agents bid (again). Re-opening after a restart and extending a window without
+    /// bids both go through here.
+    async fn reannounce(
+        &self,
+        row: &BountyRow,
+        close_ms: u64,
+        msg_id: String,
+        event: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.inner.store.set_close_ms(&row.id, close_ms).await?;
+        self.inner.store.log(&row.id, event, detail).await?;
+        let row = self.row(&row.id).await?;
+        if let Some(group) = row.cfp_group.as_ref().filter(|_| announced(&row)) {
+            let body = self.cfp_body(&row);
+            self.send_as_market(group, msg_id, MsgState::Discussion, None, body).await?;
+        }
+        Ok(())
     }
 
     fn cfp_body(&self, row: &BountyRow) -> Value {
@@ -1117,30 +1130,13 @@ impl Market {
         if record.deadline <= chain_now.max(close) + 2 * self.inner.cfg.award_grace_secs {
             return Ok(false);
         }
-        self.inner.store.set_close_ms(&row.id, close_ms).await?;
-        self.inner
-            .store
-            .log(
-                &row.id,
-                "extended",
-                &format!(
-                    "no valid bid yet; bidding extended by {} ({}/{max})",
-                    fmt_window(window_ms),
-                    done + 1
-                ),
-            )
-            .await?;
-        let row = self.row(&row.id).await?;
-        if let Some(group) = row.cfp_group.as_ref().filter(|_| announced(&row)) {
-            self.send_as_market(
-                group,
-                format!("cfp-{}-extended-{}", row.id, done + 1),
-                MsgState::Discussion,
-                None,
-                self.cfp_body(&row),
-            )
-            .await?;
-        }
+        let detail = format!(
+            "no valid bid yet; bidding extended by {} ({}/{max})",
+            fmt_window(window_ms),
+            done + 1
+        );
+        let msg_id = format!("cfp-{}-extended-{}", row.id, done + 1);
+        self.reannounce(row, close_ms, msg_id, "extended", &detail).await?;
         Ok(true)
     }
 

@@ -710,11 +710,6 @@ impl MarketStore {
         self.update_row(id, update).await.map(drop)
     }
 
-    /// Re-opens bidding until `close` (unix seconds) after a restart.
-    pub async fn reopen(&self, id: &str, close: u64) -> Result<()> {
-        self.set_close_ms(id, close.saturating_mul(1000)).await
-    }
-
     /// Claims a one-time side effect (announcing, opening the work group) for this process:
     /// sets `field` to a `claimed:<ms>:<node id>` marker only if it is empty, holds a claim
     /// older than `stale_ms` (a node of a mesh that died between claim and completion), or
