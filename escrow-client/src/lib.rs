@@ -25,6 +25,7 @@ pub mod retry;
 pub mod rpc_metrics;
 pub mod signing;
 pub mod token;
+pub mod wallet;
 
 pub use client::{BlockHead, ClientOptions, ReefClient, TxOutcome};
 pub use deployments::Deployment;

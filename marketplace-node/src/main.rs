@@ -38,6 +38,8 @@ enum Command {
     Pay(cmd::pay::PayArgs),
     /// Serve Reef's tools to an MCP host over stdio (signs locally with your key).
     Mcp(cmd::mcp::McpArgs),
+    /// Manage encrypted keystores (the format `cast wallet` reads and writes).
+    Wallet(cmd::wallet::WalletArgs),
 }
 
 #[tokio::main]
@@ -54,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Agents(args) => args.run().await,
         Command::Pay(args) => args.run().await,
         Command::Mcp(args) => args.run().await,
+        Command::Wallet(args) => args.run().await,
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -183,9 +183,29 @@ struct RunArgs {
     /// Node WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:7700/v1/ws", env = "REEF_NODE_URL")]
     node: String,
-    /// The agent's private key (hex).
-    #[arg(long, env = "REEF_AGENT_KEY", hide_env_values = true)]
-    key: String,
+    /// The agent's private key (hex). Off local chains it needs --allow-raw-key: keep real
+    /// keys in a keystore (--account / --keystore).
+    #[arg(
+        long,
+        env = "REEF_AGENT_KEY",
+        hide_env_values = true,
+        required_unless_present_any = ["account", "keystore"],
+        conflicts_with_all = ["account", "keystore"]
+    )]
+    key: Option<String>,
+    /// The agent's key from the named keystore in Foundry's folder (see `reef wallet`).
+    #[arg(long, value_name = "NAME", conflicts_with = "keystore")]
+    account: Option<String>,
+    /// The agent's key from this encrypted keystore file.
+    #[arg(long, value_name = "FILE")]
+    keystore: Option<std::path::PathBuf>,
+    /// File whose first line is the keystore's password (else $REEF_KEYSTORE_PASSWORD, else a
+    /// prompt).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<std::path::PathBuf>,
+    /// Accept --key (a raw hex key) on a chain that is not a local devnet.
+    #[arg(long)]
+    allow_raw_key: bool,
     /// Card: name.
     #[arg(long, default_value = "reef-agent")]
     name: String,
@@ -319,8 +339,7 @@ impl RunArgs {
     /// Parses the flags into the earning-agent library's builder and runs it; prints its
     /// events (stderr; with `--json`, one line per finished task on stdout).
     async fn run(self) -> eyre::Result<()> {
-        let signer: PrivateKeySigner =
-            self.key.trim().parse().wrap_err("--key is not a valid private key")?;
+        let signer = self.signer().await?;
         let mut card = AgentCard {
             name: self.name.clone(),
             description: self.description.clone(),
@@ -373,7 +392,7 @@ impl RunArgs {
             agent.task_handler(ExecBrain {
                 program: self.exec.clone().unwrap_or_default(),
                 shared: self.share_key_with_brain.then(|| SharedKey {
-                    key: self.key.trim().to_string(),
+                    key: alloy_primitives::hex::encode_prefixed(signer.to_bytes()),
                     address: signer.address(),
                     node_http: reef_earning_agent::http_base(&self.node),
                     rpc: self.rpc_url.clone(),
@@ -406,6 +425,37 @@ impl RunArgs {
         }
         agent.build()?.run().await?;
         Ok(())
+    }
+}
+
+impl RunArgs {
+    /// The agent's key. A raw --key with --rpc-url is checked against the chain id (refused
+    /// off local chains unless --allow-raw-key).
+    async fn signer(&self) -> eyre::Result<PrivateKeySigner> {
+        let spec = super::chain::KeySpec {
+            key_flag: "--key",
+            key: self.key.as_deref(),
+            account: self.account.as_deref(),
+            keystore: self.keystore.as_deref(),
+            password_file: self.password_file.as_deref(),
+            allow_raw_key: self.allow_raw_key,
+        };
+        let chain_id = match (&self.key, &self.rpc_url) {
+            (Some(_), Some(rpc)) if !self.allow_raw_key => Some(
+                escrow_client::ReefClient::connect_unchecked(
+                    rpc,
+                    escrow_client::devnet::dev_signer(0),
+                    escrow_client::deploy::empty_deployment(0),
+                    Default::default(),
+                )?
+                .chain_id_on_rpc()
+                .await
+                .wrap_err("reading the chain id (to check that a raw --key is allowed there)")?,
+            ),
+            _ => None,
+        };
+        spec.resolve(chain_id)?
+            .ok_or_else(|| eyre::eyre!("no key: pass --account NAME, --keystore FILE or --key"))
     }
 }
 

@@ -1,14 +1,22 @@
 //! Shared plumbing for commands that talk to the chain: connection flags, key loading, amount
 //! and duration parsing, progress spinners and output.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use alloy::{
     primitives::{Address, U256, utils::parse_units},
     signers::local::PrivateKeySigner,
 };
 use clap::Args;
-use escrow_client::{ClientOptions, Deployment, ReefClient, devnet::dev_signer};
+use escrow_client::{
+    ClientOptions, Deployment, ReefClient,
+    devnet::dev_signer,
+    wallet::{self, Password, WalletError},
+};
 use eyre::{Context, eyre};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -31,21 +39,34 @@ pub struct ChainArgs {
     )]
     pub key: Option<String>,
     /// Use anvil's N-th development account instead of --key (local chains only).
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", conflicts_with_all = ["account", "keystore"])]
     pub dev_account: Option<usize>,
+    /// Sign with the named keystore in Foundry's folder (~/.foundry/keystores, or
+    /// $REEF_KEYSTORE_DIR): see `reef wallet`.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["key", "keystore"])]
+    pub account: Option<String>,
+    /// Sign with this encrypted keystore file (the JSON `cast wallet` writes).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "key")]
+    pub keystore: Option<PathBuf>,
+    /// File whose first line is the keystore's password (else $REEF_KEYSTORE_PASSWORD, else a
+    /// prompt on the terminal).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Accept --key (a raw hex private key) on a chain that is not a local devnet (31337, 1337).
+    #[arg(long, global = true)]
+    pub allow_raw_key: bool,
     /// Confirmations to wait for after inclusion.
     #[arg(long, global = true, default_value_t = 1)]
     pub confirmations: u64,
 }
 
 impl ChainArgs {
-    /// The signing key from `--key` or `--dev-account` (default: dev account 0 on chain 31337).
+    /// The signing key from `--key`, `--account`, `--keystore` or `--dev-account` (default:
+    /// dev account 0 on chain 31337). A raw `--key` is refused off local chains unless
+    /// `--allow-raw-key`.
     pub fn signer(&self, chain_id: u64) -> eyre::Result<PrivateKeySigner> {
-        if let Some(k) = &self.key {
-            return k
-                .trim()
-                .parse::<PrivateKeySigner>()
-                .map_err(|e| eyre!("--key is not a valid hex private key: {e}"));
+        if let Some(s) = self.key_spec().resolve(Some(chain_id))? {
+            return Ok(s);
         }
         match (self.dev_account, chain_id) {
             (Some(i), 31337) => escrow_client::devnet::dev_signer_checked(i)
@@ -54,7 +75,28 @@ impl ChainArgs {
                 Err(eyre!("--dev-account only works on a local anvil chain (31337), not {other}"))
             }
             (None, 31337) => Ok(dev_signer(0)),
-            (None, _) => Err(eyre!("no signing key: pass --key <hex> or set REEF_PRIVATE_KEY")),
+            (None, _) => Err(eyre!(
+                "no signing key: pass --account NAME (a keystore, see `reef wallet`), --keystore FILE, or --key <hex> with --allow-raw-key"
+            )),
+        }
+    }
+
+    /// Whether any key flag was given.
+    fn has_key(&self) -> bool {
+        self.key.is_some()
+            || self.account.is_some()
+            || self.keystore.is_some()
+            || self.dev_account.is_some()
+    }
+
+    fn key_spec(&self) -> KeySpec<'_> {
+        KeySpec {
+            key_flag: "--key",
+            key: self.key.as_deref(),
+            account: self.account.as_deref(),
+            keystore: self.keystore.as_deref(),
+            password_file: self.password_file.as_deref(),
+            allow_raw_key: self.allow_raw_key,
         }
     }
 
@@ -75,14 +117,12 @@ impl ChainArgs {
             ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
                 .chain_id_on_rpc()
                 .await?;
-        let path = Deployment::path_in(&self.deployments, chain_id);
-        let dep = Deployment::load(&path)?;
         let signer = match self.signer(chain_id) {
-            Err(_) if read_only && self.key.is_none() && self.dev_account.is_none() => {
-                PrivateKeySigner::random()
-            }
+            Err(_) if read_only && !self.has_key() => PrivateKeySigner::random(),
             other => other?,
         };
+        let path = Deployment::path_in(&self.deployments, chain_id);
+        let dep = Deployment::load(&path)?;
         let client = ReefClient::connect(&self.rpc_url, signer, dep, self.opts()).await?;
         for (name, addr) in client.deployment().contracts() {
             if !client.has_code(addr).await? {
@@ -219,4 +259,66 @@ mod tests {
         assert_eq!(parse_bounty_id("16").unwrap(), U256::from(16));
         assert!(parse_bounty_id("0xzz").is_err());
     }
+}
+
+/// Which key signs, from one command's flags: a raw hex key, a named keystore, or a keystore
+/// file (at most one; clap enforces it). Shared by `ChainArgs`, `reef agent run` and `reef node`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySpec<'a> {
+    /// The flag that carries a raw key (for messages).
+    pub key_flag: &'static str,
+    /// The raw hex key.
+    pub key: Option<&'a str>,
+    /// A keystore name in the keystore folder.
+    pub account: Option<&'a str>,
+    /// A keystore file.
+    pub keystore: Option<&'a Path>,
+    /// The password file.
+    pub password_file: Option<&'a Path>,
+    /// Accept a raw key off local chains.
+    pub allow_raw_key: bool,
+}
+
+impl KeySpec<'_> {
+    /// The signer these flags name, or `None` if none is set. `chain_id` `None` = not known
+    /// (no chain): a raw key is then accepted.
+    pub fn resolve(&self, chain_id: Option<u64>) -> eyre::Result<Option<PrivateKeySigner>> {
+        if let Some(k) = self.key {
+            return Ok(Some(wallet::raw_key(self.key_flag, k, chain_id, self.allow_raw_key)?));
+        }
+        let path = match (self.account, self.keystore) {
+            (Some(name), _) => wallet::account_path(&wallet::keystore_dir(), name)?,
+            (None, Some(file)) => file.to_path_buf(),
+            (None, None) => return Ok(None),
+        };
+        let what = self.account.map_or_else(|| path.display().to_string(), str::to_string);
+        let password = password_for(&what, self.password_file, false)?;
+        Ok(Some(wallet::decrypt(&path, &password)?))
+    }
+}
+
+/// The password of keystore `what`: `file`'s first line, else $REEF_KEYSTORE_PASSWORD, else a
+/// prompt on the terminal (asked twice when `confirm`, for a new keystore).
+pub fn password_for(what: &str, file: Option<&Path>, confirm: bool) -> eyre::Result<Password> {
+    if let Some(f) = file {
+        return Ok(Password::from_file(f)?);
+    }
+    if let Ok(p) = std::env::var(wallet::PASSWORD_ENV)
+        && !p.is_empty()
+    {
+        return Ok(Password::new(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = zeroize::Zeroizing::new(rpassword::prompt_password(format!(
+            "password for keystore {what}: "
+        ))?);
+        if confirm {
+            let again = zeroize::Zeroizing::new(rpassword::prompt_password("repeat it: ")?);
+            if *again != *p {
+                return Err(eyre!("the two passwords differ; nothing was written"));
+            }
+        }
+        return Ok(Password::new(p.as_str()));
+    }
+    Err(WalletError::NoPassword { what: what.to_string(), env: wallet::PASSWORD_ENV }.into())
 }

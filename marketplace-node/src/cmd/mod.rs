@@ -13,6 +13,7 @@ pub mod metered_agent;
 pub mod node;
 pub mod nodeapi;
 pub mod pay;
+pub mod wallet;
 
 /// A command's end that is not a success and was already reported on stdout (`--json`) or
 /// stderr: `reef` prints `message` on stderr and exits with `code`, so a script can tell the

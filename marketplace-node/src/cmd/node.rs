@@ -67,8 +67,21 @@ pub struct NodeArgs {
     #[arg(long, env = "REEF_MARKET_KEY", hide_env_values = true)]
     market_key: Option<String>,
     /// Use anvil's N-th dev account as the evaluator key (local chains only).
-    #[arg(long, value_name = "N", conflicts_with = "market_key")]
+    #[arg(long, value_name = "N", conflicts_with_all = ["market_key", "market_account", "market_keystore"])]
     market_dev_account: Option<usize>,
+    /// The evaluator key from the named keystore in Foundry's folder (see `reef wallet`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["market_key", "market_keystore"])]
+    market_account: Option<String>,
+    /// The evaluator key from this encrypted keystore file.
+    #[arg(long, value_name = "FILE", conflicts_with = "market_key")]
+    market_keystore: Option<std::path::PathBuf>,
+    /// File whose first line is the evaluator keystore's password (else
+    /// $REEF_KEYSTORE_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    market_password_file: Option<std::path::PathBuf>,
+    /// Accept --market-key (a raw hex key) on a chain that is not a local devnet.
+    #[arg(long)]
+    allow_raw_key: bool,
     /// A verifier program posters may choose for `command` verification (repeatable).
     #[arg(long = "verifier", value_name = "NAME=PATH")]
     verifiers: Vec<String>,
@@ -190,12 +203,16 @@ impl NodeArgs {
             Default::default(),
         )?;
         let chain_id = probe.chain_id_on_rpc().await?;
-        let deployment = Deployment::load(&Deployment::path_in(&self.deployments, chain_id))?;
-        let key = match (&self.market_key, self.market_dev_account, chain_id) {
-            (Some(k), _, _) => k
-                .trim()
-                .parse()
-                .map_err(|e| eyre::eyre!("--market-key is not a private key: {e}"))?,
+        let spec = super::chain::KeySpec {
+            key_flag: "--market-key",
+            key: self.market_key.as_deref(),
+            account: self.market_account.as_deref(),
+            keystore: self.market_keystore.as_deref(),
+            password_file: self.market_password_file.as_deref(),
+            allow_raw_key: self.allow_raw_key,
+        };
+        let key = match (spec.resolve(Some(chain_id))?, self.market_dev_account, chain_id) {
+            (Some(k), _, _) => k,
             (None, Some(i), 31337) => escrow_client::devnet::dev_signer_checked(i)
                 .map_err(|e| eyre::eyre!("--market-dev-account: {e}"))?,
             (None, Some(_), other) => {
@@ -208,9 +225,10 @@ impl NodeArgs {
                 dev_signer(5)
             }
             (None, None, _) => eyre::bail!(
-                "the marketplace needs an evaluator key: --market-key or REEF_MARKET_KEY"
+                "the marketplace needs an evaluator key: --market-account NAME (a keystore, see `reef wallet`), --market-keystore FILE, or --market-key with --allow-raw-key"
             ),
         };
+        let deployment = Deployment::load(&Deployment::path_in(&self.deployments, chain_id))?;
         let verifiers = market::verify::Verifiers::parse(&self.verifiers, Default::default())
             .map_err(|e| eyre::eyre!(e))?;
         // Embedded indexer (same database, `idx_` tables): feeds the reputation engine that
