@@ -38,6 +38,8 @@ enum Command {
     Pay(cmd::pay::PayArgs),
     /// Serve Reef's tools to an MCP host over stdio (signs locally with your key).
     Mcp(cmd::mcp::McpArgs),
+    /// Deploy Reef's contracts to any chain (idempotent; writes deployments/<chainId>.json).
+    Deploy(cmd::deploy::DeployArgs),
     /// Manage encrypted keystores (the format `cast wallet` reads and writes).
     Wallet(cmd::wallet::WalletArgs),
 }
@@ -57,6 +59,7 @@ async fn main() -> std::process::ExitCode {
         Command::Pay(args) => args.run().await,
         Command::Mcp(args) => args.run().await,
         Command::Wallet(args) => args.run().await,
+        Command::Deploy(args) => args.run().await,
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,

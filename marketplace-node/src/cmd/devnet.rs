@@ -18,6 +18,7 @@ use super::chain::spinner;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   reef devnet up            # start anvil on 127.0.0.1:8545, deploy, seed 6 dev accounts
+  anvil --block-time 2 --port 8546 & reef devnet up --rpc-url http://127.0.0.1:8546
   reef devnet status --json
   reef devnet down")]
 pub struct DevnetArgs {
@@ -42,6 +43,11 @@ enum DevnetCmd {
         /// Port for anvil's JSON-RPC.
         #[arg(long, default_value_t = 8545)]
         port: u16,
+        /// Use this running anvil (started with your own options, e.g. --block-time 2) instead
+        /// of starting one: deploy the contracts and test token there and seed the dev
+        /// accounts. `reef devnet down` never stops an anvil it did not start.
+        #[arg(long, value_name = "URL", conflicts_with = "port")]
+        rpc_url: Option<String>,
     },
     /// Stop the devnet started by `reef devnet up`.
     #[command(after_help = "Example:\n  reef devnet down")]
@@ -90,7 +96,8 @@ impl DevnetArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
         match self.cmd {
-            DevnetCmd::Up { port } => self.up(port).await,
+            DevnetCmd::Up { rpc_url: Some(ref url), .. } => self.attach(url).await,
+            DevnetCmd::Up { port, rpc_url: None } => self.up(port).await,
             DevnetCmd::Down => self.down().await,
             DevnetCmd::Status => self.status().await,
         }
@@ -150,6 +157,41 @@ impl DevnetArgs {
             "contracts already deployed"
         });
         self.print_status(Some(&state), Some(dep), &deployer, seed).await
+    }
+
+    /// `up --rpc-url`: the devnet's contracts on an anvil someone else started.
+    async fn attach(&self, url: &str) -> eyre::Result<()> {
+        if !rpc_answers(url).await {
+            return Err(eyre!("nothing answers JSON-RPC on {url}: start anvil there first"));
+        }
+        let probe = ReefClient::connect_unchecked(
+            url,
+            dev_signer(0),
+            empty_deployment(0),
+            ClientOptions::default(),
+        )?;
+        let chain_id = probe.chain_id_on_rpc().await?;
+        let deployer =
+            ReefClient::connect(url, dev_signer(0), empty_deployment(chain_id), Default::default())
+                .await?;
+        if deployer.eth_balance(deployer.address()).await?.is_zero() {
+            return Err(eyre!(
+                "{url} (chain {chain_id}) does not fund anvil's dev account 0: `reef devnet up --rpc-url` needs an anvil with its default accounts; for another chain use `reef deploy`"
+            ));
+        }
+        let pb = spinner(format!("deploying contracts on {url}"));
+        let seed: Vec<Address> = (0..6).map(|i| dev_signer(i).address()).collect();
+        std::fs::create_dir_all(&self.deployments)
+            .wrap_err_with(|| format!("cannot create {}", self.deployments.display()))?;
+        let (dep, fresh) =
+            ensure_deployed(&deployer, &self.deployments, &DeployConfig::devnet(seed.clone()))
+                .await?;
+        pb.finish_with_message(if fresh {
+            "contracts deployed"
+        } else {
+            "contracts already deployed"
+        });
+        self.print_status(None, Some(dep), &deployer, seed).await
     }
 
     async fn down(&self) -> eyre::Result<()> {

@@ -6,6 +6,7 @@ pub mod bounty;
 pub mod chain;
 pub mod demo;
 pub mod demo_market;
+pub mod deploy;
 pub mod devnet;
 pub mod indexer;
 pub mod mcp;
