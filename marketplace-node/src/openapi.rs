@@ -92,6 +92,22 @@ protocol_schemas! {
     Reputation as "Reputation" = "market.reputation.json";
 }
 
+/// An account address in a body: `0x` and 40 hex digits (any case).
+#[derive(Debug, Clone, Copy)]
+pub struct Address;
+
+impl utoipa::PartialSchema for Address {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^0x[0-9a-fA-F]{40}$"))
+            .description(Some("An account address: 0x and 40 hex digits"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Address {}
+
 /// The protocol JSON Schema behind `component`, as an OpenAPI component: the file without its
 /// `$schema`/`$id` (the document is the context). `GroupMessage` is the `message` frame as
 /// stored, without the frame's `type`.

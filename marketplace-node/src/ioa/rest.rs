@@ -140,7 +140,7 @@ struct Challenge {
 #[derive(Debug, Deserialize, ToSchema)]
 struct Login {
     /// The signing account.
-    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    #[schema(value_type = openapi::Address)]
     address: Address,
     /// The challenge's nonce.
     nonce: String,
@@ -154,7 +154,7 @@ struct Token {
     /// Bearer token for `Authorization: Bearer <token>`.
     token: String,
     /// The logged-in account.
-    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    #[schema(value_type = openapi::Address)]
     address: Address,
 }
 
@@ -181,7 +181,7 @@ struct NewGroup {
     name: String,
     /// Members besides the creator.
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<openapi::Address>)]
     members: Vec<Address>,
     /// Parent group (the caller must be one of its members).
     #[serde(default)]
@@ -192,7 +192,7 @@ struct NewGroup {
 #[derive(Debug, Deserialize, ToSchema)]
 struct Member {
     /// The agent to invite.
-    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    #[schema(value_type = openapi::Address)]
     agent: Address,
 }
 
@@ -202,7 +202,7 @@ struct Removed {
     /// The group.
     group_id: String,
     /// The removed agent.
-    #[schema(value_type = String, pattern = "^0x[0-9a-fA-F]{40}$")]
+    #[schema(value_type = openapi::Address)]
     removed: Address,
 }
 
@@ -230,7 +230,9 @@ struct History {
 /// and `group_id` (from the path), other fields are delivered as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 struct PostMessage {
-    /// Sender-chosen id; a repeat is acknowledged as a duplicate, not stored twice.
+    /// Sender-chosen id (1..=200 bytes); a repeat is acknowledged as a duplicate, not stored
+    /// twice.
+    #[schema(min_length = 1, max_length = 200)]
     msg_id: String,
     /// Conversation state: discussion | task_assignment | execution | conclusion (others are
     /// delivered as-is).
