@@ -27,7 +27,7 @@ demo: deps mcp-servers
 
 ## test: everything — forge (unit/fuzz/invariant), gas snapshot, ABI freshness, fmt, clippy,
 ## cargo unit + integration tests (real anvil, Postgres 127.0.0.1:5432, NATS 127.0.0.1:4222)
-test: deps test-contracts lint test-rust test-python
+test: deps test-contracts lint test-rust test-python test-api
 
 test-contracts: deps
 	cd contracts && forge fmt --check
@@ -35,10 +35,11 @@ test-contracts: deps
 	cd contracts && forge snapshot --check --no-match-test "invariant|testFuzz"
 	anvil-scripts/export-abi.sh --check
 
-.PHONY: python-deps test-python
+.PHONY: python-deps test-python test-api
 
 ## python-deps: .venv with the Python earning-agent package (python/reef-agent) and its test
-## tools, pinned, from PyPI; reinstalled when its pyproject.toml changes
+## tools (pytest, jsonschema, ruff, mcp, schemathesis), pinned, from PyPI; reinstalled when its
+## pyproject.toml changes
 VENV := $(ROOT)/.venv
 python-deps: $(VENV)/.reef-installed
 $(VENV)/.reef-installed: python/reef-agent/pyproject.toml
@@ -67,7 +68,16 @@ test-python: deps python-deps
 	cd python/reef-agent && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check --config python/reef-agent/pyproject.toml examples/python/earning_agent.py
 	$(VENV)/bin/ruff format --check --config python/reef-agent/pyproject.toml examples/python/earning_agent.py
-	cd python/reef-agent && $(VENV)/bin/python -m pytest -q
+	cd python/reef-agent && $(VENV)/bin/python -m pytest -q --ignore=tests/test_openapi.py
+
+## test-api: schemathesis against a live node (anvil + devnet + `reef node` with its
+## marketplace, python/reef-agent/tests/test_openapi.py): every operation of
+## GET /v1/openapi.json is fuzzed with a bearer token; no 5xx, and every answer's status,
+## content type and body as described (docs/openapi.md). REEF_API_TEST_EXAMPLES sets the
+## test cases per operation (25).
+test-api: deps python-deps
+	$(CARGO) build -q -p marketplace-node --bin reef
+	cd python/reef-agent && $(VENV)/bin/python -m pytest -q -s tests/test_openapi.py
 
 lint:
 	$(CARGO) fmt --all --check

@@ -9,3 +9,4 @@ pub mod market;
 pub mod mcp;
 pub mod metered;
 pub mod metrics;
+pub mod openapi;

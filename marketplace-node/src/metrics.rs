@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{Router, extract::State, http::header, response::IntoResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{ioa::Node, market::Market};
 
@@ -239,12 +240,17 @@ pub fn render(snap: &Snapshot) -> String {
     out
 }
 
+/// What a scrape reads.
 #[derive(Clone)]
-struct MetricsState {
+pub(crate) struct MetricsState {
     node: Node,
     market: Option<Market>,
 }
 
+/// The node's metrics in the Prometheus text format (public).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus text exposition (version 0.0.4) of the node's counters, gauges and histograms; docs/metrics.md lists them.",
+    responses((status = 200, description = "The metrics", content_type = "text/plain", body = String)))]
 async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
     let bounties_by_phase = match &s.market {
         Some(m) => match m.store().count_by_phase().await {
@@ -260,9 +266,15 @@ async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snap))
 }
 
+/// `GET /metrics` with its OpenAPI description ([`crate::openapi`]).
+pub(crate) fn routes() -> OpenApiRouter<MetricsState> {
+    OpenApiRouter::new().routes(routes!(scrape))
+}
+
 /// `GET /metrics` (public).
 pub fn router(node: Node, market: Option<Market>) -> Router {
-    Router::new().route("/metrics", get(scrape)).with_state(MetricsState { node, market })
+    let (router, _) = routes().split_for_parts();
+    router.with_state(MetricsState { node, market })
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl NodeArgs {
         };
         let node_id = config.node_id.clone();
         let node = ioa::Node::open(config).await?;
-        let mut app = ioa::rest::router(node.clone());
+        let mut app = ioa::rest::router(node.clone()).merge(crate::openapi::router());
         let mut market_addr = None;
         match (&self.market_rpc, node.mesh()) {
             (Some(rpc), mesh) => {

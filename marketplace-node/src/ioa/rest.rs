@@ -4,33 +4,41 @@
 use alloy_primitives::Address;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use reef_wire::{AgentCard, AgentQuery, ErrorCode, SendMessage, State as MsgState};
-use serde::Deserialize;
+use reef_wire::{
+    AgentCard, AgentInfo, AgentQuery, ErrorCode, GroupInfo, SendMessage, State as MsgState,
+};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{AppError, Error, Node};
+use crate::openapi;
+
+/// All routes, WebSocket included, with their OpenAPI description ([`crate::openapi`]).
+pub fn routes() -> OpenApiRouter<Node> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ws_upgrade))
+        .routes(routes!(challenge))
+        .routes(routes!(login))
+        .routes(routes!(register))
+        .routes(routes!(get_agent))
+        .routes(routes!(discover))
+        .routes(routes!(create_group, list_groups))
+        .routes(routes!(get_group))
+        .routes(routes!(invite))
+        .routes(routes!(remove))
+        .routes(routes!(history, send))
+}
 
 /// All routes, WebSocket included.
 pub fn router(node: Node) -> Router {
     let limit = node.config().max_frame_bytes;
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/ws", get(super::ws::handler))
-        .route("/v1/auth/challenge", post(challenge))
-        .route("/v1/auth/login", post(login))
-        .route("/v1/agents", post(register))
-        .route("/v1/agents/{address}", get(get_agent))
-        .route("/v1/discover", post(discover))
-        .route("/v1/groups", post(create_group).get(list_groups))
-        .route("/v1/groups/{id}", get(get_group))
-        .route("/v1/groups/{id}/members", post(invite))
-        .route("/v1/groups/{id}/members/{address}", delete(remove))
-        .route("/v1/groups/{id}/messages", get(history).post(send))
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .with_state(node)
+    let (router, _) = routes().split_for_parts();
+    router.layer(axum::extract::DefaultBodyLimit::max(limit)).with_state(node)
 }
 
 /// The authenticated caller of a REST request (`Authorization: Bearer <token>`).
@@ -82,150 +90,407 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-type ApiResult = Result<Json<Value>, AppError>;
+/// Query parameters. A query string that does not parse is answered like [`Body`]'s
+/// rejections, `400 invalid_frame` in the error shape, instead of axum's plain-text one.
+#[derive(Debug, Clone)]
+pub struct Params<T>(pub T);
 
-fn val<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(e) => Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                format!("malformed query: {}", e.body_text()),
+            )
+            .into()),
+        }
+    }
 }
 
-async fn health(State(node): State<Node>) -> Json<Value> {
-    Json(json!({ "ok": true, "node_id": node.config().node_id, "v": reef_wire::PROTOCOL_VERSION }))
+type ApiResult<T> = Result<Json<T>, AppError>;
+
+/// `GET /v1/health`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Health {
+    /// Always true: the node answers.
+    ok: bool,
+    /// This node's id.
+    node_id: String,
+    /// Protocol version.
+    v: u32,
 }
 
-async fn challenge(State(node): State<Node>) -> Json<Value> {
-    let (nonce, expires, message) = node.rest_challenge();
-    Json(
-        json!({ "node_id": node.config().node_id, "nonce": nonce, "expires": expires, "message": message }),
-    )
-}
-
-#[derive(Debug, Deserialize)]
-struct Login {
-    address: Address,
+/// `POST /v1/auth/challenge`: the message to sign for [`login`].
+#[derive(Debug, Serialize, ToSchema)]
+struct Challenge {
+    /// This node's id (named in the message).
+    node_id: String,
+    /// Single-use nonce to send back with the signature.
     nonce: String,
+    /// When the challenge expires, unix seconds.
+    expires: u64,
+    /// The text to sign (EIP-191 personal message).
+    message: String,
+}
+
+/// `POST /v1/auth/login` body.
+#[derive(Debug, Deserialize, ToSchema)]
+struct Login {
+    /// The signing account.
+    #[schema(value_type = openapi::Address)]
+    address: Address,
+    /// The challenge's nonce.
+    nonce: String,
+    /// EIP-191 signature of the challenge's message, hex.
     signature: String,
 }
 
-async fn login(State(node): State<Node>, Body(l): Body<Login>) -> ApiResult {
-    let token = node.rest_login(&l.nonce, &l.address, &l.signature).await?;
-    Ok(Json(json!({ "token": token, "address": l.address })))
+/// `POST /v1/auth/login` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Token {
+    /// Bearer token for `Authorization: Bearer <token>`.
+    token: String,
+    /// The logged-in account.
+    #[schema(value_type = openapi::Address)]
+    address: Address,
 }
 
-async fn register(
-    State(node): State<Node>,
-    Caller(me): Caller,
-    Body(card): Body<AgentCard>,
-) -> ApiResult {
-    Ok(Json(val(&node.register(&me, card).await?)))
+/// `POST /v1/discover` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentList {
+    /// Matching agents, best first.
+    #[schema(value_type = Vec<openapi::AgentInfo>)]
+    agents: Vec<AgentInfo>,
 }
 
-/// Public: agent cards are published to be found (a poster looks providers up before it logs
-/// in; docs/protocol.md "Who may read what"). Writes and group reads need the token.
-async fn get_agent(State(node): State<Node>, Path(address): Path<String>) -> ApiResult {
-    let address: Address = address
-        .parse()
-        .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
-    Ok(Json(val(&node.get_agent(&address).await?)))
+/// `GET /v1/groups` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct GroupList {
+    /// The caller's groups.
+    #[schema(value_type = Vec<openapi::GroupInfo>)]
+    groups: Vec<GroupInfo>,
 }
 
-/// Public, like [`get_agent`].
-async fn discover(State(node): State<Node>, Body(q): Body<AgentQuery>) -> ApiResult {
-    Ok(Json(json!({ "agents": val(&node.discover(&q).await?) })))
-}
-
-#[derive(Debug, Deserialize)]
+/// `POST /v1/groups` body.
+#[derive(Debug, Deserialize, ToSchema)]
 struct NewGroup {
+    /// Display name.
     name: String,
+    /// Members besides the creator.
     #[serde(default)]
+    #[schema(value_type = Vec<openapi::Address>)]
     members: Vec<Address>,
+    /// Parent group (the caller must be one of its members).
     #[serde(default)]
     parent_group_id: Option<String>,
 }
 
+/// `POST /v1/groups/{id}/members` body.
+#[derive(Debug, Deserialize, ToSchema)]
+struct Member {
+    /// The agent to invite.
+    #[schema(value_type = openapi::Address)]
+    agent: Address,
+}
+
+/// `DELETE /v1/groups/{id}/members/{address}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Removed {
+    /// The group.
+    group_id: String,
+    /// The removed agent.
+    #[schema(value_type = openapi::Address)]
+    removed: Address,
+}
+
+/// `GET /v1/groups/{id}/messages` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Since {
+    /// Messages after this sequence number (0: from the start).
+    #[serde(default)]
+    since_seq: u64,
+    /// At most this many (default 100, capped to 1..=1000).
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /v1/groups/{id}/messages` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct History {
+    /// Stored messages in sequence order.
+    #[schema(value_type = Vec<openapi::GroupMessage>)]
+    messages: Vec<Value>,
+}
+
+/// `POST /v1/groups/{id}/messages` body: an envelope; the node sets `sender_id`, `seq`, `ts`
+/// and `group_id` (from the path), other fields are delivered as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+struct PostMessage {
+    /// Sender-chosen id (1..=200 bytes); a repeat is acknowledged as a duplicate, not stored
+    /// twice.
+    #[schema(min_length = 1, max_length = 200)]
+    msg_id: String,
+    /// Conversation state: discussion | task_assignment | execution | conclusion (others are
+    /// delivered as-is).
+    #[schema(value_type = String)]
+    state: MsgState,
+    /// Task description (any JSON).
+    #[serde(default)]
+    task_desc: Option<Value>,
+    /// Body (any JSON).
+    #[serde(default)]
+    body: Option<Value>,
+    /// Further fields, delivered as they are.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// `POST /v1/groups/{id}/messages` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Sent {
+    /// The group.
+    group_id: String,
+    /// The message's id.
+    msg_id: String,
+    /// Its sequence number in the group.
+    seq: u64,
+    /// True when the message had been stored already (same `msg_id`).
+    duplicate: bool,
+}
+
+/// Liveness and protocol version (public).
+#[utoipa::path(get, path = "/v1/health", tag = "ioa",
+    responses((status = 200, description = "The node is up", body = Health)))]
+async fn health(State(node): State<Node>) -> Json<Health> {
+    Json(Health {
+        ok: true,
+        node_id: node.config().node_id.clone(),
+        v: reef_wire::PROTOCOL_VERSION,
+    })
+}
+
+/// The WebSocket upgrade (documented for completeness; the frames are in docs/protocol.md).
+#[utoipa::path(get, path = "/v1/ws", tag = "ioa",
+    summary = "WebSocket upgrade (agents)",
+    description = "Upgrades to the IoA WebSocket: login with `auth`, then requests and pushed messages as JSON frames (docs/protocol.md, docs/schemas/client.*.json and server.*.json). Not a REST call.",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a valid WebSocket upgrade request", content_type = "text/plain", body = String),
+        (status = 426, description = "The connection cannot be upgraded", content_type = "text/plain", body = String),
+    ))]
+async fn ws_upgrade(
+    state: State<Node>,
+    ws: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
+    super::ws::handler(state, ws).await
+}
+
+/// A challenge to sign for a bearer token (public).
+#[utoipa::path(post, path = "/v1/auth/challenge", tag = "ioa",
+    responses((status = 200, description = "Sign `message` and send it to /v1/auth/login", body = Challenge)))]
+async fn challenge(State(node): State<Node>) -> Json<Challenge> {
+    let (nonce, expires, message) = node.rest_challenge();
+    Json(Challenge { node_id: node.config().node_id.clone(), nonce, expires, message })
+}
+
+/// A bearer token for a signed challenge (public).
+#[utoipa::path(post, path = "/v1/auth/login", tag = "ioa",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = Token),
+        (status = 400, description = "Malformed body (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Unknown, used or expired challenge, or a bad signature (auth_failed, challenge_expired)", body = openapi::ErrorBody),
+    ))]
+async fn login(State(node): State<Node>, Body(l): Body<Login>) -> ApiResult<Token> {
+    let token = node.rest_login(&l.nonce, &l.address, &l.signature).await?;
+    Ok(Json(Token { token, address: l.address }))
+}
+
+/// Registers (or updates) the caller's agent card.
+#[utoipa::path(post, path = "/v1/agents", tag = "ioa",
+    request_body = openapi::AgentCard,
+    responses(
+        (status = 200, description = "Registered", body = openapi::AgentInfo),
+        (status = 400, description = "Malformed or oversized card (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn register(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Body(card): Body<AgentCard>,
+) -> ApiResult<AgentInfo> {
+    Ok(Json(node.register(&me, card).await?))
+}
+
+/// Public: agent cards are published to be found (a poster looks providers up before it logs
+/// in; docs/protocol.md "Who may read what"). Writes and group reads need the token.
+#[utoipa::path(get, path = "/v1/agents/{address}", tag = "ioa",
+    params(("address" = String, Path, pattern = "^0x[0-9a-fA-F]{40}$", description = "The agent's address (0x + 40 hex digits)")),
+    responses(
+        (status = 200, description = "The agent", body = openapi::AgentInfo),
+        (status = 400, description = "Not an address (invalid_frame)", body = openapi::ErrorBody),
+        (status = 404, description = "Not registered", body = openapi::ErrorBody),
+    ))]
+async fn get_agent(State(node): State<Node>, Path(address): Path<String>) -> ApiResult<AgentInfo> {
+    let address: Address = address
+        .parse()
+        .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
+    Ok(Json(node.get_agent(&address).await?))
+}
+
+/// Finds agents by skills and text (public, like [`get_agent`]).
+#[utoipa::path(post, path = "/v1/discover", tag = "ioa",
+    request_body = openapi::AgentQuery,
+    responses(
+        (status = 200, description = "Matching agents", body = AgentList),
+        (status = 400, description = "Malformed query (invalid_frame)", body = openapi::ErrorBody),
+    ))]
+async fn discover(State(node): State<Node>, Body(q): Body<AgentQuery>) -> ApiResult<AgentList> {
+    Ok(Json(AgentList { agents: node.discover(&q).await? }))
+}
+
+/// Creates a group with the caller as its creator.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups",
+    request_body = NewGroup,
+    responses(
+        (status = 200, description = "The new group", body = openapi::GroupInfo),
+        (status = 400, description = "Malformed body or bad field (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member of the parent group", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn create_group(
     State(node): State<Node>,
     Caller(me): Caller,
     Body(g): Body<NewGroup>,
-) -> ApiResult {
-    Ok(Json(val(&node
-        .create_group(&me, &g.name, &g.members, g.parent_group_id.as_deref())
-        .await?)))
+) -> ApiResult<GroupInfo> {
+    Ok(Json(node.create_group(&me, &g.name, &g.members, g.parent_group_id.as_deref()).await?))
 }
 
-async fn list_groups(State(node): State<Node>, Caller(me): Caller) -> ApiResult {
-    Ok(Json(json!({ "groups": val(&node.groups_of(&me).await?) })))
+/// The caller's groups.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups",
+    responses(
+        (status = 200, description = "The caller's groups", body = GroupList),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn list_groups(State(node): State<Node>, Caller(me): Caller) -> ApiResult<GroupList> {
+    Ok(Json(GroupList { groups: node.groups_of(&me).await? }))
 }
 
+/// A group the caller is a member of.
+#[utoipa::path(get, path = "/v1/groups/{id}", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group", body = openapi::GroupInfo),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn get_group(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
-) -> ApiResult {
-    Ok(Json(val(&node.group(&me, &id).await?)))
+) -> ApiResult<GroupInfo> {
+    Ok(Json(node.group(&me, &id).await?))
 }
 
-#[derive(Debug, Deserialize)]
-struct Member {
-    agent: Address,
-}
-
+/// Adds an agent to a group (its creator only).
+#[utoipa::path(post, path = "/v1/groups/{id}/members", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = Member,
+    responses(
+        (status = 200, description = "The group with its new member", body = openapi::GroupInfo),
+        (status = 400, description = "Malformed body (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not the group's creator (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn invite(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Body(m): Body<Member>,
-) -> ApiResult {
-    Ok(Json(val(&node.invite(&me, &id, &m.agent).await?)))
+) -> ApiResult<GroupInfo> {
+    Ok(Json(node.invite(&me, &id, &m.agent).await?))
 }
 
+/// Removes an agent from a group (its creator, or the agent itself).
+#[utoipa::path(delete, path = "/v1/groups/{id}/members/{address}", tag = "groups",
+    params(
+        ("id" = String, Path, description = "Group id"),
+        ("address" = String, Path, pattern = "^0x[0-9a-fA-F]{40}$", description = "The member's address (0x + 40 hex digits)"),
+    ),
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 400, description = "Not an address, or the creator removing itself (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not the group's creator (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn remove(
     State(node): State<Node>,
     Caller(me): Caller,
     Path((id, address)): Path<(String, String)>,
-) -> ApiResult {
+) -> ApiResult<Removed> {
     let agent: Address = address
         .parse()
         .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
     node.remove(&me, &id, &agent).await?;
-    Ok(Json(json!({ "group_id": id, "removed": agent })))
+    Ok(Json(Removed { group_id: id, removed: agent }))
 }
 
-#[derive(Debug, Deserialize)]
-struct Since {
-    #[serde(default)]
-    since_seq: u64,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
+/// A group's stored messages after `since_seq` (members only).
+#[utoipa::path(get, path = "/v1/groups/{id}/messages", tag = "groups",
+    params(("id" = String, Path, description = "Group id"), Since),
+    responses(
+        (status = 200, description = "Messages in sequence order", body = History),
+        (status = 400, description = "Malformed query (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn history(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
-    Query(q): Query<Since>,
-) -> ApiResult {
+    Params(q): Params<Since>,
+) -> ApiResult<History> {
     let messages = node.history(&me, &id, q.since_seq, q.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({ "messages": messages })))
+    Ok(Json(History { messages }))
 }
 
-#[derive(Debug, Deserialize)]
-struct PostMessage {
-    msg_id: String,
-    state: MsgState,
-    #[serde(default)]
-    task_desc: Option<Value>,
-    #[serde(default)]
-    body: Option<Value>,
-    #[serde(flatten)]
-    extra: Map<String, Value>,
-}
-
+/// Sends a message to a group (members only).
+#[utoipa::path(post, path = "/v1/groups/{id}/messages", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = PostMessage,
+    responses(
+        (status = 200, description = "Stored (or a duplicate of a stored message)", body = Sent),
+        (status = 400, description = "Malformed body or bad field (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+        (status = 503, description = "The node's write queue is full; retry (overloaded)", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn send(
     State(node): State<Node>,
     Caller(me): Caller,
     Path(id): Path<String>,
     Body(p): Body<PostMessage>,
-) -> ApiResult {
+) -> ApiResult<Sent> {
     let mut extra = p.extra;
     for owned in ["sender_id", "seq", "ts", "group_id", "type", "req_id", "v"] {
         extra.remove(owned);
@@ -239,5 +504,5 @@ async fn send(
         extra,
     };
     let (seq, duplicate) = node.send(&me, msg).await?;
-    Ok(Json(json!({ "group_id": id, "msg_id": p.msg_id, "seq": seq, "duplicate": duplicate })))
+    Ok(Json(Sent { group_id: id, msg_id: p.msg_id, seq, duplicate }))
 }

@@ -8,15 +8,18 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts, Path, Query, State},
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     Market, MarketError,
     coordinator::{BidRequest, PostRequest},
+    store::Phase,
 };
-use crate::ioa::rest::Caller;
+use crate::{ioa::rest::Caller, openapi};
 
 impl IntoResponse for MarketError {
     fn into_response(self) -> Response {
@@ -94,25 +97,44 @@ impl FromRequestParts<Market> for MaybeCaller {
     }
 }
 
-/// The marketplace routes.
-pub fn router(market: Market) -> Router {
-    Router::new()
-        .route("/v1/market/info", get(info))
-        .route("/v1/market/bounties", post(post_bounty).get(list))
-        .route("/v1/market/bounties/{id}", get(view))
-        .route("/v1/market/bounties/{id}/bids", post(bid))
-        .route("/v1/market/bounties/{id}/entries", post(entry))
-        .route("/v1/market/agents/{address}/reputation", get(reputation))
-        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-        .with_state(market)
+/// The marketplace routes with their OpenAPI description ([`crate::openapi`]).
+pub fn routes() -> OpenApiRouter<Market> {
+    OpenApiRouter::new()
+        .routes(routes!(info))
+        .routes(routes!(post_bounty, list))
+        .routes(routes!(view))
+        .routes(routes!(bid))
+        .routes(routes!(entry))
+        .routes(routes!(reputation))
 }
 
+/// The marketplace routes.
+pub fn router(market: Market) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router.layer(axum::extract::DefaultBodyLimit::max(1 << 20)).with_state(market)
+}
+
+/// Chain facts a poster or agent needs (public).
+#[utoipa::path(get, path = "/v1/market/info", tag = "market",
+    responses(
+        (status = 200, description = "The marketplace's chain facts", body = openapi::MarketInfo),
+        (status = 404, description = "This node runs no marketplace and has no mesh (no_market)", body = openapi::ErrorBody),
+        (status = 502, description = "The chain cannot be read (chain_unavailable)", body = openapi::ErrorBody),
+    ))]
 async fn info(State(m): State<Market>) -> Result<Json<Value>, MarketError> {
     m.info().await.map(Json)
 }
 
 /// An agent's reputation score with every component explained (public: built from on-chain
-/// outcomes). 404 `no_index` when the node runs without its embedded indexer.
+/// outcomes). 409 when the node runs without its embedded indexer.
+#[utoipa::path(get, path = "/v1/market/agents/{address}/reputation", tag = "market",
+    params(("address" = String, Path, pattern = "^0x[0-9a-fA-F]{40}$", description = "The agent's address (0x + 40 hex digits)")),
+    responses(
+        (status = 200, description = "The score and its components", body = openapi::Reputation),
+        (status = 400, description = "Not an address (bad_request)", body = openapi::ErrorBody),
+        (status = 404, description = "This node runs no marketplace and has no mesh (no_market)", body = openapi::ErrorBody),
+        (status = 409, description = "The node runs without its embedded indexer (conflict)", body = openapi::ErrorBody),
+    ))]
 async fn reputation(
     State(m): State<Market>,
     Path(address): Path<String>,
@@ -123,6 +145,22 @@ async fn reputation(
     m.reputation_of(agent).await.map(Json)
 }
 
+/// Registers a bounty posted by the caller and sends its call for proposals.
+#[utoipa::path(post, path = "/v1/market/bounties", tag = "market",
+    request_body = openapi::PostRequest,
+    responses(
+        (status = 201, description = "Registered (or registered already: `new` is false)", body = openapi::PostAnswer),
+        (status = 400, description = "Malformed or inconsistent bounty (bad_request)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "record.poster is not the caller (forbidden)", body = openapi::ErrorBody),
+        (status = 404, description = "This node runs no marketplace and has no mesh (no_market)", body = openapi::ErrorBody),
+        (status = 409, description = "The bounty's state forbids it (conflict)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+        (status = 502, description = "The chain cannot be read (chain_unavailable)", body = openapi::ErrorBody),
+        (status = 503, description = "Too many bid windows open: retry after `retry_after_ms` (busy; also a Retry-After header)", body = openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(("bearer" = [])))]
 async fn post_bounty(
     State(m): State<Market>,
     MarketCaller(caller): MarketCaller,
@@ -133,6 +171,21 @@ async fn post_bounty(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+/// A sealed bid on a bounty in its bid window.
+#[utoipa::path(post, path = "/v1/market/bounties/{id}/bids", tag = "market",
+    params(("id" = String, Path, pattern = "^(0x)?[0-9a-fA-F]{1,64}$", description = "Bounty id (hex, up to 64 digits)")),
+    request_body = openapi::BidRequest,
+    responses(
+        (status = 200, description = "Accepted", body = openapi::BidAnswer),
+        (status = 400, description = "Malformed or invalid bid, or a bad id (bad_request)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "bid.bidder is not the caller, or the caller may not bid (forbidden)", body = openapi::ErrorBody),
+        (status = 404, description = "No such bounty (not_found), or no marketplace (no_market)", body = openapi::ErrorBody),
+        (status = 409, description = "The bid window is closed (conflict)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+        (status = 502, description = "The chain cannot be read (chain_unavailable)", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn bid(
     State(m): State<Market>,
     MarketCaller(caller): MarketCaller,
@@ -143,6 +196,21 @@ async fn bid(
     m.bid(caller, &normalize(&id)?, req).await.map(Json)
 }
 
+/// A contest entry's result (after `submitEntry` on-chain).
+#[utoipa::path(post, path = "/v1/market/bounties/{id}/entries", tag = "market",
+    params(("id" = String, Path, pattern = "^(0x)?[0-9a-fA-F]{1,64}$", description = "Bounty id (hex, up to 64 digits)")),
+    request_body = openapi::EntryRequest,
+    responses(
+        (status = 200, description = "Stored (`accepted` false: entered already)", body = openapi::EntryAnswer),
+        (status = 400, description = "Malformed entry or a bad id (bad_request)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The poster cannot enter its own contest (forbidden)", body = openapi::ErrorBody),
+        (status = 404, description = "No such bounty (not_found), or no marketplace (no_market)", body = openapi::ErrorBody),
+        (status = 409, description = "Not an open contest, or past its deadline (conflict)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+        (status = 502, description = "The chain cannot be read (chain_unavailable)", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn entry(
     State(m): State<Market>,
     MarketCaller(caller): MarketCaller,
@@ -158,7 +226,8 @@ async fn entry(
 }
 
 /// Long-poll parameters of a bounty view.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ViewQuery {
     /// Wait (up to this many ms, at most 30 s) for the bounty to change.
     wait_ms: Option<u64>,
@@ -166,13 +235,26 @@ struct ViewQuery {
     after_events: Option<usize>,
 }
 
+/// A bounty's view; its poster (with the token) also sees the ranking and the winning bid.
+#[utoipa::path(get, path = "/v1/market/bounties/{id}", tag = "market",
+    description = "Public. With `wait_ms`, a long-poll: answered once the bounty's log holds more than `after_events` events, it is final, or the wait (at most 30 s) is over; past the node's long-poll bounds it is answered at once with `long_poll_declined`.",
+    params(("id" = String, Path, pattern = "^(0x)?[0-9a-fA-F]{1,64}$", description = "Bounty id (hex, up to 64 digits)"), ViewQuery),
+    responses(
+        (status = 200, description = "The bounty", body = openapi::BountyView),
+        (status = 400, description = "Not a hex bounty id, or a bad query parameter (bad_request)", body = openapi::ErrorBody),
+        (status = 401, description = "An Authorization header with an unknown token", body = openapi::ErrorBody),
+        (status = 404, description = "No such bounty (not_found), or no marketplace (no_market)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 async fn view(
     State(m): State<Market>,
     MaybeCaller(caller): MaybeCaller,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
-    Query(q): Query<ViewQuery>,
+    query: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, MarketError> {
+    let Query(q) = query.map_err(|e| MarketError::BadRequest(format!("malformed query: {e}")))?;
     let id = normalize(&id)?;
     match q.wait_ms {
         Some(ms) if ms > 0 => {
@@ -189,13 +271,42 @@ async fn view(
     }
 }
 
-async fn list(State(m): State<Market>) -> Result<Json<Value>, MarketError> {
+/// One bounty of the list.
+#[derive(Debug, Serialize, ToSchema)]
+struct BountySummary {
+    /// Bounty id (0x + 64 lower-case hex digits).
+    #[schema(pattern = "^0x[0-9a-f]{64}$")]
+    id: String,
+    /// Lifecycle phase.
+    #[schema(value_type = String)]
+    phase: Phase,
+    /// The poster's address.
+    poster: String,
+    /// The winning bidder, once chosen.
+    winner: Option<String>,
+    /// Human note on the last transition.
+    note: Option<String>,
+}
+
+/// The most recent bounties on this node (public).
+#[utoipa::path(get, path = "/v1/market/bounties", tag = "market",
+    responses(
+        (status = 200, description = "Up to 200 bounties, newest first", body = Vec<BountySummary>),
+        (status = 404, description = "This node runs no marketplace and has no mesh (no_market)", body = openapi::ErrorBody),
+    ))]
+async fn list(State(m): State<Market>) -> Result<Json<Vec<BountySummary>>, MarketError> {
     let rows = m.store().list(200).await?;
-    let v: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({ "id": r.id, "phase": r.phase, "poster": r.poster, "winner": r.winner, "note": r.note }))
-        .collect();
-    Ok(Json(Value::Array(v)))
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| BountySummary {
+                id: r.id,
+                phase: r.phase,
+                poster: r.poster,
+                winner: r.winner,
+                note: r.note,
+            })
+            .collect(),
+    ))
 }
 
 fn normalize(id: &str) -> Result<String, MarketError> {

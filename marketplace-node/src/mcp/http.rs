@@ -25,9 +25,11 @@ pub fn router(node: Node, node_url: &str) -> Router {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
+    // `route_layer`: only `/mcp` is guarded (with `layer`, the router's fallback was too, so
+    // once merged into the node's router every unknown path answered 401 instead of 404).
     Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(node, authenticate))
+        .route_layer(axum::middleware::from_fn_with_state(node, authenticate))
 }
 
 /// Refuses a request without a valid bearer token with the node's own 401 answer.

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,12 @@ def devnet() -> Iterator[Devnet]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def node(devnet: Devnet) -> Iterator[Node]:
+@contextmanager
+def running_node(devnet: Devnet, node_id: str, *extra: str) -> Iterator[Node]:
+    """A `reef node` with the marketplace on `devnet` (its own SQLite database), once its
+    marketplace answers; stopped on exit."""
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    db = "node.db" if node_id == "py-test" else f"{node_id}.db"
     proc = subprocess.Popen(
         [
             reef_bin(),
@@ -101,9 +105,9 @@ def node(devnet: Devnet) -> Iterator[Node]:
             "127.0.0.1:0",
             "--json",
             "--node-id",
-            "py-test",
+            node_id,
             "--database-url",
-            f"sqlite://{devnet.dir}/node.db",
+            f"sqlite://{devnet.dir}/{db}",
             "--rpc-url",
             devnet.rpc,
             "--market-dev-account",
@@ -112,6 +116,7 @@ def node(devnet: Devnet) -> Iterator[Node]:
             "30",
             "--deployments",
             str(devnet.deployments),
+            *extra,
         ],
         cwd=REPO,
         env=env,
@@ -144,6 +149,12 @@ def node(devnet: Devnet) -> Iterator[Node]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def node(devnet: Devnet) -> Iterator[Node]:
+    with running_node(devnet, "py-test") as n:
+        yield n
 
 
 # -- one bounty's whole lifecycle with the Python agent, shared by the end-to-end tests -------
