@@ -1,0 +1,137 @@
+//! The marketplace loop on chains that mine on a clock instead of on arrival, as every public
+//! chain does: anvil switched to interval mining (`evm_setIntervalMining`) after the devnet is
+//! deployed. Blocks every 2 s, with the node killed (-9) and restarted between the award and the
+//! payout; and blocks every 12 s (Ethereum's slot time). Each run prints the time from the post
+//! to every logged phase, so the note can quote them.
+
+use std::time::{Duration, Instant};
+
+use escrow_client::devnet::{AnvilOptions, AnvilProcess, free_port};
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{start_node, start_sort_agent, wait_with_deadline};
+
+/// A devnet on anvil that, once deployed, mines a block every `secs` seconds and never on
+/// arrival.
+async fn slow_devnet(secs: u64) -> (AnvilProcess, std::path::PathBuf) {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir(&format!("slow{secs}"));
+    common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let http = alloy::transports::http::reqwest::Client::new();
+    for (method, params) in
+        [("evm_setAutomine", json!([false])), ("evm_setIntervalMining", json!([secs]))]
+    {
+        let r: Value = http
+            .post(&anvil.rpc_url)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(r.get("error").is_none(), "{method}: {r}");
+    }
+    (anvil, dir)
+}
+
+/// Seconds from the post to the first time each event was logged, in log order.
+fn phase_times(view: &Value) -> Vec<(String, f64)> {
+    let events = view["events"].as_array().cloned().unwrap_or_default();
+    let t0 = events.first().and_then(|e| e["at_ms"].as_i64()).unwrap_or(0);
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .filter_map(|e| {
+            let name = e["event"].as_str()?.to_string();
+            let at = e["at_ms"].as_i64()?;
+            seen.insert(name.clone()).then(|| (name, (at - t0) as f64 / 1000.0))
+        })
+        .collect()
+}
+
+fn print_phases(label: &str, view: &Value, total: Duration) {
+    let line: Vec<String> =
+        phase_times(view).iter().map(|(e, s)| format!("{e} +{s:.1}s")).collect();
+    eprintln!(
+        "[{label}] {} | poster saw it settled after {:.1}s",
+        line.join(", "),
+        total.as_secs_f64()
+    );
+}
+
+fn post(http: &str, rpc: &str, dir: &std::path::Path) -> std::process::Child {
+    common::spawn_captured(
+        common::post_sort_with_window(http, rpc, &dir.join("deployments"), "4s").args([
+            "--verify",
+            "hash",
+            "--expect",
+            "[1,3,5,9]",
+        ]),
+    )
+}
+
+fn assert_paid(out: &std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the bounty did not settle:\n{stderr}");
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    assert_eq!(res["status"], "completed", "{res}");
+    res
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_second_blocks_with_a_node_crash_between_award_and_payout() {
+    let (anvil, dir) = slow_devnet(2).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let mut node = start_node(&dir, &anvil.rpc_url, port, "slow2", &[]);
+    let _agent = start_sort_agent(port, &anvil.rpc_url, 1);
+    common::wait_agent_online(&http, escrow_client::devnet::dev_signer(1).address(), "the agent")
+        .await;
+
+    let t0 = Instant::now();
+    let poster = post(&http, &anvil.rpc_url, &dir);
+    let id = common::wait_announced(&http).await;
+    // Crash once the award is on its way (the work group exists), restart on the same database.
+    loop {
+        let v = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
+        if v["work_group"].is_string() || v["phase"] == "settled" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "never awarded: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    node = start_node(&dir, &anvil.rpc_url, port, "slow2", &[]);
+    let out = wait_with_deadline(poster, 300);
+    let total = t0.elapsed();
+    assert_paid(&out);
+    let view = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
+    print_phases("2 s blocks, node killed after the award", &view, total);
+    let paid = common::earnings(&anvil.rpc_url, &dir.join("deployments"), 1);
+    assert_eq!(paid["payouts"].as_array().map(Vec::len), Some(1), "paid once: {paid}");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twelve_second_blocks_settle_a_bounty() {
+    let (anvil, dir) = slow_devnet(12).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let _node = start_node(&dir, &anvil.rpc_url, port, "slow12", &[]);
+    let _agent = start_sort_agent(port, &anvil.rpc_url, 1);
+    common::wait_agent_online(&http, escrow_client::devnet::dev_signer(1).address(), "the agent")
+        .await;
+    let t0 = Instant::now();
+    let poster = post(&http, &anvil.rpc_url, &dir);
+    let out = wait_with_deadline(poster, 420);
+    let total = t0.elapsed();
+    let res = assert_paid(&out);
+    let id = res["id"].as_str().unwrap();
+    let view = common::get_json(format!("{http}/v1/market/bounties/{id}")).await;
+    print_phases("12 s blocks", &view, total);
+}
