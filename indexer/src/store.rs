@@ -521,6 +521,54 @@ impl Store {
             .collect()
     }
 
+    /// Raw events about one object (`ref_id`: a bounty, channel or agent id), in chain order.
+    pub async fn events_of_ref(&self, ref_id: &str) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE ref_id = $1 ORDER BY block_number, log_index"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(ref_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    /// The latest `limit` raw events whose main account is `actor`, newest first.
+    pub async fn events_of_actor(&self, actor: Address, limit: u32) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE actor = $1 \
+             ORDER BY block_number DESC, log_index DESC LIMIT $2"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(crate::decode::addr_hex(actor))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    /// The latest `limit` raw events of the given kinds, newest first.
+    pub async fn latest_of_kinds(&self, kinds: &[&str], limit: u32) -> Result<Vec<EventRow>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..kinds.len()).map(|i| format!("${}", i + 1)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE kind IN ({list}) \
+             ORDER BY block_number DESC, log_index DESC LIMIT ${}",
+            kinds.len() + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for k in kinds {
+            q = q.bind(*k);
+        }
+        q.bind(i64::from(limit)).fetch_all(&self.pool).await?.iter().map(event_from_row).collect()
+    }
+
     /// All bounty rows ordered by id.
     pub async fn bounties(&self) -> Result<Vec<BountyRow>> {
         let sql = format!("SELECT {BOUNTY_COLS} FROM idx_bounties ORDER BY id");

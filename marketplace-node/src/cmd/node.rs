@@ -133,18 +133,21 @@ impl NodeArgs {
                 }
                 app = app
                     .merge(routes)
-                    .merge(crate::metrics::router(node.clone(), Some(market.clone())));
+                    .merge(crate::metrics::router(node.clone(), Some(market.clone())))
+                    .merge(crate::dashboard::router(node.clone(), Some(market.clone())));
                 tokio::spawn(market.run());
             }
             (None, Some(mesh)) => {
                 app = app
                     .merge(market::gateway::router(mesh.clone()))
-                    .merge(crate::metrics::router(node.clone(), None));
+                    .merge(crate::metrics::router(node.clone(), None))
+                    .merge(crate::dashboard::router(node.clone(), None));
             }
             (None, None) => {
                 app = app
                     .merge(market::gateway::absent_router())
-                    .merge(crate::metrics::router(node.clone(), None));
+                    .merge(crate::metrics::router(node.clone(), None))
+                    .merge(crate::dashboard::router(node.clone(), None));
             }
         }
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -167,7 +170,7 @@ impl NodeArgs {
         } else {
             println!("listening on {addr}");
         }
-        eprintln!("reef node {node_id}: ws://{addr}/v1/ws");
+        eprintln!("reef node {node_id}: ws://{addr}/v1/ws; dashboard http://{loopback}/");
         match (market_addr, node.mesh()) {
             (Some(a), _) => eprintln!("marketplace enabled; evaluator {a}"),
             (None, Some(_)) => eprintln!("marketplace requests go to the mesh's marketplace nodes"),
