@@ -268,7 +268,7 @@ async function marketPage() {
   ));
   root.append(el("div", { class: "grid" },
     el("section", { class: "card", "aria-labelledby": "h-fees" }, el("h2", { id: "h-fees" }, "Fees earned"),
-      m.fees.length ? el("ul", { id: "fees", class: "stats" }, m.fees.map((f) => el("li", { "data-token": f.token }, el("span", { class: "n" }, amount(f.amount)), el("span", { class: "l" }, "token ", hash(f.token, "token")))))
+      m.fees.length ? el("ul", { id: "fees", class: "stats" }, m.fees.map((f) => el("li", { "data-token": f.token }, el("span", { class: "n" }, amount(f.amount, f.token)), el("span", { class: "l" }, "token ", hash(f.token, "token")))))
         : el("p", { id: "fees", class: "muted" }, "No fees yet."),
       el("p", { class: "muted" }, `Platform fee ${m.fee_bps === null ? "unknown" : `${m.fee_bps / 100}%`} of each price.`)),
     el("section", { class: "card", "aria-labelledby": "h-node" }, el("h2", { id: "h-node" }, "This node"),
@@ -384,8 +384,8 @@ function transcript(messages, id) {
     const body = m.body !== undefined ? m.body : m.task_desc;
     return el("li", { class: `msg${ME && (m.sender_id || "").toLowerCase() === ME.toLowerCase() ? " mine" : ""}`, "data-seq": m.seq, "data-msg-id": m.msg_id },
       el("header", {}, addr(m.sender_id), el("span", { class: "badge sec" }, m.state || "—"), ago(m.ts), el("span", { class: "muted" }, `#${m.seq}`)),
-      m.task_desc !== undefined && m.body !== undefined ? el("pre", {}, `task: ${JSON.stringify(m.task_desc, null, 1)}`) : "",
-      body !== undefined ? el("pre", {}, typeof body === "string" ? body : JSON.stringify(body, null, 1)) : "",
+      m.task_desc !== undefined && m.body !== undefined ? el("pre", { tabindex: "0", "aria-label": "task" }, `task: ${JSON.stringify(m.task_desc, null, 1)}`) : "",
+      body !== undefined ? el("pre", { tabindex: "0", "aria-label": "message body" }, typeof body === "string" ? body : JSON.stringify(body, null, 1)) : "",
       extra.length ? el("dl", { "aria-label": "other fields" }, extra.map(([k, v]) => [el("dt", {}, k), el("dd", {}, typeof v === "string" ? v : JSON.stringify(v))])) : "");
   }));
 }
