@@ -255,8 +255,10 @@ pub struct BountyPage {
     pub award: Option<TimelineItem>,
     /// The verdict (its `result` only for the poster and the provider).
     pub verdict: Option<Value>,
-    /// The payout on-chain.
+    /// The payout on-chain: the event that ended the bounty.
     pub payout: Option<TimelineItem>,
+    /// Every payment the escrow made for it (a contest pays each winner: `WinnerPaid`).
+    pub payouts: Vec<TimelineItem>,
     /// Task input (poster and assigned provider only).
     pub input: Option<Value>,
     /// The work group (poster + provider).
@@ -539,8 +541,9 @@ fn section_of(event: &str) -> &'static str {
         "contest" | "entry" | "EntrySubmitted" => "contest",
         "evaluating" | "panel_fees" | "panel_fees_failed" | "no_quorum" => "panel",
         "settling" | "awaiting_poster" | "BountyAttested" | "BountyRejected" => "verdict",
-        "settled" | "BountyCompleted" | "BountyRefunded" | "BountyCancelled" => "payout",
-        "DisputeOpened" | "DisputeResolved" => "dispute",
+        "settled" | "BountyCompleted" | "BountyRefunded" | "BountyCancelled" | "WinnerPaid"
+        | "PayoutDeferred" | "Withdrawn" => "payout",
+        "DisputeOpened" | "DisputeResolved" | "Slashed" => "dispute",
         "eta_missed" | "taken_over" | "reassigned" | "AwardRevoked" => "takeover",
         "failed" => "failure",
         _ => "other",
@@ -643,6 +646,17 @@ pub async fn bounty(
             )
         })
         .cloned();
+    let payouts: Vec<TimelineItem> = chain_items
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_str(),
+                "WinnerPaid" | "BountyCompleted" | "BountyRefunded" | "DisputeResolved"
+            )
+        })
+        .filter(|e| !(e.event == "BountyCompleted" && e.actor.is_some_and(|a| a.is_zero())))
+        .cloned()
+        .collect();
     timeline.extend(chain_items);
     timeline.sort_by_key(|t| t.at_ms);
 
@@ -726,6 +740,7 @@ pub async fn bounty(
         award,
         verdict,
         payout,
+        payouts,
         input,
         work_group: row.work_group.clone().filter(|g| !g.starts_with("claimed:")),
         conversation,

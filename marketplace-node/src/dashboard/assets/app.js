@@ -349,7 +349,8 @@ async function bountyPage(id) {
         "result" in v ? el("pre", { class: "json", tabindex: "0", "data-testid": "result" }, JSON.stringify(v.result)) : el("p", { class: "muted" }, "The result itself is shown to the poster and the provider."))
         : el("p", { class: "muted" }, "No verdict yet.")),
     el("section", { class: "card", "aria-labelledby": "h-payout" }, el("h2", { id: "h-payout" }, "Payout"),
-      b.payout ? el("p", { "data-testid": "payout" }, `${b.payout.event}: `, el("span", { "data-testid": "payout-amount" }, amount(b.payout.amount, s.token)), " to ", addr(b.payout.actor), el("br"), "tx ", hash(b.payout.tx_hash, "transaction")) : el("p", { class: "muted" }, "Not paid out yet."))));
+      b.payouts.length ? el("ul", { class: "plain", "data-testid": "payouts" }, b.payouts.map((x) => el("li", { "data-testid": "payout" }, `${x.event}: `, el("span", { "data-testid": "payout-amount" }, amount(x.amount, s.token)), " to ", addr(x.actor), el("br"), "tx ", hash(x.tx_hash, "transaction"))))
+        : b.payout ? el("p", {}, `${b.payout.event} · tx `, hash(b.payout.tx_hash, "transaction")) : el("p", { class: "muted" }, "Not paid out yet."))));
   // Timeline.
   root.append(el("section", { class: "card", "aria-labelledby": "h-time" }, el("h2", { id: "h-time" }, "Timeline"),
     el("ol", { class: "timeline", id: "timeline" }, b.timeline.map((t) => el("li", { "data-source": t.source, "data-event": t.event, "data-section": t.section, "data-tx": t.tx_hash || null },
