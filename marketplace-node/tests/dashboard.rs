@@ -81,7 +81,8 @@ async fn the_dashboard_shows_the_market_to_a_stranger_and_the_private_parts_to_t
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let _node = common::start_node(&dir, &rpc, port, "dash-test", &[]);
+    let _node =
+        common::start_node(&dir, &rpc, port, "dash-test", &["--dashboard-live-clients", "6"]);
     let http = format!("http://127.0.0.1:{port}");
     let _agent = common::start_sort_agent(port, &rpc, 1);
     common::wait_agent_online(&http, dev_signer(1).address(), "the sort agent").await;
@@ -218,5 +219,45 @@ async fn the_dashboard_shows_the_market_to_a_stranger_and_the_private_parts_to_t
     ] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
+    live_streams_are_bounded(&http).await;
     drop(anvil);
+}
+
+/// At most `--dashboard-live-clients` (6 here) live streams are open at once: one more is
+/// answered `503 busy`, and a closed one gives its slot back.
+async fn live_streams_are_bounded(http: &str) {
+    let url = format!("{http}/v1/dashboard/live");
+    let client = reqwest::Client::new();
+    let mut held = Vec::new();
+    // The browser's streams end once the server notices they closed (at the latest at the next
+    // keep-alive comment): open streams until the node refuses one.
+    let t0 = Instant::now();
+    let refused = loop {
+        let r = client.get(&url).send().await.unwrap();
+        match r.status().as_u16() {
+            200 => {
+                assert_eq!(
+                    r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+                    Some("text/event-stream")
+                );
+                held.push(r);
+                assert!(held.len() <= 6, "a 7th live stream was accepted");
+            }
+            503 => break r.json::<Value>().await.unwrap(),
+            other => panic!("live stream answered {other}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never refused a stream");
+    };
+    assert_eq!(refused["code"], "busy", "{refused}");
+    assert_eq!(held.len(), 6, "the browser's streams never gave their slots back");
+    drop(held.pop());
+    let t0 = Instant::now();
+    loop {
+        let r = client.get(&url).send().await.unwrap();
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "a closed stream's slot never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -100,6 +100,10 @@ pub struct NodeArgs {
     /// Do not run the embedded chain indexer (bids are then ranked on this node's history only).
     #[arg(long)]
     no_indexer: bool,
+    /// Most dashboard live-update streams (server-sent events) open at once; more are answered
+    /// `503 busy` (docs/dashboard.md).
+    #[arg(long, default_value_t = crate::dashboard::live::MAX_CLIENTS, value_name = "N")]
+    dashboard_live_clients: usize,
 }
 
 impl NodeArgs {
@@ -122,6 +126,7 @@ impl NodeArgs {
         let node = ioa::Node::open(config).await?;
         let mut app = ioa::rest::router(node.clone());
         let mut market_addr = None;
+        let live = self.dashboard_live_clients;
         match (&self.market_rpc, node.mesh()) {
             (Some(rpc), mesh) => {
                 let market = self.open_market(node.clone(), rpc).await?;
@@ -134,20 +139,20 @@ impl NodeArgs {
                 app = app
                     .merge(routes)
                     .merge(crate::metrics::router(node.clone(), Some(market.clone())))
-                    .merge(crate::dashboard::router(node.clone(), Some(market.clone())));
+                    .merge(crate::dashboard::router(node.clone(), Some(market.clone()), live));
                 tokio::spawn(market.run());
             }
             (None, Some(mesh)) => {
                 app = app
                     .merge(market::gateway::router(mesh.clone()))
                     .merge(crate::metrics::router(node.clone(), None))
-                    .merge(crate::dashboard::router(node.clone(), None));
+                    .merge(crate::dashboard::router(node.clone(), None, live));
             }
             (None, None) => {
                 app = app
                     .merge(market::gateway::absent_router())
                     .merge(crate::metrics::router(node.clone(), None))
-                    .merge(crate::dashboard::router(node.clone(), None));
+                    .merge(crate::dashboard::router(node.clone(), None, live));
             }
         }
         let listener = tokio::net::TcpListener::bind(self.listen)

@@ -3,8 +3,8 @@
 //! the viewer is a member of — and the page re-reads that part's JSON, so the stream itself
 //! carries nothing private. A stranger's stream has no group events at all.
 //!
-//! Bounded like the rest of the node: at most [`MAX_CLIENTS`] streams at once (more are
-//! answered `503 busy`), and each stream's queue holds [`CLIENT_QUEUE`] events; a client that
+//! Bounded like the rest of the node: at most `--dashboard-live-clients` streams at once
+//! ([`MAX_CLIENTS`] by default; more are answered `503 busy`), and each stream's queue holds [`CLIENT_QUEUE`] events; a client that
 //! lets it fill is dropped (its page reconnects and re-reads everything).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, broadcast::error::RecvError, mpsc};
 
 use super::{DashError, Dashboard, Result, auth::Viewer};
 
-/// Most live streams open at once on a node.
+/// Most live streams open at once on a node, by default.
 pub const MAX_CLIENTS: usize = 256;
 
 /// Events queued per stream before the client counts as too slow and is dropped.

@@ -35,9 +35,10 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard over `node` (and `market`, when this node runs the marketplace).
-    pub fn new(node: Node, market: Option<Market>) -> Self {
-        let live = Arc::new(live::Live::new(live::MAX_CLIENTS, live::CLIENT_QUEUE));
+    /// A dashboard over `node` (and `market`, when this node runs the marketplace) with at
+    /// most `live_clients` live streams open at once.
+    pub fn new(node: Node, market: Option<Market>, live_clients: usize) -> Self {
+        let live = Arc::new(live::Live::new(live_clients, live::CLIENT_QUEUE));
         Self { node, market, live }
     }
 
@@ -106,9 +107,10 @@ impl IntoResponse for DashError {
 pub type Result<T, E = DashError> = std::result::Result<T, E>;
 
 /// The dashboard's routes: the pages at `/`, their assets under `/dashboard/`, the JSON under
-/// `/v1/dashboard/`.
-pub fn router(node: Node, market: Option<Market>) -> Router {
-    let state = Dashboard::new(node, market);
+/// `/v1/dashboard/`; at most `live_clients` live streams at once ([`live::MAX_CLIENTS`] is the
+/// node's default).
+pub fn router(node: Node, market: Option<Market>, live_clients: usize) -> Router {
+    let state = Dashboard::new(node, market, live_clients);
     Router::new()
         .route("/", get(index))
         .route("/dashboard/{file}", get(asset))
