@@ -150,6 +150,12 @@ async fn the_dashboard_shows_the_market_to_a_stranger_and_the_private_parts_to_t
     assert!(poster["ranking"].as_array().is_some_and(|r| !r.is_empty()), "{poster}");
     assert_eq!(poster["input"], serde_json::json!([5, 3, 9, 1]), "{poster}");
     assert!(poster["conversation"].as_array().is_some_and(|c| !c.is_empty()), "{poster}");
+    // The provider sees the input and the transcript (a member), not the ranking (the
+    // poster's); an account with no part in the bounty sees none of them.
+    let (_, provider) = get(&url, Some(&login(&http, 1).1)).await;
+    assert_eq!(provider["input"], serde_json::json!([5, 3, 9, 1]), "{provider}");
+    assert!(provider["conversation"].as_array().is_some_and(|c| !c.is_empty()), "{provider}");
+    assert!(provider["ranking"].is_null(), "the provider got the ranking: {provider}");
     let (_, other) = get(&url, Some(&login(&http, 3).1)).await;
     assert!(
         other["ranking"].is_null() && other["input"].is_null() && other["conversation"].is_null(),
