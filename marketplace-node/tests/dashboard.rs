@@ -181,11 +181,14 @@ async fn the_dashboard_shows_the_market_to_a_stranger_and_the_private_parts_to_t
         .env("DASH_INPUT", "[5,3,9,1]")
         .env("DASH_WORK_GROUP", &work_group)
         .env("DASH_SHOTS", &shots)
+        .env("DASH_WALLET", format!("{:#x}", dev_signer(2).address()))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("node runs");
     let stdout = js.stdout.take().unwrap();
+    let mut stdin = js.stdin.take().unwrap();
     let mut second_poster: Option<Kill> = None;
     let mut lines = Vec::new();
     for line in BufReader::new(stdout).lines() {
@@ -198,8 +201,17 @@ async fn the_dashboard_shows_the_market_to_a_stranger_and_the_private_parts_to_t
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
             second_poster = Some(Kill(cmd.spawn().unwrap()));
         }
+        if let Some(hex) = line.strip_prefix("SIGN ") {
+            // The browser's wallet (dev account 2) signs the node's challenge: EIP-191.
+            use alloy::signers::SignerSync;
+            use std::io::Write;
+            let msg = alloy::primitives::hex::decode(hex).expect("hex message");
+            let sig = dev_signer(2).sign_message_sync(&msg).unwrap();
+            writeln!(stdin, "{}", alloy::primitives::hex::encode_prefixed(sig.as_bytes())).unwrap();
+        }
         lines.push(line);
     }
+    drop(stdin);
     let out = wait_with_deadline(js, 30);
     drop(second_poster);
     let stderr = String::from_utf8_lossy(&out.stderr);

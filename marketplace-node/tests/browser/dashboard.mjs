@@ -11,6 +11,10 @@ import AxeBuilder from "@axe-core/playwright";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+// Answers from the Rust side on stdin (signatures for the wallet login), one line each.
+const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 const env = (k) => {
   const v = process.env[k];
@@ -27,6 +31,7 @@ const TXS = JSON.parse(env("DASH_TX_GAS")); // {hash: gas}
 const INPUT = env("DASH_INPUT"); // the task input as JSON text
 const SHOTS = env("DASH_SHOTS");
 const WORK_GROUP = env("DASH_WORK_GROUP");
+const WALLET = env("DASH_WALLET").toLowerCase(); // the account the Rust side signs for
 mkdirSync(SHOTS, { recursive: true });
 
 const step = (s) => console.log(`STEP ${s}`);
@@ -231,6 +236,45 @@ try {
     rmSync(ctx2dir, { recursive: true, force: true });
   }
 
+  // ---------------- a wallet (window.ethereum) that is not the poster ----------------
+  step("wallet");
+  const wdir = mkdtempSync(join(tmpdir(), "reef-chromium-"));
+  const walletBrowser = await chromium.launchPersistentContext(wdir, {
+    executablePath: "/usr/bin/chromium", headless: true, viewport: { width: 1280, height: 900 },
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const w = await walletBrowser.newPage();
+    w.on("pageerror", (e) => errors.push(String(e)));
+    // The wallet's key stays on the Rust side: personal_sign asks it over stdout/stdin.
+    await w.exposeFunction("__reefSign", async (hex) => {
+      console.log(`SIGN ${hex}`);
+      const { value } = await answers.next();
+      return value;
+    });
+    await w.addInitScript((account) => {
+      window.ethereum = {
+        request: async ({ method, params }) => {
+          if (method === "eth_requestAccounts") return [account];
+          if (method === "personal_sign") return window.__reefSign(params[0]);
+          throw new Error(`unsupported ${method}`);
+        },
+      };
+    }, WALLET);
+    await w.goto(`${BASE}/#/bounty/${BOUNTY}`);
+    await w.waitForSelector("[data-testid=ranking-hidden]");
+    await w.click("#login-open");
+    await w.click("#wallet-login");
+    await poll("the wallet's session", async () => (await w.getAttribute("#whoami", "title")).toLowerCase() === WALLET);
+    await w.waitForSelector("[data-testid=ranking-hidden]");
+    check((await w.getAttribute("[data-testid=ranking-hidden]", "data-reason")) === "poster_only", "a logged-in non-poster gets no ranking");
+    check(await w.$("[data-testid=input-hidden]") && await w.$("[data-testid=conversation-hidden]"), "a logged-in stranger gets no input or transcript");
+    await audit(w, "bounty-wallet");
+  } finally {
+    await walletBrowser.close();
+    rmSync(wdir, { recursive: true, force: true });
+  }
+
   // The stranger's stream carried bounty changes but nothing about the group.
   const evs = await s.evaluate(() => window.__events);
   check(evs.some((e) => e.k === "bounty"), `the stranger's stream is live (${evs.length} events)`);
@@ -249,3 +293,4 @@ if (failed) {
   process.exit(1);
 }
 console.log(`DASHBOARD OK ${JSON.stringify({ pages: pagesChecked })}`);
+process.exit(0);
