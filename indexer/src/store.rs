@@ -764,6 +764,32 @@ mod tests {
         }
     }
 
+    /// The dashboard's reads: one object's events in chain order, one account's and the latest
+    /// of some kinds newest first.
+    #[tokio::test]
+    async fn events_by_ref_actor_and_kind() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let events = vec![
+            ev(1, 0, "BountyPosted", 1),
+            ev(1, 1, "BountyPosted", 2),
+            ev(2, 0, "BountyAwarded", 1),
+            ev(3, 0, "BountyCompleted", 1),
+            ev(4, 0, "BountyRefunded", 2),
+        ];
+        store.commit(&Batch { events, next_block: 5, ..Batch::default() }).await.unwrap();
+        let of1 = store.events_of_ref(&format!("{:#066x}", 1)).await.unwrap();
+        let kinds: Vec<&str> = of1.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["BountyPosted", "BountyAwarded", "BountyCompleted"]);
+        assert!(store.events_of_ref("0x99").await.unwrap().is_empty());
+        let actor = Address::with_last_byte(2 + 2); // ev's actor of id 2
+        let by = store.events_of_actor(actor, 10).await.unwrap();
+        assert_eq!(by.iter().map(|e| e.block_number).collect::<Vec<_>>(), [4, 1]);
+        assert_eq!(store.events_of_actor(actor, 1).await.unwrap().len(), 1);
+        let ends = store.latest_of_kinds(&["BountyCompleted", "BountyRefunded"], 10).await.unwrap();
+        assert_eq!(ends.iter().map(|e| e.block_number).collect::<Vec<_>>(), [4, 3]);
+        assert!(store.latest_of_kinds(&[], 10).await.unwrap().is_empty());
+    }
+
     /// Several full multi-row chunks (anonymous `?` parameters on SQLite) round-trip in order,
     /// fold the derived rows, and rewind.
     #[tokio::test]
