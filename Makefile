@@ -83,8 +83,14 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test-rust: deps mcp-servers
+test-rust: deps mcp-servers browser-deps
 	$(CARGO) test --workspace
+
+## browser-deps: Debian's Chromium, which the dashboard's browser test drives (Playwright,
+## tests/browser/dashboard.mjs); installed only when /usr/bin/chromium is missing
+.PHONY: browser-deps
+browser-deps:
+	@test -x /usr/bin/chromium || apt-get install -y chromium
 
 fmt:
 	$(CARGO) fmt --all

@@ -103,6 +103,11 @@ impl NodeApi {
         Self { token: Some(token), ..Self::new(url) }
     }
 
+    /// The bearer token of the last [`login`](Self::login) (or the one given), if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Logs in by signing the node's challenge (EIP-191) with `signer`.
     pub async fn login(&mut self, signer: &PrivateKeySigner) -> Result<(), ApiError> {
         let ch = self.request("POST", "/v1/auth/challenge", Some(json!({}))).await?;

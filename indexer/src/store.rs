@@ -521,6 +521,54 @@ impl Store {
             .collect()
     }
 
+    /// Raw events about one object (`ref_id`: a bounty, channel or agent id), in chain order.
+    pub async fn events_of_ref(&self, ref_id: &str) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE ref_id = $1 ORDER BY block_number, log_index"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(ref_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    /// The latest `limit` raw events whose main account is `actor`, newest first.
+    pub async fn events_of_actor(&self, actor: Address, limit: u32) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE actor = $1 \
+             ORDER BY block_number DESC, log_index DESC LIMIT $2"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(crate::decode::addr_hex(actor))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    /// The latest `limit` raw events of the given kinds, newest first.
+    pub async fn latest_of_kinds(&self, kinds: &[&str], limit: u32) -> Result<Vec<EventRow>> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..kinds.len()).map(|i| format!("${}", i + 1)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM idx_events WHERE kind IN ({list}) \
+             ORDER BY block_number DESC, log_index DESC LIMIT ${}",
+            kinds.len() + 1
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for k in kinds {
+            q = q.bind(*k);
+        }
+        q.bind(i64::from(limit)).fetch_all(&self.pool).await?.iter().map(event_from_row).collect()
+    }
+
     /// All bounty rows ordered by id.
     pub async fn bounties(&self) -> Result<Vec<BountyRow>> {
         let sql = format!("SELECT {BOUNTY_COLS} FROM idx_bounties ORDER BY id");
@@ -714,6 +762,32 @@ mod tests {
             amount2: None,
             extra: Some(r#"{"deadline":5,"funded":true}"#.into()),
         }
+    }
+
+    /// The dashboard's reads: one object's events in chain order, one account's and the latest
+    /// of some kinds newest first.
+    #[tokio::test]
+    async fn events_by_ref_actor_and_kind() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let events = vec![
+            ev(1, 0, "BountyPosted", 1),
+            ev(1, 1, "BountyPosted", 2),
+            ev(2, 0, "BountyAwarded", 1),
+            ev(3, 0, "BountyCompleted", 1),
+            ev(4, 0, "BountyRefunded", 2),
+        ];
+        store.commit(&Batch { events, next_block: 5, ..Batch::default() }).await.unwrap();
+        let of1 = store.events_of_ref(&format!("{:#066x}", 1)).await.unwrap();
+        let kinds: Vec<&str> = of1.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["BountyPosted", "BountyAwarded", "BountyCompleted"]);
+        assert!(store.events_of_ref("0x99").await.unwrap().is_empty());
+        let actor = Address::with_last_byte(2 + 2); // ev's actor of id 2
+        let by = store.events_of_actor(actor, 10).await.unwrap();
+        assert_eq!(by.iter().map(|e| e.block_number).collect::<Vec<_>>(), [4, 1]);
+        assert_eq!(store.events_of_actor(actor, 1).await.unwrap().len(), 1);
+        let ends = store.latest_of_kinds(&["BountyCompleted", "BountyRefunded"], 10).await.unwrap();
+        assert_eq!(ends.iter().map(|e| e.block_number).collect::<Vec<_>>(), [4, 3]);
+        assert!(store.latest_of_kinds(&[], 10).await.unwrap().is_empty());
     }
 
     /// Several full multi-row chunks (anonymous `?` parameters on SQLite) round-trip in order,

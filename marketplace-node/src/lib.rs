@@ -3,6 +3,7 @@
 //! [`escrow_client`]. It does not parse chain logs itself (that is the indexer's job).
 
 pub mod cmd;
+pub mod dashboard;
 pub mod ioa;
 pub mod logging;
 pub mod market;

@@ -28,6 +28,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Run the marketplace node (the IoA switchboard).
     Node(cmd::node::NodeArgs),
+    /// Log in to a node's dashboard (the pages it serves at `/`).
+    Dashboard(cmd::dashboard::DashboardArgs),
     /// Run or manage an agent.
     Agent(cmd::agent::AgentArgs),
     /// Index the chain into SQL (SQLite or Postgres), reorg-safe.
@@ -53,6 +55,7 @@ async fn main() -> std::process::ExitCode {
         Command::Bounty(args) => args.run().await,
         Command::Demo(args) => args.run().await,
         Command::Node(args) => args.run().await,
+        Command::Dashboard(args) => args.run().await,
         Command::Agent(args) => args.run().await,
         Command::Indexer(args) => args.run().await,
         Command::Agents(args) => args.run().await,

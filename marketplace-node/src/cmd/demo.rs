@@ -17,7 +17,7 @@ use super::chain::spinner;
 /// several bounties (auction, nested, metered, one dishonest agent) and a final table.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  reef demo                # the marketplace (anvil + node + 7 agents + poster)\n  reef demo --settlement   # only one bounty's on-chain lifecycle, every tx with its gas\n  reef demo --json"
+    after_help = "Examples:\n  reef demo                # the marketplace (anvil + node + 7 agents + poster)\n  reef demo --serve        # the same, then keep it running to explore the dashboard (Ctrl-C stops)\n  reef demo --settlement   # only one bounty's on-chain lifecycle, every tx with its gas\n  reef demo --json"
 )]
 pub struct DemoArgs {
     /// Print a machine-readable JSON report on stdout.
@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// Only the settlement layer: one bounty's on-chain lifecycle with every tx and its gas.
     #[arg(long)]
     settlement: bool,
+    /// After the run, keep the demo market (anvil, node, agents) running until Ctrl-C, to
+    /// click around its dashboard (the URL is printed).
+    #[arg(long, conflicts_with = "settlement")]
+    serve: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,7 +43,7 @@ impl DemoArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
         if !self.settlement {
-            return super::demo_market::run(self.json).await;
+            return super::demo_market::run(self.json, self.serve).await;
         }
         let mut steps: Vec<Step> = Vec::new();
         let say = |s: &str| eprintln!("\n▶ {s}");

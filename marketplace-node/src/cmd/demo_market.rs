@@ -171,7 +171,7 @@ impl Demo {
 }
 
 /// Runs the marketplace demo.
-pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
+pub(crate) async fn run(json_out: bool, serve: bool) -> eyre::Result<()> {
     let t0 = Instant::now();
     let root = repo_root()?;
     let reef = std::env::current_exe()?;
@@ -229,6 +229,8 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
     if !line.contains("listen") {
         return Err(eyre!("the node did not start; see {}", tmp.join("node.log").display()));
     }
+    let dashboard = format!("{}/", demo.http);
+    eprintln!("  dashboard: {dashboard} (live; `reef demo --serve` keeps it up after the run)");
 
     eprintln!("▶ funding and starting {} agents (+1 metered, +1 MCP tool server)", AGENTS.len());
     let mut names: Vec<(Address, &'static str)> = vec![(dev_signer(0).address(), "poster")];
@@ -711,7 +713,7 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "bounties": table, "seconds": t0.elapsed().as_secs() })
+                &json!({ "bounties": table, "seconds": t0.elapsed().as_secs(), "dashboard": dashboard })
             )?
         );
     } else {
@@ -755,6 +757,25 @@ pub(crate) async fn run(json_out: bool) -> eyre::Result<()> {
         );
         println!("logs of the node and every agent: {}", tmp.display());
         println!("finished in {}s", t0.elapsed().as_secs());
+        println!("dashboard: {dashboard}");
+    }
+    if serve {
+        // The poster's login link, so the private parts (rankings, inputs, transcripts) show.
+        let mut api = super::nodeapi::NodeApi::new(&demo.http);
+        let login = match api.login(&dev_signer(0)).await {
+            Ok(()) => api.token().map(|t| format!("{}#login={t}", dashboard)),
+            Err(e) => {
+                eprintln!("  (no poster login link: {e})");
+                None
+            }
+        };
+        eprintln!("\n▶ the demo market keeps running until Ctrl-C");
+        eprintln!("  dashboard:           {dashboard}");
+        if let Some(l) = login {
+            eprintln!("  logged in as poster: {l}");
+        }
+        tokio::signal::ctrl_c().await?;
+        eprintln!("stopping the demo");
     }
     drop(procs);
     let _ = &anvil;

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod agents;
 pub mod bounty;
 pub mod chain;
+pub mod dashboard;
 pub mod demo;
 pub mod demo_market;
 pub mod deploy;

@@ -113,6 +113,10 @@ pub struct NodeArgs {
     /// Do not run the embedded chain indexer (bids are then ranked on this node's history only).
     #[arg(long)]
     no_indexer: bool,
+    /// Most dashboard live-update streams (server-sent events) open at once; more are answered
+    /// `503 busy` (docs/dashboard.md).
+    #[arg(long, default_value_t = crate::dashboard::live::MAX_CLIENTS, value_name = "N")]
+    dashboard_live_clients: usize,
 }
 
 impl NodeArgs {
@@ -135,6 +139,7 @@ impl NodeArgs {
         let node = ioa::Node::open(config).await?;
         let mut app = ioa::rest::router(node.clone()).merge(crate::openapi::router());
         let mut market_addr = None;
+        let live = self.dashboard_live_clients;
         match (&self.market_rpc, node.mesh()) {
             (Some(rpc), mesh) => {
                 let market = self.open_market(node.clone(), rpc).await?;
@@ -146,18 +151,21 @@ impl NodeArgs {
                 }
                 app = app
                     .merge(routes)
-                    .merge(crate::metrics::router(node.clone(), Some(market.clone())));
+                    .merge(crate::metrics::router(node.clone(), Some(market.clone())))
+                    .merge(crate::dashboard::router(node.clone(), Some(market.clone()), live));
                 tokio::spawn(market.run());
             }
             (None, Some(mesh)) => {
                 app = app
                     .merge(market::gateway::router(mesh.clone()))
-                    .merge(crate::metrics::router(node.clone(), None));
+                    .merge(crate::metrics::router(node.clone(), None))
+                    .merge(crate::dashboard::router(node.clone(), None, live));
             }
             (None, None) => {
                 app = app
                     .merge(market::gateway::absent_router())
-                    .merge(crate::metrics::router(node.clone(), None));
+                    .merge(crate::metrics::router(node.clone(), None))
+                    .merge(crate::dashboard::router(node.clone(), None, live));
             }
         }
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -180,7 +188,7 @@ impl NodeArgs {
         } else {
             println!("listening on {addr}");
         }
-        eprintln!("reef node {node_id}: ws://{addr}/v1/ws");
+        eprintln!("reef node {node_id}: ws://{addr}/v1/ws; dashboard http://{loopback}/");
         match (market_addr, node.mesh()) {
             (Some(a), _) => eprintln!("marketplace enabled; evaluator {a}"),
             (None, Some(_)) => eprintln!("marketplace requests go to the mesh's marketplace nodes"),

@@ -36,7 +36,8 @@ use std::{
 
 use alloy::{
     eips::BlockNumberOrTag,
-    primitives::{Address, U256},
+    primitives::{Address, B256, U256},
+    providers::Provider,
     rpc::types::Filter,
 };
 use escrow_client::{
@@ -88,13 +89,16 @@ pub struct ChainView {
     chain: ReefClient,
     escrow: Address,
     state: Mutex<State>,
+    /// Gas used by transactions, from their receipts (a mined transaction's gas never changes
+    /// unless a reorg drops it; the dashboard shows it beside the hash).
+    gas: Mutex<HashMap<B256, u64>>,
 }
 
 impl ChainView {
     /// A view over `chain`'s escrow; empty until the first [`sync`](Self::sync).
     pub fn new(chain: ReefClient) -> Self {
         let escrow = chain.deployment().bounty_escrow;
-        Self { chain, escrow, state: Mutex::default() }
+        Self { chain, escrow, state: Mutex::default(), gas: Mutex::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -304,6 +308,26 @@ impl ChainView {
         let v = self.chain.stake_of(who).await?;
         self.lock().stakes.insert(who, (v, Instant::now()));
         Ok(v)
+    }
+
+    /// Gas used by transaction `tx` (its receipt, read once and kept); `None` while the
+    /// transaction has no receipt.
+    pub async fn gas_used(&self, tx: B256) -> Result<Option<u64>> {
+        if let Some(g) = self.gas.lock().unwrap_or_else(|p| p.into_inner()).get(&tx) {
+            return Ok(Some(*g));
+        }
+        let receipt =
+            self.chain.provider().get_transaction_receipt(tx).await.map_err(|source| {
+                let url = self.chain.rpc_url().to_string();
+                MarketError::Chain(Box::new(escrow_client::Error::Rpc { url, source }))
+            })?;
+        let Some(r) = receipt else { return Ok(None) };
+        let mut cache = self.gas.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(tx, r.gas_used);
+        Ok(Some(r.gas_used))
     }
 
     /// The head's timestamp as of the last sync (the chain's clock for deadlines); read from

@@ -249,6 +249,16 @@ impl Market {
         &self.inner.node
     }
 
+    /// The work loop's cached view of the chain (receipts, stakes, the fee).
+    pub fn chain_view(&self) -> &super::chainview::ChainView {
+        &self.inner.view
+    }
+
+    /// The embedded indexer's store (`idx_` tables), when the node runs one.
+    pub fn index(&self) -> Option<&reef_indexer::Store> {
+        self.inner.cfg.reputation.as_ref()
+    }
+
     /// Chain facts a poster or agent needs.
     pub async fn info(&self) -> Result<Value> {
         Ok(json!({

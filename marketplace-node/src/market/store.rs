@@ -152,13 +152,30 @@ pub struct MarketStore {
     log_watchers: Arc<LogWatchers>,
 }
 
-/// Per-bounty wake-ups for readers of the progress log.
-#[derive(Debug, Default)]
+/// Per-bounty wake-ups for readers of the progress log, and one stream of every bounty whose
+/// log grew (the dashboard's live updates).
+#[derive(Debug)]
 pub struct LogWatchers {
     map: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    any: tokio::sync::broadcast::Sender<Arc<str>>,
+}
+
+/// Bounty ids buffered per observer of [`LogWatchers::changes`]; a slower one is told it lagged.
+const CHANGES_BUFFER: usize = 1024;
+
+impl Default for LogWatchers {
+    fn default() -> Self {
+        Self { map: Default::default(), any: tokio::sync::broadcast::channel(CHANGES_BUFFER).0 }
+    }
 }
 
 impl LogWatchers {
+    /// The ids of the bounties whose log grew, after each commit (possibly repeated). On
+    /// `RecvError::Lagged` the observer missed some and should assume any bounty changed.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.any.subscribe()
+    }
+
     /// The wake-up of `bounty_id`'s log (shared by all its readers).
     pub fn watch(&self, bounty_id: &str) -> Arc<tokio::sync::Notify> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -175,6 +192,8 @@ impl LogWatchers {
     }
 
     fn appended(&self, bounty_id: &str) {
+        // Nobody listening is not an error.
+        let _ = self.any.send(Arc::from(bounty_id));
         let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get(bounty_id) {
             n.notify_waiters();
