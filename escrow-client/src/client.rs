@@ -17,7 +17,7 @@ use alloy::{
     eips::BlockId,
     network::{EthereumWallet, TransactionBuilder},
     primitives::{Address, B256, Bytes, U256},
-    providers::{DynProvider, PendingTransactionError, Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
     rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest},
     signers::local::PrivateKeySigner,
     sol_types::{SolCall, SolEvent},
@@ -25,7 +25,7 @@ use alloy::{
 };
 use serde::Serialize;
 
-use crate::{Deployment, Error, Result, RetryPolicy, Revert};
+use crate::{Deployment, Error, Result, RetryPolicy, Revert, fees::FeePolicy};
 
 /// What a mined transaction cost and where it landed.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +69,8 @@ pub struct ClientOptions {
     /// rise; a send the node refuses as underpriced drops it and is signed again with fresh
     /// fees. `Duration::ZERO` asks for fees on every send.
     pub fee_ttl: Duration,
+    /// Fee caps, and when a transaction that is not mined is replaced with higher fees.
+    pub fees: FeePolicy,
 }
 
 impl Default for ClientOptions {
@@ -79,6 +81,7 @@ impl Default for ClientOptions {
             tx_timeout: Duration::from_secs(120),
             connect_retry: RetryPolicy::quick(),
             fee_ttl: Duration::from_secs(2),
+            fees: FeePolicy::default(),
         }
     }
 }
@@ -117,6 +120,10 @@ pub struct ReefClient {
 struct SendState {
     /// The last fee estimate and when it was made.
     fees: Option<(std::time::Instant, u128, u128)>,
+    /// Nonces of this client's transactions sent and not yet mined (or given up on). A lower
+    /// nonce of the account that is neither mined nor here was left by another process (a
+    /// crashed one): a gap that [`ReefClient::fill_gaps`] fills.
+    in_flight: std::collections::BTreeSet<u64>,
 }
 
 /// Whether the node refused a send because its nonce or fees are stale, which a second try
@@ -131,6 +138,23 @@ fn is_stale_send(err: &RpcError<TransportErrorKind>) -> bool {
     ["nonce too low", "nonce too high", "underpriced", "less than block base fee"]
         .iter()
         .any(|needle| msg.contains(needle))
+}
+
+/// Whether the node already holds this very transaction (a replacement identical to one sent).
+fn is_known(err: &RpcError<TransportErrorKind>) -> bool {
+    let RpcError::ErrorResp(payload) = err else { return false };
+    let msg = payload.message.to_lowercase();
+    msg.contains("already known") || msg.contains("already imported")
+}
+
+/// A wait for a transaction, with the nonce it held (to release from the in-flight set).
+type Mined = std::result::Result<(TransactionReceipt, Option<u64>), (Error, Option<u64>)>;
+
+/// The nonce of a mined (or failed) wait, for releasing it from the in-flight set.
+fn sent_nonce(r: &Mined) -> Option<u64> {
+    match r {
+        Ok((_, n)) | Err((_, n)) => *n,
+    }
 }
 
 /// Whether the node's error answer says the call reverted (with or without revert data).
@@ -358,19 +382,13 @@ impl ReefClient {
         action: &str,
         tx: TransactionRequest,
     ) -> Result<(TxOutcome, TransactionReceipt)> {
-        let pending = self.sign_and_send(action, tx).await?;
-        let hash = *pending.tx_hash();
-        let receipt = if self.opts.confirmations <= 1 {
-            // Included is enough: ask for the receipt at once, then back off. A dev chain
-            // (anvil automine) has it before the first poll; alloy's block watcher would add a
-            // whole poll interval (250 ms locally) to every transaction. Not anvil's
-            // `eth_sendRawTransactionSync`: it answers before anvil prunes its pool, so a rewind
-            // (`evm_revert`) right after can mine the transaction again (4 of 200 tries), and
-            // the polls it saves did not lower anvil's CPU per bounty in `market_bench`.
-            self.poll_receipt(action, hash).await?
-        } else {
-            self.watch_receipt(action, hash, pending).await?
-        };
+        let (hash, sent) = self.sign_and_send(action, tx).await?;
+        let mined = self.await_mined(action, sent, hash).await;
+        if let Some(nonce) = sent_nonce(&mined) {
+            self.send_state.lock().await.in_flight.remove(&nonce);
+        }
+        let receipt = mined.map(|(r, _)| r).map_err(|(e, _)| e)?;
+        let hash = receipt.transaction_hash;
         if !receipt.status() {
             return Err(Error::TxReverted { action: action.to_string(), hash });
         }
@@ -394,10 +412,15 @@ impl ReefClient {
         &self,
         action: &str,
         tx: TransactionRequest,
-    ) -> Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>> {
+    ) -> Result<(B256, TransactionRequest)> {
         let mut state = self.send_state.lock().await;
         let mut second_try = false;
         loop {
+            // The nonce is read here (not by the provider's filler) so that a replacement can
+            // be signed at the same one.
+            let me = self.address();
+            let nonce =
+                self.rpc(|p| async move { p.get_transaction_count(me).pending().await }).await?;
             let fresh = |at: &std::time::Instant| at.elapsed() < self.opts.fee_ttl;
             let fees = match state.fees {
                 Some((at, max_fee, tip)) if fresh(&at) => Some((max_fee, tip)),
@@ -414,7 +437,7 @@ impl ReefClient {
                                 fees.0 = fees.0.max(base.saturating_mul(2).saturating_add(fees.1));
                             }
                             state.fees = Some((std::time::Instant::now(), fees.0, fees.1));
-                            Some(fees)
+                            Some(self.opts.fees.capped(fees))
                         }
                         // A chain without EIP-1559 fees: the gas filler prices it (legacy).
                         Err(RpcError::UnsupportedFeature(_)) => None,
@@ -422,8 +445,8 @@ impl ReefClient {
                     }
                 }
             };
-            let mut tx = tx.clone();
-            if let Some((max_fee, tip)) = fees {
+            let mut tx = tx.clone().with_nonce(nonce);
+            if let Some((max_fee, tip)) = fees.map(|f| self.opts.fees.capped(f)) {
                 tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
             }
             // The error, and whether the send was retried after a transport failure: then the
@@ -432,6 +455,7 @@ impl ReefClient {
             let sent = async {
                 let gas = self.estimate_gas(&tx).await.map_err(|e| (e, false))?;
                 let tx = tx.with_gas_limit(gas);
+                let signed = tx.clone();
                 let attempts = std::sync::atomic::AtomicU32::new(0);
                 let sent = self
                     .rpc_raw(|p| {
@@ -440,11 +464,14 @@ impl ReefClient {
                         async move { p.send_transaction(tx).await }
                     })
                     .await;
-                sent.map_err(|e| (e, attempts.into_inner() > 1))
+                sent.map(|p| (*p.tx_hash(), signed)).map_err(|e| (e, attempts.into_inner() > 1))
             }
             .await;
             match sent {
-                Ok(pending) => return Ok(pending),
+                Ok((hash, signed)) => {
+                    state.in_flight.insert(nonce);
+                    return Ok((hash, signed));
+                }
                 Err((e, false)) if !second_try && is_stale_send(&e) => {
                     tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
                     state.fees = None;
@@ -477,46 +504,177 @@ impl ReefClient {
         }
     }
 
-    /// Waits for `confirmations` blocks on top of the transaction with alloy's block watcher.
-    async fn watch_receipt(
+    /// Waits for one of the signings of `tx` (first sent as `first`) to be mined, then for
+    /// the configured confirmations. Polls at once, then backs off to 1 s. A transaction not
+    /// mined within the fee policy's `replace_after` is signed again at the same nonce with
+    /// higher fees (within the caps), and nonces below it that no transaction of this client
+    /// holds are filled (a gap left by a crashed process would hold it back forever).
+    async fn await_mined(
         &self,
         action: &str,
-        hash: B256,
-        pending: alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>,
-    ) -> Result<TransactionReceipt> {
-        Ok(
-            match pending
-                .with_required_confirmations(self.opts.confirmations)
-                .with_timeout(Some(self.opts.tx_timeout))
-                .get_receipt()
-                .await
+        mut tx: TransactionRequest,
+        first: B256,
+    ) -> Mined {
+        let nonce = tx.nonce;
+        let err = |e: Error| (e, nonce);
+        let started = std::time::Instant::now();
+        let deadline = started + self.opts.tx_timeout;
+        let mut hashes = vec![first];
+        let mut last_send = started;
+        let mut pause = Duration::from_millis(10);
+        let mut capped_warned = false;
+        loop {
+            for &hash in hashes.iter().rev() {
+                let r = self
+                    .rpc(|p| async move { p.get_transaction_receipt(hash).await })
+                    .await
+                    .map_err(err)?;
+                if let Some(r) = r {
+                    let r = self.await_confirmations(action, r).await.map_err(err)?;
+                    return Ok((r, nonce));
+                }
+            }
+            let now = std::time::Instant::now();
+            if now > deadline {
+                return Err(err(Error::Timeout {
+                    action: action.to_string(),
+                    hash: *hashes.last().unwrap_or(&first),
+                    waited: self.opts.tx_timeout,
+                }));
+            }
+            let every = self.opts.fees.replace_after;
+            if !every.is_zero()
+                && now.duration_since(last_send) >= every
+                && let (Some(n), Some(max_fee), Some(tip)) =
+                    (nonce, tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
             {
-                Ok(r) => r,
-                // The endpoint failed while we waited: the transaction is out there, so poll for
-                // its receipt (with retries) instead of reporting a failure that did not happen.
-                Err(PendingTransactionError::TransportError(_)) => {
-                    self.poll_receipt(action, hash).await?
+                last_send = now;
+                self.fill_gaps(n).await.map_err(err)?;
+                let fresh = self.fresh_fees().await.map_err(err)?;
+                match self.opts.fees.replacement((max_fee, tip), fresh) {
+                    Some((new_max, new_tip)) => {
+                        let next = tx
+                            .clone()
+                            .with_max_fee_per_gas(new_max)
+                            .with_max_priority_fee_per_gas(new_tip);
+                        let sent = self
+                            .rpc_raw(|p| {
+                                let next = next.clone();
+                                async move { p.send_transaction(next).await }
+                            })
+                            .await;
+                        match sent {
+                            Ok(p) => {
+                                tracing::warn!(
+                                    action,
+                                    nonce = n,
+                                    old_max_fee = max_fee,
+                                    new_max_fee = new_max,
+                                    new_tip,
+                                    waited_ms = now.duration_since(started).as_millis() as u64,
+                                    "transaction not mined in time: replaced with higher fees"
+                                );
+                                hashes.push(*p.tx_hash());
+                                tx = next;
+                            }
+                            // An earlier signing was mined meanwhile, or the node still holds
+                            // one it prefers: keep polling the hashes sent.
+                            Err(e) if is_stale_send(&e) || is_known(&e) => {}
+                            Err(e) => return Err(err(self.classify(action, e))),
+                        }
+                    }
+                    None if !capped_warned => {
+                        capped_warned = true;
+                        tracing::warn!(
+                            action,
+                            nonce = n,
+                            max_fee,
+                            "transaction not mined and the fee caps leave no room to replace it; waiting"
+                        );
+                    }
+                    None => {}
                 }
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        action: action.to_string(),
-                        hash,
-                        waited: self.opts.tx_timeout,
-                    });
-                }
-            },
-        )
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
-    /// Polls for the receipt of `hash` (transport failures retried): at once, then every
-    /// 10 ms doubling up to 1 s, until `tx_timeout`.
-    async fn poll_receipt(&self, action: &str, hash: B256) -> Result<TransactionReceipt> {
+    /// The fees a send would get now (uncapped; the policy caps them).
+    async fn fresh_fees(&self) -> Result<(u128, u128)> {
+        let est = self
+            .rpc_raw(|p| async move { p.estimate_eip1559_fees().await })
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let base = self.block_base_fee().await?.unwrap_or_default();
+        let tip = est.max_priority_fee_per_gas;
+        Ok((est.max_fee_per_gas.max(base.saturating_mul(2).saturating_add(tip)), tip))
+    }
+
+    /// Fills the account's nonces below `nonce` that are neither mined nor held by one of this
+    /// client's transactions with a zero-value transfer to itself, priced to be mined (and to
+    /// replace whatever another process left at that nonce). Returns how many it sent.
+    pub async fn fill_gaps(&self, nonce: u64) -> Result<usize> {
+        let me = self.address();
+        let mined = self.rpc(|p| async move { p.get_transaction_count(me).latest().await }).await?;
+        if mined >= nonce {
+            return Ok(0);
+        }
+        let owned = self.send_state.lock().await.in_flight.clone();
+        let (max_fee, tip) = self.fresh_fees().await?;
+        // Twice the estimate: above anything a crashed process priced at an older base fee.
+        let (max_fee, tip) =
+            self.opts.fees.capped((max_fee.saturating_mul(2), tip.saturating_mul(2).max(1)));
+        let mut sent = 0;
+        for n in (mined..nonce).filter(|n| !owned.contains(n)) {
+            let fill = TransactionRequest::default()
+                .with_from(me)
+                .with_to(me)
+                .with_value(U256::ZERO)
+                .with_nonce(n)
+                .with_gas_limit(21_000)
+                .with_max_fee_per_gas(max_fee)
+                .with_max_priority_fee_per_gas(tip);
+            let r = self
+                .rpc_raw(|p| {
+                    let fill = fill.clone();
+                    async move { p.send_transaction(fill).await }
+                })
+                .await;
+            match r {
+                Ok(p) => {
+                    sent += 1;
+                    tracing::warn!(nonce = n, hash = %p.tx_hash(), "nonce gap (left by an earlier process): filled with a zero-value transfer to self");
+                }
+                Err(e) if is_stale_send(&e) || is_known(&e) => {}
+                Err(e) => return Err(self.classify("fill a nonce gap", e)),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Waits until `receipt`'s block has the configured confirmations and checks the
+    /// transaction is still in the chain (a reorg may drop it: then [`Error::Timeout`] says to
+    /// check before retrying).
+    async fn await_confirmations(
+        &self,
+        action: &str,
+        receipt: TransactionReceipt,
+    ) -> Result<TransactionReceipt> {
+        if self.opts.confirmations <= 1 {
+            return Ok(receipt);
+        }
+        let hash = receipt.transaction_hash;
+        let Some(block) = receipt.block_number else { return Ok(receipt) };
+        let want = block + self.opts.confirmations - 1;
         let deadline = std::time::Instant::now() + self.opts.tx_timeout;
-        let mut pause = Duration::from_millis(10);
         loop {
-            let r = self.rpc(|p| async move { p.get_transaction_receipt(hash).await }).await?;
-            if let Some(r) = r {
-                return Ok(r);
+            if self.block_number().await? >= want {
+                let again =
+                    self.rpc(|p| async move { p.get_transaction_receipt(hash).await }).await?;
+                if let Some(r) = again {
+                    return Ok(r);
+                }
             }
             if std::time::Instant::now() > deadline {
                 return Err(Error::Timeout {
@@ -525,8 +683,7 @@ impl ReefClient {
                     waited: self.opts.tx_timeout,
                 });
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

@@ -58,6 +58,36 @@ pub struct ChainArgs {
     /// Confirmations to wait for after inclusion.
     #[arg(long, global = true, default_value_t = 1)]
     pub confirmations: u64,
+    /// Fee caps and stuck-transaction replacement.
+    #[command(flatten)]
+    pub fees: FeeArgs,
+}
+
+/// The EIP-1559 fee policy of a command's transactions.
+#[derive(Debug, Clone, Args)]
+pub struct FeeArgs {
+    /// Never sign a transaction with a max fee per gas above this many gwei.
+    #[arg(long, global = true, value_name = "GWEI", value_parser = escrow_client::fees::parse_gwei)]
+    pub max_fee_gwei: Option<u128>,
+    /// Never tip (max priority fee per gas) above this many gwei.
+    #[arg(long, global = true, value_name = "GWEI", value_parser = escrow_client::fees::parse_gwei)]
+    pub max_priority_fee_gwei: Option<u128>,
+    /// Replace a transaction not mined within this long with higher fees at the same nonce
+    /// (0s = never).
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    pub replace_after: Duration,
+}
+
+impl FeeArgs {
+    /// The policy these flags describe.
+    pub fn policy(&self) -> escrow_client::fees::FeePolicy {
+        escrow_client::fees::FeePolicy {
+            max_fee_per_gas: self.max_fee_gwei,
+            max_priority_fee_per_gas: self.max_priority_fee_gwei,
+            replace_after: self.replace_after,
+            ..Default::default()
+        }
+    }
 }
 
 impl ChainArgs {
@@ -136,7 +166,11 @@ impl ChainArgs {
     }
 
     fn opts(&self) -> ClientOptions {
-        ClientOptions { confirmations: self.confirmations, ..ClientOptions::default() }
+        ClientOptions {
+            confirmations: self.confirmations,
+            fees: self.fees.policy(),
+            ..ClientOptions::default()
+        }
     }
 }
 

@@ -82,6 +82,9 @@ pub struct NodeArgs {
     /// Accept --market-key (a raw hex key) on a chain that is not a local devnet.
     #[arg(long)]
     allow_raw_key: bool,
+    /// Fee caps and stuck-transaction replacement for the node's own transactions.
+    #[command(flatten)]
+    fees: super::chain::FeeArgs,
     /// A verifier program posters may choose for `command` verification (repeatable).
     #[arg(long = "verifier", value_name = "NAME=PATH")]
     verifiers: Vec<String>,
@@ -265,6 +268,10 @@ impl NodeArgs {
             rpc_url: rpc.to_string(),
             deployment,
             key,
+            chain_options: escrow_client::ClientOptions {
+                fees: self.fees.policy(),
+                ..Default::default()
+            },
             scoring: Default::default(),
             bid_capacity: self.bid_capacity,
             cfp_fanout: self.cfp_fanout,

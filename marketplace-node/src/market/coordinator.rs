@@ -36,6 +36,8 @@ pub struct MarketConfig {
     pub deployment: Deployment,
     /// The node's evaluator key (signs attestations, pays gas for refunds and claims).
     pub key: PrivateKeySigner,
+    /// How the node's transactions are sent: fee caps and stuck-transaction replacement.
+    pub chain_options: ClientOptions,
     /// Bid ranking weights.
     pub scoring: ScoringConfig,
     /// Most bids kept per bounty.
@@ -212,7 +214,7 @@ impl Market {
             &cfg.rpc_url,
             cfg.key.clone(),
             cfg.deployment.clone(),
-            ClientOptions::default(),
+            cfg.chain_options.clone(),
         )
         .await?;
         Ok(Self {
