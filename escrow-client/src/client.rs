@@ -509,12 +509,7 @@ impl ReefClient {
     /// mined within the fee policy's `replace_after` is signed again at the same nonce with
     /// higher fees (within the caps), and nonces below it that no transaction of this client
     /// holds are filled (a gap left by a crashed process would hold it back forever).
-    async fn await_mined(
-        &self,
-        action: &str,
-        mut tx: TransactionRequest,
-        first: B256,
-    ) -> Mined {
+    async fn await_mined(&self, action: &str, mut tx: TransactionRequest, first: B256) -> Mined {
         let nonce = tx.nonce;
         let err = |e: Error| (e, nonce);
         let started = std::time::Instant::now();

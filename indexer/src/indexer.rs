@@ -50,14 +50,15 @@ pub struct IndexerConfig {
 }
 
 impl IndexerConfig {
-    /// Defaults for a deployment: its contracts, its test token, from its start block.
+    /// Defaults for a deployment: its contracts, its test token, from its start block, with its
+    /// chain's confirmations and reorg window ([`crate::chains::profile`]).
     pub fn for_deployment(dep: &escrow_client::Deployment) -> Self {
         Self {
             contracts: Contracts::of(dep),
             tokens: dep.test_token.into_iter().collect(),
             start_block: dep.start_block,
-            confirmations: if dep.chain_id == 31337 { 0 } else { 12 },
-            reorg_window: 64,
+            confirmations: crate::chains::profile(dep.chain_id).confirmations,
+            reorg_window: crate::chains::profile(dep.chain_id).reorg_window,
             initial_range: 1_000,
             max_range: 50_000,
             concurrency: 4,
@@ -305,14 +306,18 @@ impl<S: ChainSource> Indexer<S> {
         let to = ranges.last().map_or(next, |r| r.1);
         let addrs = self.addresses();
         let started = Instant::now();
-        let results: Vec<Result<(Vec<Log>, bool)>> =
+        let results: Vec<Result<(Vec<Log>, Option<u64>)>> =
             futures::future::join_all(ranges.iter().map(|&(a, b)| self.fetch_logs(a, b, &addrs)))
                 .await;
         let mut logs = Vec::new();
-        let mut shrunk = false;
+        // After a split: the widest range the provider answered (the narrowest such over the
+        // concurrent ranges).
+        let mut shrunk: Option<u64> = None;
         for r in results {
             let (l, s) = r?;
-            shrunk |= s;
+            if let Some(w) = s {
+                shrunk = Some(shrunk.map_or(w, |v| v.min(w)));
+            }
             logs.extend(l);
         }
         let elapsed = started.elapsed();
@@ -342,9 +347,10 @@ impl<S: ChainSource> Indexer<S> {
             commit = ?t3.elapsed(),
             "backfilled"
         );
-        // Adapt: halve after errors, double while requests are quick and small.
-        if shrunk {
-            self.range = (self.range / 2).max(1);
+        // Adapt: after errors, at most half and at most what the provider then answered (a
+        // capped provider is learnt in one step); double while requests are quick and small.
+        if let Some(widest_ok) = shrunk {
+            self.range = (self.range / 2).min(widest_ok).max(1);
         } else if elapsed < Duration::from_secs(2) && n_logs < 5_000 * ranges.len() {
             self.range = (self.range * 2).min(self.cfg.max_range.max(1));
         }
@@ -406,16 +412,24 @@ impl<S: ChainSource> Indexer<S> {
     }
 
     /// Logs of `from..=to`, splitting the range on errors (single blocks are retried with
-    /// backoff). Returns the logs in chain order and whether any split happened.
-    async fn fetch_logs(&self, from: u64, to: u64, addrs: &[Address]) -> Result<(Vec<Log>, bool)> {
+    /// backoff). Returns the logs in chain order and, if any split happened, the widest range
+    /// the provider then answered (what a capped provider allows).
+    async fn fetch_logs(
+        &self,
+        from: u64,
+        to: u64,
+        addrs: &[Address],
+    ) -> Result<(Vec<Log>, Option<u64>)> {
         let mut out = Vec::new();
         let mut stack = vec![(from, to)];
         let mut shrunk = false;
+        let mut widest_ok = 0u64;
         let mut attempts = 0u32;
         while let Some((a, b)) = stack.pop() {
             match self.src.logs(a, b, addrs).await {
                 Ok(logs) => {
                     attempts = 0;
+                    widest_ok = widest_ok.max(b - a + 1);
                     out.extend(logs.into_iter().filter(|l| {
                         !l.removed && l.block_number.is_some_and(|n| (a..=b).contains(&n))
                     }));
@@ -438,7 +452,7 @@ impl<S: ChainSource> Indexer<S> {
             }
         }
         out.sort_by_key(|l| (l.block_number, l.log_index));
-        Ok((out, shrunk))
+        Ok((out, shrunk.then_some(widest_ok.max(1))))
     }
 
     /// Block timestamps for logs that do not carry one (fetched with bounded concurrency).

@@ -13,6 +13,7 @@
 //! This crate does not score agents (`reef-reputation` does; [`reputation::load_book`] feeds it)
 //! and does not send transactions.
 
+pub mod chains;
 pub mod decode;
 pub mod derived;
 mod error;
@@ -23,6 +24,7 @@ pub mod source;
 pub mod sqlite;
 pub mod store;
 
+pub use chains::{ChainProfile, profile};
 pub use decode::{Contracts, EventRow};
 pub use error::{Error, Result};
 pub use indexer::{Indexer, IndexerConfig, SyncReport};

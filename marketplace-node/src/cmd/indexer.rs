@@ -20,8 +20,9 @@ pub struct IndexArgs {
     /// Database URL (`sqlite:path` or `postgres://…`); default `sqlite:.reef/indexer-<chainId>.db`.
     #[arg(long, global = true, env = "REEF_INDEXER_DB")]
     pub db: Option<String>,
-    /// Blocks a fact must be below the head before scores and balances use it (default: 0 on
-    /// anvil's chain 31337, 12 elsewhere).
+    /// Blocks a fact must be below the head before scores and balances use it (default by chain
+    /// id: 0 on local devnets, 12 on Ethereum, 10 on OP-stack and Arbitrum chains, 64 on
+    /// Polygon PoS, 12 on any other).
     #[arg(long, global = true)]
     pub confirmations: Option<u64>,
 }
@@ -42,7 +43,7 @@ impl IndexArgs {
 
     /// The confirmation depth for `chain_id`.
     pub fn confirmations(&self, chain_id: u64) -> u64 {
-        self.confirmations.unwrap_or(if chain_id == 31337 { 0 } else { 12 })
+        self.confirmations.unwrap_or(reef_indexer::profile(chain_id).confirmations)
     }
 
     /// Opens the index: with `--db`, without contacting the chain; otherwise by chain id.
@@ -104,9 +105,10 @@ struct RunArgs {
     /// Also index transfers of this ERC-20 (repeatable; bounty tokens are discovered anyway).
     #[arg(long = "token")]
     tokens: Vec<Address>,
-    /// Recent blocks kept for reorg detection.
-    #[arg(long, default_value_t = 64)]
-    reorg_window: u64,
+    /// Recent blocks kept for reorg detection (default by chain id: 64 on local devnets, 128 on
+    /// Ethereum, OP-stack and Arbitrum chains, 256 on Polygon PoS, 128 on any other).
+    #[arg(long)]
+    reorg_window: Option<u64>,
     /// Concurrent RPC requests.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -157,7 +159,10 @@ async fn config(index: &IndexArgs, a: &RunArgs, chain_id: u64) -> eyre::Result<I
     }
     cfg.tokens.extend(a.tokens.iter().copied());
     cfg.confirmations = index.confirmations(chain_id);
-    cfg.reorg_window = a.reorg_window;
+    cfg.reorg_window = a
+        .reorg_window
+        .unwrap_or(reef_indexer::profile(chain_id).reorg_window)
+        .max(cfg.confirmations);
     cfg.concurrency = a.concurrency.max(1);
     Ok(cfg)
 }
