@@ -1,12 +1,12 @@
 //! The node's OpenAPI 3.1 description, served at `GET /v1/openapi.json` on every node.
 //!
-//! Generated from the code: the IoA, marketplace and metrics routers are `utoipa-axum`
+//! Generated from the code: the IoA, marketplace, metrics and dashboard routers are `utoipa-axum`
 //! [`OpenApiRouter`](utoipa_axum::router::OpenApiRouter)s, so a route and its description are
-//! registered by the same `routes!(...)` call; the few routes that are not plain handlers (the
-//! MCP service, this document) are described here. Bodies that the protocol's JSON Schemas
-//! (`docs/schemas/`) already define are components built from those very files (one source
-//! for both, so they cannot disagree); REST-only bodies are `ToSchema` structs next to their
-//! handlers. docs/openapi.md says how it is checked (schemathesis against a live node).
+//! registered by the same `routes!(...)` call; the few routes that are not plain handlers (the MCP
+//! service, this document) are described here. Bodies that the protocol's JSON Schemas
+//! (`docs/schemas/`) already define are components built from those very files (one source for
+//! both, so they cannot disagree); REST-only bodies are `ToSchema` structs next to their handlers.
+//! docs/openapi.md says how it is checked (schemathesis against a live node).
 
 use std::{borrow::Cow, sync::OnceLock};
 

@@ -58,28 +58,34 @@ pub struct BountySummary {
     /// Poster.
     pub poster: String,
     /// Awarded (or ranked-first) provider.
+    #[schema(required)]
     pub winner: Option<String>,
     /// Sealed bids received (the count only: the bids are the poster's to see).
     pub bids: u64,
     /// Task description.
     pub description: String,
     /// Reward budget in the token's base units (decimal).
+    #[schema(required)]
     pub reward: Option<String>,
     /// Reward token.
+    #[schema(required)]
     pub token: Option<String>,
     /// Skills asked for.
     pub skills: Vec<String>,
     /// A contest (entries until the deadline) rather than an auction.
     pub contest: bool,
     /// How the result is verified (`hash`, `command`, `poster`, `evaluator`, `quorum`).
+    #[schema(required)]
     pub verify: Option<String>,
     /// The parent bounty, when this one is funded from its reward (a sub-bounty).
+    #[schema(required)]
     pub parent: Option<String>,
     /// Unix ms when the node registered it.
     pub created_ms: u64,
     /// Unix seconds when bidding closes (a contest: its deadline).
     pub bid_close_at: u64,
     /// The last transition's note.
+    #[schema(required)]
     pub note: Option<String>,
 }
 
@@ -94,12 +100,16 @@ pub struct SettledPoint {
     /// Block time of the settlement.
     pub at: u64,
     /// Gas of every transaction about the bounty (from receipts), when all could be read.
+    #[schema(required)]
     pub gas: Option<u64>,
     /// Paid to the provider(s) (decimal base units).
+    #[schema(required)]
     pub paid: Option<String>,
     /// Platform fee (decimal base units).
+    #[schema(required)]
     pub fee: Option<String>,
     /// Reward token.
+    #[schema(required)]
     pub token: Option<String>,
 }
 
@@ -122,9 +132,10 @@ pub struct MarketOverview {
     /// Whether this node runs the marketplace (else only agents and groups are shown).
     pub market: bool,
     /// The node's evaluator address.
-    #[schema(value_type = Option<openapi::Address>)]
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub evaluator: Option<Address>,
     /// Platform fee in basis points.
+    #[schema(required)]
     pub fee_bps: Option<u16>,
     /// Bounties per phase (every phase, in lifecycle order).
     pub phases: Vec<PhaseCount>,
@@ -158,16 +169,19 @@ pub struct TimelineItem {
     /// Detail (the log line's text, or the event's accounts and amounts).
     pub detail: String,
     /// The transaction (on-chain events).
-    #[schema(value_type = Option<openapi::TxHash>)]
+    #[schema(value_type = Option<openapi::TxHash>, required)]
     pub tx_hash: Option<B256>,
     /// Gas the transaction used (from its receipt).
+    #[schema(required)]
     pub gas: Option<u64>,
     /// Block number (on-chain events).
+    #[schema(required)]
     pub block: Option<u64>,
     /// Main account of the event.
-    #[schema(value_type = Option<openapi::Address>)]
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub actor: Option<Address>,
     /// Main amount (decimal base units).
+    #[schema(required)]
     pub amount: Option<String>,
 }
 
@@ -185,6 +199,7 @@ pub struct ChainTx {
     /// The escrow events it emitted about the bounty.
     pub events: Vec<String>,
     /// Gas used (from the receipt).
+    #[schema(required)]
     pub gas: Option<u64>,
 }
 
@@ -229,19 +244,23 @@ pub struct Cfp {
     /// Skills asked for.
     pub skills: Vec<String>,
     /// Verification mode.
+    #[schema(required)]
     pub verify: Option<String>,
     /// The evaluator panel (panel modes), as chosen by the node.
     #[schema(value_type = Vec<openapi::Address>)]
     pub panel: Vec<Address>,
     /// Matching verdicts a panel needs.
+    #[schema(required)]
     pub quorum: Option<u64>,
     /// Bid window, ms.
     pub bid_window_ms: u64,
     /// Unix seconds when bidding closes.
     pub bid_close_at: u64,
     /// Submission deadline (unix seconds).
+    #[schema(required)]
     pub deadline: Option<u64>,
     /// The CFP's IoA group.
+    #[schema(required)]
     pub cfp_group: Option<String>,
 }
 
@@ -252,7 +271,7 @@ pub struct BountyPage {
     /// The bounty.
     pub summary: BountySummary,
     /// Who is looking.
-    #[schema(value_type = Option<openapi::Address>)]
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub viewer: Option<Address>,
     /// The viewer posted it.
     pub is_poster: bool,
@@ -265,32 +284,39 @@ pub struct BountyPage {
     /// Every on-chain transaction about the bounty, with its gas.
     pub transactions: Vec<ChainTx>,
     /// Gas of all of them.
+    #[schema(required)]
     pub total_gas: Option<u64>,
     /// The ranking with each score's parts (poster only, after the window closed).
+    #[schema(required)]
     pub ranking: Option<Vec<RankRow>>,
     /// Why there is no ranking (`sealed` while bidding, `poster_only`, `none`).
     pub ranking_note: &'static str,
     /// The award on-chain: provider and price.
+    #[schema(required)]
     pub award: Option<TimelineItem>,
     /// The verdict (its `result` only for the poster and the provider).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     pub verdict: Option<Value>,
     /// The payout on-chain: the event that ended the bounty.
+    #[schema(required)]
     pub payout: Option<TimelineItem>,
     /// Every payment the escrow made for it (a contest pays each winner: `WinnerPaid`).
     pub payouts: Vec<TimelineItem>,
     /// Task input (poster and assigned provider only).
+    #[schema(required)]
     pub input: Option<Value>,
     /// The work group (poster + provider).
+    #[schema(required)]
     pub work_group: Option<String>,
     /// The work group's conversation (its members only).
-    #[schema(value_type = Option<Vec<openapi::GroupMessage>>)]
+    #[schema(value_type = Option<Vec<openapi::GroupMessage>>, required)]
     pub conversation: Option<Vec<Value>>,
     /// Contest entrants (who entered; the entries are the poster's to see).
     pub entrants: Vec<String>,
     /// Sub-bounties funded from this one's reward.
     pub children: Vec<BountySummary>,
     /// The parent's summary, for a sub-bounty.
+    #[schema(required)]
     pub parent: Option<BountySummary>,
 }
 
@@ -303,8 +329,10 @@ pub struct AgentRow {
     #[schema(value_type = openapi::AgentInfo)]
     pub info: AgentInfo,
     /// Bonded stake (wei, decimal), when the chain answered.
+    #[schema(required)]
     pub stake: Option<String>,
     /// Reputation score in [0, 1], when the node indexes the chain.
+    #[schema(required)]
     pub reputation: Option<f64>,
 }
 
@@ -323,6 +351,7 @@ pub struct AgentEvent {
     /// Escrow or registry event.
     pub kind: String,
     /// The bounty (or other object) it is about.
+    #[schema(required)]
     pub ref_id: Option<String>,
     /// Transaction.
     #[schema(value_type = openapi::TxHash)]
@@ -330,6 +359,7 @@ pub struct AgentEvent {
     /// Block time.
     pub at: u64,
     /// Amount (decimal base units).
+    #[schema(required)]
     pub amount: Option<String>,
 }
 
@@ -340,7 +370,7 @@ pub struct AgentPage {
     /// The agent.
     pub agent: AgentRow,
     /// Its reputation, explained (components and counts).
-    #[schema(value_type = Option<openapi::Reputation>)]
+    #[schema(value_type = Option<openapi::Reputation>, required)]
     pub reputation: Option<reef_reputation::Score>,
     /// Its latest on-chain events, newest first.
     pub history: Vec<AgentEvent>,

@@ -69,7 +69,7 @@ impl FromRequestParts<Dashboard> for Viewer {
 #[schema(as = dashboard::SessionInfo)]
 pub struct SessionInfo {
     /// The logged-in address, or `null` for a stranger.
-    #[schema(value_type = Option<openapi::Address>)]
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub address: Option<Address>,
 }
 

@@ -396,6 +396,12 @@ fn the_dashboard_is_described() {
     assert_eq!(content("/v1/dashboard/live", "503"), ["application/json"]);
     let group = &doc["paths"]["/v1/dashboard/groups/{id}"]["get"];
     assert_eq!(group["security"], serde_json::json!([{ "session": [] }, { "bearer": [] }]));
+    // The private parts of a bounty page are always there, `null` for whoever may not see them.
+    let page = &doc["components"]["schemas"]["dashboard.BountyPage"];
+    for field in ["ranking", "input", "verdict", "conversation", "viewer"] {
+        let required = page["required"].as_array().unwrap();
+        assert!(required.contains(&field.into()), "{field} is not required: {required:?}");
+    }
     // Every embedded file is served with a content type the description names.
     let described = content("/dashboard/{file}", "200");
     for (name, ty, _) in crate::dashboard::ASSETS {
