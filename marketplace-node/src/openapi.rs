@@ -1,12 +1,12 @@
 //! The node's OpenAPI 3.1 description, served at `GET /v1/openapi.json` on every node.
 //!
-//! Generated from the code: the IoA, marketplace and metrics routers are `utoipa-axum`
+//! Generated from the code: the IoA, marketplace, metrics and dashboard routers are `utoipa-axum`
 //! [`OpenApiRouter`](utoipa_axum::router::OpenApiRouter)s, so a route and its description are
-//! registered by the same `routes!(...)` call; the few routes that are not plain handlers (the
-//! MCP service, this document) are described here. Bodies that the protocol's JSON Schemas
-//! (`docs/schemas/`) already define are components built from those very files (one source
-//! for both, so they cannot disagree); REST-only bodies are `ToSchema` structs next to their
-//! handlers. docs/openapi.md says how it is checked (schemathesis against a live node).
+//! registered by the same `routes!(...)` call; the few routes that are not plain handlers (the MCP
+//! service, this document) are described here. Bodies that the protocol's JSON Schemas
+//! (`docs/schemas/`) already define are components built from those very files (one source for
+//! both, so they cannot disagree); REST-only bodies are `ToSchema` structs next to their handlers.
+//! docs/openapi.md says how it is checked (schemathesis against a live node).
 
 use std::{borrow::Cow, sync::OnceLock};
 
@@ -17,7 +17,7 @@ use utoipa::{
     openapi::{
         ObjectBuilder, RefOr,
         schema::Schema,
-        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
@@ -26,6 +26,10 @@ pub const PATH: &str = "/v1/openapi.json";
 
 /// The name of the bearer security scheme (a token from `POST /v1/auth/login`).
 pub const BEARER: &str = "bearer";
+
+/// The name of the dashboard's session-cookie security scheme (the `reef_session` cookie that
+/// `POST /v1/dashboard/session` sets).
+pub const SESSION: &str = "session";
 
 /// Declares a unit type standing for a body whose JSON Schema lives in `docs/schemas/`, and the
 /// table of those files: the type gives handlers' `#[utoipa::path]` something to reference,
@@ -108,6 +112,22 @@ impl utoipa::PartialSchema for Address {
 
 impl utoipa::ToSchema for Address {}
 
+/// A transaction hash in a body: `0x` and 64 lower-case hex digits.
+#[derive(Debug, Clone, Copy)]
+pub struct TxHash;
+
+impl utoipa::PartialSchema for TxHash {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^0x[0-9a-f]{64}$"))
+            .description(Some("A transaction hash: 0x and 64 lower-case hex digits"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TxHash {}
+
 /// The protocol JSON Schema behind `component`, as an OpenAPI component: the file without its
 /// `$schema`/`$id` (the document is the context). `GroupMessage` is the `message` frame as
 /// stored, without the frame's `type`.
@@ -154,6 +174,13 @@ impl Modify for Security {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::dashboard::auth::COOKIE,
+                "The dashboard's session: a bearer token traded for an `HttpOnly` cookie by `POST /v1/dashboard/session` (docs/dashboard.md).",
+            ))),
         );
     }
 }
@@ -239,7 +266,7 @@ async fn openapi_json() -> Json<Value> {
 #[openapi(
     info(
         title = "Reef node REST API",
-        description = "The REST endpoints of a Reef node: the IoA switchboard (login, agent registry, discovery, groups) and the marketplace (`/v1/market/...`: bounties, sealed bids, contest entries, reputation), plus `/metrics`, the MCP endpoint and the WebSocket upgrade.\n\nProtocol: https://github.com/reef-network/reef/blob/main/docs/protocol.md (IoA, WebSocket frames, errors). Marketplace: https://github.com/reef-network/reef/blob/main/docs/earning.md. Bodies share the JSON Schemas of docs/schemas/. Writes need `Authorization: Bearer <token>` from `POST /v1/auth/login`.\n\nEvery error answer is `{code, error, message}` (`Error`). A node started without `--rpc-url` answers `/v1/market/...` the same way by forwarding to a marketplace node of its mesh, with `502`/`503`/`504` (`mesh_*`, `no_market`) when none answers, or `404 no_market` when it has no mesh. Internal failures are `500 internal` (never expected; a bug).",
+        description = "The REST endpoints of a Reef node: the IoA switchboard (login, agent registry, discovery, groups) and the marketplace (`/v1/market/...`: bounties, sealed bids, contest entries, reputation), the web dashboard (`/`, `/dashboard/...`, `/v1/dashboard/...`), plus `/metrics`, the MCP endpoint and the WebSocket upgrade.\n\nProtocol: https://github.com/reef-network/reef/blob/main/docs/protocol.md (IoA, WebSocket frames, errors). Marketplace: https://github.com/reef-network/reef/blob/main/docs/earning.md. Bodies share the JSON Schemas of docs/schemas/. Writes need `Authorization: Bearer <token>` from `POST /v1/auth/login`.\n\nEvery error answer is `{code, error, message}` (`Error`). A node started without `--rpc-url` answers `/v1/market/...` the same way by forwarding to a marketplace node of its mesh, with `502`/`503`/`504` (`mesh_*`, `no_market`) when none answers, or `404 no_market` when it has no mesh. Internal failures are `500 internal` (never expected; a bug).",
         license(name = "MIT"),
     ),
     paths(mcp_post, mcp_get, mcp_delete, openapi_json),
@@ -250,6 +277,7 @@ async fn openapi_json() -> Json<Value> {
         (name = "market", description = "The marketplace (docs/earning.md)"),
         (name = "operations", description = "Prometheus metrics (docs/metrics.md)"),
         (name = "mcp", description = "The node's MCP server (docs/mcp.md)"),
+        (name = "dashboard", description = "The web dashboard at `/`: its page, assets, session and JSON (docs/dashboard.md)"),
         (name = "meta", description = "This description"),
     ),
 )]
@@ -261,6 +289,7 @@ fn build() -> Value {
     api.merge(crate::ioa::rest::routes().into_openapi());
     api.merge(crate::market::rest::routes().into_openapi());
     api.merge(crate::metrics::routes().into_openapi());
+    api.merge(crate::dashboard::routes().into_openapi());
     let mut doc = match serde_json::to_value(&api) {
         Ok(v) => v,
         Err(e) => {

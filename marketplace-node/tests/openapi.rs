@@ -32,6 +32,7 @@ fn start_plain_node(dir: &std::path::Path, port: u16) -> Kill {
 fn concrete(path: &str) -> String {
     path.replace("{address}", &format!("0x{}", "11".repeat(20)))
         .replace("{id}", &format!("0x{}", "ee".repeat(32)))
+        .replace("{file}", "app.js")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,10 +68,25 @@ async fn every_node_serves_the_same_description_and_routes_every_operation_of_it
             }
             let r = req.send().await.unwrap();
             let status = r.status().as_u16();
-            let is_json = r
+            let media = r
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
-                .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"));
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+            let is_json = media.as_deref() == Some("application/json");
+            let answer = &item[method]["responses"][status.to_string()];
+            if let (Some(media), Some(content)) = (&media, answer["content"].as_object()) {
+                assert!(
+                    content.contains_key(media),
+                    "{method} {path} answered {status} as {media}, which is not described"
+                );
+            }
+            if media.as_deref() == Some("text/event-stream") {
+                // The dashboard's live stream does not end: its status and type are checked.
+                assert_eq!((method.as_str(), status), ("get", 200), "{path}");
+                checked += 1;
+                continue;
+            }
             let body = r.bytes().await.unwrap();
             // axum's own answers for a path or method it does not route are 404/405 with an
             // empty body; every handler's errors are JSON.
@@ -88,7 +104,12 @@ async fn every_node_serves_the_same_description_and_routes_every_operation_of_it
             checked += 1;
         }
     }
-    assert!(checked >= 25, "{checked} operations");
+    assert!(checked >= 39, "{checked} operations");
+    // A dashboard file that is not there is the shared error shape too.
+    let r = client.get(format!("{market}/dashboard/nothing.js")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!((&e["code"], &e["error"]), (&"not_found".into(), &"not_found".into()), "{e}");
 
     // The MCP endpoint is guarded; a path nobody routed is axum's bare 404, not the guard's
     // 401 (the guard once wrapped the whole router's fallback).

@@ -12,18 +12,20 @@ use std::collections::{BTreeMap, HashMap};
 use alloy::primitives::{Address, B256};
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
 };
 use reef_indexer::EventRow;
 use reef_wire::{AgentInfo, AgentQuery, GroupInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{DashError, Dashboard, Result, auth::Viewer};
 use crate::market::{
     Market,
     store::{BountyRow, Phase},
 };
+use crate::openapi;
 
 /// Bounties listed on the market and bounties pages.
 const LIST_LIMIT: i64 = 200;
@@ -36,7 +38,8 @@ const SETTLE_KINDS: [&str; 4] =
     ["BountyCompleted", "BountyRefunded", "DisputeResolved", "BountyCancelled"];
 
 /// One phase and how many bounties are in it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::PhaseCount)]
 pub struct PhaseCount {
     /// The phase.
     pub phase: Phase,
@@ -45,7 +48,8 @@ pub struct PhaseCount {
 }
 
 /// A bounty in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::BountySummary)]
 pub struct BountySummary {
     /// 0x-hex id.
     pub id: String,
@@ -54,33 +58,40 @@ pub struct BountySummary {
     /// Poster.
     pub poster: String,
     /// Awarded (or ranked-first) provider.
+    #[schema(required)]
     pub winner: Option<String>,
     /// Sealed bids received (the count only: the bids are the poster's to see).
     pub bids: u64,
     /// Task description.
     pub description: String,
     /// Reward budget in the token's base units (decimal).
+    #[schema(required)]
     pub reward: Option<String>,
     /// Reward token.
+    #[schema(required)]
     pub token: Option<String>,
     /// Skills asked for.
     pub skills: Vec<String>,
     /// A contest (entries until the deadline) rather than an auction.
     pub contest: bool,
     /// How the result is verified (`hash`, `command`, `poster`, `evaluator`, `quorum`).
+    #[schema(required)]
     pub verify: Option<String>,
     /// The parent bounty, when this one is funded from its reward (a sub-bounty).
+    #[schema(required)]
     pub parent: Option<String>,
     /// Unix ms when the node registered it.
     pub created_ms: u64,
     /// Unix seconds when bidding closes (a contest: its deadline).
     pub bid_close_at: u64,
     /// The last transition's note.
+    #[schema(required)]
     pub note: Option<String>,
 }
 
 /// A settled bounty on the market page's charts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::SettledPoint)]
 pub struct SettledPoint {
     /// The bounty.
     pub id: String,
@@ -89,17 +100,22 @@ pub struct SettledPoint {
     /// Block time of the settlement.
     pub at: u64,
     /// Gas of every transaction about the bounty (from receipts), when all could be read.
+    #[schema(required)]
     pub gas: Option<u64>,
     /// Paid to the provider(s) (decimal base units).
+    #[schema(required)]
     pub paid: Option<String>,
     /// Platform fee (decimal base units).
+    #[schema(required)]
     pub fee: Option<String>,
     /// Reward token.
+    #[schema(required)]
     pub token: Option<String>,
 }
 
 /// An amount of one token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::TokenAmount)]
 pub struct TokenAmount {
     /// Token address.
     pub token: String,
@@ -108,15 +124,18 @@ pub struct TokenAmount {
 }
 
 /// `GET /v1/dashboard/market`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::MarketOverview)]
 pub struct MarketOverview {
     /// This node's id.
     pub node_id: String,
     /// Whether this node runs the marketplace (else only agents and groups are shown).
     pub market: bool,
     /// The node's evaluator address.
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub evaluator: Option<Address>,
     /// Platform fee in basis points.
+    #[schema(required)]
     pub fee_bps: Option<u16>,
     /// Bounties per phase (every phase, in lifecycle order).
     pub phases: Vec<PhaseCount>,
@@ -135,7 +154,8 @@ pub struct MarketOverview {
 }
 
 /// One step of a bounty's timeline: a line of the node's progress log or an on-chain event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::TimelineItem)]
 pub struct TimelineItem {
     /// Unix ms (an on-chain event: its block's time).
     pub at_ms: u64,
@@ -149,21 +169,28 @@ pub struct TimelineItem {
     /// Detail (the log line's text, or the event's accounts and amounts).
     pub detail: String,
     /// The transaction (on-chain events).
+    #[schema(value_type = Option<openapi::TxHash>, required)]
     pub tx_hash: Option<B256>,
     /// Gas the transaction used (from its receipt).
+    #[schema(required)]
     pub gas: Option<u64>,
     /// Block number (on-chain events).
+    #[schema(required)]
     pub block: Option<u64>,
     /// Main account of the event.
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub actor: Option<Address>,
     /// Main amount (decimal base units).
+    #[schema(required)]
     pub amount: Option<String>,
 }
 
 /// One on-chain transaction of a bounty.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::ChainTx)]
 pub struct ChainTx {
     /// Transaction hash.
+    #[schema(value_type = openapi::TxHash)]
     pub tx_hash: B256,
     /// Block number.
     pub block: u64,
@@ -172,11 +199,13 @@ pub struct ChainTx {
     /// The escrow events it emitted about the bounty.
     pub events: Vec<String>,
     /// Gas used (from the receipt).
+    #[schema(required)]
     pub gas: Option<u64>,
 }
 
 /// One part of a bid's score.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::ScorePart)]
 pub struct ScorePart {
     /// `price`, `eta`, `reputation` or `stake`.
     pub name: String,
@@ -187,7 +216,8 @@ pub struct ScorePart {
 }
 
 /// A ranked sealed bid (the poster's view).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::RankRow)]
 pub struct RankRow {
     /// Rank, 1 = best.
     pub rank: usize,
@@ -206,34 +236,42 @@ pub struct RankRow {
 }
 
 /// The call for proposals as posted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::Cfp)]
 pub struct Cfp {
     /// Task description.
     pub description: String,
     /// Skills asked for.
     pub skills: Vec<String>,
     /// Verification mode.
+    #[schema(required)]
     pub verify: Option<String>,
     /// The evaluator panel (panel modes), as chosen by the node.
+    #[schema(value_type = Vec<openapi::Address>)]
     pub panel: Vec<Address>,
     /// Matching verdicts a panel needs.
+    #[schema(required)]
     pub quorum: Option<u64>,
     /// Bid window, ms.
     pub bid_window_ms: u64,
     /// Unix seconds when bidding closes.
     pub bid_close_at: u64,
     /// Submission deadline (unix seconds).
+    #[schema(required)]
     pub deadline: Option<u64>,
     /// The CFP's IoA group.
+    #[schema(required)]
     pub cfp_group: Option<String>,
 }
 
 /// `GET /v1/dashboard/bounties/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::BountyPage)]
 pub struct BountyPage {
     /// The bounty.
     pub summary: BountySummary,
     /// Who is looking.
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub viewer: Option<Address>,
     /// The viewer posted it.
     pub is_poster: bool,
@@ -246,73 +284,93 @@ pub struct BountyPage {
     /// Every on-chain transaction about the bounty, with its gas.
     pub transactions: Vec<ChainTx>,
     /// Gas of all of them.
+    #[schema(required)]
     pub total_gas: Option<u64>,
     /// The ranking with each score's parts (poster only, after the window closed).
+    #[schema(required)]
     pub ranking: Option<Vec<RankRow>>,
     /// Why there is no ranking (`sealed` while bidding, `poster_only`, `none`).
     pub ranking_note: &'static str,
     /// The award on-chain: provider and price.
+    #[schema(required)]
     pub award: Option<TimelineItem>,
     /// The verdict (its `result` only for the poster and the provider).
+    #[schema(value_type = Option<Object>, required)]
     pub verdict: Option<Value>,
     /// The payout on-chain: the event that ended the bounty.
+    #[schema(required)]
     pub payout: Option<TimelineItem>,
     /// Every payment the escrow made for it (a contest pays each winner: `WinnerPaid`).
     pub payouts: Vec<TimelineItem>,
     /// Task input (poster and assigned provider only).
+    #[schema(required)]
     pub input: Option<Value>,
     /// The work group (poster + provider).
+    #[schema(required)]
     pub work_group: Option<String>,
     /// The work group's conversation (its members only).
+    #[schema(value_type = Option<Vec<openapi::GroupMessage>>, required)]
     pub conversation: Option<Vec<Value>>,
     /// Contest entrants (who entered; the entries are the poster's to see).
     pub entrants: Vec<String>,
     /// Sub-bounties funded from this one's reward.
     pub children: Vec<BountySummary>,
     /// The parent's summary, for a sub-bounty.
+    #[schema(required)]
     pub parent: Option<BountySummary>,
 }
 
 /// An agent on the agents page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::AgentRow)]
 pub struct AgentRow {
     /// Card and online state.
     #[serde(flatten)]
+    #[schema(value_type = openapi::AgentInfo)]
     pub info: AgentInfo,
     /// Bonded stake (wei, decimal), when the chain answered.
+    #[schema(required)]
     pub stake: Option<String>,
     /// Reputation score in [0, 1], when the node indexes the chain.
+    #[schema(required)]
     pub reputation: Option<f64>,
 }
 
 /// `GET /v1/dashboard/agents`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::AgentList)]
 pub struct AgentList {
     /// Matching agents (all, without a query), best match first.
     pub agents: Vec<AgentRow>,
 }
 
 /// One public event in an agent's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::AgentEvent)]
 pub struct AgentEvent {
     /// Escrow or registry event.
     pub kind: String,
     /// The bounty (or other object) it is about.
+    #[schema(required)]
     pub ref_id: Option<String>,
     /// Transaction.
+    #[schema(value_type = openapi::TxHash)]
     pub tx_hash: B256,
     /// Block time.
     pub at: u64,
     /// Amount (decimal base units).
+    #[schema(required)]
     pub amount: Option<String>,
 }
 
 /// `GET /v1/dashboard/agents/{address}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::AgentPage)]
 pub struct AgentPage {
     /// The agent.
     pub agent: AgentRow,
     /// Its reputation, explained (components and counts).
+    #[schema(value_type = Option<openapi::Reputation>, required)]
     pub reputation: Option<reef_reputation::Score>,
     /// Its latest on-chain events, newest first.
     pub history: Vec<AgentEvent>,
@@ -321,34 +379,46 @@ pub struct AgentPage {
 }
 
 /// `GET /v1/dashboard/groups`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::GroupList)]
 pub struct GroupList {
     /// The viewer's groups (none for a stranger).
+    #[schema(value_type = Vec<openapi::GroupInfo>)]
     pub groups: Vec<GroupInfo>,
 }
 
 /// `GET /v1/dashboard/groups/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::GroupPage)]
 pub struct GroupPage {
     /// The group.
+    #[schema(value_type = openapi::GroupInfo)]
     pub group: GroupInfo,
     /// Its messages, oldest first, every field kept.
+    #[schema(value_type = Vec<openapi::GroupMessage>)]
     pub messages: Vec<Value>,
 }
 
 /// `?phase=` of the bounty list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BountyFilter {
     /// Only this phase.
     pub phase: Option<String>,
 }
 
 /// `?q=` of the agent list.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AgentSearch {
     /// Free text for the node's discovery (empty: every agent).
     #[serde(default)]
     pub q: String,
+}
+
+/// A query string that does not parse: `400 bad_request` in the error shape (not axum's text).
+fn malformed_query(e: QueryRejection) -> DashError {
+    DashError::BadRequest(format!("malformed query: {}", e.body_text()))
 }
 
 fn summary(row: &BountyRow, bids: u64) -> BountySummary {
@@ -401,6 +471,11 @@ async fn gas_of(m: &Market, tx: B256) -> Option<u64> {
 }
 
 /// `GET /v1/dashboard/market`.
+#[utoipa::path(get, path = "/v1/dashboard/market", operation_id = "dashboard_market", tag = "dashboard",
+    description = "Public. Bounties per phase, the latest bounties, the latest settlements (gas, payout, fee), the fees earned per token and the agent counts. A node without the marketplace answers with `market: false` and agent counts only.",
+    responses(
+        (status = 200, description = "The market page's figures", body = MarketOverview),
+    ))]
 pub async fn market(State(d): State<Dashboard>) -> Result<Json<MarketOverview>> {
     let agents = d.node.discover(&AgentQuery { limit: Some(100), ..Default::default() }).await?;
     let agents_online = agents.iter().filter(|a| a.online).count();
@@ -511,10 +586,19 @@ fn fee_of(e: &EventRow) -> Option<String> {
 }
 
 /// `GET /v1/dashboard/bounties?phase=`.
+#[utoipa::path(get, path = "/v1/dashboard/bounties", operation_id = "dashboard_bounties", tag = "dashboard",
+    description = "Public. The latest bounties (at most 200), newest first, optionally of one phase.",
+    params(BountyFilter),
+    responses(
+        (status = 200, description = "Bounty summaries, newest first", body = Vec<BountySummary>),
+        (status = 400, description = "Not a phase, or a malformed query (bad_request)", body = openapi::ErrorBody),
+        (status = 404, description = "This node runs no marketplace (no_market)", body = openapi::ErrorBody),
+    ))]
 pub async fn bounties(
     State(d): State<Dashboard>,
-    Query(f): Query<BountyFilter>,
+    query: std::result::Result<Query<BountyFilter>, QueryRejection>,
 ) -> Result<Json<Vec<BountySummary>>> {
+    let Query(f) = query.map_err(malformed_query)?;
     let m = d.market()?;
     let rows = match f.phase.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => {
@@ -568,6 +652,15 @@ fn chain_detail(e: &EventRow) -> String {
 }
 
 /// `GET /v1/dashboard/bounties/{id}`.
+#[utoipa::path(get, path = "/v1/dashboard/bounties/{id}", operation_id = "dashboard_bounty", tag = "dashboard",
+    description = "Public, with more for some viewers (the session cookie or a bearer token; an unknown token is a stranger): the ranking goes to the poster once the window closed, the task input and the verdict's result to the poster and the assigned provider, the work group's conversation to its members. For everyone else those fields are `null`.",
+    params(("id" = String, Path, pattern = "^(0x)?[0-9a-fA-F]{1,64}$", description = "Bounty id (hex, up to 64 digits)")),
+    responses(
+        (status = 200, description = "The bounty page", body = BountyPage),
+        (status = 400, description = "Not a hex bounty id (bad_request)", body = openapi::ErrorBody),
+        (status = 404, description = "No such bounty (not_found), or no marketplace (no_market)", body = openapi::ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])))]
 pub async fn bounty(
     State(d): State<Dashboard>,
     viewer: Viewer,
@@ -794,10 +887,18 @@ async fn agent_row(d: &Dashboard, info: AgentInfo) -> AgentRow {
 }
 
 /// `GET /v1/dashboard/agents?q=`: every agent, or the node's discovery's matches for `q`.
+#[utoipa::path(get, path = "/v1/dashboard/agents", operation_id = "dashboard_agents", tag = "dashboard",
+    description = "Public. Agents (at most 100) with their bonded stake and reputation; with `q`, the node's discovery's matches (the index of `POST /v1/discover`), best first.",
+    params(AgentSearch),
+    responses(
+        (status = 200, description = "The agents", body = AgentList),
+        (status = 400, description = "A search longer than 500 characters, or a malformed query (bad_request)", body = openapi::ErrorBody),
+    ))]
 pub async fn agents(
     State(d): State<Dashboard>,
-    Query(s): Query<AgentSearch>,
+    query: std::result::Result<Query<AgentSearch>, QueryRejection>,
 ) -> Result<Json<AgentList>> {
+    let Query(s) = query.map_err(malformed_query)?;
     if s.q.len() > 500 {
         return Err(DashError::BadRequest("a search is at most 500 characters".into()));
     }
@@ -811,6 +912,14 @@ pub async fn agents(
 }
 
 /// `GET /v1/dashboard/agents/{address}`.
+#[utoipa::path(get, path = "/v1/dashboard/agents/{address}", operation_id = "dashboard_agent", tag = "dashboard",
+    description = "Public. The agent's card, its reputation with every component explained, its latest on-chain events and the bounties it won on this node.",
+    params(("address" = String, Path, pattern = "^0x[0-9a-fA-F]{40}$", description = "The agent's address (0x + 40 hex digits)")),
+    responses(
+        (status = 200, description = "The agent page", body = AgentPage),
+        (status = 400, description = "Not an address (bad_request)", body = openapi::ErrorBody),
+        (status = 404, description = "No agent registered at that address (not_found)", body = openapi::ErrorBody),
+    ))]
 pub async fn agent(
     State(d): State<Dashboard>,
     Path(address): Path<String>,
@@ -856,6 +965,12 @@ pub async fn agent(
 }
 
 /// `GET /v1/dashboard/groups`: the viewer's groups (a stranger has none).
+#[utoipa::path(get, path = "/v1/dashboard/groups", operation_id = "dashboard_groups", tag = "dashboard",
+    description = "The groups of the viewer (the session cookie or a bearer token); none for a stranger or an unknown token.",
+    responses(
+        (status = 200, description = "The viewer's groups", body = GroupList),
+    ),
+    security((), ("session" = []), ("bearer" = [])))]
 pub async fn groups(State(d): State<Dashboard>, viewer: Viewer) -> Result<Json<GroupList>> {
     let groups = match viewer.0 {
         Some(me) => d.node.groups_of(&me).await?,
@@ -865,6 +980,16 @@ pub async fn groups(State(d): State<Dashboard>, viewer: Viewer) -> Result<Json<G
 }
 
 /// `GET /v1/dashboard/groups/{id}`: a group and its transcript, for its members.
+#[utoipa::path(get, path = "/v1/dashboard/groups/{id}", operation_id = "dashboard_group", tag = "dashboard",
+    description = "A group and its messages (at most 1000, oldest first), for its members.",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group and its transcript", body = GroupPage),
+        (status = 400, description = "A malformed group id (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "No session and no known bearer token (unauthenticated)", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member (or no such group)", body = openapi::ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])))]
 pub async fn group(
     State(d): State<Dashboard>,
     viewer: Viewer,

@@ -12,7 +12,10 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
+use utoipa::ToSchema;
+
 use super::{DashError, Dashboard, Result};
+use crate::openapi;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "reef_session";
@@ -62,16 +65,20 @@ impl FromRequestParts<Dashboard> for Viewer {
 }
 
 /// Who the session is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = dashboard::SessionInfo)]
 pub struct SessionInfo {
     /// The logged-in address, or `null` for a stranger.
+    #[schema(value_type = Option<openapi::Address>, required)]
     pub address: Option<Address>,
 }
 
 /// A login: the bearer token to exchange for the session cookie.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(as = dashboard::NewSession)]
 pub struct NewSession {
-    /// A token from `POST /v1/auth/login` or `reef dashboard login`.
+    /// A token from `POST /v1/auth/login` or `reef dashboard login` (letters and digits, at
+    /// most 200).
     pub token: String,
 }
 
@@ -83,6 +90,15 @@ fn cookie(value: &str, max_age: u64) -> Result<HeaderValue> {
 }
 
 /// `POST /v1/dashboard/session {"token": …}`: checks the token, sets the session cookie.
+#[utoipa::path(post, path = "/v1/dashboard/session", operation_id = "dashboard_login", tag = "dashboard",
+    description = "Trades a bearer token for the dashboard's session: an `HttpOnly`, `SameSite=Strict` cookie `reef_session` that lives as long as the node's tokens (`--token-ttl-secs`).",
+    request_body = NewSession,
+    responses(
+        (status = 200, description = "Logged in: the token's address, and the cookie", body = SessionInfo,
+            headers(("Set-Cookie" = String, description = "`reef_session=<token>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<ttl>`"))),
+        (status = 400, description = "A malformed body, or a token that is not letters and digits (bad_request)", body = openapi::ErrorBody),
+        (status = 401, description = "An unknown or expired token (unauthenticated)", body = openapi::ErrorBody),
+    ))]
 pub async fn login(
     State(d): State<Dashboard>,
     body: std::result::Result<Json<NewSession>, axum::extract::rejection::JsonRejection>,
@@ -103,12 +119,24 @@ pub async fn login(
 }
 
 /// `GET /v1/dashboard/session`: who the cookie (or bearer token) is.
+#[utoipa::path(get, path = "/v1/dashboard/session", operation_id = "dashboard_session", tag = "dashboard",
+    description = "Who the session cookie (else the bearer token) is; `address` is `null` for a stranger, an unknown or an expired token.",
+    responses(
+        (status = 200, description = "The viewer", body = SessionInfo),
+    ),
+    security((), ("session" = []), ("bearer" = [])))]
 pub async fn whoami(viewer: Viewer) -> Json<SessionInfo> {
     Json(SessionInfo { address: viewer.0 })
 }
 
 /// `DELETE /v1/dashboard/session`: forgets the cookie (the token itself stays valid until it
 /// expires, as for every other client of the node).
+#[utoipa::path(delete, path = "/v1/dashboard/session", operation_id = "dashboard_logout", tag = "dashboard",
+    description = "Drops the session cookie (the token itself stays valid until it expires).",
+    responses(
+        (status = 200, description = "Logged out: `address` is `null`, and the cookie is cleared", body = SessionInfo,
+            headers(("Set-Cookie" = String, description = "`reef_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`"))),
+    ))]
 pub async fn logout() -> Result<Response> {
     let mut r = Json(SessionInfo { address: None }).into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie("", 0)?);

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast::error::RecvError, mpsc};
 
 use super::{DashError, Dashboard, Result, auth::Viewer};
+use crate::openapi;
 
 /// Most live streams open at once on a node, by default.
 pub const MAX_CLIENTS: usize = 256;
@@ -60,6 +61,13 @@ fn event<T: Serialize>(name: &str, data: &T) -> Event {
 }
 
 /// `GET /v1/dashboard/live`: the stream of changes this viewer may know about.
+#[utoipa::path(get, path = "/v1/dashboard/live", operation_id = "dashboard_live", tag = "dashboard",
+    description = "Server-sent events for the open pages: `hello {\"address\"}` first, `bounty {\"id\", \"phase\"}` when a bounty's log grows, `group {\"group_id\"}` for the viewer's groups (none for a stranger), `resync {}` when the stream lagged. The stream does not end; a comment every 15 s keeps it open. At most `--dashboard-live-clients` streams at once.",
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many live streams are open (busy)", body = openapi::ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])))]
 pub async fn stream(
     State(d): State<Dashboard>,
     viewer: Viewer,

@@ -14,16 +14,17 @@ pub mod live;
 use std::sync::Arc;
 
 use axum::{
-    Json, Router,
+    Router,
     extract::Path,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     ioa::Node,
     market::{Market, MarketError},
+    openapi,
 };
 
 /// The dashboard's state: the node, its marketplace when it runs one, the live-update limits.
@@ -106,29 +107,33 @@ impl IntoResponse for DashError {
 /// Result alias of the dashboard's routes.
 pub type Result<T, E = DashError> = std::result::Result<T, E>;
 
-/// The dashboard's routes: the pages at `/`, their assets under `/dashboard/`, the JSON under
-/// `/v1/dashboard/`; at most `live_clients` live streams at once ([`live::MAX_CLIENTS`] is the
-/// node's default).
+/// The dashboard's routes with their OpenAPI description ([`crate::openapi`]): the pages at
+/// `/`, their assets under `/dashboard/`, the JSON under `/v1/dashboard/`.
+pub fn routes() -> OpenApiRouter<Dashboard> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(asset))
+        .routes(routes!(auth::login, auth::whoami, auth::logout))
+        .routes(routes!(api::market))
+        .routes(routes!(api::bounties))
+        .routes(routes!(api::bounty))
+        .routes(routes!(api::agents))
+        .routes(routes!(api::agent))
+        .routes(routes!(api::groups))
+        .routes(routes!(api::group))
+        .routes(routes!(live::stream))
+}
+
+/// The dashboard's routes; at most `live_clients` live streams at once ([`live::MAX_CLIENTS`]
+/// is the node's default).
 pub fn router(node: Node, market: Option<Market>, live_clients: usize) -> Router {
     let state = Dashboard::new(node, market, live_clients);
-    Router::new()
-        .route("/", get(index))
-        .route("/dashboard/{file}", get(asset))
-        .route("/v1/dashboard/session", post(auth::login).get(auth::whoami).delete(auth::logout))
-        .route("/v1/dashboard/market", get(api::market))
-        .route("/v1/dashboard/bounties", get(api::bounties))
-        .route("/v1/dashboard/bounties/{id}", get(api::bounty))
-        .route("/v1/dashboard/agents", get(api::agents))
-        .route("/v1/dashboard/agents/{address}", get(api::agent))
-        .route("/v1/dashboard/groups", get(api::groups))
-        .route("/v1/dashboard/groups/{id}", get(api::group))
-        .route("/v1/dashboard/live", get(live::stream))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
-        .with_state(state)
+    let (router, _) = routes().split_for_parts();
+    router.layer(axum::extract::DefaultBodyLimit::max(16 * 1024)).with_state(state)
 }
 
 /// The embedded files: name, content type, bytes.
-const ASSETS: &[(&str, &str, &str)] = &[
+pub(crate) const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js")),
     ("app.css", "text/css; charset=utf-8", include_str!("assets/app.css")),
     ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
@@ -148,6 +153,12 @@ fn secured(mut r: Response) -> Response {
     r
 }
 
+/// The dashboard's page (HTML; its script reads the JSON routes below).
+#[utoipa::path(get, path = "/", operation_id = "dashboard_page", tag = "dashboard",
+    description = "The dashboard's single page (docs/dashboard.md); its script and style are the assets under `/dashboard/`. Served with a Content-Security-Policy that allows this origin only.",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+    ))]
 async fn index() -> Response {
     let page = include_str!("assets/index.html");
     secured(
@@ -162,16 +173,23 @@ async fn index() -> Response {
     )
 }
 
+/// One of the page's embedded files.
+#[utoipa::path(get, path = "/dashboard/{file}", operation_id = "dashboard_asset", tag = "dashboard",
+    params(("file" = String, Path, description = "The file's name: `app.js`, `app.css` or `favicon.svg`")),
+    responses(
+        (status = 200, description = "The file: JavaScript, CSS or SVG", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 404, description = "No such file (not_found)", body = openapi::ErrorBody),
+    ))]
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, ty, body)) => secured(
             ([(header::CONTENT_TYPE, *ty), (header::CACHE_CONTROL, "no-cache")], *body)
                 .into_response(),
         ),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "code": "not_found", "message": format!("no dashboard file {file:?}") })),
-        )
-            .into_response(),
+        None => DashError::NotFound(format!("no dashboard file {file:?}")).into_response(),
     }
 }

@@ -19,7 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Lifecycle of a bounty inside the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Call for proposals sent; sealed bids being collected.

@@ -284,6 +284,13 @@ fn the_document_is_complete() {
         }
     }
     assert!(refs > 30, "{refs} refs");
+    let mut ids = BTreeSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id), "operationId {id} is used twice");
+        }
+    }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
@@ -292,11 +299,23 @@ fn the_document_is_complete() {
             for (status, r) in responses {
                 assert!(r["description"].is_string(), "{method} {path} {status}");
             }
-            let secured = op["security"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|req| req.get("bearer").is_some()));
-            if secured {
+            // A token is required when the operation names a scheme and no empty
+            // alternative; such an operation says how it answers a missing one. (Where a token
+            // is optional, as on the dashboard's reads, an unknown one is a stranger.)
+            let security = op["security"].as_array();
+            let required = security.is_some_and(|s| {
+                !s.is_empty() && s.iter().all(|req| req.as_object().is_some_and(|r| !r.is_empty()))
+            });
+            if required {
                 assert!(responses.contains_key("401"), "{method} {path} has no 401");
+            }
+            for req in security.into_iter().flatten() {
+                for scheme in req.as_object().unwrap().keys() {
+                    assert!(
+                        doc["components"]["securitySchemes"].get(scheme).is_some(),
+                        "{method} {path}: unknown security scheme {scheme}"
+                    );
+                }
             }
             for p in op["parameters"].as_array().into_iter().flatten() {
                 if p["in"] == "path" {
@@ -305,5 +324,88 @@ fn the_document_is_complete() {
                 }
             }
         }
+    }
+}
+
+/// Routers bring their own components; two with the same name would silently replace one
+/// another in the merged document (the dashboard's and the marketplace's `BountySummary`, …).
+#[test]
+fn no_router_component_is_replaced_by_another_one() {
+    let doc = document();
+    let parts = [
+        ("ioa", crate::ioa::rest::routes().into_openapi()),
+        ("market", crate::market::rest::routes().into_openapi()),
+        ("metrics", crate::metrics::routes().into_openapi()),
+        ("dashboard", crate::dashboard::routes().into_openapi()),
+    ];
+    let mut seen = 0;
+    for (part, api) in parts {
+        let api = serde_json::to_value(api).unwrap();
+        for (name, schema) in api["components"]["schemas"].as_object().into_iter().flatten() {
+            if PROTOCOL_SCHEMAS.iter().any(|(n, _, _)| n == name) {
+                continue; // replaced by the docs/schemas file on purpose
+            }
+            assert_eq!(&doc["components"]["schemas"][name], schema, "{part}: component {name}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 20, "{seen} components");
+}
+
+/// The dashboard: every route tagged, the page and assets with their own content types, the
+/// live stream as server-sent events, and the session cookie next to the bearer token where
+/// either is accepted.
+#[test]
+fn the_dashboard_is_described() {
+    let doc = document();
+    let session = &doc["components"]["securitySchemes"]["session"];
+    assert_eq!((&session["type"], &session["in"]), (&"apiKey".into(), &"cookie".into()));
+    assert_eq!(session["name"], crate::dashboard::auth::COOKIE);
+    let paths = doc["paths"].as_object().unwrap();
+    let dashboard: Vec<(&String, &Value)> = paths
+        .iter()
+        .filter(|(p, _)| {
+            *p == "/" || p.starts_with("/dashboard/") || p.starts_with("/v1/dashboard/")
+        })
+        .flat_map(|(p, item)| item.as_object().unwrap().values().map(move |op| (p, op)))
+        .collect();
+    assert_eq!(dashboard.len(), 13, "{dashboard:?}");
+    for (path, op) in &dashboard {
+        assert_eq!(op["tags"], serde_json::json!(["dashboard"]), "{path}");
+        for req in op["security"].as_array().into_iter().flatten() {
+            if req.get("bearer").is_some() {
+                let either =
+                    op["security"].as_array().unwrap().iter().any(|r| r.get("session").is_some());
+                assert!(either, "{path}: the bearer token without the session cookie");
+            }
+        }
+    }
+    let content = |path: &str, status: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["responses"][status]["content"]
+            .as_object()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(content("/", "200"), ["text/html"]);
+    assert_eq!(
+        content("/dashboard/{file}", "200"),
+        ["image/svg+xml", "text/css", "text/javascript"]
+    );
+    assert_eq!(content("/dashboard/{file}", "404"), ["application/json"]);
+    assert_eq!(content("/v1/dashboard/live", "200"), ["text/event-stream"]);
+    assert_eq!(content("/v1/dashboard/live", "503"), ["application/json"]);
+    let group = &doc["paths"]["/v1/dashboard/groups/{id}"]["get"];
+    assert_eq!(group["security"], serde_json::json!([{ "session": [] }, { "bearer": [] }]));
+    // The private parts of a bounty page are always there, `null` for whoever may not see them.
+    let page = &doc["components"]["schemas"]["dashboard.BountyPage"];
+    for field in ["ranking", "input", "verdict", "conversation", "viewer"] {
+        let required = page["required"].as_array().unwrap();
+        assert!(required.contains(&field.into()), "{field} is not required: {required:?}");
+    }
+    // Every embedded file is served with a content type the description names.
+    let described = content("/dashboard/{file}", "200");
+    for (name, ty, _) in crate::dashboard::ASSETS {
+        let media = ty.split(';').next().unwrap_or(ty);
+        assert!(described.iter().any(|d| d == media), "{name}: {ty} is not described");
     }
 }
