@@ -441,17 +441,47 @@ impl RunArgs {
             allow_raw_key: self.allow_raw_key,
         };
         let chain_id = match (&self.key, &self.rpc_url) {
-            (Some(_), Some(rpc)) if !self.allow_raw_key => Some(
-                escrow_client::ReefClient::connect_unchecked(
+            (Some(_), Some(rpc)) if !self.allow_raw_key => {
+                let probe = escrow_client::ReefClient::connect_unchecked(
                     rpc,
                     escrow_client::devnet::dev_signer(0),
                     escrow_client::deploy::empty_deployment(0),
-                    Default::default(),
-                )?
-                .chain_id_on_rpc()
-                .await
-                .wrap_err("reading the chain id (to check that a raw --key is allowed there)")?,
-            ),
+                    escrow_client::ClientOptions {
+                        retry: escrow_client::RetryPolicy::quick(),
+                        ..Default::default()
+                    },
+                )?;
+                match probe.chain_id_on_rpc().await {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        // The chain is unreachable now (the agent still starts and waits for
+                        // it): the check runs as soon as it answers, before the agent can sign
+                        // anything bound to that chain, and stops the agent if it fails.
+                        eprintln!(
+                            "warning: cannot read the chain id from --rpc-url yet ({e}); a raw --key is checked once it answers"
+                        );
+                        tokio::spawn(async move {
+                            loop {
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                                if let Ok(id) = probe.chain_id_on_rpc().await {
+                                    if !escrow_client::wallet::is_local_chain(id) {
+                                        eprintln!(
+                                            "error: {}",
+                                            escrow_client::wallet::WalletError::RawKeyRefused {
+                                                flag: "--key",
+                                                chain_id: id
+                                            }
+                                        );
+                                        std::process::exit(2);
+                                    }
+                                    return;
+                                }
+                            }
+                        });
+                        None
+                    }
+                }
+            }
             _ => None,
         };
         spec.resolve(chain_id)?
