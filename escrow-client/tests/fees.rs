@@ -64,6 +64,26 @@ async fn until_pending(c: &ReefClient, who: Address, nonce: u64) {
     panic!("the transaction never reached the pool");
 }
 
+/// Sends `value` wei from `c` in the background, waits until the account's pending nonce passes
+/// `past`, then makes the base fee jump to 100 gwei and starts mining a block a second: the
+/// transaction, priced for the old base fee, cannot be mined as signed.
+async fn send_then_outprice(
+    anvil: &AnvilProcess,
+    c: &ReefClient,
+    value: u64,
+    past: u64,
+) -> tokio::task::JoinHandle<escrow_client::Result<escrow_client::TxOutcome>> {
+    let send = tokio::spawn({
+        let c = c.clone();
+        async move { c.send_eth(dev_signer(4).address(), U256::from(value)).await }
+    });
+    until_pending(c, c.address(), past).await;
+    let fee = format!("{:#x}", 100 * GWEI);
+    rpc(anvil, "anvil_setNextBlockBaseFeePerGas", serde_json::json!([fee])).await;
+    rpc(anvil, "evm_setIntervalMining", serde_json::json!([1])).await;
+    send
+}
+
 /// The base fee jumps to 100 gwei while the transaction waits in the pool: it cannot be mined
 /// at its fees, so after `replace_after` it is signed again at the same nonce with fees that
 /// follow the new base fee, and that signing is mined.
@@ -74,19 +94,7 @@ async fn a_transaction_outpriced_by_a_base_fee_jump_is_replaced_and_mined() {
     let c = client(&anvil, 1, policy, 60).await;
     let me = c.address();
     let nonce = c.provider().get_transaction_count(me).await.unwrap();
-    let to = dev_signer(2).address();
-    let send = tokio::spawn({
-        let c = c.clone();
-        async move { c.send_eth(to, U256::from(7)).await }
-    });
-    until_pending(&c, me, nonce).await;
-    rpc(
-        &anvil,
-        "anvil_setNextBlockBaseFeePerGas",
-        serde_json::json!([format!("{:#x}", 100 * GWEI)]),
-    )
-    .await;
-    rpc(&anvil, "evm_setIntervalMining", serde_json::json!([1])).await;
+    let send = send_then_outprice(&anvil, &c, 7, nonce).await;
     let out = tokio::time::timeout(Duration::from_secs(45), send)
         .await
         .expect("the stuck transaction was never replaced")
@@ -116,18 +124,7 @@ async fn the_fee_cap_is_never_passed() {
     let c = client(&anvil, 1, policy, 6).await;
     let me = c.address();
     let nonce = c.provider().get_transaction_count(me).await.unwrap();
-    let send = tokio::spawn({
-        let c = c.clone();
-        async move { c.send_eth(dev_signer(2).address(), U256::from(1)).await }
-    });
-    until_pending(&c, me, nonce).await;
-    rpc(
-        &anvil,
-        "anvil_setNextBlockBaseFeePerGas",
-        serde_json::json!([format!("{:#x}", 100 * GWEI)]),
-    )
-    .await;
-    rpc(&anvil, "evm_setIntervalMining", serde_json::json!([1])).await;
+    let send = send_then_outprice(&anvil, &c, 1, nonce).await;
     let err = send.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("check it before retrying"), "{err}");
@@ -166,19 +163,8 @@ async fn a_stuck_transaction_left_by_a_crashed_process_is_moved_out_of_the_way()
         .with_max_fee_per_gas(2 * GWEI)
         .with_max_priority_fee_per_gas(GWEI);
     let leftover = *c.provider().send_transaction(leftover).await.unwrap().tx_hash();
-    let send = tokio::spawn({
-        let c = c.clone();
-        async move { c.send_eth(dev_signer(4).address(), U256::from(9)).await }
-    });
-    until_pending(&c, me, n + 1).await;
-    // Then the base fee outgrows both.
-    rpc(
-        &anvil,
-        "anvil_setNextBlockBaseFeePerGas",
-        serde_json::json!([format!("{:#x}", 100 * GWEI)]),
-    )
-    .await;
-    rpc(&anvil, "evm_setIntervalMining", serde_json::json!([1])).await;
+    // Ours goes behind it; then the base fee outgrows both.
+    let send = send_then_outprice(&anvil, &c, 9, n + 1).await;
     let out = tokio::time::timeout(Duration::from_secs(45), send)
         .await
         .expect("the send stayed behind the stuck leftover")

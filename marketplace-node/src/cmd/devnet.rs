@@ -146,17 +146,29 @@ impl DevnetArgs {
             ClientOptions::default(),
         )
         .await?;
-        let pb = spinner("deploying contracts");
+        self.deploy_and_report(Some(&state), &deployer).await
+    }
+
+    /// Deploys the devnet's contracts and test token if missing (dev accounts 0..6 seeded),
+    /// then prints the status.
+    async fn deploy_and_report(
+        &self,
+        state: Option<&DevnetState>,
+        deployer: &ReefClient,
+    ) -> eyre::Result<()> {
+        let pb = spinner(format!("deploying contracts on {}", deployer.rpc_url()));
         let seed: Vec<Address> = (0..6).map(|i| dev_signer(i).address()).collect();
+        std::fs::create_dir_all(&self.deployments)
+            .wrap_err_with(|| format!("cannot create {}", self.deployments.display()))?;
         let (dep, fresh) =
-            ensure_deployed(&deployer, &self.deployments, &DeployConfig::devnet(seed.clone()))
+            ensure_deployed(deployer, &self.deployments, &DeployConfig::devnet(seed.clone()))
                 .await?;
         pb.finish_with_message(if fresh {
             "contracts deployed"
         } else {
             "contracts already deployed"
         });
-        self.print_status(Some(&state), Some(dep), &deployer, seed).await
+        self.print_status(state, Some(dep), deployer, seed).await
     }
 
     /// `up --rpc-url`: the devnet's contracts on an anvil someone else started.
@@ -179,19 +191,7 @@ impl DevnetArgs {
                 "{url} (chain {chain_id}) does not fund anvil's dev account 0: `reef devnet up --rpc-url` needs an anvil with its default accounts; for another chain use `reef deploy`"
             ));
         }
-        let pb = spinner(format!("deploying contracts on {url}"));
-        let seed: Vec<Address> = (0..6).map(|i| dev_signer(i).address()).collect();
-        std::fs::create_dir_all(&self.deployments)
-            .wrap_err_with(|| format!("cannot create {}", self.deployments.display()))?;
-        let (dep, fresh) =
-            ensure_deployed(&deployer, &self.deployments, &DeployConfig::devnet(seed.clone()))
-                .await?;
-        pb.finish_with_message(if fresh {
-            "contracts deployed"
-        } else {
-            "contracts already deployed"
-        });
-        self.print_status(None, Some(dep), &deployer, seed).await
+        self.deploy_and_report(None, &deployer).await
     }
 
     async fn down(&self) -> eyre::Result<()> {
