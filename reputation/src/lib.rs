@@ -1,5 +1,5 @@
 //! Reef's reputation engine: turns the on-chain history of an agent (paid jobs completed,
-//! rejected, expired, disputes won and lost, stake) into a score in `[0, 1]` with a confidence
+//! rejected, expired, disputes won and lost, its posters' ratings, stake) into a score in `[0, 1]` with a confidence
 //! and an explanation of every component.
 //!
 //! It is pure computation: no I/O, no clock, no database. Callers (the indexer, the node)
@@ -18,7 +18,8 @@
 //! * **Sybil / collusion resistance**: the k-th outcome (k = 0, 1, …) between the same poster and
 //!   agent weighs `1 / (1 + k)`, so farming one counterparty grows only logarithmically; outcomes
 //!   whose poster was funded by the agent itself weigh `funded_by_agent_discount`.
-//! * **On time**: share of jobs delivered before the promised deadline (Laplace-smoothed).
+//! * **On time**: weighted share of jobs delivered by their due time — the award's `dueBy` (the
+//!   bid's ETA), else the deadline — Laplace-smoothed.
 //! * **Disputes**: one minus the weighted share of jobs whose dispute the agent lost.
 //! * **Feedback**: the posters' ERC-8004 ratings (each normalised to `[0, 1]`), averaged with
 //!   a neutral pseudo-rating of weight `feedback_prior`; each rating weighs `ln(1 + value /
