@@ -282,12 +282,12 @@ async fn feedback_events(
     tip: u64,
     funding: &BTreeMap<String, String>,
 ) -> Result<Vec<((i64, i64), Feedback)>> {
-    let mut events = Vec::new();
-    for kind in ["NewFeedback", "FeedbackAuthorized", "FeedbackRevoked", "AgentTransfer"] {
-        events.extend(store.events_of_kind(kind, tip).await?);
-    }
-    if !events.iter().any(|e| e.kind == "NewFeedback") {
+    let mut events = store.events_of_kind("NewFeedback", tip).await?;
+    if events.is_empty() {
         return Ok(Vec::new());
+    }
+    for kind in ["FeedbackAuthorized", "FeedbackRevoked", "AgentTransfer"] {
+        events.extend(store.events_of_kind(kind, tip).await?);
     }
     let bounties: BTreeMap<String, BountyRow> =
         store.bounties().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
