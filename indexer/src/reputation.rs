@@ -409,6 +409,12 @@ mod tests {
         // (Decay over the 2_000 s between them is below 1e-4.)
         assert!((on_time.value - (1.0 + w1) / (2.0 + w1 + w2)).abs() < 1e-4, "{on_time:?}");
         assert!(on_time.explanation.starts_with("2.40 of 3.60 weighted deliveries"), "{on_time:?}");
+        // A reorg that drops the late settlement drops its delivery with it.
+        store.rewind(4).await.unwrap();
+        let events = load_events(&store, 0).await.unwrap();
+        assert_eq!(outcomes(&events).len(), 1);
+        let b2 = store.bounties().await.unwrap().into_iter().find(|b| b.id == id(2)).unwrap();
+        assert_eq!((b2.status.as_str(), b2.submitted_at), ("awarded", None));
     }
 
     fn authorized(block: u64, log: u64, tx: u8, bounty: u64) -> EventRow {
