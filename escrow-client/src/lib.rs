@@ -18,6 +18,7 @@ pub mod deployments;
 pub mod devnet;
 pub mod error;
 pub mod escrow;
+pub mod feedback;
 pub mod fees;
 pub mod panel;
 pub mod pledge;

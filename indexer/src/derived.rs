@@ -15,6 +15,7 @@ pub const BOUNTY_KINDS: &[&str] = &[
     "BountyFunded",
     "BountyAwarded",
     "ResultSubmitted",
+    "BountyAttested",
     "BountyCompleted",
     "BountyRejected",
     "BountyRefunded",
@@ -50,7 +51,8 @@ pub struct BountyRow {
     pub funded: bool,
     /// Block of BountyPosted.
     pub posted_block: Option<i64>,
-    /// Time the result was submitted.
+    /// Time the result was delivered: its `ResultSubmitted`, or for the lean path
+    /// (`submitAndAttest`, which emits only `BountyAttested`) the settlement transaction's block.
     pub submitted_at: Option<i64>,
     /// Time of the terminal transition.
     pub settled_at: Option<i64>,
@@ -131,6 +133,11 @@ impl BountyRow {
             "ResultSubmitted" => {
                 self.submitted_at = Some(e.block_time as i64);
                 self.status = Status::Submitted.name().to_string();
+            }
+            // `attest` follows a `ResultSubmitted` (delivery already known); `submitAndAttest`
+            // delivers and settles in one transaction, so its block is the delivery time.
+            "BountyAttested" => {
+                self.submitted_at.get_or_insert(e.block_time as i64);
             }
             "BountyCompleted" => {
                 self.paid.clone_from(&e.amount);

@@ -6,11 +6,28 @@
 //! seen in `BountyPosted`). If a poster's first inbound transfer came from the agent it later
 //! paid, the outcome is marked `poster_funded_by_agent` and discounted. Mints (from the zero
 //! address) fund nobody. Native-ETH funding and funding through intermediaries are not seen.
+//!
+//! Delivery time: a bounty's result is delivered at its `ResultSubmitted`, or, on the lean path
+//! (`submitAndAttest`, which settles in the same transaction and emits only `BountyAttested`),
+//! at that settlement block. It is on time when it is at or before the `dueBy` of the award the
+//! provider holds (its bid's ETA, capped at the deadline), or the deadline when no award says.
+//!
+//! Feedback: ERC-8004 `NewFeedback` events become [`Feedback`] events tied to a bounty. A
+//! feedback given with `giveBountyFeedback` is tied to the bounty whose `FeedbackAuthorized`
+//! the same transaction emitted; a plain `giveFeedback` uses the oldest unused credit of its
+//! client for the agent's owner at that block (the registry spends the owner's credits first),
+//! and feedback the indexer cannot tie to a bounty (an agentWallet's credit) is not scored.
+//! The rating is read on ERC-8004's 0–100 scale (`value / 10^decimals`, clamped), revoked
+//! feedback is dropped, and each rating weighs the paid value (agreed price) of its bounty.
 
-use alloy::primitives::{Address, U256};
-use reef_reputation::{Event, Outcome, OutcomeKind, Params, ReputationBook};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use crate::{Error, Result, Store, decode::addr_hex, derived::BountyRow, indexer::confirmed_tip};
+use alloy::primitives::{Address, B256, U256};
+use reef_reputation::{Event, Feedback, Outcome, OutcomeKind, Params, ReputationBook};
+
+use crate::{
+    Error, EventRow, Result, Store, decode::addr_hex, derived::BountyRow, indexer::confirmed_tip,
+};
 
 /// Converts base units (18 decimals) to whole tokens as f64.
 pub fn to_units(v: U256) -> f64 {
@@ -23,11 +40,22 @@ fn parse_addr(s: &str) -> Result<Address> {
     s.parse().map_err(|e| Error::Corrupt(format!("address {s:?}: {e}")))
 }
 
+/// When a bounty's result was delivered and when it was due, beyond what its [`BountyRow`]
+/// holds (read from the raw events, so rows folded by an older indexer count too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// `dueBy` of the last award (unix seconds).
+    pub due_by: Option<i64>,
+    /// Block time of the first `BountyAttested` (the lean path's delivery).
+    pub attested_at: Option<i64>,
+}
+
 /// The outcome of a settled bounty for its provider, if it is one the reputation engine counts
 /// (funded, awarded, terminal).
 pub fn outcome_of(
     b: &BountyRow,
-    funding: &std::collections::BTreeMap<String, String>,
+    timing: Timing,
+    funding: &BTreeMap<String, String>,
 ) -> Result<Option<Outcome>> {
     let (Some(provider), Some(poster)) = (&b.provider, &b.poster) else { return Ok(None) };
     if !b.funded {
@@ -45,7 +73,8 @@ pub fn outcome_of(
     let value = to_units(
         price.parse::<U256>().map_err(|e| Error::Corrupt(format!("price {price:?}: {e}")))?,
     );
-    let on_time = match (kind, b.submitted_at, b.deadline) {
+    let delivered = b.submitted_at.or(timing.attested_at);
+    let on_time = match (kind, delivered, timing.due_by.or(b.deadline)) {
         (OutcomeKind::Expired, _, _) => Some(false),
         (_, Some(s), Some(d)) => Some(s <= d),
         _ => None,
@@ -65,9 +94,25 @@ pub fn outcome_of(
 pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>> {
     let Some(tip) = confirmed_tip(store, confirmations).await? else { return Ok(Vec::new()) };
     let funding = store.funding().await?;
+    let mut timing: HashMap<String, Timing> = HashMap::new();
+    for e in store.events_of_kind("BountyAwarded", tip).await? {
+        let Some(id) = e.ref_id else { continue };
+        let due = e
+            .extra
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .and_then(|v| v["dueBy"].as_i64());
+        timing.entry(id).or_default().due_by = due;
+    }
+    for e in store.events_of_kind("BountyAttested", tip).await? {
+        let Some(id) = e.ref_id else { continue };
+        let t = timing.entry(id).or_default();
+        t.attested_at.get_or_insert(e.block_time as i64);
+    }
     let mut keyed: Vec<((i64, i64), Event)> = Vec::new();
     for b in store.settled_bounties(tip).await? {
-        if let Some(o) = outcome_of(&b, &funding)? {
+        let t = timing.get(&b.id).copied().unwrap_or_default();
+        if let Some(o) = outcome_of(&b, t, &funding)? {
             keyed.push(((b.settled_block.unwrap_or(0), b.last_log), Event::Outcome(o)));
         }
     }
@@ -76,7 +121,7 @@ pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>
     // record and ends `Expired`: that one is already counted by `outcome_of`.)
     let revoked = store.events_of_kind("AwardRevoked", tip).await?;
     if !revoked.is_empty() {
-        let rows: std::collections::BTreeMap<String, BountyRow> =
+        let rows: BTreeMap<String, BountyRow> =
             store.bounties().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
         for e in revoked {
             let (Some(id), Some(agent)) = (&e.ref_id, e.actor) else { continue };
@@ -107,6 +152,9 @@ pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>
             ));
         }
     }
+    for (pos, f) in feedback_events(store, tip, &funding).await? {
+        keyed.push((pos, Event::Feedback(f)));
+    }
     for s in store.stakes().await? {
         if s.last_block <= tip as i64 {
             keyed.push((
@@ -123,6 +171,129 @@ pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>
     Ok(keyed.into_iter().map(|(_, e)| e).collect())
 }
 
+/// One `NewFeedback` as the indexer stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rated {
+    agent_id: String,
+    client: Address,
+    index: u64,
+    value: i128,
+    decimals: u8,
+}
+
+fn rated_of(e: &EventRow) -> Option<Rated> {
+    let v: serde_json::Value = serde_json::from_str(e.extra.as_deref()?).ok()?;
+    Some(Rated {
+        agent_id: e.ref_id.clone()?,
+        client: e.actor?,
+        index: v["index"].as_u64()?,
+        value: v["value"].as_str()?.parse().ok()?,
+        decimals: u8::try_from(v["decimals"].as_u64()?).ok()?,
+    })
+}
+
+/// A rating on ERC-8004's 0–100 scale, normalised to `[0, 1]`.
+pub fn normalise_rating(value: i128, decimals: u8) -> f64 {
+    let v = value as f64 / 10f64.powi(i32::from(decimals));
+    (v / 100.0).clamp(0.0, 1.0)
+}
+
+/// Feedback tied to bounties (see the module docs), keyed by chain position.
+pub fn tie_feedback(
+    events: &[EventRow],
+    bounties: &BTreeMap<String, BountyRow>,
+    funding: &BTreeMap<String, String>,
+) -> Result<Vec<((i64, i64), Feedback)>> {
+    let mut events: Vec<&EventRow> = events.iter().collect();
+    events.sort_by_key(|e| (e.block_number, e.log_index));
+    let revoked: HashSet<(String, Address, u64)> = events
+        .iter()
+        .filter(|e| e.kind == "FeedbackRevoked")
+        .filter_map(|e| {
+            Some((e.ref_id.clone()?, e.actor?, e.extra.as_deref()?.parse::<u64>().ok()?))
+        })
+        .collect();
+    // Unused credits per (client, provider), oldest first; bounty authorized per transaction.
+    let mut credits: HashMap<(Address, Address), VecDeque<String>> = HashMap::new();
+    let mut in_tx: HashMap<B256, (String, Address, Address)> = HashMap::new();
+    let mut owners: HashMap<String, Address> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        match e.kind.as_str() {
+            "AgentTransfer" => {
+                if let (Some(id), Some(to)) = (&e.ref_id, e.counterparty) {
+                    owners.insert(id.clone(), to);
+                }
+            }
+            "FeedbackAuthorized" => {
+                let (Some(id), Some(client), Some(provider)) = (&e.ref_id, e.actor, e.counterparty)
+                else {
+                    continue;
+                };
+                credits.entry((client, provider)).or_default().push_back(id.clone());
+                in_tx.insert(e.tx_hash, (id.clone(), client, provider));
+            }
+            "NewFeedback" => {
+                let Some(r) = rated_of(e) else { continue };
+                // giveBountyFeedback: the bounty authorized in this very transaction.
+                let tied = match in_tx.get(&e.tx_hash) {
+                    Some((id, client, provider)) if *client == r.client => {
+                        let q = credits.entry((*client, *provider)).or_default();
+                        q.retain(|b| b != id);
+                        Some(id.clone())
+                    }
+                    _ => owners
+                        .get(&r.agent_id)
+                        .and_then(|owner| credits.get_mut(&(r.client, *owner)))
+                        .and_then(VecDeque::pop_front),
+                };
+                let Some(bounty) = tied else { continue };
+                if revoked.contains(&(r.agent_id.clone(), r.client, r.index)) {
+                    continue;
+                }
+                let Some(b) = bounties.get(&bounty) else { continue };
+                let (Some(provider), Some(poster)) = (&b.provider, &b.poster) else { continue };
+                let price = b.price.as_deref().or(b.amount.as_deref()).unwrap_or("0");
+                let value = to_units(
+                    price
+                        .parse::<U256>()
+                        .map_err(|e| Error::Corrupt(format!("price {price:?}: {e}")))?,
+                );
+                out.push((
+                    (e.block_number as i64, e.log_index as i64),
+                    Feedback {
+                        agent: parse_addr(provider)?,
+                        poster: parse_addr(poster)?,
+                        value,
+                        rating: normalise_rating(r.value, r.decimals),
+                        at: e.block_time,
+                        poster_funded_by_agent: funding.get(poster).is_some_and(|f| f == provider),
+                    },
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+async fn feedback_events(
+    store: &Store,
+    tip: u64,
+    funding: &BTreeMap<String, String>,
+) -> Result<Vec<((i64, i64), Feedback)>> {
+    let mut events = store.events_of_kind("NewFeedback", tip).await?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    for kind in ["FeedbackAuthorized", "FeedbackRevoked", "AgentTransfer"] {
+        events.extend(store.events_of_kind(kind, tip).await?);
+    }
+    let bounties: BTreeMap<String, BountyRow> =
+        store.bounties().await?.into_iter().map(|b| (b.id.clone(), b)).collect();
+    tie_feedback(&events, &bounties, funding)
+}
+
 /// A [`ReputationBook`] over everything confirmed in `store`.
 pub async fn load_book(
     store: &Store,
@@ -131,4 +302,194 @@ pub async fn load_book(
 ) -> Result<ReputationBook> {
     let events = load_events(store, confirmations).await?;
     Ok(ReputationBook::from_events(params, &events)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256};
+
+    use super::*;
+    use crate::store::Batch;
+
+    const POSTER: Address = Address::repeat_byte(0xa1);
+    const AGENT: Address = Address::repeat_byte(0xb2);
+
+    fn id(n: u64) -> String {
+        crate::decode::id_hex(U256::from(n))
+    }
+
+    /// A log at (block, log) in transaction `tx` at block time `1_000 * block`.
+    fn ev(block: u64, log: u64, tx: u8, kind: &str, ref_id: String) -> EventRow {
+        EventRow {
+            block_number: block,
+            log_index: log,
+            block_hash: B256::with_last_byte(block as u8),
+            tx_hash: B256::repeat_byte(tx),
+            block_time: 1_000 * block,
+            contract: Address::with_last_byte(1),
+            kind: kind.into(),
+            ref_id: Some(ref_id),
+            actor: None,
+            counterparty: None,
+            amount: None,
+            amount2: None,
+            extra: None,
+        }
+    }
+
+    /// A bounty posted at block `b`, awarded with `dueBy` = `due`, delivered and settled by
+    /// `submitAndAttest` at block `settled` (no `ResultSubmitted`), for `price` wei.
+    fn lean_job(n: u64, b: u64, due: u64, settled: u64, price: u128) -> Vec<EventRow> {
+        let tx = n as u8 * 10;
+        vec![
+            EventRow {
+                actor: Some(POSTER),
+                counterparty: Some(Address::ZERO),
+                amount: Some(price.to_string()),
+                amount2: Some(price.to_string()),
+                extra: Some(
+                    serde_json::json!({"deadline": 1_000 * (b + 100), "funded": true}).to_string(),
+                ),
+                ..ev(b, 0, tx, "BountyPosted", id(n))
+            },
+            EventRow {
+                actor: Some(AGENT),
+                amount: Some(price.to_string()),
+                extra: Some(serde_json::json!({"bidNonce": "1", "dueBy": due}).to_string()),
+                ..ev(b, 1, tx, "BountyAwarded", id(n))
+            },
+            EventRow {
+                actor: Some(Address::ZERO),
+                ..ev(settled, 0, tx + 1, "BountyAttested", id(n))
+            },
+            EventRow {
+                actor: Some(AGENT),
+                amount: Some(price.to_string()),
+                amount2: Some("0".into()),
+                extra: Some("0".into()),
+                ..ev(settled, 1, tx + 1, "BountyCompleted", id(n))
+            },
+        ]
+    }
+
+    async fn store_with(events: Vec<EventRow>) -> Store {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let next = events.iter().map(|e| e.block_number).max().unwrap_or(0) + 1;
+        store.commit(&Batch { events, next_block: next, ..Batch::default() }).await.unwrap();
+        store
+    }
+
+    fn outcomes(events: &[Event]) -> Vec<&Outcome> {
+        events
+            .iter()
+            .filter_map(|e| if let Event::Outcome(o) = e { Some(o) } else { None })
+            .collect()
+    }
+
+    /// `submitAndAttest` emits no `ResultSubmitted`: the settlement block is the delivery, and
+    /// it is compared with the award's `dueBy` (not the bounty deadline).
+    #[tokio::test]
+    async fn lean_settlement_is_a_delivery_on_time_or_late_against_due_by() {
+        let mut events = lean_job(1, 1, 2_500, 2, 10u128.pow(19)); // delivered 2_000 <= 2_500
+        events.extend(lean_job(2, 3, 3_500, 4, 10u128.pow(19))); // delivered 4_000 > 3_500
+        let store = store_with(events).await;
+        let bounties = store.bounties().await.unwrap();
+        assert_eq!(bounties[0].submitted_at, Some(2_000), "{bounties:?}");
+        let events = load_events(&store, 0).await.unwrap();
+        let o = outcomes(&events);
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[0].on_time, Some(true));
+        // Late against its ETA although well before the deadline (103_000).
+        assert_eq!(o[1].on_time, Some(false));
+        let book = ReputationBook::from_events(Params::default(), &events).unwrap();
+        let s = book.score(&AGENT);
+        // Weights ln(1 + 10) and, the pair's second job, ln(1 + 10) / 2: one of two on time.
+        let (w1, w2) = (11f64.ln(), 11f64.ln() / 2.0);
+        let on_time = &s.components[1];
+        // (Decay over the 2_000 s between them is below 1e-4.)
+        assert!((on_time.value - (1.0 + w1) / (2.0 + w1 + w2)).abs() < 1e-4, "{on_time:?}");
+        assert!(on_time.explanation.starts_with("2.40 of 3.60 weighted deliveries"), "{on_time:?}");
+        // A reorg that drops the late settlement drops its delivery with it.
+        store.rewind(4).await.unwrap();
+        let events = load_events(&store, 0).await.unwrap();
+        assert_eq!(outcomes(&events).len(), 1);
+        let b2 = store.bounties().await.unwrap().into_iter().find(|b| b.id == id(2)).unwrap();
+        assert_eq!((b2.status.as_str(), b2.submitted_at), ("awarded", None));
+    }
+
+    fn authorized(block: u64, log: u64, tx: u8, bounty: u64) -> EventRow {
+        EventRow {
+            actor: Some(POSTER),
+            counterparty: Some(AGENT),
+            ..ev(block, log, tx, "FeedbackAuthorized", id(bounty))
+        }
+    }
+
+    fn feedback(block: u64, log: u64, tx: u8, index: u64, value: i128, decimals: u8) -> EventRow {
+        EventRow {
+            actor: Some(POSTER),
+            extra: Some(
+                serde_json::json!({"index": index, "value": value.to_string(), "decimals": decimals, "tag1": "", "tag2": ""})
+                    .to_string(),
+            ),
+            ..ev(block, log, tx, "NewFeedback", id(7))
+        }
+    }
+
+    /// Feedback reaches the book tied to its bounty's paid value: the same-transaction credit
+    /// (`giveBountyFeedback`), the oldest credit for the agent's owner (`giveFeedback`);
+    /// revoked feedback and feedback without a credit do not count.
+    #[tokio::test]
+    async fn feedback_is_tied_to_its_bounty_and_weighted_by_its_value() {
+        let mut events = lean_job(1, 1, 1_500, 1, 1); // 1 wei
+        events.extend(lean_job(2, 2, 2_500, 2, 100 * 10u128.pow(18))); // 100 tokens
+        events.extend(lean_job(3, 3, 3_500, 3, 10u128.pow(18)));
+        events.push(EventRow {
+            actor: Some(Address::ZERO),
+            counterparty: Some(AGENT),
+            ..ev(4, 0, 40, "AgentTransfer", id(7))
+        });
+        // Bounty 1 (1 wei): five stars in one transaction (giveBountyFeedback).
+        events.push(authorized(5, 0, 50, 1));
+        events.push(feedback(5, 1, 50, 1, 100, 0));
+        // Bounty 2 (100 tokens): credit first, then a plain giveFeedback of 10.00 / 100.
+        events.push(authorized(6, 0, 60, 2));
+        events.push(feedback(7, 0, 70, 2, 1_000, 2));
+        // Bounty 3: rated, then revoked.
+        events.push(authorized(8, 0, 80, 3));
+        events.push(feedback(8, 1, 80, 3, 100, 0));
+        events.push(EventRow {
+            actor: Some(POSTER),
+            extra: Some("3".into()),
+            ..ev(9, 0, 90, "FeedbackRevoked", id(7))
+        });
+        // No credit left: not tied, not scored.
+        events.push(feedback(10, 0, 100, 4, 0, 0));
+        let store = store_with(events).await;
+        let events = load_events(&store, 0).await.unwrap();
+        let rated: Vec<&Feedback> = events
+            .iter()
+            .filter_map(|e| if let Event::Feedback(f) = e { Some(f) } else { None })
+            .collect();
+        assert_eq!(rated.len(), 2, "{rated:?}");
+        assert_eq!((rated[0].value, rated[0].rating), (1e-18, 1.0));
+        assert_eq!((rated[1].value, rated[1].rating), (100.0, 0.1));
+        assert!(rated.iter().all(|f| f.agent == AGENT && f.poster == POSTER));
+        let book = ReputationBook::from_events(Params::default(), &events).unwrap();
+        let s = book.score(&AGENT);
+        let fb = &s.components[5];
+        assert_eq!(fb.name, "feedback");
+        assert_eq!(s.counts.feedback, 2);
+        // The 100-token job's low rating dominates the 1-wei job's five stars.
+        assert!(fb.value < 0.3, "{fb:?}");
+        assert!(fb.explanation.starts_with("2 poster ratings"), "{fb:?}");
+    }
+
+    #[test]
+    fn ratings_are_read_on_the_0_to_100_scale() {
+        assert_eq!(normalise_rating(80, 0), 0.8);
+        assert_eq!(normalise_rating(4_250, 2), 0.425);
+        assert_eq!(normalise_rating(-5, 0), 0.0);
+        assert_eq!(normalise_rating(1_000, 0), 1.0);
+    }
 }

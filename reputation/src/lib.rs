@@ -1,5 +1,5 @@
 //! Reef's reputation engine: turns the on-chain history of an agent (paid jobs completed,
-//! rejected, expired, disputes won and lost, stake) into a score in `[0, 1]` with a confidence
+//! rejected, expired, disputes won and lost, its posters' ratings, stake) into a score in `[0, 1]` with a confidence
 //! and an explanation of every component.
 //!
 //! It is pure computation: no I/O, no clock, no database. Callers (the indexer, the node)
@@ -18,8 +18,15 @@
 //! * **Sybil / collusion resistance**: the k-th outcome (k = 0, 1, …) between the same poster and
 //!   agent weighs `1 / (1 + k)`, so farming one counterparty grows only logarithmically; outcomes
 //!   whose poster was funded by the agent itself weigh `funded_by_agent_discount`.
-//! * **On time**: share of jobs delivered before the promised deadline (Laplace-smoothed).
+//! * **On time**: weighted share of jobs delivered by their due time — the award's `dueBy` (the
+//!   bid's ETA), else the deadline — Laplace-smoothed.
 //! * **Disputes**: one minus the weighted share of jobs whose dispute the agent lost.
+//! * **Feedback**: the posters' ERC-8004 ratings (each normalised to `[0, 1]`), averaged with
+//!   a neutral pseudo-rating of weight `feedback_prior`; each rating weighs `ln(1 + value /
+//!   value_unit)` of the paid bounty it is tied to (so a 1-wei bounty's five stars count for
+//!   nothing next to a large job's), times the same pair and funding factors as outcomes (the
+//!   k-th rating of one poster for one agent weighs `1 / (1 + k)`), decayed with the same
+//!   half-life.
 //! * **Stake** and **volume**: saturating `1 - exp(-x / ref)` of bonded stake and of decayed,
 //!   discounted paid value.
 //! * **Confidence**: `n / (n + confidence_k)` for the effective (weighted, decayed) job count `n`.
@@ -97,11 +104,30 @@ pub struct Outcome {
     pub poster_funded_by_agent: bool,
 }
 
+/// A poster's rating of the agent for one paid bounty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// The agent (the bounty's provider).
+    pub agent: Address,
+    /// The poster who rated it.
+    pub poster: Address,
+    /// Paid value of the bounty the rating is tied to, in whole token units.
+    pub value: f64,
+    /// The rating normalised to `[0, 1]` (0 worst, 1 best).
+    pub rating: f64,
+    /// When it was given (unix seconds, block time).
+    pub at: u64,
+    /// True when the poster's funds demonstrably came from the agent itself.
+    pub poster_funded_by_agent: bool,
+}
+
 /// Input of the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A paid job finished.
     Outcome(Outcome),
+    /// A poster rated the agent for a paid bounty (ERC-8004 feedback tied to that bounty).
+    Feedback(Feedback),
     /// The agent's bonded stake changed to `bonded` (whole native units).
     Stake {
         /// The staking account.
@@ -118,6 +144,7 @@ impl Event {
     pub fn agent(&self) -> Address {
         match self {
             Self::Outcome(o) => o.agent,
+            Self::Feedback(f) => f.agent,
             Self::Stake { agent, .. } => *agent,
         }
     }
@@ -126,6 +153,7 @@ impl Event {
     pub fn at(&self) -> u64 {
         match self {
             Self::Outcome(o) => o.at,
+            Self::Feedback(f) => f.at,
             Self::Stake { at, .. } => *at,
         }
     }
@@ -152,8 +180,10 @@ pub struct Params {
     pub stake_ref: f64,
     /// Paid value at which the volume component reaches 1 - 1/e.
     pub volume_ref: f64,
-    /// Weights of (success, on time, disputes, stake, volume); must sum to 1.
-    pub weights: [f64; 5],
+    /// Weight of the neutral pseudo-rating (0.5) the feedback average starts from.
+    pub feedback_prior: f64,
+    /// Weights of (success, on time, disputes, stake, volume, feedback); must sum to 1.
+    pub weights: [f64; 6],
 }
 
 impl Default for Params {
@@ -168,7 +198,8 @@ impl Default for Params {
             confidence_k: 3.0,
             stake_ref: 1.0,
             volume_ref: 1_000.0,
-            weights: [0.55, 0.15, 0.10, 0.10, 0.10],
+            feedback_prior: 1.0,
+            weights: [0.50, 0.15, 0.10, 0.10, 0.05, 0.10],
         }
     }
 }
@@ -184,6 +215,7 @@ impl Params {
             ("confidence_k", self.confidence_k),
             ("stake_ref", self.stake_ref),
             ("volume_ref", self.volume_ref),
+            ("feedback_prior", self.feedback_prior),
         ];
         for (name, v) in pos {
             if !(v.is_finite() && v > 0.0) {
@@ -209,7 +241,7 @@ impl Params {
 /// One explained part of a [`Score`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Component {
-    /// Short name (`success`, `on_time`, `disputes`, `stake`, `volume`).
+    /// Short name (`success`, `on_time`, `disputes`, `stake`, `volume`, `feedback`).
     pub name: String,
     /// Value in `[0, 1]`.
     pub value: f64,
@@ -251,6 +283,9 @@ pub struct Counts {
     pub disputes_won: u64,
     /// Outcomes whose poster was funded by the agent.
     pub self_funded: u64,
+    /// Ratings (ERC-8004 feedback) received.
+    #[serde(default)]
+    pub feedback: u64,
 }
 
 /// Decayed, weighted accumulators of one agent, all expressed at time `t_ref`.
@@ -264,6 +299,9 @@ struct AgentState {
     with_eta: f64,
     volume: f64,
     stake: f64,
+    /// Weighted sum of ratings, and their total weight.
+    rated: f64,
+    rated_w: f64,
     counts: Counts,
 }
 
@@ -286,6 +324,8 @@ impl AgentState {
             self.on_time *= f;
             self.with_eta *= f;
             self.volume *= f;
+            self.rated *= f;
+            self.rated_w *= f;
             self.t_ref = t;
         }
     }
@@ -332,8 +372,18 @@ impl AgentState {
         }
     }
 
-    /// The raw component values (success, on_time, disputes, stake, volume) and confidence.
-    fn components(&self, p: &Params) -> ([f64; 5], f64) {
+    /// Adds a rating `r` in `[0, 1]` of weight `w`.
+    fn rate(&mut self, params: &Params, at: u64, r: f64, w: f64) {
+        self.advance(params, at);
+        let w = w * Self::decay(params, at, self.t_ref);
+        self.rated += w * r;
+        self.rated_w += w;
+        self.counts.feedback += 1;
+    }
+
+    /// The raw component values (success, on_time, disputes, stake, volume, feedback) and
+    /// confidence.
+    fn components(&self, p: &Params) -> ([f64; 6], f64) {
         let success =
             (p.prior_alpha + self.succ) / (p.prior_alpha + p.prior_beta + self.succ + self.fail);
         let on_time = (1.0 + self.on_time) / (2.0 + self.with_eta);
@@ -341,9 +391,10 @@ impl AgentState {
         let disputes = 1.0 - self.lost / (jobs + 2.0);
         let stake = 1.0 - (-self.stake / p.stake_ref).exp();
         let volume = 1.0 - (-self.volume / p.volume_ref).exp();
+        let feedback = (0.5 * p.feedback_prior + self.rated) / (p.feedback_prior + self.rated_w);
         let n = self.succ + self.fail;
         let confidence = n / (n + p.confidence_k);
-        (clamp_all([success, on_time, disputes, stake, volume]), clamp01(confidence))
+        (clamp_all([success, on_time, disputes, stake, volume, feedback]), clamp01(confidence))
     }
 
     fn value(&self, p: &Params) -> f64 {
@@ -356,7 +407,7 @@ fn clamp01(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
 }
 
-fn clamp_all(v: [f64; 5]) -> [f64; 5] {
+fn clamp_all(v: [f64; 6]) -> [f64; 6] {
     v.map(clamp01)
 }
 
@@ -367,6 +418,8 @@ pub struct ReputationBook {
     agents: HashMap<Address, AgentState>,
     /// Outcomes seen so far per (poster, agent) pair.
     pairs: HashMap<(Address, Address), u32>,
+    /// Ratings seen so far per (poster, agent) pair.
+    rated_pairs: HashMap<(Address, Address), u32>,
     latest: u64,
     applied: u64,
 }
@@ -381,7 +434,14 @@ impl ReputationBook {
     /// An empty book with `params`.
     pub fn new(params: Params) -> Result<Self> {
         params.validate()?;
-        Ok(Self { params, agents: HashMap::new(), pairs: HashMap::new(), latest: 0, applied: 0 })
+        Ok(Self {
+            params,
+            agents: HashMap::new(),
+            pairs: HashMap::new(),
+            rated_pairs: HashMap::new(),
+            latest: 0,
+            applied: 0,
+        })
     }
 
     /// A book built by applying `events` in order (a full recompute).
@@ -444,6 +504,31 @@ impl ReputationBook {
                 let params = &self.params;
                 self.agents.entry(o.agent).or_default().add(params, o, w, eff_value);
             }
+            Event::Feedback(f) => {
+                if !(f.value.is_finite() && f.value >= 0.0) {
+                    return Err(Error::InvalidEvent {
+                        agent: f.agent,
+                        reason: format!("feedback value {}", f.value),
+                    });
+                }
+                if !(f.rating.is_finite() && (0.0..=1.0).contains(&f.rating)) {
+                    return Err(Error::InvalidEvent {
+                        agent: f.agent,
+                        reason: format!("rating {} outside [0, 1]", f.rating),
+                    });
+                }
+                let k = self.rated_pairs.entry((f.poster, f.agent)).or_insert(0);
+                let pair_w = 1.0 / (1.0 + f64::from(*k));
+                *k = k.saturating_add(1);
+                let fund_w = if f.poster_funded_by_agent {
+                    self.params.funded_by_agent_discount
+                } else {
+                    1.0
+                };
+                let w = (f.value / self.params.value_unit).ln_1p() * pair_w * fund_w;
+                let params = &self.params;
+                self.agents.entry(f.agent).or_default().rate(params, f.at, f.rating, w);
+            }
             Event::Stake { agent, bonded, at } => {
                 if !(bonded.is_finite() && *bonded >= 0.0) {
                     return Err(Error::InvalidEvent {
@@ -500,7 +585,7 @@ impl ReputationBook {
 fn explain(p: &Params, agent: Address, st: &AgentState, as_of: u64) -> Score {
     let (c, confidence) = st.components(p);
     let k = st.counts;
-    let names = ["success", "on_time", "disputes", "stake", "volume"];
+    let names = ["success", "on_time", "disputes", "stake", "volume", "feedback"];
     let explanations = [
         format!(
             "Beta({}, {}) prior + {:.2} weighted successes vs {:.2} failures ({} completed, {} disputes won; {} rejected, {} expired, {} disputes lost; {} from self-funded posters, discounted)",
@@ -517,7 +602,7 @@ fn explain(p: &Params, agent: Address, st: &AgentState, as_of: u64) -> Score {
         ),
         if st.with_eta > 0.0 {
             format!(
-                "{:.2} of {:.2} weighted deliveries before the deadline",
+                "{:.2} of {:.2} weighted deliveries on time (by the award's due time: the bid's ETA, else the deadline)",
                 st.on_time, st.with_eta
             )
         } else {
@@ -530,6 +615,17 @@ fn explain(p: &Params, agent: Address, st: &AgentState, as_of: u64) -> Score {
         ),
         format!("{:.4} bonded (reference {})", st.stake, p.stake_ref),
         format!("{:.2} decayed, discounted value paid (reference {})", st.volume, p.volume_ref),
+        if k.feedback > 0 {
+            format!(
+                "{} poster ratings averaging {:.2} (weighted by each bounty's paid value, ln(1 + value); total weight {:.2}) with a neutral prior of weight {}",
+                k.feedback,
+                if st.rated_w > 0.0 { st.rated / st.rated_w } else { 0.5 },
+                st.rated_w,
+                p.feedback_prior
+            )
+        } else {
+            "no ratings yet: neutral".to_string()
+        },
     ];
     let components: Vec<Component> = names
         .iter()
@@ -557,8 +653,8 @@ mod tests {
         assert_eq!(s.confidence, 0.0);
         let success = &s.components[0];
         assert_eq!(success.value, 0.5);
-        // 0.55*0.5 + 0.15*0.5 + 0.10*1 + 0 + 0
-        assert!((s.value - 0.45).abs() < 1e-12, "{}", s.value);
+        // 0.50*0.5 + 0.15*0.5 + 0.10*1 + 0 + 0 + 0.10*0.5
+        assert!((s.value - 0.475).abs() < 1e-12, "{}", s.value);
     }
 
     #[test]
@@ -567,7 +663,64 @@ mod tests {
         let bad = Event::Stake { agent: Address::ZERO, bonded: f64::NAN, at: 1 };
         assert!(book.apply(&bad).is_err());
         assert_eq!(book.applied(), 0);
-        let p = Params { weights: [1.0; 5], ..Params::default() };
+        let p = Params { weights: [1.0; 6], ..Params::default() };
         assert!(ReputationBook::new(p).is_err());
+    }
+
+    fn rated(agent: u8, value: f64, rating: f64, at: u64) -> Event {
+        Event::Feedback(Feedback {
+            agent: Address::repeat_byte(agent),
+            poster: Address::repeat_byte(9),
+            value,
+            rating,
+            at,
+            poster_funded_by_agent: false,
+        })
+    }
+
+    fn feedback_of(book: &ReputationBook, agent: u8) -> f64 {
+        book.score(&Address::repeat_byte(agent)).components[5].value
+    }
+
+    #[test]
+    fn feedback_is_weighted_by_the_paid_value() {
+        // Agent 1: five stars on a 1-wei bounty, then one star on a 100-token one (the same
+        // poster's second rating: pair factor 1/2).
+        let book = ReputationBook::from_events(
+            Params::default(),
+            &[rated(1, 1e-18, 1.0, 10), rated(1, 100.0, 0.0, 10)],
+        )
+        .unwrap();
+        let w = 101f64.ln() / 2.0;
+        let expected = (0.5 + 1e-18) / (1.0 + w + 1e-18);
+        let got = feedback_of(&book, 1);
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        assert!(got < 0.2, "the big bounty's bad rating dominates: {got}");
+        // Reversed: the large job's top rating dominates.
+        let book = ReputationBook::from_events(
+            Params::default(),
+            &[rated(2, 1e-18, 0.0, 10), rated(2, 100.0, 1.0, 10)],
+        )
+        .unwrap();
+        assert!(feedback_of(&book, 2) > 0.8, "{}", feedback_of(&book, 2));
+    }
+
+    #[test]
+    fn feedback_moves_the_score_and_is_explained() {
+        let neutral = ReputationBook::default().score(&Address::repeat_byte(3));
+        let book =
+            ReputationBook::from_events(Params::default(), &[rated(3, 10.0, 1.0, 5)]).unwrap();
+        let s = book.score(&Address::repeat_byte(3));
+        let w = 11f64.ln();
+        let expected = (0.5 + w) / (1.0 + w);
+        assert!((s.components[5].value - expected).abs() < 1e-12);
+        assert!((s.value - (neutral.value + 0.10 * (expected - 0.5))).abs() < 1e-12);
+        assert_eq!(s.counts.feedback, 1);
+        assert!(s.components[5].explanation.starts_with("1 poster ratings averaging 1.00"));
+        assert_eq!(neutral.components[5].explanation, "no ratings yet: neutral");
+        // A rating outside [0, 1] is refused and changes nothing.
+        let mut book = book;
+        assert!(book.apply(&rated(3, 1.0, 1.5, 6)).is_err());
+        assert_eq!(book.score(&Address::repeat_byte(3)).counts.feedback, 1);
     }
 }

@@ -46,7 +46,9 @@ fn one_completed_job() {
     assert!(close(c[3], 0.0));
     assert!(close(c[4], 1.0 - (-e / 1000.0f64).exp()));
     assert!(close(s.confidence, 0.25), "{}", s.confidence); // 1/(1+3)
-    let expected = 0.55 * 0.6 + 0.15 * (2.0 / 3.0) + 0.10 + 0.10 * c[4];
+    // No rating yet: the feedback component sits at its neutral 0.5.
+    assert!(close(c[5], 0.5));
+    let expected = 0.50 * 0.6 + 0.15 * (2.0 / 3.0) + 0.10 + 0.05 * c[4] + 0.10 * 0.5;
     assert!(close(s.value, expected), "{} vs {expected}", s.value);
     assert_eq!(s.counts.completed, 1);
 }

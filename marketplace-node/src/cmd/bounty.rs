@@ -1,4 +1,4 @@
-//! `reef bounty post|show|list|refund`: the poster's on-chain verbs.
+//! `reef bounty post|show|list|refund|rate|…`: the poster's on-chain verbs.
 
 use alloy::primitives::{Address, B256, U256, utils::format_units};
 use clap::{Args, Subcommand};
@@ -20,7 +20,8 @@ use super::chain::{
   reef bounty show 0x3f2a…
   reef bounty refund 0x3f2a…
   reef bounty post \"Sort half of it\" --reward 4 --from-reward 0x3f2a… --node http://127.0.0.1:8080
-  reef bounty redeem 0x51c0…")]
+  reef bounty redeem 0x51c0…
+  reef bounty rate 0x3f2a… --score 90 --tag sort")]
 pub struct BountyArgs {
     #[command(subcommand)]
     cmd: BountyCmd,
@@ -118,6 +119,20 @@ cancelled), 4 the result was rejected (the poster is refunded), 1 any error on t
         /// Bounty id (hex or decimal).
         id: String,
     },
+    /// Rate the provider of your settled bounty (ERC-8004 `giveFeedback` in the
+    /// ReputationRegistry, one rating per bounty, poster only); the reputation engine weighs it
+    /// by the bounty's paid value.
+    #[command(after_help = "Examples:
+  reef bounty rate 0x3f2a… --score 90
+  reef bounty rate 0x3f2a… --score 40 --tag sort --tag slow --json
+
+The score is on ERC-8004's 0-100 scale (100 best). The bounty must be settled (completed,
+refunded after a rejection, or resolved by the arbiter) and not rated yet; the provider must
+own (or be the payment wallet of) an agent in the AgentRegistry (--agent-id picks one).
+
+Exit status: 0 rated, 1 any error (not the poster, not settled, already rated, no agent,
+reverted transaction), 2 bad flags (a score outside 0..=100).")]
+    Rate(RateArgs),
     /// Redeem your credits from a sub-bounty funded from a pending reward (`post
     /// --from-reward`) for the parent's token, once the parent bounty is settled. Its provider,
     /// its poster (the unspent budget) and the fee recipient hold such credits.
@@ -128,6 +143,22 @@ cancelled), 4 the result was rejected (the poster is refunded), 1 any error on t
         /// A sub-bounty funded from a reward (id), or its pledge token (address).
         target: String,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+struct RateArgs {
+    /// Bounty id (hex or decimal).
+    id: String,
+    /// Rating on ERC-8004's 0-100 scale (100 best).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    score: u8,
+    /// Tag (ERC-8004 tag1, then tag2; at most two).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// The provider's agent id in the AgentRegistry (default: the oldest it owns or is the
+    /// payment wallet of).
+    #[arg(long)]
+    agent_id: Option<U256>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -219,6 +250,11 @@ struct PostArgs {
     /// your favour (`reef bounty redeem`), and are void if it does not. --token is ignored.
     #[arg(long, value_name = "PARENT")]
     from_reward: Option<String>,
+    /// With --node: once the bounty settles (completed, or resolved), rate its provider with
+    /// this score (0-100, as `reef bounty rate`). A failed rating is reported, not fatal.
+    #[arg(long, value_name = "SCORE", requires = "node",
+        value_parser = clap::value_parser!(u8).range(0..=100))]
+    rate: Option<u8>,
 }
 
 /// `reef bounty post` exit status: 0 when the work was paid (the bounty settled `completed`
@@ -398,6 +434,24 @@ impl BountyArgs {
                 self.verb(&client, parse_bounty_id(id)?, "cancel", None).await
             }
             BountyCmd::Redeem { target } => self.redeem(&client, target).await,
+            BountyCmd::Rate(r) => {
+                let v = rate(&client, parse_bounty_id(&r.id)?, r.score, &r.tag, r.agent_id).await?;
+                if self.json {
+                    println!("{v}");
+                } else {
+                    println!(
+                        "rated bounty {}: agent {} ({}) scored {} (feedback #{}, tx {}, gas {})",
+                        v["id"].as_str().unwrap_or(""),
+                        v["agent_id"].as_str().unwrap_or(""),
+                        v["provider"].as_str().unwrap_or(""),
+                        v["score"],
+                        v["feedback_index"],
+                        v["tx"]["hash"].as_str().unwrap_or(""),
+                        v["tx"]["gas_used"]
+                    );
+                }
+                Ok(())
+            }
         }
     }
 
@@ -436,7 +490,10 @@ impl BountyArgs {
         let token = nb.token;
         if let Some(node) = &p.node {
             let bar = |_: String| {};
-            let o = post_via_node(client, p, nb, node, decimals, parent, &bar).await?;
+            let mut o = post_via_node(client, p, nb, node, decimals, parent, &bar).await?;
+            if let Some(score) = p.rate {
+                o.rating = Some(rate_after_settlement(client, &o, score).await);
+            }
             return self.print_outcome(&o);
         }
         let terms = client.terms(&nb).await?;
@@ -495,6 +552,8 @@ pub struct PostOutcome {
     pub decimals: u8,
     /// `--detach`: returned after the award.
     pub detached: bool,
+    /// `--rate`: what `reef bounty rate` answered, or `{"error": …}`.
+    pub rating: Option<serde_json::Value>,
 }
 
 impl PostOutcome {
@@ -514,8 +573,102 @@ impl PostOutcome {
                 self.result["verdict"]["accept"] == false,
                 false,
             ) == 0,
+            "rating": self.rating,
         })
     }
+}
+
+/// `post --rate`: rates the provider once the bounty settled in a state that grants a feedback
+/// credit; a failure is reported in the answer (the bounty's own outcome stands).
+async fn rate_after_settlement(
+    client: &ReefClient,
+    o: &PostOutcome,
+    score: u8,
+) -> serde_json::Value {
+    let Some(state) = &o.onchain else {
+        return serde_json::json!({ "error": "not rated: the bounty was never posted on-chain" });
+    };
+    if !matches!(state.status, Status::Completed | Status::Resolved | Status::Refunded) {
+        return serde_json::json!({
+            "error": format!("not rated: the bounty is {}, not settled (rate it later with `reef bounty rate {}`)", state.status, o.id)
+        });
+    }
+    match rate(client, state.id, score, &[], None).await {
+        Ok(v) => {
+            eprintln!(
+                "  rated            agent {} scored {score}",
+                v["agent_id"].as_str().unwrap_or("")
+            );
+            v
+        }
+        Err(e) => {
+            eprintln!("  not rated: {e:#}");
+            serde_json::json!({ "error": format!("{e:#}") })
+        }
+    }
+}
+
+/// `reef bounty rate`: the poster's ERC-8004 feedback for the provider of a settled bounty,
+/// with the gate's conditions checked first so each failure reads plainly.
+async fn rate(
+    client: &ReefClient,
+    id: U256,
+    score: u8,
+    tags: &[String],
+    agent_id: Option<U256>,
+) -> eyre::Result<serde_json::Value> {
+    if score > 100 {
+        return Err(eyre!("score {score} is out of range: ratings are 0..=100"));
+    }
+    if tags.len() > 2 {
+        return Err(eyre!("at most two --tag values (ERC-8004 tag1 and tag2), got {}", tags.len()));
+    }
+    let state = client.bounty(id).await?;
+    let r = &state.record;
+    let me = client.address();
+    if r.poster != me {
+        return Err(eyre!("only the poster {} may rate bounty {id:#066x}; you are {me}", r.poster));
+    }
+    if !matches!(state.status, Status::Completed | Status::Refunded | Status::Resolved) {
+        return Err(eyre!(
+            "bounty {id:#066x} is {}, not settled: only a completed, refunded (rejection final) or resolved bounty can be rated",
+            state.status
+        ));
+    }
+    if r.provider.is_zero() {
+        return Err(eyre!("bounty {id:#066x} was never awarded: there is no provider to rate"));
+    }
+    if client.bounty_credited(id).await? {
+        return Err(eyre!("bounty {id:#066x} is already rated (its one feedback credit is used)"));
+    }
+    let agent_id = match agent_id {
+        Some(a) => a,
+        None => client.agent_ids_of(r.provider).await?.first().copied().ok_or_else(|| {
+            eyre!(
+                "provider {} has no agent in the AgentRegistry (it neither owns one nor is one's payment wallet), so ERC-8004 feedback has nothing to rate",
+                r.provider
+            )
+        })?,
+    };
+    let rating = escrow_client::feedback::Rating {
+        value: i128::from(score),
+        decimals: 0,
+        tag1: tags.first().cloned().unwrap_or_default(),
+        tag2: tags.get(1).cloned().unwrap_or_default(),
+    };
+    let pb = spinner(format!("rating {id:#066x}"));
+    let out = client.give_bounty_feedback(id, r, agent_id, &rating).await;
+    pb.finish_and_clear();
+    let (index, tx) = out?;
+    Ok(serde_json::json!({
+        "id": format!("{id:#066x}"),
+        "provider": r.provider,
+        "agent_id": agent_id.to_string(),
+        "score": score,
+        "tags": tags,
+        "feedback_index": index,
+        "tx": tx,
+    }))
 }
 
 /// Where `post --node` reports each step (a transaction, an event of the bounty's log): the
@@ -894,7 +1047,7 @@ async fn post_via_node(
     };
     pb.finish_and_clear();
     let onchain = client.bounty(parse_bounty_id(&id)?).await.ok();
-    Ok(PostOutcome { id, result, onchain, award, decimals, detached: p.detach })
+    Ok(PostOutcome { id, result, onchain, award, decimals, detached: p.detach, rating: None })
 }
 
 impl BountyArgs {
