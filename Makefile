@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -146,6 +146,19 @@ OVERLOAD_ARGS ?= --overload 2,4 --overload-secs 15
 bench-overload: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS) --timeout 600 $(OVERLOAD_ARGS)
+
+## fuzz: every libFuzzer target in fuzz/ (the parsers of untrusted input, docs/fuzzing.md) for
+## FUZZ_SECS seconds each on the nightly toolchain, one summary line per target (executions,
+## exec/s, corpus, crashes); not part of `make test`. Installs cargo-fuzz, pinned, if missing.
+## FUZZ_TARGETS="bid ws_frame" runs only those.
+FUZZ_SECS ?= 30
+FUZZ_TARGETS ?=
+CARGO_FUZZ_VERSION := 0.13.2
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@[ "$$($(CARGO) fuzz --version 2>/dev/null)" = "cargo-fuzz $(CARGO_FUZZ_VERSION)" ] || \
+		$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
+	FUZZ_SECS=$(FUZZ_SECS) CARGO=$(CARGO) tools/fuzz/run.sh $(FUZZ_TARGETS)
 
 ## chaos: the randomized kill -9 test (node and agents killed at seeded random moments) at a
 ## larger size than `make test` runs it. CHAOS_BOUNTIES=60 CHAOS_SEED=17 by default.

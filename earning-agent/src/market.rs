@@ -17,6 +17,7 @@ use escrow_client::{
 use reef_agent_sdk::Client;
 use reef_wire::{State, TaskDesc, TaskMode};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::{
     Error, EvalRequest, Event, Result, Task, api::ApiError, api::NodeApi, builder::Config, id_hex,
@@ -238,14 +239,17 @@ impl Bidder {
         // Bid in the background: a burst of calls for proposals must not queue behind each
         // other (or behind this agent's own work).
         let (me, cfp) = (self.clone(), cfp.clone());
-        tokio::spawn(async move {
-            if let Err(e) = me.bid(&cfp).await {
-                me.cfg.emit(Event::NoBid {
-                    bounty: cfp["bounty_id"].as_str().unwrap_or("?").to_string(),
-                    reason: e.to_string(),
-                });
+        tokio::spawn(
+            async move {
+                if let Err(e) = me.bid(&cfp).await {
+                    me.cfg.emit(Event::NoBid {
+                        bounty: cfp["bounty_id"].as_str().unwrap_or("?").to_string(),
+                        reason: e.to_string(),
+                    });
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
     }
 
     async fn token_decimals(&self, token: Address) -> Result<u8> {
@@ -470,12 +474,15 @@ impl Bidder {
     pub(crate) fn on_evaluate(&self, client: &Client, group: &str, req: &Value) {
         let (me, client, group, req) =
             (self.clone(), client.clone(), group.to_string(), req.clone());
-        tokio::spawn(async move {
-            let bounty = req["bounty_id"].as_str().unwrap_or("?").to_string();
-            if let Err(e) = me.evaluate(&client, &group, &req).await {
-                me.cfg.warn(format!("evaluation of {bounty} failed: {e}"));
+        tokio::spawn(
+            async move {
+                let bounty = req["bounty_id"].as_str().unwrap_or("?").to_string();
+                if let Err(e) = me.evaluate(&client, &group, &req).await {
+                    me.cfg.warn(format!("evaluation of {bounty} failed: {e}"));
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
     }
 
     async fn evaluate(&self, client: &Client, group: &str, req: &Value) -> Result<()> {

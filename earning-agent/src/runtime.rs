@@ -9,7 +9,8 @@ use std::{
 
 use reef_agent_sdk::{Action, Client, Engine, Event as SdkEvent};
 use reef_wire::{State, TaskDesc};
-use serde_json::json;
+use serde_json::{Value, json};
+use tracing::Instrument;
 
 use crate::{
     Error, Event, Result, Task, TaskOutcome, api::ApiError, builder::Config, market::Bidder,
@@ -181,20 +182,23 @@ pub(crate) async fn run(cfg: Arc<Config>) -> Result<()> {
                 }
                 if let (Some(b), Some(body)) = (&market, &m.body) {
                     let from_node = Some(m.sender_id) == b.evaluator;
+                    let span = bounty_span(body, &m.group_id);
                     match body["kind"].as_str() {
-                        Some("cfp") if from_node && !cfg.no_bid => b.on_cfp(body),
+                        Some("cfp") if from_node && !cfg.no_bid => span.in_scope(|| b.on_cfp(body)),
                         Some("verdict") if from_node => {
                             // In the background: the payout transaction must not hold up bids
                             // and other tasks.
                             let (b, body) = (b.clone(), body.clone());
-                            tokio::spawn(async move { b.on_verdict(&body).await });
+                            tokio::spawn(async move { b.on_verdict(&body).await }.instrument(span));
                         }
                         Some("evaluate") if from_node && cfg.evaluator.is_some() => {
-                            b.on_evaluate(&client, &m.group_id, body);
+                            span.in_scope(|| b.on_evaluate(&client, &m.group_id, body));
                         }
                         Some("awaiting_poster") if from_node => {
                             let (b, body) = (b.clone(), body.clone());
-                            tokio::spawn(async move { b.on_awaiting_poster(&body).await });
+                            tokio::spawn(
+                                async move { b.on_awaiting_poster(&body).await }.instrument(span),
+                            );
                         }
                         _ => {}
                     }
@@ -259,37 +263,48 @@ pub(crate) async fn run(cfg: Arc<Config>) -> Result<()> {
                     }
                     let deployment = market.as_ref().map(|b| b.chain.deployment().clone());
                     let (cfg, client, slots) = (cfg.clone(), client.clone(), slots.clone());
-                    jobs.spawn(async move {
-                        let _slot = slots
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| Error::TaskPanicked("task slots closed".into()))?;
-                        let t = Task {
-                            group_id: group_id.clone(),
-                            task_id: task.task_id.clone(),
-                            input: task.input.clone(),
-                            mode: task.mode,
-                            deployment,
-                        };
-                        let outcome = cfg.handler.run(t).await;
-                        let body = json!({
-                            "status": if outcome.ok { "done" } else { "failed" },
-                            "result": outcome.result,
-                            "exit_code": outcome.exit_code,
-                        });
-                        // A deterministic msg_id makes the send idempotent, so it can be
-                        // retried across a node restart without delivering it twice.
-                        let msg = reef_wire::SendMessage {
-                            group_id: group_id.clone(),
-                            msg_id: format!("result-{}", task.task_id),
-                            state: State::Execution,
-                            task_desc: Some(json!({ "task_id": task.task_id })),
-                            body: Some(body),
-                            extra: Default::default(),
-                        };
-                        let seq = send_reliably(&cfg, &client, msg).await?;
-                        Ok(TaskDone { group_id, task_id: task.task_id, outcome, seq })
-                    });
+                    let span = tracing::info_span!(
+                        "job",
+                        bounty = task.input["bounty_id"].as_str(),
+                        group = %group_id,
+                        task = %task.task_id
+                    );
+                    jobs.spawn(
+                        async move {
+                            let _slot = slots
+                                .acquire_owned()
+                                .await
+                                .map_err(|_| Error::TaskPanicked("task slots closed".into()))?;
+                            let t = Task {
+                                group_id: group_id.clone(),
+                                task_id: task.task_id.clone(),
+                                input: task.input.clone(),
+                                mode: task.mode,
+                                deployment,
+                            };
+                            tracing::info!("job started");
+                            let outcome = cfg.handler.run(t).await;
+                            let body = json!({
+                                "status": if outcome.ok { "done" } else { "failed" },
+                                "result": outcome.result,
+                                "exit_code": outcome.exit_code,
+                            });
+                            // A deterministic msg_id makes the send idempotent, so it can be
+                            // retried across a node restart without delivering it twice.
+                            let msg = reef_wire::SendMessage {
+                                group_id: group_id.clone(),
+                                msg_id: format!("result-{}", task.task_id),
+                                state: State::Execution,
+                                task_desc: Some(json!({ "task_id": task.task_id })),
+                                body: Some(body),
+                                extra: Default::default(),
+                            };
+                            let seq = send_reliably(&cfg, &client, msg).await?;
+                            tracing::info!(ok = outcome.ok, seq, "job done");
+                            Ok(TaskDone { group_id, task_id: task.task_id, outcome, seq })
+                        }
+                        .instrument(span),
+                    );
                 }
             }
             SdkEvent::Disconnected(reason) => cfg.emit(Event::Disconnected { reason }),
@@ -331,4 +346,15 @@ pub(crate) async fn run(cfg: Arc<Config>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The span of the work a marketplace message starts: its bounty (`bounty_id` of the body)
+/// and group.
+fn bounty_span(body: &Value, group_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "market",
+        bounty = body["bounty_id"].as_str(),
+        group = %group_id,
+        kind = body["kind"].as_str()
+    )
 }

@@ -14,6 +14,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "reef", version, propagate_version = true)]
 struct Cli {
+    /// How logs (stderr, filtered by RUST_LOG) are written: `text`, or `json` (one object per
+    /// line with the bounty, group and agent of the spans it happened in).
+    #[arg(long, global = true, value_enum, env = "REEF_LOG_FORMAT", default_value_t)]
+    log_format: marketplace_node::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,8 +52,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    marketplace_node::logging::init();
     let cli = Cli::parse();
+    marketplace_node::logging::init(cli.log_format);
     let ran = match cli.command {
         Command::Devnet(args) => args.run().await,
         Command::Bounty(args) => args.run().await,

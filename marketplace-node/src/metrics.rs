@@ -46,6 +46,83 @@ impl Histogram {
     }
 }
 
+/// Upper bounds of the SQL statement latency buckets, in microseconds (`+Inf` is added).
+pub const STATEMENT_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+/// A latency histogram with fixed buckets ([`STATEMENT_BUCKETS_US`]), kept in microseconds and
+/// exposed in seconds.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; STATEMENT_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; STATEMENT_BUCKETS_US.len()],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation of `secs` seconds (negative or NaN counts as zero).
+    pub fn observe_secs(&self, secs: f64) {
+        let us = (secs * 1e6) as u64; // saturating; NaN becomes 0
+        if let Some(i) = STATEMENT_BUCKETS_US.iter().position(|&b| us <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, c) in STATEMENT_BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += c.load(Relaxed);
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// The kinds of SQL statement timed by [`Metrics::db_statement`] (the `statement` label).
+pub const STATEMENT_KINDS: [&str; 6] =
+    ["select", "insert", "update", "delete", "transaction", "other"];
+
+/// The [`STATEMENT_KINDS`] index of a statement from its first word.
+pub fn statement_kind(first_word: &str) -> usize {
+    let w = first_word.trim_start_matches('(');
+    let is = |k: &str| w.eq_ignore_ascii_case(k);
+    if is("select") || is("with") {
+        0
+    } else if is("insert") {
+        1
+    } else if is("update") {
+        2
+    } else if is("delete") {
+        3
+    } else if is("begin") || is("commit") || is("rollback") || is("savepoint") || is("release") {
+        4
+    } else {
+        5
+    }
+}
+
 /// The process-wide counters.
 #[derive(Debug)]
 pub struct Metrics {
@@ -71,6 +148,9 @@ pub struct Metrics {
     pub verdicts_reject: AtomicU64,
     /// Bounties that reached the `settled` phase in this process.
     pub settlements: AtomicU64,
+    /// SQL statement latency by kind ([`STATEMENT_KINDS`]), from sqlx's statement events
+    /// (see [`crate::logging`]).
+    pub db_statement: [LatencyHistogram; STATEMENT_KINDS.len()],
 }
 
 /// The registry.
@@ -86,6 +166,7 @@ pub static METRICS: Metrics = Metrics {
     verdicts_accept: AtomicU64::new(0),
     verdicts_reject: AtomicU64::new(0),
     settlements: AtomicU64::new(0),
+    db_statement: [const { LatencyHistogram::new() }; STATEMENT_KINDS.len()],
 };
 
 /// Adds one to a counter.
@@ -119,6 +200,8 @@ pub struct Snapshot {
     pub send_queue_depth: u64,
     /// Bounties per phase (every phase listed, zeros included); None: no marketplace.
     pub bounties_by_phase: Option<Vec<(&'static str, u64)>>,
+    /// Chain head minus the embedded indexer's last indexed block; None: no indexer.
+    pub indexer_lag_blocks: Option<u64>,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -231,6 +314,24 @@ pub fn render(snap: &Snapshot) -> String {
     for (method, _, errors) in &rpc {
         let _ = writeln!(out, "reef_rpc_errors_total{{method=\"{}\"}} {errors}", label(method));
     }
+    family(
+        &mut out,
+        "reef_db_statement_seconds",
+        "histogram",
+        "SQL statement latency (all of the node's databases), by statement kind.",
+    );
+    for (kind, h) in STATEMENT_KINDS.iter().zip(&m.db_statement) {
+        h.render(&mut out, "reef_db_statement_seconds", &format!("statement=\"{kind}\""));
+    }
+    if let Some(lag) = snap.indexer_lag_blocks {
+        scalar(
+            &mut out,
+            "reef_indexer_lag_blocks",
+            "gauge",
+            "Chain head (as of the marketplace's last pass) minus the embedded indexer's last indexed block.",
+            lag,
+        );
+    }
     if let Some(phases) = &snap.bounties_by_phase {
         family(&mut out, "reef_bounties", "gauge", "Bounties stored on this node by phase.");
         for (phase, n) in phases {
@@ -262,7 +363,18 @@ async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
         },
         None => None,
     };
-    let snap = Snapshot { send_queue_depth: s.node.send_queue_depth() as u64, bounties_by_phase };
+    let indexer_lag_blocks = match &s.market {
+        Some(m) => m.indexer_lag().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "metrics: reading the indexer's progress failed");
+            None
+        }),
+        None => None,
+    };
+    let snap = Snapshot {
+        send_queue_depth: s.node.send_queue_depth() as u64,
+        bounties_by_phase,
+        indexer_lag_blocks,
+    };
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&snap))
 }
 
@@ -285,9 +397,12 @@ mod tests {
     fn every_family_has_help_and_type_and_the_histogram_is_cumulative() {
         METRICS.commit_batch_size.observe(3);
         METRICS.commit_batch_size.observe(3000);
+        METRICS.db_statement[statement_kind("SELECT")].observe_secs(0.0003);
+        METRICS.db_statement[statement_kind("commit")].observe_secs(9.0);
         let text = render(&Snapshot {
             send_queue_depth: 2,
             bounties_by_phase: Some(vec![("settled", 1), ("failed", 0)]),
+            indexer_lag_blocks: Some(3),
         });
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {
@@ -314,5 +429,13 @@ mod tests {
             text.lines().find_map(|l| l.strip_prefix(&p)).unwrap().parse().unwrap()
         };
         assert!(bucket("4") >= 1 && bucket("+Inf") > bucket("1024"));
+        assert!(text.contains("reef_indexer_lag_blocks 3\n"));
+        let series = |s: &str| -> u64 {
+            let p = format!("reef_db_statement_seconds_bucket{{{s}}} ");
+            text.lines().find_map(|l| l.strip_prefix(&p)).unwrap().parse().unwrap()
+        };
+        assert!(series("statement=\"select\",le=\"0.0005\"") >= 1);
+        let tx = |le: &str| series(&format!("statement=\"transaction\",le=\"{le}\""));
+        assert!(tx("+Inf") > tx("5"));
     }
 }

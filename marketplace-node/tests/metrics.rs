@@ -95,6 +95,38 @@ fn at(s: &Samples, series: &str) -> f64 {
     *s.get(series).unwrap_or_else(|| panic!("no series {series} in {s:?}"))
 }
 
+/// Statements timed so far, all kinds together.
+fn statements(s: &Samples) -> f64 {
+    s.iter()
+        .filter(|(k, _)| {
+            k.starts_with("reef_db_statement_seconds_count{")
+                || *k == "reef_db_statement_seconds_count"
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Polls until the indexer-lag gauge is present (the work loop has seen the head once).
+async fn scrape_with_lag(http: &str) -> Samples {
+    let t0 = Instant::now();
+    loop {
+        let s = scrape(http).await;
+        if s.contains_key("reef_indexer_lag_blocks") {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no reef_indexer_lag_blocks: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Mines `n` empty blocks on anvil.
+async fn mine(rpc: &str, n: u64) {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": [format!("{n:#x}")]});
+    let r = reqwest::Client::new().post(rpc).json(&body).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("error").is_none(), "anvil_mine: {v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
@@ -105,7 +137,8 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     let _node = start_node(&dir, &anvil.rpc_url, port, "metrics-test", &[]);
 
     // Before: no token needed; nothing settled yet.
-    let before = scrape(&http).await;
+    let before = scrape_with_lag(&http).await;
+    assert!(at(&before, "reef_indexer_lag_blocks") >= 0.0);
     assert_eq!(at(&before, "reef_bounties{phase=\"settled\"}"), 0.0);
     assert_eq!(at(&before, "reef_settlements_total"), 0.0);
 
@@ -159,6 +192,45 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
         at(&after, "reef_commit_batch_size_count")
     );
     assert!(at(&after, "reef_send_queue_depth") >= 0.0);
+    // Statement latency: the bounty's life ran SQL statements, every kind's histogram is
+    // cumulative up to its count.
+    assert!(
+        statements(&after) > statements(&before),
+        "no SQL statement timed: {} -> {}",
+        statements(&before),
+        statements(&after)
+    );
+    for kind in ["select", "insert", "update", "delete", "transaction", "other"] {
+        let series = |sfx: &str| {
+            format!(
+                "reef_db_statement_seconds_{sfx}{{statement=\"{kind}\"{}}}",
+                if sfx == "bucket" { ",le=\"+Inf\"" } else { "" }
+            )
+        };
+        assert_eq!(at(&after, &series("bucket")), at(&after, &series("count")), "{kind}");
+    }
+    assert!(at(&after, "reef_db_statement_seconds_count{statement=\"select\"}") >= 1.0);
+    assert!(at(&after, "reef_db_statement_seconds_count{statement=\"insert\"}") >= 1.0);
+    // Indexer lag: the chain moves on by 50 blocks; the embedded indexer catches up and the
+    // gauge comes back to 0.
+    mine(&anvil.rpc_url, 50).await;
+    let head_reads = |s: &Samples| at(s, "reef_rpc_calls_total{method=\"eth_getBlockByNumber\"}");
+    let mined_at = head_reads(&scrape(&http).await);
+    let t0 = Instant::now();
+    let mut max_lag = 0.0f64;
+    loop {
+        let s = scrape_with_lag(&http).await;
+        let lag = at(&s, "reef_indexer_lag_blocks");
+        assert!(lag >= 0.0, "{s:?}");
+        max_lag = max_lag.max(lag);
+        // Caught up with a head read after the mining (two passes: one may have been under way).
+        if lag == 0.0 && head_reads(&s) >= mined_at + 2.0 {
+            eprintln!("indexer lag after mining 50 blocks: at most {max_lag} blocks seen");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the indexer never caught up: lag {lag}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The escrow client's JSON-RPC calls, by method: the node read the chain to follow the
     // bounty (block number, logs or calls) and more than before the post.
     let rpc = |s: &Samples| -> f64 {

@@ -634,17 +634,40 @@ pub fn parse_client_frame(text: &str) -> (Option<ReqId>, Result<ClientFrame>) {
 /// The `req_id` of a frame, read without parsing the rest into a frame: for answering a frame
 /// that is refused before it is parsed (`rate_limited`). Other fields are skipped, not built.
 pub fn peek_req_id(text: &str) -> Option<ReqId> {
-    #[derive(Deserialize)]
-    struct Peek {
-        #[serde(default)]
-        req_id: Option<Value>,
+    /// The last `req_id` of an object, as [`parse_client_frame`] reads it (a repeated key's
+    /// last value wins, as in a JSON object parsed into a map); other values are skipped.
+    struct Peek(Option<Value>);
+
+    impl<'de> Deserialize<'de> for Peek {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Fields;
+            impl<'de> serde::de::Visitor<'de> for Fields {
+                type Value = Peek;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> std::result::Result<Peek, A::Error> {
+                    let mut req_id = None;
+                    while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                        if key == "req_id" {
+                            req_id = Some(map.next_value::<Value>()?);
+                        } else {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    Ok(Peek(req_id))
+                }
+            }
+            d.deserialize_map(Fields)
+        }
     }
-    // Only an object has fields (serde would also read a struct from an array).
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    let peek: Peek = serde_json::from_str(text).ok()?;
-    peek.req_id.as_ref().and_then(ReqId::from_value)
+    let Peek(req_id) = serde_json::from_str(text).ok()?;
+    req_id.as_ref().and_then(ReqId::from_value)
 }
 
 /// Serialize a client frame with its request id (and `v`).
@@ -746,6 +769,20 @@ mod tests {
         assert!(peek_req_id(r#"{"type":"ping"}"#).is_none());
         assert!(peek_req_id("{nope").is_none());
         assert!(peek_req_id("[1]").is_none());
+    }
+
+    /// Found by the `ws_frame` fuzz target (fuzz/): with a repeated `req_id` the peek read no
+    /// id (serde refuses a duplicate struct field) while the full parse took the last one, so a
+    /// rate-limited pipelined request was answered without its id. Both now take the last.
+    #[test]
+    fn peek_and_parse_agree_on_a_repeated_req_id() {
+        let crash = r#"{"": "send", "req_id": 7, "gr/up_id": "g1", "msg_id": "m-1", "state": "task_assignment", "tasype": "send", "req_id": 7, "groud": 7, "grotype":"dance","req_id":1.5e3}"#;
+        for text in [crash, r#"{"req_id":"a","type":"ping","req_id":9}"#, r#"{"req\u005fid":3}"#] {
+            let (parsed, _) = parse_client_frame(text);
+            assert!(parsed.is_some(), "{text}");
+            assert_eq!(peek_req_id(text), parsed, "{text}");
+        }
+        assert_eq!(peek_req_id(crash).unwrap().to_value(), serde_json::json!(1500.0));
     }
 
     #[test]

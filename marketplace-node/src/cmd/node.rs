@@ -191,16 +191,20 @@ impl NodeArgs {
         } else {
             println!("listening on {addr}");
         }
-        eprintln!("reef node {node_id}: ws://{addr}/v1/ws; dashboard http://{loopback}/");
+        crate::logging::notice(format!(
+            "reef node {node_id}: ws://{addr}/v1/ws; dashboard http://{loopback}/"
+        ));
         match (market_addr, node.mesh()) {
-            (Some(a), _) => eprintln!("marketplace enabled; evaluator {a}"),
-            (None, Some(_)) => eprintln!("marketplace requests go to the mesh's marketplace nodes"),
+            (Some(a), _) => crate::logging::notice(format!("marketplace enabled; evaluator {a}")),
+            (None, Some(_)) => {
+                crate::logging::notice("marketplace requests go to the mesh's marketplace nodes")
+            }
             (None, None) => {}
         }
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>());
         tokio::select! {
             r = server => { r?; }
-            _ = tokio::signal::ctrl_c() => { eprintln!("shutting down"); }
+            _ = tokio::signal::ctrl_c() => { crate::logging::notice("shutting down"); }
         }
         Ok(())
     }
@@ -230,8 +234,8 @@ impl NodeArgs {
                 eyre::bail!("--market-dev-account only works on anvil (31337), not chain {other}")
             }
             (None, None, 31337) => {
-                eprintln!(
-                    "warning: no --market-key: on this local anvil the evaluator key is anvil's dev account 5 (never on another chain)"
+                crate::logging::notice(
+                    "warning: no --market-key: on this local anvil the evaluator key is anvil's dev account 5 (never on another chain)",
                 );
                 dev_signer(5)
             }

@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use reef_wire::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReqId, ServerFrame};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tracing::{Instrument, field::Empty};
 
 use super::hub::{ConnHandle, KillSwitch, Out};
 use super::{CLOSE_GRACE, Error, Node, encode};
@@ -30,7 +31,11 @@ pub async fn handler(State(node): State<Node>, ws: WebSocketUpgrade) -> Response
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(256 * 1024 + max)
-        .on_upgrade(move |socket| session(node, socket))
+        .on_upgrade(move |socket| {
+            // `agent` and `conn` are filled in once the agent has authenticated.
+            let span = tracing::info_span!("ws", agent = Empty, conn = Empty);
+            session(node, socket).instrument(span)
+        })
 }
 
 fn error_frame(req_id: Option<ReqId>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
@@ -134,6 +139,10 @@ async fn session(node: Node, mut socket: WebSocket) {
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(node.config().queue_len.max(1));
     let conn = node.hub().attach(address, tx);
+    let span = tracing::Span::current();
+    span.record("agent", tracing::field::display(address));
+    span.record("conn", conn.id);
+    tracing::info!("agent connected");
     let writer = tokio::spawn(writer(sink, rx, conn.kill.clone()));
     conn.push(encode(&ServerFrame::Welcome {
         v: PROTOCOL_VERSION,
@@ -189,7 +198,8 @@ async fn session(node: Node, mut socket: WebSocket) {
                 continue;
             }
         };
-        let reply = match handle(&node, &conn, req_id.clone(), frame).await {
+        let span = frame_span(&frame);
+        let reply = match handle(&node, &conn, req_id.clone(), frame).instrument(span).await {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) => {
@@ -200,10 +210,38 @@ async fn session(node: Node, mut socket: WebSocket) {
         conn.push(reply);
     }
 
+    tracing::info!("agent disconnected");
     node.hub().detach(&conn);
     node.presence(&address, false).await;
     conn.kill.kill(1000, "bye");
     let _ = tokio::time::timeout(CLOSE_GRACE * 2, writer).await;
+}
+
+/// A span for handling one frame: its type, and its group when it names one.
+fn frame_span(frame: &ClientFrame) -> tracing::Span {
+    let group = match frame {
+        ClientFrame::Invite { group_id, .. }
+        | ClientFrame::Remove { group_id, .. }
+        | ClientFrame::Join { group_id, .. }
+        | ClientFrame::Leave { group_id }
+        | ClientFrame::Send(reef_wire::SendMessage { group_id, .. }) => Some(group_id.as_str()),
+        _ => None,
+    };
+    let kind = match frame {
+        ClientFrame::Auth { .. } => "auth",
+        ClientFrame::Register { .. } => "register",
+        ClientFrame::GetAgent { .. } => "get_agent",
+        ClientFrame::Discover { .. } => "discover",
+        ClientFrame::CreateGroup { .. } => "create_group",
+        ClientFrame::Invite { .. } => "invite",
+        ClientFrame::Remove { .. } => "remove",
+        ClientFrame::ListGroups {} => "list_groups",
+        ClientFrame::Join { .. } => "join",
+        ClientFrame::Leave { .. } => "leave",
+        ClientFrame::Send(_) => "send",
+        ClientFrame::Ping {} => "ping",
+    };
+    tracing::info_span!("frame", kind, group)
 }
 
 fn ok(req_id: Option<ReqId>, result: serde_json::Value) -> Utf8Bytes {

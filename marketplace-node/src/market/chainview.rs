@@ -237,6 +237,11 @@ impl ChainView {
         Ok(ids)
     }
 
+    /// The head's number as of the last sync (None before the first).
+    pub fn head_number(&self) -> Option<u64> {
+        self.at()
+    }
+
     /// The head's number if synced (reads are cached against it).
     fn at(&self) -> Option<u64> {
         self.lock().head.map(|h| h.number)

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256, keccak256},
+    primitives::{Address, B256, Bytes, U256},
     signers::local::PrivateKeySigner,
 };
 use escrow_client::{
@@ -16,6 +16,7 @@ use escrow_client::{
 use reef_wire::{AgentQuery, SendMessage, State as MsgState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{
     MarketError, Result,
@@ -286,107 +287,43 @@ impl Market {
         serde_json::to_value(book.score(&agent)).map_err(|e| MarketError::Internal(e.to_string()))
     }
 
+    /// How many blocks the embedded indexer is behind the chain head the work loop last saw
+    /// (`None`: no indexer, or no head seen yet). Reads one row of the indexer's store.
+    pub async fn indexer_lag(&self) -> Result<Option<u64>> {
+        let (Some(store), Some(head)) = (&self.inner.cfg.reputation, self.inner.view.head_number())
+        else {
+            return Ok(None);
+        };
+        let next = store
+            .next_block()
+            .await
+            .map_err(|e| MarketError::Internal(format!("indexer store: {e}")))?
+            .unwrap_or(self.inner.cfg.deployment.start_block);
+        Ok(Some(head.saturating_sub(next.saturating_sub(1))))
+    }
+
     /// Registers a bounty from `caller` and announces it. Idempotent per bounty id.
     pub async fn post(&self, caller: Address, req: PostRequest) -> Result<Value> {
+        let span = tracing::info_span!(
+            "post",
+            bounty = %id_hex(bounty_id(caller, req.salt)),
+            poster = %caller
+        );
+        self.post_in_span(caller, req).instrument(span).await
+    }
+
+    async fn post_in_span(&self, caller: Address, req: PostRequest) -> Result<Value> {
         let cfg = &self.inner.cfg;
-        let record =
-            Bounty::try_from(&req.record).map_err(|e| MarketError::BadRequest(e.to_string()))?;
-        let bad = |m: String| Err(MarketError::BadRequest(m));
-        if record.poster != caller {
-            return Err(MarketError::Forbidden(format!(
-                "record.poster {} is not the authenticated caller {caller}",
-                record.poster
-            )));
-        }
-        if !record.provider.is_zero() || record.price != 0 || record.resultHash != B256::ZERO {
-            return bad("record must be as posted: provider, price and resultHash zero".into());
-        }
-        let contest = record.mode == escrow_client::escrow::MODE_CONTEST;
-        if contest && (matches!(req.verify, VerifySpec::Poster) || record.reviewWindow == 0) {
-            return bad("contests need hash or command verification and a review window (time to pick winners)".into());
-        }
-        if record.specHash != keccak256(req.description.as_bytes()) {
-            return bad("record.specHash is not keccak256(description)".into());
-        }
-        if record.amount == 0 {
-            return bad("reward must be greater than zero".into());
-        }
-        let from_reward = match &req.from_reward {
-            Some(p) => {
-                let parent = super::parse_id(p)?;
-                let pt = escrow_client::pledge::pledge_token(
-                    cfg.deployment.bounty_escrow,
-                    parent,
-                    record.poster,
-                );
-                if record.token != pt {
-                    return bad(format!(
-                        "record.token {} is not the poster's pledge token on bounty {} ({pt})",
-                        record.token,
-                        id_hex(parent)
-                    ));
-                }
-                Some(id_hex(parent))
-            }
-            None => None,
+        let rules = super::intake::PostRules {
+            evaluator: self.address(),
+            escrow: cfg.deployment.bounty_escrow,
+            panel: cfg.deployment.evaluator_panel,
+            verifiers: &cfg.verifiers,
+            max_bid_window_secs: cfg.max_bid_window_secs,
         };
-        if !req.split.is_empty() {
-            let total: u32 = req.split.iter().map(|s| u32::from(*s)).sum();
-            if !contest
-                || req.split.len() > usize::from(record.maxWinners)
-                || req.split.contains(&0)
-                || total != 10_000
-            {
-                return bad(format!(
-                    "split must be 1..={} non-zero basis-point shares summing to 10000, for contests only",
-                    record.maxWinners
-                ));
-            }
-        }
-        match &req.verify {
-            VerifySpec::Poster if record.evaluator != record.poster => {
-                return bad("verify mode poster needs record.evaluator = poster".into());
-            }
-            VerifySpec::Hash { .. } | VerifySpec::Command { .. }
-                if record.evaluator != self.address() =>
-            {
-                return bad(format!(
-                    "verify mode {} needs record.evaluator = this node's evaluator {}",
-                    req.verify.name(),
-                    self.address()
-                ));
-            }
-            VerifySpec::Evaluator { .. } | VerifySpec::Quorum { .. } => {
-                let Some(panel) = cfg.deployment.evaluator_panel else {
-                    return bad("this deployment has no EvaluatorPanel: evaluator/quorum verification is unavailable".into());
-                };
-                if record.evaluator != panel {
-                    return bad(format!(
-                        "verify mode {} needs record.evaluator = the EvaluatorPanel {panel}",
-                        req.verify.name()
-                    ));
-                }
-                let (k, n, _) = req.verify.panel().unwrap_or((1, 1, &[]));
-                if k == 0 || n == 0 || k > n || n > 16 {
-                    return bad(format!("quorum {k}/{n}: need 1 <= quorum <= size <= 16"));
-                }
-            }
-            VerifySpec::Command { verifier } if !cfg.verifiers.has(verifier) => {
-                return bad(format!(
-                    "verifier {verifier:?} is not installed on this node; available: {:?}",
-                    cfg.verifiers.names()
-                ));
-            }
-            _ => {}
-        }
-        let window_ms = req.bid_window_ms.unwrap_or(req.bid_window_secs.saturating_mul(1000));
-        if !(MIN_BID_WINDOW_MS..=cfg.max_bid_window_secs.saturating_mul(1000)).contains(&window_ms)
-        {
-            return bad(format!(
-                "bid window must be {MIN_BID_WINDOW_MS} ms to {} s",
-                cfg.max_bid_window_secs
-            ));
-        }
+        let super::intake::CheckedPost { record, contest, from_reward, window_ms } =
+            super::intake::check_post(&req, caller, &rules)?;
+        let bad = |m: String| Err(MarketError::BadRequest(m));
         // The head's time as of the last pass (at most a tick old), or wall time if later.
         let chain_now = self.inner.view.chain_time().await?.max(now());
         let close_ms = reef_wire::unix_now_ms() + window_ms;
@@ -720,6 +657,7 @@ impl Market {
             self.inner
                 .store
                 .log(&row.id, "invited", &format!("{agent} came (back) online during the window"))
+                .instrument(tracing::info_span!("late_invite", bounty = %row.id, agent = %agent))
                 .await?;
         }
         Ok(())
@@ -727,9 +665,14 @@ impl Market {
 
     /// Accepts a sealed bid from `caller`.
     pub async fn bid(&self, caller: Address, key: &str, req: BidRequest) -> Result<Value> {
-        let r = self.check_and_store_bid(caller, key, req).await;
+        let span = tracing::info_span!("bid", bounty = %key, agent = %caller);
+        let r = self.check_and_store_bid(caller, key, req).instrument(span.clone()).await;
         let m = &crate::metrics::METRICS;
         crate::metrics::inc(if r.is_ok() { &m.bids_accepted } else { &m.bids_refused });
+        span.in_scope(|| match &r {
+            Ok(_) => tracing::info!("bid accepted"),
+            Err(e) => tracing::info!(error = %e, "bid refused"),
+        });
         r
     }
 
@@ -744,46 +687,17 @@ impl Market {
             return Err(MarketError::Conflict("the bid window is closed".into()));
         }
         let record = Self::record_of(&row)?;
-        let bid = Bid::try_from(&req.bid).map_err(|e| MarketError::BadRequest(e.to_string()))?;
-        if bid.bidder != caller {
-            return Err(MarketError::Forbidden(format!(
-                "bid.bidder {} is not the authenticated caller {caller}",
-                bid.bidder
-            )));
-        }
-        if id_hex(bid.bountyId) != row.id {
-            return Err(MarketError::BadRequest("bid is for another bounty".into()));
-        }
-        if bid.termsHash != terms_hash(&record) {
-            return Err(MarketError::BadRequest(
-                "bid.termsHash does not commit to this bounty's terms".into(),
-            ));
-        }
-        if bid.amount.is_zero() || bid.amount > U256::from(record.amount) {
-            return Err(MarketError::BadRequest(format!("price must be in 1..={}", record.amount)));
-        }
-        if bid.deadline < row.bid_close_at + self.inner.cfg.award_grace_secs {
-            return Err(MarketError::BadRequest(format!(
-                "bid must stay valid until at least {} (window close + {}s to award)",
-                row.bid_close_at + self.inner.cfg.award_grace_secs,
-                self.inner.cfg.award_grace_secs
-            )));
-        }
-        if caller == record.poster {
-            return Err(MarketError::Forbidden("the poster cannot bid on its own bounty".into()));
-        }
-        // The signed ETA (0 = "by the deadline") is what the escrow enforces at take-over time.
-        let max_eta = record.deadline.saturating_sub(row.bid_close_at);
-        let eta_secs = if bid.eta == 0 { max_eta } else { u64::from(bid.eta) };
-        if eta_secs > max_eta {
-            return Err(MarketError::BadRequest(format!(
-                "eta {eta_secs}s ends after the deadline (at most {max_eta}s after the window closes)"
-            )));
-        }
-        self.inner
-            .chain
-            .verify_bid(&bid, &req.signature)
-            .map_err(|e| MarketError::BadRequest(format!("bad bid signature: {e}")))?;
+        let deployment = &self.inner.cfg.deployment;
+        let domain =
+            escrow_client::signing::escrow_domain(deployment.chain_id, deployment.bounty_escrow);
+        let rules = super::intake::BidRules {
+            key: &row.id,
+            record: &record,
+            bid_close_at: row.bid_close_at,
+            award_grace_secs: self.inner.cfg.award_grace_secs,
+            domain: &domain,
+        };
+        let (_, eta_secs) = super::intake::check_bid(&req, caller, &rules)?;
         let stored = json!({ "bid": req.bid, "signature": req.signature });
         let cap = self.inner.cfg.bid_capacity;
         if !self.inner.store.upsert_bid(key, &caller.to_string(), &stored, eta_secs, cap).await? {
@@ -851,10 +765,14 @@ impl Market {
             let clock = self.clock_ms();
             for key in sched.take(clock) {
                 let (me, steps) = (self.clone(), steps.clone());
-                tokio::spawn(async move {
-                    let Ok(_permit) = steps.acquire_owned().await else { return };
-                    me.step_scheduled(&key).await;
-                });
+                let span = tracing::info_span!("bounty_step", bounty = %key);
+                tokio::spawn(
+                    async move {
+                        let Ok(_permit) = steps.acquire_owned().await else { return };
+                        me.step_scheduled(&key).await;
+                    }
+                    .instrument(span),
+                );
             }
             let since_sync = last_sync.map(|t| t.elapsed()).unwrap_or_default();
             let mut wait = tick.saturating_sub(since_sync);
@@ -1643,22 +1561,23 @@ impl Market {
             {
                 continue;
             }
-            let verdict = body["verdict"].as_u64().unwrap_or(0) as u8;
-            let Ok(sig) = serde_json::from_value::<Bytes>(body["signature"].clone()) else {
-                continue;
-            };
-            if body["result_hash"].as_str() != Some(&rh.to_string())
-                || !(verdict == verdict_code::ACCEPT || verdict == verdict_code::REJECT)
-                || self
-                    .inner
-                    .chain
-                    .attestation_signer(id, record.provider, rh, verdict, &sig, from)
-                    .is_err()
-            {
+            let Some(eval) = super::intake::Evaluation::parse(body) else { continue };
+            let verdict = eval.verdict_on(rh).filter(|v| {
+                let signer = self.inner.chain.attestation_signer(
+                    id,
+                    record.provider,
+                    rh,
+                    *v,
+                    &eval.signature,
+                    from,
+                );
+                signer.is_ok()
+            });
+            let Some(verdict) = verdict else {
                 tracing::warn!(bounty = %row.id, evaluator = %from, "ignoring an invalid evaluation");
                 continue;
-            }
-            votes.insert(from, (verdict, sig));
+            };
+            votes.insert(from, (verdict, eval.signature));
         }
         for code in [verdict_code::ACCEPT, verdict_code::REJECT] {
             let agreeing: Vec<(Address, Bytes)> = votes

@@ -13,6 +13,7 @@ pub mod auction;
 pub mod chainview;
 pub mod coordinator;
 pub mod gateway;
+pub mod intake;
 pub mod longpoll;
 pub mod rest;
 pub mod sandbox;

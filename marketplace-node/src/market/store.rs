@@ -622,6 +622,7 @@ impl MarketStore {
         }
         writing.committed(&rows);
         if moved {
+            tracing::info!(bounty = %id, event = to.as_str(), detail = note, "bounty {}", to.as_str());
             self.log_watchers.appended(id);
         }
         Ok(moved)
@@ -964,6 +965,7 @@ impl MarketStore {
     /// Appends to the progress log.
     pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
         append_log(&self.pool, bounty_id, event, detail).await?;
+        tracing::info!(bounty = %bounty_id, event, detail, "bounty {event}");
         self.log_watchers.appended(bounty_id);
         Ok(())
     }

@@ -295,6 +295,21 @@ pub fn rank_entries<T>(entries: Vec<(T, Option<f64>)>) -> Vec<T> {
 mod tests {
     use super::*;
 
+    /// Found by the `verifier_output` fuzz target (fuzz/): an integer beyond 64 bits is read as
+    /// a float, and serde_json's default (fast, not always correctly rounded) float parsing
+    /// read the canonical text of that float back as its neighbour, so the canonical form of a
+    /// result re-sent by another party changed, and with it the result hash. serde_json's
+    /// `float_roundtrip` (workspace dependency) makes the canonical form a fixed point.
+    #[test]
+    fn canonical_form_is_a_fixed_point_for_big_numbers() {
+        let crash = "[-7, 0, 18446744073372036709551615, -9223372036854775808]";
+        let v: Value = serde_json::from_str(crash).unwrap();
+        let canon = canonical_bytes(&v);
+        let again: Value = serde_json::from_slice(&canon).unwrap();
+        assert_eq!(canonical_bytes(&again), canon, "{}", String::from_utf8_lossy(&canon));
+        assert_eq!(result_hash(&again), result_hash(&v));
+    }
+
     /// A verifier is resolved when the node starts: to an absolute path (the sandbox runs it
     /// from a private directory), and a missing or non-executable one is refused at once.
     #[test]
