@@ -68,11 +68,13 @@ const AGENTS: &[AgentSpec] = &[
         brain: "split_sort.py",
         extra: &["--share-key-with-brain"],
     },
-    // Wins rush jobs with the lowest price and a 3 s ETA, then never delivers: take-over.
+    // Wins rush jobs on its 3 s ETA (same price as sorter-fast, which promises 60 s), then never
+    // delivers: take-over. The node, as evaluator, may hand a job over only at the same price
+    // or lower (BountyEscrow caps an evaluator's reassignment), so the runner-up asks as much.
     AgentSpec {
         name: "stalled",
         skills: "sort-rush",
-        price: "1",
+        price: "4",
         brain: "sort_stalled.py",
         extra: &[],
     },
