@@ -224,6 +224,23 @@ impl ReefClient {
         })
     }
 
+    /// A read-only client of `rpc_url` bound to no deployment and no real key, for asking the
+    /// chain what it is (its id) before the signing client can be built.
+    pub fn probe(rpc_url: &str, opts: ClientOptions) -> Result<Self> {
+        Self::connect_unchecked(
+            rpc_url,
+            crate::devnet::dev_signer(0),
+            crate::deploy::empty_deployment(0),
+            opts,
+        )
+    }
+
+    /// The chain id `rpc_url` reports (transport failures retried as `ClientOptions::default()`
+    /// does).
+    pub async fn chain_id_at(rpc_url: &str) -> Result<u64> {
+        Self::probe(rpc_url, ClientOptions::default())?.chain_id_on_rpc().await
+    }
+
     /// The chain id the RPC endpoint reports.
     pub async fn chain_id_on_rpc(&self) -> Result<u64> {
         self.rpc(|p| async move { p.get_chain_id().await }).await

@@ -442,10 +442,8 @@ impl RunArgs {
         };
         let chain_id = match (&self.key, &self.rpc_url) {
             (Some(_), Some(rpc)) if !self.allow_raw_key => {
-                let probe = escrow_client::ReefClient::connect_unchecked(
+                let probe = escrow_client::ReefClient::probe(
                     rpc,
-                    escrow_client::devnet::dev_signer(0),
-                    escrow_client::deploy::empty_deployment(0),
                     escrow_client::ClientOptions {
                         retry: escrow_client::RetryPolicy::quick(),
                         ..Default::default()

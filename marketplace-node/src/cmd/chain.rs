@@ -142,11 +142,7 @@ impl ChainArgs {
     }
 
     async fn connect_as(&self, read_only: bool) -> eyre::Result<ReefClient> {
-        let probe = escrow_client::deploy::empty_deployment(0);
-        let chain_id =
-            ReefClient::connect_unchecked(&self.rpc_url, dev_signer(0), probe, self.opts())?
-                .chain_id_on_rpc()
-                .await?;
+        let chain_id = ReefClient::probe(&self.rpc_url, self.opts())?.chain_id_on_rpc().await?;
         let signer = match self.signer(chain_id) {
             Err(_) if read_only && !self.has_key() => PrivateKeySigner::random(),
             other => other?,

@@ -7,7 +7,6 @@ use clap::Args;
 use escrow_client::{
     ClientOptions, Deployment, ReefClient,
     deploy::{DeployConfig, empty_deployment, ensure_deployed},
-    devnet::dev_signer,
 };
 use eyre::eyre;
 use serde_json::json;
@@ -54,13 +53,7 @@ pub struct DeployArgs {
 impl DeployArgs {
     /// Runs the deployment.
     pub async fn run(self) -> eyre::Result<()> {
-        let probe = ReefClient::connect_unchecked(
-            &self.chain.rpc_url,
-            dev_signer(0),
-            empty_deployment(0),
-            ClientOptions::default(),
-        )?;
-        let chain_id = probe.chain_id_on_rpc().await?;
+        let chain_id = ReefClient::chain_id_at(&self.chain.rpc_url).await?;
         let signer = self.chain.signer(chain_id)?;
         let me = signer.address();
         let deployer = ReefClient::connect(

@@ -176,13 +176,7 @@ impl DevnetArgs {
         if !rpc_answers(url).await {
             return Err(eyre!("nothing answers JSON-RPC on {url}: start anvil there first"));
         }
-        let probe = ReefClient::connect_unchecked(
-            url,
-            dev_signer(0),
-            empty_deployment(0),
-            ClientOptions::default(),
-        )?;
-        let chain_id = probe.chain_id_on_rpc().await?;
+        let chain_id = ReefClient::chain_id_at(url).await?;
         let deployer =
             ReefClient::connect(url, dev_signer(0), empty_deployment(chain_id), Default::default())
                 .await?;

@@ -210,14 +210,8 @@ impl NodeArgs {
     }
 
     async fn open_market(&self, node: ioa::Node, rpc: &str) -> eyre::Result<Market> {
-        use escrow_client::{Deployment, ReefClient, deploy::empty_deployment, devnet::dev_signer};
-        let probe = ReefClient::connect_unchecked(
-            rpc,
-            dev_signer(0),
-            empty_deployment(0),
-            Default::default(),
-        )?;
-        let chain_id = probe.chain_id_on_rpc().await?;
+        use escrow_client::{Deployment, ReefClient, devnet::dev_signer};
+        let chain_id = ReefClient::chain_id_at(rpc).await?;
         let spec = super::chain::KeySpec {
             key_flag: "--market-key",
             key: self.market_key.as_deref(),
