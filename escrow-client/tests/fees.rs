@@ -28,18 +28,12 @@ async fn paused_anvil() -> AnvilProcess {
 }
 
 async fn rpc(anvil: &AnvilProcess, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let r: serde_json::Value = alloy::transports::http::reqwest::Client::new()
-        .post(&anvil.rpc_url)
-        .json(&body)
-        .send()
+    let chain =
+        alloy::providers::ProviderBuilder::new().connect_http(anvil.rpc_url.parse().unwrap());
+    chain
+        .raw_request(method.to_string().into(), params)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(r.get("error").is_none(), "{method}: {r}");
-    r["result"].clone()
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 async fn client(anvil: &AnvilProcess, dev: usize, fees: FeePolicy, timeout: u64) -> ReefClient {

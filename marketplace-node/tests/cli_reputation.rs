@@ -36,27 +36,8 @@ async fn indexer_and_reputation_commands_reflect_a_completed_job() {
     let (poster, provider, evaluator) =
         (c(0).await.unwrap(), c(1).await.unwrap(), c(2).await.unwrap());
     // One completed job for the provider.
-    let now = poster.chain_time().await.unwrap();
-    let terms = poster
-        .terms(&NewBounty {
-            token: dep.test_token.unwrap(),
-            amount: 10u128.pow(19),
-            evaluator: Some(evaluator.address()),
-            arbiter: alloy::primitives::Address::ZERO,
-            deadline: now + 3_600,
-            review_window: 600,
-            challenge_window: 0,
-            description: "Sort".into(),
-            contest_winners: None,
-        })
-        .await
-        .unwrap();
-    let (id, b, _) = poster.post_and_fund(random_salt(), terms, true).await.unwrap();
-    let (bid, sig) = provider.sign_bid(id, &b, b.amount, now + 600, 0, U256::from(1)).unwrap();
-    let (b, _) = poster.award(id, &b, bid, sig).await.unwrap();
-    let rh = keccak256(b"[1,2,3]");
-    let att = evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
-    provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
+    let (id, b) = award_job(&poster, &provider, &evaluator, 0).await;
+    deliver_job(&provider, &evaluator, id, b).await;
 
     let deployments = dir.join("deployments");
     let db = format!("sqlite:{}/index.db", dir.display());

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Kill, reef, start_sort_agent, wait_with_deadline};
+use common::{reef, start_sort_agent};
 
 /// Whether any span of `line` has `field` equal to `value` (case-insensitively: addresses are
 /// printed checksummed).
@@ -29,9 +29,8 @@ async fn one_bounty_can_be_followed_through_json_logs() {
     let port = free_port().unwrap();
     let http = format!("http://127.0.0.1:{port}");
     let log_path = dir.join("node.stderr");
-    let node = {
-        use std::io::BufRead;
-        let mut node = reef()
+    let node = common::spawn_listening(
+        reef()
             .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--json"])
             .args(["--node-id", "logs-test", "--log-format", "json"])
             .arg("--database-url")
@@ -41,27 +40,13 @@ async fn one_bounty_can_be_followed_through_json_logs() {
             .arg("--deployments")
             .arg(dir.join("deployments"))
             .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains("listen"), "node did not start: {line:?}");
-        Kill(node)
-    };
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    );
 
     let agent = dev_signer(1).address();
     let _agent = start_sort_agent(port, &anvil.rpc_url, 1);
     common::wait_agent_online(&http, agent, "the sort agent").await;
-    let poster = common::spawn_captured(
-        common::post_sort_with_window(&http, &anvil.rpc_url, &dir.join("deployments"), "3s")
-            .args(["--verify", "hash", "--expect", "[1,3,5,9]"]),
-    );
-    let out = wait_with_deadline(poster, 180);
-    assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
-    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(res["phase"], "settled", "{res}");
+    let res = common::settle_sort(&http, &anvil.rpc_url, &dir.join("deployments"), "3s");
     let bounty = res["id"].as_str().unwrap_or_else(|| panic!("no id in {res}")).to_string();
     // Stop the node (SIGINT: it shuts down cleanly) so that everything it logged is in the file.
     let mut node = node;

@@ -7,8 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use alloy::providers::Provider;
+
 use escrow_client::devnet::{AnvilOptions, AnvilProcess, free_port};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod common;
 
@@ -20,22 +22,15 @@ async fn slow_devnet(secs: u64) -> (AnvilProcess, std::path::PathBuf) {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = common::temp_dir(&format!("slow{secs}"));
     common::deploy_devnet(&anvil.rpc_url, &dir).await;
-    let http = alloy::transports::http::reqwest::Client::new();
-    for (method, params) in
-        [("evm_setAutomine", json!([false])), ("evm_setIntervalMining", json!([secs]))]
-    {
-        let r: Value = http
-            .post(&anvil.rpc_url)
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(r.get("error").is_none(), "{method}: {r}");
-    }
+    let chain = anvil_rpc(&anvil.rpc_url);
+    let _: Value = chain.raw_request("evm_setAutomine".into(), (false,)).await.unwrap();
+    let _: Value = chain.raw_request("evm_setIntervalMining".into(), (secs,)).await.unwrap();
     (anvil, dir)
+}
+
+/// A plain JSON-RPC connection to anvil, for its test methods (`evm_*`).
+fn anvil_rpc(url: &str) -> impl alloy::providers::Provider + use<> {
+    alloy::providers::ProviderBuilder::new().connect_http(url.parse().unwrap())
 }
 
 /// Seconds from the post to the first time each event was logged, in log order.
@@ -244,9 +239,8 @@ async fn two_second_blocks_contest_pays_the_verified_entries() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // Let the deadline pass on-chain: the next 2 s block carries the jump.
-    let http_rpc = alloy::transports::http::reqwest::Client::new();
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "evm_increaseTime", "params": [180]});
-    http_rpc.post(&anvil.rpc_url).json(&body).send().await.unwrap();
+    let _: Value =
+        anvil_rpc(&anvil.rpc_url).raw_request("evm_increaseTime".into(), (180u64,)).await.unwrap();
     let out = wait_with_deadline(poster, 300);
     let total = t0.elapsed();
     let res = assert_paid(&out);

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{start_node, start_sort_agent, wait_with_deadline};
+use common::{start_node, start_sort_agent};
 
 /// One scrape: series (`name{labels}` as printed) → value.
 type Samples = HashMap<String, f64>;
@@ -147,14 +147,7 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     let during = scrape(&http).await;
     assert!(at(&during, "reef_ws_connections_open") >= 1.0, "{during:?}");
 
-    let poster = common::spawn_captured(
-        common::post_sort_with_window(&http, &anvil.rpc_url, &dir.join("deployments"), "3s")
-            .args(["--verify", "hash", "--expect", "[1,3,5,9]"]),
-    );
-    let out = wait_with_deadline(poster, 180);
-    assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
-    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(res["phase"], "settled", "{res}");
+    common::settle_sort(&http, &anvil.rpc_url, &dir.join("deployments"), "3s");
 
     // After: poll (the poster may see the phase a moment before the scrape does).
     let t0 = Instant::now();

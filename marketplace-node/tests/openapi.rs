@@ -13,19 +13,20 @@ use common::{Kill, reef, start_node, temp_dir, wait_http_ok};
 
 /// A node with neither a marketplace nor a mesh.
 fn start_plain_node(dir: &std::path::Path, port: u16) -> Kill {
-    use std::io::BufRead;
-    let mut node = reef()
-        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--json", "--node-id", "plain"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}/plain.db", dir.display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("listen"), "node did not start: {line:?}");
-    Kill(node)
+    common::spawn_listening(
+        reef()
+            .args([
+                "node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--json",
+                "--node-id",
+                "plain",
+            ])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}/plain.db", dir.display()))
+            .stderr(std::process::Stdio::inherit()),
+    )
 }
 
 /// `path` with its parameters filled in with plausible values.

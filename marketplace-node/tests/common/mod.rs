@@ -181,23 +181,53 @@ pub async fn wait_http_ok(url: &str, what: &str) {
 /// with its SQLite database in `dir` and id `node_id`, plus `extra` flags; returns once it
 /// listens.
 pub fn start_node(dir: &Path, rpc: &str, port: u16, node_id: &str, extra: &[&str]) -> Kill {
+    spawn_listening(
+        reef()
+            .args([
+                "node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--json",
+                "--node-id",
+                node_id,
+            ])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}/node.db", dir.display()))
+            .args(["--rpc-url", rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
+            .arg("--deployments")
+            .arg(dir.join("deployments"))
+            .args(extra)
+            .stderr(std::process::Stdio::inherit()),
+    )
+}
+
+/// Spawns `reef node … --json` as `cmd` describes it (stdout is taken here) and waits for its
+/// first line, the address it listens on.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub fn spawn_listening(cmd: &mut Command) -> Kill {
     use std::io::BufRead;
-    let mut node = reef()
-        .args(["node", "--listen", &format!("127.0.0.1:{port}"), "--json", "--node-id", node_id])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}/node.db", dir.display()))
-        .args(["--rpc-url", rpc, "--market-dev-account", "5", "--award-grace-secs", "30"])
-        .arg("--deployments")
-        .arg(dir.join("deployments"))
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut node = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(node.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("listen"), "node did not start: {line:?}");
     Kill(node)
+}
+
+/// Posts the tests' hash-verified sort bounty ([`post_sort_with_window`], `window`) and waits
+/// (at most 180 s) until it settles; returns the poster's `--json` answer.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub fn settle_sort(http: &str, rpc: &str, deployments: &Path, window: &str) -> serde_json::Value {
+    let poster = spawn_captured(post_sort_with_window(http, rpc, deployments, window).args([
+        "--verify",
+        "hash",
+        "--expect",
+        "[1,3,5,9]",
+    ]));
+    let out = wait_with_deadline(poster, 180);
+    assert!(out.status.success(), "post failed: {}", String::from_utf8_lossy(&out.stderr));
+    let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["phase"], "settled", "{res}");
+    res
 }
 
 /// `reef agent run` of a sorting agent (examples/agents/sort.py) with dev account `dev` on the
