@@ -9,6 +9,7 @@ import {BountyEscrow} from "../src/BountyEscrow.sol";
 import {EvaluatorPanel, IPanelEscrow} from "../src/EvaluatorPanel.sol";
 import {PaymentChannel} from "../src/PaymentChannel.sol";
 import {ReputationRegistry} from "../src/ReputationRegistry.sol";
+import {ValidationRegistry} from "../src/ValidationRegistry.sol";
 import {ReefTestToken} from "../src/devnet/ReefTestToken.sol";
 import {IStakeRegistry} from "../src/interfaces/IStakeRegistry.sol";
 
@@ -52,6 +53,7 @@ contract Deploy is Script {
         PaymentChannel paymentChannel;
         AgentRegistry agentRegistry;
         ReputationRegistry reputationRegistry;
+        ValidationRegistry validationRegistry;
         EvaluatorPanel evaluatorPanel;
         ReefTestToken testToken;
     }
@@ -119,6 +121,7 @@ contract Deploy is Script {
         d.agentRegistry.setEscrow(address(d.bountyEscrow));
         if (cfg.minBond != 0) d.bountyEscrow.setStakeGate(cfg.minBond);
         d.reputationRegistry = new ReputationRegistry(address(d.agentRegistry), address(d.bountyEscrow));
+        d.validationRegistry = new ValidationRegistry(address(d.agentRegistry), address(d.bountyEscrow));
         d.paymentChannel = new PaymentChannel();
         d.evaluatorPanel = new EvaluatorPanel(IPanelEscrow(address(d.bountyEscrow)));
 
@@ -150,7 +153,8 @@ contract Deploy is Script {
             _field("bountyEscrow", address(d.bountyEscrow)),
             _field("paymentChannel", address(d.paymentChannel)),
             _field("agentRegistry", address(d.agentRegistry)),
-            _field("reputationRegistry", address(d.reputationRegistry))
+            _field("reputationRegistry", address(d.reputationRegistry)),
+            _field("validationRegistry", address(d.validationRegistry))
         );
         json = string.concat(
             json,

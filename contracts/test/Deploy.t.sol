@@ -93,6 +93,8 @@ contract DeployTest is Test {
 
         assertEq(address(d.reputationRegistry.ledger()), address(esc));
         assertEq(d.reputationRegistry.getIdentityRegistry(), address(reg));
+        assertEq(address(d.validationRegistry.ledger()), address(esc));
+        assertEq(d.validationRegistry.getIdentityRegistry(), address(reg));
         assertEq(address(d.evaluatorPanel.escrow()), address(esc));
         assertGt(address(d.paymentChannel).code.length, 0);
 
@@ -150,13 +152,14 @@ contract DeployTest is Test {
         string memory json = script.toJson(d);
 
         string[] memory keys = vm.parseJsonKeys(json, "$");
-        assertEq(keys.length, 8);
+        assertEq(keys.length, 9);
         assertEq(vm.parseJsonUint(json, ".chainId"), 31337);
         assertEq(vm.parseJsonUint(json, ".startBlock"), d.startBlock);
         assertEq(vm.parseJsonAddress(json, ".bountyEscrow"), address(d.bountyEscrow));
         assertEq(vm.parseJsonAddress(json, ".paymentChannel"), address(d.paymentChannel));
         assertEq(vm.parseJsonAddress(json, ".agentRegistry"), address(d.agentRegistry));
         assertEq(vm.parseJsonAddress(json, ".reputationRegistry"), address(d.reputationRegistry));
+        assertEq(vm.parseJsonAddress(json, ".validationRegistry"), address(d.validationRegistry));
         assertEq(vm.parseJsonAddress(json, ".evaluatorPanel"), address(d.evaluatorPanel));
         assertEq(vm.parseJsonAddress(json, ".testToken"), address(d.testToken));
 
