@@ -156,9 +156,10 @@ contract ValidationRegistry is IERC8004Validation {
         returns (bytes32 requestHash)
     {
         IBountyTypes.Status status = ledger.verifyRecord(bountyId, b);
-        uint8 response;
-        if (status == IBountyTypes.Status.Completed) response = MAX_RESPONSE;
-        else if (status != IBountyTypes.Status.Refunded) revert NoVerdict(status);
+        if (status != IBountyTypes.Status.Completed && status != IBountyTypes.Status.Refunded) {
+            revert NoVerdict(status);
+        }
+        uint8 response = status == IBountyTypes.Status.Completed ? MAX_RESPONSE : 0;
         address provider = b.provider;
         if (provider == address(0)) revert NoProvider();
         if (b.evaluator == provider) revert SelfValidation();
@@ -224,7 +225,7 @@ contract ValidationRegistry is IERC8004Validation {
         bytes32[] storage hashes = _agentRequests[agentId];
         bytes32 tagHash = keccak256(bytes(tag));
         bool anyTag = bytes(tag).length == 0;
-        uint256 sum;
+        uint256 sum = 0;
         for (uint256 i; i < hashes.length; ++i) {
             Request storage r = _requests[hashes[i]];
             if (!r.hasResponse) continue;
