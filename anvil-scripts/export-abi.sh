@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT_DIR="$ROOT/escrow-client/abi"
-CONTRACTS=(BountyEscrow PaymentChannel AgentRegistry ReputationRegistry EvaluatorPanel ReefTestToken)
+CONTRACTS=(BountyEscrow PaymentChannel AgentRegistry ReputationRegistry ValidationRegistry EvaluatorPanel ReefTestToken)
 export PATH="$ROOT/node_modules/@foundry-rs/forge-linux-amd64/bin:$PATH"
 (cd "$ROOT/contracts" && forge build --quiet)
 TARGET="$OUT_DIR"

@@ -5,7 +5,8 @@
 //! Reports: one full bounty lifecycle with an ERC-20 reward and a 38-character description
 //! (post+fund, award, submit+attest+release) on a fresh escrow and in steady state, the
 //! two-transaction path (post+fund+award, submit+attest+release), the ETH variant, and
-//! `redeemBatch` gas per voucher at 1, 10 and 50 vouchers from distinct payers.
+//! `redeemBatch` gas per voucher at 1, 10 and 50 vouchers from distinct payers, and what the
+//! ERC-8004 registries cost after a job (`giveBountyFeedback`, `recordBountyValidation`).
 
 use alloy::primitives::{U256, utils::parse_ether};
 use escrow_client::{
@@ -86,7 +87,7 @@ async fn two_tx(
     evaluator: &ReefClient,
     token: alloy::primitives::Address,
     nonce: u64,
-) -> Row {
+) -> (Row, U256, Bounty) {
     let t = terms(poster, evaluator, token).await;
     let salt = random_salt();
     let id = escrow_client::escrow::bounty_id(poster.address(), salt);
@@ -96,11 +97,12 @@ async fn two_tx(
     let first = txs.last().unwrap().gas_used;
     let rh = alloy::primitives::keccak256(b"sorted output");
     let att = evaluator.sign_attestation(id, b.provider, rh, verdict::ACCEPT).unwrap();
-    let (_, settle) = provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
-    Row {
+    let (b, settle) = provider.submit_and_attest(id, &b, rh, verdict::ACCEPT, att).await.unwrap();
+    let row = Row {
         name: name.into(),
         txs: vec![("postFundAndAward".into(), first), ("submitAndAttest".into(), settle.gas_used)],
-    }
+    };
+    (row, id, b)
 }
 
 #[tokio::main]
@@ -141,17 +143,16 @@ async fn main() {
     rows.push(
         three_tx("ERC-20, 3 tx, steady state", &poster, &provider, &evaluator, token, 2).await,
     );
-    rows.push(
-        two_tx(
-            "ERC-20, 2 tx (post+fund+award, submit+attest+release)",
-            &poster,
-            &provider,
-            &evaluator,
-            token,
-            3,
-        )
-        .await,
-    );
+    let (row, first_id, first_record) = two_tx(
+        "ERC-20, 2 tx (post+fund+award, submit+attest+release)",
+        &poster,
+        &provider,
+        &evaluator,
+        token,
+        3,
+    )
+    .await;
+    rows.push(row);
     rows.push(
         three_tx(
             "ETH, 3 tx, steady state",
@@ -163,10 +164,10 @@ async fn main() {
         )
         .await,
     );
-    rows.push(
+    let (row, second_id, second_record) =
         two_tx("ETH, 2 tx", &poster, &provider, &evaluator, alloy::primitives::Address::ZERO, 5)
-            .await,
-    );
+            .await;
+    rows.push(row);
     // The rows above use consecutive bid nonces (one bitmap word), as agents do with
     // `signing::BidNonces`. A random nonce per bid opens a new word at every award.
     rows.push(
@@ -178,8 +179,28 @@ async fn main() {
             token,
             rand::random::<u64>() | 1 << 63,
         )
-        .await,
+        .await
+        .0,
     );
+
+    // ERC-8004 after a job: the provider's identity, the poster's rating, the verdict copied
+    // into the ValidationRegistry (the first for this agent and validator writes their lists'
+    // first slots; the second only appends).
+    let (agent_id, register) =
+        provider.register_agent("https://sorter.example/a.json").await.unwrap();
+    let rating = escrow_client::feedback::Rating { value: 90, ..Default::default() };
+    let (_, feedback) =
+        poster.give_bounty_feedback(first_id, &first_record, agent_id, &rating).await.unwrap();
+    let (_, validation1) =
+        evaluator.record_bounty_validation(first_id, &first_record, agent_id).await.unwrap();
+    let (_, validation2) =
+        evaluator.record_bounty_validation(second_id, &second_record, agent_id).await.unwrap();
+    let erc8004 = [
+        ("register (AgentRegistry, once per agent)", register.gas_used),
+        ("giveBountyFeedback (ReputationRegistry)", feedback.gas_used),
+        ("recordBountyValidation, the agent's first", validation1.gas_used),
+        ("recordBountyValidation, steady state", validation2.gas_used),
+    ];
 
     // Vouchers: n payers (fresh keys funded with ETH and tokens) → one payee, one batch.
     let mut batches = Vec::new();
@@ -230,6 +251,7 @@ async fn main() {
                 "vouchers": n, "gas": g, "perVoucher": g / *n as u64,
                 "perMicropaymentAt1000": (*g as f64) / (*n as f64) / 1000.0
             })).collect::<Vec<_>>(),
+            "erc8004": erc8004.iter().map(|(n, g)| serde_json::json!({"action": n, "gas": g})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
@@ -251,5 +273,9 @@ async fn main() {
     );
     for (n, g) in &batches {
         println!("| {n} | {g} | {} | {:.1} |", g / *n as u64, (*g as f64) / (*n as f64) / 1000.0);
+    }
+    println!("\n| ERC-8004 after a job | tx gas |\n|---|---|");
+    for (n, g) in &erc8004 {
+        println!("| {n} | {g} |");
     }
 }

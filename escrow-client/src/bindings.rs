@@ -43,6 +43,15 @@ pub mod reputation {
     );
 }
 
+/// `ValidationRegistry`: ERC-8004 validation registry, fed by the escrow's verdicts.
+pub mod validation {
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        ValidationRegistry,
+        "abi/ValidationRegistry.json"
+    );
+}
+
 /// `EvaluatorPanel`: k-of-n third-party evaluators as one ERC-1271 evaluator, with fees.
 pub mod panel {
     alloy::sol!(

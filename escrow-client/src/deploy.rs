@@ -14,6 +14,7 @@ use crate::{
     bindings::{
         channel::PaymentChannel, escrow::BountyEscrow, panel::EvaluatorPanel,
         registry::AgentRegistry, reputation::ReputationRegistry, token::ReefTestToken,
+        validation::ValidationRegistry,
     },
 };
 
@@ -139,6 +140,8 @@ pub async fn deploy_all(
         )
         .await?;
     txs.push(tx);
+    let (validation, tx) = deploy_validation(deployer, registry, escrow).await?;
+    txs.push(tx);
     let (channel, tx) = deployer
         .deploy("deploy PaymentChannel", code(&PaymentChannel::BYTECODE, Vec::new()))
         .await?;
@@ -174,10 +177,31 @@ pub async fn deploy_all(
         payment_channel: channel,
         agent_registry: registry,
         reputation_registry: reputation,
+        validation_registry: Some(validation),
         evaluator_panel: Some(panel),
         test_token,
     };
     Ok((dep, txs))
+}
+
+async fn deploy_validation(
+    deployer: &ReefClient,
+    registry: Address,
+    escrow: Address,
+) -> Result<(Address, TxOutcome)> {
+    deployer
+        .deploy(
+            "deploy ValidationRegistry",
+            code(
+                &ValidationRegistry::BYTECODE,
+                ValidationRegistry::constructorCall {
+                    identityRegistry_: registry,
+                    ledger_: escrow,
+                }
+                .abi_encode(),
+            ),
+        )
+        .await
 }
 
 /// Reuses `dir/<chainId>.json` if every address in it holds code; otherwise deploys and
@@ -198,7 +222,17 @@ pub async fn ensure_deployed(
             all &= deployer.has_code(addr).await?;
         }
         if all && existing.chain_id == chain_id {
-            return Ok((existing, false));
+            if existing.validation_registry.is_some() {
+                return Ok((existing, false));
+            }
+            // A file from before the ValidationRegistry existed gains one, bound to the same
+            // escrow and identity registry; nothing else is redeployed.
+            let (validation, _) =
+                deploy_validation(deployer, existing.agent_registry, existing.bounty_escrow)
+                    .await?;
+            let dep = Deployment { validation_registry: Some(validation), ..existing };
+            dep.save(&path)?;
+            return Ok((dep, true));
         }
     }
     let (dep, _) = deploy_all(deployer, cfg).await?;
@@ -216,6 +250,7 @@ pub fn empty_deployment(chain_id: u64) -> Deployment {
         payment_channel: Address::ZERO,
         agent_registry: Address::ZERO,
         reputation_registry: Address::ZERO,
+        validation_registry: None,
         evaluator_panel: None,
         test_token: None,
     }

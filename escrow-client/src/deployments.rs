@@ -26,6 +26,10 @@ pub struct Deployment {
     pub agent_registry: Address,
     /// ERC-8004 reputation registry gated by paid bounties.
     pub reputation_registry: Address,
+    /// ERC-8004 validation registry (the escrow's verdicts as validation responses); absent in
+    /// deployments made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_registry: Option<Address>,
     /// Evaluator panels (k-of-n third-party evaluators as one ERC-1271 evaluator); absent in
     /// deployments made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +81,9 @@ impl Deployment {
             ("AgentRegistry", self.agent_registry),
             ("ReputationRegistry", self.reputation_registry),
         ];
+        if let Some(a) = self.validation_registry {
+            v.push(("ValidationRegistry", a));
+        }
         if let Some(p) = self.evaluator_panel {
             v.push(("EvaluatorPanel", p));
         }
@@ -101,6 +108,7 @@ mod tests {
             payment_channel: Address::repeat_byte(2),
             agent_registry: Address::repeat_byte(3),
             reputation_registry: Address::repeat_byte(4),
+            validation_registry: Some(Address::repeat_byte(5)),
             evaluator_panel: None,
             test_token: None,
         };

@@ -13,6 +13,7 @@ use crate::bindings::{
     panel::EvaluatorPanel::EvaluatorPanelErrors, registry::AgentRegistry::AgentRegistryErrors,
     reputation::ReputationRegistry::ReputationRegistryErrors,
     token::ReefTestToken::ReefTestTokenErrors,
+    validation::ValidationRegistry::ValidationRegistryErrors,
 };
 
 /// Result alias with this crate's [`enum@Error`].
@@ -179,6 +180,8 @@ pub enum Revert {
     Registry(AgentRegistryErrors),
     /// ReputationRegistry custom error.
     Reputation(ReputationRegistryErrors),
+    /// ValidationRegistry custom error.
+    Validation(ValidationRegistryErrors),
     /// ERC-20 (OpenZeppelin IERC20Errors) error from a token.
     Token(ReefTestTokenErrors),
     /// `Error(string)` revert reason.
@@ -208,6 +211,9 @@ impl Revert {
         if let Ok(e) = ReputationRegistryErrors::abi_decode(data) {
             return Self::Reputation(e);
         }
+        if let Ok(e) = ValidationRegistryErrors::abi_decode(data) {
+            return Self::Validation(e);
+        }
         if let Ok(e) = ReefTestTokenErrors::abi_decode(data) {
             return Self::Token(e);
         }
@@ -225,6 +231,7 @@ impl Revert {
             Self::Panel(e) => format!("{e:?}"),
             Self::Registry(e) => format!("{e:?}"),
             Self::Reputation(e) => format!("{e:?}"),
+            Self::Validation(e) => format!("{e:?}"),
             Self::Token(e) => format!("{e:?}"),
             Self::Message(_) => return "Error".into(),
             Self::Unknown(_) => return "Unknown".into(),
@@ -291,6 +298,21 @@ impl Revert {
                 "sort the member signatures by signer address, without duplicates"
             }
             "NotTerminal" => "panel fees are settled once the bounty has reached a final state",
+            "RequestExists" => {
+                "this validation request exists already (a bounty's verdict is recorded once)"
+            }
+            "NoVerdict" => {
+                "only a Completed (accepted) or Refunded (rejection final) bounty has a verdict to record"
+            }
+            "NotProviderAgent" => {
+                "pick the agent id whose owner or agentWallet was the bounty's provider (`reef agents show`)"
+            }
+            "SelfValidation" => "a bounty whose evaluator was its own provider validates nothing",
+            "NotAgentOperator" => {
+                "only the agent's owner or an approved operator may ask for validation"
+            }
+            "NotValidator" => "only the validator named in the request may answer it",
+            "ResponseOutOfRange" => "a validation response is a score from 0 to 100",
             "NothingToRedeem" => "this voucher (or a larger one) was already redeemed",
             "NotPledgeToken" => {
                 "a sub-bounty funded from a reward must use the provider's pledge token for that parent (`pledgeTokenOf`)"
@@ -327,6 +349,7 @@ impl fmt::Display for Revert {
             Self::Panel(e) => write!(f, "EvaluatorPanel.{}", inner(format!("{e:?}"))),
             Self::Registry(e) => write!(f, "AgentRegistry.{}", inner(format!("{e:?}"))),
             Self::Reputation(e) => write!(f, "ReputationRegistry.{}", inner(format!("{e:?}"))),
+            Self::Validation(e) => write!(f, "ValidationRegistry.{}", inner(format!("{e:?}"))),
             Self::Token(e) => write!(f, "token.{}", inner(format!("{e:?}"))),
             Self::Message(m) => write!(f, "\"{m}\""),
             Self::Unknown(d) if d.is_empty() => write!(f, "no reason given"),

@@ -27,6 +27,7 @@ pub mod retry;
 pub mod rpc_metrics;
 pub mod signing;
 pub mod token;
+pub mod validation;
 pub mod wallet;
 
 pub use client::{BlockHead, ClientOptions, ReefClient, TxOutcome};

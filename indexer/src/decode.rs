@@ -12,6 +12,7 @@ use escrow_client::bindings::{
     escrow::BountyEscrow::BountyEscrowEvents as Es,
     registry::AgentRegistry::AgentRegistryEvents as Reg,
     reputation::ReputationRegistry::ReputationRegistryEvents as Rep, token::ReefTestToken,
+    validation::ValidationRegistry::ValidationRegistryEvents as Val,
 };
 
 /// Addresses the indexer follows.
@@ -25,6 +26,8 @@ pub struct Contracts {
     pub registry: Address,
     /// ReputationRegistry.
     pub reputation: Address,
+    /// ValidationRegistry (absent in deployments made before it existed).
+    pub validation: Option<Address>,
 }
 
 impl Contracts {
@@ -35,12 +38,15 @@ impl Contracts {
             channel: dep.payment_channel,
             registry: dep.agent_registry,
             reputation: dep.reputation_registry,
+            validation: dep.validation_registry,
         }
     }
 
-    /// All four addresses.
-    pub fn all(&self) -> [Address; 4] {
-        [self.escrow, self.channel, self.registry, self.reputation]
+    /// Every followed address.
+    pub fn all(&self) -> Vec<Address> {
+        let mut v = vec![self.escrow, self.channel, self.registry, self.reputation];
+        v.extend(self.validation);
+        v
     }
 }
 
@@ -113,6 +119,8 @@ pub fn decode(log: &Log, c: &Contracts, tokens: &[Address], block_time: u64) -> 
         registry(Reg::decode_raw_log(topics, data).ok()?)
     } else if addr == c.reputation {
         reputation(Rep::decode_raw_log(topics, data).ok()?)
+    } else if Some(addr) == c.validation {
+        validation(Val::decode_raw_log(topics, data).ok()?)
     } else if tokens.contains(&addr) {
         if topics.first() != Some(&ReefTestToken::Transfer::SIGNATURE_HASH) {
             return None;
@@ -367,5 +375,39 @@ fn reputation(e: Rep) -> Option<F> {
             ..f("FeedbackAuthorized")
         },
         _ => return None,
+    })
+}
+
+fn validation(e: Val) -> Option<F> {
+    Some(match e {
+        Val::ValidationRequest(e) => F {
+            ref_id: Some(e.agentId),
+            actor: Some(e.validatorAddress),
+            extra: Some(
+                serde_json::json!({ "request": e.requestHash, "uri": e.requestURI }).to_string(),
+            ),
+            ..f("ValidationRequest")
+        },
+        Val::ValidationResponse(e) => F {
+            ref_id: Some(e.agentId),
+            actor: Some(e.validatorAddress),
+            amount: Some(U256::from(e.response)),
+            extra: Some(
+                serde_json::json!({
+                    "request": e.requestHash,
+                    "response": e.response,
+                    "tag": e.tag,
+                    "uri": e.responseURI,
+                })
+                .to_string(),
+            ),
+            ..f("ValidationResponse")
+        },
+        Val::BountyValidationRecorded(e) => F {
+            ref_id: Some(e.bountyId),
+            amount: Some(e.agentId),
+            extra: Some(e.requestHash.to_string()),
+            ..f("BountyValidationRecorded")
+        },
     })
 }

@@ -406,7 +406,7 @@ impl<S: ChainSource> Indexer<S> {
     }
 
     fn addresses(&self) -> Vec<Address> {
-        let mut v = self.cfg.contracts.all().to_vec();
+        let mut v = self.cfg.contracts.all();
         v.extend(self.tokens.iter().copied());
         v
     }

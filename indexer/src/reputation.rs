@@ -294,6 +294,71 @@ async fn feedback_events(
     tie_feedback(&events, &bounties, funding)
 }
 
+/// One agent's ERC-8004 validations as the ValidationRegistry holds them: the latest response
+/// of every request about an agent id the address owns (confirmed events only).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Validations {
+    /// Answered requests.
+    pub count: u64,
+    /// Mean of their latest responses (0-100), floored like the registry's `getSummary`.
+    pub average: u8,
+    /// Of them, the verdicts of Reef bounties (tag `reef.bounty`).
+    pub bounty_verdicts: u64,
+    /// Distinct validators that answered.
+    pub validators: Vec<Address>,
+}
+
+/// The [`Validations`] of the agent ids `agent` owns now (their last `AgentTransfer` went to
+/// it). Not part of the score: a bounty's verdict is already scored as its outcome; this is
+/// what any ERC-8004 reader of the registry sees.
+pub async fn validations_of(
+    store: &Store,
+    confirmations: u64,
+    agent: Address,
+) -> Result<Validations> {
+    let Some(tip) = confirmed_tip(store, confirmations).await? else {
+        return Ok(Validations::default());
+    };
+    let mut owner: HashMap<String, Option<Address>> = HashMap::new();
+    for e in store.events_of_kind("AgentTransfer", tip).await? {
+        if let Some(id) = e.ref_id {
+            owner.insert(id, e.counterparty);
+        }
+    }
+    // request hash -> (agent id, validator, response, tag), the last response winning.
+    let mut latest: BTreeMap<String, (String, Option<Address>, u8, String)> = BTreeMap::new();
+    for e in store.events_of_kind("ValidationResponse", tip).await? {
+        let (Some(id), Some(extra)) = (e.ref_id, e.extra.as_deref()) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(extra) else { continue };
+        let (Some(req), Some(resp)) = (v["request"].as_str(), v["response"].as_u64()) else {
+            continue;
+        };
+        let tag = v["tag"].as_str().unwrap_or_default().to_string();
+        latest.insert(req.to_string(), (id, e.actor, u8::try_from(resp).unwrap_or(u8::MAX), tag));
+    }
+    let mut out = Validations::default();
+    let mut sum = 0u64;
+    for (id, validator, response, tag) in latest.into_values() {
+        if owner.get(&id).copied().flatten() != Some(agent) {
+            continue;
+        }
+        out.count += 1;
+        sum += u64::from(response);
+        if tag == "reef.bounty" {
+            out.bounty_verdicts += 1;
+        }
+        if let Some(v) = validator
+            && !out.validators.contains(&v)
+        {
+            out.validators.push(v);
+        }
+    }
+    if out.count != 0 {
+        out.average = u8::try_from(sum / out.count).unwrap_or(u8::MAX);
+    }
+    Ok(out)
+}
+
 /// A [`ReputationBook`] over everything confirmed in `store`.
 pub async fn load_book(
     store: &Store,

@@ -514,6 +514,12 @@ async fn a_quorum_of_evaluator_agents_judges_and_the_signers_are_paid() {
     let chain = ReefClient::connect(&env.rpc, dev_signer(0), dep.clone(), ClientOptions::default())
         .await
         .unwrap();
+    // The worker is an ERC-8004 agent: the panel's verdict becomes a validation of its work.
+    let worker =
+        ReefClient::connect(&env.rpc, dev_signer(1), dep.clone(), ClientOptions::default())
+            .await
+            .unwrap();
+    let (agent_id, _) = worker.register_agent("https://sorter.example/agent.json").await.unwrap();
     let token = dep.test_token.unwrap();
     let balances = || async {
         let mut v = Vec::new();
@@ -554,6 +560,12 @@ async fn a_quorum_of_evaluator_agents_judges_and_the_signers_are_paid() {
     assert!(panel.fees_settled);
     assert_eq!(panel.quorum, 2);
     assert_eq!(panel.members.len(), 3);
+    // The panel's verdict is an ERC-8004 validation response, with the panel as validator.
+    let requests = chain.agent_validations(agent_id).await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let v = chain.validation_status(requests[0]).await.unwrap().expect("recorded");
+    assert_eq!(v.validator, dep.evaluator_panel.unwrap());
+    assert_eq!((v.agent_id, v.response, v.tag.as_str()), (agent_id, 100, "reef.bounty"));
     // The fees came out of the 5 rUSD budget: 4.8 was escrowed as the reward.
     let record = chain.bounty(id).await.unwrap().record;
     assert_eq!(record.amount, 4_800_000_000_000_000_000u128);

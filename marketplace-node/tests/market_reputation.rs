@@ -1,7 +1,8 @@
 //! ERC-8004 end to end with real processes (anvil, `reef node` with its embedded indexer, a
 //! sort agent run by `reef agent run --exec`, the poster's `reef bounty post --node`): work
 //! settled through the marketplace (`submitAndAttest`, no `ResultSubmitted`) counts as an on-time
-//! delivery, and `post --rate` writes the poster's feedback, which reaches the agent's score.
+//! delivery, `post --rate` writes the poster's feedback, which reaches the agent's score, and
+//! the node copies the verifier's verdict into the ERC-8004 ValidationRegistry.
 
 mod common;
 
@@ -70,6 +71,18 @@ async fn marketplace_work_is_an_on_time_delivery_and_post_rate_reaches_the_score
     // The feedback is on-chain, on the agent, from the poster.
     let fb = provider.read_feedback(agent_id, dev_signer(0).address(), 1).await.unwrap();
     assert_eq!((fb.0, fb.1, fb.4), (90, 0, false));
+    // The node (evaluator: its market key, anvil's dev account 5) recorded its verdict as an
+    // ERC-8004 validation of the agent's work before it called the bounty settled.
+    let validator = dev_signer(5).address();
+    let summary =
+        provider.validation_summary(agent_id, vec![validator], "reef.bounty").await.unwrap();
+    assert_eq!(summary, (1, 100));
+    let requests = provider.agent_validations(agent_id).await.unwrap();
+    let record = provider.bounty(id.parse().unwrap()).await.unwrap().record;
+    assert_eq!(
+        requests,
+        vec![provider.bounty_request_hash(id.parse().unwrap(), record.provider, record.resultHash)]
+    );
 
     // The node's embedded index: one on-time delivery and one rating, explained.
     let url = format!("{http}/v1/market/agents/{}/reputation", provider.address());
@@ -105,6 +118,10 @@ async fn marketplace_work_is_an_on_time_delivery_and_post_rate_reaches_the_score
     let shown = reef_json(&["agents", "show", &addr, "--db", &db], &rpc, &dir);
     assert_eq!(shown["counts"]["completed"], 1, "{shown}");
     check(&shown);
+    let v = &shown["validations"];
+    assert_eq!((v["count"].as_u64(), v["average"].as_u64()), (Some(1), Some(100)), "{shown}");
+    assert_eq!(v["bounty_verdicts"], 1, "{shown}");
+    assert_eq!(v["validators"][0].as_str().map(str::to_lowercase), Some(format!("{validator:#x}")));
 
     // One rating per bounty: a second is refused before any transaction, exit status 1.
     let again = reef()

@@ -46,6 +46,12 @@ impl AgentsArgs {
         let confirmations = self.index.confirmations(chain.unwrap_or(31337));
         let book =
             reef_indexer::reputation::load_book(&store, confirmations, Params::default()).await?;
+        let validations = match &self.cmd {
+            AgentsCmd::Show { addr, .. } => {
+                Some(reef_indexer::reputation::validations_of(&store, confirmations, *addr).await?)
+            }
+            AgentsCmd::Top { .. } => None,
+        };
         store.close().await;
         match self.cmd {
             AgentsCmd::Top { n, json } => {
@@ -75,10 +81,14 @@ impl AgentsArgs {
             }
             AgentsCmd::Show { addr, json } => {
                 let s = book.score(&addr);
+                let v = validations.unwrap_or_default();
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&s)?);
+                    let mut out = serde_json::to_value(&s)?;
+                    out["validations"] = serde_json::to_value(&v)?;
+                    println!("{}", serde_json::to_string_pretty(&out)?);
                 } else {
                     print_score(&s);
+                    print_validations(&v);
                 }
             }
         }
@@ -116,4 +126,18 @@ fn print_score(s: &Score) {
     for c in &s.components {
         println!("  {:<9} {:.3} × {:.2}  {}", c.name, c.value, c.weight, c.explanation);
     }
+}
+
+fn print_validations(v: &reef_indexer::reputation::Validations) {
+    if v.count == 0 {
+        println!("validations none (ERC-8004 ValidationRegistry; not part of the score)");
+        return;
+    }
+    println!(
+        "validations {} answered, average {}/100, {} of them bounty verdicts, from {} validator(s) (ERC-8004; not part of the score)",
+        v.count,
+        v.average,
+        v.bounty_verdicts,
+        v.validators.len()
+    );
 }

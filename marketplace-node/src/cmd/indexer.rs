@@ -99,6 +99,9 @@ struct RunArgs {
     /// ReputationRegistry address.
     #[arg(long)]
     reputation: Option<Address>,
+    /// ValidationRegistry address (optional with the other four flags).
+    #[arg(long, requires = "escrow")]
+    validation: Option<Address>,
     /// First block to index (default: the deployment's start block).
     #[arg(long)]
     from_block: Option<u64>,
@@ -144,6 +147,7 @@ async fn config(index: &IndexArgs, a: &RunArgs, chain_id: u64) -> eyre::Result<I
                 payment_channel: channel,
                 agent_registry: registry,
                 reputation_registry: reputation,
+                validation_registry: a.validation,
                 evaluator_panel: None,
                 test_token: None,
             };

@@ -116,6 +116,13 @@ pub struct NodeArgs {
     /// Do not run the embedded chain indexer (bids are then ranked on this node's history only).
     #[arg(long)]
     no_indexer: bool,
+    /// Copy each final bounty's verdict into the ERC-8004 ValidationRegistry: 100 for an
+    /// accepted result, 0 for a rejection that became final, the evaluator (this node's key or
+    /// the panel) as validator. One transaction per bounty whose provider has an ERC-8004
+    /// agent identity, paid by the market key (docs/marketplace.md, "Validations").
+    /// Example: `--record-validations false` on a chain where gas is dear.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    record_validations: bool,
     /// Most dashboard live-update streams (server-sent events) open at once; more are answered
     /// `503 busy` (docs/dashboard.md).
     #[arg(long, default_value_t = crate::dashboard::live::MAX_CLIENTS, value_name = "N")]
@@ -280,6 +287,7 @@ impl NodeArgs {
             tick: std::time::Duration::from_millis(self.market_tick_ms),
             verifiers,
             reputation,
+            record_validations: self.record_validations,
         };
         Ok(Market::open(node, cfg).await?)
     }

@@ -62,6 +62,9 @@ pub struct MarketConfig {
     pub verifiers: Verifiers,
     /// The embedded indexer's store: bidders are ranked with the reputation engine's scores.
     pub reputation: Option<reef_indexer::Store>,
+    /// Copy each final bounty's verdict into the ERC-8004 ValidationRegistry (one transaction
+    /// per bounty whose provider has an agent identity, paid by the node's key).
+    pub record_validations: bool,
 }
 
 /// What a poster sends to register a bounty with the node.
@@ -144,6 +147,8 @@ struct Inner {
     sched: Scheduler,
     /// How many long-polls each client holds open (bounded).
     long_polls: super::longpoll::LongPolls,
+    /// Copies verdicts of final bounties into the ERC-8004 ValidationRegistry.
+    validations: super::validations::ValidationRecorder,
 }
 
 /// Longest a long-polling view request waits for a change.
@@ -229,6 +234,7 @@ impl Market {
                 store,
                 view: super::chainview::ChainView::new(chain.clone()),
                 chain,
+                validations: super::validations::ValidationRecorder::new(cfg.record_validations),
                 cfg,
                 reputation_cache: Default::default(),
                 sched: Scheduler::default(),
@@ -1671,6 +1677,35 @@ impl Market {
         Ok(())
     }
 
+    /// Copies the final verdict into the ERC-8004 ValidationRegistry and says so in the
+    /// bounty's log. Idempotent (a recorded verdict is found and not sent again); only a
+    /// transport error holds the settlement back (the step is retried).
+    async fn record_validation(
+        &self,
+        row: &BountyRow,
+        id: U256,
+        record: &Bounty,
+        status: Status,
+    ) -> Result<()> {
+        use super::validations::Recorded;
+        let done = self.inner.validations.record(&self.inner.chain, id, record, status).await?;
+        match done {
+            Recorded::Recorded { agent_id, request_hash, response, tx } => {
+                let line = format!(
+                    "ERC-8004 validation recorded for agent {agent_id}: response {response}, request {request_hash} (tx {tx})"
+                );
+                self.inner.store.log(&row.id, "validation_recorded", &line).await?;
+            }
+            Recorded::Failed(why) => {
+                self.inner.store.log(&row.id, "validation_failed", &why).await?;
+            }
+            Recorded::AlreadyRecorded { .. } | Recorded::Skipped(_) => {
+                tracing::debug!(bounty = %row.id, outcome = ?done, "no validation to record");
+            }
+        }
+        Ok(())
+    }
+
     /// Posts a message as the node's market identity. `msg_id`s are deterministic per bounty,
     /// so a repeat after a restart is not delivered twice.
     async fn send_as_market(
@@ -1767,6 +1802,7 @@ impl Market {
         let (record, status, stamp) = self.chain_record(row).await?;
         if status.is_terminal() {
             self.settle_panel_fees(row, &record, status).await?;
+            self.record_validation(row, id, &record, status).await?;
             self.inner
                 .store
                 .transition(

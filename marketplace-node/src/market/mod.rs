@@ -19,6 +19,7 @@ pub mod rest;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;
+pub mod validations;
 pub mod verify;
 
 use alloy::primitives::{Address, U256};
