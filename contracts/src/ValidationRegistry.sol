@@ -29,10 +29,11 @@ contract ValidationRegistry is IERC8004Validation {
         address validator; // who may respond (never zero for a known request)
         uint8 response; // 0-100, meaningful once hasResponse
         bool hasResponse;
+        bool bountyTag; // the tag is BOUNTY_TAG (kept as this bit, not as a string: -22k gas)
         uint64 lastUpdate; // block timestamp of the latest response (0 = none yet)
         uint256 agentId;
         bytes32 responseHash;
-        string tag;
+        string tag; // any other tag
     }
 
     // ------------------------------------------------------------------ constants / immutables
@@ -41,6 +42,7 @@ contract ValidationRegistry is IERC8004Validation {
     uint8 public constant MAX_RESPONSE = 100;
     /// @notice Tag of the responses copied from the escrow (`getSummary(agentId, [], "reef.bounty")`).
     string public constant BOUNTY_TAG = "reef.bounty";
+    bytes32 private constant BOUNTY_TAG_HASH = keccak256(bytes(BOUNTY_TAG));
 
     IAgentIdentity private immutable _identity;
     /// @notice The bounty escrow whose records carry the verdicts copied here.
@@ -209,7 +211,7 @@ contract ValidationRegistry is IERC8004Validation {
     {
         Request storage r = _requests[requestHash];
         if (r.validator == address(0)) revert RequestNotFound(requestHash);
-        return (r.validator, r.agentId, r.response, r.responseHash, r.tag, r.lastUpdate);
+        return (r.validator, r.agentId, r.response, r.responseHash, _tagOf(r), r.lastUpdate);
     }
 
     /// @notice Count and average response of `agentId`'s answered requests, only those of
@@ -230,7 +232,7 @@ contract ValidationRegistry is IERC8004Validation {
             Request storage r = _requests[hashes[i]];
             if (!r.hasResponse) continue;
             if (validatorAddresses.length != 0 && !_contains(validatorAddresses, r.validator)) continue;
-            if (!anyTag && keccak256(bytes(r.tag)) != tagHash) continue;
+            if (!anyTag && (r.bountyTag ? BOUNTY_TAG_HASH : keccak256(bytes(r.tag))) != tagHash) continue;
             ++count;
             sum += r.response;
         }
@@ -291,8 +293,18 @@ contract ValidationRegistry is IERC8004Validation {
         // forge-lint: disable-next-line(unsafe-typecast)
         r.lastUpdate = uint64(block.timestamp);
         r.responseHash = responseHash;
-        r.tag = tag;
+        if (keccak256(bytes(tag)) == BOUNTY_TAG_HASH) {
+            r.bountyTag = true;
+            if (bytes(r.tag).length != 0) delete r.tag;
+        } else {
+            if (r.bountyTag) r.bountyTag = false;
+            r.tag = tag;
+        }
         emit ValidationResponse(r.validator, r.agentId, requestHash, response, responseURI, responseHash, tag);
+    }
+
+    function _tagOf(Request storage r) private view returns (string memory) {
+        return r.bountyTag ? BOUNTY_TAG : r.tag;
     }
 
     function _contains(address[] calldata list, address a) private pure returns (bool) {

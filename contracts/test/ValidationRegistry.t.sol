@@ -408,8 +408,24 @@ contract ValidationRegistryTest is Test {
         val.validationResponse(h, 0, "", bytes32(0), "reef.bounty");
         vm.prank(verifier);
         val.validationResponse(h, 80, "", bytes32(0), "reef.bounty");
-        (,, uint8 resp,,,) = val.getValidationStatus(h);
+        (,, uint8 resp,, string memory tag,) = val.getValidationStatus(h);
         assertEq(resp, 80);
+        assertEq(tag, "reef.bounty");
+        // Another tag replaces the bounty tag (and back again).
+        vm.prank(verifier);
+        val.validationResponse(h, 70, "", bytes32(0), "appeal");
+        (,,,, tag,) = val.getValidationStatus(h);
+        assertEq(tag, "appeal");
+        (uint64 c,) = val.getSummary(agentId, new address[](0), "reef.bounty");
+        assertEq(c, 0);
+        (c,) = val.getSummary(agentId, new address[](0), "appeal");
+        assertEq(c, 1);
+        vm.prank(verifier);
+        val.validationResponse(h, 75, "", bytes32(0), "reef.bounty");
+        (,,,, tag,) = val.getValidationStatus(h);
+        assertEq(tag, "reef.bounty");
+        (c,) = val.getSummary(agentId, new address[](0), "reef.bounty");
+        assertEq(c, 1);
     }
 
     // ------------------------------------------------------------------ fuzz

@@ -353,9 +353,7 @@ pub async fn validations_of(
             out.validators.push(v);
         }
     }
-    if out.count != 0 {
-        out.average = u8::try_from(sum / out.count).unwrap_or(u8::MAX);
-    }
+    out.average = sum.checked_div(out.count).map_or(0, |m| u8::try_from(m).unwrap_or(u8::MAX));
     Ok(out)
 }
 
@@ -453,6 +451,63 @@ mod tests {
 
     /// `submitAndAttest` emits no `ResultSubmitted`: the settlement block is the delivery, and
     /// it is compared with the award's `dueBy` (not the bounty deadline).
+    fn response(
+        block: u64,
+        agent: u64,
+        validator: Address,
+        request: u8,
+        score: u8,
+        tag: &str,
+    ) -> EventRow {
+        EventRow {
+            actor: Some(validator),
+            extra: Some(
+                serde_json::json!({
+                    "request": B256::repeat_byte(request),
+                    "response": score,
+                    "tag": tag,
+                    "uri": "",
+                })
+                .to_string(),
+            ),
+            ..ev(block, 0, block as u8, "ValidationResponse", id(agent))
+        }
+    }
+
+    /// The last response to a request counts; only the ids the address owns now count; the
+    /// average is floored like the registry's `getSummary`.
+    #[tokio::test]
+    async fn validations_are_the_latest_answers_about_the_agents_ids() {
+        let (v1, v2) = (Address::repeat_byte(0xc1), Address::repeat_byte(0xc2));
+        let transfer = |block: u64, agent: u64, to: Address| EventRow {
+            actor: Some(Address::ZERO),
+            counterparty: Some(to),
+            ..ev(block, 1, block as u8, "AgentTransfer", id(agent))
+        };
+        let store = store_with(vec![
+            transfer(1, 7, AGENT),
+            transfer(1, 8, POSTER),
+            response(2, 7, v1, 1, 40, "soft"),
+            response(3, 7, v1, 1, 90, "hard"), // the same request again: 90 replaces 40
+            response(4, 7, v2, 2, 0, "reef.bounty"),
+            response(5, 7, v2, 3, 100, "reef.bounty"),
+            response(6, 8, v1, 4, 100, "reef.bounty"), // another owner's agent
+        ])
+        .await;
+        let v = validations_of(&store, 0, AGENT).await.unwrap();
+        assert_eq!((v.count, v.average, v.bounty_verdicts), (3, 63, 2));
+        assert_eq!(v.validators, vec![v1, v2]);
+        // Agent 7 moves to the poster: its validations follow it.
+        let store = store_with(vec![
+            transfer(1, 7, AGENT),
+            response(2, 7, v1, 1, 90, ""),
+            transfer(3, 7, POSTER),
+        ])
+        .await;
+        assert_eq!(validations_of(&store, 0, AGENT).await.unwrap().count, 0);
+        assert_eq!(validations_of(&store, 0, POSTER).await.unwrap().count, 1);
+    }
+
     #[tokio::test]
     async fn lean_settlement_is_a_delivery_on_time_or_late_against_due_by() {
         let mut events = lean_job(1, 1, 2_500, 2, 10u128.pow(19)); // delivered 2_000 <= 2_500
