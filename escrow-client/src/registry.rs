@@ -70,6 +70,18 @@ impl ReefClient {
         self.send_call("setAgentWallet", self.registry_addr(), &call, U256::ZERO).await
     }
 
+    /// The `agentURI` of `agent_id` (its ERC-721 `tokenURI`).
+    pub async fn agent_uri(&self, agent_id: U256) -> Result<String> {
+        let call = AgentRegistry::tokenURICall { tokenId: agent_id };
+        self.view(self.deployment().agent_registry, call).await
+    }
+
+    /// Points `agent_id`'s `agentURI` at `uri` (owner or operator only).
+    pub async fn set_agent_uri(&self, agent_id: U256, uri: &str) -> Result<TxOutcome> {
+        let call = AgentRegistry::setAgentURICall { agentId: agent_id, newURI: uri.to_string() };
+        self.send_call("setAgentURI", self.deployment().agent_registry, &call, U256::ZERO).await
+    }
+
     /// The agent's payment wallet (zero if unset).
     pub async fn agent_wallet(&self, agent_id: U256) -> Result<Address> {
         self.view(self.registry_addr(), AgentRegistry::getAgentWalletCall { agentId: agent_id })

@@ -319,12 +319,7 @@ pub async fn validations_of(
     let Some(tip) = confirmed_tip(store, confirmations).await? else {
         return Ok(Validations::default());
     };
-    let mut owner: HashMap<String, Option<Address>> = HashMap::new();
-    for e in store.events_of_kind("AgentTransfer", tip).await? {
-        if let Some(id) = e.ref_id {
-            owner.insert(id, e.counterparty);
-        }
-    }
+    let owner = owners(store, tip).await?;
     // request hash -> (agent id, validator, response, tag), the last response winning.
     let mut latest: BTreeMap<String, (String, Option<Address>, u8, String)> = BTreeMap::new();
     for e in store.events_of_kind("ValidationResponse", tip).await? {
@@ -354,6 +349,55 @@ pub async fn validations_of(
         }
     }
     out.average = sum.checked_div(out.count).map_or(0, |m| u8::try_from(m).unwrap_or(u8::MAX));
+    Ok(out)
+}
+
+/// Owner of every agent id (hex) after the confirmed events up to `tip` (None once burnt).
+async fn owners(store: &Store, tip: u64) -> Result<HashMap<String, Option<Address>>> {
+    let mut owner: HashMap<String, Option<Address>> = HashMap::new();
+    for e in store.events_of_kind("AgentTransfer", tip).await? {
+        if let Some(id) = e.ref_id {
+            owner.insert(id, e.counterparty.filter(|a| !a.is_zero()));
+        }
+    }
+    Ok(owner)
+}
+
+/// An ERC-8004 identity an address owns: its agent id and current `agentURI`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    /// The agent id (the ERC-721 token id).
+    pub agent_id: U256,
+    /// Its `agentURI` (the registration file), as last set.
+    pub agent_uri: String,
+}
+
+/// The agent identities `agent` owns now (confirmed events only), oldest first, each with
+/// its latest `agentURI` (`Registered`, then `URIUpdated`).
+pub async fn identities_of(
+    store: &Store,
+    confirmations: u64,
+    agent: Address,
+) -> Result<Vec<Identity>> {
+    let Some(tip) = confirmed_tip(store, confirmations).await? else { return Ok(Vec::new()) };
+    let owner = owners(store, tip).await?;
+    let mut uri: HashMap<String, String> = HashMap::new();
+    for kind in ["Registered", "URIUpdated"] {
+        for e in store.events_of_kind(kind, tip).await? {
+            if let Some(id) = e.ref_id {
+                uri.insert(id, e.extra.unwrap_or_default());
+            }
+        }
+    }
+    let mut out: Vec<Identity> = owner
+        .into_iter()
+        .filter(|(_, o)| *o == Some(agent))
+        .filter_map(|(id, _)| {
+            let agent_id = U256::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
+            Some(Identity { agent_id, agent_uri: uri.get(&id).cloned().unwrap_or_default() })
+        })
+        .collect();
+    out.sort_by_key(|i| i.agent_id);
     Ok(out)
 }
 

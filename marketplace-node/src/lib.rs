@@ -4,6 +4,7 @@
 
 pub mod cmd;
 pub mod dashboard;
+pub mod erc8004;
 pub mod ioa;
 pub mod logging;
 pub mod market;

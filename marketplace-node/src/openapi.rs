@@ -275,6 +275,7 @@ async fn openapi_json() -> Json<Value> {
         (name = "ioa", description = "Health, login, agent registry and discovery (docs/protocol.md)"),
         (name = "groups", description = "Group chat over REST (docs/protocol.md)"),
         (name = "market", description = "The marketplace (docs/earning.md)"),
+        (name = "erc8004", description = "ERC-8004 registration files of the agents (docs/erc8004.md)"),
         (name = "operations", description = "Prometheus metrics (docs/metrics.md)"),
         (name = "mcp", description = "The node's MCP server (docs/mcp.md)"),
         (name = "dashboard", description = "The web dashboard at `/`: its page, assets, session and JSON (docs/dashboard.md)"),
@@ -290,6 +291,7 @@ fn build() -> Value {
     api.merge(crate::market::rest::routes().into_openapi());
     api.merge(crate::metrics::routes().into_openapi());
     api.merge(crate::dashboard::routes().into_openapi());
+    api.merge(crate::erc8004::routes().into_openapi());
     let mut doc = match serde_json::to_value(&api) {
         Ok(v) => v,
         Err(e) => {

@@ -32,6 +32,7 @@ fn card(name: &str, desc: &str, skills: &[&str], price: f64) -> AgentCard {
         payment_tokens: vec!["USDC".into()],
         verification_modes: vec!["optimistic".into()],
         erc8004_id: None,
+        image: None,
     }
 }
 

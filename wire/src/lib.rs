@@ -169,6 +169,9 @@ pub struct AgentCard {
     /// Optional ERC-8004 agent id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erc8004_id: Option<String>,
+    /// Optional image URL (the ERC-8004 registration file's `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// A registered agent as returned by lookups and discovery.

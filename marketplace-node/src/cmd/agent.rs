@@ -48,6 +48,8 @@ enum AgentCommand {
     Redeem(super::metered_agent::RedeemMeteredArgs),
     /// An agent's reputation score with every component explained (from the index).
     Show(Box<super::agents::ShowAgentArgs>),
+    /// Give the agent an ERC-8004 identity whose agentURI is its registration file on a node.
+    Register(Box<super::agent_register::RegisterArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +214,9 @@ struct RunArgs {
     /// Card: description.
     #[arg(long, default_value = "")]
     description: String,
+    /// Card: image URL (the `image` of its ERC-8004 registration file, `reef agent register`).
+    #[arg(long, value_name = "URL")]
+    image: Option<String>,
     /// Card: skills (comma separated).
     #[arg(long, value_delimiter = ',')]
     skills: Vec<String>,
@@ -331,6 +336,7 @@ impl AgentArgs {
             AgentCommand::ServeMetered(a) => a.run().await,
             AgentCommand::Redeem(a) => a.run().await,
             AgentCommand::Show(a) => a.run().await,
+            AgentCommand::Register(a) => a.run().await,
         }
     }
 }
@@ -346,6 +352,7 @@ impl RunArgs {
             skills: self.skills.clone(),
             price: self.price,
             payment_tokens: self.payment_tokens.clone(),
+            image: self.image.clone(),
             ..Default::default()
         };
         let agent = EarningAgent::builder().signer(signer.clone());

@@ -1,6 +1,7 @@
 //! One module per `reef` subcommand, each with an `XArgs` struct and `async fn run(self)`.
 
 pub mod agent;
+pub mod agent_register;
 pub mod agents;
 pub mod bounty;
 pub mod chain;

@@ -161,6 +161,7 @@ impl NodeArgs {
                 }
                 app = app
                     .merge(routes)
+                    .merge(crate::erc8004::router(market.clone()))
                     .merge(crate::metrics::router(node.clone(), Some(market.clone())))
                     .merge(crate::dashboard::router(node.clone(), Some(market.clone()), live));
                 tokio::spawn(market.run());

@@ -263,6 +263,11 @@ impl Market {
         &self.inner.view
     }
 
+    /// The contracts this marketplace settles on.
+    pub fn deployment(&self) -> &Deployment {
+        &self.inner.cfg.deployment
+    }
+
     /// The embedded indexer's store (`idx_` tables), when the node runs one.
     pub fn index(&self) -> Option<&reef_indexer::Store> {
         self.inner.cfg.reputation.as_ref()

@@ -133,3 +133,40 @@ def test_the_schemas_refuse_what_the_docs_forbid(name, good, bad):
     # Amounts are decimal strings, and an error carries `code`: the schemas can fail.
     assert schema(name).is_valid(good)
     assert not schema(name).is_valid(bad)
+
+
+def test_the_erc8004_registration_file_matches_its_schema(lifecycle, devnet, node):
+    """`reef agent register` points the lifecycle agent's new ERC-8004 identity at the node's
+    registration file; the file the node serves (and the command prints) matches
+    docs/schemas/erc8004_registration.json, the spec's field list."""
+    from conftest import reef
+
+    out = reef(
+        "agent",
+        "register",
+        "--node",
+        node.http,
+        "--dev-account",
+        "1",
+        "--json",
+        "--rpc-url",
+        devnet.rpc,
+        "--deployments",
+        str(devnet.deployments),
+    )
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    file = answer["registration"]
+    used: Counter[str] = Counter()
+    check("erc8004_registration.json", file, used)
+    assert answer["agent_uri"] == f"{node.http}/v1/agents/{lifecycle['agent']}/registration.json"
+    assert [r["agentId"] for r in file["registrations"]] == [int(answer["agent_id"])]
+    assert {s["name"] for s in file["services"]} >= {"reef", "MCP", "agentWallet"}
+    # What the schema refuses: a file without registrations, or with a malformed registry.
+    bad = dict(file, registrations=[{"agentId": 1, "agentRegistry": "0xabc"}])
+    assert list(schema("erc8004_registration.json").iter_errors(bad))
+    assert list(
+        schema("erc8004_registration.json").iter_errors(
+            {k: v for k, v in file.items() if k != "type"}
+        )
+    )
