@@ -8,9 +8,11 @@
 
 pub mod client;
 pub mod engine;
+pub mod swarm;
 
 pub use client::{Client, ConnectOptions, Event, Events, retry_while_away};
 pub use engine::{Action, Engine, Phase};
+pub use swarm::SwarmPush;
 pub use reef_wire as wire;
 
 use reef_wire::ErrorCode;
