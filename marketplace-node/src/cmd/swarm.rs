@@ -68,6 +68,63 @@ fn parse_answer_time(s: &str) -> Result<Duration, String> {
     parse_window(s)
 }
 
+/// One swarm query as the MCP bridge asks it: the poster is `chain`'s account (its payer state
+/// in `.reef/pay-<address>`), amounts in whole units of `token`; the answer with what was paid
+/// (base units), or the reason nothing was.
+pub async fn ask_swarm(
+    chain: escrow_client::ReefClient,
+    node_ws: &str,
+    ask: AskSpec<'_>,
+) -> eyre::Result<Value> {
+    let token = parse_token(ask.token, chain.deployment())?;
+    let decimals = token_decimals(&chain, token).await?;
+    let max_price = parse_amount(ask.max_price, decimals).wrap_err("max_price")?;
+    let deposit: u128 = parse_amount(ask.deposit, decimals)
+        .wrap_err("deposit")?
+        .try_into()
+        .map_err(|_| eyre!("deposit is too large"))?;
+    let state_dir = default_state_dir("pay", chain.address());
+    let (ioa, _events) = reef_agent_sdk::Client::connect(node_ws, chain.signer().clone()).await?;
+    let mut poster =
+        Poster::new(chain, ioa, PosterConfig { deposit, challenge_period: 3_600, state_dir })?;
+    let out = poster
+        .ask(SwarmAsk {
+            question: ask.question.to_string(),
+            skill: ask.skill.to_string(),
+            max_price,
+            token,
+            window_ms: ask.window_ms,
+            answer_ms: reef_wire::swarm::DEFAULT_ANSWER_MS,
+        })
+        .await;
+    match out {
+        Ok(a) => {
+            let mut v = serde_json::to_value(&a)?;
+            v["status"] = json!("paid");
+            v["decimals"] = json!(decimals);
+            Ok(v)
+        }
+        Err(e) => Err(eyre!("{e}")),
+    }
+}
+
+/// What [`ask_swarm`] asks.
+#[derive(Debug, Clone, Copy)]
+pub struct AskSpec<'a> {
+    /// The question.
+    pub question: &'a str,
+    /// The skill.
+    pub skill: &'a str,
+    /// Highest price, whole units.
+    pub max_price: &'a str,
+    /// Token: eth, test or an address.
+    pub token: &'a str,
+    /// Bidding window, ms.
+    pub window_ms: u64,
+    /// Deposit of a new channel, whole units.
+    pub deposit: &'a str,
+}
+
 impl AskArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {

@@ -51,9 +51,6 @@ pub enum Error {
     /// Database failure.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    /// Migration failure.
-    #[error("migration: {0}")]
-    Migrate(#[from] reef_indexer::Error),
     /// A stored value is invalid, or a write was refused.
     #[error("{0}")]
     Store(String),
@@ -397,14 +394,18 @@ impl Swarm {
                     tokio::spawn(async move {
                         tokio::time::sleep(pay_timeout).await;
                         loop {
-                            let unpaid = match &mut *q.phase() {
-                                // A voucher being checked: let the check finish.
-                                Phase::Held { paying: true, .. } => None,
-                                p @ Phase::Held { .. } => {
-                                    *p = Phase::Done;
-                                    Some(true)
+                            let unpaid = {
+                                let mut phase = q.phase();
+                                let unpaid = match &*phase {
+                                    // A voucher being checked: let the check finish.
+                                    Phase::Held { paying: true, .. } => None,
+                                    Phase::Held { .. } => Some(true),
+                                    _ => Some(false),
+                                };
+                                if unpaid == Some(true) {
+                                    *phase = Phase::Done;
                                 }
-                                _ => Some(false),
+                                unpaid
                             };
                             match unpaid {
                                 None => tokio::time::sleep(Duration::from_millis(200)).await,
