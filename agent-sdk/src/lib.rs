@@ -12,8 +12,8 @@ pub mod swarm;
 
 pub use client::{Client, ConnectOptions, Event, Events, retry_while_away};
 pub use engine::{Action, Engine, Phase};
-pub use swarm::SwarmPush;
 pub use reef_wire as wire;
+pub use swarm::SwarmPush;
 
 use reef_wire::ErrorCode;
 

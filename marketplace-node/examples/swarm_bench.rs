@@ -28,7 +28,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{primitives::{Address, U256}, signers::local::PrivateKeySigner};
+use alloy::{
+    primitives::{Address, U256},
+    signers::local::PrivateKeySigner,
+};
 use escrow_client::{
     ClientOptions, ReefClient,
     deploy::{DeployConfig, deploy_all, empty_deployment},
@@ -92,10 +95,14 @@ impl Opts {
             i += 1;
         }
         if o.posters == 0 || o.posters > 9 {
-            return Err(eyre!("--posters must be 1 to 9 (anvil's funded dev accounts but the node's)"));
+            return Err(eyre!(
+                "--posters must be 1 to 9 (anvil's funded dev accounts but the node's)"
+            ));
         }
         if o.in_flight == 0 || o.in_flight > 64 {
-            return Err(eyre!("--in-flight must be 1 to 64 (the node's limit of open queries per poster)"));
+            return Err(eyre!(
+                "--in-flight must be 1 to 64 (the node's limit of open queries per poster)"
+            ));
         }
         Ok(o)
     }
@@ -173,7 +180,10 @@ async fn main() -> eyre::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let reef = root.join("target/release/reef");
     if !reef.is_file() {
-        return Err(eyre!("{} not found: cargo build --release -p marketplace-node --bins", reef.display()));
+        return Err(eyre!(
+            "{} not found: cargo build --release -p marketplace-node --bins",
+            reef.display()
+        ));
     }
     let dir = std::env::temp_dir().join(format!("reef-swarm-bench-{}", rand::random::<u32>()));
     std::fs::create_dir_all(dir.join("deployments"))?;
@@ -184,11 +194,29 @@ async fn main() -> eyre::Result<()> {
 
 async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::Result<()> {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await?;
-    let deployer = ReefClient::connect(&anvil.rpc_url, dev_signer(0), empty_deployment(31337), ClientOptions::default()).await?;
-    let (dep, _) = deploy_all(&deployer, &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect())).await?;
+    let deployer = ReefClient::connect(
+        &anvil.rpc_url,
+        dev_signer(0),
+        empty_deployment(31337),
+        ClientOptions::default(),
+    )
+    .await?;
+    let (dep, _) = deploy_all(
+        &deployer,
+        &DeployConfig::devnet((0..6).map(|i| dev_signer(i).address()).collect()),
+    )
+    .await?;
     dep.save(&dir.join("deployments/31337.json"))?;
     let mut node = Command::new(reef)
-        .args(["node", "--listen", "127.0.0.1:0", "--json", "--node-id", "swarm-bench", "--no-indexer"])
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--node-id",
+            "swarm-bench",
+            "--no-indexer",
+        ])
         .arg("--database-url")
         .arg(format!("sqlite://{}/node.db", dir.display()))
         .args(["--rpc-url", &anvil.rpc_url, "--market-dev-account", "5"])
@@ -242,13 +270,20 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
 
     // Posters: dev accounts but 5 (the node's evaluator), each with a channel to every bidder.
     let devs: Vec<usize> = (0..10).filter(|d| *d != 5).take(o.posters).collect();
-    eprintln!("opening {} channels ({} posters × {} bidders)", devs.len() * o.bidders, devs.len(), o.bidders);
+    eprintln!(
+        "opening {} channels ({} posters × {} bidders)",
+        devs.len() * o.bidders,
+        devs.len(),
+        o.bidders
+    );
     let mut setups = Vec::new();
     for (i, dev) in devs.iter().copied().enumerate() {
-        let (ws, rpc, dep, dir) = (ws.clone(), anvil.rpc_url.clone(), dep.clone(), dir.to_path_buf());
+        let (ws, rpc, dep, dir) =
+            (ws.clone(), anvil.rpc_url.clone(), dep.clone(), dir.to_path_buf());
         let payees: Vec<Address> = bidders.iter().map(Client::address).collect();
         setups.push(tokio::spawn(async move {
-            let chain = ReefClient::connect(&rpc, dev_signer(dev), dep, ClientOptions::default()).await?;
+            let chain =
+                ReefClient::connect(&rpc, dev_signer(dev), dep, ClientOptions::default()).await?;
             let (ioa, _events) = Client::connect(&ws, dev_signer(dev)).await?;
             let mut p = Poster::new(
                 chain,
@@ -358,18 +393,30 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
     } else {
         let l = &report["latency"]["figures"];
         let c = &report["capacity"];
-        println!("swarm auctions: {} bidders, {} ms window, one reef node (SQLite), anvil", o.bidders, o.window_ms);
+        println!(
+            "swarm auctions: {} bidders, {} ms window, one reef node (SQLite), anvil",
+            o.bidders, o.window_ms
+        );
         println!(
             "  one at a time ({} queries, {} failed): decision after close p50 {} µs, p99 {} µs (goal ≤ 5,000 µs)",
             o.queries, failed, l["decision_us_p50"], l["decision_us_p99"]
         );
         println!(
             "    answer latency (ask → paid answer) p50 {} ms, p99 {} ms; after the close p50 {} ms, p99 {} ms",
-            l["answer_ms_p50"], l["answer_ms_p99"], l["after_close_ms_p50"], l["after_close_ms_p99"]
+            l["answer_ms_p50"],
+            l["answer_ms_p99"],
+            l["after_close_ms_p50"],
+            l["after_close_ms_p99"]
         );
         println!(
             "  under load ({} posters × {} in flight, {} s): {} queries/s answered and paid ({} failed), node CPU {} ms/query ({} cores busy)",
-            o.posters, o.in_flight, o.secs, c["queries_per_s"], c["failed"], c["node_cpu_ms_per_query"], c["node_cpu_share"]
+            o.posters,
+            o.in_flight,
+            o.secs,
+            c["queries_per_s"],
+            c["failed"],
+            c["node_cpu_ms_per_query"],
+            c["node_cpu_share"]
         );
         println!(
             "    decision p50 {} µs, p99 {} µs; answer latency p50 {} ms, p99 {} ms",

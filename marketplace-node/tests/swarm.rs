@@ -125,18 +125,29 @@ impl Env {
             .arg(self.dir.join("poster-0"))
             .args(extra);
         self.chain_args(&mut c, 0);
-        let out = common::wait_with_deadline(c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), 120);
+        let out = common::wait_with_deadline(
+            c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(),
+            120,
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-            panic!("reef ask printed {text:?} ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "reef ask printed {text:?} ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         (out.status.code().unwrap_or(-1), v)
     }
 
     async fn client(&self, dev: usize) -> ReefClient {
-        ReefClient::connect(&self.anvil.rpc_url, dev_signer(dev), self.dep.clone(), ClientOptions::default())
-            .await
-            .unwrap()
+        ReefClient::connect(
+            &self.anvil.rpc_url,
+            dev_signer(dev),
+            self.dep.clone(),
+            ClientOptions::default(),
+        )
+        .await
+        .unwrap()
     }
 
     async fn ioa(&self, dev: usize) -> Client {
@@ -145,7 +156,13 @@ impl Env {
 
     /// An in-process bidder for dev account `dev` at `price` wei that answers `answer` (None:
     /// never answers); returns its connection and the swarm frames it received.
-    async fn bidder(&self, dev: usize, skill: &str, price: u64, answer: Option<Value>) -> (Client, Arc<Mutex<Vec<SwarmPush>>>) {
+    async fn bidder(
+        &self,
+        dev: usize,
+        skill: &str,
+        price: u64,
+        answer: Option<Value>,
+    ) -> (Client, Arc<Mutex<Vec<SwarmPush>>>) {
         let ioa = self.ioa(dev).await;
         let mut rx = ioa.swarm_listen(vec![skill.into()]).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -183,7 +200,7 @@ fn ask(skill: &str, max_price: U256, answer_ms: u64) -> SwarmAsk {
 
 /// The lowest bid wins, its answer is released against a voucher, a second query reuses the
 /// channel (no transaction), and the agent redeems both payments in one batch.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_is_answered_and_paid_by_voucher_then_redeemed_in_a_batch() {
     let env = setup().await;
     let cheap = env.agent(1, "math", "0.0005", "391");
@@ -193,7 +210,10 @@ async fn a_question_is_answered_and_paid_by_voucher_then_redeemed_in_a_batch() {
     assert_eq!(code, 0, "{first}");
     assert_eq!(first["status"], "paid", "{first}");
     assert_eq!(first["answer"], json!(391), "{first}");
-    assert_eq!(first["winner"].as_str().unwrap().parse::<Address>().unwrap(), dev_signer(1).address());
+    assert_eq!(
+        first["winner"].as_str().unwrap().parse::<Address>().unwrap(),
+        dev_signer(1).address()
+    );
     let price = parse_ether("0.0005").unwrap();
     assert_eq!(first["price"].as_str().unwrap().parse::<U256>().unwrap(), price);
     assert_eq!((first["asked"].as_u64(), first["bids"].as_u64()), (Some(2), Some(2)), "{first}");
@@ -208,7 +228,10 @@ async fn a_question_is_answered_and_paid_by_voucher_then_redeemed_in_a_batch() {
     assert_eq!(code, 0, "{second}");
     assert_eq!(second["chain_tx"], false, "the second answer reuses the channel: {second}");
     assert_eq!(second["channel_id"], first["channel_id"]);
-    assert_eq!(second["cumulative"].as_str().unwrap().parse::<U256>().unwrap(), price * U256::from(2));
+    assert_eq!(
+        second["cumulative"].as_str().unwrap().parse::<U256>().unwrap(),
+        price * U256::from(2)
+    );
 
     let paid = cheap.at_least("paid", 2).await;
     assert_eq!(paid.len(), 2, "the agent was handed both vouchers: {paid:?}");
@@ -229,7 +252,7 @@ async fn a_question_is_answered_and_paid_by_voucher_then_redeemed_in_a_batch() {
 
 /// Forged, wrongly priced, replayed and unfunded vouchers are refused before the answer is
 /// released; the answer stays held and a good voucher still gets it.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_replayed_and_unfunded_vouchers_are_refused_before_the_answer_is_released() {
     let env = setup().await;
     let price = 1_000_000_000_000u64; // 1e12 wei
@@ -238,11 +261,14 @@ async fn bad_replayed_and_unfunded_vouchers_are_refused_before_the_answer_is_rel
     let poster = env.ioa(0).await;
     let winner = dev_signer(1).address();
     // A channel holding exactly two answers.
-    let (ch, _) = chain.open_channel(winner, Address::ZERO, 2 * price as u128, 3_600).await.unwrap();
+    let (ch, _) =
+        chain.open_channel(winner, Address::ZERO, 2 * price as u128, 3_600).await.unwrap();
     let p = U256::from(price);
 
     let inv = poster.swarm_ask(ask("facts", p, 2_000)).await.unwrap();
-    let AskOutcome::Invoice { query_id, winner: w, price: got, .. } = inv else { panic!("{inv:?}") };
+    let AskOutcome::Invoice { query_id, winner: w, price: got, .. } = inv else {
+        panic!("{inv:?}")
+    };
     assert_eq!((w, got), (winner, p));
     let me = chain.address();
     let refused = |o: PayOutcome| match o {
@@ -266,7 +292,8 @@ async fn bad_replayed_and_unfunded_vouchers_are_refused_before_the_answer_is_rel
     assert_eq!(refused(o).0, SwarmCode::WrongPayee);
     // Less than the price.
     let (_, low) = chain.sign_voucher(ch, winner, p - U256::from(1)).unwrap();
-    let o = poster.swarm_pay(&query_id, voucher(ch, me, winner, p - U256::from(1)), low).await.unwrap();
+    let o =
+        poster.swarm_pay(&query_id, voucher(ch, me, winner, p - U256::from(1)), low).await.unwrap();
     assert_eq!(refused(o), (SwarmCode::WrongAmount, Some(p)));
     assert!(
         !agent_seen.lock().unwrap().iter().any(|x| matches!(x, SwarmPush::Paid(_))),
@@ -302,7 +329,8 @@ async fn bad_replayed_and_unfunded_vouchers_are_refused_before_the_answer_is_rel
     assert!(matches!(o, PayOutcome::Paid { .. }), "{o:?}");
 
     // A channel whose challenge period is too short to protect the agent.
-    let (short, _) = chain.open_channel(winner, Address::ZERO, 10 * price as u128, 60).await.unwrap();
+    let (short, _) =
+        chain.open_channel(winner, Address::ZERO, 10 * price as u128, 60).await.unwrap();
     let inv = poster.swarm_ask(ask("facts", p, 2_000)).await.unwrap();
     let AskOutcome::Invoice { query_id: q4, .. } = inv else { panic!("{inv:?}") };
     let (_, s4) = chain.sign_voucher(short, winner, p).unwrap();
@@ -330,15 +358,23 @@ async fn bad_replayed_and_unfunded_vouchers_are_refused_before_the_answer_is_rel
 }
 
 /// No agents, no bids and bad asks each end with a clear error and cost nothing.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_agents_and_no_bids_are_clear_errors() {
     let env = setup().await;
     let (code, v) = env.ask("Anyone?", "astrology", "0.001", &[]);
-    assert_eq!((code, v["status"].as_str(), v["code"].as_str()), (3, Some("failed"), Some("no_agents")), "{v}");
+    assert_eq!(
+        (code, v["status"].as_str(), v["code"].as_str()),
+        (3, Some("failed"), Some("no_agents")),
+        "{v}"
+    );
     // An agent that listens but wants more than the poster pays does not bid.
     let _greedy = env.agent(1, "math", "0.01", "391");
     let (code, v) = env.ask("What is 17 * 23?", "math", "0.001", &[]);
-    assert_eq!((code, v["status"].as_str(), v["code"].as_str()), (3, Some("failed"), Some("no_bids")), "{v}");
+    assert_eq!(
+        (code, v["status"].as_str(), v["code"].as_str()),
+        (3, Some("failed"), Some("no_bids")),
+        "{v}"
+    );
     assert!(v["message"].as_str().unwrap().contains("bid within 100 ms"), "{v}");
     assert!(!env.dir.join("poster-0/channels.json").exists(), "no channel was opened");
     // A window outside 50..=200 ms is refused before anything is asked.
@@ -351,7 +387,7 @@ async fn no_agents_and_no_bids_are_clear_errors() {
 
 /// A winner that does not answer loses the award to the runner-up; the poster pays only the
 /// one who answered, and a query whose bidders all stay silent costs nothing.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_winner_is_replaced_and_the_poster_pays_only_for_an_answer() {
     let env = setup().await;
     let (_silent, silent_seen) = env.bidder(2, "riddles", 1, None).await;
@@ -361,7 +397,11 @@ async fn a_silent_winner_is_replaced_and_the_poster_pays_only_for_an_answer() {
     let mut poster = Poster::new(
         chain,
         ioa,
-        PosterConfig { deposit: 10u128.pow(16), challenge_period: 3_600, state_dir: env.dir.join("poster-runner") },
+        PosterConfig {
+            deposit: 10u128.pow(16),
+            challenge_period: 3_600,
+            state_dir: env.dir.join("poster-runner"),
+        },
     )
     .unwrap();
     let a = poster.ask(ask("riddles", U256::from(10u64.pow(12)), 300)).await.unwrap();

@@ -293,8 +293,7 @@ impl NodeArgs {
         .await?;
         let ledger = crate::swarm::ledger::Ledger::connect(&self.database_url).await?;
         let swarm_cfg = crate::swarm::SwarmConfig::default();
-        let payments =
-            crate::swarm::Payments::new(swarm_chain, ledger, swarm_cfg.payment.clone());
+        let payments = crate::swarm::Payments::new(swarm_chain, ledger, swarm_cfg.payment.clone());
         node.set_swarm(crate::swarm::Swarm::new(node.hub().clone(), payments, swarm_cfg));
         Ok(Market::open(node, cfg).await?)
     }

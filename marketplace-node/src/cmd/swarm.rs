@@ -149,7 +149,11 @@ impl AskArgs {
             Default::default(),
             crate::metered::payer::NODE_PATIENCE,
             |e, pause| {
-                eprintln!("node {} is not up yet ({e}); retrying in {:.1} s", self.node, pause.as_secs_f32())
+                eprintln!(
+                    "node {} is not up yet ({e}); retrying in {:.1} s",
+                    self.node,
+                    pause.as_secs_f32()
+                )
             },
         )
         .await?;
@@ -293,7 +297,11 @@ impl ServeArgs {
             Default::default(),
             crate::metered::payer::NODE_PATIENCE,
             |e, pause| {
-                eprintln!("node {} is not up yet ({e}); retrying in {:.1} s", self.node, pause.as_secs_f32())
+                eprintln!(
+                    "node {} is not up yet ({e}); retrying in {:.1} s",
+                    self.node,
+                    pause.as_secs_f32()
+                )
             },
         )
         .await?;

@@ -492,7 +492,10 @@ impl ReefMcp {
     #[tool(
         description = "Ask a question to a swarm of agents: the agents that listen for the skill bid within milliseconds, the cheapest answers, and this bridge pays it with a payment-channel voucher (a channel is opened the first time an agent is paid; no transaction per question after that). Returns the answer, who answered, the price and the channel's cumulative amount; fails with no_agents, no_bids or no_answer when nothing is owed."
     )]
-    async fn ask_swarm(&self, Parameters(p): Parameters<SwarmParams>) -> Result<CallToolResult, McpError> {
+    async fn ask_swarm(
+        &self,
+        Parameters(p): Parameters<SwarmParams>,
+    ) -> Result<CallToolResult, McpError> {
         done(
             async {
                 let chain = self.chain("ask_swarm")?.clone();

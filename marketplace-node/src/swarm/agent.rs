@@ -135,8 +135,7 @@ pub async fn serve(
     emit(AgentEvent::Ready { address: ioa.address(), skills: cfg.skills.clone() });
     let domain = signing::channel_domain(cfg.chain_id, cfg.payment_channel);
     let me = ioa.address();
-    let questions: Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>> =
-        Arc::default();
+    let questions: Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>> = Arc::default();
     while let Some(push) = pushes.recv().await {
         match push {
             SwarmPush::Query(q) => {
@@ -148,9 +147,13 @@ pub async fn serve(
                     "query_id": q.query_id, "poster": q.poster, "skill": q.skill,
                     "question": q.question, "price": price,
                 });
-                questions.lock().unwrap_or_else(|p| p.into_inner()).insert(q.query_id.clone(), input);
+                questions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(q.query_id.clone(), input);
                 tokio::spawn(async move {
-                    let error = ioa.swarm_bid(&q.query_id, price).await.err().map(|e| e.to_string());
+                    let error =
+                        ioa.swarm_bid(&q.query_id, price).await.err().map(|e| e.to_string());
                     emit(AgentEvent::Bid { query_id: q.query_id, price, error });
                 });
             }
@@ -180,11 +183,14 @@ pub async fn serve(
                     cumulativeAmount: p.voucher.cumulative_amount,
                 };
                 // Trust, but check what we will redeem: it pays us and its payer signed it.
-                if v.payee != me || signing::verify_typed(&v, &domain, &p.signature, v.payer).is_err()
+                if v.payee != me
+                    || signing::verify_typed(&v, &domain, &p.signature, v.payer).is_err()
                 {
                     emit(AgentEvent::Unpaid {
                         query_id: p.query_id,
-                        reason: "the forwarded voucher does not pay us or is not signed by its payer".into(),
+                        reason:
+                            "the forwarded voucher does not pay us or is not signed by its payer"
+                                .into(),
                     });
                     continue;
                 }

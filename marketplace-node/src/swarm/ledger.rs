@@ -65,10 +65,11 @@ impl Ledger {
         if let Some((c, _)) = cache.get(&channel) {
             return Ok(*c);
         }
-        let row = sqlx::query("SELECT cumulative, payments FROM swarm_channels WHERE channel_id = $1")
-            .bind(channel.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT cumulative, payments FROM swarm_channels WHERE channel_id = $1")
+                .bind(channel.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         let entry = match row {
             Some(r) => {
                 let c: String = r.try_get("cumulative")?;

@@ -32,9 +32,9 @@ use alloy::primitives::{Address, U256};
 use axum::extract::ws::Utf8Bytes;
 use reef_wire::ServerFrame;
 use reef_wire::swarm::{
-    AskOutcome, MAX_ANSWER_MS, MAX_AWARDS, MAX_LISTEN_SKILLS, MAX_QUESTION_BYTES,
-    MAX_SKILL_BYTES, MAX_WINDOW_MS, MIN_WINDOW_MS, PayOutcome, SwarmAnswer, SwarmAsk,
-    SwarmAward, SwarmBid, SwarmCancelled, SwarmCode, SwarmPaid, SwarmPay, SwarmQuery,
+    AskOutcome, MAX_ANSWER_MS, MAX_AWARDS, MAX_LISTEN_SKILLS, MAX_QUESTION_BYTES, MAX_SKILL_BYTES,
+    MAX_WINDOW_MS, MIN_WINDOW_MS, PayOutcome, SwarmAnswer, SwarmAsk, SwarmAward, SwarmBid,
+    SwarmCancelled, SwarmCode, SwarmPaid, SwarmPay, SwarmQuery,
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -441,7 +441,10 @@ impl Swarm {
                     bid.agent,
                     &id,
                     SwarmCode::NoAnswer,
-                    &format!("no answer within {} ms; the award went to the next bidder", ask.answer_ms),
+                    &format!(
+                        "no answer within {} ms; the award went to the next bidder",
+                        ask.answer_ms
+                    ),
                 ),
             }
         }

@@ -134,13 +134,19 @@ impl Payments {
         if ch.payee != winner || ch.payer != poster {
             return Err(Refusal::new(
                 WrongChannel,
-                format!("channel {} is {} → {}, not poster → winner", v.channelId, ch.payer, ch.payee),
+                format!(
+                    "channel {} is {} → {}, not poster → winner",
+                    v.channelId, ch.payer, ch.payee
+                ),
             ));
         }
         if ch.token != token {
             return Err(Refusal::new(
                 WrongChannel,
-                format!("channel {} escrows {}, the query is priced in {token}", v.channelId, ch.token),
+                format!(
+                    "channel {} escrows {}, the query is priced in {token}",
+                    v.channelId, ch.token
+                ),
             ));
         }
         if u64::from(ch.challengePeriod) < self.cfg.min_challenge_period.as_secs() {

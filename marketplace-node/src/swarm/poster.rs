@@ -96,7 +96,15 @@ impl Poster {
                 return Err(Error::Failed { code, message });
             }
             AskOutcome::Invoice {
-                query_id, winner, price, token, asked, bids, decision_us, awards, ..
+                query_id,
+                winner,
+                price,
+                token,
+                asked,
+                bids,
+                decision_us,
+                awards,
+                ..
             } => (query_id, winner, price, token, asked, bids, decision_us, awards),
         };
         let (mut ch, chain_tx) = self.channel_for(winner, token, price).await?;

@@ -23,7 +23,12 @@ fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// Handles a swarm frame; the reply to queue now, if any (asks and payments reply later).
-pub fn handle(node: &Node, conn: &ConnHandle, req_id: Option<ReqId>, frame: ClientFrame) -> Option<Utf8Bytes> {
+pub fn handle(
+    node: &Node,
+    conn: &ConnHandle,
+    req_id: Option<ReqId>,
+    frame: ClientFrame,
+) -> Option<Utf8Bytes> {
     let Some(swarm) = node.swarm() else {
         return Some(encode(&ServerFrame::Error {
             req_id,
