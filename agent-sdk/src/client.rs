@@ -582,7 +582,7 @@ impl Supervisor {
                 }
                 return true;
             }
-            Err(other) => other,
+            Err(other) => *other,
         };
         let event = match frame {
             ServerFrame::Message(env) => {

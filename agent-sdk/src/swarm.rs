@@ -27,13 +27,13 @@ pub enum SwarmPush {
 
 impl SwarmPush {
     /// The swarm push in `frame`, or the frame back when it is none.
-    pub fn from_frame(frame: ServerFrame) -> Result<Self, ServerFrame> {
+    pub fn from_frame(frame: ServerFrame) -> Result<Self, Box<ServerFrame>> {
         match frame {
             ServerFrame::SwarmQuery(q) => Ok(Self::Query(q)),
             ServerFrame::SwarmAward(a) => Ok(Self::Award(a)),
             ServerFrame::SwarmPaid(p) => Ok(Self::Paid(p)),
             ServerFrame::SwarmCancelled(c) => Ok(Self::Cancelled(c)),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 }

@@ -13,13 +13,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from conftest import DEV_KEYS, REPO, Devnet, Node, reef_bin, rest_login
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from test_conformance import check
 from websockets.asyncio.client import connect
 
-from conftest import DEV_KEYS, REPO, Devnet, Node, reef_bin, rest_login
 from reef_agent import http
-from test_conformance import check
 
 PRICE = 5 * 10**14  # the Python agent's bid: 0.0005 ETH
 SKILL = "py-swarm"
@@ -169,8 +169,13 @@ async def _scenario(devnet: Devnet, node: Node) -> tuple[list[tuple[str, Any]], 
         channels = json.loads((state / "channels.json").read_text())["channels"]
         ch = next(c for k, c in channels.items() if k.startswith(agent.lower()))
         rid = await pconn.send(
-            {"type": "swarm_ask", "question": "What is 12 * 12?", "skill": SKILL,
-             "max_price": str(10**15), "window_ms": 80}  # fmt: skip
+            {
+                "type": "swarm_ask",
+                "question": "What is 12 * 12?",
+                "skill": SKILL,
+                "max_price": str(10**15),
+                "window_ms": 80,
+            }
         )
         invoice = (await pconn.reply(rid))["result"]
         assert invoice["status"] == "invoice", invoice
@@ -187,8 +192,12 @@ async def _scenario(devnet: Devnet, node: Node) -> tuple[list[tuple[str, Any]], 
 
         bad = voucher(cumulative + 1)
         rid = await pconn.send(
-            {"type": "swarm_pay", "query_id": invoice["query_id"], "voucher": bad,
-             "signature": sign_voucher(poster_key, chain_id, contract, bad)}  # fmt: skip
+            {
+                "type": "swarm_pay",
+                "query_id": invoice["query_id"],
+                "voucher": bad,
+                "signature": sign_voucher(poster_key, chain_id, contract, bad),
+            }
         )
         refused = (await pconn.reply(rid))["result"]
         assert refused["status"] == "refused" and refused["code"] == "wrong_amount", refused
@@ -196,8 +205,12 @@ async def _scenario(devnet: Devnet, node: Node) -> tuple[list[tuple[str, Any]], 
         assert int(refused["expected"], 0) == cumulative, refused
         good = voucher(cumulative)
         rid = await pconn.send(
-            {"type": "swarm_pay", "query_id": invoice["query_id"], "voucher": good,
-             "signature": sign_voucher(poster_key, chain_id, contract, good)}  # fmt: skip
+            {
+                "type": "swarm_pay",
+                "query_id": invoice["query_id"],
+                "voucher": good,
+                "signature": sign_voucher(poster_key, chain_id, contract, good),
+            }
         )
         got = (await pconn.reply(rid))["result"]
         assert got["status"] == "paid" and got["answer"] == 144, got
