@@ -25,7 +25,7 @@ use crate::swarm::{
 /// Arguments of `reef ask`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef ask \"What is 17 * 23?\" --skill math --max-price 0.001 --token eth --window 100ms \\\n    --node ws://127.0.0.1:7700/v1/ws --dev-account 0 --json\n\nThe node sends the question to the agents listening for --skill; the lowest bid within the window wins;\nits answer is released once the voucher (a cumulative payment-channel voucher to the winner) checks out.\nThe first answer from an agent opens a channel to it (--deposit, one transaction); later ones reuse it.\nExit codes: 0 answered and paid; 3 no answer (no agents, no bids, winners silent: nothing paid);\n4 the node refused the voucher (nothing paid)."
+    after_help = "Example:\n  reef ask \"What is 17 * 23?\" --skill math --max-price 0.001 --token eth --window 100ms \\\n    --node ws://127.0.0.1:7700/v1/ws --dev-account 0 --json\n\nThe node sends the question to the agents listening for --skill; the lowest bid within the window wins; its answer is released once the voucher (a cumulative payment-channel voucher to the winner) checks out. The first answer from an agent opens a channel to it (--deposit, one transaction); later ones reuse it.\n\nExit codes: 0 answered and paid; 3 no answer (no agents, no bids, winners silent: nothing paid);\n4 the node refused the voucher (nothing paid)."
 )]
 pub struct AskArgs {
     #[command(flatten)]
@@ -231,7 +231,7 @@ enum SwarmCommand {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef swarm serve --dev-account 1 --skills math --price 0.0005 --exec 'python3 examples/agents/swarm_math.py'\n\nThe program gets {\"query_id\",\"poster\",\"skill\",\"question\",\"price\"} on stdin per award and prints the answer\n(JSON, else text) on stdout; a failing program (exit ≠ 0) does not answer (the runner-up gets the award).\nVouchers the node forwards are kept in --state-dir/vouchers.db; `reef agent redeem --state-dir DIR` redeems them.\nWith --json, one JSON line per event (ready, bid, won, paid, unpaid) goes to stdout."
+    after_help = "Example:\n  reef swarm serve --dev-account 1 --skills math --price 0.0005 --exec 'python3 examples/agents/swarm_math.py'\n\nThe program gets {\"query_id\",\"poster\",\"skill\",\"question\",\"price\"} on stdin per award and prints the answer (JSON, else text) on stdout; a failing program (exit ≠ 0) does not answer (the runner-up gets the award). Vouchers the node forwards are kept in --state-dir/vouchers.db; `reef agent redeem --state-dir DIR` redeems them.\n\nWith --json, one JSON line per event (ready, bid, won, paid, unpaid) goes to stdout."
 )]
 struct ServeArgs {
     #[command(flatten)]
