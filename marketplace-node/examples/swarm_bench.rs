@@ -281,7 +281,9 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
         let (ws, rpc, dep, dir) =
             (ws.clone(), anvil.rpc_url.clone(), dep.clone(), dir.to_path_buf());
         let payees: Vec<Address> = bidders.iter().map(Client::address).collect();
-        setups.push(tokio::spawn(async move {
+        // One poster at a time: concurrent channel opens from several accounts made anvil's
+        // receipts time out in the client on this machine.
+        let setup = tokio::spawn(async move {
             let chain =
                 ReefClient::connect(&rpc, dev_signer(dev), dep, ClientOptions::default()).await?;
             let (ioa, _events) = Client::connect(&ws, dev_signer(dev)).await?;
@@ -298,12 +300,10 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
                 p.channel_for(a, Address::ZERO, U256::from(10u64.pow(12))).await?;
             }
             Ok::<_, eyre::Report>(p)
-        }));
+        });
+        setups.push(setup.await??);
     }
-    let mut posters = Vec::new();
-    for s in setups {
-        posters.push(s.await??);
-    }
+    let mut posters = setups;
 
     // 1. Latency: one poster, one query at a time.
     eprintln!("latency: {} queries, one at a time", o.queries);
@@ -348,14 +348,24 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
                 }
             });
             let mut s = Samples::default();
-            let mut failed = 0usize;
+            let mut failed = std::collections::BTreeMap::<String, usize>::new();
             while let Some((t, r, permit)) = rx.recv().await {
-                match r.map_err(marketplace_node::swarm::Error::from) {
-                    Ok(outcome) => match p.settle(outcome).await {
-                        Ok(a) => s.push(&a, t.elapsed()),
-                        Err(_) => failed += 1,
-                    },
-                    Err(_) => failed += 1,
+                let r = match r.map_err(marketplace_node::swarm::Error::from) {
+                    Ok(outcome) => p.settle(outcome).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(a) => s.push(&a, t.elapsed()),
+                    Err(e) => {
+                        let why = match &e {
+                            marketplace_node::swarm::Error::Failed { code, .. }
+                            | marketplace_node::swarm::Error::Refused { code, .. } => {
+                                code.to_string()
+                            }
+                            other => other.to_string(),
+                        };
+                        *failed.entry(why).or_default() += 1;
+                    }
                 }
                 drop(permit);
             }
@@ -364,12 +374,14 @@ async fn run(o: &Opts, reef: &std::path::Path, dir: &std::path::Path) -> eyre::R
         }));
     }
     let mut load = Samples::default();
-    let mut load_failed = 0usize;
+    let mut load_failed = std::collections::BTreeMap::<String, usize>::new();
     for r in runs {
         let (s, f) = r.await?;
         load.decision_us.extend(s.decision_us);
         load.total_ms.extend(s.total_ms);
-        load_failed += f;
+        for (k, n) in f {
+            *load_failed.entry(k).or_default() += n;
+        }
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_of(node_pid).zip(cpu0).map(|(b, a)| b - a);
