@@ -162,7 +162,23 @@ async def _scenario(devnet: Devnet, node: Node) -> tuple[list[tuple[str, Any]], 
         assert asked["status"] == "paid" and asked["answer"] == 42, asked
         assert asked["winner"].lower() == agent.lower(), asked
 
-        # 2. A raw Python poster on the same channel: ask, a wrong voucher, the right one.
+        # 2. A raw Python poster on the same channel: ask, a wrong voucher, the right one. A
+        # cheaper silent bidder wins first, is cancelled, and the Python agent takes over.
+        silent_ws, silent = await login(node.ws, "0x" + Account.create().key.hex(), trace)
+        rid = await silent.send({"type": "swarm_listen", "skills": [SKILL]})
+        assert (await silent.reply(rid))["type"] == "ok"
+
+        async def silent_bidder() -> None:
+            while True:
+                f = await silent.recv()
+                if f["type"] == "swarm_query":
+                    bid = {"type": "swarm_bid", "query_id": f["query_id"], "price": str(PRICE - 1)}
+                    await silent.send(bid)
+                elif f["type"] == "swarm_cancelled":
+                    cancelled.append(f)
+
+        cancelled: list[dict[str, Any]] = []
+        silent_loop = asyncio.create_task(silent_bidder())
         poster_key = DEV_KEYS[0]
         poster = Account.from_key(poster_key).address
         pws, pconn = await login(node.ws, poster_key, trace)
@@ -175,10 +191,19 @@ async def _scenario(devnet: Devnet, node: Node) -> tuple[list[tuple[str, Any]], 
                 "skill": SKILL,
                 "max_price": str(10**15),
                 "window_ms": 80,
+                "answer_ms": 300,
             }
         )
         invoice = (await pconn.reply(rid))["result"]
         assert invoice["status"] == "invoice", invoice
+        assert invoice["awards"] == 2 and invoice["winner"].lower() == agent.lower(), invoice
+        for _ in range(100):
+            if cancelled:
+                break
+            await asyncio.sleep(0.05)
+        assert cancelled and cancelled[0]["code"] == "no_answer", cancelled
+        silent_loop.cancel()
+        await silent_ws.close()
         chain_id, contract = 31337, devnet.deployment["paymentChannel"]
         cumulative = int(ch["cumulative"], 0) + int(invoice["price"], 0)
 
