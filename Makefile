@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload bench-swarm chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -106,7 +106,7 @@ snapshot: deps
 	cd contracts && forge snapshot --no-match-test "invariant|testFuzz"
 
 ## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
-bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market
+bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-swarm
 
 ## bench-gas: escrow lifecycle and voucher gas from anvil receipts
 bench-gas: deps
@@ -146,6 +146,15 @@ OVERLOAD_ARGS ?= --overload 2,4 --overload-secs 15
 bench-overload: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS) --timeout 600 $(OVERLOAD_ARGS)
+
+## bench-swarm: swarm auctions — 100 bidders on one node, 100 ms windows, answers paid with
+## vouchers: decision time after the close and answer latency (p50/p99) one query at a time,
+## then queries/s with 8 posters × 16 asks in flight for 10 s. Others: SWARM_BENCH_ARGS="--bidders 200
+## --window-ms 50 --secs 30 --json".
+SWARM_BENCH_ARGS ?=
+bench-swarm: deps
+	$(CARGO) build --release -q -p marketplace-node --bins
+	$(CARGO) run --release -q -p marketplace-node --example swarm_bench -- $(SWARM_BENCH_ARGS)
 
 ## fuzz: every libFuzzer target in fuzz/ (the parsers of untrusted input, docs/fuzzing.md) for
 ## FUZZ_SECS seconds each on the nightly toolchain, one summary line per target (executions,

@@ -119,6 +119,11 @@ struct Shared {
     /// flight is not among them, so a connection that comes up meanwhile does not join the
     /// group a second time (two replays of the same history on one queue).
     confirmed: HashSet<String>,
+    /// Where swarm frames go (`swarm_query`, `swarm_award`, `swarm_paid`, `swarm_cancelled`),
+    /// once [`Client::swarm_listen`] or [`Client::swarm_frames`] was called.
+    swarm: Option<mpsc::Sender<crate::swarm::SwarmPush>>,
+    /// Skills listened for (`swarm_listen`), sent again after a reconnect.
+    listening: Option<Vec<String>>,
 }
 
 /// A request sent and waiting for its reply.
@@ -401,6 +406,18 @@ impl Client {
     pub fn cursors(&self) -> HashMap<String, u64> {
         lock(&self.shared).joined.clone()
     }
+
+    /// Routes swarm frames to a new receiver (replacing an earlier one).
+    pub(crate) fn swarm_channel(&self, cap: usize) -> mpsc::Receiver<crate::swarm::SwarmPush> {
+        let (tx, rx) = mpsc::channel(cap.max(1));
+        lock(&self.shared).swarm = Some(tx);
+        rx
+    }
+
+    /// Remembers the skills listened for (re-sent after a reconnect).
+    pub(crate) fn set_listening(&self, skills: Option<Vec<String>>) {
+        lock(&self.shared).listening = skills;
+    }
 }
 
 struct Supervisor {
@@ -468,6 +485,16 @@ impl Supervisor {
             let f = reef_wire::encode_client_frame(
                 Some("rejoin"),
                 &ClientFrame::Join { group_id, since_seq },
+            );
+            if let Err(e) = ws.send(Message::text(f)).await {
+                return End::Dropped(e.to_string());
+            }
+        }
+        let listening = lock(&self.shared).listening.clone();
+        if let Some(skills) = listening {
+            let f = reef_wire::encode_client_frame(
+                Some("relisten"),
+                &ClientFrame::SwarmListen(reef_wire::swarm::SwarmListen { skills }),
             );
             if let Err(e) = ws.send(Message::text(f)).await {
                 return End::Dropped(e.to_string());
@@ -545,6 +572,18 @@ impl Supervisor {
             }
             return true;
         }
+        let frame = match crate::swarm::SwarmPush::from_frame(frame) {
+            Ok(push) => {
+                let tx = lock(&self.shared).swarm.clone();
+                if let Some(tx) = tx
+                    && tx.try_send(push).is_err()
+                {
+                    tracing::warn!("swarm frame dropped: the receiver is full or gone");
+                }
+                return true;
+            }
+            Err(other) => *other,
+        };
         let event = match frame {
             ServerFrame::Message(env) => {
                 {

@@ -8,10 +8,12 @@
 
 pub mod client;
 pub mod engine;
+pub mod swarm;
 
 pub use client::{Client, ConnectOptions, Event, Events, retry_while_away};
 pub use engine::{Action, Engine, Phase};
 pub use reef_wire as wire;
+pub use swarm::SwarmPush;
 
 use reef_wire::ErrorCode;
 

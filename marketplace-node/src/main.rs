@@ -48,6 +48,11 @@ enum Command {
     Deploy(cmd::deploy::DeployArgs),
     /// Manage encrypted keystores (the format `cast wallet` reads and writes).
     Wallet(cmd::wallet::WalletArgs),
+    /// Ask a question to a swarm of agents: they bid in milliseconds, the cheapest answers,
+    /// you pay with a payment-channel voucher.
+    Ask(Box<cmd::swarm::AskArgs>),
+    /// Swarm auctions, agent side: bid on questions and answer them (`reef swarm serve`).
+    Swarm(cmd::swarm::SwarmArgs),
 }
 
 #[tokio::main]
@@ -67,6 +72,8 @@ async fn main() -> std::process::ExitCode {
         Command::Mcp(args) => args.run().await,
         Command::Wallet(args) => args.run().await,
         Command::Deploy(args) => args.run().await,
+        Command::Ask(args) => args.run().await,
+        Command::Swarm(args) => args.run().await,
     };
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -94,6 +94,14 @@ protocol_schemas! {
     EntryAnswer as "EntryAnswer" = "market.entry_answer.json";
     /// An agent's reputation with every component explained.
     Reputation as "Reputation" = "market.reputation.json";
+    /// `POST /v1/swarm/ask` body (the `swarm_ask` frame's fields).
+    SwarmAskBody as "SwarmAsk" = "swarm.ask.json";
+    /// `POST /v1/swarm/ask` answer (the `swarm_ask` frame's `ok` result).
+    SwarmAskOutcome as "SwarmAskOutcome" = "swarm.ask_outcome.json";
+    /// `POST /v1/swarm/pay` body (the `swarm_pay` frame's fields).
+    SwarmPayBody as "SwarmPay" = "swarm.pay.json";
+    /// `POST /v1/swarm/pay` answer (the `swarm_pay` frame's `ok` result).
+    SwarmPayOutcome as "SwarmPayOutcome" = "swarm.pay_outcome.json";
 }
 
 /// An account address in a body: `0x` and 40 hex digits (any case).
@@ -276,6 +284,7 @@ async fn openapi_json() -> Json<Value> {
         (name = "groups", description = "Group chat over REST (docs/protocol.md)"),
         (name = "market", description = "The marketplace (docs/earning.md)"),
         (name = "erc8004", description = "ERC-8004 registration files of the agents (docs/erc8004.md)"),
+        (name = "swarm", description = "Swarm auctions: questions answered in milliseconds, paid with vouchers (docs/swarm.md)"),
         (name = "operations", description = "Prometheus metrics (docs/metrics.md)"),
         (name = "mcp", description = "The node's MCP server (docs/mcp.md)"),
         (name = "dashboard", description = "The web dashboard at `/`: its page, assets, session and JSON (docs/dashboard.md)"),
@@ -289,6 +298,7 @@ fn build() -> Value {
     let mut api = ApiDoc::openapi();
     api.merge(crate::ioa::rest::routes().into_openapi());
     api.merge(crate::market::rest::routes().into_openapi());
+    api.merge(crate::swarm::rest::routes().into_openapi());
     api.merge(crate::metrics::routes().into_openapi());
     api.merge(crate::dashboard::routes().into_openapi());
     api.merge(crate::erc8004::routes().into_openapi());

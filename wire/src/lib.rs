@@ -12,6 +12,8 @@ use alloy_primitives::{Address, Signature, hex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod swarm;
+
 /// Protocol version spoken by this crate (the `v` field and the `/v1/` path prefix).
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -443,6 +445,16 @@ pub enum ClientFrame {
     Send(SendMessage),
     /// Liveness check; answered with `pong`.
     Ping {},
+    /// Swarm auctions: listen for queries of some skills (`docs/swarm.md`).
+    SwarmListen(swarm::SwarmListen),
+    /// Swarm auctions: ask a question.
+    SwarmAsk(swarm::SwarmAsk),
+    /// Swarm auctions: bid on a query.
+    SwarmBid(swarm::SwarmBid),
+    /// Swarm auctions: answer an awarded query.
+    SwarmAnswer(swarm::SwarmAnswer),
+    /// Swarm auctions: pay an invoiced query with a voucher.
+    SwarmPay(swarm::SwarmPay),
 }
 
 /// Body of a `send` frame / `POST /v1/groups/{id}/messages`.
@@ -480,6 +492,11 @@ pub const CLIENT_FRAME_TYPES: &[&str] = &[
     "leave",
     "send",
     "ping",
+    "swarm_listen",
+    "swarm_ask",
+    "swarm_bid",
+    "swarm_answer",
+    "swarm_pay",
 ];
 
 /// Frames sent by the node to an agent.
@@ -562,6 +579,14 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req_id: Option<ReqId>,
     },
+    /// Swarm auctions: a query open for bids (to listening agents).
+    SwarmQuery(swarm::SwarmQuery),
+    /// Swarm auctions: the receiver's bid won; answer it.
+    SwarmAward(swarm::SwarmAward),
+    /// Swarm auctions: the poster paid the receiver's answer (the voucher to redeem).
+    SwarmPaid(swarm::SwarmPaid),
+    /// Swarm auctions: the receiver's award ended unpaid.
+    SwarmCancelled(swarm::SwarmCancelled),
 }
 
 /// The text an agent signs (EIP-191 `personal_sign`) to log into `node_id`.

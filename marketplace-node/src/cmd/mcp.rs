@@ -14,7 +14,7 @@ use crate::mcp::ReefMcp;
   reef mcp --node http://127.0.0.1:7700 --rpc-url http://127.0.0.1:8545 --key $KEY
 
 Tools: discover_agents, get_agent, post_bounty, bounty_status, list_bounties, accept_result,
-reject_result, earnings, send_message, read_messages, call_metered_agent. Resources: reef://bounty/{id},
+reject_result, earnings, send_message, read_messages, call_metered_agent, ask_swarm. Resources: reef://bounty/{id},
 reef://group/{group_id}. The same tools are served by the node at /mcp (streamable HTTP,
 bearer token), except those that sign a transaction.")]
 pub struct McpArgs {

@@ -16,6 +16,7 @@ pub mod metered_agent;
 pub mod node;
 pub mod nodeapi;
 pub mod pay;
+pub mod swarm;
 pub mod wallet;
 
 /// A command's end that is not a success and was already reported on stdout (`--json`) or

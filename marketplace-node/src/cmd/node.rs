@@ -147,7 +147,9 @@ impl NodeArgs {
         };
         let node_id = config.node_id.clone();
         let node = ioa::Node::open(config).await?;
-        let mut app = ioa::rest::router(node.clone()).merge(crate::openapi::router());
+        let mut app = ioa::rest::router(node.clone())
+            .merge(crate::openapi::router())
+            .merge(crate::swarm::rest::router(node.clone()));
         let mut market_addr = None;
         let live = self.dashboard_live_clients;
         match (&self.market_rpc, node.mesh()) {
@@ -290,6 +292,18 @@ impl NodeArgs {
             reputation,
             record_validations: self.record_validations,
         };
+        // Swarm auctions check vouchers on the same chain (reads only).
+        let swarm_chain = ReefClient::connect(
+            rpc,
+            cfg.key.clone(),
+            cfg.deployment.clone(),
+            cfg.chain_options.clone(),
+        )
+        .await?;
+        let ledger = crate::swarm::ledger::Ledger::connect(&self.database_url).await?;
+        let swarm_cfg = crate::swarm::SwarmConfig::default();
+        let payments = crate::swarm::Payments::new(swarm_chain, ledger, swarm_cfg.payment.clone());
+        node.set_swarm(crate::swarm::Swarm::new(node.hub().clone(), payments, swarm_cfg));
         Ok(Market::open(node, cfg).await?)
     }
 }

@@ -112,6 +112,8 @@ struct Inner {
     /// Agents that were connected to this node's previous process when it stopped and have not
     /// connected again yet (see [`Node::reconnecting`]).
     returning: Mutex<std::collections::HashSet<Address>>,
+    /// Swarm auctions, when this node runs them (it has a chain to check vouchers on).
+    swarm: std::sync::OnceLock<crate::swarm::Swarm>,
 }
 
 /// How long after a start the node expects the agents its previous process held to come back:
@@ -202,6 +204,7 @@ impl Node {
                 arrivals: tokio::sync::broadcast::channel(1024).0,
                 started: std::time::Instant::now(),
                 returning: Mutex::new(returning.into_iter().collect()),
+                swarm: std::sync::OnceLock::new(),
             }),
         };
         if let Some(mesh) = &node.inner.mesh {
@@ -270,6 +273,16 @@ impl Node {
     /// The NATS mesh (None: a single node).
     pub fn mesh(&self) -> Option<&Mesh> {
         self.inner.mesh.as_ref()
+    }
+
+    /// Runs swarm auctions on this node (once; a second call is ignored).
+    pub fn set_swarm(&self, swarm: crate::swarm::Swarm) {
+        let _ = self.inner.swarm.set(swarm);
+    }
+
+    /// The swarm auctioneer, when this node runs one.
+    pub fn swarm(&self) -> Option<&crate::swarm::Swarm> {
+        self.inner.swarm.get()
     }
 
     /// Configuration.

@@ -212,6 +212,9 @@ async fn session(node: Node, mut socket: WebSocket) {
 
     tracing::info!("agent disconnected");
     node.hub().detach(&conn);
+    if let Some(swarm) = node.swarm() {
+        swarm.detach(&conn);
+    }
     node.presence(&address, false).await;
     conn.kill.kill(1000, "bye");
     let _ = tokio::time::timeout(CLOSE_GRACE * 2, writer).await;
@@ -240,6 +243,11 @@ fn frame_span(frame: &ClientFrame) -> tracing::Span {
         ClientFrame::Leave { .. } => "leave",
         ClientFrame::Send(_) => "send",
         ClientFrame::Ping {} => "ping",
+        ClientFrame::SwarmListen(_) => "swarm_listen",
+        ClientFrame::SwarmAsk(_) => "swarm_ask",
+        ClientFrame::SwarmBid(_) => "swarm_bid",
+        ClientFrame::SwarmAnswer(_) => "swarm_answer",
+        ClientFrame::SwarmPay(_) => "swarm_pay",
     };
     tracing::info_span!("frame", kind, group)
 }
@@ -295,6 +303,11 @@ async fn handle(
             node.send_pipelined(conn, req_id, msg)?;
             return Ok(None);
         }
+        f @ (ClientFrame::SwarmListen(_)
+        | ClientFrame::SwarmAsk(_)
+        | ClientFrame::SwarmBid(_)
+        | ClientFrame::SwarmAnswer(_)
+        | ClientFrame::SwarmPay(_)) => return Ok(crate::swarm::ws::handle(node, conn, req_id, f)),
     }))
 }
 

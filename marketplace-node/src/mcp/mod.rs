@@ -203,6 +203,26 @@ pub struct MeteredParams {
     pub input: Value,
 }
 
+/// `ask_swarm` arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SwarmParams {
+    /// The question.
+    pub question: String,
+    /// The skill an answering agent must have (it listens for it: `reef swarm serve`).
+    pub skill: String,
+    /// The most you pay for the answer, whole token units (e.g. "0.001").
+    pub max_price: String,
+    /// The token: "eth", "test" or an ERC-20 address. Default "eth".
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Bidding window in milliseconds, 50 to 200. Default 100.
+    #[serde(default)]
+    pub window_ms: Option<u64>,
+    /// Deposit of a channel opened to a new winner (and per top-up), whole units. Default "0.1".
+    #[serde(default)]
+    pub deposit: Option<String>,
+}
+
 /// A tool's result: the value as structured content, or the error as a tool error.
 fn done(r: eyre::Result<Value>) -> Result<CallToolResult, McpError> {
     Ok(match r {
@@ -462,6 +482,38 @@ impl ReefMcp {
                     p.token.as_deref().unwrap_or("test"),
                     p.deposit.as_deref().unwrap_or("1"),
                     p.input,
+                )
+                .await
+            }
+            .await,
+        )
+    }
+
+    #[tool(
+        description = "Ask a question to a swarm of agents: the agents that listen for the skill bid within milliseconds, the cheapest answers, and this bridge pays it with a payment-channel voucher (a channel is opened the first time an agent is paid; no transaction per question after that). Returns the answer, who answered, the price and the channel's cumulative amount; fails with no_agents, no_bids or no_answer when nothing is owed."
+    )]
+    async fn ask_swarm(
+        &self,
+        Parameters(p): Parameters<SwarmParams>,
+    ) -> Result<CallToolResult, McpError> {
+        done(
+            async {
+                let chain = self.chain("ask_swarm")?.clone();
+                let ws = format!(
+                    "{}/v1/ws",
+                    self.node.replacen("https://", "wss://", 1).replacen("http://", "ws://", 1)
+                );
+                crate::cmd::swarm::ask_swarm(
+                    chain,
+                    &ws,
+                    crate::cmd::swarm::AskSpec {
+                        question: &p.question,
+                        skill: &p.skill,
+                        max_price: &p.max_price,
+                        token: p.token.as_deref().unwrap_or("eth"),
+                        window_ms: p.window_ms.unwrap_or(reef_wire::swarm::DEFAULT_WINDOW_MS),
+                        deposit: p.deposit.as_deref().unwrap_or("0.1"),
+                    },
                 )
                 .await
             }

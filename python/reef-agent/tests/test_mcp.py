@@ -44,6 +44,7 @@ TOOLS = {
     "send_message",
     "read_messages",
     "call_metered_agent",
+    "ask_swarm",
 }
 #: anvil's dev account 6: a metered sorting agent paid per call with vouchers.
 METERED_KEY = "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e"
