@@ -195,18 +195,19 @@ impl Opts {
                                     .parse::<f64>()
                                     .ok()
                                     .filter(|r| r.is_finite() && *r > 0.0)
-                                    .ok_or_else(|| eyre!("--capacity: {f:?} is not a positive rate"))
+                                    .ok_or_else(|| {
+                                        eyre!("--capacity: {f:?} is not a positive rate")
+                                    })
                             })
                             .collect::<eyre::Result<_>>()?;
                     }
                 }
                 "--capacity-start" => {
                     let v = val()?;
-                    o.capacity_start = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|r| r.is_finite() && *r > 0.0)
-                        .ok_or_else(|| eyre!("--capacity-start: {v:?} is not a positive rate"))?;
+                    o.capacity_start =
+                        v.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0).ok_or_else(
+                            || eyre!("--capacity-start: {v:?} is not a positive rate"),
+                        )?;
                 }
                 "--capacity-secs" => o.capacity_secs = num(val()?)?.max(1),
                 "--no-indexer" => o.no_indexer = true,
@@ -455,13 +456,20 @@ impl NodeCounters {
         let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         let mut c = Self::default();
         for line in body.lines() {
-            let (map, rest) = if let Some(r) = line.strip_prefix("reef_db_statements_total{statement=\"") {
-                (&mut c.sql, r)
-            } else if let Some(r) = line.strip_prefix("reef_rpc_calls_total{method=\"") {
-                (&mut c.rpc, r)
-            } else {
+            if let Some(n) = line.strip_prefix("reef_db_transactions_total ") {
+                // BEGIN and COMMIT: two statements per transaction that sqlx does not report.
+                let n = n.trim().parse::<f64>().unwrap_or_default() as u64;
+                c.sql.insert("BEGIN … COMMIT (2 per transaction)".into(), 2 * n);
                 continue;
-            };
+            }
+            let (map, rest) =
+                if let Some(r) = line.strip_prefix("reef_db_statements_total{statement=\"") {
+                    (&mut c.sql, r)
+                } else if let Some(r) = line.strip_prefix("reef_rpc_calls_total{method=\"") {
+                    (&mut c.rpc, r)
+                } else {
+                    continue;
+                };
             let Some((label, value)) = rest.rsplit_once("\"} ") else { continue };
             let label = label.replace("\\\"", "\"").replace("\\n", "\n").replace("\\\\", "\\");
             if let Ok(v) = value.trim().parse::<f64>() {
@@ -472,7 +480,8 @@ impl NodeCounters {
     }
 
     fn since(&self, before: &Self) -> Self {
-        let diff = |a: &std::collections::BTreeMap<String, u64>, b: &std::collections::BTreeMap<String, u64>| {
+        let diff = |a: &std::collections::BTreeMap<String, u64>,
+                    b: &std::collections::BTreeMap<String, u64>| {
             a.iter()
                 .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
                 .filter(|(_, v)| *v > 0)

@@ -84,7 +84,9 @@ impl<S: Subscriber> Layer<S> for StatementTimer {
         event.record(&mut f);
         if let Some(secs) = f.elapsed_secs {
             METRICS.db_statement[f.kind].observe_secs(secs);
-            count_statement(f.statement.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or(&f.summary));
+            count_statement(
+                f.statement.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or(&f.summary),
+            );
         }
     }
 }

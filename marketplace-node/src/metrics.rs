@@ -151,6 +151,9 @@ pub struct Metrics {
     /// SQL statement latency by kind ([`STATEMENT_KINDS`]), from sqlx's statement events
     /// (see [`crate::logging`]).
     pub db_statement: [LatencyHistogram; STATEMENT_KINDS.len()],
+    /// Transactions begun on the node's own databases (IoA, market, metered; each costs a
+    /// `BEGIN` and a `COMMIT` or `ROLLBACK`, which sqlx does not report as statements).
+    pub db_transactions: AtomicU64,
     /// SQL statements run, by statement text ([`statement_label`]): where the statements go.
     pub db_statements_by_text: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -169,8 +172,14 @@ pub static METRICS: Metrics = Metrics {
     verdicts_reject: AtomicU64::new(0),
     settlements: AtomicU64::new(0),
     db_statement: [const { LatencyHistogram::new() }; STATEMENT_KINDS.len()],
+    db_transactions: AtomicU64::new(0),
     db_statements_by_text: std::sync::Mutex::new(std::collections::BTreeMap::new()),
 };
+
+/// Counts a transaction about to begin ([`Metrics::db_transactions`]).
+pub fn transaction_begun() {
+    inc(&METRICS.db_transactions);
+}
 
 /// Most distinct statement texts counted apart; the rest are counted under [`OTHER_STATEMENTS`].
 /// The node's statements are literals in its source, so the bound is never reached in
@@ -391,6 +400,13 @@ pub fn render(snap: &Snapshot) -> String {
         "counter",
         "SQL statements run (all of the node's databases), by statement text (whitespace collapsed, cut at 96 characters, IN lists folded).",
     );
+    scalar(
+        &mut out,
+        "reef_db_transactions_total",
+        "counter",
+        "Transactions begun on the node's IoA, market and metered databases (each also runs a BEGIN and a COMMIT or ROLLBACK, not in reef_db_statements_total).",
+        get(&m.db_transactions),
+    );
     let by_text = m.db_statements_by_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for (text, n) in &by_text {
         let _ = writeln!(out, "reef_db_statements_total{{statement=\"{}\"}} {n}", label(text));
@@ -526,6 +542,8 @@ mod tests {
         assert!(l.ends_with('…') && l.chars().count() <= STATEMENT_LABEL_CHARS + 1, "{l}");
         count_statement("UPDATE \"q\" SET x = 1");
         let text = render(&Snapshot::default());
-        assert!(text.contains("reef_db_statements_total{statement=\"UPDATE \\\"q\\\" SET x = 1\"} "));
+        assert!(
+            text.contains("reef_db_statements_total{statement=\"UPDATE \\\"q\\\" SET x = 1\"} ")
+        );
     }
 }
