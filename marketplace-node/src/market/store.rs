@@ -864,6 +864,9 @@ impl MarketStore {
             crate::metrics::inc(&crate::metrics::METRICS.settlements);
         }
         writing.committed(&rows);
+        // The row is cached before followers wake: a view woken by the new line reads it
+        // from the cache, not from the database behind a write still marked in flight.
+        drop(writing);
         if moved {
             tracing::info!(bounty = %id, event = to.as_str(), detail = note, "bounty {}", to.as_str());
             self.log_watchers.appended(id);
