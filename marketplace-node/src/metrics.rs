@@ -394,18 +394,18 @@ pub fn render(snap: &Snapshot) -> String {
     for (kind, h) in STATEMENT_KINDS.iter().zip(&m.db_statement) {
         h.render(&mut out, "reef_db_statement_seconds", &format!("statement=\"{kind}\""));
     }
-    family(
-        &mut out,
-        "reef_db_statements_total",
-        "counter",
-        "SQL statements run (all of the node's databases), by statement text (whitespace collapsed, cut at 96 characters, IN lists folded).",
-    );
     scalar(
         &mut out,
         "reef_db_transactions_total",
         "counter",
         "Transactions begun on the node's IoA, market and metered databases (each also runs a BEGIN and a COMMIT or ROLLBACK, not in reef_db_statements_total).",
         get(&m.db_transactions),
+    );
+    family(
+        &mut out,
+        "reef_db_statements_total",
+        "counter",
+        "SQL statements run (all of the node's databases), by statement text (whitespace collapsed, cut at 96 characters, IN lists folded).",
     );
     let by_text = m.db_statements_by_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for (text, n) in &by_text {
