@@ -278,8 +278,8 @@ struct BidJob {
 
 /// Group commit of sealed bids: one task takes every bid queued at once and writes them in
 /// one transaction (`BEGIN`, one read of the bidders the bounties hold, one multi-row upsert,
-/// `COMMIT`: four statements per batch instead of one upsert per bid), then answers each
-/// caller. A caller's bid is on disk when its answer comes (as before: the REST answer is
+/// `COMMIT`: four statements per batch instead of one upsert per bid; fewer than
+/// [`SMALL_BID_BATCH`] bids are written one statement each), then answers each caller. A caller's bid is on disk when its answer comes (as before: the REST answer is
 /// sent after the commit), so a crash loses no acknowledged bid.
 struct BidWriter;
 
@@ -320,12 +320,45 @@ impl BidWriter {
     }
 }
 
+/// Batches below this size are written one statement per bid ([`upsert_one_bid`]).
+const SMALL_BID_BATCH: usize = 4;
+
+/// One bid, unless its bounty holds `capacity` bids already and none of them is this
+/// bidder's (then false): the check and the write in one statement.
+async fn upsert_one_bid(pool: &AnyPool, j: &BidJob) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) \
+         SELECT $1, $2, $3, $4, $5 \
+         WHERE (SELECT COUNT(*) FROM market_bids WHERE bounty_id = $1) < $6 \
+            OR EXISTS (SELECT 1 FROM market_bids WHERE bounty_id = $1 AND bidder = $2) \
+         ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
+    )
+    .bind(j.bounty_id.as_str())
+    .bind(j.bidder.as_str())
+    .bind(j.bid.as_str())
+    .bind(j.eta_secs)
+    .bind(now_ms())
+    .bind(i64::try_from(j.capacity).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Writes a batch of bids in one transaction; returns, per job, whether it was stored (false:
 /// its bounty holds `capacity` bids already and none is this bidder's). Within the batch a
 /// later bid of the same bidder on the same bounty replaces the earlier one, as a later
 /// upsert would.
 async fn write_bids(pool: &AnyPool, jobs: &[BidJob]) -> Result<Vec<bool>> {
     use std::collections::{BTreeSet, HashSet};
+    // A batch costs four statements (BEGIN, the read, the upsert, COMMIT): a smaller one is
+    // written bid by bid, each bid's check and write in one statement (atomic on SQLite).
+    if jobs.len() < SMALL_BID_BATCH {
+        let mut accepted = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            accepted.push(upsert_one_bid(pool, j).await?);
+        }
+        return Ok(accepted);
+    }
     let bounties: Vec<&str> =
         jobs.iter().map(|j| j.bounty_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
     crate::metrics::transaction_begun();
