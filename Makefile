@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-overload bench-swarm chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -106,7 +106,7 @@ snapshot: deps
 	cd contracts && forge snapshot --no-match-test "invariant|testFuzz"
 
 ## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
-bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-swarm
+bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm
 
 ## bench-gas: escrow lifecycle and voucher gas from anvil receipts
 bench-gas: deps
@@ -138,6 +138,16 @@ MARKET_BENCH_ARGS ?= --agents 50 --bounties 200 --bid-window 3s --fanout 10
 bench-market: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- $(MARKET_BENCH_ARGS)
+
+## bench-market-capacity: open-loop capacity. Posts at a fixed rate for 60 s per step (native
+## brains), from 6 bounties/s up ×1.5 until the backlog no longer stays bounded; prints the highest
+## bounded rate as a share of the escrow-only rate (anvil settling pre-signed bounties) measured in
+## the same run, with node CPU, SQL statements and JSON-RPC requests per settled bounty per step.
+## CAPACITY_ARGS="--capacity 10,20,30 --capacity-secs 90" for fixed steps.
+CAPACITY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain native --capacity auto --capacity-start 6 --capacity-secs 60
+bench-market-capacity: deps
+	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
+	$(CARGO) run --release -q -p marketplace-node --example market_bench -- --timeout 300 $(CAPACITY_ARGS)
 
 ## bench-overload: bench-market, then posts arriving at 2x and 4x the bounties/s it measured
 ## (15 s each): the share of bounties settled, posts refused busy (admission control) and

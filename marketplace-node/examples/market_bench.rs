@@ -89,6 +89,15 @@ struct Opts {
     overload: Vec<f64>,
     /// How long each overload phase posts.
     overload_secs: u64,
+    /// Open-loop capacity mode: post at these fixed rates (bounties/s), each for
+    /// `capacity_secs`, instead of the burst; empty with `capacity_auto` = doubling steps.
+    capacity: Vec<f64>,
+    /// Capacity mode with automatic steps (start at `capacity_start`, ×1.5 until unbounded).
+    capacity_auto: bool,
+    /// First rate of the automatic steps.
+    capacity_start: f64,
+    /// How long each capacity step posts (≥ 60 s for the issue's figure).
+    capacity_secs: u64,
     no_indexer: bool,
     keep: bool,
     json: bool,
@@ -98,6 +107,7 @@ struct Opts {
 const USAGE: &str = "market_bench [--agents 50] [--bounties 100] [--posters 10] [--raw-txs 2000]
              [--raw-concurrency 32] [--bid-window 3s|500ms] [--tick-ms 100] [--fanout 0] [--poll-ms 0] [--timeout 150]
              [--brain python|native] [--overload 2,4] [--overload-secs 15]
+             [--capacity auto|R1,R2,…] [--capacity-start 4] [--capacity-secs 60]
              [--no-indexer] [--keep] [--reef PATH] [--json]";
 
 impl Opts {
@@ -116,6 +126,10 @@ impl Opts {
             timeout_secs: 150,
             overload: Vec::new(),
             overload_secs: 15,
+            capacity: Vec::new(),
+            capacity_auto: false,
+            capacity_start: 4.0,
+            capacity_secs: 60,
             no_indexer: false,
             keep: false,
             json: false,
@@ -169,6 +183,33 @@ impl Opts {
                     }
                 }
                 "--overload-secs" => o.overload_secs = num(val()?)?.max(1),
+                "--capacity" => {
+                    let v = val()?;
+                    if v == "auto" {
+                        o.capacity_auto = true;
+                    } else {
+                        o.capacity = v
+                            .split(',')
+                            .map(|f| {
+                                f.trim()
+                                    .parse::<f64>()
+                                    .ok()
+                                    .filter(|r| r.is_finite() && *r > 0.0)
+                                    .ok_or_else(|| {
+                                        eyre!("--capacity: {f:?} is not a positive rate")
+                                    })
+                            })
+                            .collect::<eyre::Result<_>>()?;
+                    }
+                }
+                "--capacity-start" => {
+                    let v = val()?;
+                    o.capacity_start =
+                        v.parse::<f64>().ok().filter(|r| r.is_finite() && *r > 0.0).ok_or_else(
+                            || eyre!("--capacity-start: {v:?} is not a positive rate"),
+                        )?;
+                }
+                "--capacity-secs" => o.capacity_secs = num(val()?)?.max(1),
                 "--no-indexer" => o.no_indexer = true,
                 "--keep" => o.keep = true,
                 "--json" => o.json = true,
@@ -393,6 +434,75 @@ fn rpc_requests(anvil_log: &Path) -> std::collections::BTreeMap<String, usize> {
         *by_method.entry(l.to_string()).or_insert(0) += 1;
     }
     by_method
+}
+
+/// The node's counters from `GET /metrics` (a plain HTTP/1.0 request): SQL statements by text
+/// (`reef_db_statements_total`) and the escrow client's JSON-RPC calls by method
+/// (`reef_rpc_calls_total`), each as label → count.
+#[derive(Debug, Default, Clone)]
+struct NodeCounters {
+    sql: std::collections::BTreeMap<String, u64>,
+    rpc: std::collections::BTreeMap<String, u64>,
+}
+
+impl NodeCounters {
+    fn scrape(listen: &str) -> eyre::Result<Self> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(listen)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {listen}\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let mut c = Self::default();
+        for line in body.lines() {
+            if let Some(n) = line.strip_prefix("reef_db_transactions_total ") {
+                // BEGIN and COMMIT: two statements per transaction that sqlx does not report.
+                let n = n.trim().parse::<f64>().unwrap_or_default() as u64;
+                c.sql.insert("BEGIN … COMMIT (2 per transaction)".into(), 2 * n);
+                continue;
+            }
+            let (map, rest) =
+                if let Some(r) = line.strip_prefix("reef_db_statements_total{statement=\"") {
+                    (&mut c.sql, r)
+                } else if let Some(r) = line.strip_prefix("reef_rpc_calls_total{method=\"") {
+                    (&mut c.rpc, r)
+                } else {
+                    continue;
+                };
+            let Some((label, value)) = rest.rsplit_once("\"} ") else { continue };
+            let label = label.replace("\\\"", "\"").replace("\\n", "\n").replace("\\\\", "\\");
+            if let Ok(v) = value.trim().parse::<f64>() {
+                map.insert(label, v as u64);
+            }
+        }
+        Ok(c)
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        let diff = |a: &std::collections::BTreeMap<String, u64>,
+                    b: &std::collections::BTreeMap<String, u64>| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(b.get(k).copied().unwrap_or(0))))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        Self { sql: diff(&self.sql, &before.sql), rpc: diff(&self.rpc, &before.rpc) }
+    }
+}
+
+/// `{total, per_settled_bounty, per_settled_bounty_by_label}` of a counter map, the labels
+/// sorted by count (largest first).
+fn per_bounty(map: &std::collections::BTreeMap<String, u64>, settled: usize) -> Value {
+    let n = settled.max(1) as f64;
+    let total: u64 = map.values().sum();
+    let mut by: Vec<(&String, &u64)> = map.iter().collect();
+    by.sort_by(|a, b| b.1.cmp(a.1));
+    json!({
+        "total": total,
+        "per_settled_bounty": total as f64 / n,
+        "by_label": by.iter().map(|(k, v)| json!({ "label": k, "per_settled_bounty": **v as f64 / n, "total": v })).collect::<Vec<_>>(),
+    })
 }
 
 fn now_ms() -> u64 {
@@ -1170,6 +1280,10 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     };
     let nonces_before = count_nonces(p.clone(), watched.clone()).await?;
 
+    if o.capacity_auto || !o.capacity.is_empty() {
+        return capacity_mode(o, env, &posters_arc, &listen, escrow_rate, &log).await;
+    }
+
     // --- 3. the marketplace run ----------------------------------------------------------------
     log(&format!(
         "posting {} bounties from {} posters (bid window {} ms, hash verification)",
@@ -1179,6 +1293,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     ));
     let cpu_before = CpuSample::take(env);
     let rpc_before = rpc_requests(&env.log("anvil.log"));
+    let counters_before = NodeCounters::scrape(&listen)?;
     let t_first_post = now_ms();
     let t0 = Instant::now();
     let timeout = Duration::from_secs(o.timeout_secs);
@@ -1194,6 +1309,7 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     }
     let wall = t0.elapsed();
     let cpu = CpuSample::take(env).since(&cpu_before);
+    let counters = NodeCounters::scrape(&listen)?.since(&counters_before);
     let mut rpc_by_method = rpc_requests(&env.log("anvil.log"));
     for (method, n) in &rpc_before {
         if let Some(m) = rpc_by_method.get_mut(method) {
@@ -1354,6 +1470,8 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
                 .map(|(m, n)| (m.clone(), json!(*n as f64 / settled.len().max(1) as f64)))
                 .collect::<serde_json::Map<_, _>>(),
         },
+        "node_sql_statements": per_bounty(&counters.sql, settled.len()),
+        "node_rpc_calls": per_bounty(&counters.rpc, settled.len()),
         "ceiling_bounties_per_sec": ceiling,
         "ceiling_erc20_bounties_per_sec": ceiling_erc,
         "escrow_only_bounties_per_sec": escrow_rate,
@@ -1570,6 +1688,24 @@ fn print_report(r: &Value) {
         let parts: Vec<String> = by.iter().map(|(m, v)| format!("{m} {v:.2}")).collect();
         println!("per settled bounty by method: {}", parts.join(", "));
     }
+    for (key, what) in [
+        ("node_sql_statements", "SQL statements the node ran (all its databases)"),
+        ("node_rpc_calls", "JSON-RPC calls the node's escrow client made"),
+    ] {
+        let c = &r[key];
+        println!(
+            "\n{what} during the run: {} ({:.1} per settled bounty)\n\n| per settled bounty | statement / method |\n|---|---|",
+            c["total"],
+            f(&c["per_settled_bounty"])
+        );
+        for row in c["by_label"].as_array().into_iter().flatten() {
+            println!(
+                "| {:.2} | `{}` |",
+                f(&row["per_settled_bounty"]),
+                row["label"].as_str().unwrap_or("").replace('|', "\\|")
+            );
+        }
+    }
     if let Some(errs) = m["errors"].as_object()
         && !errs.is_empty()
     {
@@ -1622,6 +1758,8 @@ async fn main() -> std::process::ExitCode {
         Ok(report) => {
             if o.json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else if report.get("capacity").is_some() {
+                print_capacity(&report);
             } else {
                 print_report(&report);
                 print_overload(&report);
@@ -1641,4 +1779,225 @@ async fn main() -> std::process::ExitCode {
     };
     drop(env); // kills agents, node, anvil; removes the temp dir
     code
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open-loop capacity mode
+
+/// Backlog of one capacity step, sampled every second: (seconds since the step began,
+/// bounties posted and not yet settled or failed).
+type Samples = Vec<(f64, f64)>;
+
+/// Least-squares slope of `(x, y)` points (0 with fewer than two).
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// Whether a step's backlog stayed bounded: over the second half of the posting, the backlog
+/// grew by less than 10 % of the offered rate per second (a backlog that keeps up only
+/// wobbles around the rate × latency level), at least 95 % of the bounties settled, and the
+/// node refused (busy) fewer than 1 % of the posts (a refused post is not offered load).
+fn bounded(rate: f64, growth_per_sec: f64, share_settled: f64, busy_share: f64) -> bool {
+    growth_per_sec < 0.1 * rate && share_settled >= 0.95 && busy_share < 0.01
+}
+
+/// Posts at a fixed rate for `o.capacity_secs` per step (the given rates, or automatic steps
+/// ×1.5 from `--capacity-start` until the backlog is no longer bounded), waits for each step's
+/// bounties to finish, and reports the highest bounded rate against the escrow-only rate
+/// measured in the same run.
+async fn capacity_mode(
+    o: &Opts,
+    env: &mut Env,
+    posters: &[Arc<Poster>],
+    listen: &str,
+    escrow_rate: f64,
+    log: &dyn Fn(&str),
+) -> eyre::Result<Value> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let mut steps = Vec::new();
+    let mut best: Option<f64> = None;
+    let mut rate = o.capacity.first().copied().unwrap_or(o.capacity_start);
+    let timeout = Duration::from_secs(o.timeout_secs);
+    for step in 0.. {
+        if !o.capacity_auto && step >= o.capacity.len() {
+            break;
+        }
+        if !o.capacity_auto {
+            rate = o.capacity[step];
+        }
+        let n = ((rate * o.capacity_secs as f64).ceil() as usize).max(1);
+        log(&format!(
+            "capacity step {}: {n} bounties posted at {rate:.2}/s for {} s",
+            step + 1,
+            o.capacity_secs
+        ));
+        let cpu_before = CpuSample::take(env);
+        let rpc_before = rpc_requests(&env.log("anvil.log"));
+        let counters_before = NodeCounters::scrape(listen)?;
+        let started = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let t0 = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let poster = posters[i % posters.len()].clone();
+                let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+                let (window, started, finished) =
+                    (o.bid_window_ms, started.clone(), finished.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    started.fetch_add(1, Relaxed);
+                    let out = run_bounty(poster, 1_000_000 * (step + 1) + i, window, timeout).await;
+                    finished.fetch_add(1, Relaxed);
+                    out
+                })
+            })
+            .collect();
+        // Backlog every second until everything posted in this step has finished.
+        let mut samples: Samples = Vec::new();
+        while finished.load(Relaxed) < n {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let backlog = started.load(Relaxed).saturating_sub(finished.load(Relaxed));
+            samples.push((t0.elapsed().as_secs_f64(), backlog as f64));
+        }
+        let mut outs = Vec::with_capacity(n);
+        for t in tasks {
+            outs.push(t.await?);
+        }
+        let wall = t0.elapsed();
+        let cpu = CpuSample::take(env).since(&cpu_before);
+        let counters = NodeCounters::scrape(listen)?.since(&counters_before);
+        let mut rpc = rpc_requests(&env.log("anvil.log"));
+        for (m, k) in &rpc_before {
+            if let Some(v) = rpc.get_mut(m) {
+                *v = v.saturating_sub(*k);
+            }
+        }
+        let rpc_total: usize = rpc.values().sum();
+        let ok: Vec<&Outcome> =
+            outs.iter().filter(|o| o.phase == "settled" && o.error.is_none()).collect();
+        let secs = o.capacity_secs as f64;
+        let second_half: Vec<(f64, f64)> =
+            samples.iter().copied().filter(|(t, _)| *t >= secs / 2.0 && *t <= secs).collect();
+        let growth = slope(&second_half);
+        let share = ok.len() as f64 / n as f64;
+        let busy: u64 = outs.iter().map(|o| u64::from(o.busy)).sum();
+        let busy_share = outs.iter().filter(|o| o.busy > 0).count() as f64 / n as f64;
+        let is_bounded = bounded(rate, growth, share, busy_share);
+        let mut errors: HashMap<String, usize> = HashMap::new();
+        for f in outs.iter().filter(|o| o.error.is_some()) {
+            let e = f.error.clone().unwrap_or_default();
+            *errors.entry(e.chars().take(160).collect()).or_default() += 1;
+        }
+        let settled = ok.len().max(1) as f64;
+        log(&format!(
+            "  {} of {n} settled, backlog growth {growth:+.2}/s over the second half, max backlog {:.0}: {}",
+            ok.len(),
+            samples.iter().map(|s| s.1).fold(0.0, f64::max),
+            if is_bounded { "bounded" } else { "NOT bounded" }
+        ));
+        steps.push(json!({
+            "posts_per_sec": rate,
+            "bounties": n,
+            "settled": ok.len(),
+            "share_settled": share,
+            "backlog_growth_per_sec": growth,
+            "max_backlog": samples.iter().map(|s| s.1).fold(0.0, f64::max),
+            "backlog_at_end_of_posting": samples.iter().rev().find(|(t, _)| *t <= secs).map_or(0.0, |s| s.1),
+            "busy_refusals": busy,
+            "bounded": is_bounded,
+            "wall_secs": wall.as_secs_f64(),
+            "latency_ms": stat(ok.iter().filter_map(|o| Some(o.at("settled")?.saturating_sub(o.at("posted")?) as f64)).collect()),
+            "node_cpu_ms_per_settled_bounty": cpu.node * 1e3 / settled,
+            "cpu_secs": cpu.to_json(wall, ok.len()),
+            "sql_per_settled_bounty": counters.sql.values().sum::<u64>() as f64 / settled,
+            "node_rpc_per_settled_bounty": counters.rpc.values().sum::<u64>() as f64 / settled,
+            "anvil_rpc_per_settled_bounty": rpc_total as f64 / settled,
+            "anvil_rpc_by_method": rpc.iter().filter(|(_, v)| **v > 0).map(|(m, v)| (m.clone(), json!(*v as f64 / settled))).collect::<serde_json::Map<_, _>>(),
+            "node_sql_statements": per_bounty(&counters.sql, ok.len()),
+            "errors": errors,
+        }));
+        if is_bounded {
+            best = Some(best.map_or(rate, |b: f64| b.max(rate)));
+        } else if o.capacity_auto {
+            break;
+        }
+        if o.capacity_auto {
+            if step >= 12 {
+                break;
+            }
+            rate *= 1.5;
+        }
+    }
+    let best_rate = best.unwrap_or(0.0);
+    Ok(json!({
+        "agents": o.agents,
+        "posters": posters.len(),
+        "brain": o.brain,
+        "bid_window_ms": o.bid_window_ms,
+        "cfp_fanout": o.fanout,
+        "capacity": {
+            "step_secs": o.capacity_secs,
+            "steps": steps,
+            "highest_bounded_posts_per_sec": best_rate,
+            "escrow_only_bounties_per_sec": escrow_rate,
+            "ratio_to_escrow_only": best_rate / escrow_rate,
+            "goal_ratio": 0.5,
+        },
+    }))
+}
+
+fn print_capacity(r: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let c = &r["capacity"];
+    println!(
+        "\nmarketplace capacity (open loop): {} agents ({} brain), {} posters, bid window {} ms, fan-out {}, each rate posted for {} s\n",
+        r["agents"],
+        r["brain"].as_str().unwrap_or(""),
+        r["posters"],
+        r["bid_window_ms"],
+        r["cfp_fanout"],
+        c["step_secs"]
+    );
+    println!(
+        "| posts/s | bounties | settled | backlog growth/s (2nd half) | max backlog | busy | p50 / p95 posted → settled | node CPU ms/bounty | SQL/bounty | node RPC/bounty | anvil RPC/bounty | bounded |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in c["steps"].as_array().into_iter().flatten() {
+        println!(
+            "| {:.2} | {} | {} | {:+.2} | {:.0} | {} | {:.0} / {:.0} ms | {:.2} | {:.1} | {:.2} | {:.2} | {} |",
+            f(&s["posts_per_sec"]),
+            s["bounties"],
+            s["settled"],
+            f(&s["backlog_growth_per_sec"]),
+            f(&s["max_backlog"]),
+            s["busy_refusals"],
+            f(&s["latency_ms"]["p50"]),
+            f(&s["latency_ms"]["p95"]),
+            f(&s["node_cpu_ms_per_settled_bounty"]),
+            f(&s["sql_per_settled_bounty"]),
+            f(&s["node_rpc_per_settled_bounty"]),
+            f(&s["anvil_rpc_per_settled_bounty"]),
+            if s["bounded"] == true { "yes" } else { "**no**" }
+        );
+        if let Some(errs) = s["errors"].as_object() {
+            for (e, n) in errs {
+                println!("  {n} × {e}");
+            }
+        }
+    }
+    println!(
+        "\n**highest bounded rate: {:.2} bounties/s** = {:.1}% of the escrow-only rate measured in this run ({:.1} bounties/s; goal ≥ {:.0}%)",
+        f(&c["highest_bounded_posts_per_sec"]),
+        100.0 * f(&c["ratio_to_escrow_only"]),
+        f(&c["escrow_only_bounties_per_sec"]),
+        100.0 * f(&c["goal_ratio"])
+    );
 }

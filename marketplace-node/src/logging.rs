@@ -21,7 +21,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::metrics::{METRICS, statement_kind};
+use crate::metrics::{METRICS, count_statement, statement_kind};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +84,9 @@ impl<S: Subscriber> Layer<S> for StatementTimer {
         event.record(&mut f);
         if let Some(secs) = f.elapsed_secs {
             METRICS.db_statement[f.kind].observe_secs(secs);
+            count_statement(
+                f.statement.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or(&f.summary),
+            );
         }
     }
 }
@@ -95,6 +98,10 @@ struct StatementFields {
     kind: usize,
     /// Execution time.
     elapsed_secs: Option<f64>,
+    /// sqlx's summary (the statement's first words).
+    summary: String,
+    /// The whole statement (sqlx sends it only when the summary cut it short).
+    statement: Option<String>,
 }
 
 impl Visit for StatementFields {
@@ -105,8 +112,13 @@ impl Visit for StatementFields {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "summary" {
-            self.kind = statement_kind(value.split_whitespace().next().unwrap_or(""));
+        match field.name() {
+            "summary" => {
+                self.kind = statement_kind(value.split_whitespace().next().unwrap_or(""));
+                self.summary = value.to_string();
+            }
+            "db.statement" => self.statement = Some(value.to_string()),
+            _ => {}
         }
     }
 

@@ -151,6 +151,11 @@ pub struct Metrics {
     /// SQL statement latency by kind ([`STATEMENT_KINDS`]), from sqlx's statement events
     /// (see [`crate::logging`]).
     pub db_statement: [LatencyHistogram; STATEMENT_KINDS.len()],
+    /// Transactions begun on the node's own databases (IoA, market, metered; each costs a
+    /// `BEGIN` and a `COMMIT` or `ROLLBACK`, which sqlx does not report as statements).
+    pub db_transactions: AtomicU64,
+    /// SQL statements run, by statement text ([`statement_label`]): where the statements go.
+    pub db_statements_by_text: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The registry.
@@ -167,7 +172,73 @@ pub static METRICS: Metrics = Metrics {
     verdicts_reject: AtomicU64::new(0),
     settlements: AtomicU64::new(0),
     db_statement: [const { LatencyHistogram::new() }; STATEMENT_KINDS.len()],
+    db_transactions: AtomicU64::new(0),
+    db_statements_by_text: std::sync::Mutex::new(std::collections::BTreeMap::new()),
 };
+
+/// Counts a transaction about to begin ([`Metrics::db_transactions`]).
+pub fn transaction_begun() {
+    inc(&METRICS.db_transactions);
+}
+
+/// Most distinct statement texts counted apart; the rest are counted under [`OTHER_STATEMENTS`].
+/// The node's statements are literals in its source, so the bound is never reached in
+/// practice; it keeps a statement built from input from growing the registry.
+pub const MAX_STATEMENT_LABELS: usize = 256;
+
+/// The label of statements past [`MAX_STATEMENT_LABELS`].
+pub const OTHER_STATEMENTS: &str = "(other)";
+
+/// Longest statement label, in characters.
+const STATEMENT_LABEL_CHARS: usize = 96;
+
+/// The `statement` label of a SQL text: whitespace collapsed, cut at
+/// [`STATEMENT_LABEL_CHARS`] characters, and an `IN (…)` list of placeholders folded to
+/// `IN (…)` so one statement with lists of different lengths is one label.
+pub fn statement_label(sql: &str) -> String {
+    let mut out = String::with_capacity(STATEMENT_LABEL_CHARS + 4);
+    let mut words = sql.split_whitespace().peekable();
+    let mut chars = 0;
+    while let Some(w) = words.next() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if w.eq_ignore_ascii_case("in") && words.peek().is_some_and(|n| n.starts_with("($")) {
+            out.push_str("IN (…)");
+            // Skip the placeholder list up to its closing parenthesis.
+            for n in words.by_ref() {
+                if n.contains(')') {
+                    break;
+                }
+            }
+            chars += 7;
+            continue;
+        }
+        for c in w.chars() {
+            if chars >= STATEMENT_LABEL_CHARS {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            chars += 1;
+        }
+        chars += 1;
+    }
+    out
+}
+
+/// Counts one statement run, by its text ([`Metrics::db_statements_by_text`]).
+pub fn count_statement(sql: &str) {
+    let label = statement_label(sql);
+    let mut map = METRICS.db_statements_by_text.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = map.get_mut(&label) {
+        *n += 1;
+    } else if map.len() < MAX_STATEMENT_LABELS {
+        map.insert(label, 1);
+    } else {
+        *map.entry(OTHER_STATEMENTS.to_string()).or_default() += 1;
+    }
+}
 
 /// Adds one to a counter.
 pub fn inc(c: &AtomicU64) {
@@ -323,6 +394,23 @@ pub fn render(snap: &Snapshot) -> String {
     for (kind, h) in STATEMENT_KINDS.iter().zip(&m.db_statement) {
         h.render(&mut out, "reef_db_statement_seconds", &format!("statement=\"{kind}\""));
     }
+    scalar(
+        &mut out,
+        "reef_db_transactions_total",
+        "counter",
+        "Transactions begun on the node's IoA, market and metered databases (each also runs a BEGIN and a COMMIT or ROLLBACK, not in reef_db_statements_total).",
+        get(&m.db_transactions),
+    );
+    family(
+        &mut out,
+        "reef_db_statements_total",
+        "counter",
+        "SQL statements run (all of the node's databases), by statement text (whitespace collapsed, cut at 96 characters, IN lists folded).",
+    );
+    let by_text = m.db_statements_by_text.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (text, n) in &by_text {
+        let _ = writeln!(out, "reef_db_statements_total{{statement=\"{}\"}} {n}", label(text));
+    }
     if let Some(lag) = snap.indexer_lag_blocks {
         scalar(
             &mut out,
@@ -437,5 +525,25 @@ mod tests {
         assert!(series("statement=\"select\",le=\"0.0005\"") >= 1);
         let tx = |le: &str| series(&format!("statement=\"transaction\",le=\"{le}\""));
         assert!(tx("+Inf") > tx("5"));
+    }
+
+    #[test]
+    fn statement_labels_fold_whitespace_and_in_lists() {
+        assert_eq!(
+            statement_label("SELECT a\n   FROM t WHERE x IN ($1, $2, $3) AND y = $4"),
+            "SELECT a FROM t WHERE x IN (…) AND y = $4"
+        );
+        assert_eq!(
+            statement_label("SELECT a FROM t WHERE x IN ($1)"),
+            statement_label("SELECT a FROM t WHERE x IN ($1, $2)")
+        );
+        let long = format!("SELECT {} FROM t", "column, ".repeat(40));
+        let l = statement_label(&long);
+        assert!(l.ends_with('…') && l.chars().count() <= STATEMENT_LABEL_CHARS + 1, "{l}");
+        count_statement("UPDATE \"q\" SET x = 1");
+        let text = render(&Snapshot::default());
+        assert!(
+            text.contains("reef_db_statements_total{statement=\"UPDATE \\\"q\\\" SET x = 1\"} ")
+        );
     }
 }

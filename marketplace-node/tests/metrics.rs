@@ -24,11 +24,39 @@ fn is_name(s: &str) -> bool {
 
 /// Checks `name="value",...` (no escapes needed by this exporter).
 fn labels_ok(s: &str) -> bool {
-    s.split(',').all(|kv| {
-        kv.split_once('=').is_some_and(|(k, v)| {
-            is_name(k) && v.len() >= 2 && v.starts_with('"') && v.ends_with('"')
-        })
-    })
+    // `name="value"` pairs separated by commas; a value may hold any character, with `\\`,
+    // `\"` and `\n` escaped (the SQL text of `reef_db_statements_total` holds commas).
+    let mut rest = s;
+    loop {
+        let Some((k, v)) = rest.split_once('=') else { return false };
+        if !is_name(k) || !v.starts_with('"') {
+            return false;
+        }
+        let mut chars = v[1..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, '\\' | '"' | 'n')) => {}
+                    _ => return false,
+                },
+                '"' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                '\n' => return false,
+                _ => {}
+            }
+        }
+        let Some(end) = end else { return false };
+        match &v[end + 1..] {
+            "" => return true,
+            more => match more.strip_prefix(',') {
+                Some(next) => rest = next,
+                None => return false,
+            },
+        }
+    }
 }
 
 /// Parses the text format strictly: every sample line is `name{labels} value`, and every
@@ -204,6 +232,27 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     }
     assert!(at(&after, "reef_db_statement_seconds_count{statement=\"select\"}") >= 1.0);
     assert!(at(&after, "reef_db_statement_seconds_count{statement=\"insert\"}") >= 1.0);
+    // Statements by text: the settled bounty's row was inserted, its bid went through the
+    // bid writer's batch upsert, and transitions ran in transactions; by text they add up to
+    // the statements timed by kind.
+    let by_text = |s: &Samples, prefix: &str| -> f64 {
+        s.iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("reef_db_statements_total{statement=\"")
+                    .is_some_and(|t| t.starts_with(prefix))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(by_text(&after, "INSERT INTO market_bounties ") >= 1.0);
+    assert!(
+        by_text(
+            &after,
+            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) VALUES"
+        ) >= 1.0
+    );
+    assert_eq!(by_text(&after, ""), statements(&after));
+    assert!(at(&after, "reef_db_transactions_total") > at(&before, "reef_db_transactions_total"));
     // Indexer lag: the chain moves on by 50 blocks; the embedded indexer catches up and the
     // gauge comes back to 0.
     mine(&anvil.rpc_url, 50).await;

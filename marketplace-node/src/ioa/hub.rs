@@ -289,6 +289,14 @@ impl Hub {
         }
     }
 
+    /// A group this node just created (its creation committed, nothing published to it yet):
+    /// its hub goes live at seq 0 at once, so the first subscriber needs no read of the
+    /// stored last seq (one statement per group the marketplace opens).
+    pub fn created(self: &Arc<Self>, group_id: &str) {
+        let g = self.groups_write().entry(group_id.to_owned()).or_default().clone();
+        self.init_hub(group_id, &g, 0);
+    }
+
     /// The live hub of `group_id`, registered *before* its last stored seq is read, so that a
     /// frame published meanwhile is buffered instead of dropped: everything up to the read seq
     /// is replayed from the database, everything after it was published into the hub.

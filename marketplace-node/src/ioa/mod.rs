@@ -512,6 +512,7 @@ impl Node {
         }
         let group_id = format!("g_{}", random_hex(12));
         let group = self.inner.store.create_group(&group_id, name, caller, members, parent).await?;
+        self.inner.hub.created(&group.group_id);
         let frame = encode(&ServerFrame::Invited { group_id, by: *caller });
         for m in members.iter().filter(|m| *m != caller) {
             self.notify_agent(m, frame.clone()).await;

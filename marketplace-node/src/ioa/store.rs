@@ -340,6 +340,7 @@ impl Store {
         parent: Option<&str>,
     ) -> Result<GroupInfo> {
         let now = reef_wire::unix_now() as i64;
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO ioa_groups (group_id, name, creator, parent_group_id, last_seq, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
@@ -500,6 +501,7 @@ impl Store {
         address: &Address,
         cap: usize,
     ) -> Result<CappedAdd> {
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
         let lock = if self.postgres {
             "SELECT creator FROM ioa_groups WHERE group_id = $1 FOR UPDATE"
@@ -611,6 +613,7 @@ impl Store {
         let mut gids: Vec<&str> = batch.iter().map(|m| m.group_id).collect();
         gids.sort_unstable();
         gids.dedup();
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
 
         // 1. Lock the counters (sorted chunks, sorted inside each chunk: one global order).

@@ -150,6 +150,278 @@ pub struct MarketStore {
     /// Readers waiting for a bounty's log to grow (long-polling views), woken after each
     /// append this process commits.
     log_watchers: Arc<LogWatchers>,
+    /// The queue of the bid writer ([`BidWriter`]): sealed bids are written in batches.
+    bids: tokio::sync::mpsc::Sender<BidJob>,
+    /// Progress logs and bid counts as last read, on SQLite only (see [`LogCache`]).
+    logs: Option<Arc<LogCache>>,
+}
+
+/// Most bounties whose log [`LogCache`] holds; beyond it the cache is emptied.
+const LOG_CACHE_MAX: usize = 20_000;
+
+/// A bounty's progress log and bid count as read from the database, for the views a
+/// long-polling follower asks for after every new event: without it each answer re-read the
+/// whole log (one statement per answer, about ten per bounty). On SQLite only, where this
+/// process is the database's only writer (as for [`RowCache`]).
+///
+/// Coherence: a write of a bounty's log or bids marks the bounty while it runs; a read fills
+/// the cache only if no write of that bounty ran or ran while it read (the bounty's
+/// generation is unchanged and unmarked). After a log line commits it is appended to a cached
+/// log (which was filled before the write began, so it does not hold the line yet); after
+/// bids commit, the entry is dropped (the count changed); a failed write drops it too.
+#[derive(Debug, Default)]
+struct LogCache {
+    inner: std::sync::Mutex<LogCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct LogCacheInner {
+    /// Bumped when the generations are forgotten (reads begun before never fill).
+    epoch: u64,
+    /// Bumped by every write's end, per bounty; missing = 0.
+    generation: HashMap<String, u64>,
+    /// Writes running, per bounty.
+    writing: HashMap<String, u32>,
+    /// (log lines, bid count) per bounty.
+    entries: HashMap<String, (Arc<Vec<serde_json::Value>>, u64)>,
+}
+
+impl LogCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached (log, bid count), or the (epoch, generation) a fill after a read must match.
+    #[allow(clippy::type_complexity)]
+    fn get(&self, id: &str) -> std::result::Result<(Arc<Vec<serde_json::Value>>, u64), (u64, u64)> {
+        let c = self.lock();
+        match c.entries.get(id) {
+            Some((log, n)) => Ok((log.clone(), *n)),
+            None => Err((c.epoch, c.generation.get(id).copied().unwrap_or(0))),
+        }
+    }
+
+    fn fill(&self, id: &str, ticket: (u64, u64), log: &[serde_json::Value], bids: u64) {
+        let mut c = self.lock();
+        if c.writing.get(id).is_some_and(|n| *n > 0)
+            || c.epoch != ticket.0
+            || c.generation.get(id).copied().unwrap_or(0) != ticket.1
+        {
+            return;
+        }
+        if c.entries.len() >= LOG_CACHE_MAX {
+            c.entries.clear();
+        }
+        c.entries.insert(id.to_string(), (Arc::new(log.to_vec()), bids));
+    }
+
+    fn write_begin(&self, id: &str) {
+        *self.lock().writing.entry(id.to_string()).or_default() += 1;
+    }
+
+    /// A write of `id` ended: `line` is the log line it committed (appended to a cached log),
+    /// `None` when it wrote bids, failed, or wrote nothing to the log (the entry is dropped
+    /// unless `keep`).
+    fn write_end(&self, id: &str, line: Option<serde_json::Value>, keep: bool) {
+        let mut c = self.lock();
+        if let Some(n) = c.writing.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.writing.remove(id);
+            }
+        }
+        *c.generation.entry(id.to_string()).or_default() += 1;
+        if c.generation.len() > LOG_CACHE_MAX && c.writing.is_empty() {
+            // Generations only matter against reads in flight: restart them all (every read
+            // in flight then declines to fill).
+            c.generation.clear();
+            c.entries.clear();
+            c.epoch += 1;
+            return;
+        }
+        match line {
+            Some(line) => {
+                if let Some((log, _)) = c.entries.get_mut(id) {
+                    let later =
+                        log.last().is_none_or(|l| l["at_ms"].as_i64() <= line["at_ms"].as_i64());
+                    if later {
+                        Arc::make_mut(log).push(line);
+                    } else {
+                        c.entries.remove(id);
+                    }
+                }
+            }
+            None if keep => {}
+            None => {
+                c.entries.remove(id);
+            }
+        }
+    }
+}
+
+/// Most bids queued for the bid writer (a REST handler waits for room beyond it).
+const BID_QUEUE: usize = 4096;
+
+/// Most bids written in one batch.
+const BID_BATCH: usize = 256;
+
+/// One sealed bid waiting for the bid writer, with where its outcome goes.
+#[derive(Debug)]
+struct BidJob {
+    bounty_id: String,
+    bidder: String,
+    bid: String,
+    eta_secs: i64,
+    capacity: usize,
+    reply: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// Group commit of sealed bids: one task takes every bid queued at once and writes them in
+/// one transaction (`BEGIN`, one read of the bidders the bounties hold, one multi-row upsert,
+/// `COMMIT`: four statements per batch instead of one upsert per bid; fewer than
+/// [`SMALL_BID_BATCH`] bids are written one statement each), then answers each caller. A caller's bid is on disk when its answer comes (as before: the REST answer is
+/// sent after the commit), so a crash loses no acknowledged bid.
+struct BidWriter;
+
+impl BidWriter {
+    fn spawn(pool: AnyPool, logs: Option<Arc<LogCache>>) -> tokio::sync::mpsc::Sender<BidJob> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<BidJob>(BID_QUEUE);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BID_BATCH);
+            while rx.recv_many(&mut batch, BID_BATCH).await > 0 {
+                let ids: std::collections::BTreeSet<String> =
+                    batch.iter().map(|j| j.bounty_id.clone()).collect();
+                if let Some(c) = &logs {
+                    ids.iter().for_each(|id| c.write_begin(id));
+                }
+                let written = write_bids(&pool, &batch).await;
+                if let Some(c) = &logs {
+                    // The bid counts changed (or may have): drop the cached views.
+                    ids.iter().for_each(|id| c.write_end(id, None, false));
+                }
+                match written {
+                    Ok(accepted) => {
+                        for (job, ok) in batch.drain(..).zip(accepted) {
+                            let _ = job.reply.send(Ok(ok));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for job in batch.drain(..) {
+                            let _ = job.reply.send(Err(MarketError::Internal(format!(
+                                "storing the bid failed: {msg}"
+                            ))));
+                        }
+                    }
+                }
+            }
+        });
+        tx
+    }
+}
+
+/// Batches below this size are written one statement per bid ([`upsert_one_bid`]).
+const SMALL_BID_BATCH: usize = 4;
+
+/// One bid, unless its bounty holds `capacity` bids already and none of them is this
+/// bidder's (then false): the check and the write in one statement.
+async fn upsert_one_bid(pool: &AnyPool, j: &BidJob) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) \
+         SELECT $1, $2, $3, $4, $5 \
+         WHERE (SELECT COUNT(*) FROM market_bids WHERE bounty_id = $1) < $6 \
+            OR EXISTS (SELECT 1 FROM market_bids WHERE bounty_id = $1 AND bidder = $2) \
+         ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
+    )
+    .bind(j.bounty_id.as_str())
+    .bind(j.bidder.as_str())
+    .bind(j.bid.as_str())
+    .bind(j.eta_secs)
+    .bind(now_ms())
+    .bind(i64::try_from(j.capacity).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Writes a batch of bids in one transaction; returns, per job, whether it was stored (false:
+/// its bounty holds `capacity` bids already and none is this bidder's). Within the batch a
+/// later bid of the same bidder on the same bounty replaces the earlier one, as a later
+/// upsert would.
+async fn write_bids(pool: &AnyPool, jobs: &[BidJob]) -> Result<Vec<bool>> {
+    use std::collections::{BTreeSet, HashSet};
+    // A batch costs four statements (BEGIN, the read, the upsert, COMMIT): a smaller one is
+    // written bid by bid, each bid's check and write in one statement (atomic on SQLite).
+    if jobs.len() < SMALL_BID_BATCH {
+        let mut accepted = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            accepted.push(upsert_one_bid(pool, j).await?);
+        }
+        return Ok(accepted);
+    }
+    let bounties: Vec<&str> =
+        jobs.iter().map(|j| j.bounty_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    crate::metrics::transaction_begun();
+    let mut tx = pool.begin().await?;
+    // The bidders each bounty holds now.
+    let mut held: HashMap<&str, HashSet<String>> = HashMap::new();
+    for chunk in bounties.chunks(500) {
+        let sql = format!(
+            "SELECT bounty_id, bidder FROM market_bids WHERE bounty_id IN ({})",
+            crate::ioa::store::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in chunk {
+            q = q.bind(*b);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            let bounty: String = r.try_get("bounty_id")?;
+            if let Some(k) = chunk.iter().find(|b| **b == bounty) {
+                held.entry(*k).or_default().insert(r.try_get("bidder")?);
+            }
+        }
+    }
+    // Decide in arrival order; the last bid per (bounty, bidder) is the one written.
+    let mut accepted = Vec::with_capacity(jobs.len());
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        let set = held.entry(j.bounty_id.as_str()).or_default();
+        let ok = set.contains(&j.bidder) || set.len() < j.capacity;
+        if ok {
+            set.insert(j.bidder.clone());
+            last.insert((j.bounty_id.as_str(), j.bidder.as_str()), i);
+        }
+        accepted.push(ok);
+    }
+    let mut rows: Vec<usize> = last.into_values().collect();
+    rows.sort_unstable();
+    let now = now_ms();
+    for chunk in rows.chunks(BID_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|k| {
+                let b = k * 5;
+                format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) VALUES {} \
+             ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &i in chunk {
+            let j = &jobs[i];
+            q = q
+                .bind(j.bounty_id.as_str())
+                .bind(j.bidder.as_str())
+                .bind(j.bid.as_str())
+                .bind(j.eta_secs)
+                .bind(now);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(accepted)
 }
 
 /// Per-bounty wake-ups for readers of the progress log, and one stream of every bounty whose
@@ -440,7 +712,9 @@ impl MarketStore {
         }
         let pool = opts.connect(&url).await?;
         let rows = (!postgres).then(Arc::default);
-        let me = Self { pool, postgres, rows, log_watchers: Arc::default() };
+        let logs = (!postgres).then(Arc::default);
+        let bids = BidWriter::spawn(pool.clone(), logs.clone());
+        let me = Self { pool, postgres, rows, log_watchers: Arc::default(), bids, logs };
         me.migrate().await?;
         Ok(me)
     }
@@ -602,7 +876,9 @@ impl MarketStore {
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
         let mut writing = self.writing(id);
+        let log = self.log_writing(id);
         // The move and its log line in one commit.
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5 RETURNING *")
             .bind(to.as_str())
@@ -613,14 +889,17 @@ impl MarketStore {
             .fetch_all(&mut *tx)
             .await?;
         let moved = rows.len() == 1;
-        if moved {
-            append_log(&mut *tx, id, to.as_str(), note).await?;
-        }
+        let line =
+            if moved { Some(append_log(&mut *tx, id, to.as_str(), note).await?) } else { None };
         tx.commit().await?;
+        log.done(line, !moved);
         if moved && to == Phase::Settled {
             crate::metrics::inc(&crate::metrics::METRICS.settlements);
         }
         writing.committed(&rows);
+        // The row is cached before followers wake: a view woken by the new line reads it
+        // from the cache, not from the database behind a write still marked in flight.
+        drop(writing);
         if moved {
             tracing::info!(bounty = %id, event = to.as_str(), detail = note, "bounty {}", to.as_str());
             self.log_watchers.appended(id);
@@ -637,6 +916,7 @@ impl MarketStore {
         award_expiry: u64,
     ) -> Result<()> {
         let mut writing = self.writing_with(id, true);
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
@@ -817,8 +1097,9 @@ impl MarketStore {
     }
 
     /// Stores (or replaces, within the window) a bidder's sealed bid, unless the bounty holds
-    /// `capacity` bids already and none of them is this bidder's: then false. The check and
-    /// the write are one statement (one round trip, and atomic on SQLite).
+    /// `capacity` bids already and none of them is this bidder's: then false. Bids queued at
+    /// the same time are written together by the bid writer ([`BidWriter`]); the answer comes
+    /// after their commit.
     pub async fn upsert_bid(
         &self,
         bounty_id: &str,
@@ -827,22 +1108,18 @@ impl MarketStore {
         eta_secs: u64,
         capacity: usize,
     ) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO market_bids (bounty_id, bidder, bid, eta_secs, received_at) \
-             SELECT $1, $2, $3, $4, $5 \
-             WHERE (SELECT COUNT(*) FROM market_bids WHERE bounty_id = $1) < $6 \
-                OR EXISTS (SELECT 1 FROM market_bids WHERE bounty_id = $1 AND bidder = $2) \
-             ON CONFLICT (bounty_id, bidder) DO UPDATE SET bid = excluded.bid, eta_secs = excluded.eta_secs, received_at = excluded.received_at",
-        )
-        .bind(bounty_id)
-        .bind(bidder)
-        .bind(bid.to_string())
-        .bind(eta_secs as i64)
-        .bind(now_ms())
-        .bind(i64::try_from(capacity).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = BidJob {
+            bounty_id: bounty_id.to_string(),
+            bidder: bidder.to_string(),
+            bid: bid.to_string(),
+            eta_secs: i64::try_from(eta_secs).unwrap_or(i64::MAX),
+            capacity,
+            reply,
+        };
+        let gone = || MarketError::Internal("the bid writer stopped".into());
+        self.bids.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Number of bids for a bounty.
@@ -964,7 +1241,9 @@ impl MarketStore {
 
     /// Appends to the progress log.
     pub async fn log(&self, bounty_id: &str, event: &str, detail: &str) -> Result<()> {
-        append_log(&self.pool, bounty_id, event, detail).await?;
+        let log = self.log_writing(bounty_id);
+        let line = append_log(&self.pool, bounty_id, event, detail).await?;
+        log.done(Some(line), false);
         tracing::info!(bounty = %bounty_id, event, detail, "bounty {event}");
         self.log_watchers.appended(bounty_id);
         Ok(())
@@ -975,8 +1254,20 @@ impl MarketStore {
         &self.log_watchers
     }
 
+    /// Before a write of `id`'s log: the [`LogCache`] ends the write when the guard is done
+    /// (or dropped: a write that failed or whose future was dropped drops the entry).
+    fn log_writing<'a>(&'a self, id: &'a str) -> LogWriteGuard<'a> {
+        if let Some(c) = &self.logs {
+            c.write_begin(id);
+        }
+        LogWriteGuard { cache: self.logs.as_deref(), id, ended: false }
+    }
+
     /// The progress log of a bounty, oldest first.
     pub async fn events(&self, bounty_id: &str) -> Result<Vec<serde_json::Value>> {
+        if let Some(Ok((log, _))) = self.logs.as_ref().map(|c| c.get(bounty_id)) {
+            return Ok(Vec::clone(&log));
+        }
         let rows = sqlx::query(
             "SELECT at_ms, event, detail FROM market_log WHERE bounty_id = $1 ORDER BY at_ms",
         )
@@ -992,6 +1283,11 @@ impl MarketStore {
         &self,
         bounty_id: &str,
     ) -> Result<(Vec<serde_json::Value>, u64)> {
+        let generation = match self.logs.as_ref().map(|c| c.get(bounty_id)) {
+            Some(Ok((log, n))) => return Ok((Vec::clone(&log), n)),
+            Some(Err(generation)) => Some(generation),
+            None => None,
+        };
         // The count travels as the first line (at_ms -1, before any real one).
         let rows = sqlx::query(
             "SELECT -1 AS at_ms, 'bids' AS event, CAST(COUNT(*) AS TEXT) AS detail FROM market_bids \
@@ -1008,7 +1304,38 @@ impl MarketStore {
         let count = count
             .parse()
             .map_err(|e| MarketError::Internal(format!("bid count {count:?}: {e}")))?;
-        Ok((log.iter().map(log_line).collect::<Result<_>>()?, count))
+        let log: Vec<serde_json::Value> = log.iter().map(log_line).collect::<Result<_>>()?;
+        if let (Some(c), Some(g)) = (&self.logs, generation) {
+            c.fill(bounty_id, g, &log, count);
+        }
+        Ok((log, count))
+    }
+}
+
+/// A write of a bounty's log in flight ([`MarketStore::log_writing`]).
+struct LogWriteGuard<'a> {
+    cache: Option<&'a LogCache>,
+    id: &'a str,
+    ended: bool,
+}
+
+impl LogWriteGuard<'_> {
+    /// The write committed `line` (None: no line; `keep`: the cached entry is still right).
+    fn done(mut self, line: Option<serde_json::Value>, keep: bool) {
+        self.ended = true;
+        if let Some(c) = self.cache {
+            c.write_end(self.id, line, keep);
+        }
+    }
+}
+
+impl Drop for LogWriteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.ended
+            && let Some(c) = self.cache
+        {
+            c.write_end(self.id, None, false);
+        }
     }
 }
 
@@ -1021,18 +1348,25 @@ fn log_line(r: &sqlx::any::AnyRow) -> Result<serde_json::Value> {
 }
 
 /// One progress-log line, on the pool or inside a transaction.
-async fn append_log<'e, E>(db: E, bounty_id: &str, event: &str, detail: &str) -> Result<()>
+/// Returns the line as a view shows it.
+async fn append_log<'e, E>(
+    db: E,
+    bounty_id: &str,
+    event: &str,
+    detail: &str,
+) -> Result<serde_json::Value>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    let at = now_ms();
     sqlx::query("INSERT INTO market_log (bounty_id, at_ms, event, detail) VALUES ($1, $2, $3, $4)")
         .bind(bounty_id)
-        .bind(now_ms())
+        .bind(at)
         .bind(event)
         .bind(detail)
         .execute(db)
         .await?;
-    Ok(())
+    Ok(serde_json::json!({ "at_ms": at, "event": event, "detail": detail }))
 }
 /// Who takes a claim: this node and when this process of it started.
 #[derive(Debug, Clone)]
@@ -1376,5 +1710,62 @@ mod tests {
         assert!(s.insert_entry("0x01", "0xa", &serde_json::json!([1])).await.unwrap());
         assert!(!s.insert_entry("0x01", "0xa", &serde_json::json!([2])).await.unwrap());
         assert_eq!(s.entries("0x01").await.unwrap()[0].1, serde_json::json!([1]));
+    }
+
+    /// Bids arriving together are written in batches: the capacity holds across a batch
+    /// (exactly `capacity` distinct bidders get in), a bidder's repeated bid in the same batch
+    /// is accepted and the last one stored, and each answer comes after its commit.
+    #[tokio::test]
+    async fn concurrent_bids_respect_the_capacity_and_keep_the_last_bid_per_bidder() {
+        let s = store().await;
+        let calls = (0..40).map(|i| {
+            let s = s.clone();
+            async move {
+                let bidder = format!("0x{:02}", i % 20);
+                let ok = s.upsert_bid("0xb1", &bidder, &serde_json::json!({"i": i}), 1, 7).await;
+                (bidder, i, ok.unwrap())
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let bids = s.bids("0xb1").await.unwrap();
+        assert_eq!(bids.len(), 7);
+        let held: std::collections::HashSet<&str> =
+            bids.iter().map(|b| b.bidder.as_str()).collect();
+        for (bidder, i, ok) in &answers {
+            assert_eq!(*ok, held.contains(bidder.as_str()), "bid {i} of {bidder}");
+        }
+        // Each held bidder's stored bid is its last accepted one (i + 20 after i).
+        for b in &bids {
+            let last =
+                answers.iter().filter(|(w, _, ok)| *w == b.bidder && *ok).map(|(_, i, _)| *i).max();
+            assert_eq!(b.bid["i"].as_i64(), last.map(i64::from));
+        }
+        let (_, count) = s.events_and_bid_count("0xb1").await.unwrap();
+        assert_eq!(count, 7);
+    }
+
+    /// The cached log a view reads stays what the database holds: lines appended by `log` and
+    /// by transitions after it was cached, and the bid count after new bids.
+    #[tokio::test]
+    async fn the_cached_view_log_follows_appends_transitions_and_bids() {
+        let s = store().await;
+        s.insert_bounty("0x07", "0xp", &serde_json::json!({}), 10).await.unwrap();
+        s.log("0x07", "posted", "one").await.unwrap();
+        let fresh = |s: &MarketStore| {
+            let s = MarketStore { logs: None, ..s.clone() };
+            async move { s.events_and_bid_count("0x07").await.unwrap() }
+        };
+        assert_eq!(s.events_and_bid_count("0x07").await.unwrap(), fresh(&s).await);
+        s.log("0x07", "announced", "two").await.unwrap();
+        assert_eq!(s.events_and_bid_count("0x07").await.unwrap(), fresh(&s).await);
+        assert!(s.transition("0x07", Phase::Bidding, Phase::AwaitingAward, "three").await.unwrap());
+        // A transition that does not apply leaves the log as it is.
+        assert!(!s.transition("0x07", Phase::Bidding, Phase::Failed, "no").await.unwrap());
+        assert_eq!(s.events_and_bid_count("0x07").await.unwrap(), fresh(&s).await);
+        assert!(s.upsert_bid("0x07", "0xa", &serde_json::json!({}), 1, 10).await.unwrap());
+        let (log, bids) = s.events_and_bid_count("0x07").await.unwrap();
+        assert_eq!((log.len(), bids), (3, 1));
+        assert_eq!((log.clone(), bids), fresh(&s).await);
+        assert_eq!(s.events("0x07").await.unwrap(), log);
     }
 }

@@ -185,6 +185,7 @@ impl Store {
     pub async fn accept(&self, a: &Accept<'_>) -> Result<()> {
         let Accept { payer, token, channel_id, call_id, cumulative, signature, redeemed_floor } =
             *a;
+        crate::metrics::transaction_begun();
         let mut tx = self.pool.begin().await?;
         let ch = channel_id.to_string();
         let sig = signature.to_string();
