@@ -21,6 +21,7 @@ pub mod escrow;
 pub mod feedback;
 pub mod fees;
 pub mod panel;
+pub mod policy;
 pub mod pledge;
 pub mod registry;
 pub mod retry;

@@ -11,3 +11,4 @@ pub mod mcp;
 pub mod metered;
 pub mod metrics;
 pub mod openapi;
+pub mod traffic;
