@@ -11,7 +11,7 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use reef_wire::{
     AgentCard, AgentInfo, AgentQuery, ClientFrame, Envelope, ErrorCode, GroupInfo, SendMessage,
     ServerFrame, State,
@@ -610,6 +610,7 @@ impl Supervisor {
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+    use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
 
     async fn send(

@@ -50,7 +50,7 @@ fn post(node: &NodeProc, token: &str, group: &str, text: &str) -> u64 {
         "POST",
         &format!("/v1/groups/{group}/messages"),
         Some(token),
-        Some(&json!({"msg_id":rand_hex(8),"body":{"text":text}})),
+        Some(&json!({"msg_id":rand_hex(8),"state":"discussion","body":{"text":text}})),
     );
     assert_eq!(st, 200, "{v}");
     v["seq"].as_u64().unwrap()

@@ -134,7 +134,7 @@ async fn no_onward_sharing_is_committed_shown_and_enforced() {
     let send = |group: &str, body: Value| {
         let api = api.clone();
         let path = format!("/v1/groups/{group}/messages");
-        async move { api.post(&path, json!({"msg_id": rand_hex(6), "body": body})).await }
+        async move { api.post(&path, json!({"msg_id": rand_hex(6), "state": "discussion", "body": body})).await }
     };
     let refused = send(other, json!({"fwd": format!("look: {marker}")})).await.unwrap_err();
     assert_eq!(refused.status(), Some(403), "{refused}");

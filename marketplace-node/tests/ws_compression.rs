@@ -7,7 +7,7 @@
 mod support;
 
 use alloy_signer_local::PrivateKeySigner;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use marketplace_node::traffic::{Counted, Counters};
 use reef_wire::ServerFrame;
 use serde_json::{Value, json};
@@ -84,7 +84,7 @@ async fn login(ws: &mut Sock, key: &PrivateKeySigner) {
 
 /// A card whose description repeats: deflate shrinks it many times over.
 fn big_card() -> Value {
-    let description = "sorts lists of numbers ascending, stable, any length; ".repeat(200);
+    let description = "sorts lists of numbers ascending, stable, any length; ".repeat(150);
     json!({"name":"sorter","skills":["sort"],"description":description,"price":4})
 }
 

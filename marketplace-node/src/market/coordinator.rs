@@ -103,6 +103,10 @@ pub struct PostRequest {
     /// it in the call for proposals, to check the parent before they bid.
     #[serde(default)]
     pub from_reward: Option<String>,
+    /// Data-usage terms (retention, onward sharing, region), committed through
+    /// `record.specHash` ([`escrow_client::policy::spec_hash`]).
+    #[serde(default)]
+    pub policy: Option<escrow_client::policy::Policy>,
 }
 
 /// What a bidder sends.

@@ -4,7 +4,7 @@
 //! handlers and the fuzz targets (`fuzz/`) run the very same code.
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256, keccak256},
+    primitives::{Address, B256, Bytes, U256},
     sol_types::Eip712Domain,
 };
 use escrow_client::{

@@ -44,7 +44,7 @@ def test_retention_and_erase_bodies_match_the_schemas(node: Node) -> None:
         await http.request(
             "POST",
             f"{node.http}/v1/groups/{gid}/messages",
-            {"msg_id": "m1", "body": {"text": "to be erased"}},
+            {"msg_id": "m1", "state": "discussion", "body": {"text": "to be erased"}},
             auth,
         )
         out = await http.request("DELETE", f"{node.http}/v1/groups/{gid}/messages/mine", None, auth)
