@@ -609,8 +609,8 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
     use futures::StreamExt;
+    use tokio::net::TcpListener;
     use tokio_tungstenite::tungstenite::Message;
 
     async fn send(

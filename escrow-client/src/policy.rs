@@ -46,7 +46,8 @@ impl Policy {
     /// "retention_days":…}` with keys in that order, no whitespace, `null` for absent values,
     /// the region lower-cased.
     pub fn canonical(&self) -> String {
-        let norm = Self { region: self.region.as_ref().map(|r| r.to_ascii_lowercase()), ..self.clone() };
+        let norm =
+            Self { region: self.region.as_ref().map(|r| r.to_ascii_lowercase()), ..self.clone() };
         // A struct of a bool, an optional restricted string and an optional integer always
         // serializes.
         serde_json::to_string(&norm).unwrap_or_default()
@@ -91,7 +92,8 @@ mod tests {
 
     #[test]
     fn canonical_form_is_fixed() {
-        let p = Policy { onward_sharing: false, region: Some("EU".into()), retention_days: Some(30) };
+        let p =
+            Policy { onward_sharing: false, region: Some("EU".into()), retention_days: Some(30) };
         assert_eq!(p.canonical(), r#"{"onward_sharing":false,"region":"eu","retention_days":30}"#);
         let q: Policy = serde_json::from_str("{}").unwrap();
         assert_eq!(q.canonical(), r#"{"onward_sharing":true,"region":null,"retention_days":null}"#);
@@ -118,7 +120,11 @@ mod tests {
 
     #[test]
     fn bounds() {
-        let ok = Policy { onward_sharing: true, region: Some("us-east".into()), retention_days: Some(7) };
+        let ok = Policy {
+            onward_sharing: true,
+            region: Some("us-east".into()),
+            retention_days: Some(7),
+        };
         assert!(ok.validate().is_ok());
         assert!(Policy { region: Some("eu west".into()), ..ok.clone() }.validate().is_err());
         assert!(Policy { region: Some(String::new()), ..ok.clone() }.validate().is_err());

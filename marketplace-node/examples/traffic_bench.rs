@@ -79,7 +79,7 @@ impl Agent {
         let sig = a.key.sign_message_sync(ch["message"].as_str().unwrap_or("").as_bytes())?;
         a.send(json!({"type":"auth","address":a.key.address(),
             "signature":hex::encode_prefixed(sig.as_bytes())}))
-        .await?;
+            .await?;
         a.expect("welcome").await?;
         let card = json!({"name":format!("sorter-{}", &a.key.address().to_string()[2..8]),
             "skills":["sort"],"description":"sorts lists of numbers ascending","price":4});
@@ -193,7 +193,8 @@ fn cpu_secs() -> f64 {
 }
 
 async fn run(opts: &Opts, ws: WsCompression, offer: bool) -> eyre::Result<Run> {
-    let dir = std::env::temp_dir().join(format!("reef-traffic-{}", hex::encode(rand::random::<[u8; 6]>())));
+    let dir = std::env::temp_dir()
+        .join(format!("reef-traffic-{}", hex::encode(rand::random::<[u8; 6]>())));
     std::fs::create_dir_all(&dir)?;
     let config = ioa::Config {
         database_url: format!("sqlite://{}/node.db", dir.display()),
@@ -209,7 +210,9 @@ async fn run(opts: &Opts, ws: WsCompression, offer: bool) -> eyre::Result<Run> {
     for _ in 0..opts.candidates {
         cands.push(Agent::connect(&addr, offer).await?);
     }
-    let all = |m: &Agent, c: &[Agent]| m.counters.total() + c.iter().map(|a| a.counters.total()).sum::<u64>();
+    let all = |m: &Agent, c: &[Agent]| {
+        m.counters.total() + c.iter().map(|a| a.counters.total()).sum::<u64>()
+    };
     let frames = |m: &Agent, c: &[Agent]| m.frames + c.iter().map(|a| a.frames).sum::<u64>();
     let setup_bytes = all(&market, &cands) / (1 + opts.candidates as u64);
     let (f0, cpu0, t0) = (frames(&market, &cands), cpu_secs(), Instant::now());
@@ -305,9 +308,16 @@ async fn main() -> eyre::Result<()> {
     let configs: Vec<(String, WsCompression, bool)> = vec![
         ("off (no offer)".into(), WsCompression::off(), false),
         (format!("deflate, {} bits, context takeover", on.window_bits), on, true),
-        (format!("deflate, {} bits, no context takeover", on.window_bits),
-            WsCompression { context_takeover: false, ..on }, true),
-        ("deflate, 15 bits, context takeover".into(), WsCompression { window_bits: 15, ..on }, true),
+        (
+            format!("deflate, {} bits, no context takeover", on.window_bits),
+            WsCompression { context_takeover: false, ..on },
+            true,
+        ),
+        (
+            "deflate, 15 bits, context takeover".into(),
+            WsCompression { window_bits: 15, ..on },
+            true,
+        ),
         ("deflate, 9 bits, context takeover".into(), WsCompression { window_bits: 9, ..on }, true),
     ];
     println!(
@@ -333,10 +343,16 @@ async fn main() -> eyre::Result<()> {
             r.setup_bytes,
             r.frames as f64 / opts.queries as f64,
             cpu_per_msg,
-            if r.agreed { format!("  (+{:.1} µs/msg vs off)", cpu_per_msg - off_cpu) } else { String::new() },
+            if r.agreed {
+                format!("  (+{:.1} µs/msg vs off)", cpu_per_msg - off_cpu)
+            } else {
+                String::new()
+            },
         );
         eprintln!("  ({name}: {:.2} s wall, {:.2} s CPU)", r.wall.as_secs_f64(), r.cpu);
     }
-    println!("paper: {PAPER_BYTES_PER_QUERY:.0} B per query. Bytes are counted on every agent's socket, both directions; CPU is this process's (node + agents), per frame sent or received by an agent.");
+    println!(
+        "paper: {PAPER_BYTES_PER_QUERY:.0} B per query. Bytes are counted on every agent's socket, both directions; CPU is this process's (node + agents), per frame sent or received by an agent."
+    );
     Ok(())
 }

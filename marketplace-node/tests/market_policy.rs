@@ -29,7 +29,13 @@ fn in_files(db: &Path, marker: &str) -> bool {
 }
 
 /// `reef bounty post` of a hash-verified sort of `input` with `extra` flags (terms).
-fn post(http: &str, rpc: &str, deployments: &Path, input: &Value, extra: &[&str]) -> std::process::Child {
+fn post(
+    http: &str,
+    rpc: &str,
+    deployments: &Path,
+    input: &Value,
+    extra: &[&str],
+) -> std::process::Child {
     let mut sorted: Vec<String> =
         input.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     sorted.sort();
@@ -84,7 +90,13 @@ async fn task_data_is_deleted_after_the_terms_retention() {
     let m = market("policy-retention", &["--retention-sweep-secs", "1"]).await;
     let marker = format!("PRIVATE-{}", rand_hex(10));
     let input = json!([marker, "apple-banana-cherry"]);
-    let res = settled(post(&m.http, &m.rpc(), &m.dir.join("deployments"), &input, &["--retention-days", "0"]));
+    let res = settled(post(
+        &m.http,
+        &m.rpc(),
+        &m.dir.join("deployments"),
+        &input,
+        &["--retention-days", "0"],
+    ));
     let id = res["id"].as_str().expect("id").to_owned();
     let db = m.dir.join("node.db");
     // Deleted from the record, the verdict and every group message: gone from the files.
@@ -112,6 +124,8 @@ async fn no_onward_sharing_is_committed_shown_and_enforced() {
     let policy = Policy { onward_sharing: false, region: None, retention_days: None };
     assert_eq!(view["policy"], serde_json::to_value(&policy).unwrap(), "{view}");
     assert_eq!(view["erased"], false);
+    // The control of the retention test: without a retention the input stays in the files.
+    assert!(in_files(&m.dir.join("node.db"), &marker), "the input should be stored");
 
     // The provider (dev account 1) logs in like any agent.
     let provider = dev_signer(1);
@@ -134,7 +148,10 @@ async fn no_onward_sharing_is_committed_shown_and_enforced() {
     let send = |group: &str, body: Value| {
         let api = api.clone();
         let path = format!("/v1/groups/{group}/messages");
-        async move { api.post(&path, json!({"msg_id": rand_hex(6), "state": "discussion", "body": body})).await }
+        async move {
+            api.post(&path, json!({"msg_id": rand_hex(6), "state": "discussion", "body": body}))
+                .await
+        }
     };
     let refused = send(other, json!({"fwd": format!("look: {marker}")})).await.unwrap_err();
     assert_eq!(refused.status(), Some(403), "{refused}");
@@ -180,11 +197,23 @@ async fn no_onward_sharing_is_committed_shown_and_enforced() {
 async fn a_region_the_node_does_not_serve_is_refused() {
     let m = market("policy-region", &["--region", "eu"]).await;
     let deployments = m.dir.join("deployments");
-    let child = post(&m.http, &m.rpc(), &deployments, &json!(["b-item-x", "a-item-y"]), &["--region", "us"]);
+    let child = post(
+        &m.http,
+        &m.rpc(),
+        &deployments,
+        &json!(["b-item-x", "a-item-y"]),
+        &["--region", "us"],
+    );
     let out = common::wait_with_deadline(child, 120);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("region"), "{err}");
     // The node's own region is served.
-    settled(post(&m.http, &m.rpc(), &deployments, &json!(["b-item-x", "a-item-y"]), &["--region", "EU"]));
+    settled(post(
+        &m.http,
+        &m.rpc(),
+        &deployments,
+        &json!(["b-item-x", "a-item-y"]),
+        &["--region", "EU"],
+    ));
 }

@@ -142,11 +142,9 @@ async fn a_client_that_offers_nothing_still_works_uncompressed() {
 async fn ws_compression_off_refuses_to_negotiate() {
     let node = spawn_node(&sqlite_url(), &["--ws-compression", "off"]);
     let key = PrivateKeySigner::random();
-    let (mut ws, ext, counters) = connect(
-        &node,
-        Some("permessage-deflate; client_max_window_bits, permessage-deflate"),
-    )
-    .await;
+    let (mut ws, ext, counters) =
+        connect(&node, Some("permessage-deflate; client_max_window_bits, permessage-deflate"))
+            .await;
     assert_eq!(ext, None, "the node agreed to {ext:?} with compression off");
     login(&mut ws, &key).await;
     let (wire, json) = register_exchange(&mut ws, &counters).await;

@@ -28,13 +28,17 @@ enum GroupCmd {
     )]
     Retention(RetentionArgs),
     /// Delete every message you sent to a group (you must be a member).
-    #[command(after_help = "Example: reef group erase g_1a2b… --node http://127.0.0.1:7700 --key $KEY")]
+    #[command(
+        after_help = "Example: reef group erase g_1a2b… --node http://127.0.0.1:7700 --key $KEY"
+    )]
     Erase(EraseArgs),
     /// Delete now, in a node's database, every message past its group's retention, and on
     /// SQLite truncate the write-ahead log and vacuum the freed pages, so the bytes are gone
     /// from the files (safe while the node runs; the node also does this every
     /// `--retention-sweep-secs`).
-    #[command(after_help = "Example: reef group purge --database-url sqlite://.reef/node.db --json")]
+    #[command(
+        after_help = "Example: reef group purge --database-url sqlite://.reef/node.db --json"
+    )]
     Purge(PurgeArgs),
 }
 
@@ -122,7 +126,8 @@ fn parse_ttl(s: &str) -> Result<u64, String> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 24h, 7d"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 24h, 7d"))?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -155,7 +160,9 @@ impl GroupArgs {
                     println!("{out}");
                 } else {
                     match secs {
-                        Some(s) => println!("{}: messages older than {s} s are deleted", a.group_id),
+                        Some(s) => {
+                            println!("{}: messages older than {s} s are deleted", a.group_id)
+                        }
                         None => println!("{}: every message is kept", a.group_id),
                     }
                 }
@@ -186,7 +193,11 @@ impl GroupArgs {
                     println!(
                         "{deleted} expired messages deleted; freed pages {}; write-ahead log {}",
                         if vacuumed { "vacuumed" } else { "not vacuumed" },
-                        if log_emptied { "emptied" } else { "still in use by a reader (run again)" }
+                        if log_emptied {
+                            "emptied"
+                        } else {
+                            "still in use by a reader (run again)"
+                        }
                     );
                 }
             }

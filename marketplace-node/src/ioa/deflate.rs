@@ -131,8 +131,7 @@ fn window_bits(value: Option<&str>) -> Option<u8> {
     let v = value?;
     // A value is a token or a quoted string (RFC 6455 §9.1); digits only, no leading zero.
     let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
-    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit())
-    {
+    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let bits: u8 = v.parse().ok()?;
@@ -179,7 +178,10 @@ fn parse_offer(ext: &str) -> Option<Offer> {
 /// the client's order of preference): the first acceptable permessage-deflate offer is
 /// agreed to within the node's bounds; `None` (no extension, plain frames) when the node has
 /// compression off or no offer is acceptable.
-pub fn negotiate<'a>(cfg: &WsCompression, headers: impl IntoIterator<Item = &'a str>) -> Option<Agreed> {
+pub fn negotiate<'a>(
+    cfg: &WsCompression,
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Option<Agreed> {
     if !cfg.enabled {
         return None;
     }

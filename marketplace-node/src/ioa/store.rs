@@ -901,13 +901,13 @@ impl Store {
             within_horizon("m", "g", 5)
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(group_id.to_owned())
-        .bind(after as i64)
-        .bind(upto.min(i64::MAX as u64) as i64)
-        .bind(i64::from(limit))
-        .bind(now_ms() as i64)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(group_id.to_owned())
+            .bind(after as i64)
+            .bind(upto.min(i64::MAX as u64) as i64)
+            .bind(i64::from(limit))
+            .bind(now_ms() as i64)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get::<String, _>("frame")?))

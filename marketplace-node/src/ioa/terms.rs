@@ -167,7 +167,10 @@ mod tests {
     use serde_json::json;
 
     fn msg(group: &str, body: Value) -> SendMessage {
-        serde_json::from_value(json!({"group_id": group, "msg_id": "m", "state": "discussion", "body": body})).unwrap()
+        serde_json::from_value(
+            json!({"group_id": group, "msg_id": "m", "state": "discussion", "body": body}),
+        )
+        .unwrap()
     }
 
     #[test]

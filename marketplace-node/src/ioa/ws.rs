@@ -55,13 +55,19 @@ pub async fn handler(State(node): State<Node>, mut req: axum::extract::Request) 
         return refuse(StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'");
     }
     if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` header did not include '13'");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "`Sec-WebSocket-Version` header did not include '13'",
+        );
     }
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing");
     };
     if req.extensions().get::<hyper::upgrade::OnUpgrade>().is_none() {
-        return refuse(StatusCode::UPGRADE_REQUIRED, "WebSocket request couldn't be upgraded since no upgrade state was present");
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        );
     }
     let offers: Vec<&str> = req
         .headers()
@@ -83,7 +89,8 @@ pub async fn handler(State(node): State<Node>, mut req: axum::extract::Request) 
         res = res.header(header::SEC_WEBSOCKET_EXTENSIONS, ext.as_str());
     }
     // `agent` and `conn` are filled in once the agent has authenticated.
-    let span = tracing::info_span!("ws", agent = Empty, conn = Empty, deflate = extensions.is_some());
+    let span =
+        tracing::info_span!("ws", agent = Empty, conn = Empty, deflate = extensions.is_some());
     tokio::spawn(
         async move {
             let io = match on_upgrade.await {
@@ -208,17 +215,17 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
         };
         let (req_id, parsed) = reef_wire::parse_client_frame(&input);
         let reply = match parsed {
-            Ok(ClientFrame::Auth { address, signature }) => match node
-                .verify_login(&nonce, expires, &address, &signature)
-            {
-                Ok(()) => return Some(address),
-                Err(e) => {
-                    let (code, message) = e.public();
-                    let _ = socket.send(text(error_frame(req_id, code, message))).await;
-                    close(socket, CLOSE_POLICY, "authentication failed").await;
-                    return None;
+            Ok(ClientFrame::Auth { address, signature }) => {
+                match node.verify_login(&nonce, expires, &address, &signature) {
+                    Ok(()) => return Some(address),
+                    Err(e) => {
+                        let (code, message) = e.public();
+                        let _ = socket.send(text(error_frame(req_id, code, message))).await;
+                        close(socket, CLOSE_POLICY, "authentication failed").await;
+                        return None;
+                    }
                 }
-            },
+            }
             Ok(_) => error_frame(
                 req_id,
                 ErrorCode::Unauthenticated,

@@ -467,7 +467,8 @@ impl Market {
     /// Deletes, every `retention_sweep`, the task input and result of bounties that ended
     /// longer ago than their retention (their terms', else the node's `--task-retention`).
     async fn retention_loop(self) {
-        let mut tick = tokio::time::interval(self.inner.cfg.retention_sweep.max(Duration::from_millis(200)));
+        let mut tick =
+            tokio::time::interval(self.inner.cfg.retention_sweep.max(Duration::from_millis(200)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -513,7 +514,10 @@ impl Market {
             });
             self.inner.store.erase_task_data(&row.id, &spec, verdict.as_ref()).await?;
             self.inner.node.terms().release(&row.id);
-            self.inner.store.log(&row.id, "erased", "task input and result deleted (retention)").await?;
+            self.inner
+                .store
+                .log(&row.id, "erased", "task input and result deleted (retention)")
+                .await?;
             erased += 1;
         }
         if erased > 0 {

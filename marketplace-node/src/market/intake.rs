@@ -87,7 +87,10 @@ pub fn check_post(
         {
             return Err(MarketError::Forbidden(format!(
                 "policy.region {want:?}: this node keeps its data in {}",
-                rules.region.map(|r| format!("region {r:?}")).unwrap_or_else(|| "no declared region".into())
+                rules
+                    .region
+                    .map(|r| format!("region {r:?}"))
+                    .unwrap_or_else(|| "no declared region".into())
             )));
         }
     }
