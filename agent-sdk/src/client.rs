@@ -725,4 +725,87 @@ mod tests {
         assert_eq!(joins.len(), 1, "joins sent: {joins:?}");
         assert!(lock(&client.shared).confirmed.contains("g_1"), "re-joined after a reconnect");
     }
+
+    /// The client offers permessage-deflate (letting the node bound its window) and talks
+    /// deflated frames with a node that agrees.
+    #[tokio::test]
+    async fn the_client_offers_and_uses_permessage_deflate() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let node = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                tcp.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("sec-websocket-key: ").or(l.strip_prefix("Sec-WebSocket-Key: "))
+                })
+                .unwrap()
+                .trim()
+                .to_owned();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let ext = "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10";
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {ext}\r\n\r\n"
+            );
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            let opts =
+                yawc::Options::default().with_compression_level(yawc::CompressionLevel::default());
+            let mut ws = yawc::WebSocket::from_stream_with_extensions(
+                tcp,
+                yawc::Role::Server,
+                Some(ext),
+                opts,
+            )
+            .unwrap();
+            let challenge = ServerFrame::Challenge {
+                v: 1,
+                node_id: "z".into(),
+                nonce: "00".into(),
+                expires: u64::MAX,
+                message: "log in".into(),
+            };
+            ws.send(Frame::text(serde_json::to_string(&challenge).unwrap())).await.unwrap();
+            let auth: Value =
+                serde_json::from_slice(ws.next_frame().await.unwrap().payload()).unwrap();
+            let address = auth["address"].as_str().unwrap().parse().unwrap();
+            let welcome = ServerFrame::Welcome { v: 1, address, node_id: "z".into() };
+            ws.send(Frame::text(serde_json::to_string(&welcome).unwrap())).await.unwrap();
+            let reg: Value =
+                serde_json::from_slice(ws.next_frame().await.unwrap().payload()).unwrap();
+            assert_eq!(reg["type"], "register");
+            let ok = ServerFrame::Ok {
+                req_id: reef_wire::ReqId::from_value(&reg["req_id"]),
+                result: serde_json::json!({"address": address, "card": reg["card"],
+                    "online": true, "last_seen": 0, "score": 0.0}),
+            };
+            ws.send(Frame::text(serde_json::to_string(&ok).unwrap())).await.unwrap();
+            head
+        });
+        let (client, _events) = Client::connect(&url, PrivateKeySigner::random()).await.unwrap();
+        let card = AgentCard {
+            name: "z".into(),
+            description: "compressed ".repeat(50),
+            skills: vec!["sort".into()],
+            ..Default::default()
+        };
+        let info = client.register(card.clone()).await.unwrap();
+        assert_eq!(info.card.description, card.description);
+        let head = node.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains(
+                "sec-websocket-extensions: permessage-deflate; client_max_window_bits=15"
+            ),
+            "{head}"
+        );
+    }
 }

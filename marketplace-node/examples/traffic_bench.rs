@@ -57,6 +57,11 @@ struct Agent {
     counters: Counters,
     frames: u64,
     next_req: u64,
+    /// `msg_id`s of the group messages received (every member of a group, its sender too,
+    /// gets each of its messages).
+    seen: std::collections::HashSet<String>,
+    /// Invitations received and not yet waited for.
+    invited: usize,
 }
 
 impl Agent {
@@ -74,7 +79,15 @@ impl Agent {
         let url = format!("ws://{addr}/v1/ws").parse()?;
         let ws = yawc::WebSocket::handshake(url, io, options).await?;
         let key = PrivateKeySigner::random();
-        let mut a = Self { key, ws, counters, frames: 0, next_req: 1 };
+        let mut a = Self {
+            key,
+            ws,
+            counters,
+            frames: 0,
+            next_req: 1,
+            seen: Default::default(),
+            invited: 0,
+        };
         let ch = a.recv().await?;
         let sig = a.key.sign_message_sync(ch["message"].as_str().unwrap_or("").as_bytes())?;
         a.send(json!({"type":"auth","address":a.key.address(),
@@ -105,7 +118,15 @@ impl Agent {
             match f.opcode() {
                 OpCode::Text => {
                     self.frames += 1;
-                    return Ok(serde_json::from_slice(f.payload())?);
+                    let v: Value = serde_json::from_slice(f.payload())?;
+                    match v["type"].as_str() {
+                        Some("message") => {
+                            self.seen.insert(v["msg_id"].as_str().unwrap_or("").to_owned());
+                        }
+                        Some("invited") => self.invited += 1,
+                        _ => {}
+                    }
+                    return Ok(v);
                 }
                 OpCode::Close => eyre::bail!("closed by the node"),
                 _ => continue,
@@ -125,6 +146,23 @@ impl Agent {
                 eyre::bail!("error frame: {v}");
             }
         }
+    }
+
+    /// Read until every message in `ids` has arrived.
+    async fn wait_seen(&mut self, ids: &[String]) -> eyre::Result<()> {
+        while !ids.iter().all(|id| self.seen.contains(id)) {
+            self.recv().await?;
+        }
+        Ok(())
+    }
+
+    /// Read until an invitation has arrived.
+    async fn wait_invited(&mut self) -> eyre::Result<()> {
+        while self.invited == 0 {
+            self.recv().await?;
+        }
+        self.invited -= 1;
+        Ok(())
     }
 
     /// A request and its `ok`/`ack` (pushes that arrive first are read past).
@@ -227,27 +265,27 @@ async fn run(opts: &Opts, ws: WsCompression, offer: bool) -> eyre::Result<Run> {
             .request(json!({"type":"create_group","name":format!("cfp {}", &id.to_string()[..10]),"members":members}))
             .await?;
         let cfp_group = g["result"]["group_id"].clone();
+        market.request(json!({"type":"join","group_id":cfp_group,"since_seq":0})).await?;
+        let cfp_id = format!("cfp-{id}");
         market
-            .request(json!({"type":"send","group_id":cfp_group,"msg_id":format!("cfp-{id}"),
+            .request(json!({"type":"send","group_id":cfp_group,"msg_id":cfp_id,
                 "state":"discussion","body":cfp_body(id, market.address(), poster, &input)}))
             .await?;
+        let mut cfp_ids = vec![cfp_id];
         for (i, c) in cands.iter_mut().enumerate() {
-            c.expect("invited").await?;
+            c.wait_invited().await?;
             c.request(json!({"type":"join","group_id":cfp_group,"since_seq":0})).await?;
-            c.expect("message").await?;
             let bid = bid_body(id, &c.key, 3 + i as u64)?;
+            let bid_id = format!("bid-{id}-{}", c.address());
             c.request(json!({"type":"send","group_id":cfp_group,
-                "msg_id":format!("bid-{id}-{}", c.address()),"state":"discussion","body":bid}))
+                "msg_id":bid_id,"state":"discussion","body":bid}))
                 .await?;
+            cfp_ids.push(bid_id);
         }
-        // Everyone in the group sees every bid; read them all (the market ranks them).
-        for _ in 0..opts.candidates {
-            market.expect("message").await?;
-        }
-        for (i, c) in cands.iter_mut().enumerate() {
-            for _ in i + 1..opts.candidates {
-                c.expect("message").await?;
-            }
+        // Every member sees the call and every bid (the market ranks them).
+        market.wait_seen(&cfp_ids).await?;
+        for c in cands.iter_mut() {
+            c.wait_seen(&cfp_ids).await?;
         }
         let winner = &mut cands[0];
         let w = market
@@ -255,33 +293,49 @@ async fn run(opts: &Opts, ws: WsCompression, offer: bool) -> eyre::Result<Run> {
                 "members":[poster, winner.address()]}))
             .await?;
         let work = w["result"]["group_id"].clone();
-        winner.expect("invited").await?;
+        market.request(json!({"type":"join","group_id":work,"since_seq":0})).await?;
+        winner.wait_invited().await?;
         winner.request(json!({"type":"join","group_id":work,"since_seq":0})).await?;
         let task_id = format!("bounty-{}", &id.to_string()[2..14]);
+        let assign_id = format!("assign-{id}-{}", winner.address());
         market
-            .request(json!({"type":"send","group_id":work,"msg_id":format!("assign-{id}-{}", winner.address()),
+            .request(json!({"type":"send","group_id":work,"msg_id":assign_id,
                 "state":"task_assignment",
                 "task_desc":{"task_id":task_id,"assignee":winner.address(),"mode":"sync",
                     "input":{"bounty_id":id,"description":"Sort these numbers ascending","input":input,
                         "record":cfp_body(id, market.address(), poster, &input)["record"],"verify":"hash"}},
                 "body":{"kind":"assignment","bounty_id":id}}))
             .await?;
-        winner.expect("message").await?;
+        winner.wait_seen(std::slice::from_ref(&assign_id)).await?;
         let mut sorted = input.clone();
         sorted.sort_unstable();
+        let result_id = format!("result-{task_id}");
         winner
-            .request(json!({"type":"send","group_id":work,"msg_id":format!("result-{task_id}"),
+            .request(json!({"type":"send","group_id":work,"msg_id":result_id,
                 "state":"execution","task_desc":{"task_id":task_id},"body":{"status":"done","result":sorted}}))
             .await?;
-        market.expect("message").await?;
+        market.wait_seen(std::slice::from_ref(&result_id)).await?;
         let att = market.key.sign_message_sync(format!("{id}{q}").as_bytes())?;
+        let verdict_id = format!("verdict-{id}");
         market
-            .request(json!({"type":"send","group_id":work,"msg_id":format!("verdict-{id}"),
+            .request(json!({"type":"send","group_id":work,"msg_id":verdict_id,
                 "state":"conclusion","body":{"kind":"verdict","bounty_id":id,"accept":true,
                 "reason":"result hash matches","result_hash":rand_b256(),
                 "attestation":hex::encode_prefixed(att.as_bytes()),"amount":U256::from(3u64) * U256::from(10u64).pow(U256::from(18u64))}}))
             .await?;
-        cands[0].expect("message").await?;
+        let work_ids = [assign_id, result_id, verdict_id];
+        market.wait_seen(&work_ids).await?;
+        cands[0].wait_seen(&work_ids).await?;
+        // Done with both groups: no more pushes for them.
+        for g in [&cfp_group, &work] {
+            market.request(json!({"type":"leave","group_id":g})).await?;
+        }
+        for (i, c) in cands.iter_mut().enumerate() {
+            c.request(json!({"type":"leave","group_id":cfp_group})).await?;
+            if i == 0 {
+                c.request(json!({"type":"leave","group_id":work})).await?;
+            }
+        }
         bytes.push(all(&market, &cands) - before);
     }
     let out = Run {
@@ -295,6 +349,33 @@ async fn run(opts: &Opts, ws: WsCompression, offer: bool) -> eyre::Result<Run> {
     running.task.abort();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory of one connection's deflate state (a compressor and a decompressor with
+/// `bits`-bit windows, after one message of `sample` each way), averaged over many.
+fn deflate_state_bytes(bits: u8, sample: &[u8]) -> f64 {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    const N: usize = 256;
+    let before = rss_bytes();
+    let mut kept = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut c = Compress::new_with_window_bits(Compression::default(), false, bits);
+        let mut d = Decompress::new_with_window_bits(false, bits);
+        let mut out = Vec::with_capacity(sample.len() + 64);
+        let _ = c.compress_vec(sample, &mut out, FlushCompress::Sync);
+        let mut back = Vec::with_capacity(sample.len() + 64);
+        let _ = d.decompress_vec(&out, &mut back, FlushDecompress::Sync);
+        kept.push((c, d));
+    }
+    let per = rss_bytes().saturating_sub(before) as f64 / N as f64;
+    drop(kept);
+    per
 }
 
 fn mean(v: &[u64]) -> f64 {
@@ -353,6 +434,15 @@ async fn main() -> eyre::Result<()> {
     }
     println!(
         "paper: {PAPER_BYTES_PER_QUERY:.0} B per query. Bytes are counted on every agent's socket, both directions; CPU is this process's (node + agents), per frame sent or received by an agent."
+    );
+    let sample = cfp_body(rand_b256(), rand_addr(), rand_addr(), &[5, 3, 9, 1]).to_string();
+    let mem: Vec<String> = [9u8, 12, 15]
+        .iter()
+        .map(|&b| format!("{b} bits {:.0} KiB", deflate_state_bytes(b, sample.as_bytes()) / 1024.0))
+        .collect();
+    println!(
+        "deflate state per compressed connection with context takeover (resident; one deflater and one inflater): {}",
+        mem.join(", ")
     );
     Ok(())
 }

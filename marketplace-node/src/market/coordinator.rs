@@ -447,7 +447,7 @@ impl Market {
     /// sizeable piece of it, in the sub-bounty's input or description).
     async fn check_onward_sharing(&self, parent: &str, req: &PostRequest) -> Result<()> {
         let Some(prow) = self.inner.store.bounty(parent).await? else { return Ok(()) };
-        if !policy_of(&prow).is_some_and(|p| !p.onward_sharing) {
+        if policy_of(&prow).is_none_or(|p| p.onward_sharing) {
             return Ok(());
         }
         let fps = crate::ioa::terms::fingerprints(&prow.spec["input"]);
