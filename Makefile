@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm bench-traffic chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -106,7 +106,7 @@ snapshot: deps
 	cd contracts && forge snapshot --no-match-test "invariant|testFuzz"
 
 ## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
-bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm
+bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm bench-traffic
 
 ## bench-gas: escrow lifecycle and voucher gas from anvil receipts
 bench-gas: deps
@@ -194,6 +194,13 @@ IOA_BENCH_ARGS ?=
 bench-ioa:
 	$(CARGO) build --release -q -p marketplace-node --bins
 	$(ROOT)/target/release/ioa-bench --agents 1000 --group-size 10 --rate 10 --secs 10 $(IOA_BENCH_ARGS)
+
+## bench-traffic: bytes on the wire per agent query (call for proposals, bids, assignment,
+## result, verdict) with and without permessage-deflate, vs the IoA paper's 7.6 kB, and CPU
+## per message. More: TRAFFIC_BENCH_ARGS="--queries 500 --candidates 5".
+TRAFFIC_BENCH_ARGS ?=
+bench-traffic:
+	$(CARGO) run --release -q -p marketplace-node --example traffic_bench -- $(TRAFFIC_BENCH_ARGS)
 
 slither: deps
 	anvil-scripts/slither.sh

@@ -11,20 +11,18 @@ use std::time::Duration;
 use alloy_primitives::Address;
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use reef_wire::{
     AgentCard, AgentInfo, AgentQuery, ClientFrame, Envelope, ErrorCode, GroupInfo, SendMessage,
     ServerFrame, State,
 };
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use yawc::{Frame, OpCode};
 
 use crate::{Error, Result};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = yawc::TcpWebSocket;
 
 /// Something that happened on the connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,13 +57,16 @@ pub struct ConnectOptions {
     pub reconnect: bool,
     /// Capacity of the event channel (back-pressure on the socket when full).
     pub event_buffer: usize,
-    /// Largest message accepted from the node.
+    /// Largest message accepted from the node (after decompression).
     pub max_message_bytes: usize,
+    /// Offer permessage-deflate (RFC 7692) to the node; it is used when the node agrees
+    /// (docs/protocol.md, "Compression"), plain frames otherwise.
+    pub compression: bool,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { reconnect: true, event_buffer: 4096, max_message_bytes: 4 << 20 }
+        Self { reconnect: true, event_buffer: 4096, max_message_bytes: 4 << 20, compression: true }
     }
 }
 
@@ -161,12 +162,21 @@ pub fn new_msg_id() -> String {
 async fn connect_and_auth(
     url: &str,
     signer: &PrivateKeySigner,
-    max: usize,
+    opts: &ConnectOptions,
 ) -> Result<(Ws, String)> {
-    let mut cfg = WebSocketConfig::default();
-    cfg.max_message_size = Some(max);
-    cfg.max_frame_size = Some(max);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
+    // yawc's bounds are exclusive; they also bound an inflated message.
+    let max = opts.max_message_bytes.saturating_add(1);
+    let mut options = yawc::Options::default().with_limits(max, max).with_utf8().with_no_delay();
+    if opts.compression {
+        // Offer `client_max_window_bits` so that the node can bound the window we compress
+        // with (and so its memory for our connection).
+        options = options
+            .with_compression_level(yawc::CompressionLevel::default())
+            .with_client_max_window_bits(15);
+    }
+    let url = url.parse().map_err(|e| Error::Connect(format!("{url}: {e}")))?;
+    let mut ws = yawc::WebSocket::connect(url)
+        .with_options(options)
         .await
         .map_err(|e| Error::Connect(e.to_string()))?;
     let first = next_frame(&mut ws).await?;
@@ -179,7 +189,7 @@ async fn connect_and_auth(
         address: signer.address(),
         signature: alloy_primitives::hex::encode_prefixed(sig.as_bytes()),
     };
-    ws.send(Message::text(reef_wire::encode_client_frame(None, &auth)))
+    ws.send(Frame::text(reef_wire::encode_client_frame(None, &auth)))
         .await
         .map_err(|e| Error::Connect(e.to_string()))?;
     match next_frame(&mut ws).await? {
@@ -189,22 +199,32 @@ async fn connect_and_auth(
     }
 }
 
+/// "closed 1008 reason" for a close frame.
+fn close_text(f: &Frame) -> String {
+    match f.close_code() {
+        Some(code) => format!(
+            "closed {} {}",
+            u16::from(code),
+            f.close_reason().ok().flatten().unwrap_or_default()
+        ),
+        None => "closed".into(),
+    }
+}
+
 async fn next_frame(ws: &mut Ws) -> Result<ServerFrame> {
     loop {
-        match ws.next().await {
-            None => return Err(Error::Disconnected),
-            Some(Err(e)) => return Err(Error::Connect(e.to_string())),
-            Some(Ok(Message::Text(t))) => {
-                return serde_json::from_str(t.as_str())
+        let f = match ws.next_frame().await {
+            Ok(f) => f,
+            Err(yawc::WebSocketError::ConnectionClosed) => return Err(Error::Disconnected),
+            Err(e) => return Err(Error::Connect(e.to_string())),
+        };
+        match f.opcode() {
+            OpCode::Text => {
+                return serde_json::from_slice(f.payload())
                     .map_err(|e| Error::Protocol(e.to_string()));
             }
-            Some(Ok(Message::Close(c))) => {
-                return Err(Error::Connect(format!(
-                    "closed: {}",
-                    c.map(|c| format!("{} {}", c.code, c.reason)).unwrap_or_default()
-                )));
-            }
-            Some(Ok(_)) => continue,
+            OpCode::Close => return Err(Error::Connect(close_text(&f))),
+            _ => continue,
         }
     }
 }
@@ -221,7 +241,7 @@ impl Client {
         signer: PrivateKeySigner,
         opts: ConnectOptions,
     ) -> Result<(Self, Events)> {
-        let (ws, node_id) = connect_and_auth(url, &signer, opts.max_message_bytes).await?;
+        let (ws, node_id) = connect_and_auth(url, &signer, &opts).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (ev_tx, ev_rx) = mpsc::channel(opts.event_buffer.max(1));
         let client = Self {
@@ -456,7 +476,7 @@ impl Supervisor {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
-            match connect_and_auth(&self.url, &self.signer, self.opts.max_message_bytes).await {
+            match connect_and_auth(&self.url, &self.signer, &self.opts).await {
                 Ok((s, node_id)) => {
                     *lock(&self.node_id) = node_id;
                     ws = Some(s);
@@ -486,7 +506,7 @@ impl Supervisor {
                 Some("rejoin"),
                 &ClientFrame::Join { group_id, since_seq },
             );
-            if let Err(e) = ws.send(Message::text(f)).await {
+            if let Err(e) = ws.send(Frame::text(f)).await {
                 return End::Dropped(e.to_string());
             }
         }
@@ -496,7 +516,7 @@ impl Supervisor {
                 Some("relisten"),
                 &ClientFrame::SwarmListen(reef_wire::swarm::SwarmListen { skills }),
             );
-            if let Err(e) = ws.send(Message::text(f)).await {
+            if let Err(e) = ws.send(Frame::text(f)).await {
                 return End::Dropped(e.to_string());
             }
         }
@@ -505,7 +525,7 @@ impl Supervisor {
             tokio::select! {
                 cmd = self.cmds.recv() => {
                     let Some(cmd) = cmd else {
-                        let _ = ws.close(None).await;
+                        let _ = ws.close().await;
                         break End::Shutdown;
                     };
                     let id = self.next_req.fetch_add(1, Ordering::Relaxed).to_string();
@@ -515,21 +535,24 @@ impl Supervisor {
                         _ => None,
                     };
                     pending.insert(id, Pending { reply: cmd.reply, join });
-                    if let Err(e) = ws.send(Message::text(text)).await {
+                    if let Err(e) = ws.send(Frame::text(text)).await {
                         break End::Dropped(e.to_string());
                     }
                 }
-                msg = ws.next() => {
-                    let text = match msg {
-                        None => break End::Dropped("connection closed".into()),
-                        Some(Err(e)) => break End::Dropped(e.to_string()),
-                        Some(Ok(Message::Close(c))) => {
-                            break End::Dropped(c.map(|c| format!("closed {} {}", c.code, c.reason)).unwrap_or_else(|| "closed".into()));
+                msg = ws.next_frame() => {
+                    let f = match msg {
+                        Err(yawc::WebSocketError::ConnectionClosed) => {
+                            break End::Dropped("connection closed".into())
                         }
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(_)) => continue,
+                        Err(e) => break End::Dropped(e.to_string()),
+                        Ok(f) => f,
                     };
-                    let frame: ServerFrame = match serde_json::from_str(text.as_str()) {
+                    match f.opcode() {
+                        OpCode::Close => break End::Dropped(close_text(&f)),
+                        OpCode::Text => {}
+                        _ => continue,
+                    }
+                    let frame: ServerFrame = match serde_json::from_slice(f.payload()) {
                         Ok(f) => f,
                         Err(e) => {
                             tracing::warn!(error = %e, "unparseable frame from node");
@@ -625,7 +648,9 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
     use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::Message;
 
     async fn send(
         ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
@@ -738,5 +763,88 @@ mod tests {
         let joins = node.await.unwrap();
         assert_eq!(joins.len(), 1, "joins sent: {joins:?}");
         assert!(lock(&client.shared).confirmed.contains("g_1"), "re-joined after a reconnect");
+    }
+
+    /// The client offers permessage-deflate (letting the node bound its window) and talks
+    /// deflated frames with a node that agrees.
+    #[tokio::test]
+    async fn the_client_offers_and_uses_permessage_deflate() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+        let node = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                tcp.read_exact(&mut b).await.unwrap();
+                head.push(b[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("sec-websocket-key: ").or(l.strip_prefix("Sec-WebSocket-Key: "))
+                })
+                .unwrap()
+                .trim()
+                .to_owned();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let ext = "permessage-deflate; server_max_window_bits=10; client_max_window_bits=10";
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {ext}\r\n\r\n"
+            );
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+            let opts =
+                yawc::Options::default().with_compression_level(yawc::CompressionLevel::default());
+            let mut ws = yawc::WebSocket::from_stream_with_extensions(
+                tcp,
+                yawc::Role::Server,
+                Some(ext),
+                opts,
+            )
+            .unwrap();
+            let challenge = ServerFrame::Challenge {
+                v: 1,
+                node_id: "z".into(),
+                nonce: "00".into(),
+                expires: u64::MAX,
+                message: "log in".into(),
+            };
+            ws.send(Frame::text(serde_json::to_string(&challenge).unwrap())).await.unwrap();
+            let auth: Value =
+                serde_json::from_slice(ws.next_frame().await.unwrap().payload()).unwrap();
+            let address = auth["address"].as_str().unwrap().parse().unwrap();
+            let welcome = ServerFrame::Welcome { v: 1, address, node_id: "z".into() };
+            ws.send(Frame::text(serde_json::to_string(&welcome).unwrap())).await.unwrap();
+            let reg: Value =
+                serde_json::from_slice(ws.next_frame().await.unwrap().payload()).unwrap();
+            assert_eq!(reg["type"], "register");
+            let ok = ServerFrame::Ok {
+                req_id: reef_wire::ReqId::from_value(&reg["req_id"]),
+                result: serde_json::json!({"address": address, "card": reg["card"],
+                    "online": true, "last_seen": 0, "score": 0.0}),
+            };
+            ws.send(Frame::text(serde_json::to_string(&ok).unwrap())).await.unwrap();
+            head
+        });
+        let (client, _events) = Client::connect(&url, PrivateKeySigner::random()).await.unwrap();
+        let card = AgentCard {
+            name: "z".into(),
+            description: "compressed ".repeat(50),
+            skills: vec!["sort".into()],
+            ..Default::default()
+        };
+        let info = client.register(card.clone()).await.unwrap();
+        assert_eq!(info.card.description, card.description);
+        let head = node.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains(
+                "sec-websocket-extensions: permessage-deflate; client_max_window_bits=15"
+            ),
+            "{head}"
+        );
     }
 }

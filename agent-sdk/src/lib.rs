@@ -3,7 +3,7 @@
 //! create/join groups, send and receive ordered group messages, reconnect transparently with
 //! replay (`since_seq`), and drive the per-group conversation state machine ([`engine`]).
 //!
-//! It is a client library with light dependencies (tokio, tokio-tungstenite, alloy signer):
+//! It is a client library with light dependencies (tokio, yawc (WebSocket with permessage-deflate), alloy signer):
 //! no HTTP server, no database. It does not settle payments (that is `escrow-client`).
 
 pub mod client;

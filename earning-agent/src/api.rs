@@ -138,6 +138,16 @@ impl NodeApi {
         self.request("POST", path, Some(body)).await
     }
 
+    /// PUT `body` to `path`.
+    pub async fn put(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+        self.request("PUT", path, Some(body)).await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete(&self, path: &str) -> Result<Value, ApiError> {
+        self.request("DELETE", path, None).await
+    }
+
     async fn request(
         &self,
         method: &'static str,
@@ -147,6 +157,8 @@ impl NodeApi {
         let url = format!("{}{path}", self.base);
         let mut req = match method {
             "GET" => self.http.get(&url),
+            "PUT" => self.http.put(&url),
+            "DELETE" => self.http.delete(&url),
             _ => self.http.post(&url),
         };
         if let Some(t) = &self.token {

@@ -22,6 +22,7 @@ pub mod feedback;
 pub mod fees;
 pub mod panel;
 pub mod pledge;
+pub mod policy;
 pub mod registry;
 pub mod retry;
 pub mod rpc_metrics;

@@ -3,11 +3,11 @@
 //! reads the chain or the store.
 //!
 //! Properties: no panic; an accepted posting is from its poster, as posted (no provider, price
-//! or result), funded, committed to its description, with a window in range; its own
+//! or result), funded, committed to its description (and its data-usage terms), with a window in range; its own
 //! serialization parses and is judged the same.
 #![no_main]
 
-use alloy_primitives::{Address, B256, keccak256};
+use alloy_primitives::{Address, B256};
 use libfuzzer_sys::fuzz_target;
 use marketplace_node::market::{
     coordinator::{MIN_BID_WINDOW_MS, PostRequest},
@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         panel: Some(Address::repeat_byte(0xaa)),
         verifiers: &verifiers,
         max_bid_window_secs: MAX_WINDOW_SECS,
+        region: Some("eu"),
     };
     let caller = req.record.poster;
     let first = check_post(&req, caller, &rules);
@@ -34,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(p.record.provider.is_zero() && p.record.price == 0);
         assert_eq!(p.record.resultHash, B256::ZERO);
         assert!(p.record.amount > 0);
-        assert_eq!(p.record.specHash, keccak256(req.description.as_bytes()));
+        assert_eq!(
+            p.record.specHash,
+            escrow_client::policy::spec_hash(&req.description, req.policy.as_ref())
+        );
         assert!((MIN_BID_WINDOW_MS..=MAX_WINDOW_SECS * 1000).contains(&p.window_ms));
     }
     let text = serde_json::to_vec(&req).expect("a parsed posting serializes");

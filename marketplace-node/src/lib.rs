@@ -13,3 +13,4 @@ pub mod metered;
 pub mod metrics;
 pub mod openapi;
 pub mod swarm;
+pub mod traffic;

@@ -32,6 +32,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Run the marketplace node (the IoA switchboard).
     Node(cmd::node::NodeArgs),
+    /// Group message retention, erasing your own messages, purging expired ones.
+    Group(cmd::group::GroupArgs),
     /// Log in to a node's dashboard (the pages it serves at `/`).
     Dashboard(cmd::dashboard::DashboardArgs),
     /// Run or manage an agent.
@@ -65,6 +67,7 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(args) => args.run().await,
         Command::Node(args) => args.run().await,
         Command::Dashboard(args) => args.run().await,
+        Command::Group(args) => args.run().await,
         Command::Agent(args) => args.run().await,
         Command::Indexer(args) => args.run().await,
         Command::Agents(args) => args.run().await,

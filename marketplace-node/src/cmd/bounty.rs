@@ -250,11 +250,50 @@ struct PostArgs {
     /// your favour (`reef bounty redeem`), and are void if it does not. --token is ignored.
     #[arg(long, value_name = "PARENT")]
     from_reward: Option<String>,
+    /// Data-usage terms: delete the task input and result this many days after the bounty
+    /// ends (0: at once). Committed on-chain with the description (docs/earning.md).
+    #[arg(long, value_name = "DAYS")]
+    retention_days: Option<u32>,
+    /// Data-usage terms: the provider must not pass the task input on (sub-bounties, other
+    /// agents); the node refuses verbatim copies.
+    #[arg(long)]
+    no_onward_sharing: bool,
+    /// Data-usage terms: the data must stay in this region (only a node started with the same
+    /// `--region` accepts the bounty).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
     /// With --node: once the bounty settles (completed, or resolved), rate its provider with
     /// this score (0-100, as `reef bounty rate`). A failed rating is reported, not fatal.
     #[arg(long, value_name = "SCORE", requires = "node",
         value_parser = clap::value_parser!(u8).range(0..=100))]
     rate: Option<u8>,
+}
+
+impl PostArgs {
+    /// The data-usage terms the flags describe (`None` without any of them).
+    fn policy(&self) -> eyre::Result<Option<escrow_client::policy::Policy>> {
+        if self.retention_days.is_none() && !self.no_onward_sharing && self.region.is_none() {
+            return Ok(None);
+        }
+        let p = escrow_client::policy::Policy {
+            onward_sharing: !self.no_onward_sharing,
+            region: self.region.clone(),
+            retention_days: self.retention_days,
+        };
+        p.validate().map_err(|e| eyre!(e))?;
+        Ok(Some(p))
+    }
+
+    /// `record` with its `specHash` committing to the terms too, when there are terms.
+    fn commit_policy(
+        &self,
+        mut record: escrow_client::bindings::escrow::IBountyTypes::Bounty,
+    ) -> eyre::Result<escrow_client::bindings::escrow::IBountyTypes::Bounty> {
+        if let Some(p) = self.policy()? {
+            record.specHash = escrow_client::policy::spec_hash(&self.description, Some(&p));
+        }
+        Ok(record)
+    }
 }
 
 /// `reef bounty post` exit status: 0 when the work was paid (the bounty settled `completed`
@@ -496,7 +535,7 @@ impl BountyArgs {
             }
             return self.print_outcome(&o);
         }
-        let terms = client.terms(&nb).await?;
+        let terms = p.commit_policy(client.terms(&nb).await?)?;
         let salt = p.salt.unwrap_or_else(random_salt);
         let pb = spinner("posting and funding the bounty");
         let res = match parent {
@@ -857,7 +896,7 @@ async fn post_via_node(
     }
     // Pre-flight before anything is announced: funds and allowance for the award (a
     // pledge's room in the parent's reward was checked by `post`).
-    let terms = client.terms(&nb).await?;
+    let terms = p.commit_policy(client.terms(&nb).await?)?;
     let amount = U256::from(terms.amount);
     if parent.is_none()
         && let Some(tx) = client
@@ -885,6 +924,7 @@ async fn post_via_node(
         "bid_window_ms": p.bid_window.as_millis() as u64,
         "split": split_bps(&p.split, p.winners, p.mode == "contest")?,
         "from_reward": parent.map(|id| format!("{id:#066x}")),
+        "policy": p.policy()?,
     });
     // Posting is idempotent per (poster, salt): if the node restarts mid-request, or is
     // at its admission limit (503 busy: nothing registered), post again.

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod demo_market;
 pub mod deploy;
 pub mod devnet;
+pub mod group;
 pub mod indexer;
 pub mod mcp;
 pub mod metered_agent;

@@ -52,6 +52,34 @@ pub struct NodeArgs {
     /// Lifetime of REST bearer tokens in seconds.
     #[arg(long, default_value_t = 86400)]
     token_ttl_secs: u64,
+    /// permessage-deflate (RFC 7692) on the agents' WebSocket: `on` agrees to a client's
+    /// offer within the bounds below, `off` never does (plain frames for everyone).
+    #[arg(long, default_value_t = ioa::deflate::Switch::On, value_name = "on|off")]
+    ws_compression: ioa::deflate::Switch,
+    /// Largest deflate window, in bits (9..=15), the node compresses with and asks clients
+    /// that let it choose to compress with: bounds each connection's deflate memory.
+    #[arg(long, default_value_t = ioa::deflate::WsCompression::default().window_bits)]
+    ws_window_bits: u8,
+    /// Do not keep deflate dictionaries between messages: both sides are told
+    /// `no_context_takeover`, and the node borrows its deflate state from a shared pool per
+    /// message, so an idle connection holds none (at some cost in compression ratio).
+    #[arg(long)]
+    ws_no_context_takeover: bool,
+    /// deflate level for the node's outgoing messages, 0 (none) to 9 (smallest).
+    #[arg(long, default_value_t = ioa::deflate::WsCompression::default().level)]
+    ws_compression_level: u32,
+    /// How often, in seconds, the node deletes the messages past their group's retention
+    /// (`reef group retention`) and the task data of settled bounties past theirs.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    retention_sweep_secs: u64,
+    /// The region this node keeps its data in (e.g. `eu`): bounties whose data-usage terms
+    /// name a region are accepted only by a node of that region.
+    #[arg(long, env = "REEF_REGION")]
+    region: Option<String>,
+    /// Delete an ended bounty's task input and result this long after it ended (e.g. `30d`),
+    /// unless its terms set their own retention (default: keep them).
+    #[arg(long, value_parser = super::chain::parse_duration, value_name = "DURATION")]
+    task_retention: Option<std::time::Duration>,
     /// Print the bound address as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -132,7 +160,7 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
-        let config = Config {
+        let mut config = Config {
             node_id: self.node_id.clone(),
             database_url: self.database_url.clone(),
             nats_url: self.nats_url.clone(),
@@ -144,7 +172,16 @@ impl NodeArgs {
             send_queue_len: self.send_queue_len,
             presence_ttl_secs: self.presence_ttl_secs,
             token_ttl_secs: self.token_ttl_secs,
+            ws_compression: ioa::deflate::WsCompression {
+                enabled: self.ws_compression == ioa::deflate::Switch::On,
+                window_bits: self.ws_window_bits,
+                context_takeover: !self.ws_no_context_takeover,
+                level: self.ws_compression_level,
+            },
+            ..Config::default()
         };
+        config.retention_sweep_secs = self.retention_sweep_secs.max(1);
+        config.ws_compression.validate().map_err(|e| eyre::eyre!(e))?;
         let node_id = config.node_id.clone();
         let node = ioa::Node::open(config).await?;
         let mut app = ioa::rest::router(node.clone())
@@ -291,6 +328,9 @@ impl NodeArgs {
             verifiers,
             reputation,
             record_validations: self.record_validations,
+            region: self.region.clone(),
+            task_retention: self.task_retention,
+            retention_sweep: std::time::Duration::from_secs(self.retention_sweep_secs.max(1)),
         };
         // Swarm auctions check vouchers on the same chain (reads only).
         let swarm_chain = ReefClient::connect(

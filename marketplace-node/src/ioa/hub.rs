@@ -402,6 +402,36 @@ impl Hub {
             };
             match self.store.frames(&group_id, from, to, PAGE).await {
                 Ok(rows) => {
+                    // Seqs the database no longer has below the first one it returned (or
+                    // below the first buffered one, when it returned none) were erased (a
+                    // member erasing its messages, a retention): they will never come, so
+                    // delivery moves past them instead of waiting.
+                    {
+                        let mut st = g.lock();
+                        let next_kept = match rows.first() {
+                            Some((seq, _)) => Some(*seq),
+                            None => st.pending.first_key_value().map(|(k, _)| *k),
+                        };
+                        if let Some(next) = next_kept
+                            && st.delivered == from
+                            && next > from + 1
+                        {
+                            st.delivered = next - 1;
+                            for sub in st.subs.values_mut() {
+                                if sub.live && sub.cursor == from {
+                                    sub.cursor = next - 1;
+                                }
+                            }
+                        }
+                    }
+                    if rows.is_empty() {
+                        let mut st = g.lock();
+                        loop {
+                            let next = st.delivered + 1;
+                            let Some(f) = st.pending.remove(&next) else { break };
+                            deliver(&mut st, next, &f);
+                        }
+                    }
                     for (seq, frame) in rows {
                         self.publish(&group_id, seq, Utf8Bytes::from(frame), None);
                     }

@@ -5,12 +5,14 @@
 //! Layout: [`store`] (SQLite/Postgres), [`hub`] (local fan-out), [`discovery`] (search index),
 //! [`mesh`] (NATS), [`ws`] and [`rest`] (transports), all sharing one [`Node`].
 
+pub mod deflate;
 pub mod discovery;
 pub mod error;
 pub mod hub;
 pub mod mesh;
 pub mod rest;
 pub mod store;
+pub mod terms;
 pub mod writer;
 pub mod ws;
 
@@ -58,6 +60,10 @@ pub struct Config {
     pub presence_ttl_secs: u64,
     /// Lifetime of REST bearer tokens, seconds.
     pub token_ttl_secs: u64,
+    /// permessage-deflate on the WebSocket (docs/protocol.md, "Compression").
+    pub ws_compression: deflate::WsCompression,
+    /// How often the node deletes the messages past their group's retention, seconds.
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -74,6 +80,8 @@ impl Default for Config {
             send_queue_len: 8192,
             presence_ttl_secs: 30,
             token_ttl_secs: 24 * 3600,
+            ws_compression: deflate::WsCompression::default(),
+            retention_sweep_secs: 60,
         }
     }
 }
@@ -114,7 +122,16 @@ struct Inner {
     returning: Mutex<std::collections::HashSet<Address>>,
     /// Swarm auctions, when this node runs them (it has a chain to check vouchers on).
     swarm: std::sync::OnceLock<crate::swarm::Swarm>,
+    /// Idle deflate state shared by the WebSocket connections that agreed to no context
+    /// takeover (memory then follows the messages in flight, not the connections).
+    deflate_pool: yawc::DeflatePool,
+    /// Task inputs whose bounty's terms forbid passing them on, by provider.
+    terms: terms::TermsGuard,
 }
+
+/// Idle compressors (and, apart, decompressors) the node keeps per window size for
+/// connections without context takeover; more are dropped once their message is done.
+const DEFLATE_POOL_IDLE: usize = 64;
 
 /// How long after a start the node expects the agents its previous process held to come back:
 /// the agent SDK's longest reconnect back-off, plus a margin to log in.
@@ -190,6 +207,7 @@ impl Node {
             Writer::spawn(&config.database_url, hub.clone(), mesh.clone(), config.send_queue_len)
                 .await?;
         spawn_heartbeat(store.clone(), config.node_id.clone(), config.presence_ttl_secs);
+        spawn_retention_sweep(store.clone(), config.retention_sweep_secs);
         let node = Self {
             inner: Arc::new(Inner {
                 config,
@@ -205,6 +223,8 @@ impl Node {
                 started: std::time::Instant::now(),
                 returning: Mutex::new(returning.into_iter().collect()),
                 swarm: std::sync::OnceLock::new(),
+                deflate_pool: yawc::DeflatePool::new(DEFLATE_POOL_IDLE),
+                terms: terms::TermsGuard::default(),
             }),
         };
         if let Some(mesh) = &node.inner.mesh {
@@ -288,6 +308,16 @@ impl Node {
     /// Configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The no-onward-sharing guard on messages (the marketplace fills it at assignments).
+    pub fn terms(&self) -> &terms::TermsGuard {
+        &self.inner.terms
+    }
+
+    /// The deflate state shared by connections without context takeover.
+    pub fn deflate_pool(&self) -> &yawc::DeflatePool {
+        &self.inner.deflate_pool
     }
 
     /// Sends waiting for the group-commit writer (the `reef_send_queue_depth` gauge).
@@ -640,6 +670,7 @@ impl Node {
     /// Sequence, store and fan out a message; returns (seq, duplicate).
     pub async fn send(&self, caller: &Address, msg: SendMessage) -> Result<(u64, bool)> {
         check_send(&msg)?;
+        self.inner.terms.check(caller, &msg)?;
         let group_id = msg.group_id.clone();
         self.inner
             .writer
@@ -657,6 +688,7 @@ impl Node {
         msg: SendMessage,
     ) -> Result<()> {
         check_send(&msg)?;
+        self.inner.terms.check(&conn.address, &msg)?;
         self.inner.writer.send_to_conn(conn, req_id, msg, reef_wire::unix_now_ms())
     }
 
@@ -685,6 +717,43 @@ impl Node {
             .collect())
     }
 
+    /// Set (`Some`) or clear (`None`) the retention of a group the caller created: from then
+    /// on its messages older than that are deleted by the sweep and never replayed.
+    pub async fn set_retention(
+        &self,
+        caller: &Address,
+        group_id: &str,
+        retention_secs: Option<u64>,
+    ) -> Result<()> {
+        if retention_secs == Some(0) {
+            return Err(Error::BadRequest(
+                ErrorCode::InvalidFrame,
+                "retention_secs must be at least 1 (null: keep everything)".into(),
+            ));
+        }
+        let g = self.group(caller, group_id).await?;
+        if g.creator != *caller {
+            return Err(Error::Forbidden("only the group's creator may set its retention".into()));
+        }
+        if !self.inner.store.set_retention(group_id, caller, retention_secs).await? {
+            return Err(Error::Forbidden(not_member(group_id)));
+        }
+        Ok(())
+    }
+
+    /// Delete every message the caller stored in `group_id` (members only; the rows go, and
+    /// on SQLite their bytes are zeroed and the log truncated). Returns how many were deleted.
+    pub async fn erase_own(&self, caller: &Address, group_id: &str) -> Result<u64> {
+        if !self.inner.store.is_member(group_id, caller).await? {
+            return Err(Error::Forbidden(not_member(group_id)));
+        }
+        let n = self.inner.store.erase_sender(group_id, caller).await?;
+        if n > 0 {
+            self.inner.store.checkpoint().await?;
+        }
+        Ok(n)
+    }
+
     /// Presence bookkeeping for a connection opening or closing.
     pub async fn presence(&self, address: &Address, up: bool) {
         if let Err(e) = self.inner.store.presence(address, &self.inner.config.node_id, up).await {
@@ -703,6 +772,29 @@ fn spawn_heartbeat(store: Store, node_id: String, ttl_secs: u64) {
             tick.tick().await;
             if let Err(e) = store.heartbeat(&node_id).await {
                 tracing::warn!(error = %e, "presence heartbeat failed");
+            }
+        }
+    });
+}
+
+/// Deletes, every `period_secs`, the messages older than their group's retention (and on
+/// SQLite truncates the log so no copy of them stays there).
+fn spawn_retention_sweep(store: Store, period_secs: u64) {
+    let period = Duration::from_secs(period_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.purge_expired(store::now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(deleted = n, "expired messages deleted");
+                    if let Err(e) = store.checkpoint().await {
+                        tracing::warn!(error = %e, "checkpoint after the retention sweep failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
             }
         }
     });

@@ -32,6 +32,8 @@ pub fn routes() -> OpenApiRouter<Node> {
         .routes(routes!(invite))
         .routes(routes!(remove))
         .routes(routes!(history, send))
+        .routes(routes!(set_retention))
+        .routes(routes!(erase_mine))
 }
 
 /// All routes, WebSocket included.
@@ -206,6 +208,28 @@ struct Removed {
     removed: Address,
 }
 
+/// `PUT /v1/groups/{id}/retention` body and answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Retention {
+    /// The group (in the answer; ignored in the body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_id: Option<String>,
+    /// Messages older than this many seconds are deleted and never replayed; `null` keeps
+    /// everything (the default).
+    #[schema(minimum = 1)]
+    retention_secs: Option<u64>,
+}
+
+/// `DELETE /v1/groups/{id}/messages/mine` answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Erased {
+    /// The group.
+    group_id: String,
+    /// How many of the caller's messages were deleted.
+    erased: u64,
+}
+
 /// `GET /v1/groups/{id}/messages` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -276,17 +300,14 @@ async fn health(State(node): State<Node>) -> Json<Health> {
 /// The WebSocket upgrade (documented for completeness; the frames are in docs/protocol.md).
 #[utoipa::path(get, path = "/v1/ws", tag = "ioa",
     summary = "WebSocket upgrade (agents)",
-    description = "Upgrades to the IoA WebSocket: login with `auth`, then requests and pushed messages as JSON frames (docs/protocol.md, docs/schemas/client.*.json and server.*.json). Not a REST call.",
+    description = "Upgrades to the IoA WebSocket: login with `auth`, then requests and pushed messages as JSON frames (docs/protocol.md, docs/schemas/client.*.json and server.*.json). A `Sec-WebSocket-Extensions: permessage-deflate` offer is agreed to within the node's window bound unless the node runs with `--ws-compression off` (docs/protocol.md, \"Compression\"). Not a REST call.",
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a valid WebSocket upgrade request", content_type = "text/plain", body = String),
         (status = 426, description = "The connection cannot be upgraded", content_type = "text/plain", body = String),
     ))]
-async fn ws_upgrade(
-    state: State<Node>,
-    ws: axum::extract::WebSocketUpgrade,
-) -> axum::response::Response {
-    super::ws::handler(state, ws).await
+async fn ws_upgrade(state: State<Node>, req: axum::extract::Request) -> axum::response::Response {
+    super::ws::handler(state, req).await
 }
 
 /// A challenge to sign for a bearer token (public).
@@ -449,6 +470,48 @@ async fn remove(
         .map_err(|_| Error::BadRequest(ErrorCode::InvalidFrame, "bad address".into()))?;
     node.remove(&me, &id, &agent).await?;
     Ok(Json(Removed { group_id: id, removed: agent }))
+}
+
+/// Sets the group's retention (its creator only): messages older than that are deleted, not
+/// hidden, by the node's sweep, and never replayed.
+#[utoipa::path(put, path = "/v1/groups/{id}/retention", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    request_body = Retention,
+    responses(
+        (status = 200, description = "Set", body = Retention),
+        (status = 400, description = "Malformed body, or retention_secs 0 (invalid_frame)", body = openapi::ErrorBody),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not the group's creator (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn set_retention(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Body(r): Body<Retention>,
+) -> ApiResult<Retention> {
+    node.set_retention(&me, &id, r.retention_secs).await?;
+    Ok(Json(Retention { group_id: Some(id), retention_secs: r.retention_secs }))
+}
+
+/// Deletes every message the caller sent to the group (members only).
+#[utoipa::path(delete, path = "/v1/groups/{id}/messages/mine", tag = "groups",
+    params(("id" = String, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "Deleted", body = Erased),
+        (status = 401, description = "Missing or unknown bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "Not a member (or no such group)", body = openapi::ErrorBody),
+        (status = 429, description = "Rate limited", body = openapi::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn erase_mine(
+    State(node): State<Node>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Erased> {
+    let erased = node.erase_own(&me, &id).await?;
+    Ok(Json(Erased { group_id: id, erased }))
 }
 
 /// A group's stored messages after `since_seq` (members only).

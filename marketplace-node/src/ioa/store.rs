@@ -14,7 +14,22 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_presence_tokens.sql")),
     (3, include_str!("migrations/0003_mesh.sql")),
+    (4, include_str!("migrations/0004_retention.sql")),
 ];
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// SQL condition: message row `m` is within its group `g`'s retention horizon (`$n` is now,
+/// unix ms). Groups without a retention keep everything.
+fn within_horizon(m: &str, g: &str, now: usize) -> String {
+    format!("({g}.retention_secs IS NULL OR {m}.ts >= ${now} - {g}.retention_secs * 1000)")
+}
 
 /// Largest number of values in one `IN (…)` list or rows in one multi-row `INSERT`.
 const CHUNK: usize = 64;
@@ -154,7 +169,10 @@ impl Store {
             // (`reef_indexer::sqlite`), as the node's other connections write to the same file.
             let init = reef_indexer::sqlite::connection_init(
                 10_000,
-                "PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192;",
+                // secure_delete: a deleted message's bytes are overwritten with zeros in its page
+                // (and freed pages zeroed), so an expired or erased message is gone from the
+                // file, not just unlinked (docs/protocol.md, "Retention and erasure").
+                "PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192; PRAGMA secure_delete = ON;",
             );
             opts = opts.after_connect(move |conn, _meta| {
                 let init = init.clone();
@@ -402,12 +420,14 @@ impl Store {
             "SELECT g.last_seq, m.seq, m.frame FROM ioa_groups g \
              JOIN ioa_members mb ON mb.group_id = g.group_id AND mb.address = $2 \
              LEFT JOIN ioa_messages m ON m.group_id = g.group_id AND m.seq > $3 AND m.seq <= g.last_seq \
+             AND (g.retention_secs IS NULL OR m.ts >= $5 - g.retention_secs * 1000) \
              WHERE g.group_id = $1 ORDER BY m.seq LIMIT $4",
         )
         .bind(group_id.to_owned())
         .bind(addr_key(address))
         .bind(after.min(i64::MAX as u64) as i64)
         .bind(i64::from(limit.max(1)))
+        .bind(now_ms() as i64)
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else { return Ok(None) };
@@ -721,6 +741,7 @@ impl Store {
             fresh.push(i);
         }
         if !fresh.is_empty() {
+            let stored_at = now_ms() as i64;
             // 5. Insert (multi-row statements of power-of-two sizes: few distinct statements).
             let mut rest = &fresh[..];
             while !rest.is_empty() {
@@ -728,7 +749,7 @@ impl Store {
                 let (chunk, tail) = rest.split_at(take);
                 rest = tail;
                 let mut sql = String::from(
-                    "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame) VALUES ",
+                    "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) VALUES ",
                 );
                 let rows = chunk.len() as u64;
                 for k in 0..chunk.len() {
@@ -736,11 +757,11 @@ impl Store {
                         sql.push_str(", ");
                     }
                     sql.push('(');
-                    sql.push_str(&placeholders(k * 5 + 1, 5));
-                    sql.push(')');
+                    sql.push_str(&placeholders(k * 5 + 2, 5));
+                    sql.push_str(", $1)");
                 }
                 sql.push_str(" ON CONFLICT (group_id, msg_id) DO NOTHING");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored_at);
                 for &i in chunk {
                     let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
                     q = q
@@ -783,6 +804,92 @@ impl Store {
         Ok(Some(out))
     }
 
+    /// Set (or, with `None`, clear) the retention of `group_id`; only its creator may.
+    /// `Ok(false)`: no such group, or `address` is not its creator.
+    pub async fn set_retention(
+        &self,
+        group_id: &str,
+        address: &Address,
+        retention_secs: Option<u64>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE ioa_groups SET retention_secs = $3 WHERE group_id = $1 AND creator = $2",
+        )
+        .bind(group_id.to_owned())
+        .bind(addr_key(address))
+        .bind(retention_secs.map(|s| s.min(i64::MAX as u64 / 1000) as i64))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The retention of `group_id` in seconds (`Ok(None)`: none, or no such group).
+    pub async fn retention(&self, group_id: &str) -> Result<Option<u64>> {
+        Ok(sqlx::query("SELECT retention_secs FROM ioa_groups WHERE group_id = $1")
+            .bind(group_id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<Option<i64>, _>("retention_secs"))
+            .transpose()?
+            .flatten()
+            .map(|s| s.max(0) as u64))
+    }
+
+    /// Delete every message older than its group's retention at `now` (unix ms): the rows
+    /// go, not a flag. Returns how many were deleted.
+    pub async fn purge_expired(&self, now: u64) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM ioa_messages WHERE EXISTS (SELECT 1 FROM ioa_groups g \
+             WHERE g.group_id = ioa_messages.group_id AND g.retention_secs IS NOT NULL \
+             AND ioa_messages.ts < $1 - g.retention_secs * 1000)",
+        )
+        .bind(now.min(i64::MAX as u64) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Delete every message `sender` stored in `group_id`. Returns how many were deleted.
+    pub async fn erase_sender(&self, group_id: &str, sender: &Address) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM ioa_messages WHERE group_id = $1 AND sender = $2")
+            .bind(group_id.to_owned())
+            .bind(addr_key(sender))
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Delete every message of `group_id` (a settled bounty's groups once its retention
+    /// passed). Returns how many were deleted.
+    pub async fn erase_group(&self, group_id: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM ioa_messages WHERE group_id = $1")
+            .bind(group_id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Rewrite the message table's storage so no freed space keeps old rows: SQLite
+    /// `VACUUM` (the file is rebuilt without its free pages), Postgres `VACUUM FULL
+    /// ioa_messages` (the table gets a new file; takes an exclusive lock for its duration).
+    pub async fn vacuum_freed(&self) -> Result<bool> {
+        let sql = if self.postgres { "VACUUM FULL ioa_messages" } else { "VACUUM" };
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(true)
+    }
+
+    /// SQLite: move the write-ahead log into the database file and truncate it, so that the
+    /// zeroed pages of deleted rows replace the old ones in the file and no copy of them stays
+    /// in the log (`true` when the log was emptied; another connection's open read can keep it
+    /// for a moment). Postgres: nothing to do here (`true`).
+    pub async fn checkpoint(&self) -> Result<bool> {
+        if self.postgres {
+            return Ok(true);
+        }
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)? == 0)
+    }
+
     /// Stored frames with `after < seq <= upto`, in order, at most `limit`.
     pub async fn frames(
         &self,
@@ -791,15 +898,19 @@ impl Store {
         upto: u64,
         limit: u32,
     ) -> Result<Vec<(u64, String)>> {
-        let rows = sqlx::query(
-            "SELECT seq, frame FROM ioa_messages WHERE group_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
-        )
-        .bind(group_id.to_owned())
-        .bind(after as i64)
-        .bind(upto.min(i64::MAX as u64) as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT m.seq, m.frame FROM ioa_messages m JOIN ioa_groups g ON g.group_id = m.group_id \
+             WHERE m.group_id = $1 AND m.seq > $2 AND m.seq <= $3 AND {} ORDER BY m.seq LIMIT $4",
+            within_horizon("m", "g", 5)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(group_id.to_owned())
+            .bind(after as i64)
+            .bind(upto.min(i64::MAX as u64) as i64)
+            .bind(i64::from(limit))
+            .bind(now_ms() as i64)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((r.try_get::<i64, _>("seq")?.max(0) as u64, r.try_get::<String, _>("frame")?))

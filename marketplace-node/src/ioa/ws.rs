@@ -4,16 +4,22 @@
 use std::time::Duration;
 
 use alloy_primitives::Address;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::ws::Utf8Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use reef_wire::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReqId, ServerFrame};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{Instrument, field::Empty};
+use yawc::close::CloseCode;
+use yawc::{Frame, OpCode};
 
+use super::deflate::{self, Agreed};
 use super::hub::{ConnHandle, KillSwitch, Out};
 use super::{CLOSE_GRACE, Error, Node, encode};
 use crate::metrics::{self, METRICS};
@@ -23,33 +29,141 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for a policy violation (failed authentication).
 pub const CLOSE_POLICY: u16 = 1008;
 
-/// Upgrade handler.
-pub async fn handler(State(node): State<Node>, ws: WebSocketUpgrade) -> Response {
+/// An upgraded agent connection: frames (decompressed, when permessage-deflate was agreed)
+/// over the HTTP connection hyper handed over.
+pub type WebSocket = yawc::WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+fn header_has_token(req: &axum::extract::Request, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Upgrade handler: the RFC 6455 handshake, with permessage-deflate (RFC 7692) agreed by
+/// [`deflate::negotiate`] within the node's bounds (or refused with `--ws-compression off`).
+pub async fn handler(State(node): State<Node>, mut req: axum::extract::Request) -> Response {
+    if !header_has_token(&req, header::CONNECTION, "upgrade") {
+        return refuse(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'");
+    }
+    if !header_has_token(&req, header::UPGRADE, "websocket") {
+        return refuse(StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'");
+    }
+    if req.headers().get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "`Sec-WebSocket-Version` header did not include '13'",
+        );
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing");
+    };
+    if req.extensions().get::<hyper::upgrade::OnUpgrade>().is_none() {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket request couldn't be upgraded since no upgrade state was present",
+        );
+    }
+    let offers: Vec<&str> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let agreed = deflate::negotiate(&node.config().ws_compression, offers);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let options = socket_options(&node, agreed.as_ref());
+    let extensions = agreed.map(|a| a.to_string());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut res = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(ext) = &extensions {
+        res = res.header(header::SEC_WEBSOCKET_EXTENSIONS, ext.as_str());
+    }
+    // `agent` and `conn` are filled in once the agent has authenticated.
+    let span =
+        tracing::info_span!("ws", agent = Empty, conn = Empty, deflate = extensions.is_some());
+    tokio::spawn(
+        async move {
+            let io = match on_upgrade.await {
+                Ok(upgraded) => TokioIo::new(upgraded),
+                Err(e) => {
+                    tracing::debug!("upgrade failed: {e}");
+                    return;
+                }
+            };
+            match yawc::WebSocket::from_stream_with_extensions(
+                io,
+                yawc::Role::Server,
+                extensions.as_deref(),
+                options,
+            ) {
+                Ok(socket) => session(node, socket).await,
+                Err(e) => tracing::warn!("websocket setup failed: {e}"),
+            }
+        }
+        .instrument(span),
+    );
+    res.body(Body::empty()).unwrap_or_else(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "upgrade"))
+}
+
+/// The connection's buffers and limits, and its compressor settings when deflate was agreed
+/// (the window bits come from the agreed header; level, pooling from the node's settings).
+fn socket_options(node: &Node, agreed: Option<&Agreed>) -> yawc::Options {
     let max = node.config().max_frame_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(256 * 1024 + max)
-        .on_upgrade(move |socket| {
-            // `agent` and `conn` are filled in once the agent has authenticated.
-            let span = tracing::info_span!("ws", agent = Empty, conn = Empty);
-            session(node, socket).instrument(span)
-        })
+    // yawc's bounds are exclusive: a message of exactly `max` bytes is accepted. They apply
+    // to the inflated size too, so a small compressed frame cannot expand past them.
+    let mut options = yawc::Options::default()
+        .with_limits(max.saturating_add(1), max.saturating_add(1))
+        .with_read_buffer_capacity(4 * 1024)
+        .with_write_buffer_capacity(16 * 1024)
+        .with_backpressure_boundary(256 * 1024 + max)
+        .with_utf8();
+    if let Some(a) = agreed {
+        let cfg = node.config().ws_compression;
+        options.compression = Some(yawc::DeflateOptions {
+            level: yawc::CompressionLevel::new(cfg.level),
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+            server_no_context_takeover: a.server_no_context_takeover,
+            client_no_context_takeover: a.client_no_context_takeover,
+            compression_threshold: 0,
+            // Without context takeover the deflate state is only needed while a message is
+            // being (de)compressed: borrowed from the node's pool, not kept per connection.
+            pool: (a.server_no_context_takeover || a.client_no_context_takeover)
+                .then(|| node.deflate_pool().clone()),
+        });
+    }
+    options
 }
 
 fn error_frame(req_id: Option<ReqId>, code: ErrorCode, message: impl Into<String>) -> Utf8Bytes {
     encode(&ServerFrame::Error { req_id, code, message: message.into() })
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    let s = e.to_string();
-    s.contains("too long") || s.contains("too big") || s.contains("Space limit")
+fn text(t: Utf8Bytes) -> Frame {
+    Frame::text(bytes::Bytes::from(t))
+}
+
+fn close_frame(code: u16, reason: &str) -> Frame {
+    Frame::close(CloseCode::from(code), reason)
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(frame)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.send(close_frame(code, reason))).await;
+}
+
+/// A text frame's payload as the node's string type (`None`: not UTF-8).
+fn utf8(frame: Frame) -> Option<Utf8Bytes> {
+    Utf8Bytes::try_from(frame.into_payload()).ok()
 }
 
 /// Run the challenge/response; returns the authenticated address.
@@ -62,36 +176,35 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
         expires,
         message,
     };
-    socket.send(Message::Text(encode(&challenge))).await.ok()?;
+    socket.send(text(encode(&challenge))).await.ok()?;
     metrics::inc(&METRICS.ws_frames_sent);
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(node.config().challenge_ttl_secs + 10);
     let mut strikes = 0u32;
     loop {
-        let msg = match tokio::time::timeout_at(deadline, socket.recv()).await {
+        // An oversized or malformed message: yawc has already queued its close (1009, 1007,
+        // 1002) and flushes it with the error; nothing more to send.
+        let frame = match tokio::time::timeout_at(deadline, socket.next_frame()).await {
             Err(_) => {
                 close(socket, CLOSE_POLICY, "authentication timeout").await;
                 return None;
             }
-            Ok(None) => return None,
-            Ok(Some(Err(e))) => {
-                if is_too_big(&e) {
-                    close(socket, CLOSE_TOO_BIG, "message too big").await;
-                }
-                return None;
-            }
-            Ok(Some(Ok(m))) => {
+            Ok(Err(_)) => return None,
+            Ok(Ok(f)) => {
                 metrics::inc(&METRICS.ws_frames_received);
-                m
+                f
             }
         };
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Binary(_) => {
+        let input = match frame.opcode() {
+            OpCode::Text => match utf8(frame) {
+                Some(t) => t,
+                None => return None,
+            },
+            OpCode::Close => return None,
+            OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
+            OpCode::Binary => {
                 let _ = socket
-                    .send(Message::Text(error_frame(
+                    .send(text(error_frame(
                         None,
                         ErrorCode::InvalidFrame,
                         "binary frames are not supported",
@@ -100,19 +213,19 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
                 continue;
             }
         };
-        let (req_id, parsed) = reef_wire::parse_client_frame(&text);
+        let (req_id, parsed) = reef_wire::parse_client_frame(&input);
         let reply = match parsed {
-            Ok(ClientFrame::Auth { address, signature }) => match node
-                .verify_login(&nonce, expires, &address, &signature)
-            {
-                Ok(()) => return Some(address),
-                Err(e) => {
-                    let (code, message) = e.public();
-                    let _ = socket.send(Message::Text(error_frame(req_id, code, message))).await;
-                    close(socket, CLOSE_POLICY, "authentication failed").await;
-                    return None;
+            Ok(ClientFrame::Auth { address, signature }) => {
+                match node.verify_login(&nonce, expires, &address, &signature) {
+                    Ok(()) => return Some(address),
+                    Err(e) => {
+                        let (code, message) = e.public();
+                        let _ = socket.send(text(error_frame(req_id, code, message))).await;
+                        close(socket, CLOSE_POLICY, "authentication failed").await;
+                        return None;
+                    }
                 }
-            },
+            }
             Ok(_) => error_frame(
                 req_id,
                 ErrorCode::Unauthenticated,
@@ -122,7 +235,7 @@ async fn authenticate(node: &Node, socket: &mut WebSocket) -> Option<Address> {
             Err(e) => error_frame(req_id, ErrorCode::InvalidFrame, e.to_string()),
         };
         strikes += 1;
-        if socket.send(Message::Text(reply)).await.is_err() {
+        if socket.send(text(reply)).await.is_err() {
             return None;
         }
         metrics::inc(&METRICS.ws_frames_sent);
@@ -157,20 +270,18 @@ async fn session(node: Node, mut socket: WebSocket) {
             m = stream.next() => m,
             _ = conn.kill.killed() => break,
         };
-        if let Some(Ok(_)) = &msg {
-            metrics::inc(&METRICS.ws_frames_received);
-        }
-        let text = match msg {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Err(e)) => {
-                if is_too_big(&e) {
-                    conn.kill.kill(CLOSE_TOO_BIG, "message too big");
-                }
-                break;
-            }
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Binary(_))) => {
+        // `None`: the connection ended — closed by the agent, or by yawc after a protocol
+        // error or an oversized message (it has then already queued its close code, 1009).
+        let Some(frame) = msg else { break };
+        metrics::inc(&METRICS.ws_frames_received);
+        let text = match frame.opcode() {
+            OpCode::Close => break,
+            OpCode::Text => match utf8(frame) {
+                Some(t) => t,
+                None => break,
+            },
+            OpCode::Ping | OpCode::Pong | OpCode::Continuation => continue,
+            OpCode::Binary => {
                 conn.push(error_frame(
                     None,
                     ErrorCode::InvalidFrame,
@@ -316,13 +427,13 @@ fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 enum Step {
-    Sent(Result<(), axum::Error>),
+    Sent(Result<(), yawc::WebSocketError>),
     Kill(u16, String),
     Done,
 }
 
 async fn writer(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<WebSocket, Frame>,
     mut rx: mpsc::Receiver<Out>,
     kill: std::sync::Arc<KillSwitch>,
 ) {
@@ -334,12 +445,12 @@ async fn writer(
                 None => Step::Done,
                 Some(first) => {
                     let batch = async {
-                        sink.feed(Message::Text(first.into_text())).await?;
+                        sink.feed(text(first.into_text())).await?;
                         let mut n = 1;
                         for _ in 0..64 {
                             match rx.try_recv() {
                                 Ok(out) => {
-                                    sink.feed(Message::Text(out.into_text())).await?;
+                                    sink.feed(text(out.into_text())).await?;
                                     n += 1;
                                 }
                                 Err(_) => break,
@@ -347,7 +458,7 @@ async fn writer(
                         }
                         sink.flush().await?;
                         METRICS.ws_frames_sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        Ok::<(), axum::Error>(())
+                        Ok::<(), yawc::WebSocketError>(())
                     };
                     tokio::select! {
                         biased;
@@ -364,9 +475,8 @@ async fn writer(
                 return;
             }
             Step::Kill(code, reason) => {
-                let frame =
-                    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, sink.send(close_frame(code, &reason))).await;
                 return;
             }
             Step::Done => {

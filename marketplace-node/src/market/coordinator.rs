@@ -65,6 +65,14 @@ pub struct MarketConfig {
     /// Copy each final bounty's verdict into the ERC-8004 ValidationRegistry (one transaction
     /// per bounty whose provider has an agent identity, paid by the node's key).
     pub record_validations: bool,
+    /// The region this node keeps its data in (`--region`): bounties whose terms name
+    /// another region (or any region, when this is `None`) are refused.
+    pub region: Option<String>,
+    /// Default time an ended bounty's task input and result are kept when its terms set no
+    /// retention (`None`: kept).
+    pub task_retention: Option<Duration>,
+    /// How often ended bounties past their retention are looked for.
+    pub retention_sweep: Duration,
 }
 
 /// What a poster sends to register a bounty with the node.
@@ -98,6 +106,10 @@ pub struct PostRequest {
     /// it in the call for proposals, to check the parent before they bid.
     #[serde(default)]
     pub from_reward: Option<String>,
+    /// Data-usage terms (retention, onward sharing, region), committed through
+    /// `record.specHash` ([`escrow_client::policy::spec_hash`]).
+    #[serde(default)]
+    pub policy: Option<escrow_client::policy::Policy>,
 }
 
 /// What a bidder sends.
@@ -113,6 +125,11 @@ pub struct BidRequest {
 #[derive(Debug, Clone)]
 pub struct Market {
     inner: Arc<Inner>,
+}
+
+/// A bounty's data-usage terms, if it has any.
+fn policy_of(row: &BountyRow) -> Option<escrow_client::policy::Policy> {
+    serde_json::from_value(row.spec["policy"].clone()).ok().flatten()
 }
 
 /// How long a built reputation book is reused.
@@ -331,9 +348,13 @@ impl Market {
             panel: cfg.deployment.evaluator_panel,
             verifiers: &cfg.verifiers,
             max_bid_window_secs: cfg.max_bid_window_secs,
+            region: cfg.region.as_deref(),
         };
         let super::intake::CheckedPost { record, contest, from_reward, window_ms } =
             super::intake::check_post(&req, caller, &rules)?;
+        if let Some(parent) = &from_reward {
+            self.check_onward_sharing(parent, &req).await?;
+        }
         let bad = |m: String| Err(MarketError::BadRequest(m));
         // The head's time as of the last pass (at most a tick old), or wall time if later.
         let chain_now = self.inner.view.chain_time().await?.max(now());
@@ -379,6 +400,7 @@ impl Market {
             "bid_window_ms": window_ms,
             "split": req.split,
             "from_reward": from_reward,
+            "policy": req.policy,
         });
         let key = id_hex(id);
         // Admission control: a node at its limit refuses new bounties before registering
@@ -429,6 +451,91 @@ impl Market {
         Ok(
             json!({ "id": key, "bid_close_at": row.bid_close_at, "bid_close_ms": close_ms_of(&row), "cfp_group": row.cfp_group, "invited": invited, "reconnecting": reconnecting, "new": fresh, "panel": panel }),
         )
+    }
+
+    /// A sub-bounty funded from `parent` must not carry the parent's task input when the
+    /// parent's terms forbid passing it on (what the node can see: a verbatim copy, or a
+    /// sizeable piece of it, in the sub-bounty's input or description).
+    async fn check_onward_sharing(&self, parent: &str, req: &PostRequest) -> Result<()> {
+        let Some(prow) = self.inner.store.bounty(parent).await? else { return Ok(()) };
+        if policy_of(&prow).is_none_or(|p| p.onward_sharing) {
+            return Ok(());
+        }
+        let fps = crate::ioa::terms::fingerprints(&prow.spec["input"]);
+        let text = format!(
+            "{}\n{}",
+            crate::ioa::terms::canonical(&req.input),
+            Value::String(req.description.clone())
+        );
+        if crate::ioa::terms::leak(&fps, &text).is_some() {
+            return Err(MarketError::Forbidden(format!(
+                "the terms of bounty {parent} forbid passing its task input on (policy.onward_sharing = false); this sub-bounty carries it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Deletes, every `retention_sweep`, the task input and result of bounties that ended
+    /// longer ago than their retention (their terms', else the node's `--task-retention`).
+    async fn retention_loop(self) {
+        let mut tick =
+            tokio::time::interval(self.inner.cfg.retention_sweep.max(Duration::from_millis(200)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.erase_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(bounties = n, "task data past its retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "task-data retention sweep failed"),
+            }
+        }
+    }
+
+    /// One retention sweep; returns how many bounties' task data was deleted.
+    pub async fn erase_expired(&self) -> Result<usize> {
+        let now = reef_wire::unix_now_ms();
+        let mut erased = 0;
+        for (row, ended_ms) in self.inner.store.ended_unerased(256).await? {
+            let keep_ms = match policy_of(&row).and_then(|p| p.retention_days) {
+                Some(days) => u64::from(days) * 86_400_000,
+                None => match self.inner.cfg.task_retention {
+                    Some(d) => d.as_millis() as u64,
+                    None => continue,
+                },
+            };
+            if ended_ms.saturating_add(keep_ms) > now {
+                continue;
+            }
+            let eval_group =
+                row.verdict.as_ref().and_then(|v| v["eval_group"].as_str().map(str::to_string));
+            let store = self.inner.node.store();
+            for g in row.cfp_group.iter().chain(row.work_group.iter()).chain(eval_group.iter()) {
+                if !g.starts_with("claimed:") {
+                    store.erase_group(g).await?;
+                }
+            }
+            let mut spec = row.spec.clone();
+            spec["input"] = Value::Null;
+            spec["erased"] = Value::Bool(true);
+            let verdict = row.verdict.clone().map(|mut v| {
+                if let Value::Object(o) = &mut v {
+                    o.remove("result");
+                }
+                v
+            });
+            self.inner.store.erase_task_data(&row.id, &spec, verdict.as_ref()).await?;
+            self.inner.node.terms().release(&row.id);
+            self.inner
+                .store
+                .log(&row.id, "erased", "task input and result deleted (retention)")
+                .await?;
+            erased += 1;
+        }
+        if erased > 0 {
+            self.inner.node.store().checkpoint().await?;
+            self.inner.store.checkpoint().await?;
+        }
+        Ok(erased)
     }
 
     /// Picks `n` online evaluator agents (skill `evaluate`) for a panel, best reputation first
@@ -550,6 +657,7 @@ impl Market {
             "chain_id": self.inner.cfg.deployment.chain_id,
             "escrow": self.inner.cfg.deployment.bounty_escrow,
             "from_reward": row.spec["from_reward"],
+            "policy": row.spec["policy"],
         })
     }
 
@@ -728,6 +836,21 @@ impl Market {
     /// reorg, a long gap) or the message feed overflowed.
     pub async fn run(self) {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        // The inputs this node's previous process was guarding (assigned, not erased).
+        match self.inner.store.protected_assignments().await {
+            Ok(rows) => {
+                for row in rows {
+                    if let (Some(w), Some(g)) = (&row.winner, &row.work_group)
+                        && let Ok(provider) = parse_addr(w)
+                        && policy_of(&row).is_some_and(|p| !p.onward_sharing)
+                    {
+                        self.inner.node.terms().protect(provider, &row.id, g, &row.spec["input"]);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading guarded assignments failed"),
+        }
+        tokio::spawn(self.clone().retention_loop());
         let sched = &self.inner.sched;
         let tick = self.inner.cfg.tick;
         let steps = Arc::new(tokio::sync::Semaphore::new(STEP_CONCURRENCY));
@@ -1291,8 +1414,14 @@ impl Market {
                 "input": row.spec["input"],
                 "record": RecordJson::from(record),
                 "verify": row.spec["verify"]["mode"],
+                "policy": row.spec["policy"],
             },
         });
+        // Terms that forbid passing the input on: the provider's messages elsewhere must not
+        // carry it (before the assignment goes out, so no message can slip through first).
+        if policy_of(row).is_some_and(|p| !p.onward_sharing) {
+            self.inner.node.terms().protect(provider, &row.id, group_id, &row.spec["input"]);
+        }
         let body = json!({ "kind": "assignment", "bounty_id": row.id });
         self.send_as_market(
             group_id,
@@ -1966,6 +2095,8 @@ impl Market {
             "events": events,
             "description": row.spec["description"],
             "verify": row.spec["verify"]["mode"],
+            "policy": row.spec["policy"],
+            "erased": row.spec["erased"].as_bool().unwrap_or(false),
         });
         // Ranked when the window closed (a contest has entries instead).
         let ranked = !matches!(row.phase, Phase::Bidding | Phase::Contest);

@@ -4,7 +4,7 @@
 //! handlers and the fuzz targets (`fuzz/`) run the very same code.
 
 use alloy::{
-    primitives::{Address, B256, Bytes, U256, keccak256},
+    primitives::{Address, B256, Bytes, U256},
     sol_types::Eip712Domain,
 };
 use escrow_client::{
@@ -34,6 +34,8 @@ pub struct PostRules<'a> {
     pub verifiers: &'a Verifiers,
     /// Longest accepted bid window.
     pub max_bid_window_secs: u64,
+    /// The node's region (`--region`), matched against a policy's region.
+    pub region: Option<&'a str>,
 }
 
 /// A posting that passed [`check_post`].
@@ -74,8 +76,29 @@ pub fn check_post(
                 .into(),
         );
     }
-    if record.specHash != keccak256(req.description.as_bytes()) {
-        return bad("record.specHash is not keccak256(description)".into());
+    let policy = req.policy.as_ref();
+    if let Some(p) = policy {
+        p.validate().map_err(MarketError::BadRequest)?;
+        if req.description.contains('\0') {
+            return bad("a description with a policy must not contain NUL".into());
+        }
+        if let Some(want) = &p.region
+            && !rules.region.is_some_and(|have| have.eq_ignore_ascii_case(want))
+        {
+            return Err(MarketError::Forbidden(format!(
+                "policy.region {want:?}: this node keeps its data in {}",
+                rules
+                    .region
+                    .map(|r| format!("region {r:?}"))
+                    .unwrap_or_else(|| "no declared region".into())
+            )));
+        }
+    }
+    if record.specHash != escrow_client::policy::spec_hash(&req.description, policy) {
+        return bad(match policy {
+            None => "record.specHash is not keccak256(description)".into(),
+            Some(_) => "record.specHash is not keccak256(description ‖ 0x00 ‖ canonical policy) (docs/earning.md, \"Data-usage terms\")".into(),
+        });
     }
     if record.amount == 0 {
         return bad("reward must be greater than zero".into());

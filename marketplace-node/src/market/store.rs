@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_outcome_indexes.sql")),
     (5, include_str!("migrations/0005_rankings.sql")),
     (6, include_str!("migrations/0006_outcome.sql")),
+    (7, include_str!("migrations/0007_erasure.sql")),
 ];
 
 /// Lifecycle of a bounty inside the node.
@@ -696,7 +697,8 @@ impl MarketStore {
         let mut opts = AnyPoolOptions::new().max_connections(if postgres { 8 } else { 1 });
         if !postgres {
             // Lock waits in microseconds: the node's other connections write to the same file.
-            let init = reef_indexer::sqlite::connection_init(10_000, "");
+            // secure_delete: erased task data is overwritten in the file, not just unlinked.
+            let init = reef_indexer::sqlite::connection_init(10_000, "PRAGMA secure_delete = ON;");
             opts = opts.after_connect(move |conn, _| {
                 let init = init.clone();
                 Box::pin(async move {
@@ -823,6 +825,65 @@ impl MarketStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Ended bounties (settled or failed) whose task data is still stored, with the unix ms of
+    /// their last update (when they ended, or later), oldest first (at most `limit`).
+    pub async fn ended_unerased(&self, limit: i64) -> Result<Vec<(BountyRow, u64)>> {
+        let rows = sqlx::query(
+            "SELECT * FROM market_bounties WHERE state IN ('settled', 'failed') AND erased_at IS NULL \
+             ORDER BY updated_at LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((Self::row(r)?, r.try_get::<i64, _>("updated_at")?.max(0) as u64)))
+            .collect()
+    }
+
+    /// Assigned bounties whose input is still stored and whose terms forbid passing it on
+    /// (the guard a restarted node puts back).
+    pub async fn protected_assignments(&self) -> Result<Vec<BountyRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM market_bounties WHERE erased_at IS NULL AND winner IS NOT NULL \
+             AND work_group IS NOT NULL AND spec LIKE $1",
+        )
+        .bind("%\"onward_sharing\":false%")
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    /// Replaces a bounty's spec and verdict with their erased forms (no task input, no result)
+    /// and blanks its contest entries' results; marks it erased.
+    pub async fn erase_task_data(
+        &self,
+        id: &str,
+        spec: &serde_json::Value,
+        verdict: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let update = sqlx::query(
+            "UPDATE market_bounties SET spec = $1, verdict = $2, erased_at = $3 WHERE id = $4 RETURNING *",
+        )
+        .bind(spec.to_string())
+        .bind(verdict.map(|v| v.to_string()))
+        .bind(now_ms())
+        .bind(id);
+        self.update_row(id, update).await?;
+        sqlx::query("UPDATE market_entries SET result = 'null' WHERE bounty_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// SQLite: checkpoint and truncate the write-ahead log (see the IoA store's).
+    pub async fn checkpoint(&self) -> Result<()> {
+        if !self.postgres {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Bounties in `phase`, oldest first (at most `limit`).
