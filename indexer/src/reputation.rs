@@ -379,7 +379,17 @@ pub async fn identities_of(
     confirmations: u64,
     agent: Address,
 ) -> Result<Vec<Identity>> {
-    let Some(tip) = confirmed_tip(store, confirmations).await? else { return Ok(Vec::new()) };
+    Ok(identities_by_owner(store, confirmations).await?.remove(&agent).unwrap_or_default())
+}
+
+/// [`identities_of`] for every owner at once (three reads of the registry's events).
+pub async fn identities_by_owner(
+    store: &Store,
+    confirmations: u64,
+) -> Result<HashMap<Address, Vec<Identity>>> {
+    let Some(tip) = confirmed_tip(store, confirmations).await? else {
+        return Ok(HashMap::new());
+    };
     let owner = owners(store, tip).await?;
     let mut uri: HashMap<String, String> = HashMap::new();
     for kind in ["Registered", "URIUpdated"] {
@@ -389,15 +399,18 @@ pub async fn identities_of(
             }
         }
     }
-    let mut out: Vec<Identity> = owner
-        .into_iter()
-        .filter(|(_, o)| *o == Some(agent))
-        .filter_map(|(id, _)| {
-            let agent_id = U256::from_str_radix(id.trim_start_matches("0x"), 16).ok()?;
-            Some(Identity { agent_id, agent_uri: uri.get(&id).cloned().unwrap_or_default() })
-        })
-        .collect();
-    out.sort_by_key(|i| i.agent_id);
+    let mut out: HashMap<Address, Vec<Identity>> = HashMap::new();
+    for (id, o) in owner {
+        let (Some(o), Ok(agent_id)) = (o, U256::from_str_radix(id.trim_start_matches("0x"), 16))
+        else {
+            continue;
+        };
+        let agent_uri = uri.get(&id).cloned().unwrap_or_default();
+        out.entry(o).or_default().push(Identity { agent_id, agent_uri });
+    }
+    for ids in out.values_mut() {
+        ids.sort_by_key(|i| i.agent_id);
+    }
     Ok(out)
 }
 

@@ -110,6 +110,39 @@ async fn agent_register_points_the_identity_at_the_nodes_registration_file() {
     let file = common::get_json(uri.as_str()).await;
     assert_eq!(file["registrations"].as_array().unwrap().len(), 2, "{file}");
 
+    // Lookups and discovery show the identities, read from the chain (not claimed by the card).
+    let info = common::get_json(format!("{http}/v1/agents/{}", agent.address())).await;
+    let ids: Vec<&str> = info["erc8004"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.to_string(), other.to_string()], "{info}");
+    assert_eq!(info["erc8004"][0]["agent_uri"], uri);
+    assert_eq!(info["erc8004"][0]["agent_registry"], registry);
+    let found: Value = alloy::transports::http::reqwest::Client::new()
+        .post(format!("{http}/v1/discover"))
+        .header("content-type", "application/json")
+        .body(r#"{"query": "", "skills": ["sort"]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = found["agents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{found}"))
+        .iter()
+        .find(|a| {
+            a["address"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(&agent.address().to_string()))
+        })
+        .unwrap_or_else(|| panic!("the sorter is not discovered: {found}"));
+    assert_eq!(me["erc8004"].as_array().map(Vec::len), Some(2), "{me}");
+
     // Someone else's agent id is refused before any transaction.
     let theirs = register(&http, &rpc, &dir, &["--agent-id", "999"]);
     assert_eq!(theirs.status.code(), Some(1), "{theirs:?}");

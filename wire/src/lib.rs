@@ -190,6 +190,21 @@ pub struct AgentInfo {
     /// Relevance score (discovery only; 0 otherwise).
     #[serde(default)]
     pub score: f32,
+    /// ERC-8004 identities the address owns in the node's AgentRegistry, read from the chain
+    /// by the node's indexer (not claimed by the agent; empty when none or no indexer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erc8004: Vec<Erc8004Identity>,
+}
+
+/// An ERC-8004 identity: an agent id in an identity registry and its registration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erc8004Identity {
+    /// The agent id (ERC-721 token id), decimal.
+    pub agent_id: String,
+    /// `eip155:{chainId}:{identityRegistry}`.
+    pub agent_registry: String,
+    /// Its `agentURI` (the registration file).
+    pub agent_uri: String,
 }
 
 /// A discovery request.

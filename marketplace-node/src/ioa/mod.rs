@@ -122,6 +122,9 @@ struct Inner {
     returning: Mutex<std::collections::HashSet<Address>>,
     /// Swarm auctions, when this node runs them (it has a chain to check vouchers on).
     swarm: std::sync::OnceLock<crate::swarm::Swarm>,
+    /// The embedded chain index and the identity registry (`eip155:{chain}:{registry}`), when
+    /// a marketplace runs here: lookups and discovery show the agents' ERC-8004 identities.
+    identity_index: std::sync::OnceLock<(reef_indexer::Store, String)>,
     /// Idle deflate state shared by the WebSocket connections that agreed to no context
     /// takeover (memory then follows the messages in flight, not the connections).
     deflate_pool: yawc::DeflatePool,
@@ -223,6 +226,7 @@ impl Node {
                 started: std::time::Instant::now(),
                 returning: Mutex::new(returning.into_iter().collect()),
                 swarm: std::sync::OnceLock::new(),
+                identity_index: std::sync::OnceLock::new(),
                 deflate_pool: yawc::DeflatePool::new(DEFLATE_POOL_IDLE),
                 terms: terms::TermsGuard::default(),
             }),
@@ -298,6 +302,39 @@ impl Node {
     /// Runs swarm auctions on this node (once; a second call is ignored).
     pub fn set_swarm(&self, swarm: crate::swarm::Swarm) {
         let _ = self.inner.swarm.set(swarm);
+    }
+
+    /// Lets lookups and discovery show ERC-8004 identities from `index` (the marketplace's
+    /// embedded indexer) in the registry `registry` (`eip155:{chain}:{address}`).
+    pub fn set_identity_index(&self, index: reef_indexer::Store, registry: String) {
+        let _ = self.inner.identity_index.set((index, registry));
+    }
+
+    /// Fills `agents`' ERC-8004 identities from the chain index (one read of the registry's
+    /// events for all of them). Without an index, or if it cannot be read, they stay empty:
+    /// the answer is still useful, and the failure is logged.
+    async fn with_identities(&self, agents: &mut [AgentInfo]) {
+        let Some((index, registry)) = self.inner.identity_index.get() else { return };
+        if agents.is_empty() {
+            return;
+        }
+        match reef_indexer::reputation::identities_by_owner(index, 0).await {
+            Ok(mut by_owner) => {
+                for a in agents.iter_mut() {
+                    a.erc8004 = by_owner
+                        .remove(&a.address)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|i| reef_wire::Erc8004Identity {
+                            agent_id: i.agent_id.to_string(),
+                            agent_registry: registry.clone(),
+                            agent_uri: i.agent_uri,
+                        })
+                        .collect();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ERC-8004 identities unavailable"),
+        }
     }
 
     /// The swarm auctioneer, when this node runs one.
@@ -469,11 +506,16 @@ impl Node {
 
     /// Look up an agent.
     pub async fn get_agent(&self, address: &Address) -> Result<AgentInfo> {
-        self.inner
+        let a = self
+            .inner
             .store
             .agent(address, self.fresh_since())
             .await?
-            .ok_or_else(|| Error::NotFound(format!("agent {address} is not registered")))
+            .ok_or_else(|| Error::NotFound(format!("agent {address} is not registered")))?;
+        let mut one = [a];
+        self.with_identities(&mut one).await;
+        let [a] = one;
+        Ok(a)
     }
 
     /// Reload one agent into the index (mesh notification).
@@ -518,6 +560,7 @@ impl Node {
                 .then(a.address.cmp(&b.address))
         });
         out.truncate(limit);
+        self.with_identities(&mut out).await;
         Ok(out)
     }
 

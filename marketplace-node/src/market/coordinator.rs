@@ -232,6 +232,13 @@ impl Market {
     /// Connects to the chain and the node's database; does not start the work loop.
     pub async fn open(node: Node, cfg: MarketConfig) -> Result<Self> {
         let started_ms = reef_wire::unix_now_ms();
+        if let Some(index) = &cfg.reputation {
+            let d = &cfg.deployment;
+            node.set_identity_index(
+                index.clone(),
+                format!("eip155:{}:{}", d.chain_id, d.agent_registry),
+            );
+        }
         let store = MarketStore::connect(&node.config().database_url).await?;
         let chain = ReefClient::connect(
             &cfg.rpc_url,

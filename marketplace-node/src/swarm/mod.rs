@@ -551,6 +551,10 @@ impl Swarm {
 
     /// The poster's payment: releases the answer if the voucher checks out.
     pub async fn pay(&self, poster: Address, pay: SwarmPay) -> ioa::Result<PayOutcome> {
+        // The query id is echoed in every answer: refuse one the schema would not allow back.
+        if pay.query_id.is_empty() || pay.query_id.len() > 128 {
+            return Err(bad("query_id must be 1 to 128 characters (the `query_id` of an invoice)"));
+        }
         let refused = |code, message: String, expected| PayOutcome::Refused {
             query_id: pay.query_id.clone(),
             code,
