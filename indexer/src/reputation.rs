@@ -414,6 +414,42 @@ pub async fn identities_by_owner(
     Ok(out)
 }
 
+/// [`identities_by_owner`] read once per state of the index: it is recomputed only when the
+/// index's tip (its checkpoint and the hash of the last indexed block) has moved, so lookups and
+/// discovery cost two small reads between new blocks instead of three scans of the registry's
+/// events. A reorg changes the tip's hash, so it is never served stale.
+#[derive(Debug, Default)]
+pub struct IdentityCache {
+    last: tokio::sync::Mutex<Option<(IndexTip, std::sync::Arc<IdentitiesByOwner>)>>,
+}
+
+/// Every owner's identities ([`identities_by_owner`]).
+pub type IdentitiesByOwner = HashMap<Address, Vec<Identity>>;
+
+type IndexTip = (Option<u64>, Option<alloy::primitives::B256>);
+
+impl IdentityCache {
+    /// The identities by owner over everything in `store` (no confirmations held back, as the
+    /// node's own reads of its embedded index).
+    pub async fn get(&self, store: &Store) -> Result<std::sync::Arc<IdentitiesByOwner>> {
+        let next = store.next_block().await?;
+        let hash = match next {
+            Some(n) if n > 0 => store.block(n - 1).await?.map(|b| b.hash),
+            _ => None,
+        };
+        let tip = (next, hash);
+        let mut last = self.last.lock().await;
+        if let Some((at, by_owner)) = last.as_ref()
+            && *at == tip
+        {
+            return Ok(by_owner.clone());
+        }
+        let by_owner = std::sync::Arc::new(identities_by_owner(store, 0).await?);
+        *last = Some((tip, by_owner.clone()));
+        Ok(by_owner)
+    }
+}
+
 /// A [`ReputationBook`] over everything confirmed in `store`.
 pub async fn load_book(
     store: &Store,
@@ -563,6 +599,34 @@ mod tests {
         .await;
         assert_eq!(validations_of(&store, 0, AGENT).await.unwrap().count, 0);
         assert_eq!(validations_of(&store, 0, POSTER).await.unwrap().count, 1);
+    }
+
+    /// The cache answers from memory while the index stands still and re-reads once it moves.
+    #[tokio::test]
+    async fn the_identity_cache_follows_the_index() {
+        let transfer = |block: u64, agent: u64, to: Address| EventRow {
+            actor: Some(Address::ZERO),
+            counterparty: Some(to),
+            ..ev(block, 1, block as u8, "AgentTransfer", id(agent))
+        };
+        let store = store_with(vec![transfer(1, 7, AGENT)]).await;
+        let cache = IdentityCache::default();
+        let first = cache.get(&store).await.unwrap();
+        assert_eq!(first[&AGENT].len(), 1);
+        assert!(std::sync::Arc::ptr_eq(&first, &cache.get(&store).await.unwrap()));
+        store
+            .commit(&Batch {
+                events: vec![transfer(3, 8, AGENT)],
+                next_block: 4,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let moved = cache.get(&store).await.unwrap();
+        assert_eq!(
+            moved[&AGENT].iter().map(|i| i.agent_id).collect::<Vec<_>>(),
+            [U256::from(7), U256::from(8)]
+        );
     }
 
     #[tokio::test]

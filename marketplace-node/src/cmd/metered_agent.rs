@@ -262,20 +262,8 @@ impl ServeMeteredArgs {
             ..VerifierConfig::default()
         };
         let mut verifier = Verifier::new(chain.clone(), store.clone(), cfg);
-        let (client, mut events) = Client::connect_waiting(
-            &self.node,
-            chain.signer().clone(),
-            Default::default(),
-            crate::metered::payer::NODE_PATIENCE,
-            |e, pause| {
-                eprintln!(
-                    "node {} is not up yet ({e}); retrying in {:.1} s",
-                    self.node,
-                    pause.as_secs_f32()
-                )
-            },
-        )
-        .await?;
+        let (client, mut events) =
+            super::nodeapi::connect_ioa(&self.node, chain.signer().clone()).await?;
         client
             .register(AgentCard {
                 name: self.name.clone(),

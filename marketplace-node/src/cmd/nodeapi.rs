@@ -31,6 +31,25 @@ where
     .await
 }
 
+/// Connects to the node's IoA WebSocket as `signer`, waiting up to
+/// [`crate::metered::payer::NODE_PATIENCE`] for a node that is not up yet and saying so on
+/// stderr before each retry (`reef agent serve-metered`, `reef ask`, `reef swarm serve`).
+pub async fn connect_ioa(
+    node: &str,
+    signer: alloy::signers::local::PrivateKeySigner,
+) -> Result<(reef_agent_sdk::Client, reef_agent_sdk::Events), reef_agent_sdk::Error> {
+    reef_agent_sdk::Client::connect_waiting(
+        node,
+        signer,
+        Default::default(),
+        crate::metered::payer::NODE_PATIENCE,
+        |e, pause| {
+            eprintln!("node {node} is not up yet ({e}); retrying in {:.1} s", pause.as_secs_f32())
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

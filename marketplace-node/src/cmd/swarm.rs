@@ -143,20 +143,8 @@ impl AskArgs {
             .map_err(|_| eyre!("--challenge-period is too long"))?;
         let state_dir =
             self.state_dir.clone().unwrap_or_else(|| default_state_dir("pay", chain.address()));
-        let (ioa, _events) = reef_agent_sdk::Client::connect_waiting(
-            &self.node,
-            chain.signer().clone(),
-            Default::default(),
-            crate::metered::payer::NODE_PATIENCE,
-            |e, pause| {
-                eprintln!(
-                    "node {} is not up yet ({e}); retrying in {:.1} s",
-                    self.node,
-                    pause.as_secs_f32()
-                )
-            },
-        )
-        .await?;
+        let (ioa, _events) =
+            super::nodeapi::connect_ioa(&self.node, chain.signer().clone()).await?;
         let mut poster =
             Poster::new(chain, ioa, PosterConfig { deposit, challenge_period, state_dir })?;
         let ask = SwarmAsk {
@@ -291,20 +279,8 @@ impl ServeArgs {
             self.state_dir.clone().unwrap_or_else(|| default_state_dir("swarm", chain.address()));
         let store = crate::metered::Store::open(&state_dir).await?;
         let dep = chain.deployment().clone();
-        let (ioa, _events) = reef_agent_sdk::Client::connect_waiting(
-            &self.node,
-            chain.signer().clone(),
-            Default::default(),
-            crate::metered::payer::NODE_PATIENCE,
-            |e, pause| {
-                eprintln!(
-                    "node {} is not up yet ({e}); retrying in {:.1} s",
-                    self.node,
-                    pause.as_secs_f32()
-                )
-            },
-        )
-        .await?;
+        let (ioa, _events) =
+            super::nodeapi::connect_ioa(&self.node, chain.signer().clone()).await?;
         let cfg = AgentConfig {
             skills: self.skills.clone(),
             price,

@@ -128,16 +128,20 @@ async fn registration(
         }
         Err(e) => return Err(e.into()),
     };
-    let index = m.index().ok_or_else(|| {
-        MarketError::Conflict(
-            "this node runs without its embedded indexer: it cannot list the agent's ERC-8004 identities".into(),
-        )
-    })?;
-    let chain_id = m.deployment().chain_id;
-    // What the embedded indexer stored is what this node acts on (as its reputation does).
-    let ids = reef_indexer::reputation::identities_of(index, 0, agent)
+    // What the embedded indexer stored is what this node acts on (as its reputation does);
+    // the node reads it once per state of the index, for lookups and discovery too.
+    let by_owner = m
+        .node()
+        .erc8004_identities()
         .await
+        .ok_or_else(|| {
+            MarketError::Conflict(
+                "this node runs without its embedded indexer: it cannot list the agent's ERC-8004 identities".into(),
+            )
+        })?
         .map_err(|e| MarketError::Internal(e.to_string()))?;
+    let ids = by_owner.get(&agent).cloned().unwrap_or_default();
+    let chain_id = m.deployment().chain_id;
     let inputs = RegistrationInputs {
         address: agent,
         name: info.card.name,

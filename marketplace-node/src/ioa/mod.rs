@@ -125,6 +125,8 @@ struct Inner {
     /// The embedded chain index and the identity registry (`eip155:{chain}:{registry}`), when
     /// a marketplace runs here: lookups and discovery show the agents' ERC-8004 identities.
     identity_index: std::sync::OnceLock<(reef_indexer::Store, String)>,
+    /// The identities read from it, per state of the index.
+    identity_cache: reef_indexer::reputation::IdentityCache,
     /// Idle deflate state shared by the WebSocket connections that agreed to no context
     /// takeover (memory then follows the messages in flight, not the connections).
     deflate_pool: yawc::DeflatePool,
@@ -227,6 +229,7 @@ impl Node {
                 returning: Mutex::new(returning.into_iter().collect()),
                 swarm: std::sync::OnceLock::new(),
                 identity_index: std::sync::OnceLock::new(),
+                identity_cache: Default::default(),
                 deflate_pool: yawc::DeflatePool::new(DEFLATE_POOL_IDLE),
                 terms: terms::TermsGuard::default(),
             }),
@@ -310,30 +313,39 @@ impl Node {
         let _ = self.inner.identity_index.set((index, registry));
     }
 
-    /// Fills `agents`' ERC-8004 identities from the chain index (one read of the registry's
-    /// events for all of them). Without an index, or if it cannot be read, they stay empty:
-    /// the answer is still useful, and the failure is logged.
+    /// The ERC-8004 identities of every owner in the chain index (`None` without one), read
+    /// once per state of the index ([`reef_indexer::reputation::IdentityCache`]).
+    pub async fn erc8004_identities(
+        &self,
+    ) -> Option<reef_indexer::Result<Arc<reef_indexer::reputation::IdentitiesByOwner>>> {
+        let (index, _) = self.inner.identity_index.get()?;
+        Some(self.inner.identity_cache.get(index).await)
+    }
+
+    /// Fills `agents`' ERC-8004 identities from the chain index. Without an index, or if it
+    /// cannot be read, they stay empty: the answer is still useful, and the failure is logged.
     async fn with_identities(&self, agents: &mut [AgentInfo]) {
-        let Some((index, registry)) = self.inner.identity_index.get() else { return };
+        let Some((_, registry)) = self.inner.identity_index.get() else { return };
         if agents.is_empty() {
             return;
         }
-        match reef_indexer::reputation::identities_by_owner(index, 0).await {
-            Ok(mut by_owner) => {
+        match self.erc8004_identities().await {
+            Some(Ok(by_owner)) => {
                 for a in agents.iter_mut() {
                     a.erc8004 = by_owner
-                        .remove(&a.address)
-                        .unwrap_or_default()
+                        .get(&a.address)
                         .into_iter()
+                        .flatten()
                         .map(|i| reef_wire::Erc8004Identity {
                             agent_id: i.agent_id.to_string(),
                             agent_registry: registry.clone(),
-                            agent_uri: i.agent_uri,
+                            agent_uri: i.agent_uri.clone(),
                         })
                         .collect();
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "ERC-8004 identities unavailable"),
+            Some(Err(e)) => tracing::warn!(error = %e, "ERC-8004 identities unavailable"),
+            None => {}
         }
     }
 
