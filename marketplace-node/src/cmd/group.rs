@@ -61,17 +61,7 @@ struct Login {
 
 impl Login {
     fn signer(&self) -> eyre::Result<PrivateKeySigner> {
-        match (&self.key, self.dev_account) {
-            (Some(k), _) => k
-                .trim()
-                .parse()
-                .map_err(|e| eyre::eyre!("--key is not a valid hex private key: {e}")),
-            (None, Some(i)) => escrow_client::devnet::dev_signer_checked(i)
-                .map_err(|e| eyre::eyre!("--dev-account: {e}")),
-            (None, None) => {
-                eyre::bail!("no account: pass --key <hex> (or REEF_PRIVATE_KEY) or --dev-account N")
-            }
-        }
+        super::nodeapi::login_signer(self.key.as_deref(), self.dev_account)
     }
 
     async fn api(&self) -> eyre::Result<NodeApi> {

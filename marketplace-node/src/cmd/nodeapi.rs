@@ -31,6 +31,24 @@ where
     .await
 }
 
+/// The account a node login signs with: `--key` (or `REEF_PRIVATE_KEY`), else anvil's
+/// `--dev-account N` (`reef dashboard login`, `reef group …`).
+pub fn login_signer(
+    key: Option<&str>,
+    dev_account: Option<usize>,
+) -> eyre::Result<alloy::signers::local::PrivateKeySigner> {
+    match (key, dev_account) {
+        (Some(k), _) => {
+            k.trim().parse().map_err(|e| eyre::eyre!("--key is not a valid hex private key: {e}"))
+        }
+        (None, Some(i)) => escrow_client::devnet::dev_signer_checked(i)
+            .map_err(|e| eyre::eyre!("--dev-account: {e}")),
+        (None, None) => {
+            eyre::bail!("no account: pass --key <hex> (or REEF_PRIVATE_KEY) or --dev-account N")
+        }
+    }
+}
+
 /// Connects to the node's IoA WebSocket as `signer`, waiting up to
 /// [`crate::metered::payer::NODE_PATIENCE`] for a node that is not up yet and saying so on
 /// stderr before each retry (`reef agent serve-metered`, `reef ask`, `reef swarm serve`).
