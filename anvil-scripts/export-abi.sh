@@ -12,8 +12,10 @@ TARGET="$OUT_DIR"
 if [[ "${1:-}" == "--check" ]]; then TARGET="$(mktemp -d)"; fi
 mkdir -p "$TARGET"
 for c in "${CONTRACTS[@]}"; do
-  src="$(find "$ROOT/contracts/out" -path "*/$c.sol/$c.json" | head -n1)"
-  [[ -n "$src" ]] || { echo "artifact for $c not found in contracts/out" >&2; exit 1; }
+  # The default profile's artifact, by its exact name: a contract that imports BountyEscrow is
+  # also compiled under the escrow-size profile (<name>.escrow-size.json), which is not deployed.
+  src="$ROOT/contracts/out/$c.sol/$c.json"
+  [[ -f "$src" ]] || { echo "artifact for $c not found in contracts/out" >&2; exit 1; }
   node -e '
     const a = require(process.argv[1]);
     const out = { abi: a.abi, bytecode: { object: a.bytecode.object } };
