@@ -21,6 +21,7 @@ use escrow_client::{
 };
 use marketplace_node::market::{
     auction::{BidBook, Candidate, ScoringConfig},
+    ranking::SignedBid,
     store::MarketStore,
 };
 
@@ -113,7 +114,10 @@ async fn main() {
         MarketStore::connect(&format!("sqlite://{}/bench.db", dir.display())).await.expect("db");
     let key = "0x000000000000000000000000000000000000000000000000000000000000002a";
     for (bid, sig, eta) in &signed {
-        let v = serde_json::json!({ "bid": BidJson::from(bid), "signature": alloy::primitives::Bytes::from(sig.clone()) });
+        let v = SignedBid {
+            bid: BidJson::from(bid),
+            signature: alloy::primitives::Bytes::from(sig.clone()),
+        };
         let stored =
             store.upsert_bid(key, &bid.bidder.to_string(), &v, *eta, n).await.expect("insert");
         assert!(stored, "the store refused a bid below its capacity");
@@ -135,13 +139,8 @@ async fn main() {
     }
     let t = Instant::now();
     let rows = store.bids(key).await.expect("load");
-    let bids: Vec<(u64, Bid)> = rows
-        .iter()
-        .map(|r| {
-            let bj: BidJson = serde_json::from_value(r.bid["bid"].clone()).expect("bid json");
-            (r.eta_secs, Bid::try_from(&bj).expect("bid"))
-        })
-        .collect();
+    let bids: Vec<(u64, Bid)> =
+        rows.iter().map(|r| (r.eta_secs, Bid::try_from(&r.bid.bid).expect("bid"))).collect();
     let bidders: Vec<String> = bids.iter().map(|(_, b)| b.bidder.to_string()).collect();
     let record_of = store.outcomes_of(&bidders).await.expect("outcomes");
     let mut book: BidBook<usize> = BidBook::new(U256::from(record.amount), n);

@@ -35,6 +35,9 @@ const PAPER_BYTES_PER_QUERY: f64 = 7_600.0;
 /// Benchmark options.
 #[derive(Debug, Parser)]
 #[command(
+    // The Makefile passes its defaults first and the user's *_BENCH_ARGS after them: the last
+    // value of a repeated flag wins (`make bench-traffic TRAFFIC_BENCH_ARGS="--queries 50"`).
+    args_override_self = true,
     after_help = "Example:\n  cargo run --release -p marketplace-node --example traffic_bench -- --queries 200 --candidates 3"
 )]
 struct Opts {

@@ -30,6 +30,9 @@ type Ws =
 /// Benchmark options.
 #[derive(Debug, Parser)]
 #[command(
+    // The Makefile passes its defaults first and the user's *_BENCH_ARGS after them: the last
+    // value of a repeated flag wins (`make bench-ioa IOA_BENCH_ARGS="--rate 5"`).
+    args_override_self = true,
     after_help = "Example:\n  cargo run --release -p marketplace-node --bin ioa-bench -- --agents 1000 --group-size 10 --rate 10 --secs 10"
 )]
 struct Opts {
@@ -401,4 +404,18 @@ async fn main() -> eyre::Result<()> {
         println!("node RSS/idle conn:  {per_conn_kib:.1} KiB");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `make bench-ioa` passes its defaults before `IOA_BENCH_ARGS`: a repeated flag takes its
+    /// last value instead of being refused.
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let o = Opts::try_parse_from(["ioa-bench", "--rate", "10", "--secs", "10", "--rate", "5"])
+            .expect("a repeated flag parses");
+        assert_eq!(o.rate, 5.0);
+    }
 }

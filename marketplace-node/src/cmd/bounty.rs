@@ -1038,8 +1038,12 @@ async fn post_via_node(
         let phase = v["phase"].as_str().unwrap_or("").to_string();
         pb.set_message(format!("{phase} ({} bids)", v["bids"]));
         if phase == "awaiting_award" && award.is_none() {
-            let (bid, sig) = crate::market::signed_bid(&v["winning_bid"])
-                .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
+            let (bid, sig) = serde_json::from_value::<crate::market::ranking::SignedBid>(
+                v["winning_bid"].clone(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.decode())
+            .map_err(|e| eyre!("node sent a bad winning bid: {e}"))?;
             let txs = match parent {
                 // Funded from the reward: post it from the pledge, then award the bid.
                 Some(parent) => {
@@ -1327,15 +1331,20 @@ impl BountyArgs {
         let view =
             super::nodeapi::wait_for_node("reading the ranking", patience, || api.get(&path))
                 .await?;
-        let ranking = view["ranking"].as_array().ok_or_else(|| {
-            eyre!("the node shows no ranking for {key} (only the poster sees it; is this the node that ran the auction?)")
-        })?;
+        if view["ranking"].is_null() {
+            return Err(eyre!(
+                "the node shows no ranking for {key} (only the poster sees it; is this the node that ran the auction?)"
+            ));
+        }
+        let ranking: crate::market::ranking::Ranking =
+            serde_json::from_value(view["ranking"].clone())
+                .map_err(|e| eyre!("the node sent a malformed ranking for {key}: {e}"))?;
         let now = client.chain_time().await?;
         let late = state.record.provider;
         // An evaluator (not the poster) may not raise the price or take the job itself.
         let evaluator = (client.address() != state.record.poster)
             .then(|| (state.record.evaluator, alloy::primitives::U256::from(state.record.price)));
-        let next = crate::market::next_runner_up(ranking, late, now, evaluator);
+        let next = crate::market::ranking::next_runner_up(&ranking, late, now, evaluator);
         let Some((bid, sig)) = next else {
             return Err(eyre!(
                 "no other valid bid in the ranking of {key}; end the award with `reef bounty revoke {key}` to be refunded"

@@ -23,6 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{DashError, Dashboard, Result, auth::Viewer};
 use crate::market::{
     Market,
+    ranking::RankedBid,
     store::{BountyRow, Phase},
 };
 use crate::openapi;
@@ -844,34 +845,27 @@ pub async fn bounty(
 }
 
 /// The stored ranking as rows with their score's parts.
-fn rank_rows(r: &Value) -> Vec<RankRow> {
-    r.as_array()
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .map(|(i, e)| RankRow {
-                    rank: i + 1,
-                    bidder: e["bidder"].as_str().unwrap_or_default().to_string(),
-                    price: e["price"].as_str().unwrap_or_default().to_string(),
-                    eta_secs: e["eta_secs"].as_u64().unwrap_or(0),
-                    score: e["score"].as_f64().unwrap_or(0.0),
-                    parts: e["components"]
-                        .as_array()
-                        .map(|c| {
-                            c.iter()
-                                .map(|p| ScorePart {
-                                    name: p[0].as_str().unwrap_or_default().to_string(),
-                                    value: p[1].as_f64().unwrap_or(0.0),
-                                    weight: p[2].as_f64().unwrap_or(0.0),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    failed: e["failed"] == true,
+fn rank_rows(r: &[RankedBid]) -> Vec<RankRow> {
+    r.iter()
+        .enumerate()
+        .map(|(i, e)| RankRow {
+            rank: i + 1,
+            bidder: e.bidder.to_string(),
+            price: e.price.to_string(),
+            eta_secs: e.eta_secs,
+            score: e.score,
+            parts: e
+                .components
+                .iter()
+                .map(|(name, value, weight)| ScorePart {
+                    name: name.clone(),
+                    value: *value,
+                    weight: *weight,
                 })
-                .collect()
+                .collect(),
+            failed: e.failed,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 async fn agent_row(d: &Dashboard, info: AgentInfo) -> AgentRow {
@@ -1008,23 +1002,35 @@ mod tests {
     use serde_json::json;
 
     use super::{rank_rows, section_of};
+    use crate::market::ranking::Ranking;
+    use alloy::primitives::{Address, B256};
 
     #[test]
     fn a_stored_ranking_becomes_rows_with_every_score_part() {
+        let (a, b) = (Address::repeat_byte(0x0a), Address::repeat_byte(0x0b));
+        let signed = json!({ "bid": {
+            "bountyId": "0x1", "termsHash": B256::ZERO, "bidder": a, "amount": "4",
+            "deadline": 9, "eta": 0, "bond": "0", "nonce": "1" },
+            "signature": "0x00" });
         let stored = json!([
-            { "bidder": "0xa", "price": "4", "eta_secs": 300, "score": 0.8,
+            { "bidder": a, "price": "4", "eta_secs": 300, "score": 0.8,
               "components": [["price", 0.2, 0.4], ["eta", 0.9, 0.2], ["reputation", 0.5, 0.3], ["stake", 0.0, 0.1]],
-              "signed": {} },
-            { "bidder": "0xb", "price": "5", "eta_secs": 60, "score": 0.5, "components": [], "failed": true }
+              "signed": signed },
+            { "bidder": b, "price": "5", "eta_secs": 60, "score": 0.5,
+              "components": [], "signed": signed, "failed": true }
         ]);
-        let rows = rank_rows(&stored);
+        let ranking: Ranking =
+            serde_json::from_value(stored.clone()).expect("the stored form parses");
+        assert_eq!(serde_json::to_value(&ranking).unwrap(), stored, "the JSON form is unchanged");
+        let rows = rank_rows(&ranking);
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].rank, rows[0].bidder.as_str(), rows[0].failed), (1, "0xa", false));
+        assert_eq!((rows[0].rank, rows[0].price.as_str(), rows[0].failed), (1, "4", false));
+        assert_eq!(rows[0].bidder, a.to_string());
         let names: Vec<&str> = rows[0].parts.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["price", "eta", "reputation", "stake"]);
         assert_eq!((rows[0].parts[2].value, rows[0].parts[2].weight), (0.5, 0.3));
         assert!(rows[1].failed);
-        assert!(rank_rows(&json!(null)).is_empty());
+        assert!(rank_rows(&[]).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod coordinator;
 pub mod gateway;
 pub mod intake;
 pub mod longpoll;
+pub mod ranking;
 pub mod rest;
 pub mod sandbox;
 pub mod scheduler;
@@ -102,48 +103,13 @@ pub fn parse_addr(s: &str) -> Result<Address> {
     s.parse().map_err(|_| MarketError::Internal(format!("bad address {s:?} in db")))
 }
 
-/// A signed bid as the node stores and shows it (`{"bid": BidJson, "signature": hex}`).
-pub fn signed_bid(
-    v: &serde_json::Value,
-) -> std::result::Result<
-    (escrow_client::bindings::escrow::IBountyTypes::Bid, alloy::primitives::Bytes),
-    String,
-> {
-    let bj: escrow_client::escrow::BidJson =
-        serde_json::from_value(v["bid"].clone()).map_err(|e| format!("malformed bid: {e}"))?;
-    let bid = escrow_client::bindings::escrow::IBountyTypes::Bid::try_from(&bj)
-        .map_err(|e| format!("malformed bid: {e}"))?;
-    let sig = serde_json::from_value(v["signature"].clone())
-        .map_err(|e| format!("malformed signature: {e}"))?;
-    Ok((bid, sig))
-}
-
-/// Take-over: the best-ranked bid, not marked failed and not from the `late` provider, that is
-/// still valid at `now` (used by the node as evaluator and by the poster's CLI). An evaluator's
-/// take-over (`evaluator` given) may not raise the price above `max_price` (the current price)
-/// nor hand the job to the evaluator itself: the escrow refuses both (`BidTooHigh`,
-/// `BidderIsEvaluator`), so such bids are skipped here.
-pub fn next_runner_up(
-    ranking: &[serde_json::Value],
-    late: Address,
-    now: u64,
-    evaluator: Option<(Address, alloy::primitives::U256)>,
-) -> Option<(escrow_client::bindings::escrow::IBountyTypes::Bid, alloy::primitives::Bytes)> {
-    ranking.iter().filter(|e| e["failed"] != true).find_map(|e| {
-        let (bid, sig) = signed_bid(&e["signed"]).ok()?;
-        let allowed =
-            evaluator.is_none_or(|(ev, max_price)| bid.bidder != ev && bid.amount <= max_price);
-        (bid.bidder != late && bid.deadline >= now && allowed).then_some((bid, sig))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use alloy::primitives::{Address, U256};
     use alloy_signer_local::PrivateKeySigner;
     use escrow_client::{bindings::escrow::IBountyTypes::Bid, escrow::BidJson, signing};
 
-    fn entry(bidder: &PrivateKeySigner, price: u64) -> serde_json::Value {
+    fn entry(bidder: &PrivateKeySigner, price: u64) -> super::ranking::RankedBid {
         let bid = Bid {
             bountyId: U256::from(1),
             bidder: bidder.address(),
@@ -154,7 +120,15 @@ mod tests {
         };
         let domain = signing::escrow_domain(31337, Address::repeat_byte(1));
         let sig = signing::sign_bid(bidder, &bid, &domain).unwrap();
-        serde_json::json!({ "bidder": bidder.address(), "signed": { "bid": BidJson::from(&bid), "signature": sig } })
+        super::ranking::RankedBid {
+            bidder: bidder.address(),
+            price: U256::from(price),
+            eta_secs: 0,
+            score: 0.0,
+            components: Vec::new(),
+            signed: super::ranking::SignedBid { bid: BidJson::from(&bid), signature: sig },
+            failed: false,
+        }
     }
 
     /// Issue 18: an evaluator's take-over skips bids above the current price and its own bid
@@ -169,10 +143,11 @@ mod tests {
         );
         let ranking =
             vec![entry(&late, 5), entry(&pricey, 9), entry(&evaluator, 1), entry(&cheap, 5)];
-        let by_poster = super::next_runner_up(&ranking, late.address(), 50, None).unwrap();
+        let by_poster = super::ranking::next_runner_up(&ranking, late.address(), 50, None).unwrap();
         assert_eq!(by_poster.0.bidder, pricey.address());
         let cap = Some((evaluator.address(), U256::from(5)));
-        let by_evaluator = super::next_runner_up(&ranking, late.address(), 50, cap).unwrap();
+        let by_evaluator =
+            super::ranking::next_runner_up(&ranking, late.address(), 50, cap).unwrap();
         assert_eq!(by_evaluator.0.bidder, cheap.address());
     }
 }

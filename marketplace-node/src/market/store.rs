@@ -7,7 +7,10 @@ use std::{collections::HashMap, sync::Arc};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row, any::AnyPoolOptions};
 
-use super::{MarketError, Result};
+use super::{
+    MarketError, Result,
+    ranking::{Ranking, SignedBid},
+};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_market.sql")),
@@ -135,8 +138,8 @@ pub struct BountyRow {
 pub struct BidRow {
     /// Bidder.
     pub bidder: String,
-    /// Signed bid (JSON: bid fields + signature).
-    pub bid: serde_json::Value,
+    /// The signed bid.
+    pub bid: SignedBid,
     /// Promised delivery time after award, seconds.
     pub eta_secs: u64,
 }
@@ -509,7 +512,7 @@ struct RowSlot {
     writing: u32,
     row: Option<Arc<BountyRow>>,
     /// The bounty's ranking, under the same rules as `row`; only a ranking write drops it.
-    ranking: Option<Arc<serde_json::Value>>,
+    ranking: Option<Arc<Ranking>>,
 }
 
 /// Where a missed read started: it may fill the cache only if nothing moved since.
@@ -556,12 +559,12 @@ impl RowCache {
     }
 
     /// The cached ranking of `id`, or the ticket a read from the database fills it with.
-    fn get_ranking(&self, id: &str) -> std::result::Result<Arc<serde_json::Value>, RowTicket> {
+    fn get_ranking(&self, id: &str) -> std::result::Result<Arc<Ranking>, RowTicket> {
         self.get_slot(id, |slot| slot.ranking.clone())
     }
 
     /// Stores the ranking of `id` as read with `ticket` (the rules of [`Self::fill`]).
-    fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<serde_json::Value>) {
+    fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<Ranking>) {
         self.fill_slot(ticket, id, |slot| slot.ranking = Some(ranking.clone()));
     }
 
@@ -608,7 +611,7 @@ impl RowCache {
         id: &str,
         began: u64,
         fresh: Option<Arc<BountyRow>>,
-        ranking: Option<Arc<serde_json::Value>>,
+        ranking: Option<Arc<Ranking>>,
     ) {
         let mut c = self.lock();
         let slot = c.slots.entry(id.to_string()).or_default();
@@ -630,7 +633,7 @@ struct RowWriteGuard<'a> {
     /// The committed row, when the write returned it.
     fresh: Option<Arc<BountyRow>>,
     /// The committed ranking, when the write set it.
-    ranking: Option<Arc<serde_json::Value>>,
+    ranking: Option<Arc<Ranking>>,
 }
 
 impl RowWriteGuard<'_> {
@@ -972,7 +975,7 @@ impl MarketStore {
     pub async fn set_ranking(
         &self,
         id: &str,
-        ranking: serde_json::Value,
+        ranking: Ranking,
         winner: Option<&str>,
         award_expiry: u64,
     ) -> Result<()> {
@@ -984,7 +987,10 @@ impl MarketStore {
              ON CONFLICT (bounty_id) DO UPDATE SET ranking = excluded.ranking",
         )
         .bind(id)
-        .bind(ranking.to_string())
+        .bind(
+            serde_json::to_string(&ranking)
+                .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?,
+        )
         .execute(&mut *tx)
         .await?;
         let rows = sqlx::query(
@@ -1005,7 +1011,7 @@ impl MarketStore {
     }
 
     /// A bounty's ranking, once its window closed.
-    pub async fn ranking(&self, id: &str) -> Result<Option<Arc<serde_json::Value>>> {
+    pub async fn ranking(&self, id: &str) -> Result<Option<Arc<Ranking>>> {
         let ticket = match self.rows.as_ref().map(|c| c.get_ranking(id)) {
             Some(Ok(r)) => return Ok(Some(r)),
             Some(Err(ticket)) => Some(ticket),
@@ -1165,7 +1171,7 @@ impl MarketStore {
         &self,
         bounty_id: &str,
         bidder: &str,
-        bid: &serde_json::Value,
+        bid: &SignedBid,
         eta_secs: u64,
         capacity: usize,
     ) -> Result<bool> {
@@ -1173,7 +1179,8 @@ impl MarketStore {
         let job = BidJob {
             bounty_id: bounty_id.to_string(),
             bidder: bidder.to_string(),
-            bid: bid.to_string(),
+            bid: serde_json::to_string(bid)
+                .map_err(|e| MarketError::Internal(format!("bid: {e}")))?,
             eta_secs: i64::try_from(eta_secs).unwrap_or(i64::MAX),
             capacity,
             reply,
@@ -1441,6 +1448,37 @@ pub struct Claimant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::market::ranking::RankedBid;
+
+    /// A (test) signed bid told apart by its nonce.
+    fn bid(n: u64) -> SignedBid {
+        SignedBid {
+            bid: escrow_client::escrow::BidJson {
+                bounty_id: alloy::primitives::U256::from(1),
+                terms_hash: alloy::primitives::B256::ZERO,
+                bidder: alloy::primitives::Address::ZERO,
+                amount: "1".into(),
+                deadline: 9,
+                eta: 0,
+                bond: "0".into(),
+                nonce: n.to_string(),
+            },
+            signature: alloy::primitives::Bytes::from(vec![0u8; 65]),
+        }
+    }
+
+    /// A one-bid ranking told apart by its price.
+    fn ranking_priced(price: u64) -> Ranking {
+        vec![RankedBid {
+            bidder: alloy::primitives::Address::repeat_byte(0x0b),
+            price: alloy::primitives::U256::from(price),
+            eta_secs: 0,
+            score: 1.0,
+            components: Vec::new(),
+            signed: bid(price),
+            failed: false,
+        }]
+    }
 
     async fn store() -> MarketStore {
         let dir = std::env::temp_dir().join(format!("reef-market-store-{}", rand::random::<u64>()));
@@ -1477,8 +1515,9 @@ mod tests {
         let (dir, url, old) = database_at_migration(4).await;
         sqlx::query(
             "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, ranking) \
-             VALUES ('0x01', '0xp', 'awaiting_award', '{}', 1, 0, 1, 1, '[{\"bidder\":\"0xb\"}]')",
+             VALUES ('0x01', '0xp', 'awaiting_award', '{}', 1, 0, 1, 1, $1)",
         )
+        .bind(serde_json::to_string(&ranking_priced(3)).unwrap())
         .execute(&old)
         .await
         .unwrap();
@@ -1487,7 +1526,7 @@ mod tests {
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.phase, row.award_expiry), (Phase::AwaitingAward, 0));
         let ranking = s.ranking("0x01").await.unwrap().unwrap();
-        assert_eq!(*ranking, serde_json::json!([{ "bidder": "0xb" }]));
+        assert_eq!(*ranking, ranking_priced(3));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1624,19 +1663,19 @@ mod tests {
         s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
-        s.set_ranking("0x01", serde_json::json!([1]), Some("0xv"), 1234).await.unwrap();
+        s.set_ranking("0x01", ranking_priced(1), Some("0xv"), 1234).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.winner.as_deref(), row.award_expiry), (Some("0xv"), 1234));
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([1]));
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(1));
         assert!(cache.get_ranking("0x01").is_ok(), "the ranking write did not cache it");
         // Other writes keep the cached ranking; a new ranking replaces it.
         s.hand_over("0x01", "0xr", 77).await.unwrap();
         assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
-        s.set_ranking("0x01", serde_json::json!([2]), Some("0xr"), 1234).await.unwrap();
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));
+        s.set_ranking("0x01", ranking_priced(2), Some("0xr"), 1234).await.unwrap();
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
         cache.lock().clear();
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), serde_json::json!([2]));
+        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
         assert!(s.ranking("0x09").await.unwrap().is_none());
         s.hand_over("0x01", "0xr", 77).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
@@ -1748,19 +1787,19 @@ mod tests {
     }
 
     async fn check_bids(s: &MarketStore) {
-        assert!(s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 1}), 10, 2).await.unwrap());
-        assert!(s.upsert_bid("0x01", "0xa", &serde_json::json!({"p": 2}), 20, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xa", &bid(1), 10, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xa", &bid(2), 20, 2).await.unwrap());
         let bids = s.bids("0x01").await.unwrap();
         assert_eq!(bids.len(), 1);
-        assert_eq!(bids[0].bid["p"], 2);
+        assert_eq!(bids[0].bid.bid.nonce, "2");
         // At capacity a new bidder is refused, and a bidder already in can still replace its bid.
-        assert!(s.upsert_bid("0x01", "0xb", &serde_json::json!({"p": 3}), 30, 2).await.unwrap());
-        assert!(!s.upsert_bid("0x01", "0xc", &serde_json::json!({"p": 4}), 40, 2).await.unwrap());
-        assert!(s.upsert_bid("0x01", "0xb", &serde_json::json!({"p": 5}), 50, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xb", &bid(3), 30, 2).await.unwrap());
+        assert!(!s.upsert_bid("0x01", "0xc", &bid(4), 40, 2).await.unwrap());
+        assert!(s.upsert_bid("0x01", "0xb", &bid(5), 50, 2).await.unwrap());
         let bids = s.bids("0x01").await.unwrap();
-        assert_eq!(bids.iter().map(|b| b.bid["p"].clone()).collect::<Vec<_>>(), [2, 5]);
+        assert_eq!(bids.iter().map(|b| b.bid.bid.nonce.as_str()).collect::<Vec<_>>(), ["2", "5"]);
         // Capacity is per bounty.
-        assert!(s.upsert_bid("0x02", "0xc", &serde_json::json!({"p": 6}), 60, 2).await.unwrap());
+        assert!(s.upsert_bid("0x02", "0xc", &bid(6), 60, 2).await.unwrap());
         // The view's single read: the log as `events` reads it, and the bid count.
         s.log("0x01", "posted", "first").await.unwrap();
         s.log("0x01", "announced", "second").await.unwrap();
@@ -1783,7 +1822,7 @@ mod tests {
             let s = s.clone();
             async move {
                 let bidder = format!("0x{:02}", i % 20);
-                let ok = s.upsert_bid("0xb1", &bidder, &serde_json::json!({"i": i}), 1, 7).await;
+                let ok = s.upsert_bid("0xb1", &bidder, &bid(i), 1, 7).await;
                 (bidder, i, ok.unwrap())
             }
         });
@@ -1799,7 +1838,7 @@ mod tests {
         for b in &bids {
             let last =
                 answers.iter().filter(|(w, _, ok)| *w == b.bidder && *ok).map(|(_, i, _)| *i).max();
-            assert_eq!(b.bid["i"].as_i64(), last.map(i64::from));
+            assert_eq!(b.bid.bid.nonce.parse::<u64>().ok(), last);
         }
         let (_, count) = s.events_and_bid_count("0xb1").await.unwrap();
         assert_eq!(count, 7);
@@ -1823,7 +1862,7 @@ mod tests {
         // A transition that does not apply leaves the log as it is.
         assert!(!s.transition("0x07", Phase::Bidding, Phase::Failed, "no").await.unwrap());
         assert_eq!(s.events_and_bid_count("0x07").await.unwrap(), fresh(&s).await);
-        assert!(s.upsert_bid("0x07", "0xa", &serde_json::json!({}), 1, 10).await.unwrap());
+        assert!(s.upsert_bid("0x07", "0xa", &bid(0), 1, 10).await.unwrap());
         let (log, bids) = s.events_and_bid_count("0x07").await.unwrap();
         assert_eq!((log.len(), bids), (3, 1));
         assert_eq!((log.clone(), bids), fresh(&s).await);
