@@ -130,7 +130,10 @@ async fn main() {
         for h in 0..history {
             past += 1;
             let pid = format!("0x{past:064x}");
-            store.insert_bounty(&pid, "0xposter", &serde_json::json!({}), 1).await.expect("past");
+            store
+                .insert_bounty(&pid, Address::repeat_byte(0x01), &serde_json::json!({}), 1)
+                .await
+                .expect("past");
             store.set_field(&pid, "winner", &bid.bidder.to_string()).await.expect("winner");
             let verdict =
                 serde_json::json!({ "accept": h % 5 != 0, "reason": "bench", "result": result });
@@ -141,11 +144,11 @@ async fn main() {
     let rows = store.bids(key).await.expect("load");
     let bids: Vec<(u64, Bid)> =
         rows.iter().map(|r| (r.eta_secs, Bid::try_from(&r.bid.bid).expect("bid"))).collect();
-    let bidders: Vec<String> = bids.iter().map(|(_, b)| b.bidder.to_string()).collect();
+    let bidders: Vec<Address> = bids.iter().map(|(_, b)| b.bidder).collect();
     let record_of = store.outcomes_of(&bidders).await.expect("outcomes");
     let mut book: BidBook<usize> = BidBook::new(U256::from(record.amount), n);
     for (i, (eta_secs, bid)) in bids.iter().enumerate() {
-        let (ok, bad) = record_of.get(&bid.bidder.to_string()).copied().unwrap_or((0, 0));
+        let (ok, bad) = record_of.get(&bid.bidder).copied().unwrap_or((0, 0));
         assert_eq!(ok + bad, history as u64, "every past win is counted");
         let c = Candidate {
             bidder: bid.bidder,

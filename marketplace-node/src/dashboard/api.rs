@@ -427,10 +427,10 @@ fn summary(row: &BountyRow, bids: u64) -> BountySummary {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let record = &spec["record"];
     BountySummary {
-        id: row.id.clone(),
+        id: row.id.to_string(),
         phase: row.phase,
-        poster: row.poster.clone(),
-        winner: row.winner.clone(),
+        poster: row.poster.to_string(),
+        winner: row.winner.map(|w| w.to_string()),
         bids,
         description: text(&spec["description"]).unwrap_or_default(),
         reward: match &record["amount"] {
@@ -675,8 +675,8 @@ pub async fn bounty(
         .await?
         .ok_or_else(|| DashError::NotFound(format!("no bounty {key} on this node")))?;
     let (log, bids) = m.store().events_and_bid_count(&key).await?;
-    let is_poster = viewer.is(&row.poster);
-    let is_provider = row.winner.as_deref().is_some_and(|w| viewer.is(w));
+    let is_poster = viewer.0 == Some(row.poster);
+    let is_provider = viewer.0.is_some() && viewer.0 == row.winner;
     let mut timeline: Vec<TimelineItem> = log
         .iter()
         .map(|l| {
@@ -947,9 +947,7 @@ pub async fn agent(
                 .list(LIST_LIMIT)
                 .await?
                 .into_iter()
-                .filter(|r| {
-                    r.winner.as_deref().is_some_and(|w| w.parse::<Address>().ok() == Some(address))
-                })
+                .filter(|r| r.winner == Some(address))
                 .collect();
             (reputation, history, summaries(m, &won).await?)
         }

@@ -23,7 +23,7 @@ pub mod store;
 pub mod validations;
 pub mod verify;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::U256;
 
 pub use coordinator::{Market, MarketConfig};
 
@@ -96,11 +96,6 @@ pub fn parse_id(s: &str) -> Result<U256> {
     let t = s.trim().trim_start_matches("0x");
     U256::from_str_radix(t, 16)
         .map_err(|_| MarketError::BadRequest(format!("{s:?} is not a hex bounty id")))
-}
-
-/// Parses an address column.
-pub fn parse_addr(s: &str) -> Result<Address> {
-    s.parse().map_err(|_| MarketError::Internal(format!("bad address {s:?} in db")))
 }
 
 #[cfg(test)]

@@ -299,10 +299,10 @@ async fn list(State(m): State<Market>) -> Result<Json<Vec<BountySummary>>, Marke
     Ok(Json(
         rows.into_iter()
             .map(|r| BountySummary {
-                id: r.id,
+                id: r.id.to_string(),
                 phase: r.phase,
-                poster: r.poster,
-                winner: r.winner,
+                poster: r.poster.to_string(),
+                winner: r.winner.map(|w| w.to_string()),
                 note: r.note,
             })
             .collect(),

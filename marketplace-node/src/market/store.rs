@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row, any::AnyPoolOptions};
 
@@ -96,13 +97,71 @@ impl Phase {
     }
 }
 
+/// A bounty id as the node keys it: the row's id text (the store's key, `0x`-hex, 64 digits for
+/// every bounty the node registers) with its value, parsed once when the row is read. It
+/// dereferences to the key text, so it goes to the store's keyed methods as it is, and
+/// [`BountyKey::id`] hands the chain calls the number without parsing it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BountyKey {
+    id: U256,
+    key: Arc<str>,
+}
+
+impl BountyKey {
+    /// The key of `id` (`0x` and 64 hex digits).
+    pub fn new(id: U256) -> Self {
+        Self { id, key: super::id_hex(id).into() }
+    }
+
+    /// A key read from the store; an id that is not hex is the database's fault.
+    fn from_db(key: String) -> Result<Self> {
+        let id = super::parse_id(&key)
+            .map_err(|_| MarketError::Internal(format!("bad bounty id {key:?} in db")))?;
+        Ok(Self { id, key: key.into() })
+    }
+
+    /// The bounty id as the escrow takes it.
+    pub fn id(&self) -> U256 {
+        self.id
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::ops::Deref for BountyKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.key
+    }
+}
+
+impl std::fmt::Display for BountyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl Serialize for BountyKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key)
+    }
+}
+
+/// An address column (written from an `Address`, so a bad one is the database's fault).
+fn address_of(text: &str) -> Result<Address> {
+    text.parse().map_err(|_| MarketError::Internal(format!("bad address {text:?} in db")))
+}
+
 /// One bounty row.
 #[derive(Debug, Clone, Serialize)]
 pub struct BountyRow {
-    /// 0x-hex id.
-    pub id: String,
+    /// The bounty id, parsed once when the row is read.
+    pub id: BountyKey,
     /// Poster address.
-    pub poster: String,
+    pub poster: Address,
     /// Phase.
     pub phase: Phase,
     /// The posted spec (JSON).
@@ -112,7 +171,7 @@ pub struct BountyRow {
     /// Unix milliseconds when bidding closes (0: at `bid_close_at`).
     pub bid_close_ms: u64,
     /// Winning bidder.
-    pub winner: Option<String>,
+    pub winner: Option<Address>,
     /// Unix seconds when the winning bid expires (set with the ranking, which
     /// [`MarketStore::ranking`] reads; 0: not ranked, or ranked before this was stored).
     pub award_expiry: u64,
@@ -738,7 +797,7 @@ impl MarketStore {
     pub async fn insert_bounty(
         &self,
         id: &str,
-        poster: &str,
+        poster: Address,
         spec: &serde_json::Value,
         bid_close_at: u64,
     ) -> Result<bool> {
@@ -749,7 +808,7 @@ impl MarketStore {
     pub async fn insert_bounty_in(
         &self,
         id: &str,
-        poster: &str,
+        poster: Address,
         spec: &serde_json::Value,
         bid_close_at: u64,
         phase: Phase,
@@ -760,7 +819,7 @@ impl MarketStore {
              VALUES ($1, $2, $6, $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
-        .bind(poster)
+        .bind(poster.to_string())
         .bind(spec.to_string())
         .bind(bid_close_at as i64)
         .bind(now)
@@ -774,13 +833,17 @@ impl MarketStore {
         let state: String = r.try_get("state")?;
         let spec: String = r.try_get("spec")?;
         Ok(BountyRow {
-            id: r.try_get("id")?,
-            poster: r.try_get("poster")?,
+            id: BountyKey::from_db(r.try_get("id")?)?,
+            poster: address_of(&r.try_get::<String, _>("poster")?)?,
             phase: Phase::parse(&state)?,
             spec: serde_json::from_str(&spec).map_err(|e| MarketError::Internal(e.to_string()))?,
             bid_close_at: r.try_get::<i64, _>("bid_close_at")? as u64,
             bid_close_ms: r.try_get::<i64, _>("bid_close_ms")? as u64,
-            winner: r.try_get("winner")?,
+            winner: r
+                .try_get::<Option<String>, _>("winner")?
+                .as_deref()
+                .map(address_of)
+                .transpose()?,
             award_expiry: r.try_get::<i64, _>("award_expiry")?.max(0) as u64,
             cfp_group: r.try_get("cfp_group")?,
             work_group: r.try_get("work_group")?,
@@ -976,7 +1039,7 @@ impl MarketStore {
         &self,
         id: &str,
         ranking: Ranking,
-        winner: Option<&str>,
+        winner: Option<Address>,
         award_expiry: u64,
     ) -> Result<()> {
         let mut writing = self.writing_with(id, true);
@@ -996,7 +1059,7 @@ impl MarketStore {
         let rows = sqlx::query(
             "UPDATE market_bounties SET winner = $1, award_expiry = $2, updated_at = $3 WHERE id = $4 RETURNING *",
         )
-        .bind(winner)
+        .bind(winner.map(|w| w.to_string()))
         .bind(i64::try_from(award_expiry).unwrap_or(i64::MAX))
         .bind(now_ms())
         .bind(id)
@@ -1051,7 +1114,12 @@ impl MarketStore {
         self.update_row(id, update).await.map(drop)
     }
 
-    /// Sets a text column (`cfp_group`, `work_group`, `winner`).
+    /// Records the winner (the provider the award names on-chain).
+    pub async fn set_winner(&self, id: &str, winner: Address) -> Result<()> {
+        self.set_field(id, "winner", &winner.to_string()).await
+    }
+
+    /// Sets a text column (`cfp_group`, `work_group`; `winner` through [`Self::set_winner`]).
     pub async fn set_field(&self, id: &str, field: &str, value: &str) -> Result<()> {
         let col = match field {
             "cfp_group" | "work_group" | "winner" => field,
@@ -1108,12 +1176,12 @@ impl MarketStore {
 
     /// The award changed hands on-chain (take-over): records the new winner and its due time
     /// and drops the old work group, so the task is assigned afresh to the new provider.
-    pub async fn hand_over(&self, id: &str, winner: &str, due: u64) -> Result<()> {
+    pub async fn hand_over(&self, id: &str, winner: Address, due: u64) -> Result<()> {
         let update = sqlx::query(
             "UPDATE market_bounties SET winner = $1, awarded_at = $2, work_group = NULL, cursor = 0, \
              updated_at = $3 WHERE id = $4 RETURNING *",
         )
-        .bind(winner)
+        .bind(winner.to_string())
         .bind(due as i64)
         .bind(now_ms())
         .bind(id);
@@ -1221,18 +1289,17 @@ impl MarketStore {
     }
 
     /// Verified outcomes of an agent's past wins on this node: (accepted, rejected).
-    pub async fn outcomes(&self, agent: &str) -> Result<(u64, u64)> {
-        let agents = [agent.to_string()];
-        Ok(self.outcomes_of(&agents).await?.get(agent).copied().unwrap_or((0, 0)))
+    pub async fn outcomes(&self, agent: Address) -> Result<(u64, u64)> {
+        Ok(self.outcomes_of(&[agent]).await?.get(&agent).copied().unwrap_or((0, 0)))
     }
 
-    /// (accepted, rejected) for each of `agents` (addresses as stored), in a few queries:
+    /// (accepted, rejected) for each of `agents`, in a few queries:
     /// ranking a window reads this once for all its bidders. Only those agents' outcomes are
     /// counted, from the (winner, outcome) index: neither the node's history nor the stored
     /// results are read. A missed ETA counts as a rejection; a verdict still with the
     /// evaluators counts as neither.
-    pub async fn outcomes_of(&self, agents: &[String]) -> Result<HashMap<String, (u64, u64)>> {
-        let mut acc: HashMap<String, (u64, u64)> = HashMap::new();
+    pub async fn outcomes_of(&self, agents: &[Address]) -> Result<HashMap<Address, (u64, u64)>> {
+        let mut acc: HashMap<Address, (u64, u64)> = HashMap::new();
         for chunk in agents.chunks(OUTCOME_AGENTS_PER_QUERY) {
             let sql = format!(
                 "SELECT winner, outcome, COUNT(*) AS n FROM market_bounties \
@@ -1242,11 +1309,11 @@ impl MarketStore {
             // Only placeholders are formatted in; the addresses are bound.
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for a in chunk {
-                q = q.bind(a.clone());
+                q = q.bind(a.to_string());
             }
             for r in q.fetch_all(&self.pool).await? {
                 let n = r.try_get::<i64, _>("n")?.max(0) as u64;
-                let e = acc.entry(r.try_get("winner")?).or_default();
+                let e = acc.entry(address_of(&r.try_get::<String, _>("winner")?)?).or_default();
                 match r.try_get::<i64, _>("outcome")? {
                     1 => e.0 += n,
                     _ => e.1 += n,
@@ -1261,10 +1328,11 @@ impl MarketStore {
             .await?;
         for r in missed {
             let detail: String = r.try_get("detail")?;
-            if let Some(agent) = detail.split_whitespace().next()
-                && agents.iter().any(|a| a == agent)
+            if let Some(agent) =
+                detail.split_whitespace().next().and_then(|a| a.parse::<Address>().ok())
+                && agents.contains(&agent)
             {
-                acc.entry(agent.to_string()).or_default().1 += 1;
+                acc.entry(agent).or_default().1 += 1;
             }
         }
         Ok(acc)
@@ -1450,6 +1518,15 @@ mod tests {
     use super::*;
     use crate::market::ranking::RankedBid;
 
+    /// Test addresses: a poster, winners, a late agent, its runner-up, a stranger.
+    const POSTER: Address = Address::repeat_byte(0x01);
+    const W: Address = Address::repeat_byte(0x02);
+    const V: Address = Address::repeat_byte(0x03);
+    const R: Address = Address::repeat_byte(0x04);
+    const AGENT: Address = Address::repeat_byte(0x05);
+    const RUNNER_UP: Address = Address::repeat_byte(0x06);
+    const OTHER: Address = Address::repeat_byte(0x07);
+
     /// A (test) signed bid told apart by its nonce.
     fn bid(n: u64) -> SignedBid {
         SignedBid {
@@ -1515,9 +1592,10 @@ mod tests {
         let (dir, url, old) = database_at_migration(4).await;
         sqlx::query(
             "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, ranking) \
-             VALUES ('0x01', '0xp', 'awaiting_award', '{}', 1, 0, 1, 1, $1)",
+             VALUES ('0x01', $2, 'awaiting_award', '{}', 1, 0, 1, 1, $1)",
         )
         .bind(serde_json::to_string(&ranking_priced(3)).unwrap())
+        .bind(POSTER.to_string())
         .execute(&old)
         .await
         .unwrap();
@@ -1545,22 +1623,24 @@ mod tests {
         for (id, v) in &verdicts {
             sqlx::query(
                 "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at, winner, verdict) \
-                 VALUES ($1, '0xp', 'settled', '{}', 1, 0, 1, 1, '0xagent', $2)",
+                 VALUES ($1, $3, 'settled', '{}', 1, 0, 1, 1, $4, $2)",
             )
             .bind(*id)
             .bind(v.to_string())
+            .bind(POSTER.to_string())
+            .bind(AGENT.to_string())
             .execute(&old)
             .await
             .unwrap();
         }
         old.close().await;
         let s = MarketStore::connect(&url).await.unwrap();
-        assert_eq!(s.outcomes("0xagent").await.unwrap(), (2, 1));
+        assert_eq!(s.outcomes(AGENT).await.unwrap(), (2, 1));
         // The pending one, decided after the upgrade, counts from then on.
         s.set_verdict("0x04", &serde_json::json!({"accept": false, "reason": "quorum"}))
             .await
             .unwrap();
-        assert_eq!(s.outcomes("0xagent").await.unwrap(), (2, 2));
+        assert_eq!(s.outcomes(AGENT).await.unwrap(), (2, 2));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -1568,8 +1648,8 @@ mod tests {
     async fn transitions_are_compare_and_set_and_posting_is_idempotent() {
         let s = store().await;
         let spec = serde_json::json!({"x": 1});
-        assert!(s.insert_bounty("0x01", "0xposter", &spec, 10).await.unwrap());
-        assert!(!s.insert_bounty("0x01", "0xposter", &spec, 10).await.unwrap());
+        assert!(s.insert_bounty("0x01", POSTER, &spec, 10).await.unwrap());
+        assert!(!s.insert_bounty("0x01", POSTER, &spec, 10).await.unwrap());
         assert!(
             s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap()
         );
@@ -1586,37 +1666,41 @@ mod tests {
     async fn check_outcomes(s: &MarketStore) {
         let spec = serde_json::json!({});
         for (id, accept) in [("0x01", true), ("0x02", false)] {
-            s.insert_bounty(id, "0xp", &spec, 1).await.unwrap();
-            s.set_field(id, "winner", "0xagent").await.unwrap();
+            s.insert_bounty(id, POSTER, &spec, 1).await.unwrap();
+            s.set_winner(id, AGENT).await.unwrap();
             s.set_verdict(id, &serde_json::json!({"accept": accept, "result": [1, 2]}))
                 .await
                 .unwrap();
         }
         // 0x03 was taken over: the miss counts against the late agent named in the log, not
         // against the runner-up who holds the job now.
-        s.insert_bounty("0x03", "0xp", &spec, 1).await.unwrap();
-        s.set_field("0x03", "winner", "0xrunnerup").await.unwrap();
-        s.log("0x03", "eta_missed", "0xagent promised delivery by 1700000000").await.unwrap();
+        s.insert_bounty("0x03", POSTER, &spec, 1).await.unwrap();
+        s.set_winner("0x03", RUNNER_UP).await.unwrap();
+        s.log("0x03", "eta_missed", &format!("{AGENT} promised delivery by 1700000000"))
+            .await
+            .unwrap();
         // 0x04 is still with its evaluators: neither an acceptance nor a rejection yet.
-        s.insert_bounty("0x04", "0xp", &spec, 1).await.unwrap();
-        s.set_field("0x04", "winner", "0xagent").await.unwrap();
+        s.insert_bounty("0x04", POSTER, &spec, 1).await.unwrap();
+        s.set_winner("0x04", AGENT).await.unwrap();
         s.set_verdict("0x04", &serde_json::json!({"pending": true, "result": [3]})).await.unwrap();
-        assert_eq!(s.outcomes("0xagent").await.unwrap(), (1, 2));
+        assert_eq!(s.outcomes(AGENT).await.unwrap(), (1, 2));
         assert_eq!(
             s.bounty("0x04").await.unwrap().unwrap().verdict,
             Some(serde_json::json!({"pending": true, "result": [3]})),
             "the verdict itself is kept whole"
         );
-        assert_eq!(s.outcomes("0xrunnerup").await.unwrap(), (0, 0));
-        assert_eq!(s.outcomes("0xother").await.unwrap(), (0, 0));
+        assert_eq!(s.outcomes(RUNNER_UP).await.unwrap(), (0, 0));
+        assert_eq!(s.outcomes(OTHER).await.unwrap(), (0, 0));
         // Asked for several at once, each gets its own; agents not asked for are left out.
-        let many: Vec<String> = (0..1_200).map(|i| format!("0xnobody{i}")).collect();
+        let many: Vec<Address> = (0..1_200u64)
+            .map(|i| Address::left_padding_from(&(i + 0x1000).to_be_bytes()))
+            .collect();
         let mut ask = many.clone();
-        ask.extend(["0xagent".to_string(), "0xrunnerup".to_string()]);
+        ask.extend([AGENT, RUNNER_UP]);
         let got = s.outcomes_of(&ask).await.unwrap();
-        assert_eq!(got.get("0xagent"), Some(&(1, 2)));
-        assert_eq!(got.get("0xrunnerup"), None);
-        let only_runner_up = s.outcomes_of(&["0xrunnerup".to_string()]).await.unwrap();
+        assert_eq!(got.get(&AGENT), Some(&(1, 2)));
+        assert_eq!(got.get(&RUNNER_UP), None);
+        let only_runner_up = s.outcomes_of(&[RUNNER_UP]).await.unwrap();
         assert!(only_runner_up.is_empty(), "{only_runner_up:?}");
     }
 
@@ -1649,38 +1733,38 @@ mod tests {
     async fn cached_rows_follow_every_write_and_a_racing_read_does_not_refill_an_old_row() {
         let s = store().await;
         let cache = s.rows.clone().expect("SQLite stores cache rows");
-        s.insert_bounty("0x01", "0xp", &serde_json::json!({"k": 1}), 10).await.unwrap();
+        s.insert_bounty("0x01", POSTER, &serde_json::json!({"k": 1}), 10).await.unwrap();
         let first = s.bounty("0x01").await.unwrap().unwrap();
         assert!(cache.get("0x01").is_ok(), "a read fills the cache");
         // Every kind of write is seen by the next read, which the write's own `RETURNING` row
         // answers from the cache.
-        s.set_field("0x01", "winner", "0xw").await.unwrap();
+        s.set_winner("0x01", W).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
-        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner.as_deref(), Some("0xw"));
+        assert_eq!(s.bounty("0x01").await.unwrap().unwrap().winner, Some(W));
         s.set_close_ms("0x01", 20_500).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().bid_close_ms, 20_500);
         s.transition("0x01", Phase::Bidding, Phase::AwaitingAward, "closed").await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().phase, Phase::AwaitingAward);
-        s.set_ranking("0x01", ranking_priced(1), Some("0xv"), 1234).await.unwrap();
+        s.set_ranking("0x01", ranking_priced(1), Some(V), 1234).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
-        assert_eq!((row.winner.as_deref(), row.award_expiry), (Some("0xv"), 1234));
+        assert_eq!((row.winner, row.award_expiry), (Some(V), 1234));
         assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(1));
         assert!(cache.get_ranking("0x01").is_ok(), "the ranking write did not cache it");
         // Other writes keep the cached ranking; a new ranking replaces it.
-        s.hand_over("0x01", "0xr", 77).await.unwrap();
+        s.hand_over("0x01", R, 77).await.unwrap();
         assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
-        s.set_ranking("0x01", ranking_priced(2), Some("0xr"), 1234).await.unwrap();
+        s.set_ranking("0x01", ranking_priced(2), Some(R), 1234).await.unwrap();
         assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
         cache.lock().clear();
         assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
         assert!(s.ranking("0x09").await.unwrap().is_none());
-        s.hand_over("0x01", "0xr", 77).await.unwrap();
+        s.hand_over("0x01", R, 77).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
-        assert_eq!((row.winner.as_deref(), row.awarded_at), (Some("0xr"), Some(77)));
+        assert_eq!((row.winner, row.awarded_at), (Some(R), Some(77)));
         s.set_cursor("0x01", 9).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().cursor, 9);
@@ -1714,7 +1798,7 @@ mod tests {
         let began = cache.write_begin("0x02", false);
         cache.write_end("0x02", began, None, None);
         let mut stale = BountyRow::clone(&first);
-        stale.id = "0x02".into();
+        stale.id = BountyKey::from_db("0x02".into()).unwrap();
         let stale = Arc::new(stale);
         cache.fill(ticket, &stale);
         assert!(cache.get("0x02").is_err(), "a read that raced a write refilled the cache");
@@ -1738,13 +1822,13 @@ mod tests {
         }
         assert!(cache.lock().slots.len() <= ROW_CACHE_MAX);
         let mut stale = BountyRow::clone(&stale);
-        stale.id = "0x03".into();
+        stale.id = BountyKey::from_db("0x03".into()).unwrap();
         let stale = Arc::new(stale);
         cache.fill(old, &stale);
         assert!(cache.get("0x03").is_err(), "a read from before a clear refilled the cache");
         let Err(after_clear) = cache.get("0x02") else { unreachable!() };
         let mut stale = BountyRow::clone(&stale);
-        stale.id = "0x02".into();
+        stale.id = BountyKey::from_db("0x02".into()).unwrap();
         let stale = Arc::new(stale);
         cache.fill(after_clear, &stale);
         assert!(cache.get("0x02").is_err(), "the clear forgot the write in flight");
@@ -1757,7 +1841,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_is_taken_once_and_a_dead_process_claim_is_taken_over() {
         let s = store().await;
-        s.insert_bounty("0x01", "0xp", &serde_json::json!({}), 1).await.unwrap();
+        s.insert_bounty("0x01", POSTER, &serde_json::json!({}), 1).await.unwrap();
         let first = Claimant { node: "n1".into(), since_ms: now_ms() - 60_000 };
         assert!(s.claim("0x01", "cfp_group", 30_000, &first).await.unwrap());
         // The same process, another node of the mesh: the claim holds.
@@ -1849,7 +1933,7 @@ mod tests {
     #[tokio::test]
     async fn the_cached_view_log_follows_appends_transitions_and_bids() {
         let s = store().await;
-        s.insert_bounty("0x07", "0xp", &serde_json::json!({}), 10).await.unwrap();
+        s.insert_bounty("0x07", POSTER, &serde_json::json!({}), 10).await.unwrap();
         s.log("0x07", "posted", "one").await.unwrap();
         let fresh = |s: &MarketStore| {
             let s = MarketStore { logs: None, ..s.clone() };

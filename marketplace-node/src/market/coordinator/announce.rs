@@ -97,7 +97,7 @@ impl Market {
         let me = self.address();
         let skills: Vec<String> =
             serde_json::from_value(row.spec["skills"].clone()).unwrap_or_default();
-        let poster = parse_addr(&row.poster)?;
+        let poster = row.poster;
         let agents = self
             .inner
             .node
@@ -175,7 +175,7 @@ impl Market {
             let Some(group) = row.cfp_group.as_deref().filter(|_| announced(&row)) else {
                 continue;
             };
-            if now_ms >= close_ms_of(&row) || parse_addr(&row.poster).ok() == Some(agent) {
+            if now_ms >= close_ms_of(&row) || row.poster == agent {
                 continue;
             }
             let wanted: Vec<String> =

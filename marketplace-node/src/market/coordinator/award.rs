@@ -6,7 +6,7 @@ use super::*;
 impl Market {
     /// Waits for the poster's award on-chain, then assigns the task.
     pub(super) async fn await_award(&self, row: &BountyRow) -> Result<()> {
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let (status, stamp) = self.inner.view.status_of(id).await?;
         match status {
             Status::None | Status::Open | Status::Funded => {
@@ -54,8 +54,8 @@ impl Market {
         let me = self.address();
         let (record, _, _) = self.chain_record(row).await?;
         let provider = record.provider;
-        if row.winner.as_deref() != Some(&provider.to_string()) {
-            self.inner.store.set_field(&row.id, "winner", &provider.to_string()).await?;
+        if row.winner != Some(provider) {
+            self.inner.store.set_winner(&row.id, provider).await?;
         }
         let group_id = match row.work_group.as_deref().filter(|g| !g.starts_with("claimed:")) {
             Some(g) => g.to_string(),
@@ -68,7 +68,7 @@ impl Market {
                 {
                     return Ok(()); // another worker is opening it
                 }
-                let poster = parse_addr(&row.poster)?;
+                let poster = row.poster;
                 let g = self
                     .inner
                     .node

@@ -66,15 +66,14 @@ impl Market {
                 (!judges.contains(&bid.bidder)).then_some((b, bid))
             })
             .collect();
-        let bidders: Vec<String> = parsed.iter().map(|(_, bid)| bid.bidder.to_string()).collect();
+        let bidders: Vec<Address> = parsed.iter().map(|(_, bid)| bid.bidder).collect();
         let history = self.inner.store.outcomes_of(&bidders).await.unwrap_or_default();
         // Stakes of all bidders, read concurrently (a failed read counts as no stake).
         let stakes: std::collections::HashMap<Address, U256> = if threshold_gate.is_zero() {
             Default::default()
         } else {
             use futures::StreamExt;
-            let bidders: Vec<Address> = parsed.iter().map(|(_, bid)| bid.bidder).collect();
-            futures::stream::iter(bidders)
+            futures::stream::iter(bidders.iter().copied())
                 .map(|a| async move { (a, self.inner.view.stake_of(a).await.unwrap_or_default()) })
                 .buffer_unordered(STAKE_READS)
                 .collect()
@@ -84,7 +83,7 @@ impl Market {
             let stake = stakes.get(&bid.bidder).copied().unwrap_or_default();
             // Local track record until the indexer-backed reputation engine is wired in:
             // a Beta(1, 1) prior over verified outcomes of the agent's past wins here.
-            let (ok, bad) = history.get(&bid.bidder.to_string()).copied().unwrap_or((0, 0));
+            let (ok, bad) = history.get(&bid.bidder).copied().unwrap_or((0, 0));
             let local = (1.0 + ok as f64) / (2.0 + (ok + bad) as f64);
             // On-chain history (all nodes, value-weighted, Sybil-discounted) from the engine,
             // blended with this node's verified verdicts (which land before refunds do).
@@ -103,18 +102,14 @@ impl Market {
             let _ = book.submit(c, (b.bid.clone(), b.eta_secs));
         }
         let max_eta = record.deadline.saturating_sub(row.bid_close_at);
-        let ranked = book.close(
-            U256::from_be_bytes(crate::market::parse_id(&row.id)?.to_be_bytes::<32>()),
-            max_eta,
-            &self.inner.cfg.scoring,
-        );
+        let ranked = book.close(row.id.id(), max_eta, &self.inner.cfg.scoring);
         let ranking: Ranking = ranked
             .iter()
             .map(|(r, (signed, eta))| RankedBid::new(r, signed.clone(), *eta))
             .collect();
-        let winner = ranked.first().map(|(r, _)| r.candidate.bidder.to_string());
+        let winner = ranked.first().map(|(r, _)| r.candidate.bidder);
         let expiry = top_bid_expiry(&ranking);
-        self.inner.store.set_ranking(&row.id, ranking, winner.as_deref(), expiry).await?;
+        self.inner.store.set_ranking(&row.id, ranking, winner, expiry).await?;
         match winner {
             Some(w) => {
                 self.inner

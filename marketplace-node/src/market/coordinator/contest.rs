@@ -14,7 +14,7 @@ impl Market {
         if self.inner.chain.chain_time().await? > row.bid_close_at {
             return Err(MarketError::Conflict("the contest deadline has passed".into()));
         }
-        if caller.to_string() == row.poster {
+        if caller == row.poster {
             return Err(MarketError::Forbidden("the poster cannot enter its own contest".into()));
         }
         let fresh = self.inner.store.insert_entry(key, &caller.to_string(), &result).await?;
@@ -27,7 +27,7 @@ impl Market {
     /// Contest: after the deadline, verify entries and pay the `maxWinners` best verified ones
     /// (by the verifier's score, then arrival).
     pub(super) async fn contest(&self, row: &BountyRow) -> Result<()> {
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let record = Self::record_of(row)?;
         let (status, _) = self.inner.view.status_of(id).await?;
         let t = self.inner.view.chain_time().await?;

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use super::{
     MarketError, Result,
     auction::{BidBook, Candidate, ScoringConfig},
-    id_hex, parse_addr,
+    id_hex,
     ranking::{RankedBid, Ranking, SignedBid, next_runner_up, top_bid_expiry},
     scheduler::{MAX_IDLE_MS, RETRY_MS, Scheduler, next_wake},
     store::{BountyRow, MarketStore, Phase},
@@ -355,7 +355,7 @@ impl Market {
 
     /// The on-chain record (with provider) as rebuilt from events.
     async fn chain_record(&self, row: &BountyRow) -> Result<(Bounty, Status, u64)> {
-        let s = self.inner.view.bounty(super::parse_id(&row.id)?).await?;
+        let s = self.inner.view.bounty(row.id.id()).await?;
         Ok((s.record, s.status, s.stamp))
     }
 

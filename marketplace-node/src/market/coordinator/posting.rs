@@ -96,11 +96,7 @@ impl Market {
         // Contests take entries until the deadline instead of bids during a window.
         let (close, phase) =
             if contest { (record.deadline, Phase::Contest) } else { (close, Phase::Bidding) };
-        let fresh = self
-            .inner
-            .store
-            .insert_bounty_in(&key, &caller.to_string(), &spec, close, phase)
-            .await?;
+        let fresh = self.inner.store.insert_bounty_in(&key, caller, &spec, close, phase).await?;
         if fresh {
             self.inner
                 .store

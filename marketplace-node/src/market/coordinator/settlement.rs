@@ -6,7 +6,7 @@ use super::*;
 impl Market {
     /// Follows the chain to a terminal state, nudging it where the node may.
     pub(super) async fn settle(&self, row: &BountyRow) -> Result<()> {
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let (record, status, stamp) = self.chain_record(row).await?;
         if status.is_terminal() {
             self.settle_panel_fees(row, &record, status).await?;
@@ -122,7 +122,7 @@ impl Market {
         result: &Value,
         panel: Option<(Bytes, Vec<Bytes>)>,
     ) -> Result<()> {
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let code = if v.accept { verdict_code::ACCEPT } else { verdict_code::REJECT };
         let (sig, member_sigs) = match panel {
             Some((sig, members)) => (sig, Some(members)),

@@ -62,7 +62,7 @@ impl Market {
     /// and escrow, the judged result), so a bad one never reaches the chain.
     pub(super) async fn evaluating(&self, row: &BountyRow) -> Result<()> {
         let me = self.address();
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let (record, status, _) = self.chain_record(row).await?;
         if status.is_terminal() || status != Status::Awarded {
             return self.settle(row).await;
@@ -172,7 +172,7 @@ impl Market {
         if record.evaluator != panel_addr {
             return Ok(());
         }
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         match self.inner.chain.panel_of(id).await? {
             Some(p) if !p.fees_settled => {}
             _ => return Ok(()),

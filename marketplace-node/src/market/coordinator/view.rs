@@ -58,7 +58,7 @@ impl Market {
         // events than I saw" would otherwise miss a phase it never saw).
         let (events, bids) = self.inner.store.events_and_bid_count(key).await?;
         let row = self.row(key).await?;
-        let is_poster = caller.is_some_and(|c| c.to_string() == row.poster);
+        let is_poster = caller == Some(row.poster);
         let mut v = json!({
             "id": row.id,
             "phase": row.phase,

@@ -26,7 +26,7 @@ impl Market {
         if matches!(status, Status::Awarded)
             && self.inner.view.chain_time().await? > record.deadline
         {
-            self.inner.chain.refund_expired(crate::market::parse_id(&row.id)?, &record).await?;
+            self.inner.chain.refund_expired(row.id.id(), &record).await?;
             self.inner
                 .store
                 .transition(
@@ -39,14 +39,9 @@ impl Market {
             return Ok(());
         }
         // The award changed hands on-chain (our take-over, or the poster's): assign afresh.
-        if matches!(status, Status::Awarded)
-            && !row
-                .winner
-                .as_deref()
-                .is_some_and(|w| w.eq_ignore_ascii_case(&record.provider.to_string()))
-        {
-            let (_, due) = self.inner.view.status_of(crate::market::parse_id(&row.id)?).await?;
-            self.inner.store.hand_over(&row.id, &record.provider.to_string(), due).await?;
+        if matches!(status, Status::Awarded) && row.winner != Some(record.provider) {
+            let (_, due) = self.inner.view.status_of(row.id.id()).await?;
+            self.inner.store.hand_over(&row.id, record.provider, due).await?;
             self.inner
                 .store
                 .log(&row.id, "reassigned", &format!("the job is now {}'s", record.provider))
@@ -103,7 +98,7 @@ impl Market {
         }
         self.inner.store.set_cursor(&row.id, cursor).await?;
         if matches!(status, Status::Awarded) {
-            let (_, due) = self.inner.view.status_of(crate::market::parse_id(&row.id)?).await?;
+            let (_, due) = self.inner.view.status_of(row.id.id()).await?;
             // The next block's time: an idle devnet's latest block can be minutes old.
             if self.inner.view.chain_time().await?.max(now()) > due {
                 return self.take_over(row, &record, due).await;
@@ -119,7 +114,7 @@ impl Market {
     /// Crash-safe: the failure is persisted in the ranking first; the reassignment itself is
     /// read back from the chain on the next pass (`work` reconciles the winner).
     pub(super) async fn take_over(&self, row: &BountyRow, record: &Bounty, due: u64) -> Result<()> {
-        let id = crate::market::parse_id(&row.id)?;
+        let id = row.id.id();
         let late = record.provider;
         let events = self.inner.store.events(&row.id).await?;
         if !events.iter().any(|e| {
@@ -149,7 +144,7 @@ impl Market {
         let cap = alloy::primitives::U256::from(record.price);
         let next = next_runner_up(&ranking, late, t, Some((self.address(), cap)));
         let expiry = row.award_expiry;
-        self.inner.store.set_ranking(&row.id, ranking, row.winner.as_deref(), expiry).await?;
+        self.inner.store.set_ranking(&row.id, ranking, row.winner, expiry).await?;
         match next {
             Some((bid, sig)) => {
                 let to = bid.bidder;

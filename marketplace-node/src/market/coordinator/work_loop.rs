@@ -17,8 +17,7 @@ impl Market {
         match self.inner.store.protected_assignments().await {
             Ok(rows) => {
                 for row in rows {
-                    if let (Some(w), Some(g)) = (&row.winner, &row.work_group)
-                        && let Ok(provider) = parse_addr(w)
+                    if let (Some(provider), Some(g)) = (row.winner, &row.work_group)
                         && policy_of(&row).is_some_and(|p| !p.onward_sharing)
                     {
                         self.inner.node.terms().protect(provider, &row.id, g, &row.spec["input"]);
@@ -186,8 +185,7 @@ impl Market {
     pub(super) fn wake_at(&self, row: &BountyRow) -> u64 {
         let now = self.clock_ms();
         let Ok(record) = Self::record_of(row) else { return now + MAX_IDLE_MS };
-        let cached =
-            crate::market::parse_id(&row.id).ok().and_then(|id| self.inner.view.cached_status(id));
+        let cached = self.inner.view.cached_status(row.id.id());
         // The status's time stamp (the due time while awarded, the submission or verdict
         // time after); unknown until the chain view has read it.
         let stamp = cached.map(|(_, t)| t);
