@@ -31,7 +31,7 @@ use crate::metered::{
 /// Arguments of `reef agent serve-metered` (also `reef pay serve`).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef agent serve-metered --node ws://127.0.0.1:7700/v1/ws --dev-account 1 --name sorter \\\n    --skills sort --price 0.001 --token test --redeem-threshold 0.5 --exec 'python3 examples/agents/metered_sort.py'\n\nThe program gets {\"call_id\",\"channel_id\",\"payer\",\"price\",\"input\"} on stdin and prints its result on stdout;\nexit code 0 = ok. A call is only served after its voucher was verified and committed to --state-dir.\nWith --json, one JSON line per event (ready, call, refused, redeem) goes to stdout."
+    after_help = "Example:\n  reef agent serve-metered --node ws://127.0.0.1:7700/v1/ws --dev-account 1 --name sorter \\\n    --skills sort --price 0.001 --token test --redeem-threshold 0.5 --exec 'python3 examples/agents/metered_sort.py'\n  # also sell single calls to x402 clients over HTTP (POST http://127.0.0.1:8402/v1/x402/call):\n  reef agent serve-metered --dev-account 1 --skills sort --price 0.001 --token test \\\n    --exec 'python3 examples/agents/metered_sort.py' --x402-listen 127.0.0.1:8402\n\nThe program gets {\"call_id\",\"channel_id\",\"payer\",\"price\",\"input\"} on stdin and prints its result on stdout;\nexit code 0 = ok. A call is only served after its voucher was verified and committed to --state-dir.\nWith --json, one JSON line per event (ready, call, refused, redeem, x402_call, x402_refused) goes to stdout."
 )]
 pub struct ServeMeteredArgs {
     #[command(flatten)]
