@@ -10,6 +10,7 @@ use std::sync::{
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256, U256, utils::parse_ether};
+use alloy::providers::Provider as _;
 use alloy::signers::local::PrivateKeySigner;
 use axum::{
     Router,
@@ -45,6 +46,11 @@ fn price() -> U256 {
 }
 
 async fn setup() -> Env {
+    setup_with(ClientOptions::default()).await
+}
+
+/// `payee_opts`: the options of the payee's client, which settles (the facilitator).
+async fn setup_with(payee_opts: ClientOptions) -> Env {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let opts = ClientOptions::default();
     let deployer =
@@ -58,9 +64,8 @@ async fn setup() -> Env {
     .await
     .unwrap();
     let token = dep.test_token.unwrap();
-    let payee = ReefClient::connect(&anvil.rpc_url, dev_signer(1), dep.clone(), opts.clone())
-        .await
-        .unwrap();
+    let payee =
+        ReefClient::connect(&anvil.rpc_url, dev_signer(1), dep.clone(), payee_opts).await.unwrap();
     let minter = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, opts).await.unwrap();
     let terms =
         PriceTerms::for_token(&payee, token, price(), payee.address(), Duration::from_secs(300))
@@ -188,13 +193,8 @@ async fn pays_once_and_refuses_replays_and_bad_payments_before_the_work() {
     assert_eq!(format!("{:#x}", settled.transaction), body["transaction"].as_str().unwrap());
     assert_eq!(env.balance(env.terms.pay_to).await, before + price());
     assert_eq!(env.runs.load(Ordering::SeqCst), 1);
-    let receipt = alloy::providers::Provider::get_transaction_receipt(
-        env.payee.provider(),
-        settled.transaction,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let receipt =
+        env.payee.provider().get_transaction_receipt(settled.transaction).await.unwrap().unwrap();
     eprintln!("x402 settlement (transferWithAuthorization) gas: {}", receipt.gas_used);
 
     // The same payload again: the nonce is used on chain, nothing runs, nothing moves.
@@ -282,4 +282,47 @@ async fn bad_bodies_and_headers_get_clear_answers() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("EIP-3009") || err.to_string().contains("EIP-712"), "{err}");
+}
+
+#[tokio::test]
+async fn a_settlement_that_times_out_is_served_on_retry_once_mined_and_only_once() {
+    let env = setup_with(ClientOptions {
+        tx_timeout: Duration::from_secs(2),
+        ..ClientOptions::default()
+    })
+    .await;
+    let key = env.payer(parse_ether("1").unwrap()).await;
+    let provider = env.payee.provider();
+    let rpc = |method: &'static str, params: Value| async move {
+        provider.raw_request::<_, Value>(method.into(), params).await.unwrap()
+    };
+    rpc("evm_setAutomine", json!([false])).await;
+    let before = env.balance(env.terms.pay_to).await;
+    let paid = env.payload(&key, price(), now() + 120);
+
+    // Sent, not mined within the facilitator's timeout: 503, nothing served.
+    let (status, body, _) = env.call(Some(&paid)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(refusal(&body), reason::SETTLEMENT_PENDING);
+    // The same payload again while it is still unmined: still pending, still not served.
+    let (status, body, _) = env.call(Some(&paid)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(refusal(&body), reason::SETTLEMENT_PENDING);
+    assert_eq!(env.runs.load(Ordering::SeqCst), 0);
+
+    // Mined: the retry is served on that settlement, without a second transfer.
+    rpc("evm_mine", json!([])).await;
+    rpc("evm_setAutomine", json!([true])).await;
+    let (status, body, header) = env.call(Some(&paid)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let settled: SettleResponse = decode_header(&header.unwrap()).unwrap();
+    assert_eq!(env.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(env.balance(env.terms.pay_to).await, before + price());
+    assert_eq!(format!("{:#x}", settled.transaction), body["transaction"].as_str().unwrap());
+
+    // Served once: a further replay is refused.
+    let (status, body, _) = env.call(Some(&paid)).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(refusal(&body), reason::NONCE_USED);
+    assert_eq!(env.runs.load(Ordering::SeqCst), 1);
 }

@@ -2,10 +2,14 @@
 //! settlement with `transferWithAuthorization`, sent from the facilitator's own account (it
 //! pays the gas; the tokens go from the payer to the payee).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
+use alloy::providers::Provider as _;
+use alloy::rpc::types::Filter;
+use alloy::sol_types::SolEvent as _;
+use escrow_client::bindings::token::ReefTestToken::{AuthorizationUsed, Transfer};
 use escrow_client::{Error as ChainError, ReefClient, Revert};
 
 use super::{
@@ -21,6 +25,9 @@ pub struct Facilitator {
     /// `(payer, nonce)` of authorizations being settled now: a concurrent duplicate is refused
     /// at once instead of racing the first one's transaction.
     inflight: Arc<Mutex<HashSet<(Address, B256)>>>,
+    /// Settlements sent but not confirmed in time, by `(payer, nonce)`: a retry of the same
+    /// payload looks up this transaction instead of refusing the (now used) nonce.
+    unconfirmed: Arc<Mutex<HashMap<(Address, B256), B256>>>,
 }
 
 /// Removes an in-flight mark when the settlement ends, however it ends.
@@ -38,7 +45,7 @@ impl Drop for Inflight<'_> {
 impl Facilitator {
     /// A facilitator sending from `chain`'s account.
     pub fn new(chain: ReefClient) -> Self {
-        Self { chain, inflight: Arc::default() }
+        Self { chain, inflight: Arc::default(), unconfirmed: Arc::default() }
     }
 
     /// The account that pays the settlement gas.
@@ -87,19 +94,98 @@ impl Facilitator {
             ));
         }
         let _guard = Inflight { set: &self.inflight, key };
+        let settled = |transaction| SettleResponse {
+            success: true,
+            payer: v.auth.from,
+            transaction,
+            network: caip2(terms.chain_id),
+            amount: v.auth.value,
+        };
+        // A retry after our own settlement of this payload timed out: if that transaction (or
+        // a fee-bumped copy) paid us, serve on it; it was never served.
+        let earlier = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied();
+        if let Some(hash) = earlier {
+            if let Some(paid) = self.find_settlement(v, terms, hash).await? {
+                self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                return Ok(settled(paid));
+            }
+            let pending = self
+                .chain
+                .provider()
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(|e| Refusal::unavailable(format!("cannot read settlement {hash}: {e}")))?
+                .is_none();
+            if pending {
+                return Err(Refusal {
+                    reason: reason::SETTLEMENT_PENDING,
+                    message: format!("settlement {hash} is not mined yet; retry later"),
+                    retry: true,
+                });
+            }
+            // It failed without paying us: settle anew below.
+            self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        }
         self.check(v, terms).await?;
-        let out = self
+        match self
             .chain
             .transfer_with_authorization(terms.asset, &v.auth, v.signature.clone())
             .await
-            .map_err(settle_refusal)?;
-        Ok(SettleResponse {
-            success: true,
-            payer: v.auth.from,
-            transaction: out.hash,
-            network: caip2(terms.chain_id),
-            amount: v.auth.value,
-        })
+        {
+            Ok(out) => Ok(settled(out.hash)),
+            Err(e) => {
+                if let ChainError::Timeout { hash, .. } = &e {
+                    self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner()).insert(key, *hash);
+                }
+                Err(settle_refusal(e))
+            }
+        }
+    }
+
+    /// The mined transaction that used this authorization to pay `terms.pay_to`: `hash` if it
+    /// succeeded, else the transaction of the token's `AuthorizationUsed(from, nonce)` event
+    /// whose receipt holds the `Transfer(from, payTo, value)` (a fee-bumped copy of ours).
+    async fn find_settlement(
+        &self,
+        v: &Verified,
+        terms: &PriceTerms,
+        hash: B256,
+    ) -> Result<Option<B256>, Refusal> {
+        let unavailable =
+            |e: String| Refusal::unavailable(format!("cannot look up settlement: {e}"));
+        let mut candidates = vec![hash];
+        let filter = Filter::new()
+            .address(terms.asset)
+            .event_signature(AuthorizationUsed::SIGNATURE_HASH)
+            .topic1(v.auth.from.into_word())
+            .topic2(v.auth.nonce)
+            .from_block(0);
+        for log in self.chain.logs(&filter).await.map_err(|e| unavailable(e.to_string()))? {
+            if let Some(h) = log.transaction_hash {
+                candidates.push(h);
+            }
+        }
+        for h in candidates {
+            let Some(r) = self
+                .chain
+                .provider()
+                .get_transaction_receipt(h)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+            else {
+                continue;
+            };
+            let pays_us = r.status()
+                && r.inner.logs().iter().filter(|l| l.address() == terms.asset).any(|l| {
+                    Transfer::decode_log_data(l.data()).is_ok_and(|t| {
+                        t.from == v.auth.from && t.to == terms.pay_to && t.value == v.auth.value
+                    })
+                });
+            if pays_us {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -119,6 +205,14 @@ fn settle_refusal(e: ChainError) -> Refusal {
             Refusal::new(r, format!("settlement reverted: {}", describe(revert)))
         }
         ChainError::TxReverted { .. } => Refusal::new(reason::TRANSACTION_FAILED, e.to_string()),
+        // Sent but not confirmed in time: it may still be mined, so do not serve now and do not
+        // invite a second payment; a retry of the same payload is answered from that
+        // transaction (see `unconfirmed`).
+        ChainError::Timeout { hash, .. } => Refusal {
+            reason: reason::SETTLEMENT_PENDING,
+            message: format!("settlement {hash} not confirmed yet; retry the same payment"),
+            retry: true,
+        },
         _ => Refusal::unavailable(format!("settlement not sent: {e}")),
     }
 }
