@@ -6,7 +6,9 @@
 //! (post+fund, award, submit+attest+release) on a fresh escrow and in steady state, the
 //! two-transaction path (post+fund+award, submit+attest+release), the ETH variant, and
 //! `redeemBatch` gas per voucher at 1, 10 and 50 vouchers from distinct payers, and what the
-//! ERC-8004 registries cost after a job (`giveBountyFeedback`, `recordBountyValidation`).
+//! ERC-8004 registries cost after a job (`giveBountyFeedback`, `recordBountyValidation`), and
+//! one x402 payment (an EIP-3009 `transferWithAuthorization` submitted by a facilitator) next to
+//! what a one-off payer spends to pay by voucher instead (approve + open a channel).
 
 use alloy::primitives::{U256, utils::parse_ether};
 use escrow_client::{
@@ -15,7 +17,7 @@ use escrow_client::{
     deploy::{DeployConfig, deploy_all, empty_deployment},
     devnet::{AnvilOptions, AnvilProcess, dev_signer},
     escrow::random_salt,
-    signing::verdict,
+    signing::{self, TransferWithAuthorization, verdict},
 };
 
 /// 38 characters, as in the ERC-8183 reference measurement.
@@ -240,6 +242,42 @@ async fn main() {
         batches.push((n, out.gas_used));
     }
 
+    // x402: 10 payments from 10 fresh payers (tokens only, no ETH: the facilitator pays the
+    // gas) to the provider, who already holds tokens; each authorization uses a new nonce.
+    let domain = signing::token_domain(signing::TEST_TOKEN_DOMAIN_NAME, "1", dep.chain_id, token);
+    let mut x402 = Vec::new();
+    for i in 0..10u8 {
+        let key = alloy::signers::local::PrivateKeySigner::random();
+        poster.mint_test_tokens(token, key.address(), parse_ether("1").unwrap()).await.unwrap();
+        let auth = TransferWithAuthorization {
+            from: key.address(),
+            to: provider.address(),
+            value: parse_ether("0.001").unwrap(),
+            validAfter: U256::ZERO,
+            validBefore: U256::from(u64::MAX),
+            nonce: alloy::primitives::B256::repeat_byte(i + 1),
+        };
+        let sig = signing::sign_transfer_authorization(&key, &auth, &domain).unwrap();
+        let out = evaluator.transfer_with_authorization(token, &auth, sig).await.unwrap();
+        x402.push(out.gas_used);
+    }
+    let x402_avg = x402.iter().sum::<u64>() / x402.len() as u64;
+    // The same one-off payment by voucher: the payer approves and opens a channel first.
+    let key = alloy::signers::local::PrivateKeySigner::random();
+    let one_off = poster.with_signer(key).unwrap();
+    poster.send_eth(one_off.address(), parse_ether("1").unwrap()).await.unwrap();
+    poster.mint_test_tokens(token, one_off.address(), parse_ether("1").unwrap()).await.unwrap();
+    let approve = one_off
+        .approve(token, dep.payment_channel, parse_ether("0.001").unwrap())
+        .await
+        .unwrap()
+        .gas_used;
+    let (_, open) = one_off
+        .open_channel(provider.address(), token, parse_ether("0.001").unwrap().to(), 3_600)
+        .await
+        .unwrap();
+    let one_off_setup = [("approve", approve), ("open (PaymentChannel)", open.gas_used)];
+
     if json {
         let v = serde_json::json!({
             "feeBps": fee,
@@ -252,6 +290,8 @@ async fn main() {
                 "perMicropaymentAt1000": (*g as f64) / (*n as f64) / 1000.0
             })).collect::<Vec<_>>(),
             "erc8004": erc8004.iter().map(|(n, g)| serde_json::json!({"action": n, "gas": g})).collect::<Vec<_>>(),
+            "x402": { "transferWithAuthorization": x402, "average": x402_avg },
+            "voucherOneOffSetup": one_off_setup.iter().map(|(n, g)| serde_json::json!({"action": n, "gas": g})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
@@ -277,5 +317,17 @@ async fn main() {
     println!("\n| ERC-8004 after a job | tx gas |\n|---|---|");
     for (n, g) in &erc8004 {
         println!("| {n} | {g} |");
+    }
+    println!(
+        "\n| x402 payment (transferWithAuthorization, facilitator pays) | tx gas |\n|---|---|"
+    );
+    println!(
+        "| average of {} payments from distinct payers (min {}, max {}) | **{x402_avg}** |",
+        x402.len(),
+        x402.iter().min().copied().unwrap_or_default(),
+        x402.iter().max().copied().unwrap_or_default()
+    );
+    for (n, g) in &one_off_setup {
+        println!("| one-off voucher payer's {n} | {g} |");
     }
 }

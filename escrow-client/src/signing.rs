@@ -154,6 +154,44 @@ pub fn sign_voucher(signer: &impl SignerSync, v: &Voucher, domain: &Eip712Domain
     sign_typed(signer, v, domain)
 }
 
+alloy::sol! {
+    /// EIP-3009 `TransferWithAuthorization`: what a payer signs so that anyone (an x402
+    /// facilitator) can move `value` of a token from `from` to `to` once, inside the window
+    /// `validAfter < now < validBefore`, with a one-shot random `nonce`.
+    #[derive(Debug, PartialEq, Eq)]
+    struct TransferWithAuthorization {
+        address from;
+        address to;
+        uint256 value;
+        uint256 validAfter;
+        uint256 validBefore;
+        bytes32 nonce;
+    }
+}
+
+/// EIP-712 domain name of the devnet `ReefTestToken` (its ERC-20 `name()`).
+pub const TEST_TOKEN_DOMAIN_NAME: &str = "Reef Test USD";
+
+/// The EIP-712 domain of an EIP-3009 token: `name / version / chain_id / token`.
+pub fn token_domain(name: &str, version: &str, chain_id: u64, token: Address) -> Eip712Domain {
+    Eip712Domain::new(
+        Some(name.to_owned().into()),
+        Some(version.to_owned().into()),
+        Some(alloy::primitives::U256::from(chain_id)),
+        Some(token),
+        None,
+    )
+}
+
+/// Signs an EIP-3009 transfer authorization as its payer (`auth.from`).
+pub fn sign_transfer_authorization(
+    signer: &impl SignerSync,
+    auth: &TransferWithAuthorization,
+    domain: &Eip712Domain,
+) -> Result<Bytes> {
+    sign_typed(signer, auth, domain)
+}
+
 /// Verdict codes of an [`Attestation`].
 pub mod verdict {
     /// The result is accepted: pay the provider.

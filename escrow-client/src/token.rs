@@ -3,7 +3,12 @@
 
 use alloy::primitives::{Address, U256};
 
-use crate::{Error, ReefClient, Result, TxOutcome, bindings::token::ReefTestToken as Erc20};
+use alloy::primitives::{B256, Bytes};
+
+use crate::{
+    Error, ReefClient, Result, TxOutcome, bindings::token::ReefTestToken as Erc20,
+    signing::TransferWithAuthorization,
+};
 
 impl ReefClient {
     /// Balance of `who` in `token` (`Address::ZERO` = native ETH).
@@ -80,5 +85,36 @@ impl ReefClient {
             });
         }
         self.approve(token, spender, amount).await.map(Some)
+    }
+
+    /// Whether `authorizer` already used (or canceled) the EIP-3009 `nonce` on `token`.
+    pub async fn authorization_state(
+        &self,
+        token: Address,
+        authorizer: Address,
+        nonce: B256,
+    ) -> Result<bool> {
+        self.view(token, Erc20::authorizationStateCall { authorizer, nonce }).await
+    }
+
+    /// Submits an EIP-3009 `transferWithAuthorization` signed by `auth.from` (this client only
+    /// pays the gas: it is the x402 facilitator). A used nonce, a closed window or a bad
+    /// signature revert with the token's decoded custom error.
+    pub async fn transfer_with_authorization(
+        &self,
+        token: Address,
+        auth: &TransferWithAuthorization,
+        signature: Bytes,
+    ) -> Result<TxOutcome> {
+        let call = Erc20::transferWithAuthorization_0Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value,
+            validAfter: auth.validAfter,
+            validBefore: auth.validBefore,
+            nonce: auth.nonce,
+            signature,
+        };
+        self.send_call("transferWithAuthorization", token, &call, U256::ZERO).await
     }
 }

@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod openapi;
 pub mod swarm;
 pub mod traffic;
+pub mod x402;

@@ -31,7 +31,7 @@ use crate::metered::{
 /// Arguments of `reef agent serve-metered` (also `reef pay serve`).
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef agent serve-metered --node ws://127.0.0.1:7700/v1/ws --dev-account 1 --name sorter \\\n    --skills sort --price 0.001 --token test --redeem-threshold 0.5 --exec 'python3 examples/agents/metered_sort.py'\n\nThe program gets {\"call_id\",\"channel_id\",\"payer\",\"price\",\"input\"} on stdin and prints its result on stdout;\nexit code 0 = ok. A call is only served after its voucher was verified and committed to --state-dir.\nWith --json, one JSON line per event (ready, call, refused, redeem) goes to stdout."
+    after_help = "Example:\n  reef agent serve-metered --node ws://127.0.0.1:7700/v1/ws --dev-account 1 --name sorter \\\n    --skills sort --price 0.001 --token test --redeem-threshold 0.5 --exec 'python3 examples/agents/metered_sort.py'\n  # also sell single calls to x402 clients over HTTP (POST http://127.0.0.1:8402/v1/x402/call):\n  reef agent serve-metered --dev-account 1 --skills sort --price 0.001 --token test \\\n    --exec 'python3 examples/agents/metered_sort.py' --x402-listen 127.0.0.1:8402\n\nThe program gets {\"call_id\",\"channel_id\",\"payer\",\"price\",\"input\"} on stdin and prints its result on stdout;\nexit code 0 = ok. A call is only served after its voucher was verified and committed to --state-dir.\nWith --json, one JSON line per event (ready, call, refused, redeem, x402_call, x402_refused) goes to stdout."
 )]
 pub struct ServeMeteredArgs {
     #[command(flatten)]
@@ -75,6 +75,14 @@ pub struct ServeMeteredArgs {
     /// Where accepted vouchers are kept (default .reef/metered-<address>).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Also sell single calls over HTTP, paid with x402 (`POST /v1/x402/call` on this address,
+    /// e.g. 127.0.0.1:8402; port 0 picks a free one): the agent settles each EIP-3009 payment
+    /// itself before running the call (docs/x402.md). The token must support EIP-3009.
+    #[arg(long)]
+    x402_listen: Option<std::net::SocketAddr>,
+    /// Longest validity window (x402 `maxTimeoutSeconds`) accepted for an x402 payment.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    x402_max_timeout: Duration,
     /// Machine-readable output on stdout.
     #[arg(long)]
     json: bool,
@@ -196,6 +204,11 @@ async fn execute(program: &str, call: &MeteredCall, price: U256) -> (bool, Value
         "call_id": call.call_id, "channel_id": call.channel_id, "payer": call.voucher.payer,
         "price": price, "input": call.input,
     });
+    run_program(program, &input).await
+}
+
+/// Runs the program with `input` on stdin; (ok, result).
+async fn run_program(program: &str, input: &Value) -> (bool, Value) {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(program)
@@ -262,6 +275,13 @@ impl ServeMeteredArgs {
             ..VerifierConfig::default()
         };
         let mut verifier = Verifier::new(chain.clone(), store.clone(), cfg);
+        let x402 = match self.x402_listen {
+            Some(addr) => Some(
+                serve_x402(&chain, addr, token, price, self.x402_max_timeout, &self, self.json)
+                    .await?,
+            ),
+            None => None,
+        };
         let (client, mut events) =
             super::nodeapi::connect_ioa(&self.node, chain.signer().clone()).await?;
         client
@@ -278,7 +298,11 @@ impl ServeMeteredArgs {
                 skills: self.skills.clone(),
                 price: self.price.parse().ok(),
                 payment_tokens: vec![format!("{token:#x}")],
-                verification_modes: vec!["metered".into()],
+                verification_modes: if x402.is_some() {
+                    vec!["metered".into(), "x402".into()]
+                } else {
+                    vec!["metered".into()]
+                },
                 ..Default::default()
             })
             .await?;
@@ -290,7 +314,7 @@ impl ServeMeteredArgs {
             println!(
                 "{}",
                 json!({ "event": "ready", "agent": me, "node_id": client.node_id(), "price": price,
-                    "token": token, "state_dir": dir })
+                    "token": token, "state_dir": dir, "x402": x402 })
             );
         }
         eprintln!(
@@ -412,6 +436,61 @@ impl ServeMeteredArgs {
         }
         Ok(())
     }
+}
+
+/// Starts the x402-paid HTTP endpoint (the agent is its own facilitator); its URL.
+async fn serve_x402(
+    chain: &ReefClient,
+    addr: std::net::SocketAddr,
+    token: Address,
+    price: U256,
+    max_timeout: Duration,
+    args: &ServeMeteredArgs,
+    json_out: bool,
+) -> eyre::Result<String> {
+    use crate::x402::{Facilitator, PaidCall, PriceTerms, ResourceInfo, X402Service, server};
+    let terms = PriceTerms::for_token(chain, token, price, chain.address(), max_timeout).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| eyre::eyre!("cannot listen for x402 calls on {addr}: {e}"))?;
+    let url = format!("http://{}{}", listener.local_addr()?, server::CALL_PATH);
+    let resource = ResourceInfo {
+        url: url.clone(),
+        description: Some(if args.description.is_empty() {
+            format!("{}: one call ({})", args.name, args.skills.join(", "))
+        } else {
+            args.description.clone()
+        }),
+        mime_type: Some("application/json".into()),
+    };
+    let exec = Arc::new(args.exec.clone());
+    let handler: crate::x402::CallHandler = Arc::new(move |call: PaidCall| {
+        let exec = exec.clone();
+        futures::FutureExt::boxed(async move {
+            let input = json!({
+                "call_id": call.call_id, "payment": "x402", "payer": call.payer, "price": price,
+                "amount": call.amount, "transaction": call.transaction, "input": call.input,
+            });
+            run_program(&exec, &input).await
+        })
+    });
+    let notify: crate::x402::server::Notify = Arc::new(move |ev: Value| {
+        if json_out {
+            println!("{ev}");
+        } else {
+            eprintln!("{ev}");
+        }
+    });
+    let service = X402Service::new(terms, resource, Facilitator::new(chain.clone()), handler)
+        .with_notify(notify);
+    let app = service.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the x402 endpoint stopped: {e}");
+        }
+    });
+    eprintln!("x402: one call for {price} base units of {token} at POST {url}");
+    Ok(url)
 }
 
 fn spawn_redeem(
