@@ -86,17 +86,23 @@ impl LatencyHistogram {
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
+        // `{labels,le=…}`, or `{le=…}` and no braces on the sum and count without labels.
+        let (lead, own) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (b, c) in STATEMENT_BUCKETS_US.iter().zip(&self.buckets) {
             cumulative += c.load(Relaxed);
             let le = *b as f64 / 1e6;
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{lead}le=\"{le}\"}} {cumulative}");
         }
         let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{lead}le=\"+Inf\"}} {count}");
         let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        let _ = writeln!(out, "{name}_sum{own} {sum}");
+        let _ = writeln!(out, "{name}_count{own} {count}");
     }
 }
 
@@ -138,6 +144,9 @@ pub struct Metrics {
     pub messages_delivered: AtomicU64,
     /// Group-commit batch sizes (one observation per committed batch).
     pub commit_batch_size: Histogram,
+    /// How long each group-commit batch's transaction took: what a delivery waits for its
+    /// durability, beyond the queueing.
+    pub commit_seconds: LatencyHistogram,
     /// Sealed bids the marketplace accepted.
     pub bids_accepted: AtomicU64,
     /// Sealed bids the marketplace refused.
@@ -166,6 +175,7 @@ pub static METRICS: Metrics = Metrics {
     ws_frames_sent: AtomicU64::new(0),
     messages_delivered: AtomicU64::new(0),
     commit_batch_size: Histogram::new(),
+    commit_seconds: LatencyHistogram::new(),
     bids_accepted: AtomicU64::new(0),
     bids_refused: AtomicU64::new(0),
     verdicts_accept: AtomicU64::new(0),
@@ -353,6 +363,13 @@ pub fn render(snap: &Snapshot) -> String {
     let _ = writeln!(out, "reef_commit_batch_size_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "reef_commit_batch_size_sum {}", get(&h.sum));
     let _ = writeln!(out, "reef_commit_batch_size_count {count}");
+    family(
+        &mut out,
+        "reef_commit_seconds",
+        "histogram",
+        "Time each group-commit batch's transaction took (a message is delivered after it).",
+    );
+    m.commit_seconds.render(&mut out, "reef_commit_seconds", "");
     family(&mut out, "reef_bids_total", "counter", "Sealed bids by outcome (accepted, refused).");
     let _ = writeln!(out, "reef_bids_total{{outcome=\"accepted\"}} {}", get(&m.bids_accepted));
     let _ = writeln!(out, "reef_bids_total{{outcome=\"refused\"}} {}", get(&m.bids_refused));

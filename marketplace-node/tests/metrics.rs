@@ -202,6 +202,13 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     grew("reef_messages_delivered_total");
     grew("reef_commit_batch_size_count");
     grew("reef_commit_batch_size_sum");
+    grew("reef_commit_seconds_sum");
+    // One commit time per batch.
+    assert_eq!(at(&after, "reef_commit_seconds_count"), at(&after, "reef_commit_batch_size_count"));
+    assert_eq!(
+        at(&after, "reef_commit_seconds_bucket{le=\"+Inf\"}"),
+        at(&after, "reef_commit_seconds_count")
+    );
     assert!(at(&after, "reef_ws_connections_open") >= 1.0, "{after:?}");
     assert!(at(&after, "reef_ws_connections_total") >= 1.0, "{after:?}");
     assert!(at(&after, "reef_bids_total{outcome=\"accepted\"}") >= 1.0, "{after:?}");

@@ -230,6 +230,30 @@ async fn measure(conns: Vec<Driver>, o: &Opts) -> Report {
     }
 }
 
+/// The node's group-commit counters, read from its `/metrics`.
+struct CommitTotals {
+    batches: f64,
+    messages: f64,
+    secs: f64,
+}
+
+async fn commit_totals(addr: &str) -> Option<CommitTotals> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.ok()?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+    };
+    Some(CommitTotals {
+        batches: value("reef_commit_seconds_count")?,
+        messages: value("reef_commit_batch_size_sum")?,
+        secs: value("reef_commit_seconds_sum")?,
+    })
+}
+
 /// The ceiling: a minimal broadcast server (first frame `{"group":n}`, then every text frame is
 /// broadcast to the group's connections).
 async fn raw_server() -> eyre::Result<SocketAddr> {
@@ -354,7 +378,17 @@ async fn main() -> eyre::Result<()> {
         };
         drivers.push((ws, Box::new(f)));
     }
+    let before = commit_totals(&addr).await;
     let reef_report = measure(drivers, &o).await;
+    let after = commit_totals(&addr).await;
+    // What durability costs: a message is delivered after its batch's transaction commits.
+    let commit = match (before, after) {
+        (Some(b), Some(a)) if a.batches > b.batches => Some((
+            (a.secs - b.secs) / (a.batches - b.batches) * 1e3,
+            (a.messages - b.messages) / (a.batches - b.batches),
+        )),
+        _ => None,
+    };
     let _ = child.kill();
     let _ = child.wait();
 
@@ -383,6 +417,10 @@ async fn main() -> eyre::Result<()> {
                   "rss_per_idle_conn_kib": per_conn_kib, "database": db_kind },
         "raw_ceiling": { "delivered_per_sec": raw_report.delivered_per_sec, "p50_ms": raw_report.p50_ms, "p99_ms": raw_report.p99_ms },
         "ratio_to_ceiling": ratio,
+        "commit": commit.map(|(ms, batch)| json!({ "mean_ms": ms, "mean_batch": batch,
+            "share_of_p50": if reef_report.p50_ms > 0.0 { ms / reef_report.p50_ms } else { 0.0 } })),
+        "ratio_p50": reef_report.p50_ms / raw_report.p50_ms.max(1e-9),
+        "ratio_p99": reef_report.p99_ms / raw_report.p99_ms.max(1e-9),
     });
     if o.json {
         println!("{report}");
@@ -400,6 +438,19 @@ async fn main() -> eyre::Result<()> {
             raw_report.delivered_per_sec, raw_report.p50_ms, raw_report.p99_ms
         );
         println!("ratio to ceiling:    {:.1} %", ratio * 100.0);
+        println!(
+            "latency vs raw:      p50 {:.1}×, p99 {:.1}×",
+            reef_report.p50_ms / raw_report.p50_ms.max(1e-9),
+            reef_report.p99_ms / raw_report.p99_ms.max(1e-9)
+        );
+        match commit {
+            Some((ms, batch)) => println!(
+                "group commit:        {ms:.2} ms per batch of {batch:.1} messages on average \
+                 ({:.0} % of Reef's p50): the durability wait before a delivery",
+                if reef_report.p50_ms > 0.0 { ms / reef_report.p50_ms * 100.0 } else { 0.0 }
+            ),
+            None => println!("group commit:        not measured (no /metrics answer)"),
+        }
         println!("node database:       {db_kind}");
         println!("node RSS/idle conn:  {per_conn_kib:.1} KiB");
     }

@@ -149,6 +149,7 @@ async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Rece
         let n = batch.len();
         crate::metrics::METRICS.commit_batch_size.observe(n as u64);
         let committed = started.elapsed();
+        crate::metrics::METRICS.commit_seconds.observe_secs(committed.as_secs_f64());
         finish(&hub, mesh.as_ref(), batch, results).await;
         tracing::trace!(n, ?committed, total = ?started.elapsed(), "batch");
     }
