@@ -60,7 +60,8 @@ pub fn jsonrpc_endpoint(card: &Value) -> Result<String> {
         .map(str::to_string)
         .ok_or_else(|| {
             Error::A2a(
-                "the card lists no JSON-RPC interface for protocol 1.0 (supportedInterfaces)".into(),
+                "the card lists no JSON-RPC interface for protocol 1.0 (supportedInterfaces)"
+                    .into(),
             )
         })
 }
@@ -228,7 +229,11 @@ impl A2aRemote {
     }
 
     /// Sends the task and follows it to its end: the result, or why it failed.
-    pub async fn run_task(&self, description: &str, input: &Value) -> std::result::Result<Value, String> {
+    pub async fn run_task(
+        &self,
+        description: &str,
+        input: &Value,
+    ) -> std::result::Result<Value, String> {
         let mut parts = vec![json!({ "text": description })];
         if !input.is_null() {
             parts.push(json!({ "data": input, "mediaType": "application/json" }));
@@ -249,7 +254,8 @@ impl A2aRemote {
         if let Some(m) = sent.get("message") {
             return artifact_result(&json!({ "artifacts": [{ "parts": m["parts"] }] }));
         }
-        let mut task = sent.get("task").cloned().ok_or("SendMessage answered neither a task nor a message")?;
+        let mut task =
+            sent.get("task").cloned().ok_or("SendMessage answered neither a task nor a message")?;
         let id = task["id"].as_str().ok_or("the remote task has no id")?.to_string();
         let until = tokio::time::Instant::now() + self.inner.timeout;
         loop {

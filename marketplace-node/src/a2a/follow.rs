@@ -13,18 +13,31 @@ use super::{
     terms::{TaskTerms, Verify},
 };
 
+/// What a task's bounty is posted with.
+#[derive(Debug, Clone)]
+pub(crate) struct PostSpec<'a> {
+    /// The caller's terms (verification, bid window, deadline).
+    pub(crate) terms: &'a TaskTerms,
+    /// The description (the message's text).
+    pub(crate) description: &'a str,
+    /// The task input (the message's data part, or null).
+    pub(crate) input: &'a Value,
+    /// The skills a provider needs.
+    pub(crate) skills: &'a [String],
+    /// The reward in whole token units.
+    pub(crate) reward: &'a str,
+    /// The reward token.
+    pub(crate) token: Address,
+    /// The node's own REST API.
+    pub(crate) node_url: &'a str,
+    /// The salt (the bounty id is `bountyIdOf(node, salt)`).
+    pub(crate) salt: alloy::primitives::B256,
+}
+
 /// `reef bounty post` arguments for a task (the description last, after `--`, so a text
 /// starting with `-` is never read as a flag).
-pub(crate) fn post_argv(
-    t: &TaskTerms,
-    description: &str,
-    input: &Value,
-    skills: &[String],
-    reward: &str,
-    token: Address,
-    node_url: &str,
-    salt: alloy::primitives::B256,
-) -> Vec<String> {
+pub(crate) fn post_argv(p: &PostSpec<'_>) -> Vec<String> {
+    let PostSpec { terms: t, description, input, skills, reward, token, node_url, salt } = *p;
     let mut a: Vec<String> = vec![
         "--reward".into(),
         reward.into(),
@@ -73,11 +86,23 @@ impl A2a {
                 let accepted = o.result["verdict"]["accept"].as_bool();
                 let note = o.result["note"].as_str().unwrap_or("").to_string();
                 match (&o.onchain, phase.as_str(), accepted) {
-                    (None, ..) => self.unspent(&row, TaskState::Failed, reason_or(&note, "no provider was awarded")).await,
+                    (None, ..) => {
+                        self.unspent(
+                            &row,
+                            TaskState::Failed,
+                            reason_or(&note, "no provider was awarded"),
+                        )
+                        .await
+                    }
                     (Some(s), "settled", Some(true)) if s.status == Status::Completed => {
                         let price = U256::from(s.record.price);
                         let mut out = self
-                            .give_back(&row, row.budget.saturating_sub(price), TaskState::Completed, "the result was verified and the provider paid".into())
+                            .give_back(
+                                &row,
+                                row.budget.saturating_sub(price),
+                                TaskState::Completed,
+                                "the result was verified and the provider paid".into(),
+                            )
                             .await;
                         out.provider = Some(s.record.provider);
                         out.price = Some(price);
@@ -102,7 +127,9 @@ impl A2a {
             Err(e) => {
                 // Nothing was spent unless the bounty exists on-chain.
                 let spent = match crate::market::parse_id(&row.bounty) {
-                    Ok(bid) => chain.status_of(bid).await.map(|(s, _)| s != Status::None).unwrap_or(true),
+                    Ok(bid) => {
+                        chain.status_of(bid).await.map(|(s, _)| s != Status::None).unwrap_or(true)
+                    }
                     Err(_) => true,
                 };
                 if spent {
@@ -116,7 +143,12 @@ impl A2a {
                         award_tx: None,
                     }
                 } else {
-                    self.unspent(&row, TaskState::Failed, format!("the bounty could not be posted: {e:#}")).await
+                    self.unspent(
+                        &row,
+                        TaskState::Failed,
+                        format!("the bounty could not be posted: {e:#}"),
+                    )
+                    .await
                 }
             }
         };
@@ -132,7 +164,13 @@ impl A2a {
     }
 
     /// Transfers `amount` back to the task's caller.
-    async fn give_back(&self, row: &TaskRow, amount: U256, state: TaskState, reason: String) -> Outcome {
+    async fn give_back(
+        &self,
+        row: &TaskRow,
+        amount: U256,
+        state: TaskState,
+        reason: String,
+    ) -> Outcome {
         let mut out = Outcome {
             state,
             reason,
@@ -146,11 +184,19 @@ impl A2a {
             return out;
         }
         let call = Erc20::transferCall { to: row.owner, value: amount };
-        match self.market().chain().send_call("a2a refund", self.terms().token, &call, U256::ZERO).await {
+        match self
+            .market()
+            .chain()
+            .send_call("a2a refund", self.terms().token, &call, U256::ZERO)
+            .await
+        {
             Ok(tx) => out.refund_tx = Some(tx.hash),
             Err(e) => {
                 tracing::error!(task = %row.id, error = %e, "cannot return an A2A task's unspent budget");
-                out.reason = format!("{}; returning the unspent budget failed ({e}): the node operator owes it", out.reason);
+                out.reason = format!(
+                    "{}; returning the unspent budget failed ({e}): the node operator owes it",
+                    out.reason
+                );
             }
         }
         out
@@ -177,7 +223,18 @@ mod tests {
             bid_window_ms: Some(500),
             deadline_secs: None,
         };
-        let a = post_argv(&t, "--help me", &json!([2, 1]), &["sort".into()], "5", Address::ZERO, "http://n", B256::ZERO);
+        let input = json!([2, 1]);
+        let skills = ["sort".to_string()];
+        let a = post_argv(&PostSpec {
+            terms: &t,
+            description: "--help me",
+            input: &input,
+            skills: &skills,
+            reward: "5",
+            token: Address::ZERO,
+            node_url: "http://n",
+            salt: B256::ZERO,
+        });
         let at = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
         assert_eq!(at("--bid-window"), "500ms");
         assert_eq!(at("--deadline"), "3600s");

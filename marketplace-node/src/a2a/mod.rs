@@ -101,7 +101,9 @@ pub enum A2aError {
     #[error("this agent has no extended card: its public card is complete")]
     NoExtendedCard,
     /// The request does not use the required Reef terms extension (-32008).
-    #[error("send the Reef terms (budget, paymentTx, verify) in the message metadata under {TERMS_URI:?}; the card's capabilities.extensions[0].params says how to pay")]
+    #[error(
+        "send the Reef terms (budget, paymentTx, verify) in the message metadata under {TERMS_URI:?}; the card's capabilities.extensions[0].params says how to pay"
+    )]
     ExtensionRequired,
     /// The client's protocol version is not spoken here (-32009).
     #[error("A2A version {0:?} is not supported: this server speaks 1.0")]
@@ -237,8 +239,7 @@ impl A2a {
         let Some(token) = market.deployment().test_token else { return Ok(None) };
         let chain = market.chain();
         let decimals = chain.view(token, Erc20::decimalsCall {}).await?;
-        let min_budget = U256::from(MIN_BUDGET_MILLI)
-            * U256::from(10u64).pow(U256::from(decimals))
+        let min_budget = U256::from(MIN_BUDGET_MILLI) * U256::from(10u64).pow(U256::from(decimals))
             / U256::from(1000u64);
         let terms = Terms {
             chain_id: market.deployment().chain_id,
@@ -314,7 +315,9 @@ impl A2a {
                 let mut seen = 0;
                 loop {
                     match self.view_wait(&row.bounty, seen, Duration::from_secs(30)).await {
-                        Some(v) if matches!(v["phase"].as_str(), Some("settled" | "failed")) => break,
+                        Some(v) if matches!(v["phase"].as_str(), Some("settled" | "failed")) => {
+                            break;
+                        }
                         Some(v) => seen = v["events"].as_array().map_or(0, Vec::len),
                         None => tokio::time::sleep(Duration::from_secs(1)).await,
                     }
@@ -339,7 +342,12 @@ impl A2a {
             refund_tx: None,
             award_tx: None,
         };
-        match self.market().chain().send_call("a2a refund", self.terms().token, &call, U256::ZERO).await {
+        match self
+            .market()
+            .chain()
+            .send_call("a2a refund", self.terms().token, &call, U256::ZERO)
+            .await
+        {
             Ok(tx) => out.refund_tx = Some(tx.hash),
             Err(e) => out.reason = format!("{}; returning the budget failed ({e})", out.reason),
         }
@@ -361,7 +369,11 @@ impl A2a {
                 let tx = if back.is_zero() {
                     None
                 } else {
-                    chain.send_call("a2a refund", self.terms().token, &call, U256::ZERO).await.ok().map(|t| t.hash)
+                    chain
+                        .send_call("a2a refund", self.terms().token, &call, U256::ZERO)
+                        .await
+                        .ok()
+                        .map(|t| t.hash)
                 };
                 tasks::Outcome {
                     state: TaskState::Completed,
@@ -418,7 +430,12 @@ impl A2a {
 
     /// Accepts a task: reads and checks the message and terms, checks the payment, stores the
     /// task and starts its follower. Nothing is posted when any check fails.
-    async fn create(&self, caller: Address, agent: Option<Address>, params: &Value) -> Result<TaskRow> {
+    async fn create(
+        &self,
+        caller: Address,
+        agent: Option<Address>,
+        params: &Value,
+    ) -> Result<TaskRow> {
         let bad = |m: String| A2aError::InvalidParams(m);
         let msg = params
             .get("message")
@@ -438,7 +455,8 @@ impl A2a {
         if msg.get("messageId").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(bad("message.messageId is required".into()));
         }
-        if let Some(modes) = params.pointer("/configuration/acceptedOutputModes").and_then(Value::as_array)
+        if let Some(modes) =
+            params.pointer("/configuration/acceptedOutputModes").and_then(Value::as_array)
             && !modes.is_empty()
             && !modes.iter().any(|m| matches!(m.as_str(), Some("application/json" | "*/*")))
         {
@@ -503,7 +521,8 @@ impl A2a {
             }
             None if t.skills.is_empty() => {
                 return Err(bad(
-                    "the node's endpoint needs the skills a provider must have (terms.skills)".into(),
+                    "the node's endpoint needs the skills a provider must have (terms.skills)"
+                        .into(),
                 ));
             }
             None => t.skills.clone(),
@@ -522,7 +541,8 @@ impl A2a {
             .filter(|c| !c.is_empty() && c.len() <= 128)
             .map_or_else(|| crate::ioa::random_hex(16), str::to_string);
         let salt = keccak256(format!("reef-a2a-task:{id}"));
-        let bounty = crate::market::id_hex(escrow_client::escrow::bounty_id(self.market().address(), salt));
+        let bounty =
+            crate::market::id_hex(escrow_client::escrow::bounty_id(self.market().address(), salt));
         let mut message = msg.clone();
         message["contextId"] = json!(context_id);
         message["taskId"] = json!(id);
@@ -543,16 +563,16 @@ impl A2a {
         }
         let reward = format_units(t.budget, self.terms().decimals)
             .map_err(|e| A2aError::Internal(e.to_string()))?;
-        let argv = follow::post_argv(
-            &t,
-            &description,
-            &input,
-            &skills,
-            &reward,
-            self.terms().token,
-            &self.inner.node_url,
-            B256::from(salt),
-        );
+        let argv = follow::post_argv(&follow::PostSpec {
+            terms: &t,
+            description: &description,
+            input: &input,
+            skills: &skills,
+            reward: &reward,
+            token: self.terms().token,
+            node_url: &self.inner.node_url,
+            salt: B256::from(salt),
+        });
         tokio::spawn(self.clone().follow(row.clone(), argv));
         Ok(row)
     }
@@ -561,7 +581,8 @@ impl A2a {
     async fn wait_terminal(&self, id: &str, until: tokio::time::Instant) -> Result<TaskRow> {
         let mut done = self.inner.finished.subscribe();
         loop {
-            let row = self.store().get(id).await?.ok_or_else(|| A2aError::TaskNotFound(id.into()))?;
+            let row =
+                self.store().get(id).await?.ok_or_else(|| A2aError::TaskNotFound(id.into()))?;
             if row.outcome.is_some() || tokio::time::Instant::now() >= until {
                 return Ok(row);
             }
@@ -578,24 +599,41 @@ impl A2a {
 
     /// The stream of a task's updates as JSON-RPC responses (`StreamResponse` results): the
     /// task first, a status update on every change, the artifact, then the final status.
-    fn stream(&self, row: TaskRow, rpc_id: Value, permit: tokio::sync::OwnedSemaphorePermit) -> Response {
+    fn stream(
+        &self,
+        row: TaskRow,
+        rpc_id: Value,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Response {
         let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
         let me = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let frame = |result: Value| {
-                Event::default().data(json!({ "jsonrpc": "2.0", "id": rpc_id, "result": result }).to_string())
+                Event::default()
+                    .data(json!({ "jsonrpc": "2.0", "id": rpc_id, "result": result }).to_string())
             };
             let mut done = me.inner.finished.subscribe();
             let mut row = row;
             let mut view = me.view(&row.bounty).await;
-            if tx.send(frame(json!({ "task": tasks::task_json(&row, view.as_ref(), None, now_ms()) }))).await.is_err() {
+            if tx
+                .send(frame(
+                    json!({ "task": tasks::task_json(&row, view.as_ref(), None, now_ms()) }),
+                ))
+                .await
+                .is_err()
+            {
                 return;
             }
-            let mut last = (row.state(view.as_ref()), view.as_ref().map_or(0, |v| v["events"].as_array().map_or(0, Vec::len)));
+            let mut last = (
+                row.state(view.as_ref()),
+                view.as_ref().map_or(0, |v| v["events"].as_array().map_or(0, Vec::len)),
+            );
             while !last.0.is_terminal() {
                 // The bounty's log grows, or the follower records the outcome.
-                let final_phase = view.as_ref().is_some_and(|v| matches!(v["phase"].as_str(), Some("settled" | "failed")));
+                let final_phase = view
+                    .as_ref()
+                    .is_some_and(|v| matches!(v["phase"].as_str(), Some("settled" | "failed")));
                 if view.is_none() || final_phase {
                     let _ = tokio::time::timeout(Duration::from_millis(500), async {
                         while let Ok(f) = done.recv().await {
@@ -607,13 +645,17 @@ impl A2a {
                     .await;
                     view = me.view(&row.bounty).await;
                 } else {
-                    view = me.view_wait(&row.bounty, last.1, Duration::from_secs(10)).await.or(view);
+                    view =
+                        me.view_wait(&row.bounty, last.1, Duration::from_secs(10)).await.or(view);
                 }
                 match me.store().get(&row.id).await {
                     Ok(Some(r)) => row = r,
                     _ => break,
                 }
-                let now = (row.state(view.as_ref()), view.as_ref().map_or(0, |v| v["events"].as_array().map_or(0, Vec::len)));
+                let now = (
+                    row.state(view.as_ref()),
+                    view.as_ref().map_or(0, |v| v["events"].as_array().map_or(0, Vec::len)),
+                );
                 if now == last {
                     continue;
                 }
@@ -642,11 +684,19 @@ impl A2a {
         let events = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
         });
-        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
+        Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response()
     }
 
     /// Answers one JSON-RPC request.
-    async fn rpc(&self, caller: Address, agent: Option<Address>, headers: &HeaderMap, body: &[u8]) -> Response {
+    async fn rpc(
+        &self,
+        caller: Address,
+        agent: Option<Address>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Response {
         let req: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return rpc_error(Value::Null, &A2aError::Parse(e.to_string())),
@@ -655,14 +705,25 @@ impl A2a {
             Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => v.clone(),
             None => Value::Null,
             Some(_) => {
-                return rpc_error(Value::Null, &A2aError::InvalidRequest("id must be a string, a number or null".into()));
+                return rpc_error(
+                    Value::Null,
+                    &A2aError::InvalidRequest("id must be a string, a number or null".into()),
+                );
             }
         };
         if req.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return rpc_error(id, &A2aError::InvalidRequest("a JSON-RPC 2.0 request object is needed (jsonrpc: \"2.0\")".into()));
+            return rpc_error(
+                id,
+                &A2aError::InvalidRequest(
+                    "a JSON-RPC 2.0 request object is needed (jsonrpc: \"2.0\")".into(),
+                ),
+            );
         }
         let Some(method) = req.get("method").and_then(Value::as_str) else {
-            return rpc_error(id, &A2aError::InvalidRequest("method (a string) is required".into()));
+            return rpc_error(
+                id,
+                &A2aError::InvalidRequest("method (a string) is required".into()),
+            );
         };
         if let Some(v) = headers.get(VERSION_HEADER) {
             let v = v.to_str().unwrap_or("").trim();
@@ -674,27 +735,35 @@ impl A2a {
         let params = match req.get("params") {
             None => &empty,
             Some(p) if p.is_object() => p,
-            Some(_) => return rpc_error(id, &A2aError::InvalidParams("params must be an object".into())),
+            Some(_) => {
+                return rpc_error(id, &A2aError::InvalidParams("params must be an object".into()));
+            }
         };
-        let history = params.get("historyLength").and_then(Value::as_u64).map(|h| h.min(u64::from(u32::MAX)) as u32);
+        let history = params
+            .get("historyLength")
+            .and_then(Value::as_u64)
+            .map(|h| h.min(u64::from(u32::MAX)) as u32);
         let task_id = || {
-            params
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| A2aError::InvalidParams("params.id (the task id) is required".into()))
+            params.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
+                A2aError::InvalidParams("params.id (the task id) is required".into())
+            })
         };
         let out: Result<Value> = match method {
             "SendMessage" => match self.create(caller, agent, params).await {
                 Ok(row) => {
-                    let immediate = params.pointer("/configuration/returnImmediately").and_then(Value::as_bool) == Some(true);
+                    let immediate =
+                        params.pointer("/configuration/returnImmediately").and_then(Value::as_bool)
+                            == Some(true);
                     let row = if immediate {
                         Ok(row)
                     } else {
-                        self.wait_terminal(&row.id, tokio::time::Instant::now() + BLOCKING_WAIT).await
+                        self.wait_terminal(&row.id, tokio::time::Instant::now() + BLOCKING_WAIT)
+                            .await
                     };
                     match row {
-                        Ok(row) => Ok(json!({ "task": self.task_now(&row, params.pointer("/configuration/historyLength").and_then(Value::as_u64).map(|h| h as u32)).await })),
+                        Ok(row) => Ok(
+                            json!({ "task": self.task_now(&row, params.pointer("/configuration/historyLength").and_then(Value::as_u64).map(|h| h as u32)).await }),
+                        ),
                         Err(e) => Err(e),
                     }
                 }
@@ -702,7 +771,12 @@ impl A2a {
             },
             "SendStreamingMessage" => {
                 let Ok(permit) = self.inner.streams.clone().try_acquire_owned() else {
-                    return rpc_error(id, &A2aError::Unsupported(format!("{MAX_STREAMS} streams are open on this node; poll GetTask instead")));
+                    return rpc_error(
+                        id,
+                        &A2aError::Unsupported(format!(
+                            "{MAX_STREAMS} streams are open on this node; poll GetTask instead"
+                        )),
+                    );
                 };
                 return match self.create(caller, agent, params).await {
                     Ok(row) => self.stream(row, id, permit),
@@ -717,11 +791,18 @@ impl A2a {
                 return match row {
                     Ok(row) if row.outcome.is_some() => rpc_error(
                         id,
-                        &A2aError::Unsupported("the task is in a terminal state: read it with GetTask".into()),
+                        &A2aError::Unsupported(
+                            "the task is in a terminal state: read it with GetTask".into(),
+                        ),
                     ),
                     Ok(row) => match self.inner.streams.clone().try_acquire_owned() {
                         Ok(permit) => self.stream(row, id, permit),
-                        Err(_) => rpc_error(id, &A2aError::Unsupported(format!("{MAX_STREAMS} streams are open on this node; poll GetTask instead"))),
+                        Err(_) => rpc_error(
+                            id,
+                            &A2aError::Unsupported(format!(
+                                "{MAX_STREAMS} streams are open on this node; poll GetTask instead"
+                            )),
+                        ),
                     },
                     Err(e) => rpc_error(id, &e),
                 };
@@ -755,7 +836,9 @@ impl A2a {
             other => Err(A2aError::MethodNotFound(other.chars().take(64).collect())),
         };
         match out {
-            Ok(result) => Json(json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response(),
+            Ok(result) => {
+                Json(json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response()
+            }
             Err(e) => rpc_error(id, &e),
         }
     }
@@ -766,16 +849,24 @@ impl A2a {
         if !(1..=100).contains(&size) {
             return Err(A2aError::InvalidParams("pageSize must be between 1 and 100".into()));
         }
-        let offset = match params.get("pageToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            Some(t) => t.parse::<u64>().map_err(|_| A2aError::InvalidParams("pageToken is not one this server gave".into()))?,
+        let offset = match params.get("pageToken").and_then(Value::as_str).filter(|s| !s.is_empty())
+        {
+            Some(t) => t.parse::<u64>().map_err(|_| {
+                A2aError::InvalidParams("pageToken is not one this server gave".into())
+            })?,
             None => 0,
         };
         let context = params.get("contextId").and_then(Value::as_str).filter(|s| !s.is_empty());
         let status = match params.get("status").and_then(Value::as_str) {
             None | Some("TASK_STATE_UNSPECIFIED") => None,
-            Some(s) => Some(TaskState::parse(s).ok_or_else(|| A2aError::InvalidParams(format!("status {s:?} is not a TaskState")))?),
+            Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+                A2aError::InvalidParams(format!("status {s:?} is not a TaskState"))
+            })?),
         };
-        let history = params.get("historyLength").and_then(Value::as_u64).map(|h| h.min(u64::from(u32::MAX)) as u32);
+        let history = params
+            .get("historyLength")
+            .and_then(Value::as_u64)
+            .map(|h| h.min(u64::from(u32::MAX)) as u32);
         let artifacts = params.get("includeArtifacts").and_then(Value::as_bool).unwrap_or(false);
         // Newest 1000 of the caller's tasks; filtered, then paged.
         let rows = self.store().list(caller, 1000, 0).await?;
@@ -877,7 +968,12 @@ async fn agent_card(
         (status = 401, description = "No valid bearer token (unauthenticated)", body = openapi::ErrorBody),
     ),
     security(("bearer" = [])))]
-async fn node_rpc(State(a): State<A2a>, caller: A2aCaller, headers: HeaderMap, body: Bytes) -> Response {
+async fn node_rpc(
+    State(a): State<A2a>,
+    caller: A2aCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     a.rpc(caller.0, None, &headers, &body).await
 }
 

@@ -44,7 +44,10 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<TaskRow> {
     Ok(TaskRow {
         context_id: r.try_get("context_id")?,
         owner: owner.parse().map_err(|e| bad("owner", format!("{e}")))?,
-        agent: agent.map(|a| a.parse::<Address>()).transpose().map_err(|e| bad("agent", format!("{e}")))?,
+        agent: agent
+            .map(|a| a.parse::<Address>())
+            .transpose()
+            .map_err(|e| bad("agent", format!("{e}")))?,
         bounty: r.try_get("bounty")?,
         budget: U256::from_str_radix(&budget, 10).map_err(|e| bad("budget", e.to_string()))?,
         payment_tx: payment.parse::<B256>().map_err(|e| bad("payment_tx", e.to_string()))?,

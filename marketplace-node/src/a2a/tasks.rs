@@ -251,7 +251,12 @@ pub fn reef_metadata(row: &TaskRow, view: Option<&Value>) -> Value {
 
 /// The `Task` JSON (`history_length`: how many messages of the history to include; the
 /// history is the caller's message).
-pub fn task_json(row: &TaskRow, view: Option<&Value>, history_length: Option<u32>, now_ms: u64) -> Value {
+pub fn task_json(
+    row: &TaskRow,
+    view: Option<&Value>,
+    history_length: Option<u32>,
+    now_ms: u64,
+) -> Value {
     let mut t = json!({
         "id": row.id,
         "contextId": row.context_id,
@@ -356,7 +361,9 @@ mod tests {
         assert!(t.get("artifacts").is_none());
         assert!(t.get("history").is_none());
         assert_eq!(t["metadata"][TERMS_URI]["refund"], "5");
-        let back: Outcome = serde_json::from_value(serde_json::to_value(r.outcome.as_ref().unwrap()).unwrap()).unwrap();
+        let back: Outcome =
+            serde_json::from_value(serde_json::to_value(r.outcome.as_ref().unwrap()).unwrap())
+                .unwrap();
         assert_eq!(Some(back), r.outcome);
     }
 

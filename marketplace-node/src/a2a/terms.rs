@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The extension's URI (its specification is docs/a2a.md, "Reef terms v1").
-pub const TERMS_URI: &str = "https://github.com/reef-network/reef/blob/main/docs/a2a.md#reef-terms-v1";
+pub const TERMS_URI: &str =
+    "https://github.com/reef-network/reef/blob/main/docs/a2a.md#reef-terms-v1";
 
 /// How the budget is paid: one ERC-20 `transfer` to `payee`, named by its transaction hash.
 pub const PAYMENT_ERC20_TRANSFER: &str = "erc20-transfer";
@@ -174,7 +175,11 @@ impl TaskTerms {
             Verify::Command { verifier } if !terms.verifiers.contains(verifier) => {
                 return Err(format!(
                     "verifier {verifier:?} is not installed on this node (it has: {})",
-                    if terms.verifiers.is_empty() { "none".into() } else { terms.verifiers.join(", ") }
+                    if terms.verifiers.is_empty() {
+                        "none".into()
+                    } else {
+                        terms.verifiers.join(", ")
+                    }
                 ));
             }
             Verify::Command { .. } => {}
@@ -216,7 +221,9 @@ pub async fn check_payment(
         .get_transaction_receipt(tx)
         .await
         .map_err(|e| format!("cannot read payment transaction {tx}: {e}"))?
-        .ok_or_else(|| format!("payment transaction {tx} is not mined on chain {}", terms.chain_id))?;
+        .ok_or_else(|| {
+            format!("payment transaction {tx} is not mined on chain {}", terms.chain_id)
+        })?;
     if !receipt.status() {
         return Err(format!("payment transaction {tx} reverted"));
     }
@@ -287,11 +294,15 @@ mod tests {
     #[test]
     fn malformed_terms_say_what_is_wrong() {
         let tx = format!("0x{}", "ab".repeat(32));
-        let e = task(json!({ "budget": 5, "paymentTx": tx, "verify": { "mode": "hash", "expect": 1 } }))
-            .unwrap_err();
+        let e = task(
+            json!({ "budget": 5, "paymentTx": tx, "verify": { "mode": "hash", "expect": 1 } }),
+        )
+        .unwrap_err();
         assert!(e.contains("budget") || e.contains("string"), "{e}");
-        let e = task(json!({ "budget": "-5", "paymentTx": tx, "verify": { "mode": "hash", "expect": 1 } }))
-            .unwrap_err();
+        let e = task(
+            json!({ "budget": "-5", "paymentTx": tx, "verify": { "mode": "hash", "expect": 1 } }),
+        )
+        .unwrap_err();
         assert!(e.contains("decimal"), "{e}");
         let e = task(json!({ "budget": "5", "paymentTx": tx, "verify": { "mode": "poster" } }))
             .unwrap_err();
