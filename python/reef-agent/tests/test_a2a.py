@@ -218,12 +218,14 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                 "deadlineSecs": 600,
             }
             check("a2a.task_terms.json", task_terms)
+            started = time.monotonic()
             events = [
                 e
                 async for e in streaming.send_message(
                     task_message(task_terms, [5, 3, 9, 1]), context=ctx
                 )
             ]
+            streamed_secs = time.monotonic() - started
             kinds = [e.WhichOneof("payload") for e in events]
             assert kinds[0] == "task", kinds
             assert "status_update" in kinds and "artifact_update" in kinds, kinds
@@ -264,6 +266,30 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
             json_format.ParseDict(raw_task["result"], Task())
             bounty = get_json(f"{node.http}/v1/market/bounties/{meta['bounty']}")
             assert bounty["phase"] == "settled" and bounty["verify"] == "hash"
+
+            # Figures (printed with -s, never asserted): gas of the three transactions of a
+            # task beyond the market's own, and the streamed task's wall time.
+            from reef_agent.chain import Chain
+
+            chain = Chain(devnet.rpc, CALLER_KEY)
+
+            async def gas(tx_hash: str) -> int:
+                receipt = await chain.call("eth_getTransactionReceipt", tx_hash)
+                return int(receipt["gasUsed"], 16)
+
+            print(
+                f"\na2a figures: payment transfer {await gas(tx)} gas, "
+                f"post+fund+award {await gas(meta['awardTx'])} gas, "
+                f"refund transfer {await gas(meta['refundTx'])} gas, "
+                f"streamed task {streamed_secs:.2f} s (bid window 1 s)"
+            )
+
+            # The agent's ERC-8004 registration file names its A2A card.
+            reg = get_json(f"{node.http}/v1/agents/{AGENT}/registration.json")
+            check("erc8004_registration.json", reg)
+            service = next(s for s in reg["services"] if s["name"] == "A2A")
+            assert service["endpoint"] == f"{base}/.well-known/agent-card.json"
+            assert service["skills"] == [SKILL]
 
             # The same payment again: refused, nothing posted.
             posted_before = bounty_count(node)
