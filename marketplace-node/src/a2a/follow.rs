@@ -99,7 +99,7 @@ impl A2a {
                         let mut out = self
                             .give_back(
                                 &row,
-                                row.budget.saturating_sub(price),
+                                row.paid.saturating_sub(price),
                                 TaskState::Completed,
                                 "the result was verified and the provider paid".into(),
                             )
@@ -158,13 +158,13 @@ impl A2a {
         self.finished(&row.id);
     }
 
-    /// The whole budget goes back (nothing was posted on-chain).
+    /// The whole payment goes back (nothing was posted on-chain).
     async fn unspent(&self, row: &TaskRow, state: TaskState, reason: String) -> Outcome {
-        self.give_back(row, row.budget, state, reason).await
+        self.give_back(row, row.paid, state, reason).await
     }
 
     /// Transfers `amount` back to the task's caller.
-    async fn give_back(
+    pub(super) async fn give_back(
         &self,
         row: &TaskRow,
         amount: U256,

@@ -306,7 +306,12 @@ impl A2a {
         match posted {
             Ok(false) => {
                 let out = self
-                    .give_back_all(&row, "the node restarted before the bounty was awarded".into())
+                    .give_back(
+                        &row,
+                        row.paid,
+                        TaskState::Failed,
+                        "the node restarted before the bounty was awarded".into(),
+                    )
                     .await;
                 let _ = self.store().finish(&row.id, &out).await;
                 self.finished(&row.id);
@@ -330,30 +335,6 @@ impl A2a {
         }
     }
 
-    /// Returns the whole budget (nothing was posted on-chain).
-    async fn give_back_all(&self, row: &TaskRow, reason: String) -> tasks::Outcome {
-        let call = Erc20::transferCall { to: row.owner, value: row.budget };
-        let mut out = tasks::Outcome {
-            state: TaskState::Failed,
-            reason,
-            provider: None,
-            price: None,
-            refund: Some(row.budget),
-            refund_tx: None,
-            award_tx: None,
-        };
-        match self
-            .market()
-            .chain()
-            .send_call("a2a refund", self.terms().token, &call, U256::ZERO)
-            .await
-        {
-            Ok(tx) => out.refund_tx = Some(tx.hash),
-            Err(e) => out.reason = format!("{}; returning the budget failed ({e})", out.reason),
-        }
-        out
-    }
-
     /// The outcome of a resumed task, read from the chain once its bounty is final.
     async fn outcome_from_chain(&self, row: &TaskRow) -> tasks::Outcome {
         let chain = self.market().chain();
@@ -364,26 +345,17 @@ impl A2a {
         match state {
             Some(s) if s.status == escrow_client::Status::Completed => {
                 let price = U256::from(s.record.price);
-                let back = row.budget.saturating_sub(price);
-                let call = Erc20::transferCall { to: row.owner, value: back };
-                let tx = if back.is_zero() {
-                    None
-                } else {
-                    chain
-                        .send_call("a2a refund", self.terms().token, &call, U256::ZERO)
-                        .await
-                        .ok()
-                        .map(|t| t.hash)
-                };
-                tasks::Outcome {
-                    state: TaskState::Completed,
-                    reason: "the result was verified and the provider paid".into(),
-                    provider: Some(s.record.provider),
-                    price: Some(price),
-                    refund: Some(back),
-                    refund_tx: tx,
-                    award_tx: None,
-                }
+                let mut out = self
+                    .give_back(
+                        row,
+                        row.paid.saturating_sub(price),
+                        TaskState::Completed,
+                        "the result was verified and the provider paid".into(),
+                    )
+                    .await;
+                out.provider = Some(s.record.provider);
+                out.price = Some(price);
+                out
             }
             other => tasks::Outcome {
                 state: TaskState::Failed,
@@ -531,9 +503,15 @@ impl A2a {
         if self.store().payment_used(t.payment_tx).await? {
             return Err(bad(format!("payment {} already paid for a task", t.payment_tx)));
         }
-        terms::check_payment(self.market().chain(), t.payment_tx, caller, self.terms(), t.budget)
-            .await
-            .map_err(bad)?;
+        let paid = terms::check_payment(
+            self.market().chain(),
+            t.payment_tx,
+            caller,
+            self.terms(),
+            t.budget,
+        )
+        .await
+        .map_err(bad)?;
         let id = crate::ioa::random_hex(16);
         let context_id = msg
             .get("contextId")
@@ -553,6 +531,7 @@ impl A2a {
             agent,
             bounty,
             budget: t.budget,
+            paid,
             payment_tx: t.payment_tx,
             message,
             outcome: None,

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         agent TEXT, \
         bounty TEXT NOT NULL, \
         budget TEXT NOT NULL, \
+        paid TEXT NOT NULL, \
         payment_tx TEXT NOT NULL UNIQUE, \
         message TEXT NOT NULL, \
         outcome TEXT, \
@@ -37,6 +38,7 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<TaskRow> {
     let owner: String = r.try_get("owner")?;
     let agent: Option<String> = r.try_get("agent")?;
     let budget: String = r.try_get("budget")?;
+    let paid: String = r.try_get("paid")?;
     let payment: String = r.try_get("payment_tx")?;
     let message: String = r.try_get("message")?;
     let outcome: Option<String> = r.try_get("outcome")?;
@@ -50,6 +52,7 @@ fn decode(r: &sqlx::any::AnyRow) -> Result<TaskRow> {
             .map_err(|e| bad("agent", format!("{e}")))?,
         bounty: r.try_get("bounty")?,
         budget: U256::from_str_radix(&budget, 10).map_err(|e| bad("budget", e.to_string()))?,
+        paid: U256::from_str_radix(&paid, 10).map_err(|e| bad("paid", e.to_string()))?,
         payment_tx: payment.parse::<B256>().map_err(|e| bad("payment_tx", e.to_string()))?,
         message: serde_json::from_str(&message).map_err(|e| bad("message", e.to_string()))?,
         outcome: outcome
@@ -77,8 +80,8 @@ impl TaskStore {
     /// Inserts a new task; `false` when its payment transaction pays for another task already.
     pub async fn insert(&self, t: &TaskRow) -> Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO a2a_tasks (id, context_id, owner, agent, bounty, budget, payment_tx, message, outcome, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) ON CONFLICT (payment_tx) DO NOTHING",
+            "INSERT INTO a2a_tasks (id, context_id, owner, agent, bounty, budget, paid, payment_tx, message, outcome, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10) ON CONFLICT (payment_tx) DO NOTHING",
         )
         .bind(&t.id)
         .bind(&t.context_id)
@@ -86,6 +89,7 @@ impl TaskStore {
         .bind(t.agent.map(|a| a.to_string()))
         .bind(&t.bounty)
         .bind(t.budget.to_string())
+        .bind(t.paid.to_string())
         .bind(t.payment_tx.to_string())
         .bind(serde_json::to_string(&t.message).unwrap_or_default())
         .bind(i64::try_from(t.created_ms).unwrap_or(i64::MAX))
@@ -173,7 +177,8 @@ mod tests {
             owner: Address::repeat_byte(1),
             agent: Some(Address::repeat_byte(9)),
             bounty: format!("0x{}", "22".repeat(32)),
-            budget: U256::MAX,
+            budget: U256::from(5),
+            paid: U256::MAX,
             payment_tx: B256::repeat_byte(tx),
             message: json!({ "parts": [{ "text": "x" }] }),
             outcome: None,

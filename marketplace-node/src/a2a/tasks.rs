@@ -127,8 +127,10 @@ pub struct TaskRow {
     pub agent: Option<Address>,
     /// The bounty key (0x + 64 hex digits).
     pub bounty: String,
-    /// The budget paid (base units).
+    /// The budget: the bounty's reward (base units).
     pub budget: U256,
+    /// What the payment transferred (at least the budget; the part not spent goes back).
+    pub paid: U256,
     /// The payment transaction.
     pub payment_tx: B256,
     /// The caller's message (protocol buffer JSON).
@@ -235,6 +237,7 @@ pub fn reef_metadata(row: &TaskRow, view: Option<&Value>) -> Value {
     let mut m = json!({
         "bounty": row.bounty,
         "budget": row.budget.to_string(),
+        "paid": row.paid.to_string(),
         "paymentTx": row.payment_tx,
         "phase": view.map_or(Value::Null, |v| v["phase"].clone()),
         "provider": view.map_or(Value::Null, |v| v["winner"].clone()),
@@ -293,6 +296,7 @@ mod tests {
             agent: None,
             bounty: format!("0x{}", "11".repeat(32)),
             budget: U256::from(5),
+            paid: U256::from(6),
             payment_tx: B256::repeat_byte(2),
             message: json!({ "messageId": "m", "role": "ROLE_USER", "parts": [{ "text": "sort" }] }),
             outcome: None,

@@ -208,14 +208,15 @@ impl TaskTerms {
 
 /// Checks that `tx` paid at least `budget` of `terms.token` from `from` to `terms.payee`:
 /// a successful transaction whose `Transfer` logs (emitted by the token) from the caller to
-/// the payee add up to the budget. Whether another task used it already is the store's check.
+/// the payee add up to the budget. Answers what it paid (what is not spent of it goes back).
+/// Whether another task used it already is the store's check.
 pub async fn check_payment(
     client: &ReefClient,
     tx: B256,
     from: Address,
     terms: &Terms,
     budget: U256,
-) -> Result<(), String> {
+) -> Result<U256, String> {
     let receipt = client
         .provider()
         .get_transaction_receipt(tx)
@@ -245,7 +246,7 @@ pub async fn check_payment(
             terms.token, terms.payee
         ));
     }
-    Ok(())
+    Ok(paid)
 }
 
 #[cfg(test)]

@@ -245,6 +245,7 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
             assert meta["provider"].lower() == AGENT.lower()
             assert int(meta["price"]) == 3 * UNIT
             assert int(meta["refund"]) == 2 * UNIT
+            assert meta["paid"] == meta["budget"] == str(5 * UNIT)
             info = get_json(f"{node.http}/v1/market/info")
             fee = 3 * UNIT * int(info["fee_bps"]) // 10_000
             assert await balance(devnet, AGENT) - agent_before == 3 * UNIT - fee
@@ -298,8 +299,10 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                     pass
             assert bounty_count(node) == posted_before
 
-            # Blocking SendMessage: the answer is the ended task with its artifact.
-            tx2 = await pay(devnet, payee, 4 * UNIT)
+            # Blocking SendMessage: the answer is the ended task with its artifact. Paid 4.5
+            # for a budget of 4: the provider asks 3, so 1.5 comes back.
+            before2 = await balance(devnet, caller)
+            tx2 = await pay(devnet, payee, 45 * UNIT // 10)
             terms2 = dict(task_terms, budget=str(4 * UNIT), paymentTx=tx2, verify={
                 "mode": "hash", "expect": [0, 7]})  # fmt: skip
             [answer] = [
@@ -318,6 +321,11 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                     await asyncio.sleep(0.2)
                 ended = t
             assert json_format.MessageToDict(ended.artifacts[0].parts[0])["data"] == [0, 7]
+            meta2 = json_format.MessageToDict(ended.metadata)[TERMS_URI]
+            check("a2a.task_metadata.json", meta2)
+            assert (meta2["budget"], meta2["paid"]) == (str(4 * UNIT), str(45 * UNIT // 10))
+            assert int(meta2["refund"]) == 15 * UNIT // 10
+            assert before2 - await balance(devnet, caller) == 3 * UNIT
 
         # Another caller does not see the task.
         other = await rest_login(node.http, DEV_KEYS[1])
