@@ -252,6 +252,12 @@ impl A2a {
             verify: vec!["hash".into(), "command".into()],
             verifiers: market.config().verifiers.names(),
         };
+        // One standing allowance for the escrow: tasks award concurrently, and a per-award
+        // approval of exactly the reward would let one task's approval overwrite another's.
+        let escrow = market.deployment().bounty_escrow;
+        if chain.allowance(token, market.address(), escrow).await? < U256::MAX >> 1 {
+            chain.approve(token, escrow, U256::MAX).await?;
+        }
         let store =
             TaskStore::open(market.store().pool().clone(), market.store().is_postgres()).await?;
         let a = Self {

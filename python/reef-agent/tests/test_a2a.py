@@ -327,6 +327,28 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
             assert int(meta2["refund"]) == 15 * UNIT // 10
             assert before2 - await balance(devnet, caller) == 3 * UNIT
 
+            # Two tasks at once: each is posted, awarded and paid on its own.
+            async def hire(numbers: list[int], paid_tx: str) -> Any:
+                terms_n = dict(task_terms, budget=str(4 * UNIT), paymentTx=paid_tx, verify={
+                    "mode": "hash", "expect": sorted(numbers)})  # fmt: skip
+                got = [
+                    e
+                    async for e in streaming.send_message(
+                        task_message(terms_n, numbers), context=ClientCallContext()
+                    )
+                ]
+                last = [e.status_update.status.state for e in got if e.HasField("status_update")]
+                art = [e.artifact_update.artifact for e in got if e.HasField("artifact_update")]
+                return last[-1], json_format.MessageToDict(art[0].parts[0])["data"]
+
+            # (Paid one after the other: the caller's transactions take nonces in turn.)
+            pay_a, pay_b = await pay(devnet, payee, 4 * UNIT), await pay(devnet, payee, 4 * UNIT)
+            both = await asyncio.gather(hire([3, 2, 1], pay_a), hire([9, 8], pay_b))
+            assert both == [
+                (TaskState.TASK_STATE_COMPLETED, [1, 2, 3]),
+                (TaskState.TASK_STATE_COMPLETED, [8, 9]),
+            ], both
+
         # Another caller does not see the task.
         other = await rest_login(node.http, DEV_KEYS[1])
         async with httpx.AsyncClient(timeout=30) as http2:
