@@ -384,18 +384,27 @@ impl A2a {
         self.market().view(Some(self.market().address()), bounty).await.ok()
     }
 
-    /// Waits (at most `wait`) for the bounty's log to grow past `after` events.
+    /// Waits (at most `wait`) for the bounty's log to grow past `after` events. When the
+    /// node declines the long-poll (at its bounds) or the view fails, it waits half a second
+    /// instead, so a follower never spins.
     async fn view_wait(&self, bounty: &str, after: usize, wait: Duration) -> Option<Value> {
-        self.market()
-            .view_wait(Some(self.market().address()), "a2a", bounty, after, wait)
+        let client = format!("a2a:{bounty}");
+        let got = self
+            .market()
+            .view_wait(Some(self.market().address()), &client, bounty, after, wait)
             .await
-            .ok()
+            .ok();
+        if got.as_ref().is_none_or(|v| v.get("long_poll_declined").is_some()) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        got
     }
 
-    /// A task of `caller`, or `TaskNotFound` (another caller's task is not found either).
-    async fn task_of(&self, caller: Address, id: &str) -> Result<TaskRow> {
+    /// A task of `caller` sent to this endpoint (`agent`; `None`: the node's), or
+    /// `TaskNotFound` (another caller's task, or one of another endpoint, is not found either).
+    async fn task_of(&self, caller: Address, agent: Option<Address>, id: &str) -> Result<TaskRow> {
         match self.store().get(id).await? {
-            Some(t) if t.owner == caller => Ok(t),
+            Some(t) if t.owner == caller && t.agent == agent => Ok(t),
             _ => Err(A2aError::TaskNotFound(id.chars().take(80).collect())),
         }
     }
@@ -770,7 +779,7 @@ impl A2a {
             }
             "SubscribeToTask" => {
                 let row = match task_id() {
-                    Ok(t) => self.task_of(caller, t).await,
+                    Ok(t) => self.task_of(caller, agent, t).await,
                     Err(e) => Err(e),
                 };
                 return match row {
@@ -793,15 +802,15 @@ impl A2a {
                 };
             }
             "GetTask" => match task_id() {
-                Ok(t) => match self.task_of(caller, t).await {
+                Ok(t) => match self.task_of(caller, agent, t).await {
                     Ok(row) => Ok(self.task_now(&row, history).await),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             },
-            "ListTasks" => self.list(caller, params).await,
+            "ListTasks" => self.list(caller, agent, params).await,
             "CancelTask" => match task_id() {
-                Ok(t) => match self.task_of(caller, t).await {
+                Ok(t) => match self.task_of(caller, agent, t).await {
                     Ok(row) if row.outcome.is_some() => {
                         Err(A2aError::NotCancelable(format!("task {} has ended", row.id)))
                     }
@@ -828,8 +837,9 @@ impl A2a {
         }
     }
 
-    /// `ListTasks`: the caller's tasks, newest first, filtered by context and state.
-    async fn list(&self, caller: Address, params: &Value) -> Result<Value> {
+    /// `ListTasks`: the caller's tasks at this endpoint, newest first, filtered by context and
+    /// state.
+    async fn list(&self, caller: Address, agent: Option<Address>, params: &Value) -> Result<Value> {
         let size = params.get("pageSize").and_then(Value::as_u64).unwrap_or(50);
         if !(1..=100).contains(&size) {
             return Err(A2aError::InvalidParams("pageSize must be between 1 and 100".into()));
@@ -856,7 +866,9 @@ impl A2a {
         // Newest 1000 of the caller's tasks; filtered, then paged.
         let rows = self.store().list(caller, 1000, 0).await?;
         let mut all = Vec::new();
-        for row in rows.iter().filter(|r| context.is_none_or(|c| r.context_id == c)) {
+        for row in
+            rows.iter().filter(|r| r.agent == agent && context.is_none_or(|c| r.context_id == c))
+        {
             let mut t = self.task_now(row, history).await;
             let state = TaskState::parse(t["status"]["state"].as_str().unwrap_or(""));
             if status.is_some() && state != status {

@@ -349,6 +349,26 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                 (TaskState.TASK_STATE_COMPLETED, [8, 9]),
             ], both
 
+            # ListTasks: this endpoint's tasks of the caller, paged; none at the node's.
+            async def rpc_result(url: str, method: str, params: dict[str, Any]) -> Any:
+                r = await http.post(
+                    url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                return r.json()
+
+            page = (await rpc_result(base, "ListTasks", {"pageSize": 3}))["result"]
+            assert (page["totalSize"], len(page["tasks"]), page["nextPageToken"]) == (4, 3, "3")
+            rest = (await rpc_result(base, "ListTasks", {"pageToken": "3"}))["result"]
+            assert [t["id"] for t in rest["tasks"]] == [first.id], rest
+            for t in page["tasks"] + rest["tasks"]:
+                json_format.ParseDict(t, Task())
+            at_node = f"{node.http}/a2a"
+            assert (await rpc_result(at_node, "ListTasks", {}))["result"]["totalSize"] == 0
+            missing = await rpc_result(at_node, "GetTask", {"id": first.id})
+            assert missing["error"]["code"] == -32001, missing
+
         # Another caller does not see the task.
         other = await rest_login(node.http, DEV_KEYS[1])
         async with httpx.AsyncClient(timeout=30) as http2:
