@@ -155,6 +155,7 @@ impl A2a {
         if let Err(e) = self.store().finish(&row.id, &outcome).await {
             tracing::error!(task = %row.id, error = %e, "cannot record an A2A task's outcome");
         }
+        self.followers().remove(&row.id);
         self.finished(&row.id);
     }
 

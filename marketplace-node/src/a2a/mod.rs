@@ -12,7 +12,7 @@
 //! verified result is the task's artifact. What is not spent goes back to the caller.
 //!
 //! Not here: the HTTP+JSON and gRPC bindings, push notifications, input-required turns (a
-//! Reef task takes one message), cancelling a task whose call for proposals is out, and
+//! Reef task takes one message), cancelling a task once its bids are ranked, and
 //! hiring one agent exclusively (an agent's endpoint posts for its skills; every agent with
 //! them may bid). docs/a2a.md has the mapping tables.
 
@@ -60,6 +60,9 @@ pub const MAX_STREAMS: usize = 256;
 
 /// Longest task description (text parts joined), in bytes.
 pub const MAX_DESCRIPTION: usize = 8 * 1024;
+
+/// A task can be cancelled until this long before its bid window closes.
+pub const CANCEL_MARGIN: Duration = Duration::from_secs(2);
 
 /// Smallest budget, in thousandths of a whole token (0.01 token).
 const MIN_BUDGET_MILLI: u64 = 10;
@@ -197,6 +200,8 @@ struct Inner {
     /// Task ids whose outcome was just recorded (wakes the streams).
     finished: tokio::sync::broadcast::Sender<String>,
     streams: Arc<tokio::sync::Semaphore>,
+    /// The followers running in this process, by task id (a cancel stops one).
+    followers: std::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 /// The authenticated caller of an A2A request (the node's bearer token).
@@ -268,6 +273,7 @@ impl A2a {
                 terms,
                 finished: tokio::sync::broadcast::channel(256).0,
                 streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+                followers: Default::default(),
             }),
         };
         a.resume().await?;
@@ -567,8 +573,71 @@ impl A2a {
             node_url: &self.inner.node_url,
             salt: B256::from(salt),
         });
-        tokio::spawn(self.clone().follow(row.clone(), argv));
+        let follower = tokio::spawn(self.clone().follow(row.clone(), argv));
+        self.followers().insert(row.id.clone(), follower);
         Ok(row)
+    }
+
+    fn followers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::JoinHandle<()>>>
+    {
+        self.inner.followers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `CancelTask`: possible while the bounty is still collecting bids, at least
+    /// [`CANCEL_MARGIN`] before its window closes (so the award cannot be under way). The
+    /// follower is stopped, nothing was posted on-chain, and the whole payment goes back.
+    async fn cancel(&self, row: TaskRow) -> Result<Value> {
+        if row.outcome.is_some() {
+            return Err(A2aError::NotCancelable(format!("task {} has ended", row.id)));
+        }
+        let view = self.view(&row.bounty).await;
+        let open = view.as_ref().is_none_or(|v| {
+            v["phase"] == "bidding"
+                && v["bid_close_at"].as_u64().unwrap_or(0).saturating_mul(1000)
+                    > now_ms() + CANCEL_MARGIN.as_millis() as u64
+        });
+        if !open {
+            return Err(A2aError::NotCancelable(format!(
+                "task {}'s bids are being ranked or its provider awarded: a Reef task can be cancelled only while it collects bids, until {} s before its window closes",
+                row.id,
+                CANCEL_MARGIN.as_secs()
+            )));
+        }
+        let Some(follower) = self.followers().remove(&row.id) else {
+            return Err(A2aError::NotCancelable(format!(
+                "task {} is followed by a previous process of this node; it cannot be cancelled",
+                row.id
+            )));
+        };
+        follower.abort();
+        let _ = follower.await;
+        // Nothing may have reached the chain; if it had, the task goes on.
+        let id =
+            crate::market::parse_id(&row.bounty).map_err(|e| A2aError::Internal(e.to_string()))?;
+        let (status, _) = self
+            .market()
+            .chain()
+            .status_of(id)
+            .await
+            .map_err(|e| A2aError::Internal(e.to_string()))?;
+        if status != escrow_client::Status::None {
+            tokio::spawn(self.clone().watch_to_end(row.clone()));
+            return Err(A2aError::NotCancelable(format!("task {}'s provider was awarded", row.id)));
+        }
+        let out = self
+            .give_back(
+                &row,
+                row.paid,
+                TaskState::Canceled,
+                "cancelled by the caller before the award; the payment went back".into(),
+            )
+            .await;
+        self.store().finish(&row.id, &out).await?;
+        self.finished(&row.id);
+        let row = self.store().get(&row.id).await?.unwrap_or(row);
+        Ok(self.task_now(&row, None).await)
     }
 
     /// Waits until the task is terminal or `until`; returns it then.
@@ -811,13 +880,7 @@ impl A2a {
             "ListTasks" => self.list(caller, agent, params).await,
             "CancelTask" => match task_id() {
                 Ok(t) => match self.task_of(caller, agent, t).await {
-                    Ok(row) if row.outcome.is_some() => {
-                        Err(A2aError::NotCancelable(format!("task {} has ended", row.id)))
-                    }
-                    Ok(row) => Err(A2aError::NotCancelable(format!(
-                        "task {} is a Reef bounty whose call for proposals is out: it cannot be withdrawn; it ends failed with the budget returned when nobody is awarded",
-                        row.id
-                    ))),
+                    Ok(row) => self.cancel(row).await,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),

@@ -29,6 +29,7 @@ from a2a.client.auth import AuthInterceptor, CredentialService
 from a2a.client.client import ClientCallContext
 from a2a.types.a2a_pb2 import (
     AgentCard,
+    CancelTaskRequest,
     GetTaskRequest,
     Message,
     Part,
@@ -39,6 +40,7 @@ from a2a.types.a2a_pb2 import (
 from a2a.utils.errors import (
     ExtensionSupportRequiredError,
     InvalidParamsError,
+    TaskNotCancelableError,
     TaskNotFoundError,
 )
 from conftest import DEV_KEYS, REPO, Devnet, Node, reef_bin, rest_login
@@ -349,6 +351,27 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                 (TaskState.TASK_STATE_COMPLETED, [8, 9]),
             ], both
 
+            # Cancelled while it collects bids: the whole payment goes back; once ended, a
+            # task cannot be cancelled.
+            polling = ClientFactory(
+                ClientConfig(httpx_client=http, streaming=False, polling=True)
+            ).create(card, interceptors=[auth])
+            before3 = await balance(devnet, caller)
+            tx3 = await pay(devnet, payee, 2 * UNIT)
+            terms3 = dict(task_terms, budget=str(2 * UNIT), paymentTx=tx3, bidWindowMs=60_000)
+            [sent] = [
+                e async for e in polling.send_message(task_message(terms3, [2, 1]), context=ctx)
+            ]
+            assert sent.task.status.state == TaskState.TASK_STATE_SUBMITTED
+            cancelled = await polling.cancel_task(CancelTaskRequest(id=sent.task.id), context=ctx)
+            assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+            meta3 = json_format.MessageToDict(cancelled.metadata)[TERMS_URI]
+            check("a2a.task_metadata.json", meta3)
+            assert int(meta3["refund"]) == 2 * UNIT and meta3["refundTx"], meta3
+            assert await balance(devnet, caller) == before3
+            with pytest.raises(TaskNotCancelableError):
+                await polling.cancel_task(CancelTaskRequest(id=first.id), context=ctx)
+
             # ListTasks: this endpoint's tasks of the caller, paged; none at the node's.
             async def rpc_result(url: str, method: str, params: dict[str, Any]) -> Any:
                 r = await http.post(
@@ -359,9 +382,12 @@ def test_an_a2a_client_hires_a_reef_agent_and_gets_a_paid_verified_result(
                 return r.json()
 
             page = (await rpc_result(base, "ListTasks", {"pageSize": 3}))["result"]
-            assert (page["totalSize"], len(page["tasks"]), page["nextPageToken"]) == (4, 3, "3")
+            assert (page["totalSize"], len(page["tasks"]), page["nextPageToken"]) == (5, 3, "3")
             rest = (await rpc_result(base, "ListTasks", {"pageToken": "3"}))["result"]
-            assert [t["id"] for t in rest["tasks"]] == [first.id], rest
+            assert [t["id"] for t in rest["tasks"]][-1] == first.id, rest
+            assert rest["nextPageToken"] == "", rest
+            done_only = {"status": "TASK_STATE_CANCELED"}
+            assert (await rpc_result(base, "ListTasks", done_only))["result"]["totalSize"] == 1
             for t in page["tasks"] + rest["tasks"]:
                 json_format.ParseDict(t, Task())
             at_node = f"{node.http}/a2a"
