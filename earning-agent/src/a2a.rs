@@ -66,6 +66,16 @@ pub fn jsonrpc_endpoint(card: &Value) -> Result<String> {
         })
 }
 
+/// The first extension the card says clients must use (none of which this client speaks).
+pub fn required_extension(card: &Value) -> Option<String> {
+    card["capabilities"]["extensions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["required"] == true)
+        .map(|e| e["uri"].as_str().unwrap_or("(no uri)").to_string())
+}
+
 /// The card's skills as Reef skills: each skill's `id`.
 pub fn card_skills(card: &Value) -> Vec<String> {
     card["skills"]
@@ -144,6 +154,11 @@ impl A2aRemote {
         let card: Value = serde_json::from_slice(&body)
             .map_err(|e| Error::A2a(format!("the card at {at} is not JSON: {e}")))?;
         let endpoint = jsonrpc_endpoint(&card)?;
+        if let Some(uri) = required_extension(&card) {
+            return Err(Error::A2a(format!(
+                "the agent at {at} requires the extension {uri}, which a Reef earning agent does not speak"
+            )));
+        }
         if card_skills(&card).is_empty() {
             return Err(Error::A2a(format!("the card at {at} lists no skills to bid for")));
         }
@@ -333,6 +348,11 @@ mod tests {
         assert_eq!(jsonrpc_endpoint(&card).unwrap(), "http://a/rpc");
         assert_eq!(card_skills(&card), ["sort", "math"]);
         assert!(jsonrpc_endpoint(&json!({ "supportedInterfaces": [] })).is_err());
+        assert_eq!(required_extension(&card), None);
+        let ext = json!({ "capabilities": { "extensions": [
+            { "uri": "urn:a", "required": false }, { "uri": "urn:b", "required": true },
+        ]}});
+        assert_eq!(required_extension(&ext).as_deref(), Some("urn:b"));
         assert_eq!(card_url("http://a/x/"), "http://a/x/.well-known/agent-card.json");
         assert_eq!(card_url("http://a/card.json"), "http://a/card.json");
     }

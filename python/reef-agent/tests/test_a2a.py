@@ -534,3 +534,22 @@ def test_an_a2a_sdk_server_earns_a_bounty_through_reef_agent_run_a2a(
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def test_reef_agent_run_a2a_refuses_a_card_that_requires_an_extension(
+    devnet: Devnet, node: Node, a2a_agent: None
+) -> None:
+    # A Reef node's own cards require the Reef terms, which an earning agent does not send.
+    run = subprocess.run(
+        [
+            reef_bin(), "agent", "run", "--node", node.ws, "--key", REMOTE_AGENT_KEY,
+            "--rpc-url", devnet.rpc, "--a2a", f"{node.http}/a2a/agents/{AGENT}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run
+    assert "requires the extension" in run.stderr and TERMS_URI in run.stderr, run.stderr
