@@ -76,6 +76,8 @@ struct Inner {
     /// Task ids whose outcome was just recorded (wakes the streams).
     finished: tokio::sync::broadcast::Sender<String>,
     streams: Arc<tokio::sync::Semaphore>,
+    /// Set once the node's wallet has its standing escrow allowance ([`A2a::allowance`]).
+    allowance: tokio::sync::Mutex<bool>,
     /// The followers running in this process, by task id (a cancel stops one).
     followers: std::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
 }
@@ -104,12 +106,6 @@ impl A2a {
             verify: vec!["hash".into(), "command".into()],
             verifiers: market.config().verifiers.names(),
         };
-        // One standing allowance for the escrow: tasks award concurrently, and a per-award
-        // approval of exactly the reward would let one task's approval overwrite another's.
-        let escrow = market.deployment().bounty_escrow;
-        if chain.allowance(token, market.address(), escrow).await? < U256::MAX >> 1 {
-            chain.approve(token, escrow, U256::MAX).await?;
-        }
         let store =
             TaskStore::open(market.store().pool().clone(), market.store().is_postgres()).await?;
         let a = Self {
@@ -121,6 +117,7 @@ impl A2a {
                 finished: tokio::sync::broadcast::channel(256).0,
                 streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
                 followers: Default::default(),
+                allowance: tokio::sync::Mutex::new(false),
             }),
         };
         a.resume().await?;
@@ -380,6 +377,8 @@ impl A2a {
         )
         .await
         .map_err(bad)?;
+        // Before anything is stored: a failure here leaves the payment unused.
+        self.allowance().await?;
         let id = crate::ioa::random_hex(16);
         let context_id = msg
             .get("contextId")
@@ -423,6 +422,30 @@ impl A2a {
         let follower = tokio::spawn(self.clone().follow(row.clone(), argv));
         self.followers().insert(row.id.clone(), follower);
         Ok(row)
+    }
+
+    /// Gives the escrow a standing allowance on the node's wallet, once (before the first
+    /// task's bounty). Tasks award concurrently: a per-award approval of exactly the reward
+    /// would let one task's approval overwrite another's.
+    async fn allowance(&self) -> Result<()> {
+        let mut done = self.inner.allowance.lock().await;
+        if *done {
+            return Ok(());
+        }
+        let chain = self.market().chain();
+        let (token, escrow) = (self.terms().token, self.terms().escrow);
+        let have = chain
+            .allowance(token, self.market().address(), escrow)
+            .await
+            .map_err(|e| A2aError::Internal(e.to_string()))?;
+        if have < U256::MAX >> 1 {
+            chain
+                .approve(token, escrow, U256::MAX)
+                .await
+                .map_err(|e| A2aError::Internal(e.to_string()))?;
+        }
+        *done = true;
+        Ok(())
     }
 
     fn followers(

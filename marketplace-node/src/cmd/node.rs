@@ -234,11 +234,12 @@ impl NodeArgs {
         app = app.merge(crate::mcp::http::router(node.clone(), &format!("http://{loopback}")));
         // A2A: the node's and its agents' cards, and tasks that become bounties.
         if let Some(market) = market_for_a2a {
-            match crate::a2a::A2a::open(market, &format!("http://{loopback}")).await? {
-                Some(a2a) => app = app.merge(crate::a2a::router(a2a)),
-                None => crate::logging::notice(
+            match crate::a2a::A2a::open(market, &format!("http://{loopback}")).await {
+                Ok(Some(a2a)) => app = app.merge(crate::a2a::router(a2a)),
+                Ok(None) => crate::logging::notice(
                     "A2A is off: the deployment has no ERC-20 (testToken) to take task budgets in",
                 ),
+                Err(e) => crate::logging::notice(format!("A2A is off: {e:#}")),
             }
         }
         if self.json {
