@@ -49,6 +49,9 @@ pub enum Error {
     /// A task handler panicked.
     #[error("a task runner panicked: {0}")]
     TaskPanicked(String),
+    /// The remote A2A agent's card could not be read or offers no JSON-RPC 1.0 interface.
+    #[error("A2A agent: {0}")]
+    A2a(String),
     /// The MCP server could not be started, listed or called.
     #[cfg(feature = "mcp")]
     #[error("MCP server: {0}")]

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod a2a;
 mod api;
 mod builder;
 mod error;

@@ -2,6 +2,7 @@
 //! and the `reef` CLI commands that drive the on-chain settlement layer through
 //! [`escrow_client`]. It does not parse chain logs itself (that is the indexer's job).
 
+pub mod a2a;
 pub mod cmd;
 pub mod dashboard;
 pub mod erc8004;

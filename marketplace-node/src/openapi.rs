@@ -284,6 +284,7 @@ async fn openapi_json() -> Json<Value> {
         (name = "groups", description = "Group chat over REST (docs/protocol.md)"),
         (name = "market", description = "The marketplace (docs/earning.md)"),
         (name = "erc8004", description = "ERC-8004 registration files of the agents (docs/erc8004.md)"),
+        (name = "a2a", description = "A2A 1.0: agent cards and the JSON-RPC endpoint where A2A tasks become bounties (docs/a2a.md)"),
         (name = "swarm", description = "Swarm auctions: questions answered in milliseconds, paid with vouchers (docs/swarm.md)"),
         (name = "operations", description = "Prometheus metrics (docs/metrics.md)"),
         (name = "mcp", description = "The node's MCP server (docs/mcp.md)"),
@@ -302,6 +303,7 @@ fn build() -> Value {
     api.merge(crate::metrics::routes().into_openapi());
     api.merge(crate::dashboard::routes().into_openapi());
     api.merge(crate::erc8004::routes().into_openapi());
+    api.merge(crate::a2a::routes().into_openapi());
     let mut doc = match serde_json::to_value(&api) {
         Ok(v) => v,
         Err(e) => {

@@ -179,7 +179,7 @@ struct KeygenArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n  reef agent run --key $KEY --rpc-url http://127.0.0.1:8545 --bid-price 1 \\\n    --mcp 'npx -y @modelcontextprotocol/server-everything'   # earn with an MCP server's tools\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout."
+    after_help = "Example:\n  reef agent run --node ws://127.0.0.1:7700/v1/ws --key $KEY --name summarizer \\\n    --description 'summarizes text' --skills summarization,english --price 2 --exec 'python3 brain.py'\n  reef agent run --key $KEY --rpc-url http://127.0.0.1:8545 --bid-price 1 \\\n    --mcp 'npx -y @modelcontextprotocol/server-everything'   # earn with an MCP server's tools\n  reef agent run --key $KEY --rpc-url http://127.0.0.1:8545 --bid-price 1 \\\n    --a2a http://127.0.0.1:9999   # earn with a remote A2A agent (its card's skills)\n\nThe program gets {\"group_id\",\"task_id\",\"input\",\"assigner\",\"mode\"} on stdin and prints its result on stdout;\nexit code 0 = done, anything else = failed. With --json, one line per finished task goes to stdout."
 )]
 struct RunArgs {
     /// Node WebSocket URL.
@@ -227,7 +227,7 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     payment_tokens: Vec<String>,
     /// Program run for each task (through `sh -c`).
-    #[arg(long, required_unless_present_any = ["mcp", "mcp_url", "llm"])]
+    #[arg(long, required_unless_present_any = ["mcp", "mcp_url", "llm", "a2a"])]
     exec: Option<String>,
     /// Let an LLM be the brain: the base URL of an OpenAI-compatible chat-completions API
     /// (llama.cpp server, vLLM, Ollama, a hosted API; e.g. http://127.0.0.1:8080/v1). The model
@@ -269,6 +269,15 @@ struct RunArgs {
     /// Like --mcp, for an MCP server reached over streamable HTTP at this URL.
     #[arg(long, conflicts_with = "exec")]
     mcp_url: Option<String>,
+    /// Earn with a remote A2A 1.0 agent instead of --exec: its agent card's URL (or the base
+    /// URL it is served under). The card's skills go on the Reef card; each won task is sent
+    /// to the agent over JSON-RPC (SendMessage, then GetTask until it ends) and its artifact is
+    /// delivered as the result, verified and paid as any other (docs/a2a.md).
+    #[arg(long, value_name = "CARD_URL", conflicts_with_all = ["exec", "mcp", "mcp_url", "llm"])]
+    a2a: Option<String>,
+    /// With --a2a: a bearer token for an agent whose card asks for one.
+    #[arg(long, env = "REEF_A2A_TOKEN", hide_env_values = true, requires = "a2a")]
+    a2a_token: Option<String>,
     /// With --mcp/--mcp-url: also bid on bounties asking for SKILL, with tool TOOL
     /// (repeatable; e.g. `--mcp-skill timezones=convert_time`).
     #[arg(long = "mcp-skill", value_name = "SKILL=TOOL")]
@@ -375,6 +384,27 @@ impl RunArgs {
                 eprintln!("{tools}");
             }
             agent.task_handler(handler)
+        } else if let Some(url) = &self.a2a {
+            let remote =
+                reef_earning_agent::a2a::A2aRemote::connect(url, self.a2a_token.clone()).await?;
+            // The remote card's skills are the skills bid for; its text feeds discovery.
+            for s in remote.skills() {
+                if !card.skills.contains(&s) {
+                    card.skills.push(s);
+                }
+            }
+            if card.description.is_empty() {
+                card.description = remote.description().to_string();
+            }
+            if card.name == "reef-agent" && !remote.name().is_empty() {
+                card.name = remote.name().to_string();
+            }
+            eprintln!(
+                "forwarding tasks to the A2A agent at {}: {}",
+                remote.endpoint(),
+                card.skills.join(", ")
+            );
+            agent.task_handler(remote)
         } else if let Some(tools) = mcp {
             // The tools are the skills; their descriptions feed discovery.
             for s in tools.skills() {

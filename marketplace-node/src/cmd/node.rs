@@ -188,11 +188,13 @@ impl NodeArgs {
             .merge(crate::openapi::router())
             .merge(crate::swarm::rest::router(node.clone()));
         let mut market_addr = None;
+        let mut market_for_a2a = None;
         let live = self.dashboard_live_clients;
         match (&self.market_rpc, node.mesh()) {
             (Some(rpc), mesh) => {
                 let market = self.open_market(node.clone(), rpc).await?;
                 market_addr = Some(market.address());
+                market_for_a2a = Some(market.clone());
                 let routes = market::rest::router(market.clone());
                 if let Some(mesh) = mesh {
                     // Answer the mesh's nodes that run no marketplace.
@@ -230,6 +232,16 @@ impl NodeArgs {
             _ => addr,
         };
         app = app.merge(crate::mcp::http::router(node.clone(), &format!("http://{loopback}")));
+        // A2A: the node's and its agents' cards, and tasks that become bounties.
+        if let Some(market) = market_for_a2a {
+            match crate::a2a::A2a::open(market, &format!("http://{loopback}")).await {
+                Ok(Some(a2a)) => app = app.merge(crate::a2a::router(a2a)),
+                Ok(None) => crate::logging::notice(
+                    "A2A is off: the deployment has no ERC-20 (testToken) to take task budgets in",
+                ),
+                Err(e) => crate::logging::notice(format!("A2A is off: {e:#}")),
+            }
+        }
         if self.json {
             println!(
                 "{}",

@@ -52,6 +52,8 @@ pub struct RegistrationInputs {
     pub identity_registry: Address,
     /// Agent ids the address owns.
     pub agent_ids: Vec<U256>,
+    /// Whether the node serves the agent's A2A card (docs/a2a.md).
+    pub a2a: bool,
 }
 
 /// The ERC-8004 registration file for `i`.
@@ -65,7 +67,7 @@ pub fn registration_file(i: &RegistrationInputs) -> Value {
         description.push_str(&format!("Skills: {}.", i.skills.join(", ")));
     }
     let registry = format!("eip155:{}:{}", i.chain_id, i.identity_registry);
-    json!({
+    let mut file = json!({
         "type": REGISTRATION_TYPE,
         "name": i.name,
         "description": description,
@@ -83,7 +85,18 @@ pub fn registration_file(i: &RegistrationInputs) -> Value {
             "agentRegistry": registry,
         })).collect::<Vec<_>>(),
         "supportedTrust": SUPPORTED_TRUST,
-    })
+    });
+    if i.a2a
+        && let Some(services) = file["services"].as_array_mut()
+    {
+        services.push(json!({
+            "name": "A2A",
+            "endpoint": format!("{}/a2a/agents/{}/.well-known/agent-card.json", i.base_url, i.address),
+            "version": crate::a2a::card::PROTOCOL_VERSION,
+            "skills": i.skills,
+        }));
+    }
+    file
 }
 
 /// The request's public base URL: `X-Forwarded-Proto` (default http) and `Host`.
@@ -153,6 +166,8 @@ async fn registration(
         chain_id,
         identity_registry: m.deployment().agent_registry,
         agent_ids: ids.into_iter().map(|i| i.agent_id).collect(),
+        // The node serves A2A when the chain has the ERC-20 budgets are paid in.
+        a2a: m.deployment().test_token.is_some(),
     };
     Ok(Json(registration_file(&inputs)))
 }
@@ -185,6 +200,7 @@ mod tests {
             chain_id: 84532,
             identity_registry: Address::repeat_byte(0x80),
             agent_ids: vec![U256::from(7), U256::MAX],
+            a2a: true,
         };
         let f = registration_file(&i);
         assert_eq!(f["type"], REGISTRATION_TYPE);
@@ -195,6 +211,10 @@ mod tests {
         assert_eq!(endpoint("reef"), "wss://node.example/v1/ws");
         assert_eq!(endpoint("MCP"), "https://node.example/mcp");
         assert_eq!(endpoint("agentWallet"), format!("eip155:84532:{}", i.address));
+        assert_eq!(
+            endpoint("A2A"),
+            format!("https://node.example/a2a/agents/{}/.well-known/agent-card.json", i.address)
+        );
         let regs = f["registrations"].as_array().unwrap();
         assert_eq!(regs[0]["agentId"], 7);
         // An id beyond u64 stays exact, as a decimal string.

@@ -783,6 +783,16 @@ impl MarketStore {
         Ok(me)
     }
 
+    /// The database pool (for the tables of other features, e.g. A2A tasks).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database is Postgres (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
     async fn migrate(&self) -> Result<()> {
         let m = reef_indexer::migrate::Migrations {
             table: "market_migrations",

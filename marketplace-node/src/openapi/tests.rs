@@ -338,6 +338,7 @@ fn no_router_component_is_replaced_by_another_one() {
         ("metrics", crate::metrics::routes().into_openapi()),
         ("dashboard", crate::dashboard::routes().into_openapi()),
         ("erc8004", crate::erc8004::routes().into_openapi()),
+        ("a2a", crate::a2a::routes().into_openapi()),
     ];
     let mut seen = 0;
     for (part, api) in parts {

@@ -293,6 +293,16 @@ impl Market {
         &self.inner.cfg.deployment
     }
 
+    /// The node's own chain client (its market key; it serializes the node's transactions).
+    pub fn chain(&self) -> &ReefClient {
+        &self.inner.chain
+    }
+
+    /// The marketplace's configuration.
+    pub fn config(&self) -> &MarketConfig {
+        &self.inner.cfg
+    }
+
     /// The embedded indexer's store (`idx_` tables), when the node runs one.
     pub fn index(&self) -> Option<&reef_indexer::Store> {
         self.inner.cfg.reputation.as_ref()
