@@ -135,6 +135,12 @@ fn every_route_in_the_source_is_described() {
                 );
                 assert!(ops.iter().filter(|(_, p)| p.starts_with("/v1/market/")).count() >= 7);
             }
+            // Not the node's: the x402 endpoint a metered agent serves on its own listener
+            // (`reef agent serve-metered --x402-listen`), described in docs/x402.md with its
+            // JSON Schemas, which test_x402.py checks its answers against.
+            ("/v1/x402/call", [post]) if post == "post" && r.file.starts_with("x402") => {
+                assert_eq!(crate::x402::server::CALL_PATH, "/v1/x402/call");
+            }
             (path, methods) => {
                 assert!(!methods.is_empty(), "{}: {path} names no method", r.file);
                 for m in methods {
