@@ -54,6 +54,9 @@ pub struct RegistrationInputs {
     pub agent_ids: Vec<U256>,
     /// Whether the node serves the agent's A2A card (docs/a2a.md).
     pub a2a: bool,
+    /// Whether the agent sells calls paid with x402 (its card lists the `x402` verification
+    /// mode: `reef agent serve-metered --x402-listen`, docs/x402.md).
+    pub x402: bool,
 }
 
 /// The ERC-8004 registration file for `i`.
@@ -78,7 +81,7 @@ pub fn registration_file(i: &RegistrationInputs) -> Value {
             { "name": "MCP", "endpoint": format!("{}/mcp", i.base_url), "version": "2025-06-18" },
             { "name": "agentWallet", "endpoint": format!("eip155:{}:{}", i.chain_id, i.address) },
         ],
-        "x402Support": false,
+        "x402Support": i.x402,
         "active": i.online,
         "registrations": i.agent_ids.iter().map(|id| json!({
             "agentId": id.to_string().parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(id.to_string())),
@@ -155,7 +158,9 @@ async fn registration(
         .map_err(|e| MarketError::Internal(e.to_string()))?;
     let ids = by_owner.get(&agent).cloned().unwrap_or_default();
     let chain_id = m.deployment().chain_id;
+    let x402 = info.card.verification_modes.iter().any(|m| m == "x402");
     let inputs = RegistrationInputs {
+        x402,
         address: agent,
         name: info.card.name,
         description: info.card.description,
@@ -201,9 +206,15 @@ mod tests {
             identity_registry: Address::repeat_byte(0x80),
             agent_ids: vec![U256::from(7), U256::MAX],
             a2a: true,
+            x402: true,
         };
         let f = registration_file(&i);
         assert_eq!(f["type"], REGISTRATION_TYPE);
+        assert_eq!(f["x402Support"], true);
+        assert_eq!(
+            registration_file(&RegistrationInputs { x402: false, ..i.clone() })["x402Support"],
+            false
+        );
         assert_eq!(f["description"], "Sorts integers.\n\nSkills: sort, math.");
         let services = f["services"].as_array().unwrap();
         let endpoint =
