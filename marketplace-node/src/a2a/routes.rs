@@ -29,19 +29,8 @@ impl FromRequestParts<A2a> for A2aCaller {
             .map_err(IntoResponse::into_response)
     }
 }
-/// The request's public base URL: `X-Forwarded-Proto` (default http) and `Host`.
-fn base_url(headers: &HeaderMap) -> Result<String, MarketError> {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', ' ', '"', '\\']))
-        .ok_or_else(|| MarketError::BadRequest("the request has no valid Host header".into()))?;
-    let proto = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
-        Some("https") => "https",
-        _ => "http",
-    };
-    Ok(format!("{proto}://{host}"))
-}
+use crate::erc8004::base_url;
+
 impl A2a {
     /// The node's own card.
     fn node_card(&self, base: &str) -> Value {

@@ -122,21 +122,9 @@ pub struct TaskTerms {
 
 /// `v` with every integral floating-point number (within ±2^53) as an integer. A2A's JSON is
 /// protocol buffer JSON, where `metadata` and `data` parts are `google.protobuf.Struct`/`Value`
-/// whose numbers are doubles: a client's `1000` may arrive as `1000.0`.
-pub fn integral_numbers(v: &Value) -> Value {
-    const SAFE: f64 = 9_007_199_254_740_992.0;
-    match v {
-        Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() <= SAFE => Value::from(f as i64),
-            _ => v.clone(),
-        },
-        Value::Array(a) => Value::Array(a.iter().map(integral_numbers).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), integral_numbers(v))).collect())
-        }
-        other => other.clone(),
-    }
-}
+/// whose numbers are doubles: a client's `1000` may arrive as `1000.0`. The same conversion the
+/// earning agent's A2A client applies to a remote agent's artifacts.
+pub use reef_earning_agent::a2a::integral_numbers;
 
 impl TaskTerms {
     /// Reads the caller's terms from `metadata` (`None`: the extension was not used).

@@ -102,12 +102,13 @@ pub fn registration_file(i: &RegistrationInputs) -> Value {
     file
 }
 
-/// The request's public base URL: `X-Forwarded-Proto` (default http) and `Host`.
-fn base_url(headers: &HeaderMap) -> Result<String, MarketError> {
+/// The request's public base URL: `X-Forwarded-Proto` (default http) and `Host` (also the
+/// base of the A2A cards' URLs).
+pub(crate) fn base_url(headers: &HeaderMap) -> Result<String, MarketError> {
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', ' ', '"']))
+        .filter(|h| !h.is_empty() && h.len() <= 255 && !h.contains(['/', ' ', '"', '\\']))
         .ok_or_else(|| MarketError::BadRequest("the request has no valid Host header".into()))?;
     let proto = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
         Some("https") => "https",
