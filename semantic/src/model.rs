@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{
-    PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy,
-};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::{DIM, Error, MAX_TOKENS, Result};
 
 /// The files of a model folder, in the order they are checked.
-const FILES: [&str; 4] = ["config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json"];
+const FILES: [&str; 4] =
+    ["config.json", "tokenizer.json", "model.safetensors", "1_Pooling/config.json"];
 
 /// A loaded model and its tokenizer (thread-safe; inference is CPU-bound, so async callers
 /// run [`Embedder::embed`] on a blocking thread).
@@ -46,7 +45,8 @@ impl Embedder {
                 return Err(model_err(dir, format!("{f} is missing")));
             }
         }
-        let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| model_err(dir, format!("{f}: {e}")));
+        let read =
+            |f: &str| std::fs::read(dir.join(f)).map_err(|e| model_err(dir, format!("{f}: {e}")));
         let pooling: serde_json::Value = serde_json::from_slice(&read("1_Pooling/config.json")?)
             .map_err(|e| model_err(dir, format!("1_Pooling/config.json: {e}")))?;
         if pooling["pooling_mode_mean_tokens"] != serde_json::Value::Bool(true)

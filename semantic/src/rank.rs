@@ -25,7 +25,7 @@ pub struct Weights {
 
 impl Weights {
     /// Keywords, meaning and reputation (a node with an embedding model).
-    pub const HYBRID: Self = Self { bm25: 0.3, semantic: 0.6, reputation: 0.1 };
+    pub const HYBRID: Self = Self { bm25: 0.1, semantic: 0.8, reputation: 0.1 };
     /// Keywords and reputation only (a node without an embedding model).
     pub const KEYWORD: Self = Self { bm25: 0.9, semantic: 0.0, reputation: 0.1 };
     /// Meaning and reputation only (for the evaluation's "vector alone" line).
@@ -34,7 +34,7 @@ impl Weights {
 
 /// Smallest cosine similarity that makes an agent without a common keyword a hit
 /// (all-MiniLM-L6-v2 puts unrelated sentences around 0 to 0.2).
-pub const MIN_SIMILARITY: f32 = 0.3;
+pub const MIN_SIMILARITY: f32 = 0.2;
 
 /// The explained score of one hit. `bm25` is the agent's raw BM25 score (0: no keyword in
 /// common), `best_bm25` the best raw score of the query, `semantic` the cosine similarity
@@ -46,7 +46,8 @@ pub fn explain(
     semantic: Option<f32>,
     reputation: f32,
 ) -> Ranking {
-    let bm25 = if best_bm25 > 0.0 && bm25.is_finite() { (bm25 / best_bm25).clamp(0.0, 1.0) } else { 0.0 };
+    let bm25 =
+        if best_bm25 > 0.0 && bm25.is_finite() { (bm25 / best_bm25).clamp(0.0, 1.0) } else { 0.0 };
     let semantic = semantic.map(|s| if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 });
     let reputation = if reputation.is_finite() { reputation.clamp(0.0, 1.0) } else { 0.0 };
     let score = weights.bm25 * bm25
@@ -63,7 +64,7 @@ mod tests {
     fn parts_are_bounded_and_sum_to_the_score() {
         let r = explain(&Weights::HYBRID, 5.0, 10.0, Some(0.7), 0.5);
         assert_eq!((r.bm25, r.semantic, r.reputation), (0.5, Some(0.7), 0.5));
-        assert!((r.score - (0.3 * 0.5 + 0.6 * 0.7 + 0.1 * 0.5)).abs() < 1e-6);
+        assert!((r.score - (0.1 * 0.5 + 0.8 * 0.7 + 0.1 * 0.5)).abs() < 1e-6);
 
         // No keyword match, negative similarity, out-of-range reputation.
         let r = explain(&Weights::HYBRID, 0.0, 0.0, Some(-0.2), 1.5);

@@ -28,7 +28,6 @@ fn embeddings_are_unit_vectors_independent_of_padding_and_follow_meaning() {
     // Padding is weighted out of the mean: the padded and the unpadded vector agree.
     assert!(dot(&batch[0], &alone) > 0.9999, "padding changed the vector");
     let related = dot(&batch[0], &batch[1]);
-    eprintln!("related={related} unrelated={}", dot(&batch[0], &batch[2]));
     let unrelated = dot(&batch[0], &batch[2]);
     assert!(related > 0.3, "related {related}");
     assert!(unrelated < 0.15, "unrelated {unrelated}");
