@@ -616,13 +616,11 @@ impl Node {
         let ranked = !q.query.trim().is_empty();
         let scores = self.inner.discovery.search(&q.query, 1000)?;
         let semantic = &self.inner.semantic;
-        let sims = match ranked && weights.semantic > 0.0 {
-            true => match semantic.query_vector(&q.query).await? {
-                Some(v) => Some(semantic.similarities(&v, 1000, scores.keys().copied())),
-                None => None,
-            },
+        let query_vector = match ranked && weights.semantic > 0.0 {
+            true => semantic.query_vector(&q.query).await?,
             false => None,
         };
+        let sims = query_vector.map(|v| semantic.similarities(&v, 1000, scores.keys().copied()));
         let best = scores.values().copied().fold(0.0f32, f32::max);
         let book = if ranked { self.reputation_book().await } else { None };
         let neutral = NEUTRAL_REPUTATION.get_or_init(|| {

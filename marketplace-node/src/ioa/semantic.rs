@@ -100,6 +100,9 @@ pub struct Semantic {
     embedder: Option<Arc<Embedder>>,
     fallback: Option<String>,
     index: RwLock<VectorIndex>,
+    /// The text each agent's vector must come from (its latest card's), so an embedding
+    /// that finishes after a newer registration's is dropped, not stored over it.
+    wanted: Mutex<HashMap<Address, B256>>,
     queries: Mutex<HashMap<B256, Arc<Vec<f32>>>>,
 }
 
@@ -137,6 +140,7 @@ impl Semantic {
             embedder: Some(Arc::new(embedder)),
             fallback: None,
             index: RwLock::default(),
+            wanted: Mutex::default(),
             queries: Mutex::default(),
         })
     }
@@ -147,6 +151,7 @@ impl Semantic {
             embedder: None,
             fallback: Some(reason.to_string()),
             index: RwLock::default(),
+            wanted: Mutex::default(),
             queries: Mutex::default(),
         }
     }
@@ -203,12 +208,17 @@ impl Semantic {
         let mut todo: Vec<(Address, String, B256)> = Vec::new();
         {
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
             for (addr, card) in agents {
                 match own_vector(card) {
-                    Some(v) => index.upsert(*addr, &v?, B256::ZERO),
+                    Some(v) => {
+                        index.upsert(*addr, &v?, B256::ZERO);
+                        wanted.insert(*addr, B256::ZERO);
+                    }
                     None => {
                         let text = card_text(card);
                         let hash = reef_semantic::text_hash(&text);
+                        wanted.insert(*addr, hash);
                         if index.source_of(addr) != Some(hash) {
                             todo.push((*addr, text, hash));
                         }
@@ -227,8 +237,11 @@ impl Semantic {
             .map_err(internal)?
             .map_err(internal)?;
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
             for ((addr, _, hash), v) in chunk.iter().zip(vectors) {
-                index.upsert(*addr, &v, *hash);
+                if wanted.get(addr) == Some(hash) {
+                    index.upsert(*addr, &v, *hash);
+                }
             }
         }
         Ok(())
