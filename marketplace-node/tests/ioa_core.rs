@@ -33,6 +33,7 @@ fn card(name: &str, desc: &str, skills: &[&str], price: f64) -> AgentCard {
         verification_modes: vec!["optimistic".into()],
         erc8004_id: None,
         image: None,
+        embedding: None,
     }
 }
 

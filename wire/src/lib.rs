@@ -174,6 +174,33 @@ pub struct AgentCard {
     /// Optional image URL (the ERC-8004 registration file's `image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Optional capability vector the agent supplies for semantic discovery: exactly
+    /// [`EMBEDDING_DIM`] finite numbers in the space of all-MiniLM-L6-v2 sentence embeddings
+    /// (the node scales it to unit length). Without it the node embeds the card's name,
+    /// description and skills itself. Not echoed in discovery hits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Dimension of a card's `embedding` (all-MiniLM-L6-v2).
+pub const EMBEDDING_DIM: usize = 384;
+
+/// How a discovery hit's `score` was made: each part in `[0, 1]` and their weighted sum
+/// (the weights are in `GET /v1/health`, `discovery.weights`; docs/discovery.md).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    /// BM25 keyword relevance, divided by the best BM25 score of this query (0: no keyword
+    /// in common).
+    pub bm25: f32,
+    /// Cosine similarity of the query's and the card's embeddings, below 0 counted as 0;
+    /// `null` when the node runs without an embedding model or the agent has no vector.
+    pub semantic: Option<f32>,
+    /// The agent's reputation score (the marketplace's reputation engine; the neutral prior
+    /// for agents without history or on a node without a marketplace).
+    pub reputation: f32,
+    /// `weights.bm25 × bm25 + weights.semantic × semantic + weights.reputation × reputation`
+    /// (= the hit's `score`).
+    pub score: f32,
 }
 
 /// A registered agent as returned by lookups and discovery.
@@ -194,6 +221,9 @@ pub struct AgentInfo {
     /// by the node's indexer (not claimed by the agent; empty when none or no indexer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erc8004: Vec<Erc8004Identity>,
+    /// The parts of `score` (discovery with a query only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Ranking>,
 }
 
 /// An ERC-8004 identity: an agent id in an identity registry and its registration file.

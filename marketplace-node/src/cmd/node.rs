@@ -80,6 +80,13 @@ pub struct NodeArgs {
     /// unless its terms set their own retention (default: keep them).
     #[arg(long, value_parser = super::chain::parse_duration, value_name = "DURATION")]
     task_retention: Option<std::time::Duration>,
+    /// The sentence-embedding model discovery ranks with: a folder holding all-MiniLM-L6-v2
+    /// (`make model` unpacks it into models/all-MiniLM-L6-v2, the default when present), or
+    /// `off` to rank by BM25 and reputation only. A folder named here that cannot be loaded
+    /// stops the node; a missing default is a fallback to BM25, said at start-up
+    /// (docs/discovery.md). Example: `--embedding-model off`.
+    #[arg(long, env = "REEF_EMBEDDING_MODEL", value_name = "DIR|off")]
+    embedding_model: Option<ioa::semantic::ModelChoice>,
     /// Print the bound address as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -181,6 +188,7 @@ impl NodeArgs {
             ..Config::default()
         };
         config.retention_sweep_secs = self.retention_sweep_secs.max(1);
+        config.embedding_model = self.embedding_model.clone().unwrap_or_default();
         config.ws_compression.validate().map_err(|e| eyre::eyre!(e))?;
         let node_id = config.node_id.clone();
         let node = ioa::Node::open(config).await?;

@@ -1,8 +1,9 @@
 //! The IoA switchboard served by `reef node`: agent authentication (EIP-191 challenge),
-//! registry and presence, discovery (tantivy BM25), groups with ACLs, ordered and persisted
+//! registry and presence, discovery (tantivy BM25, sentence embeddings and reputation), groups with ACLs, ordered and persisted
 //! group chat over WebSocket (`/v1/ws`) and REST (`/v1/...`), and cross-node fan-out over NATS.
 //!
 //! Layout: [`store`] (SQLite/Postgres), [`hub`] (local fan-out), [`discovery`] (search index),
+//! [`semantic`] (embedding model and vectors),
 //! [`mesh`] (NATS), [`ws`] and [`rest`] (transports), all sharing one [`Node`].
 
 pub mod deflate;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod hub;
 pub mod mesh;
 pub mod rest;
+pub mod semantic;
 pub mod store;
 pub mod terms;
 pub mod writer;
@@ -64,6 +66,9 @@ pub struct Config {
     pub ws_compression: deflate::WsCompression,
     /// How often the node deletes the messages past their group's retention, seconds.
     pub retention_sweep_secs: u64,
+    /// The sentence-embedding model of discovery (default here: none; `reef node` defaults
+    /// to the repository's model folder).
+    pub embedding_model: semantic::ModelChoice,
 }
 
 impl Default for Config {
@@ -82,6 +87,7 @@ impl Default for Config {
             token_ttl_secs: 24 * 3600,
             ws_compression: deflate::WsCompression::default(),
             retention_sweep_secs: 60,
+            embedding_model: semantic::ModelChoice::Off,
         }
     }
 }
@@ -104,6 +110,10 @@ struct Inner {
     store: Store,
     hub: Arc<Hub>,
     discovery: Discovery,
+    /// The embedding model and the agents' vectors (hybrid ranking).
+    semantic: semantic::Semantic,
+    /// The reputation book discovery ranks with, rebuilt at most every [`REPUTATION_TTL`].
+    reputation: tokio::sync::Mutex<Option<(Instant, Arc<reef_reputation::ReputationBook>)>>,
     mesh: Option<Mesh>,
     /// REST challenges: nonce → expiry (single use).
     challenges: Mutex<HashMap<String, u64>>,
@@ -137,6 +147,12 @@ struct Inner {
 /// Idle compressors (and, apart, decompressors) the node keeps per window size for
 /// connections without context takeover; more are dropped once their message is done.
 const DEFLATE_POOL_IDLE: usize = 64;
+
+/// The reputation of an agent without history (the engine's neutral prior).
+static NEUTRAL_REPUTATION: std::sync::OnceLock<f32> = std::sync::OnceLock::new();
+
+/// How long discovery ranks with the same reputation book before reading the chain index again.
+const REPUTATION_TTL: Duration = Duration::from_secs(2);
 
 /// How long after a start the node expects the agents its previous process held to come back:
 /// the agent SDK's longest reconnect back-off, plus a margin to log in.
@@ -201,9 +217,15 @@ impl Node {
         let returning = store.reset_presence(&config.node_id).await?;
         let hub = Hub::new(store.clone());
         let discovery = Discovery::new()?;
-        for agent in store.all_agents(0).await? {
+        let semantic = semantic::Semantic::open(&config.embedding_model).await?;
+        crate::logging::notice(semantic.describe());
+        let agents = store.all_agents(0).await?;
+        for agent in &agents {
             discovery.upsert(&agent.address, &agent.card)?;
         }
+        let cards: Vec<(Address, AgentCard)> =
+            agents.into_iter().map(|a| (a.address, a.card)).collect();
+        semantic.upsert_many(&cards).await?;
         let mesh = match &config.nats_url {
             Some(url) => Some(Mesh::connect(url, &config.node_id, &store.mesh_id().await?).await?),
             None => None,
@@ -219,6 +241,8 @@ impl Node {
                 store,
                 hub,
                 discovery,
+                semantic,
+                reputation: tokio::sync::Mutex::new(None),
                 mesh,
                 challenges: Mutex::default(),
                 tokens: Mutex::default(),
@@ -389,6 +413,36 @@ impl Node {
         &self.inner.discovery
     }
 
+    /// The embedding model and the agents' vectors.
+    pub fn semantic(&self) -> &semantic::Semantic {
+        &self.inner.semantic
+    }
+
+    /// The reputation book of the chain index (`None` without a marketplace or when it
+    /// cannot be read: discovery then ranks everyone at the neutral prior).
+    async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
+        let (index, _) = self.inner.identity_index.get()?;
+        let mut cache = self.inner.reputation.lock().await;
+        if let Some((at, book)) = cache.as_ref()
+            && at.elapsed() < REPUTATION_TTL
+        {
+            return Some(book.clone());
+        }
+        match reef_indexer::reputation::load_book(index, 0, reef_reputation::Params::default())
+            .await
+        {
+            Ok(b) => {
+                let b = Arc::new(b);
+                *cache = Some((Instant::now(), b.clone()));
+                Some(b)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reputation unavailable to discovery; neutral prior");
+                None
+            }
+        }
+    }
+
     /// New challenge: (nonce, expires, message).
     pub fn challenge(&self) -> (String, u64, String) {
         let nonce = random_hex(16);
@@ -509,8 +563,12 @@ impl Node {
         if card.name.len() > 200 || card.description.len() > 10_000 || card.skills.len() > 100 {
             return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card too large".into()));
         }
+        if let Some(own) = semantic::own_vector(&card) {
+            own?;
+        }
         self.inner.store.upsert_agent(caller, &card).await?;
         self.inner.discovery.upsert(caller, &card)?;
+        self.inner.semantic.upsert(*caller, &card).await?;
         let info = self.get_agent(caller).await;
         self.arrived(*caller, true).await;
         info
@@ -534,20 +592,60 @@ impl Node {
     pub async fn reindex_agent(&self, address: &Address) -> Result<()> {
         if let Some(a) = self.inner.store.agent(address, 0).await? {
             self.inner.discovery.upsert(address, &a.card)?;
+            self.inner.semantic.upsert(*address, &a.card).await?;
         }
         Ok(())
     }
 
-    /// Ranked discovery.
+    /// Ranked discovery: with a query, the agents that share a keyword with it or come close
+    /// enough in meaning, scored by BM25, embedding similarity and reputation with the parts
+    /// explained (`ranking`; docs/discovery.md); without one, every agent passing the filters.
     pub async fn discover(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
+        self.discover_weighted(q, self.inner.semantic.weights()).await
+    }
+
+    /// [`Self::discover`] with other weights (the evaluation compares BM25 alone, vectors
+    /// alone and both): a zero `semantic` weight ranks exactly as a node without a model.
+    pub async fn discover_weighted(
+        &self,
+        q: &AgentQuery,
+        weights: reef_semantic::Weights,
+    ) -> Result<Vec<AgentInfo>> {
         let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
         let all = self.inner.store.all_agents(self.fresh_since()).await?;
+        let ranked = !q.query.trim().is_empty();
         let scores = self.inner.discovery.search(&q.query, 1000)?;
+        let semantic = &self.inner.semantic;
+        let query_vector = match ranked && weights.semantic > 0.0 {
+            true => semantic.query_vector(&q.query).await?,
+            false => None,
+        };
+        let sims = query_vector.map(|v| semantic.similarities(&v, 1000, scores.keys().copied()));
+        let best = scores.values().copied().fold(0.0f32, f32::max);
+        let book = if ranked { self.reputation_book().await } else { None };
+        let neutral = NEUTRAL_REPUTATION.get_or_init(|| {
+            reef_reputation::ReputationBook::default().score(&Address::ZERO).value as f32
+        });
         let mut out: Vec<AgentInfo> = all
             .into_iter()
             .filter_map(|mut a| {
-                if !q.query.trim().is_empty() {
-                    a.score = *scores.get(&a.address)?;
+                if ranked {
+                    let bm25 = scores.get(&a.address).copied();
+                    let sim = sims.as_ref().and_then(|s| s.get(&a.address).copied());
+                    if bm25.is_none() && sim.is_none_or(|s| s < reef_semantic::MIN_SIMILARITY) {
+                        return None;
+                    }
+                    let reputation =
+                        book.as_ref().map_or(*neutral, |b| b.score(&a.address).value as f32);
+                    let r = reef_semantic::explain(
+                        &weights,
+                        bm25.unwrap_or(0.0),
+                        best,
+                        sim,
+                        reputation,
+                    );
+                    a.score = r.score;
+                    a.ranking = Some(r);
                 }
                 if !has_skills(&a.card, &q.skills) {
                     return None;
@@ -560,6 +658,8 @@ impl Node {
                 if q.online_only && !a.online {
                     return None;
                 }
+                // Hits carry the score's parts, not the 384 numbers of an agent's own vector.
+                a.card.embedding = None;
                 Some(a)
             })
             .collect();

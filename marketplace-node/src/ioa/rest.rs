@@ -123,6 +123,9 @@ struct Health {
     node_id: String,
     /// Protocol version.
     v: u32,
+    /// How discovery ranks: `hybrid` with an embedding model, `bm25` without (the fallback),
+    /// and the weights of a hit's score parts (docs/discovery.md).
+    discovery: super::semantic::DiscoveryInfo,
 }
 
 /// `POST /v1/auth/challenge`: the message to sign for [`login`].
@@ -294,6 +297,7 @@ async fn health(State(node): State<Node>) -> Json<Health> {
         ok: true,
         node_id: node.config().node_id.clone(),
         v: reef_wire::PROTOCOL_VERSION,
+        discovery: node.semantic().info(),
     })
 }
 

@@ -929,6 +929,7 @@ fn agent_from_row(row: &AnyRow) -> Result<AgentInfo> {
         last_seen: row.try_get::<i64, _>("last_seen")?.max(0) as u64,
         score: 0.0,
         erc8004: Vec::new(),
+        ranking: None,
     })
 }
 

@@ -305,6 +305,12 @@ async def _lifecycle(devnet: Devnet, node: Node) -> dict[str, Any]:
         rest.append(("market.bounty_view.json", as_poster))
         found = await http.request("POST", f"{node.http}/v1/discover", {"skills": ["sort"]})
         rest.extend(("agent_info.json", a) for a in found["agents"])
+        # A ranked discovery: every hit explains its score (`ranking`, docs/discovery.md).
+        found = await http.request(
+            "POST", f"{node.http}/v1/discover", {"query": "put these numbers in order"}
+        )
+        assert found["agents"] and all("ranking" in a for a in found["agents"]), found
+        rest.extend(("agent_info.json", a) for a in found["agents"])
         groups = await agent.rest("GET", "/v1/groups")
         rest.extend(("group_info.json", g) for g in groups["groups"])
 
