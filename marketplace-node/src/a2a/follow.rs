@@ -74,6 +74,22 @@ pub(crate) fn post_argv(p: &PostSpec<'_>) -> Vec<String> {
 }
 
 impl A2a {
+    /// The outcome of a task whose bounty paid `provider` its `price`: the rest of the budget
+    /// goes back to the caller.
+    pub(crate) async fn paid_out(&self, row: &TaskRow, provider: Address, price: U256) -> Outcome {
+        let mut out = self
+            .give_back(
+                row,
+                row.paid.saturating_sub(price),
+                TaskState::Completed,
+                "the result was verified and the provider paid".into(),
+            )
+            .await;
+        out.provider = Some(provider);
+        out.price = Some(price);
+        out
+    }
+
     /// Runs the task's bounty to its end and records the outcome.
     pub(crate) async fn follow(self, row: TaskRow, argv: Vec<String>) {
         let chain = self.market().chain().clone();
@@ -96,16 +112,7 @@ impl A2a {
                     }
                     (Some(s), "settled", Some(true)) if s.status == Status::Completed => {
                         let price = U256::from(s.record.price);
-                        let mut out = self
-                            .give_back(
-                                &row,
-                                row.paid.saturating_sub(price),
-                                TaskState::Completed,
-                                "the result was verified and the provider paid".into(),
-                            )
-                            .await;
-                        out.provider = Some(s.record.provider);
-                        out.price = Some(price);
+                        let mut out = self.paid_out(&row, s.record.provider, price).await;
                         out.award_tx = award_tx;
                         out
                     }

@@ -200,18 +200,7 @@ impl A2a {
         };
         match state {
             Some(s) if s.status == escrow_client::Status::Completed => {
-                let price = U256::from(s.record.price);
-                let mut out = self
-                    .give_back(
-                        row,
-                        row.paid.saturating_sub(price),
-                        TaskState::Completed,
-                        "the result was verified and the provider paid".into(),
-                    )
-                    .await;
-                out.provider = Some(s.record.provider);
-                out.price = Some(price);
-                out
+                self.paid_out(row, s.record.provider, U256::from(s.record.price)).await
             }
             other => tasks::Outcome {
                 state: TaskState::Failed,

@@ -62,19 +62,8 @@ async fn agent_card(
     Path(address): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, MarketError> {
-    let agent: Address = address
-        .parse()
-        .map_err(|_| MarketError::BadRequest(format!("{address:?} is not an address")))?;
     let base = base_url(&headers)?;
-    let info = match a.market().node().get_agent(&agent).await {
-        Ok(i) => i,
-        Err(crate::ioa::Error::NotFound(_)) => {
-            return Err(MarketError::NotFound(format!(
-                "agent {agent} (it must have connected to this node once: `reef agent run`)"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (agent, info) = crate::erc8004::known_agent(a.market().node(), &address).await?;
     let description = if info.card.description.is_empty() {
         format!("Reef agent {agent}, hired through the node's marketplace")
     } else {

@@ -117,6 +117,24 @@ pub(crate) fn base_url(headers: &HeaderMap) -> Result<String, MarketError> {
     Ok(format!("{proto}://{host}"))
 }
 
+/// The agent a public per-agent route names (its registration file, its A2A card): the path's
+/// address, parsed, and the agent as this node knows it.
+pub(crate) async fn known_agent(
+    node: &crate::ioa::Node,
+    address: &str,
+) -> Result<(Address, reef_wire::AgentInfo), MarketError> {
+    let agent: Address = address
+        .parse()
+        .map_err(|_| MarketError::BadRequest(format!("{address:?} is not an address")))?;
+    match node.get_agent(&agent).await {
+        Ok(info) => Ok((agent, info)),
+        Err(crate::ioa::Error::NotFound(_)) => Err(MarketError::NotFound(format!(
+            "agent {agent} (it must have connected to this node once: `reef agent run`)"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An agent's ERC-8004 registration file (public): where `reef agent register` points the
 /// identity's `agentURI`.
 #[utoipa::path(get, path = "/v1/agents/{address}/registration.json", tag = "erc8004",
@@ -132,19 +150,8 @@ async fn registration(
     Path(address): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, MarketError> {
-    let agent: Address = address
-        .parse()
-        .map_err(|_| MarketError::BadRequest(format!("{address:?} is not an address")))?;
     let base_url = base_url(&headers)?;
-    let info = match m.node().get_agent(&agent).await {
-        Ok(info) => info,
-        Err(crate::ioa::Error::NotFound(_)) => {
-            return Err(MarketError::NotFound(format!(
-                "agent {agent} (it must have connected to this node once: `reef agent run`)"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (agent, info) = known_agent(m.node(), &address).await?;
     // What the embedded indexer stored is what this node acts on (as its reputation does);
     // the node reads it once per state of the index, for lookups and discovery too.
     let by_owner = m
