@@ -388,16 +388,9 @@ impl RunArgs {
             let remote =
                 reef_earning_agent::a2a::A2aRemote::connect(url, self.a2a_token.clone()).await?;
             // The remote card's skills are the skills bid for; its text feeds discovery.
-            for s in remote.skills() {
-                if !card.skills.contains(&s) {
-                    card.skills.push(s);
-                }
-            }
+            adopt(&mut card, remote.skills(), remote.name());
             if card.description.is_empty() {
                 card.description = remote.description().to_string();
-            }
-            if card.name == "reef-agent" && !remote.name().is_empty() {
-                card.name = remote.name().to_string();
             }
             eprintln!(
                 "forwarding tasks to the A2A agent at {}: {}",
@@ -407,18 +400,11 @@ impl RunArgs {
             agent.task_handler(remote)
         } else if let Some(tools) = mcp {
             // The tools are the skills; their descriptions feed discovery.
-            for s in tools.skills() {
-                if !card.skills.contains(&s) {
-                    card.skills.push(s);
-                }
-            }
+            adopt(&mut card, tools.skills(), tools.server_name());
             card.description = match card.description.as_str() {
                 "" => tools.description(),
                 d => format!("{d}. {}", tools.description()),
             };
-            if card.name == "reef-agent" && !tools.server_name().is_empty() {
-                card.name = tools.server_name().to_string();
-            }
             eprintln!(
                 "serving the tools of MCP server {:?}: {}",
                 tools.server_name(),
@@ -525,6 +511,19 @@ impl RunArgs {
 }
 
 /// The line `reef agent run --llm` prints about its brain.
+/// A served remote's skills (an MCP server's tools, an A2A agent's skills) go on the card, and
+/// its name replaces the default one.
+fn adopt(card: &mut reef_wire::AgentCard, skills: Vec<String>, name: &str) {
+    for s in skills {
+        if !card.skills.contains(&s) {
+            card.skills.push(s);
+        }
+    }
+    if card.name == "reef-agent" && !name.is_empty() {
+        card.name = name.to_string();
+    }
+}
+
 fn handler_tools_note(args: &RunArgs) -> Option<String> {
     let model = args.model.as_deref()?;
     Some(format!(
