@@ -612,7 +612,6 @@ impl Node {
         weights: reef_semantic::Weights,
     ) -> Result<Vec<AgentInfo>> {
         let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
-        let all = self.inner.store.all_agents(self.fresh_since()).await?;
         let ranked = !q.query.trim().is_empty();
         let scores = self.inner.discovery.search(&q.query, 1000)?;
         let semantic = &self.inner.semantic;
@@ -621,6 +620,23 @@ impl Node {
             false => None,
         };
         let sims = query_vector.map(|v| semantic.similarities(&v, 1000, scores.keys().copied()));
+        // A ranked query keeps only agents with a BM25 match or a close enough vector (the
+        // filter below): read just those rows, not every agent's card.
+        let all = if ranked {
+            let mut candidates: Vec<Address> = scores.keys().copied().collect();
+            if let Some(s) = &sims {
+                candidates.extend(
+                    s.iter()
+                        .filter(|(a, sim)| {
+                            **sim >= reef_semantic::MIN_SIMILARITY && !scores.contains_key(*a)
+                        })
+                        .map(|(a, _)| *a),
+                );
+            }
+            self.inner.store.agents_in(&candidates, self.fresh_since()).await?
+        } else {
+            self.inner.store.all_agents(self.fresh_since()).await?
+        };
         let best = scores.values().copied().fold(0.0f32, f32::max);
         let book = if ranked { self.reputation_book().await } else { None };
         let neutral = NEUTRAL_REPUTATION.get_or_init(|| {

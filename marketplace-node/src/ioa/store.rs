@@ -35,6 +35,9 @@ fn within_horizon(m: &str, g: &str, now: usize) -> String {
 const CHUNK: usize = 64;
 
 /// `$first, $first+1, …` (`n` placeholders).
+/// Most addresses bound in one `IN (…)` list (SQLite allows 32,766 parameters, Postgres 65,535).
+const AGENTS_PER_QUERY: usize = 500;
+
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     let mut s = String::with_capacity(n * 5);
     for i in 0..n {
@@ -227,6 +230,36 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(agent_from_row).collect()
+    }
+
+    /// The agents among `addresses` with presence (see [`Store::all_agents`]), in a few
+    /// queries: a ranked discovery reads only its candidates, not every agent.
+    pub async fn agents_in(
+        &self,
+        addresses: &[Address],
+        fresh_since: u64,
+    ) -> Result<Vec<AgentInfo>> {
+        let mut out = Vec::with_capacity(addresses.len());
+        for chunk in addresses.chunks(AGENTS_PER_QUERY) {
+            let sql = format!(
+                "SELECT a.address, a.card, \
+                 CAST(COALESCE(SUM(CASE WHEN p.last_seen >= $1 AND p.conns > 0 THEN p.conns ELSE 0 END), 0) AS BIGINT) AS conns, \
+                 CAST(COALESCE(MAX(p.last_seen), a.updated_at) AS BIGINT) AS last_seen \
+                 FROM ioa_agents a LEFT JOIN ioa_presence p ON p.address = a.address \
+                 WHERE a.address IN ({}) GROUP BY a.address, a.card, a.updated_at",
+                placeholders(2, chunk.len())
+            );
+            // Only placeholders are formatted in; the addresses are bound.
+            let mut q =
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fresh_since.min(i64::MAX as u64) as i64);
+            for a in chunk {
+                q = q.bind(addr_key(a));
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(agent_from_row(&r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// One agent with presence (see [`Store::all_agents`] for `fresh_since`).
