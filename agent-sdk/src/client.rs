@@ -35,6 +35,9 @@ pub enum Event {
         group_id: String,
         /// Inviter.
         by: Address,
+        /// The node already joined this connection to the group (no [`Client::join`] needed:
+        /// its messages arrive as [`Event::Message`]).
+        joined: bool,
     },
     /// We were removed from a group.
     Removed {
@@ -619,7 +622,16 @@ impl Supervisor {
                 }
                 Event::Message(env)
             }
-            ServerFrame::Invited { group_id, by } => Event::Invited { group_id, by },
+            ServerFrame::Invited { group_id, by, joined_since_seq } => {
+                // Joined by the node at the invitation: follow it as if our own join had been
+                // confirmed (messages above that seq pass, a reconnect re-joins it).
+                if let Some(since) = joined_since_seq {
+                    let mut sh = lock(&self.shared);
+                    sh.joined.entry(group_id.clone()).or_insert(since);
+                    sh.confirmed.insert(group_id.clone());
+                }
+                Event::Invited { group_id, by, joined: joined_since_seq.is_some() }
+            }
             ServerFrame::Removed { group_id } => {
                 let mut sh = lock(&self.shared);
                 sh.joined.remove(&group_id);

@@ -149,7 +149,7 @@ pub(crate) async fn run(cfg: Arc<Config>) -> Result<()> {
             }
         };
         match ev {
-            SdkEvent::Invited { group_id, by } => {
+            SdkEvent::Invited { group_id, by, joined } => {
                 tracing::debug!(%group_id, %by, "invited");
                 // Groups the marketplace opens (calls for proposals, work, evaluation) never
                 // have a parent: skip listing every group we are in, which cost O(groups)
@@ -163,16 +163,23 @@ pub(crate) async fn run(cfg: Arc<Config>) -> Result<()> {
                 {
                     engine.track(&group_id, g.and_then(|g| g.parent_group_id));
                 }
+                // A group created with us as a member: the node joined this connection
+                // already (nothing was sent to it before), so there is nothing to replay.
                 // The node may go away mid-join (a restart): the group is joined again on
                 // reconnect (`Connected` below), so this is not fatal.
-                match client.join(&group_id, Some(0)).await {
-                    Ok(last) => {
-                        tracing::debug!(%group_id, last, "joined");
-                        caught_up.insert(group_id, last);
+                if joined {
+                    tracing::debug!(%group_id, "joined by the node");
+                    caught_up.insert(group_id, 0);
+                } else {
+                    match client.join(&group_id, Some(0)).await {
+                        Ok(last) => {
+                            tracing::debug!(%group_id, last, "joined");
+                            caught_up.insert(group_id, last);
+                        }
+                        Err(e) => cfg.warn(format!(
+                            "could not join {group_id} yet ({e}); retrying after reconnecting"
+                        )),
                     }
-                    Err(e) => cfg.warn(format!(
-                        "could not join {group_id} yet ({e}); retrying after reconnecting"
-                    )),
                 }
             }
             SdkEvent::Message(m) => {

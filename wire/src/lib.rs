@@ -612,6 +612,12 @@ pub enum ServerFrame {
         group_id: String,
         /// Who invited.
         by: Address,
+        /// Set when the node already joined this connection to the group: it receives every
+        /// message with a seq above this one without sending `join` (a group created with the
+        /// agent as a member: one write for all invitees instead of one join each). Absent:
+        /// send `join` to follow the group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        joined_since_seq: Option<u64>,
     },
     /// The agent was removed from a group; its subscription ended.
     Removed {

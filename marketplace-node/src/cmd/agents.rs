@@ -43,7 +43,7 @@ impl AgentsArgs {
     /// Runs the subcommand.
     pub async fn run(self) -> eyre::Result<()> {
         let (store, chain) = self.index.open().await?;
-        let confirmations = self.index.confirmations(chain.unwrap_or(31337));
+        let confirmations = self.index.confirmations_of(chain);
         let book =
             reef_indexer::reputation::load_book(&store, confirmations, Params::default()).await?;
         let validations = match &self.cmd {

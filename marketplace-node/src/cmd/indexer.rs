@@ -46,7 +46,8 @@ impl IndexArgs {
         self.confirmations.unwrap_or(reef_indexer::profile(chain_id).confirmations)
     }
 
-    /// Opens the index: with `--db`, without contacting the chain; otherwise by chain id.
+    /// Opens the index: with `--db`, without contacting the chain (the chain id is the one the
+    /// database was indexed from, `None` for an index never run); otherwise by chain id.
     pub async fn open(&self) -> eyre::Result<(Store, Option<u64>)> {
         let (url, chain) = match &self.db {
             Some(url) => (url.clone(), None),
@@ -58,7 +59,30 @@ impl IndexArgs {
         let store = Store::connect(&url)
             .await
             .wrap_err_with(|| format!("cannot open index database {url}"))?;
+        let chain = match chain {
+            Some(id) => Some(id),
+            None => indexed_chain(&store).await?,
+        };
         Ok((store, chain))
+    }
+
+    /// The confirmation depth of an index opened by [`Self::open`]: by its chain id, and for an
+    /// index whose chain is unknown the default of chains not listed (never the devnet's 0).
+    pub fn confirmations_of(&self, chain: Option<u64>) -> u64 {
+        match chain {
+            Some(id) => self.confirmations(id),
+            None => self.confirmations.unwrap_or(reef_indexer::profile(u64::MAX).confirmations),
+        }
+    }
+}
+
+/// The chain id an index database was built from (its `chain:escrow` identity), if it was.
+async fn indexed_chain(store: &Store) -> eyre::Result<Option<u64>> {
+    let Some(identity) = store.meta("identity").await? else { return Ok(None) };
+    let id = identity.split_once(':').and_then(|(id, _)| id.parse::<u64>().ok());
+    match id {
+        Some(id) => Ok(Some(id)),
+        None => Err(eyre!("the index database names no chain it was built from ({identity:?})")),
     }
 }
 
@@ -270,4 +294,43 @@ async fn status(index: &IndexArgs, a: StatusArgs) -> eyre::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(db: &str) -> IndexArgs {
+        IndexArgs {
+            // Nothing listens there: `--db` must not need the chain.
+            rpc_url: "http://127.0.0.1:9".into(),
+            deployments: PathBuf::from("deployments"),
+            db: Some(db.into()),
+            confirmations: None,
+        }
+    }
+
+    /// `reef agents … --db` takes the confirmation depth of the chain the index was built
+    /// from (not the devnet's 0 for every database), and the strict default when it is unknown.
+    #[tokio::test]
+    async fn an_index_opened_by_path_keeps_its_chains_confirmations() {
+        let dir = std::env::temp_dir().join(format!("reef-idx-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases = [(Some("84532:0x00000000000000000000000000000000000000aa"), Some(84532), 10),
+            (Some("31337:0x00000000000000000000000000000000000000aa"), Some(31337), 0),
+            (None, None, 12)];
+        for (i, (identity, chain, confirmations)) in cases.into_iter().enumerate() {
+            let url = format!("sqlite:{}/idx{i}.db", dir.display());
+            let store = Store::connect(&url).await.unwrap();
+            if let Some(identity) = identity {
+                store.set_meta("identity", identity).await.unwrap();
+            }
+            drop(store);
+            let a = args(&url);
+            let (_, got) = a.open().await.unwrap();
+            assert_eq!(got, chain, "{identity:?}");
+            assert_eq!(a.confirmations_of(got), confirmations, "{identity:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -342,6 +342,8 @@ impl ServeMeteredArgs {
                 }
             };
             match ev {
+                // Joined by the node at the invitation: its messages arrive without a join.
+                Event::Invited { joined: true, .. } => {}
                 Event::Invited { group_id, .. } => {
                     let since = store.cursor(&group_id).await?;
                     if let Err(e) = client.join(&group_id, Some(since)).await {

@@ -271,6 +271,41 @@ impl Hub {
         }
     }
 
+    /// Tells every local connection of `address` that `by` added it to `group_id`, a group
+    /// [`Self::created`] just now, and joins each one live at the group's current seq (0 unless
+    /// an earlier invitee already wrote to it): `invited` carries that seq, and the agent sends
+    /// no join (whose database read this saves). Should the group's hub be gone (dropped as
+    /// idle by a concurrent detach), the invitation is the plain one and the agent joins.
+    pub fn invite_joined(&self, group_id: &str, address: &Address, by: &Address) {
+        let handles: Vec<ConnHandle> =
+            self.conns().get(address).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        if handles.is_empty() {
+            return;
+        }
+        let invited = |joined_since_seq| {
+            super::encode(&reef_wire::ServerFrame::Invited {
+                group_id: group_id.to_owned(),
+                by: *by,
+                joined_since_seq,
+            })
+        };
+        let g = self.groups_read().get(group_id).cloned();
+        let Some(g) = g.filter(|g| g.lock().ready) else {
+            let frame = invited(None);
+            handles.iter().for_each(|h| _ = h.push(frame.clone()));
+            return;
+        };
+        let mut st = g.lock();
+        let cursor = st.delivered;
+        let frame = invited(Some(cursor));
+        for h in handles {
+            let join = self.next_join.fetch_add(1, Ordering::Relaxed);
+            st.subs.insert(h.id, Sub { conn: h.clone(), live: true, cursor, join });
+            // Under the group's lock: no later message of the group can overtake it.
+            h.push(frame.clone());
+        }
+    }
+
     /// End the subscriptions of `address` to `group_id` on this node (after removal).
     pub fn unsubscribe_agent(&self, group_id: &str, address: &Address) {
         let g = self.groups_read().get(group_id).cloned();
@@ -624,6 +659,41 @@ mod tests {
         assert_eq!(got.into_text().as_str(), a.frame);
         // Exactly once.
         assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A group created with an online member: its connection gets `invited` saying it follows
+    /// the group from seq 0, then the group's messages live, without a join (no database read);
+    /// a member whose group hub is gone is told to join instead.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_invitation_to_a_new_group_joins_the_connection() {
+        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let hub = Hub::new(store.clone());
+        let (creator, member) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let (tx, mut rx) = mpsc::channel(8);
+        let _conn = hub.attach(member, tx);
+        store.create_group("g_new", "new", &creator, &[member], None).await.unwrap();
+        hub.created("g_new");
+        hub.invite_joined("g_new", &member, &creator);
+        let next = |rx: &mut mpsc::Receiver<Out>| {
+            let f = rx.try_recv().expect("a frame").into_text();
+            serde_json::from_str::<serde_json::Value>(f.as_str()).unwrap()
+        };
+        let invited = next(&mut rx);
+        assert_eq!(invited["type"], "invited");
+        assert_eq!(invited["joined_since_seq"], 0, "{invited}");
+        hub.publish("g_new", 1, Utf8Bytes::from_static("{\"seq\":1}"), Some(creator));
+        assert_eq!(next(&mut rx)["seq"], 1, "delivered live without a join");
+
+        // A hub that is not there (dropped as idle): the plain invitation, and nothing follows.
+        hub.invite_joined("g_gone", &member, &creator);
+        let plain = next(&mut rx);
+        assert_eq!(plain["type"], "invited");
+        assert!(plain.get("joined_since_seq").is_none(), "{plain}");
+        hub.publish("g_gone", 1, Utf8Bytes::from_static("{\"seq\":1}"), Some(creator));
+        assert!(rx.try_recv().is_err(), "not joined: nothing is pushed");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -714,9 +714,15 @@ impl Node {
         let group_id = format!("g_{}", random_hex(12));
         let group = self.inner.store.create_group(&group_id, name, caller, members, parent).await?;
         self.inner.hub.created(&group.group_id);
-        let frame = encode(&ServerFrame::Invited { group_id, by: *caller });
+        // The invitees' connections here follow the new group at once (their invitation says
+        // from which seq), instead of each sending a join that reads the database. Their
+        // connections on mesh peers are told to join, as before.
+        let plain = encode(&ServerFrame::Invited { group_id, by: *caller, joined_since_seq: None });
         for m in members.iter().filter(|m| *m != caller) {
-            self.notify_agent(m, frame.clone()).await;
+            self.inner.hub.invite_joined(&group.group_id, m, caller);
+            if let Some(mesh) = &self.inner.mesh {
+                mesh.notify(m, &plain).await;
+            }
         }
         Ok(group)
     }
@@ -827,7 +833,11 @@ impl Node {
 
     /// Tells `agent` (here and across the mesh) that `by` added it to `group_id`.
     async fn notify_invited(&self, agent: &Address, group_id: &str, by: &Address) {
-        let frame = encode(&ServerFrame::Invited { group_id: group_id.into(), by: *by });
+        let frame = encode(&ServerFrame::Invited {
+            group_id: group_id.into(),
+            by: *by,
+            joined_since_seq: None,
+        });
         self.notify_agent(agent, frame).await;
     }
 

@@ -23,6 +23,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_erasure.sql")),
 ];
 
+/// Migrations written once per database (triggers differ between SQLite and Postgres), after
+/// [`MIGRATIONS`]: `(version, SQLite, Postgres)`.
+const MIGRATIONS_BY_BACKEND: &[(i64, &str, &str)] = &[(
+    8,
+    include_str!("migrations/0008_transition_log.sqlite.sql"),
+    include_str!("migrations/0008_transition_log.postgres.sql"),
+)];
+
 /// Lifecycle of a bounty inside the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -794,11 +802,18 @@ impl MarketStore {
     }
 
     async fn migrate(&self) -> Result<()> {
+        let list: Vec<(i64, &str)> = MIGRATIONS
+            .iter()
+            .copied()
+            .chain(MIGRATIONS_BY_BACKEND.iter().map(|&(v, sqlite, postgres)| {
+                (v, if self.postgres { postgres } else { sqlite })
+            }))
+            .collect();
         let m = reef_indexer::migrate::Migrations {
             table: "market_migrations",
             applied_at: false,
             lock_key: 7262332,
-            list: MIGRATIONS,
+            list: &list,
         };
         reef_indexer::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
@@ -1012,23 +1027,47 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
+        self.transition_with(id, from, to, note, None).await
+    }
+
+    /// [`Self::transition`] that also records when the award was made on-chain (the move to
+    /// work), in the same statement.
+    pub async fn transition_awarded(
+        &self,
+        id: &str,
+        from: Phase,
+        to: Phase,
+        note: &str,
+        awarded_at: u64,
+    ) -> Result<bool> {
+        self.transition_with(id, from, to, note, Some(awarded_at)).await
+    }
+
+    async fn transition_with(
+        &self,
+        id: &str,
+        from: Phase,
+        to: Phase,
+        note: &str,
+        awarded_at: Option<u64>,
+    ) -> Result<bool> {
         let mut writing = self.writing(id);
         let log = self.log_writing(id);
-        // The move and its log line in one commit.
-        crate::metrics::transaction_begun();
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3 WHERE id = $4 AND state = $5 RETURNING *")
+        // The move and its log line in one statement: the log line is the trigger's
+        // (migration 8), written with the row's new state, note and time.
+        let at = now_ms();
+        let rows = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3, awarded_at = COALESCE($6, awarded_at) WHERE id = $4 AND state = $5 RETURNING *")
             .bind(to.as_str())
             .bind(note)
-            .bind(now_ms())
+            .bind(at)
             .bind(id)
             .bind(from.as_str())
-            .fetch_all(&mut *tx)
+            .bind(awarded_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+            .fetch_all(&self.pool)
             .await?;
         let moved = rows.len() == 1;
-        let line =
-            if moved { Some(append_log(&mut *tx, id, to.as_str(), note).await?) } else { None };
-        tx.commit().await?;
+        let line = moved
+            .then(|| serde_json::json!({ "at_ms": at, "event": to.as_str(), "detail": note }));
         log.done(line, !moved);
         if moved && to == Phase::Settled {
             crate::metrics::inc(&crate::metrics::METRICS.settlements);
@@ -1196,16 +1235,6 @@ impl MarketStore {
         .bind(now_ms())
         .bind(id);
         self.update_row(id, update).await.map(drop)
-    }
-
-    /// Sets the award time.
-    pub async fn set_awarded_at(&self, id: &str, at: u64) -> Result<()> {
-        self.set_number(
-            id,
-            "UPDATE market_bounties SET awarded_at = $1 WHERE id = $2 RETURNING *",
-            at,
-        )
-        .await
     }
 
     /// Advances the work-group cursor.
@@ -1673,6 +1702,47 @@ mod tests {
         assert!(s.active_ids().await.unwrap().is_empty());
     }
 
+    /// A move writes exactly its one log line (the trigger of migration 8), read back from the
+    /// database itself; a refused move and the other writes of the row write none.
+    async fn check_transition_log(s: &MarketStore) {
+        let stored = |id: &'static str| async move {
+            sqlx::query("SELECT event, detail FROM market_log WHERE bounty_id = $1 ORDER BY at_ms")
+                .bind(id)
+                .fetch_all(&s.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>("event"), r.get::<String, _>("detail")))
+                .collect::<Vec<_>>()
+        };
+        s.insert_bounty("0x0c", POSTER, &serde_json::json!({}), 1).await.unwrap();
+        s.set_close_ms("0x0c", 5_000).await.unwrap();
+        s.set_winner("0x0c", W).await.unwrap();
+        assert!(stored("0x0c").await.is_empty(), "only moves write lines");
+        assert!(s.transition("0x0c", Phase::Bidding, Phase::AwaitingAward, "1 bid").await.unwrap());
+        assert!(!s.transition("0x0c", Phase::Bidding, Phase::Failed, "late").await.unwrap());
+        assert!(
+            s.transition_awarded("0x0c", Phase::AwaitingAward, Phase::Working, "awarded", 7)
+                .await
+                .unwrap()
+        );
+        // Sorted: two moves in the same millisecond have no order by time.
+        let mut lines = stored("0x0c").await;
+        lines.sort();
+        assert_eq!(
+            lines,
+            [("awaiting_award".into(), "1 bid".into()), ("working".into(), "awarded".into())]
+        );
+        assert_eq!(s.bounty("0x0c").await.unwrap().unwrap().awarded_at, Some(7));
+        let lines = s.events("0x0c").await.unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_move_writes_its_log_line_in_the_same_statement() {
+        check_transition_log(&store().await).await;
+    }
+
     async fn check_outcomes(s: &MarketStore) {
         let spec = serde_json::json!({});
         for (id, accept) in [("0x01", true), ("0x02", false)] {
@@ -1734,6 +1804,7 @@ mod tests {
             .unwrap();
         check_outcomes(&s).await;
         check_bids(&s).await;
+        check_transition_log(&s).await;
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
@@ -1778,12 +1849,20 @@ mod tests {
         s.set_cursor("0x01", 9).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().cursor, 9);
-        s.set_awarded_at("0x01", 88).await.unwrap();
+        s.transition_awarded("0x01", Phase::AwaitingAward, Phase::Working, "awarded", 88)
+            .await
+            .unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
+        let row = s.bounty("0x01").await.unwrap().unwrap();
+        assert_eq!((row.phase, row.awarded_at), (Phase::Working, Some(88)));
+        // A plain move keeps the award time.
+        s.transition("0x01", Phase::Working, Phase::Working, "still working").await.unwrap();
         assert_eq!(s.bounty("0x01").await.unwrap().unwrap().awarded_at, Some(88));
         s.set_verdict("0x01", &serde_json::json!({"accept": true})).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
-        s.set_awarded_at("0x01", 89).await.unwrap();
+        s.transition_awarded("0x01", Phase::Working, Phase::Working, "re-awarded", 89)
+            .await
+            .unwrap();
         assert!(cache.get("0x01").is_ok(), "a row with an outcome was not cached");
         assert_eq!(
             s.bounty("0x01").await.unwrap().unwrap().verdict,

@@ -85,13 +85,14 @@ impl ValidationRecorder {
         if b.provider.is_zero() || b.evaluator == b.provider {
             return Ok(Recorded::Skipped("no single provider judged by another party"));
         }
+        // The identity first: it is cached, so a provider without one costs no request.
+        let Some(agent_id) = self.agent_of(chain, b.provider).await? else {
+            return Ok(Recorded::Skipped("the provider has no ERC-8004 agent identity"));
+        };
         let request_hash = chain.bounty_request_hash(id, b.provider, b.resultHash);
         if chain.validation_status(request_hash).await?.is_some() {
             return Ok(Recorded::AlreadyRecorded { request_hash });
         }
-        let Some(agent_id) = self.agent_of(chain, b.provider).await? else {
-            return Ok(Recorded::Skipped("the provider has no ERC-8004 agent identity"));
-        };
         match chain.record_bounty_validation(id, b, agent_id).await {
             Ok((request_hash, tx)) => {
                 Ok(Recorded::Recorded { agent_id, request_hash, response, tx: tx.hash })

@@ -33,14 +33,14 @@ impl Market {
                 Ok(())
             }
             _ => {
-                self.inner.store.set_awarded_at(&row.id, stamp).await?;
                 self.inner
                     .store
-                    .transition(
+                    .transition_awarded(
                         &row.id,
                         Phase::AwaitingAward,
                         Phase::Working,
                         &format!("awarded on-chain ({status})"),
+                        stamp,
                     )
                     .await?;
                 let fresh = self.row(&row.id).await?;

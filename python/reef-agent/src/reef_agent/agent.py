@@ -284,7 +284,10 @@ class Agent:
                 if not fut.done():
                     fut.set_result(frame)
             elif kind == "invited":
-                self._spawn(self._join(conn, frame["group_id"]))
+                # `joined_since_seq` set: the node already joined this connection (a group
+                # created with us in it), so its messages arrive without a join.
+                if frame.get("joined_since_seq") is None:
+                    self._spawn(self._join(conn, frame["group_id"]))
             elif kind == "message":
                 self._on_message(frame)
             elif kind == "error":
