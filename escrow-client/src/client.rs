@@ -4,9 +4,11 @@
 //! client's last estimate (read again once it is older than [`ClientOptions::fee_ttl`] or a send
 //! was refused as underpriced), the gas is estimated by the node on the latest block (a revert
 //! at estimation is decoded into [`Revert`](crate::Revert)), the account's pending nonce is
-//! read, the transaction is signed
-//! locally, sent with retries on transport errors, and awaited for the configured number of
-//! confirmations. Reads go through [`ReefClient::view`] with the same retry policy.
+//! read, the transaction is signed locally and sent. Where the RPC serves
+//! `eth_sendRawTransactionSync` (EIP-7966) the send's answer is the receipt; otherwise it is
+//! sent with retries on transport errors and its receipt polled. Either way it is then awaited
+//! for the configured number of confirmations. Reads go through [`ReefClient::view`] with the
+//! same retry policy.
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,6 +73,13 @@ pub struct ClientOptions {
     pub fee_ttl: Duration,
     /// Fee caps, and when a transaction that is not mined is replaced with higher fees.
     pub fees: FeePolicy,
+    /// Send with `eth_sendRawTransactionSync` (EIP-7966) where the RPC serves it: the answer
+    /// is the receipt, so no receipt is polled for (an RPC without it is asked once, then sent
+    /// to the usual way). The client waits at most [`ClientOptions::fees`]'s `replace_after`
+    /// (and 30 s) for that answer, then polls and replaces as usual. Turn it off for a test
+    /// that rewinds anvil (`evm_revert`) right after a send: anvil answers before it has pruned
+    /// its pool, and the rewound chain then mines the transaction again.
+    pub sync_send: bool,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +91,7 @@ impl Default for ClientOptions {
             connect_retry: RetryPolicy::quick(),
             fee_ttl: Duration::from_secs(2),
             fees: FeePolicy::default(),
+            sync_send: true,
         }
     }
 }
@@ -115,7 +125,9 @@ pub struct ReefClient {
 ///
 /// Not the nonce: it is read for every send. A remembered nonce would go wrong after a reorg
 /// or an `evm_revert` that dropped this account's transactions (the next one would wait behind
-/// a gap forever).
+/// a gap forever). The read is only raised past this client's own transactions still on their
+/// way to the node ([`SendState::in_flight`]): a synchronous send leaves the lock before the
+/// node has it.
 #[derive(Debug, Default)]
 struct SendState {
     /// The last fee estimate and when it was made.
@@ -124,6 +136,29 @@ struct SendState {
     /// nonce of the account that is neither mined nor here was left by another process (a
     /// crashed one): a gap that [`ReefClient::fill_gaps`] fills.
     in_flight: std::collections::BTreeSet<u64>,
+    /// The chain id signatures are made for (read once, for the synchronous send).
+    chain_id: Option<u64>,
+    /// Whether the RPC serves `eth_sendRawTransactionSync` (`None`: not tried yet).
+    sync: Option<bool>,
+}
+
+/// How a send reached the node.
+enum Sent {
+    /// Accepted into its pool (at that instant): the receipt is to be polled for.
+    Pending(B256, TransactionRequest, std::time::Instant),
+    /// Mined: the synchronous send's answer.
+    Mined(Box<TransactionReceipt>, TransactionRequest),
+}
+
+/// Whether the node does not know `eth_sendRawTransactionSync` (nothing was sent).
+fn is_unsupported_method(err: &RpcError<TransportErrorKind>) -> bool {
+    let RpcError::ErrorResp(payload) = err else { return false };
+    let msg = payload.message.to_lowercase();
+    payload.code == -32601
+        || msg.contains("method not found")
+        || msg.contains("does not exist")
+        || msg.contains("not supported")
+        || msg.contains("unsupported method")
 }
 
 /// Whether the node refused a send because its nonce or fees are stale, which a second try
@@ -399,8 +434,13 @@ impl ReefClient {
         action: &str,
         tx: TransactionRequest,
     ) -> Result<(TxOutcome, TransactionReceipt)> {
-        let (hash, sent) = self.sign_and_send(action, tx).await?;
-        let mined = self.await_mined(action, sent, hash).await;
+        let mined = match self.sign_and_send(action, tx).await? {
+            Sent::Pending(hash, sent, at) => self.await_mined(action, sent, hash, at).await,
+            Sent::Mined(receipt, sent) => match self.await_confirmations(action, *receipt).await {
+                Ok(r) => Ok((r, sent.nonce)),
+                Err(e) => Err((e, sent.nonce)),
+            },
+        };
         if let Some(nonce) = sent_nonce(&mined) {
             self.send_state.lock().await.in_flight.remove(&nonce);
         }
@@ -425,19 +465,16 @@ impl ReefClient {
     /// decoded), has the nonce read, signs and sends. The state's lock is held until the node
     /// accepted the transaction, so the next send from this client sees it as pending. A send
     /// refused for a stale nonce or fee is tried once more with both read again.
-    async fn sign_and_send(
-        &self,
-        action: &str,
-        tx: TransactionRequest,
-    ) -> Result<(B256, TransactionRequest)> {
+    async fn sign_and_send(&self, action: &str, tx: TransactionRequest) -> Result<Sent> {
         let mut state = self.send_state.lock().await;
         let mut second_try = false;
         loop {
             // The nonce is read here (not by the provider's filler) so that a replacement can
-            // be signed at the same one.
+            // be signed at the same one; past this client's sends the node may not have yet.
             let me = self.address();
-            let nonce =
+            let read =
                 self.rpc(|p| async move { p.get_transaction_count(me).pending().await }).await?;
+            let nonce = state.in_flight.last().map_or(read, |&n| read.max(n + 1));
             let fresh = |at: &std::time::Instant| at.elapsed() < self.opts.fee_ttl;
             let fees = match state.fees {
                 Some((at, max_fee, tip)) if fresh(&at) => Some((max_fee, tip)),
@@ -466,12 +503,56 @@ impl ReefClient {
             if let Some((max_fee, tip)) = fees.map(|f| self.opts.fees.capped(f)) {
                 tx = tx.with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
             }
+            let gas = match self.estimate_gas(&tx).await {
+                Ok(gas) => gas,
+                Err(e) if !second_try && is_stale_send(&e) => {
+                    tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
+                    state.fees = None;
+                    second_try = true;
+                    continue;
+                }
+                Err(e) => return Err(self.classify(action, e)),
+            };
+            let tx = tx.with_gas_limit(gas);
+            if self.opts.sync_send && state.sync != Some(false) && fees.is_some() {
+                let chain_id = match state.chain_id {
+                    Some(id) => id,
+                    None => {
+                        let id = self.chain_id_on_rpc().await?;
+                        state.chain_id = Some(id);
+                        id
+                    }
+                };
+                // The node gets it after the lock is left: the next send skips its nonce.
+                state.in_flight.insert(nonce);
+                drop(state);
+                let sent = self.send_sync(action, tx.with_chain_id(chain_id)).await;
+                state = self.send_state.lock().await;
+                match sent {
+                    Ok(Some(sent)) => return Ok(sent),
+                    Ok(None) => {
+                        // No such method here: nothing was sent; from now on the usual way.
+                        state.in_flight.remove(&nonce);
+                        state.sync = Some(false);
+                        continue;
+                    }
+                    Err(e) if !second_try && is_stale_send(&e) => {
+                        tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
+                        state.in_flight.remove(&nonce);
+                        state.fees = None;
+                        second_try = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        state.in_flight.remove(&nonce);
+                        return Err(self.classify(action, e));
+                    }
+                }
+            }
             // The error, and whether the send was retried after a transport failure: then the
             // first attempt may have reached the node, and a "nonce too low" can mean our own
             // transaction, so no second one is signed.
             let sent = async {
-                let gas = self.estimate_gas(&tx).await.map_err(|e| (e, false))?;
-                let tx = tx.with_gas_limit(gas);
                 let signed = tx.clone();
                 let attempts = std::sync::atomic::AtomicU32::new(0);
                 let sent = self
@@ -487,7 +568,7 @@ impl ReefClient {
             match sent {
                 Ok((hash, signed)) => {
                     state.in_flight.insert(nonce);
-                    return Ok((hash, signed));
+                    return Ok(Sent::Pending(hash, signed, std::time::Instant::now()));
                 }
                 Err((e, false)) if !second_try && is_stale_send(&e) => {
                     tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
@@ -495,6 +576,56 @@ impl ReefClient {
                     second_try = true;
                 }
                 Err((e, _)) => return Err(self.classify(action, e)),
+            }
+        }
+    }
+
+    /// Signs `tx` (complete: nonce, gas, fees, chain id) here and sends it with
+    /// `eth_sendRawTransactionSync`, once (no retry: a repeat of a send that reached the node
+    /// would be refused as known or stale). `Ok(None)`: the node does not serve the method and
+    /// nothing was sent. A send whose answer does not come (the node's own timeout, a transport
+    /// failure, or longer than the wait allowed here) may have reached the node: it is then
+    /// [`Sent::Pending`] under the hash signed here, polled and replaced as any other. An error
+    /// is the node's refusal of the transaction.
+    async fn send_sync(
+        &self,
+        action: &str,
+        tx: TransactionRequest,
+    ) -> std::result::Result<Option<Sent>, RpcError<TransportErrorKind>> {
+        use alloy::eips::eip2718::Encodable2718;
+        let wallet = EthereumWallet::from(self.signer.clone());
+        let envelope = tx.clone().with_from(self.address()).build(&wallet).await.map_err(|e| {
+            RpcError::local_usage_str(&format!("cannot sign the transaction for {action}: {e}"))
+        })?;
+        let hash = *envelope.tx_hash();
+        let raw = envelope.encoded_2718();
+        // Within the time a receipt is awaited and before a replacement would be due.
+        let mut wait = self.opts.tx_timeout.min(Duration::from_secs(30));
+        if !self.opts.fees.replace_after.is_zero() {
+            wait = wait.min(self.opts.fees.replace_after);
+        }
+        let sent_at = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(wait, self.provider.send_raw_transaction_sync(&raw)).await;
+        let pending = || Ok(Some(Sent::Pending(hash, tx.clone(), sent_at)));
+        match answer {
+            Ok(Ok(receipt)) => {
+                self.send_state.lock().await.sync = Some(true);
+                Ok(Some(Sent::Mined(Box::new(receipt), tx)))
+            }
+            Ok(Err(e)) if is_unsupported_method(&e) => Ok(None),
+            // Sent, not mined within the node's wait (EIP-7966 names the hash), or the node
+            // holds it already: follow it by its hash.
+            Ok(Err(e)) if e.tx_hash_data().is_some() || is_known(&e) => pending(),
+            Ok(Err(e @ RpcError::ErrorResp(_))) => Err(e),
+            // A transport failure or no answer in time: it may be in the pool.
+            Ok(Err(e)) => {
+                tracing::debug!(action, %hash, error = %e, "synchronous send unanswered; polling");
+                pending()
+            }
+            Err(_) => {
+                tracing::debug!(action, %hash, waited_ms = wait.as_millis() as u64, "synchronous send still waiting; polling");
+                pending()
             }
         }
     }
@@ -521,15 +652,20 @@ impl ReefClient {
         }
     }
 
-    /// Waits for one of the signings of `tx` (first sent as `first`) to be mined, then for
-    /// the configured confirmations. Polls at once, then backs off to 1 s. A transaction not
+    /// Waits for one of the signings of `tx` (first sent as `first`, at `started`) to be mined,
+    /// then for the configured confirmations. Polls at once, then backs off to 1 s. A transaction not
     /// mined within the fee policy's `replace_after` is signed again at the same nonce with
     /// higher fees (within the caps), and nonces below it that no transaction of this client
     /// holds are filled (a gap left by a crashed process would hold it back forever).
-    async fn await_mined(&self, action: &str, mut tx: TransactionRequest, first: B256) -> Mined {
+    async fn await_mined(
+        &self,
+        action: &str,
+        mut tx: TransactionRequest,
+        first: B256,
+        started: std::time::Instant,
+    ) -> Mined {
         let nonce = tx.nonce;
         let err = |e: Error| (e, nonce);
-        let started = std::time::Instant::now();
         let deadline = started + self.opts.tx_timeout;
         let mut hashes = vec![first];
         let mut last_send = started;

@@ -29,9 +29,10 @@ async fn setup(tag: &str) -> (AnvilProcess, ReefClient, ChainView) {
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = common::temp_dir(tag);
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
-    let client = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, ClientOptions::default())
-        .await
-        .unwrap();
+    // Without the synchronous send: anvil answers it before pruning its pool, and the reorgs
+    // below (`evm_revert` right after a send) would then mine the dropped transaction again.
+    let opts = ClientOptions { sync_send: false, ..ClientOptions::default() };
+    let client = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, opts).await.unwrap();
     let view = ChainView::new(client.clone());
     (anvil, client, view)
 }
