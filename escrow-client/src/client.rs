@@ -592,7 +592,7 @@ impl ReefClient {
         action: &str,
         tx: TransactionRequest,
     ) -> std::result::Result<Option<Sent>, RpcError<TransportErrorKind>> {
-        use alloy::eips::eip2718::Encodable2718;
+        use alloy::{eips::eip2718::Encodable2718, network::NetworkTransactionBuilder};
         let wallet = EthereumWallet::from(self.signer.clone());
         let envelope = tx.clone().with_from(self.address()).build(&wallet).await.map_err(|e| {
             RpcError::local_usage_str(&format!("cannot sign the transaction for {action}: {e}"))

@@ -83,7 +83,7 @@ async fn a_synchronous_send_needs_no_receipt_poll_and_falls_back_where_unserved(
     for o in outs {
         let hash = o.unwrap().hash;
         let tx = c.provider().get_transaction_by_hash(hash).await.unwrap().unwrap();
-        nonces.push(alloy::consensus::Transaction::nonce(&tx.inner));
+        nonces.push(alloy::consensus::Transaction::nonce(&tx));
     }
     nonces.sort_unstable();
     assert_eq!(nonces, (start..end).collect::<Vec<_>>());
