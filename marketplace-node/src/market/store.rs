@@ -1194,6 +1194,24 @@ impl MarketStore {
         self.update_row(id, update).await.map(drop)
     }
 
+    /// Records the call for proposals' group and, for a sealed window, when it closes
+    /// (`close_ms`, unix ms; only while the bounty is still bidding), in one statement.
+    pub async fn set_announced(
+        &self,
+        id: &str,
+        group: &str,
+        close_ms: Option<u64>,
+    ) -> Result<()> {
+        let Some(close_ms) = close_ms else { return self.set_field(id, "cfp_group", group).await };
+        let update = sqlx::query("UPDATE market_bounties SET cfp_group = $1, bid_close_at = $2, bid_close_ms = $3, updated_at = $4 WHERE id = $5 AND state = 'bidding' RETURNING *")
+            .bind(group.to_string())
+            .bind(close_ms.div_ceil(1000) as i64)
+            .bind(close_ms as i64)
+            .bind(now_ms())
+            .bind(id);
+        self.update_row(id, update).await.map(drop)
+    }
+
     /// Claims a one-time side effect (announcing, opening the work group) for this process:
     /// sets `field` to a `claimed:<ms>:<node id>` marker only if it is empty, holds a claim
     /// older than `stale_ms` (a node of a mesh that died between claim and completion), or

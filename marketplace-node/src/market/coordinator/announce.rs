@@ -124,15 +124,18 @@ impl Market {
             .await?;
         // The sealed window runs from the call for proposals, not from the post: under a burst
         // of posts, announcing can take a while, and the agents must get the whole window.
-        let row = if row.phase == Phase::Bidding {
+        // Group and close are stored (one write) before the call goes out, so the bids it
+        // brings find the row settled (read from the cache, not behind a write in flight). A
+        // call lost after this write is sent again by the window's extension (no bid came) or,
+        // after a restart, by the re-opening.
+        let close_ms = (row.phase == Phase::Bidding).then(|| {
             let window_ms = row.spec["bid_window_ms"]
                 .as_u64()
                 .unwrap_or_else(|| row.spec["bid_window_secs"].as_u64().unwrap_or(0) * 1000);
-            self.inner.store.set_close_ms(&row.id, reef_wire::unix_now_ms() + window_ms).await?;
-            &self.row(&row.id).await?
-        } else {
-            row
-        };
+            reef_wire::unix_now_ms() + window_ms
+        });
+        self.inner.store.set_announced(&row.id, &group.group_id, close_ms).await?;
+        let row = &self.row(&row.id).await?;
         let body = self.cfp_body(row);
         self.send_as_market(
             &group.group_id,
@@ -142,7 +145,6 @@ impl Market {
             body,
         )
         .await?;
-        self.inner.store.set_field(&row.id, "cfp_group", &group.group_id).await?;
         self.inner
             .store
             .log(&row.id, "announced", &format!("call for proposals to {} agents", members.len()))
