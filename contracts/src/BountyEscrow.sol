@@ -33,7 +33,8 @@ import {PullLedger} from "./utils/PullLedger.sol";
 ///
 ///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
 ///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
-///         are credited to `withdrawable[token][feeRecipient]` (never pushed on the hot path).
+///         accrue per token (`accruedFees`, never pushed on the hot path); `collectFees` credits
+///         them to the fee recipient's ledger entry.
 ///
 ///         Sub-bounties from a pending reward: the provider of an awarded auction may fund
 ///         sub-bounties with part of the reward it has not been paid yet (`postFromReward`). Such a
@@ -128,6 +129,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @dev bountyId => packed record word (commitment | stamp << 8 | status).
     mapping(uint256 => uint256) internal _records;
+
+    /// @notice Platform fees accrued per token since the last `collectFees`. Settlements add to
+    ///         this pool without reading the fee recipient (one storage slot per token).
+    mapping(address token => uint256) public accruedFees;
 
     /// @notice Permit2-style unordered nonces: bidder => word position => bitmap.
     mapping(address bidder => mapping(uint256 wordPos => uint256)) public nonceBitmap;
@@ -237,6 +242,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event PledgeRedeemed(address indexed pledgeToken, address indexed account, uint256 credit, uint256 paid);
     /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
+    /// @notice The fees accrued in `token` were credited to `recipient`'s ledger entry.
+    event FeesCollected(address indexed token, address indexed recipient, uint256 amount);
     /// @notice Platform fee settings changed.
     event FeeUpdated(uint16 feeBps, address indexed recipient);
     /// @notice Stake gate changed: every award must bond at least `minBond` stake-registry wei
@@ -316,8 +323,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice Sets the platform fee applied to bounties posted from now on, and its recipient.
     /// @dev Only owner. Reverts `FeeTooHigh` above MAX_FEE_BPS, `ZeroAddress` for a zero recipient.
-    ///      Existing bounties keep their `feeBps` snapshot; accrued fees are credited to the
-    ///      recipient current at settlement time.
+    ///      Existing bounties keep their `feeBps` snapshot. Fees accrue per token and go to the
+    ///      recipient current when they are collected (`collectFees`): collect before changing
+    ///      the recipient to pay what accrued so far to the old one.
     function setFee(uint16 newFeeBps, address recipient) external onlyOwner {
         _setFee(newFeeBps, recipient);
     }
@@ -862,6 +870,22 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Ledger and nonces
     // ------------------------------------------------------------------------------------------
 
+    /// @notice Credits the platform fees accrued in `token` to the current fee recipient's
+    ///         ledger entry, from where it withdraws them (`withdraw`) or, for a pledge token,
+    ///         redeems them (`redeemPledge`). Anyone may call: the fees only ever go to the
+    ///         recipient set by the owner.
+    /// @dev Reverts `NothingToWithdraw` when nothing has accrued.
+    /// @param token Token whose fees to collect (address(0) = ETH).
+    /// @return amount The amount credited.
+    function collectFees(address token) external returns (uint256 amount) {
+        amount = accruedFees[token];
+        if (amount == 0) revert NothingToWithdraw();
+        accruedFees[token] = 0;
+        address to = _config.feeRecipient;
+        withdrawable[token][to] += amount;
+        emit FeesCollected(token, to, amount);
+    }
+
     /// @notice Marks the nonces set in `mask` at word `wordPos` as used, cancelling those bids.
     /// @param wordPos Nonce word position (`nonce >> 8`).
     /// @param mask Bits to set (bit `nonce & 0xff`).
@@ -903,13 +927,18 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice EIP-712 digest a bidder signs for `bid`. Sign it with `bid.termsHash` set to
     ///         `hashBounty` of the record as posted.
-    function hashBid(Bid calldata bid) public view returns (bytes32) {
+    function hashBid(Bid calldata bid) external view returns (bytes32) {
+        return _bidDigest(bid, bid.bountyId, bid.termsHash);
+    }
+
+    /// @dev EIP-712 digest of `bid` with its `bountyId` and `termsHash` set to `id` and `terms`.
+    function _bidDigest(Bid calldata bid, uint256 id, bytes32 terms) internal view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
                     BID_TYPEHASH,
-                    bid.bountyId,
-                    bid.termsHash,
+                    id,
+                    terms,
                     bid.bidder,
                     bid.amount,
                     bid.deadline,
@@ -941,7 +970,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         return _config.feeBps;
     }
 
-    /// @notice Account credited with platform fees.
+    /// @notice Account `collectFees` credits the accrued platform fees to.
     function feeRecipient() external view returns (address) {
         return _config.feeRecipient;
     }
@@ -1088,8 +1117,11 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Internal: checks
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Bid checks shared by `award` and `postFundAndAward` (consumes the nonce). `posted` is
-    ///      the commitment of the `Funded` record (`_hash(b)`), which the bid must be signed for.
+    /// @dev Bid checks shared by `award`, `postFundAndAward` and `reassign` (consumes the nonce).
+    ///      `posted` is the commitment of the `Funded` record (`_hash(b)`), which the bid must be
+    ///      signed for. The signature is checked over `id` and `posted`, so a caller may leave
+    ///      `bid.bountyId` and `bid.termsHash` zero (64 bytes less calldata); non-zero, they must
+    ///      match (`BidMismatch`).
     function _checkBid(
         uint256 id,
         bytes32 posted,
@@ -1098,15 +1130,21 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         bytes calldata sig,
         uint80 floor
     ) internal {
-        if (bid.bountyId != id || bid.termsHash != posted) revert BidMismatch();
+        if (!_matches(bid.bountyId, id) || !_matches(uint256(bid.termsHash), uint256(posted))) {
+            revert BidMismatch();
+        }
         if (bid.deadline < block.timestamp) revert BidExpired();
-        uint256 price = bid.amount;
-        if (price == 0) revert ZeroAmount();
-        if (price > budget) revert BidTooHigh();
+        if (bid.amount == 0) revert ZeroAmount();
+        if (bid.amount > budget) revert BidTooHigh();
         address bidder = bid.bidder;
         _useNonce(bidder, bid.nonce);
-        if (!_isValidSig(bidder, hashBid(bid), sig)) revert InvalidSignature();
+        if (!_isValidSig(bidder, _bidDigest(bid, id, posted), sig)) revert InvalidSignature();
         _checkStake(bidder, bid.bond, floor);
+    }
+
+    /// @dev A bid field the escrow can derive: left zero, or equal to the derived value.
+    function _matches(uint256 given, uint256 derived) internal pure returns (bool) {
+        return given == 0 || given == derived;
     }
 
     /// @dev Stake gate, in stake units: `bond >= minBond`, and a non-zero bond must be covered by
@@ -1228,6 +1266,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     }
 
     function _accrueFee(address token, uint256 fee) internal {
-        if (fee != 0) withdrawable[token][_config.feeRecipient] += fee;
+        if (fee != 0) accruedFees[token] += fee;
     }
 }
