@@ -101,6 +101,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     uint256 internal constant PRICE_OFFSET = 96;
     uint256 internal constant PROVIDER_OFFSET = 128;
     uint256 internal constant RESULT_OFFSET = 448;
+    /// @dev Byte offsets of the fields `_emitPosted` validates.
+    uint256 internal constant ARBITER_OFFSET = 192;
+    uint256 internal constant REVIEW_OFFSET = 256;
+    uint256 internal constant CHALLENGE_OFFSET = 288;
 
     // ------------------------------------------------------------------------------------------
     // Immutables and storage
@@ -363,7 +367,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     function post(bytes32 salt, Bounty calldata terms) external returns (uint256 id) {
         id = _checkNew(salt, terms, _config.feeBps);
         _records[id] = _word(_hash(terms), Status.Open);
-        emit BountyPosted(id, msg.sender, terms.token, terms, false);
+        _emitPosted(id, terms, terms.token, false);
     }
 
     /// @notice Funds an `Open` bounty with exactly `b.amount` (ETH via msg.value, or ERC-20 pulled
@@ -391,7 +395,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     {
         id = _checkNew(salt, terms, _config.feeBps);
         _records[id] = _word(_hash(terms), Status.Funded);
-        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        _emitPosted(id, terms, terms.token, true);
         _pull(terms.token, terms.amount);
     }
 
@@ -417,7 +421,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint64 due = _dueBy(terms.deadline, bid.eta);
         _records[id] = _wordAt(awarded, Status.Awarded, due);
         if (bid.bond != 0) bondOf[id] = bid.bond;
-        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        _emitPosted(id, terms, terms.token, true);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
         _pull(terms.token, terms.amount);
     }
@@ -662,7 +666,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (pword & PLEDGED == 0) _records[parentId] = pword | PLEDGED;
         pl.pledged = uint128(before + terms.amount);
         _records[id] = _word(_hash(terms), Status.Funded);
-        emit BountyPosted(id, msg.sender, pt, terms, true);
+        _emitPosted(id, terms, pt, true);
         emit RewardPledged(id, parentId, msg.sender, pt, terms.amount);
     }
 
@@ -1040,6 +1044,25 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
             calldatacopy(ptr, b, BOUNTY_SIZE)
             mstore(add(ptr, RESULT_OFFSET), resultHash)
             h := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
+    /// @dev `emit BountyPosted(id, msg.sender, token, t, funded)` with the record copied straight
+    ///      from calldata (its ABI encoding is its 480 calldata bytes) instead of re-encoded field
+    ///      by field. The encoder rejected dirty high bits; `_checkNew` reads (and so validates)
+    ///      every field but these three, checked here: a record is logged and committed clean.
+    function _emitPosted(uint256 id, Bounty calldata t, address token, bool funded) internal {
+        bytes32 topic = BountyPosted.selector;
+        assembly ("memory-safe") {
+            let dirty := shr(160, calldataload(add(t, ARBITER_OFFSET)))
+            dirty := or(dirty, shr(32, calldataload(add(t, REVIEW_OFFSET))))
+            dirty := or(dirty, shr(32, calldataload(add(t, CHALLENGE_OFFSET))))
+            if dirty { revert(0, 0) }
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, BOUNTY_SIZE)
+            mstore(add(ptr, BOUNTY_SIZE), iszero(iszero(funded)))
+            // `token` may carry dirty high bits on the stack (`pledgeTokenOf` truncates a hash).
+            log4(ptr, add(BOUNTY_SIZE, 0x20), topic, id, caller(), shr(96, shl(96, token)))
         }
     }
 

@@ -450,6 +450,34 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertFalse(ok);
     }
 
+    /// @dev Issue 22: `BountyPosted` is logged from the calldata bytes, so the posting paths
+    ///      must still refuse a record with dirty high bits in any non-bytes32 field (before,
+    ///      the event's ABI encoder refused them), whichever path posts it.
+    function testFuzz_RevertWhen_PostedRecordHasDirtyBits(uint8 field, uint8 path) public {
+        field = uint8(bound(field, 0, 12)); // 13, 14: specHash and resultHash are bytes32
+        path = uint8(bound(path, 0, 2));
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        bytes32 salt = bytes32("dirty");
+        bytes memory data;
+        if (path == 0) {
+            data = abi.encodeCall(BountyEscrow.post, (salt, b));
+        } else if (path == 1) {
+            data = abi.encodeCall(BountyEscrow.postAndFund, (salt, b));
+        } else {
+            IBountyTypes.Bid memory bid = _bid(escrow.bountyIdOf(poster, salt), b, provider, 500e18, 1);
+            data = abi.encodeCall(BountyEscrow.postFundAndAward, (salt, b, bid, _signBid(providerKey, bid)));
+        }
+        bytes memory clean = data;
+        data = bytes.concat(data); // copy
+        data[4 + 32 + uint256(field) * 32] = 0x01;
+        vm.prank(poster);
+        (bool ok,) = address(escrow).call(data);
+        assertFalse(ok, "dirty record refused");
+        vm.prank(poster);
+        (ok,) = address(escrow).call(clean);
+        assertTrue(ok, "clean record accepted");
+    }
+
     function test_Fund_ETHByStranger() public {
         IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
         vm.prank(poster);

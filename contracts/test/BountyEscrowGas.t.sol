@@ -66,7 +66,9 @@ contract BountyEscrowGasTest is Test {
         bid.termsHash = bytes32(0);
         vm.prank(poster);
         token.approve(address(escrow), b.amount);
-        emit log_named_uint("calldata pfa", _calldataGas(abi.encodeCall(escrow.postFundAndAward, (salt, b, bid, sig))));
+        emit log_named_uint(
+            "calldata pfa", _calldataGas(abi.encodeCall(escrow.postFundAndAward, (salt, b, bid, sig)))
+        );
         vm.prank(poster);
         escrow.postFundAndAward(salt, b, bid, sig);
         b.provider = provider;
@@ -78,7 +80,9 @@ contract BountyEscrowGasTest is Test {
                 IBountyTypes.Attestation({bountyId: id, provider: provider, resultHash: r, verdict: 1})
             )
         );
-        emit log_named_uint("calldata saa", _calldataGas(abi.encodeCall(escrow.submitAndAttest, (id, b, r, 1, att))));
+        emit log_named_uint(
+            "calldata saa", _calldataGas(abi.encodeCall(escrow.submitAndAttest, (id, b, r, 1, att)))
+        );
         vm.prank(provider);
         escrow.submitAndAttest(id, b, r, 1, att);
     }
