@@ -66,11 +66,10 @@ abstract contract PullLedger is ReentrancyGuardTransient {
     }
 
     /// @dev `token.balanceOf(this)` without the high-level call's code-size check and ABI
-    ///      decoder: reverts (with the token's revert data) if the call fails, and with
-    ///      `FeeOnTransferToken` if it returns less than a word, which also covers an address
-    ///      without code (it "succeeds" with no return data).
+    ///      decoder, and reverting like them: with the token's revert data if the call fails,
+    ///      without data if it returns less than a word (which covers an address without code:
+    ///      such a call "succeeds" with no return data).
     function _selfBalance(address token) private view returns (uint256 bal) {
-        bytes4 short = FeeOnTransferToken.selector;
         assembly ("memory-safe") {
             mstore(0x00, 0x70a08231) // balanceOf(address)
             mstore(0x20, address())
@@ -79,10 +78,7 @@ abstract contract PullLedger is ReentrancyGuardTransient {
                 returndatacopy(ptr, 0, returndatasize())
                 revert(ptr, returndatasize())
             }
-            if lt(returndatasize(), 0x20) {
-                mstore(0x00, short)
-                revert(0x00, 0x04)
-            }
+            if lt(returndatasize(), 0x20) { revert(0, 0) }
             bal := mload(0x00)
         }
     }
