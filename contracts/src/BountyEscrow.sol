@@ -33,8 +33,8 @@ import {PullLedger} from "./utils/PullLedger.sol";
 ///
 ///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
 ///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
-///         accrue per token (`accruedFees`, never pushed on the hot path); `collectFees` credits
-///         them to the fee recipient's ledger entry.
+///         accrue per token (`accruedFees`, never pushed on the hot path); `collectFees` pays them
+///         to the fee recipient.
 ///
 ///         Sub-bounties from a pending reward: the provider of an awarded auction may fund
 ///         sub-bounties with part of the reward it has not been paid yet (`postFromReward`). Such a
@@ -246,7 +246,8 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event PledgeRedeemed(address indexed pledgeToken, address indexed account, uint256 credit, uint256 paid);
     /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
-    /// @notice The fees accrued in `token` were credited to `recipient`'s ledger entry.
+    /// @notice The fees accrued in `token` were paid to `recipient` (pushed, or credited to its
+    ///         ledger entry with `PayoutDeferred` if the push failed, as always for a pledge token).
     event FeesCollected(address indexed token, address indexed recipient, uint256 amount);
     /// @notice Platform fee settings changed.
     event FeeUpdated(uint16 feeBps, address indexed recipient);
@@ -874,20 +875,21 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Ledger and nonces
     // ------------------------------------------------------------------------------------------
 
-    /// @notice Credits the platform fees accrued in `token` to the current fee recipient's
-    ///         ledger entry, from where it withdraws them (`withdraw`) or, for a pledge token,
-    ///         redeems them (`redeemPledge`). Anyone may call: the fees only ever go to the
-    ///         recipient set by the owner.
-    /// @dev Reverts `NothingToWithdraw` when nothing has accrued.
+    /// @notice Pays the platform fees accrued in `token` to the current fee recipient, like every
+    ///         payout: pushed, or credited to its ledger entry (`withdraw`) if the push fails. A
+    ///         pledge token cannot be pushed, so its fees are always credited (`redeemPledge`).
+    ///         Anyone may call: the fees only ever go to the recipient the owner set.
+    /// @dev Reverts `NothingToWithdraw` when nothing has accrued. The pool is cleared before the
+    ///      push (and `nonReentrant`).
     /// @param token Token whose fees to collect (address(0) = ETH).
-    /// @return amount The amount credited.
-    function collectFees(address token) external returns (uint256 amount) {
+    /// @return amount The amount paid.
+    function collectFees(address token) external nonReentrant returns (uint256 amount) {
         amount = accruedFees[token];
         if (amount == 0) revert NothingToWithdraw();
         accruedFees[token] = 0;
         address to = _config.feeRecipient;
-        withdrawable[token][to] += amount;
         emit FeesCollected(token, to, amount);
+        _pay(token, to, amount);
     }
 
     /// @notice Marks the nonces set in `mask` at word `wordPos` as used, cancelling those bids.
@@ -974,7 +976,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         return _config.feeBps;
     }
 
-    /// @notice Account `collectFees` credits the accrued platform fees to.
+    /// @notice Account `collectFees` pays the accrued platform fees to.
     function feeRecipient() external view returns (address) {
         return _config.feeRecipient;
     }

@@ -274,7 +274,7 @@ contract BountyEscrowPledgeTest is BountyEscrowFixture {
         assertEq(_redeem(sub, pt), SUB_PRICE - subFee);
         assertEq(token.balanceOf(sub) - subBefore, SUB_PRICE - subFee);
         assertEq(_redeem(provider, pt), SUB - SUB_PRICE);
-        escrow.collectFees(pt);
+        escrow.collectFees(pt); // a pledge token is credited, not pushed
         assertEq(_redeem(feeTo, pt), subFee);
         assertEq(escrow.withdrawable(pt, sub), 0);
 

@@ -17,6 +17,7 @@ import {
     EscrowMockWallet
 } from "./mocks/BountyEscrowMocks.sol";
 import {PullLedger} from "../src/utils/PullLedger.sol";
+import {EthRejecter} from "./mocks/EthRejecter.sol";
 
 /// @notice Shared fixture: actors, deployment and signing helpers.
 abstract contract BountyEscrowFixture is Test {
@@ -2336,10 +2337,26 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.prank(stranger);
         assertEq(escrow.collectFees(address(token)), fee);
         assertEq(escrow.accruedFees(address(token)), 0);
-        vm.prank(feeTo);
-        escrow.withdraw(address(token));
-        assertEq(token.balanceOf(feeTo), fee);
+        assertEq(token.balanceOf(feeTo), fee, "pushed to the recipient");
         assertEq(token.balanceOf(address(escrow)), 0);
+    }
+
+    /// @dev A recipient that cannot take the push (here ETH to a contract that refuses it) is
+    ///      credited in the ledger instead, like every payout.
+    function test_CollectFees_CreditsTheLedgerWhenThePushFails() public {
+        IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
+        uint256 id = _submitted(b, 1 ether);
+        vm.prank(evaluator);
+        escrow.attest(id, b, 1, "");
+        uint256 fee = 1 ether * uint256(FEE_BPS) / 10_000;
+        address refuser = address(new EthRejecter());
+        vm.prank(owner);
+        escrow.setFee(FEE_BPS, refuser);
+        vm.expectEmit(address(escrow));
+        emit PullLedger.PayoutDeferred(address(0), refuser, fee);
+        escrow.collectFees(address(0));
+        assertEq(escrow.withdrawable(address(0), refuser), fee);
+        assertEq(address(escrow).balance, fee);
     }
 
     /// @dev Issue 22: fees accrue per token and go to the recipient current at collection (before,
@@ -2354,8 +2371,8 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.prank(owner);
         escrow.setFee(FEE_BPS, next);
         escrow.collectFees(address(token));
-        assertEq(escrow.withdrawable(address(token), next), fee);
-        assertEq(escrow.withdrawable(address(token), feeTo), 0);
+        assertEq(token.balanceOf(next), fee);
+        assertEq(token.balanceOf(feeTo), 0);
     }
 
     function test_RevertWhen_CollectFeesWithNothingAccrued() public {
@@ -2380,9 +2397,10 @@ contract BountyEscrowTest is BountyEscrowFixture {
         uint256 expected = uint256(n) * (uint256(price) * fee / 10_000);
         assertEq(escrow.accruedFees(address(token)), expected);
         if (expected == 0) return;
-        assertEq(escrow.collectFees(address(token)), expected);
-        assertEq(escrow.withdrawable(address(token), feeTo), expected);
         assertEq(token.balanceOf(address(escrow)), expected);
+        assertEq(escrow.collectFees(address(token)), expected);
+        assertEq(token.balanceOf(feeTo), expected);
+        assertEq(token.balanceOf(address(escrow)), 0);
         vm.expectRevert(PullLedger.NothingToWithdraw.selector);
         escrow.collectFees(address(token));
     }

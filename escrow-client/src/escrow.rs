@@ -850,8 +850,8 @@ impl ReefClient {
         self.view(self.escrow_addr(), BountyEscrow::accruedFeesCall { token }).await
     }
 
-    /// Anyone: credits the platform fees accrued in `token` to the current fee recipient's
-    /// pull-ledger entry, from where the recipient [`Self::withdraw`]s them.
+    /// Anyone: pays the platform fees accrued in `token` to the current fee recipient (pushed,
+    /// or credited to its pull-ledger entry if the push fails; see [`Self::withdraw`]).
     pub async fn collect_fees(&self, token: Address) -> Result<TxOutcome> {
         let call = BountyEscrow::collectFeesCall { token };
         self.send_call("collectFees", self.escrow_addr(), &call, U256::ZERO).await
