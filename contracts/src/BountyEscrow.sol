@@ -33,7 +33,8 @@ import {PullLedger} from "./utils/PullLedger.sol";
 ///
 ///         Payouts never block: every outgoing transfer is attempted once; if it fails the amount is
 ///         credited to `withdrawable[token][account]` and can be pulled with `withdraw`. Platform fees
-///         are credited to `withdrawable[token][feeRecipient]` (never pushed on the hot path).
+///         accrue per token (`accruedFees`, never pushed on the hot path); `collectFees` pays them
+///         to the fee recipient.
 ///
 ///         Sub-bounties from a pending reward: the provider of an awarded auction may fund
 ///         sub-bounties with part of the reward it has not been paid yet (`postFromReward`). Such a
@@ -100,6 +101,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     uint256 internal constant PRICE_OFFSET = 96;
     uint256 internal constant PROVIDER_OFFSET = 128;
     uint256 internal constant RESULT_OFFSET = 448;
+    /// @dev Byte offsets of the fields `_emitPosted` validates.
+    uint256 internal constant ARBITER_OFFSET = 192;
+    uint256 internal constant REVIEW_OFFSET = 256;
+    uint256 internal constant CHALLENGE_OFFSET = 288;
 
     // ------------------------------------------------------------------------------------------
     // Immutables and storage
@@ -128,6 +133,10 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @dev bountyId => packed record word (commitment | stamp << 8 | status).
     mapping(uint256 => uint256) internal _records;
+
+    /// @notice Platform fees accrued per token since the last `collectFees`. Settlements add to
+    ///         this pool without reading the fee recipient (one storage slot per token).
+    mapping(address token => uint256) public accruedFees;
 
     /// @notice Permit2-style unordered nonces: bidder => word position => bitmap.
     mapping(address bidder => mapping(uint256 wordPos => uint256)) public nonceBitmap;
@@ -237,6 +246,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     event PledgeRedeemed(address indexed pledgeToken, address indexed account, uint256 credit, uint256 paid);
     /// @notice `bidder` invalidated the nonces set in `mask` at `wordPos`.
     event NonceInvalidated(address indexed bidder, uint256 indexed wordPos, uint256 mask);
+    /// @notice The fees accrued in `token` were paid to `recipient` (pushed, or credited to its
+    ///         ledger entry with `PayoutDeferred` if the push failed, as always for a pledge token).
+    event FeesCollected(address indexed token, address indexed recipient, uint256 amount);
     /// @notice Platform fee settings changed.
     event FeeUpdated(uint16 feeBps, address indexed recipient);
     /// @notice Stake gate changed: every award must bond at least `minBond` stake-registry wei
@@ -316,8 +328,9 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice Sets the platform fee applied to bounties posted from now on, and its recipient.
     /// @dev Only owner. Reverts `FeeTooHigh` above MAX_FEE_BPS, `ZeroAddress` for a zero recipient.
-    ///      Existing bounties keep their `feeBps` snapshot; accrued fees are credited to the
-    ///      recipient current at settlement time.
+    ///      Existing bounties keep their `feeBps` snapshot. Fees accrue per token and go to the
+    ///      recipient current when they are collected (`collectFees`): collect before changing
+    ///      the recipient to pay what accrued so far to the old one.
     function setFee(uint16 newFeeBps, address recipient) external onlyOwner {
         _setFee(newFeeBps, recipient);
     }
@@ -355,7 +368,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     function post(bytes32 salt, Bounty calldata terms) external returns (uint256 id) {
         id = _checkNew(salt, terms, _config.feeBps);
         _records[id] = _word(_hash(terms), Status.Open);
-        emit BountyPosted(id, msg.sender, terms.token, terms, false);
+        _emitPosted(id, terms, terms.token, false);
     }
 
     /// @notice Funds an `Open` bounty with exactly `b.amount` (ETH via msg.value, or ERC-20 pulled
@@ -383,7 +396,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     {
         id = _checkNew(salt, terms, _config.feeBps);
         _records[id] = _word(_hash(terms), Status.Funded);
-        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        _emitPosted(id, terms, terms.token, true);
         _pull(terms.token, terms.amount);
     }
 
@@ -409,7 +422,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         uint64 due = _dueBy(terms.deadline, bid.eta);
         _records[id] = _wordAt(awarded, Status.Awarded, due);
         if (bid.bond != 0) bondOf[id] = bid.bond;
-        emit BountyPosted(id, msg.sender, terms.token, terms, true);
+        _emitPosted(id, terms, terms.token, true);
         emit BountyAwarded(id, bid.bidder, bid.amount, bid.nonce, due);
         _pull(terms.token, terms.amount);
     }
@@ -654,7 +667,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         if (pword & PLEDGED == 0) _records[parentId] = pword | PLEDGED;
         pl.pledged = uint128(before + terms.amount);
         _records[id] = _word(_hash(terms), Status.Funded);
-        emit BountyPosted(id, msg.sender, pt, terms, true);
+        _emitPosted(id, terms, pt, true);
         emit RewardPledged(id, parentId, msg.sender, pt, terms.amount);
     }
 
@@ -862,6 +875,23 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Ledger and nonces
     // ------------------------------------------------------------------------------------------
 
+    /// @notice Pays the platform fees accrued in `token` to the current fee recipient, like every
+    ///         payout: pushed, or credited to its ledger entry (`withdraw`) if the push fails. A
+    ///         pledge token cannot be pushed, so its fees are always credited (`redeemPledge`).
+    ///         Anyone may call: the fees only ever go to the recipient the owner set.
+    /// @dev Reverts `NothingToWithdraw` when nothing has accrued. The pool is cleared before the
+    ///      push (and `nonReentrant`).
+    /// @param token Token whose fees to collect (address(0) = ETH).
+    /// @return amount The amount paid.
+    function collectFees(address token) external nonReentrant returns (uint256 amount) {
+        amount = accruedFees[token];
+        if (amount == 0) revert NothingToWithdraw();
+        accruedFees[token] = 0;
+        address to = _config.feeRecipient;
+        emit FeesCollected(token, to, amount);
+        _pay(token, to, amount);
+    }
+
     /// @notice Marks the nonces set in `mask` at word `wordPos` as used, cancelling those bids.
     /// @param wordPos Nonce word position (`nonce >> 8`).
     /// @param mask Bits to set (bit `nonce & 0xff`).
@@ -903,13 +933,18 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
 
     /// @notice EIP-712 digest a bidder signs for `bid`. Sign it with `bid.termsHash` set to
     ///         `hashBounty` of the record as posted.
-    function hashBid(Bid calldata bid) public view returns (bytes32) {
+    function hashBid(Bid calldata bid) external view returns (bytes32) {
+        return _bidDigest(bid, bid.bountyId, bid.termsHash);
+    }
+
+    /// @dev EIP-712 digest of `bid` with its `bountyId` and `termsHash` set to `id` and `terms`.
+    function _bidDigest(Bid calldata bid, uint256 id, bytes32 terms) internal view returns (bytes32) {
         return _hashTypedDataV4(
             keccak256(
                 abi.encode(
                     BID_TYPEHASH,
-                    bid.bountyId,
-                    bid.termsHash,
+                    id,
+                    terms,
                     bid.bidder,
                     bid.amount,
                     bid.deadline,
@@ -941,7 +976,7 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         return _config.feeBps;
     }
 
-    /// @notice Account credited with platform fees.
+    /// @notice Account `collectFees` pays the accrued platform fees to.
     function feeRecipient() external view returns (address) {
         return _config.feeRecipient;
     }
@@ -1011,6 +1046,25 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
             calldatacopy(ptr, b, BOUNTY_SIZE)
             mstore(add(ptr, RESULT_OFFSET), resultHash)
             h := keccak256(ptr, BOUNTY_SIZE)
+        }
+    }
+
+    /// @dev `emit BountyPosted(id, msg.sender, token, t, funded)` with the record copied straight
+    ///      from calldata (its ABI encoding is its 480 calldata bytes) instead of re-encoded field
+    ///      by field. The encoder rejected dirty high bits; `_checkNew` reads (and so validates)
+    ///      every field but these three, checked here: a record is logged and committed clean.
+    function _emitPosted(uint256 id, Bounty calldata t, address token, bool funded) internal {
+        bytes32 topic = BountyPosted.selector;
+        assembly ("memory-safe") {
+            let dirty := shr(160, calldataload(add(t, ARBITER_OFFSET)))
+            dirty := or(dirty, shr(32, calldataload(add(t, REVIEW_OFFSET))))
+            dirty := or(dirty, shr(32, calldataload(add(t, CHALLENGE_OFFSET))))
+            if dirty { revert(0, 0) }
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, BOUNTY_SIZE)
+            mstore(add(ptr, BOUNTY_SIZE), iszero(iszero(funded)))
+            // `token` may carry dirty high bits on the stack (`pledgeTokenOf` truncates a hash).
+            log4(ptr, add(BOUNTY_SIZE, 0x20), topic, id, caller(), shr(96, shl(96, token)))
         }
     }
 
@@ -1088,8 +1142,11 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     // Internal: checks
     // ------------------------------------------------------------------------------------------
 
-    /// @dev Bid checks shared by `award` and `postFundAndAward` (consumes the nonce). `posted` is
-    ///      the commitment of the `Funded` record (`_hash(b)`), which the bid must be signed for.
+    /// @dev Bid checks shared by `award`, `postFundAndAward` and `reassign` (consumes the nonce).
+    ///      `posted` is the commitment of the `Funded` record (`_hash(b)`), which the bid must be
+    ///      signed for. The signature is checked over `id` and `posted`, so a caller may leave
+    ///      `bid.bountyId` and `bid.termsHash` zero (64 bytes less calldata); non-zero, they must
+    ///      match (`BidMismatch`).
     function _checkBid(
         uint256 id,
         bytes32 posted,
@@ -1098,15 +1155,21 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
         bytes calldata sig,
         uint80 floor
     ) internal {
-        if (bid.bountyId != id || bid.termsHash != posted) revert BidMismatch();
+        if (!_matches(bid.bountyId, id) || !_matches(uint256(bid.termsHash), uint256(posted))) {
+            revert BidMismatch();
+        }
         if (bid.deadline < block.timestamp) revert BidExpired();
-        uint256 price = bid.amount;
-        if (price == 0) revert ZeroAmount();
-        if (price > budget) revert BidTooHigh();
+        if (bid.amount == 0) revert ZeroAmount();
+        if (bid.amount > budget) revert BidTooHigh();
         address bidder = bid.bidder;
         _useNonce(bidder, bid.nonce);
-        if (!_isValidSig(bidder, hashBid(bid), sig)) revert InvalidSignature();
+        if (!_isValidSig(bidder, _bidDigest(bid, id, posted), sig)) revert InvalidSignature();
         _checkStake(bidder, bid.bond, floor);
+    }
+
+    /// @dev A bid field the escrow can derive: left zero, or equal to the derived value.
+    function _matches(uint256 given, uint256 derived) internal pure returns (bool) {
+        return given == 0 || given == derived;
     }
 
     /// @dev Stake gate, in stake units: `bond >= minBond`, and a non-zero bond must be covered by
@@ -1228,6 +1291,6 @@ contract BountyEscrow is IBountyLedger, EIP712, Ownable2Step, PullLedger {
     }
 
     function _accrueFee(address token, uint256 fee) internal {
-        if (fee != 0) withdrawable[token][_config.feeRecipient] += fee;
+        if (fee != 0) accruedFees[token] += fee;
     }
 }

@@ -104,7 +104,7 @@ contract BountyEscrowInvariantTest is Test {
 
     /// @dev Coverage summary (run with -vv): how many escrow calls of each kind succeeded.
     function afterInvariant() external view {
-        string[20] memory names = [
+        string[21] memory names = [
             "postAndFund",
             "fund",
             "award",
@@ -124,6 +124,7 @@ contract BountyEscrowInvariantTest is Test {
             "withdraw",
             "postFromReward",
             "redeemPledge",
+            "collectFees",
             "warp"
         ];
         for (uint256 i; i < names.length; ++i) {

@@ -17,6 +17,7 @@ import {
     EscrowMockWallet
 } from "./mocks/BountyEscrowMocks.sol";
 import {PullLedger} from "../src/utils/PullLedger.sol";
+import {EthRejecter} from "./mocks/EthRejecter.sol";
 
 /// @notice Shared fixture: actors, deployment and signing helpers.
 abstract contract BountyEscrowFixture is Test {
@@ -448,6 +449,34 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.prank(poster);
         (ok,) = address(escrow).call(data);
         assertFalse(ok);
+    }
+
+    /// @dev Issue 22: `BountyPosted` is logged from the calldata bytes, so the posting paths
+    ///      must still refuse a record with dirty high bits in any non-bytes32 field (before,
+    ///      the event's ABI encoder refused them), whichever path posts it.
+    function testFuzz_RevertWhen_PostedRecordHasDirtyBits(uint8 field, uint8 path) public {
+        field = uint8(bound(field, 0, 12)); // 13, 14: specHash and resultHash are bytes32
+        path = uint8(bound(path, 0, 2));
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        bytes32 salt = bytes32("dirty");
+        bytes memory data;
+        if (path == 0) {
+            data = abi.encodeCall(BountyEscrow.post, (salt, b));
+        } else if (path == 1) {
+            data = abi.encodeCall(BountyEscrow.postAndFund, (salt, b));
+        } else {
+            IBountyTypes.Bid memory bid = _bid(escrow.bountyIdOf(poster, salt), b, provider, 500e18, 1);
+            data = abi.encodeCall(BountyEscrow.postFundAndAward, (salt, b, bid, _signBid(providerKey, bid)));
+        }
+        bytes memory clean = data;
+        data = bytes.concat(data); // copy
+        data[4 + 32 + uint256(field) * 32] = 0x01;
+        vm.prank(poster);
+        (bool ok,) = address(escrow).call(data);
+        assertFalse(ok, "dirty record refused");
+        vm.prank(poster);
+        (ok,) = address(escrow).call(clean);
+        assertTrue(ok, "clean record accepted");
     }
 
     function test_Fund_ETHByStranger() public {
@@ -925,7 +954,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         uint256 fee = 800e18 * uint256(FEE_BPS) / 10_000;
         assertEq(token.balanceOf(provider) - provBefore, 800e18 - fee);
         assertEq(token.balanceOf(poster) - postBefore, 200e18);
-        assertEq(escrow.withdrawable(address(token), feeTo), fee);
+        assertEq(escrow.accruedFees(address(token)), fee);
         assertEq(token.balanceOf(address(escrow)), fee);
         b.resultHash = r;
         assertEq(uint8(escrow.verifyRecord(id, b)), uint8(IBountyTypes.Status.Completed));
@@ -1028,6 +1057,71 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.expectRevert(BountyEscrow.InvalidSignature.selector);
         vm.prank(poster);
         escrow.award(id, b, bid, sig);
+    }
+
+    /// @dev Issue 22: the escrow checks the signature over the id and terms hash it derives, so the
+    ///      caller may send a bid with `bountyId` and `termsHash` zero (64 bytes less calldata).
+    ///      Before, a zeroed bid reverted `BidMismatch`.
+    function test_PostFundAndAward_BidWithTheDerivedFieldsLeftZero() public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        bytes32 salt = bytes32("compact");
+        uint256 id = escrow.bountyIdOf(poster, salt);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 800e18, 5);
+        bytes memory sig = _signBid(providerKey, bid);
+        bid.bountyId = 0;
+        bid.termsHash = bytes32(0);
+        vm.prank(poster);
+        escrow.postFundAndAward(salt, b, bid, sig);
+        b.provider = provider;
+        b.price = 800e18;
+        assertEq(uint8(escrow.verifyRecord(id, b)), uint8(IBountyTypes.Status.Awarded));
+        assertTrue(escrow.isNonceUsed(provider, 5));
+    }
+
+    function test_Award_BidWithTheDerivedFieldsLeftZero() public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _postAndFund(b);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 600e18, 8);
+        bytes memory sig = _signBid(providerKey, bid);
+        bid.bountyId = 0;
+        bid.termsHash = bytes32(0);
+        vm.prank(poster);
+        escrow.award(id, b, bid, sig);
+        assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Awarded));
+    }
+
+    /// @dev Leaving the fields zero does not widen what a signature allows: a bid signed for
+    ///      another bounty or other terms, zeroed, fails the signature check (and, when the
+    ///      fields are sent, `BidMismatch` as before), in `award` and in `postFundAndAward`.
+    function testFuzz_ZeroedBidFieldsOnlyPassForTheSignedBountyAndTerms(
+        uint256 otherId,
+        bytes32 otherTerms,
+        bool wrongId,
+        bool oneShot
+    ) public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        bytes32 salt = bytes32("zeroed");
+        uint256 id = oneShot ? escrow.bountyIdOf(poster, salt) : _postAndFund(b);
+        IBountyTypes.Bid memory bid = _bid(id, b, provider, 500e18, 3);
+        if (wrongId) {
+            vm.assume(otherId != id && otherId != 0);
+            bid.bountyId = otherId;
+        } else {
+            vm.assume(otherTerms != bid.termsHash && otherTerms != bytes32(0));
+            bid.termsHash = otherTerms;
+        }
+        bytes memory sig = _signBid(providerKey, bid);
+        vm.expectRevert(BountyEscrow.BidMismatch.selector);
+        vm.prank(poster);
+        if (oneShot) escrow.postFundAndAward(salt, b, bid, sig);
+        else escrow.award(id, b, bid, sig);
+
+        bid.bountyId = 0;
+        bid.termsHash = bytes32(0);
+        vm.expectRevert(BountyEscrow.InvalidSignature.selector);
+        vm.prank(poster);
+        if (oneShot) escrow.postFundAndAward(salt, b, bid, sig);
+        else escrow.award(id, b, bid, sig);
     }
 
     /// @dev A bid signed for terms that differ from the posted record in any single field is
@@ -1156,7 +1250,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
         assertEq(token.balanceOf(provider) - provBefore, 600e18 - fee);
         assertEq(token.balanceOf(poster) - postBefore, 400e18);
-        assertEq(escrow.withdrawable(address(token), feeTo), fee);
+        assertEq(escrow.accruedFees(address(token)), fee);
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Completed));
     }
 
@@ -1168,7 +1262,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         escrow.attest(id, b, 1, "");
         uint256 fee = 1 ether * uint256(FEE_BPS) / 10_000;
         assertEq(provider.balance - provBefore, 1 ether - fee);
-        assertEq(escrow.withdrawable(address(0), feeTo), fee);
+        assertEq(escrow.accruedFees(address(0)), fee);
         assertEq(address(escrow).balance, fee);
     }
 
@@ -1334,7 +1428,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         bytes memory sig = _signAtt(evaluatorKey, id, r, 1);
         vm.prank(provider);
         escrow.submitAndAttest(id, b, r, 1, sig);
-        assertEq(escrow.withdrawable(address(token), feeTo), 0);
+        assertEq(escrow.accruedFees(address(token)), 0);
         assertEq(token.balanceOf(address(escrow)), 0);
     }
 
@@ -1748,7 +1842,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(token.balanceOf(provider) - provTok, gross - fee);
         assertEq(token.balanceOf(poster) - postTok, AMOUNT - gross);
         assertEq(provider.balance - provEth, BOND);
-        assertEq(escrow.withdrawable(address(token), feeTo), fee);
+        assertEq(escrow.accruedFees(address(token)), fee);
         assertEq(registry.slashCalls(), 0);
         assertEq(escrow.disputeOpener(id), address(0));
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Resolved));
@@ -1857,7 +1951,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(token.balanceOf(provider) - provTok, gross - fee);
         assertEq(token.balanceOf(poster) - postTok, AMOUNT - gross);
         assertEq(poster.balance - postEth, BOND);
-        assertEq(escrow.withdrawable(address(token), feeTo), fee);
+        assertEq(escrow.accruedFees(address(token)), fee);
         assertEq(token.balanceOf(address(escrow)), fee);
         assertEq(address(escrow).balance, 0);
         assertEq(registry.slashCalls(), 0);
@@ -1973,7 +2067,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
         assertEq(token.balanceOf(e[2]), g0 - f0);
         assertEq(token.balanceOf(e[0]), g1 - f1);
         assertEq(token.balanceOf(e[1]), 0);
-        assertEq(escrow.withdrawable(address(token), feeTo), f0 + f1);
+        assertEq(escrow.accruedFees(address(token)), f0 + f1);
         assertEq(token.balanceOf(address(escrow)), f0 + f1);
         assertEq(uint8(_status(id)), uint8(IBountyTypes.Status.Completed));
     }
@@ -2237,10 +2331,78 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.prank(evaluator);
         escrow.attest(id, b, 1, "");
         uint256 fee = AMOUNT * FEE_BPS / 10_000;
-        vm.prank(feeTo);
-        escrow.withdraw(address(token));
-        assertEq(token.balanceOf(feeTo), fee);
+        assertEq(escrow.withdrawable(address(token), feeTo), 0, "fees wait in the pool");
+        vm.expectEmit(address(escrow));
+        emit BountyEscrow.FeesCollected(address(token), feeTo, fee);
+        vm.prank(stranger);
+        assertEq(escrow.collectFees(address(token)), fee);
+        assertEq(escrow.accruedFees(address(token)), 0);
+        assertEq(token.balanceOf(feeTo), fee, "pushed to the recipient");
         assertEq(token.balanceOf(address(escrow)), 0);
+    }
+
+    /// @dev A recipient that cannot take the push (here ETH to a contract that refuses it) is
+    ///      credited in the ledger instead, like every payout.
+    function test_CollectFees_CreditsTheLedgerWhenThePushFails() public {
+        IBountyTypes.Bounty memory b = _terms(address(0), 1 ether);
+        uint256 id = _submitted(b, 1 ether);
+        vm.prank(evaluator);
+        escrow.attest(id, b, 1, "");
+        uint256 fee = 1 ether * uint256(FEE_BPS) / 10_000;
+        address refuser = address(new EthRejecter());
+        vm.prank(owner);
+        escrow.setFee(FEE_BPS, refuser);
+        vm.expectEmit(address(escrow));
+        emit PullLedger.PayoutDeferred(address(0), refuser, fee);
+        escrow.collectFees(address(0));
+        assertEq(escrow.withdrawable(address(0), refuser), fee);
+        assertEq(address(escrow).balance, fee);
+    }
+
+    /// @dev Issue 22: fees accrue per token and go to the recipient current at collection (before,
+    ///      settlement credited the recipient current then, so the old one kept these fees).
+    function test_CollectFees_CreditsTheRecipientCurrentAtCollection() public {
+        IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+        uint256 id = _submitted(b, uint128(AMOUNT));
+        vm.prank(evaluator);
+        escrow.attest(id, b, 1, "");
+        uint256 fee = AMOUNT * FEE_BPS / 10_000;
+        address next = makeAddr("nextFeeTo");
+        vm.prank(owner);
+        escrow.setFee(FEE_BPS, next);
+        escrow.collectFees(address(token));
+        assertEq(token.balanceOf(next), fee);
+        assertEq(token.balanceOf(feeTo), 0);
+    }
+
+    function test_RevertWhen_CollectFeesWithNothingAccrued() public {
+        vm.expectRevert(PullLedger.NothingToWithdraw.selector);
+        escrow.collectFees(address(token));
+    }
+
+    /// @dev The pool grows by exactly `price * feeBps / 10_000` per completed bounty, whatever
+    ///      the fee, and `collectFees` moves all of it, once.
+    function testFuzz_FeePoolIsExact(uint128 price, uint16 fee, uint8 n) public {
+        fee = uint16(bound(fee, 0, escrow.MAX_FEE_BPS()));
+        price = uint128(bound(price, 1, AMOUNT));
+        n = uint8(bound(n, 1, 4));
+        vm.prank(owner);
+        escrow.setFee(fee, feeTo);
+        for (uint256 i; i < n; ++i) {
+            IBountyTypes.Bounty memory b = _terms(address(token), uint128(AMOUNT));
+            uint256 id = _submitted(b, price);
+            vm.prank(evaluator);
+            escrow.attest(id, b, 1, "");
+        }
+        uint256 expected = uint256(n) * (uint256(price) * fee / 10_000);
+        assertEq(escrow.accruedFees(address(token)), expected);
+        if (expected == 0) return;
+        assertEq(token.balanceOf(address(escrow)), expected);
+        assertEq(escrow.collectFees(address(token)), expected);
+        assertEq(token.balanceOf(feeTo), expected);
+        assertEq(token.balanceOf(address(escrow)), 0);
+        vm.expectRevert(PullLedger.NothingToWithdraw.selector);
+        escrow.collectFees(address(token));
     }
 
     function test_Reentrancy_RecipientCannotReenter() public {
@@ -2375,7 +2537,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
         uint256 toProvider = _bal(tkn, provider) - provBefore;
         uint256 toPoster = _bal(tkn, poster) - postBefore;
-        uint256 feeAccrued = escrow.withdrawable(tkn, feeTo);
+        uint256 feeAccrued = escrow.accruedFees(tkn);
         assertEq(toProvider + toPoster + feeAccrued, amount);
         assertEq(feeAccrued, uint256(price) * fee / 10_000);
         assertEq(toPoster, amount - price);
@@ -2415,7 +2577,7 @@ contract BountyEscrowTest is BountyEscrowFixture {
 
         uint256 toProvider = token.balanceOf(provider) - provBefore;
         uint256 toPoster = token.balanceOf(poster) - postBefore;
-        uint256 feeAccrued = escrow.withdrawable(address(token), feeTo);
+        uint256 feeAccrued = escrow.accruedFees(address(token));
         assertEq(toProvider + toPoster + feeAccrued, amount);
         assertEq(token.balanceOf(address(escrow)), feeAccrued);
         assertEq(address(escrow).balance, 0);
@@ -2451,8 +2613,8 @@ contract BountyEscrowTest is BountyEscrowFixture {
         vm.warp(b.deadline + 1);
         _pick(id, b, e, shares);
         uint256 paid = token.balanceOf(e[0]) + token.balanceOf(e[1]) + token.balanceOf(e[2]);
-        assertEq(paid + escrow.withdrawable(address(token), feeTo), amount);
-        assertEq(token.balanceOf(address(escrow)), escrow.withdrawable(address(token), feeTo));
+        assertEq(paid + escrow.accruedFees(address(token)), amount);
+        assertEq(token.balanceOf(address(escrow)), escrow.accruedFees(address(token)));
     }
 
     function testFuzz_SubmitRespectsDeadline(uint64 duration, uint64 elapsed) public {

@@ -315,6 +315,19 @@ pub fn terms_hash(record: &Bounty) -> B256 {
     keccak256(record.abi_encode())
 }
 
+/// `bid` as a call sends it for bounty `id` with the record as posted `posted`: `bountyId` and
+/// `termsHash` zero when they are the ones the escrow derives (it checks the signature over its
+/// own id and terms hash), which is 64 bytes of calldata less (about 770 gas). A bid signed for
+/// another bounty or other terms is sent as it is, so the escrow reports `BidMismatch`.
+pub fn compact_bid(bid: &Bid, id: U256, posted: &Bounty) -> Bid {
+    let mut sent = bid.clone();
+    if bid.bountyId == id && bid.termsHash == terms_hash(posted) {
+        sent.bountyId = U256::ZERO;
+        sent.termsHash = B256::ZERO;
+    }
+    sent
+}
+
 /// A bounty record in JSON (what the node and agents exchange; amounts as decimal strings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -595,7 +608,7 @@ impl ReefClient {
         let call = BountyEscrow::postFundAndAwardCall {
             salt,
             terms: terms.clone(),
-            bid: bid.clone(),
+            bid: compact_bid(&bid, bounty_id(self.address(), salt), &terms),
             bidSig: bid_sig,
         };
         let txs = self.send_paying("postFundAndAward", &terms, &call, approve).await?;
@@ -675,7 +688,7 @@ impl ReefClient {
         sig: Bytes,
     ) -> Result<(Bounty, TxOutcome)> {
         self.verify_bid(&bid, &sig)?;
-        let call = BountyEscrow::awardCall { id, b: b.clone(), bid: bid.clone(), sig };
+        let call = BountyEscrow::awardCall { id, b: b.clone(), bid: compact_bid(&bid, id, b), sig };
         let out = self.send_call("award", self.escrow_addr(), &call, U256::ZERO).await?;
         let mut nb = b.clone();
         nb.provider = bid.bidder;
@@ -832,6 +845,18 @@ impl ReefClient {
         self.send_call("resolve", self.escrow_addr(), &call, U256::ZERO).await
     }
 
+    /// Platform fees accrued in `token` since they were last collected.
+    pub async fn accrued_fees(&self, token: Address) -> Result<U256> {
+        self.view(self.escrow_addr(), BountyEscrow::accruedFeesCall { token }).await
+    }
+
+    /// Anyone: pays the platform fees accrued in `token` to the current fee recipient (pushed,
+    /// or credited to its pull-ledger entry if the push fails; see [`Self::withdraw`]).
+    pub async fn collect_fees(&self, token: Address) -> Result<TxOutcome> {
+        let call = BountyEscrow::collectFeesCall { token };
+        self.send_call("collectFees", self.escrow_addr(), &call, U256::ZERO).await
+    }
+
     /// Withdraws this account's pull-ledger balance of `token`.
     pub async fn withdraw(&self, token: Address) -> Result<TxOutcome> {
         self.send_call(
@@ -921,6 +946,27 @@ mod tests {
             block_timestamp: time,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_bid_leaves_out_only_the_fields_the_escrow_derives() {
+        let posted = Bounty { amount: 10, poster: Address::repeat_byte(1), ..Default::default() };
+        let id = U256::from(7);
+        let bid = Bid {
+            bountyId: id,
+            termsHash: terms_hash(&posted),
+            bidder: Address::repeat_byte(2),
+            amount: U256::from(5),
+            nonce: U256::from(3),
+            ..Default::default()
+        };
+        let sent = compact_bid(&bid, id, &posted);
+        assert_eq!((sent.bountyId, sent.termsHash), (U256::ZERO, B256::ZERO));
+        assert_eq!((sent.bidder, sent.amount, sent.nonce), (bid.bidder, bid.amount, bid.nonce));
+        // Signed for another bounty or other terms: sent as signed, so the escrow says why.
+        assert_eq!(compact_bid(&bid, U256::from(8), &posted), bid);
+        let other = Bounty { amount: 11, ..posted };
+        assert_eq!(compact_bid(&bid, id, &other), bid);
     }
 
     #[test]

@@ -40,6 +40,18 @@ async fn full_lifecycle_erc20_pays_provider_minus_fee() {
     assert_eq!(state.record.resultHash, rh);
     let names: Vec<_> = state.history.iter().map(|h| h.event.as_str()).collect();
     assert_eq!(names, ["BountyPosted", "BountyAwarded", "BountyAttested", "BountyCompleted"]);
+
+    // The fee waits in the token's pool until anyone collects it: it is paid to the fee
+    // recipient (the devnet deployer, here the poster).
+    let recipient = env.poster.address();
+    assert_eq!(env.stranger.accrued_fees(env.token).await.unwrap(), U256::from(fee));
+    assert_eq!(env.stranger.ledger_credit(env.token, recipient).await.unwrap(), U256::ZERO);
+    let before = env.bal(recipient).await;
+    env.stranger.collect_fees(env.token).await.unwrap();
+    assert_eq!(env.stranger.accrued_fees(env.token).await.unwrap(), U256::ZERO);
+    assert_eq!(env.bal(recipient).await, before + U256::from(fee));
+    let err = env.stranger.collect_fees(env.token).await.unwrap_err();
+    assert_eq!(err.revert_name().as_deref(), Some("NothingToWithdraw"), "{err}");
 }
 
 #[tokio::test]

@@ -257,6 +257,12 @@ fn escrow(e: Es) -> Option<F> {
         Es::PayoutDeferred(e) => {
             F { actor: Some(e.to), counterparty: Some(e.token), amount: Some(e.amount), ..f("PayoutDeferred") }
         }
+        Es::FeesCollected(e) => F {
+            actor: Some(e.recipient),
+            counterparty: Some(e.token),
+            amount: Some(e.amount),
+            ..f("FeesCollected")
+        },
         Es::Withdrawn(e) => F {
             actor: Some(e.account),
             counterparty: Some(e.token),

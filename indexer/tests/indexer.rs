@@ -164,6 +164,10 @@ async fn derived_state_confirmations_and_reputation() {
         .unwrap();
     let sybil_client = env.poster.with_signer(sybil).unwrap();
     env.completed_job_by(&sybil_client, ether("2")).await;
+    // The platform fees of the completed jobs wait in the token's pool until collected.
+    let fees = env.provider.accrued_fees(env.token).await.unwrap();
+    assert!(fees > U256::ZERO);
+    env.provider.collect_fees(env.token).await.unwrap();
 
     let db = TestDb::new(Backend::Sqlite).await;
     let store = db.store().await;
@@ -176,6 +180,10 @@ async fn derived_state_confirmations_and_reputation() {
     let statuses: Vec<&str> = bounties.iter().map(|b| b.status.as_str()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == "completed").count(), 2, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == "rejected").count(), 1, "{statuses:?}");
+    let collected = store.events_of_kind("FeesCollected", i64::MAX as u64).await.unwrap();
+    assert_eq!(collected.len(), 1);
+    assert_eq!(collected[0].amount.as_deref(), Some(fees.to_string().as_str()));
+    assert_eq!(collected[0].counterparty, Some(env.token));
     let stakes = store.stakes().await.unwrap();
     assert_eq!(stakes.len(), 1);
     assert_eq!(stakes[0].bonded, alloy::primitives::utils::parse_ether("0.5").unwrap());

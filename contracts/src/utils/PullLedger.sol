@@ -59,9 +59,27 @@ abstract contract PullLedger is ReentrancyGuardTransient {
         } else {
             if (msg.value != 0) revert InvalidValue();
             if (amount == 0) return;
-            uint256 before = IERC20(token).balanceOf(address(this));
+            uint256 before = _selfBalance(token);
             IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
-            if (IERC20(token).balanceOf(address(this)) - before != amount) revert FeeOnTransferToken();
+            if (_selfBalance(token) - before != amount) revert FeeOnTransferToken();
+        }
+    }
+
+    /// @dev `token.balanceOf(this)` without the high-level call's code-size check and ABI
+    ///      decoder, and reverting like them: with the token's revert data if the call fails,
+    ///      without data if it returns less than a word (which covers an address without code:
+    ///      such a call "succeeds" with no return data).
+    function _selfBalance(address token) private view returns (uint256 bal) {
+        assembly ("memory-safe") {
+            mstore(0x00, 0x70a08231) // balanceOf(address)
+            mstore(0x20, address())
+            if iszero(staticcall(gas(), token, 0x1c, 0x24, 0x00, 0x20)) {
+                let ptr := mload(0x40)
+                returndatacopy(ptr, 0, returndatasize())
+                revert(ptr, returndatasize())
+            }
+            if lt(returndatasize(), 0x20) { revert(0, 0) }
+            bal := mload(0x00)
         }
     }
 

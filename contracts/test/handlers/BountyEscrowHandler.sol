@@ -150,13 +150,15 @@ contract BountyEscrowHandler is Test {
         return escrow.statusOf(ids[i]);
     }
 
-    /// @dev What the escrow owes in `tkn` outside live bounties: ledger credits, plus the part
-    ///      of settled rewards held back for pledges on `tkn` and not redeemed yet.
+    /// @dev What the escrow owes in `tkn` outside live bounties: ledger credits, the uncollected
+    ///      fee pool, plus the part of settled rewards held back for pledges on `tkn` and not
+    ///      redeemed yet.
     function ledgerSum(address tkn) public view returns (uint256 sum) {
         for (uint256 a; a < N_ACTORS; ++a) {
             sum += escrow.withdrawable(tkn, actors[a]);
         }
         sum += escrow.withdrawable(tkn, feeTo);
+        sum += escrow.accruedFees(tkn);
         sum += heldSum(tkn);
     }
 
@@ -642,6 +644,25 @@ contract BountyEscrowHandler is Test {
         assertEq(out, credit * backed / pledged, "redeemed at the backing rate");
         redeemedCredit[pt] += credit;
         redeemedPaid[pt] += out;
+    }
+
+    /// @dev Pays one token's fee pool (ETH, the ERC-20 or a pledge token) to the fee recipient:
+    ///      exactly the pool leaves what the escrow owes, pushed or (a pledge token) credited to the
+    ///      recipient's ledger entry; nothing created or lost.
+    function collectFees(uint256 seed) external step("collectFees") {
+        uint256 k = seed % (pledgeTokens.length + 2);
+        address tkn = k == 0 ? address(0) : k == 1 ? address(token) : pledgeTokens[k - 2];
+        uint256 pool = escrow.accruedFees(tkn);
+        if (pool == 0) return;
+        uint256 bal = _escrowBal(tkn);
+        uint256 owed = ledgerSum(tkn);
+        assertEq(escrow.collectFees(tkn), pool, "collects the whole pool");
+        ++hits["collectFees"];
+        assertEq(escrow.accruedFees(tkn), 0, "pool emptied");
+        uint256 pushed = bal - _escrowBal(tkn);
+        assertEq(owed - ledgerSum(tkn), pushed, "what left the escrow is what it no longer owes");
+        if (k >= 2) assertEq(pushed, 0, "a pledge token is only ever credited");
+        else assertEq(pushed, pool, "pushed to the recipient");
     }
 
     function withdraw(uint256 actorSeed, bool eth) external step("withdraw") {
