@@ -316,9 +316,11 @@ mod tests {
     async fn an_index_opened_by_path_keeps_its_chains_confirmations() {
         let dir = std::env::temp_dir().join(format!("reef-idx-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cases = [(Some("84532:0x00000000000000000000000000000000000000aa"), Some(84532), 10),
+        let cases = [
+            (Some("84532:0x00000000000000000000000000000000000000aa"), Some(84532), 10),
             (Some("31337:0x00000000000000000000000000000000000000aa"), Some(31337), 0),
-            (None, None, 12)];
+            (None, None, 12),
+        ];
         for (i, (identity, chain, confirmations)) in cases.into_iter().enumerate() {
             let url = format!("sqlite:{}/idx{i}.db", dir.display());
             let store = Store::connect(&url).await.unwrap();

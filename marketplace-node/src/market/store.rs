@@ -802,13 +802,14 @@ impl MarketStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let list: Vec<(i64, &str)> = MIGRATIONS
-            .iter()
-            .copied()
-            .chain(MIGRATIONS_BY_BACKEND.iter().map(|&(v, sqlite, postgres)| {
-                (v, if self.postgres { postgres } else { sqlite })
-            }))
-            .collect();
+        let list: Vec<(i64, &str)> =
+            MIGRATIONS
+                .iter()
+                .copied()
+                .chain(MIGRATIONS_BY_BACKEND.iter().map(|&(v, sqlite, postgres)| {
+                    (v, if self.postgres { postgres } else { sqlite })
+                }))
+                .collect();
         let m = reef_indexer::migrate::Migrations {
             table: "market_migrations",
             applied_at: false,
@@ -1066,8 +1067,8 @@ impl MarketStore {
             .fetch_all(&self.pool)
             .await?;
         let moved = rows.len() == 1;
-        let line = moved
-            .then(|| serde_json::json!({ "at_ms": at, "event": to.as_str(), "detail": note }));
+        let line =
+            moved.then(|| serde_json::json!({ "at_ms": at, "event": to.as_str(), "detail": note }));
         log.done(line, !moved);
         if moved && to == Phase::Settled {
             crate::metrics::inc(&crate::metrics::METRICS.settlements);
@@ -1196,12 +1197,7 @@ impl MarketStore {
 
     /// Records the call for proposals' group and, for a sealed window, when it closes
     /// (`close_ms`, unix ms; only while the bounty is still bidding), in one statement.
-    pub async fn set_announced(
-        &self,
-        id: &str,
-        group: &str,
-        close_ms: Option<u64>,
-    ) -> Result<()> {
+    pub async fn set_announced(&self, id: &str, group: &str, close_ms: Option<u64>) -> Result<()> {
         let Some(close_ms) = close_ms else { return self.set_field(id, "cfp_group", group).await };
         let update = sqlx::query("UPDATE market_bounties SET cfp_group = $1, bid_close_at = $2, bid_close_ms = $3, updated_at = $4 WHERE id = $5 AND state = 'bidding' RETURNING *")
             .bind(group.to_string())
