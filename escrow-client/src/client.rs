@@ -75,8 +75,8 @@ pub struct ClientOptions {
     pub fees: FeePolicy,
     /// Send with `eth_sendRawTransactionSync` (EIP-7966) where the RPC serves it: the answer
     /// is the receipt, so no receipt is polled for (an RPC without it is asked once, then sent
-    /// to the usual way). The client waits at most [`ClientOptions::fees`]'s `replace_after`
-    /// (and 30 s) for that answer, then polls and replaces as usual. Turn it off for a test
+    /// to the usual way). The client waits for that answer at most [`Self::tx_timeout`],
+    /// [`Self::fees`]'s `replace_after` and 30 s, then polls and replaces as usual. Turn it off for a test
     /// that rewinds anvil (`evm_revert`) right after a send: anvil answers before it has pruned
     /// its pool, and the rewound chain then mines the transaction again.
     pub sync_send: bool,
