@@ -242,22 +242,13 @@ async fn run(index: &IndexArgs, a: RunArgs) -> eyre::Result<()> {
 }
 
 async fn status(index: &IndexArgs, a: StatusArgs) -> eyre::Result<()> {
+    // `open` names the chain: the RPC's, or with `--db` the one the index was built from.
     let (store, chain) = index.open().await?;
+    let chain_id = chain.ok_or_else(|| eyre!("the database has never been indexed"))?;
     let next = store.next_block().await?;
-    let head = match chain {
-        Some(_) => RpcSource::new(&index.rpc_url)?.head().await.ok(),
-        None => match RpcSource::new(&index.rpc_url) {
-            Ok(src) => src.head().await.ok(),
-            Err(_) => None,
-        },
-    };
-    let chain_id = match chain {
-        Some(c) => c,
-        None => store
-            .meta("identity")
-            .await?
-            .and_then(|s| s.split(':').next().and_then(|c| c.parse().ok()))
-            .ok_or_else(|| eyre!("the database has never been indexed"))?,
+    let head = match RpcSource::new(&index.rpc_url) {
+        Ok(src) => src.head().await.ok(),
+        Err(_) => None,
     };
     let confirmations = index.confirmations(chain_id);
     let confirmed = reef_indexer::indexer::confirmed_tip(&store, confirmations).await?;

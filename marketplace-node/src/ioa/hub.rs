@@ -601,13 +601,19 @@ mod tests {
     use super::*;
     use crate::ioa::store::NewMessage;
 
+    /// A store on a fresh SQLite file in its own temporary directory (removed by the test).
+    async fn temp_store() -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        (dir, store)
+    }
+
     /// Observers (the marketplace's work loop) hear of every published message's group, also
     /// for groups nobody is subscribed to; nothing is queued while nobody listens.
     #[tokio::test(flavor = "multi_thread")]
     async fn activity_names_the_group_of_every_published_message() {
-        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let (dir, store) = temp_store().await;
         let hub = Hub::new(store);
         hub.publish("g_before", 1, Utf8Bytes::from_static("{}"), None);
         let mut seen = hub.activity();
@@ -627,9 +633,7 @@ mod tests {
     /// the hub made live. The published frame must not be dropped.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_frame_published_while_the_hub_is_set_up_reaches_the_new_subscriber() {
-        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let (dir, store) = temp_store().await;
         let hub = Hub::new(store.clone());
         let (creator, member) = (Address::repeat_byte(1), Address::repeat_byte(2));
         store.create_group("g_race", "race", &creator, &[member], None).await.unwrap();
@@ -667,9 +671,7 @@ mod tests {
     /// a member whose group hub is gone is told to join instead.
     #[tokio::test(flavor = "multi_thread")]
     async fn an_invitation_to_a_new_group_joins_the_connection() {
-        let dir = std::env::temp_dir().join(format!("reef-hub-{}", rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/hub.db", dir.display())).await.unwrap();
+        let (dir, store) = temp_store().await;
         let hub = Hub::new(store.clone());
         let (creator, member) = (Address::repeat_byte(1), Address::repeat_byte(2));
         let (tx, mut rx) = mpsc::channel(8);
