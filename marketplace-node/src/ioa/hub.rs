@@ -599,7 +599,7 @@ fn deliver(st: &mut GroupState, seq: u64, frame: &Utf8Bytes) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ioa::store::NewMessage;
+    use crate::ioa::store::{FrameTemplate, NewMessage};
 
     /// A store on a fresh SQLite file in its own temporary directory (removed by the test).
     async fn temp_store() -> (std::path::PathBuf, Store) {
@@ -646,8 +646,10 @@ mod tests {
 
         // The first message is stored and published before the hub is live.
         let msg = NewMessage { group_id: "g_race", msg_id: "m1", sender: &creator };
-        let appended =
-            store.append_batch(&[msg], |_, seq| format!("{{\"seq\":{seq}}}")).await.unwrap();
+        let appended = store
+            .append_batch(&[msg], |_| FrameTemplate { head: "{\"seq\":".into(), tail: "}".into() })
+            .await
+            .unwrap();
         let a = appended[0].clone().unwrap();
         assert_eq!(a.seq, 1);
         hub.publish("g_race", a.seq, Utf8Bytes::from(a.frame.clone()), Some(creator));

@@ -17,6 +17,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_retention.sql")),
 ];
 
+/// Migrations written once per database (triggers differ between SQLite and Postgres), after
+/// [`MIGRATIONS`]: `(version, SQLite, Postgres)`.
+const MIGRATIONS_BY_BACKEND: &[(i64, &str, &str)] = &[(
+    5,
+    include_str!("migrations/0005_last_seq_trigger.sqlite.sql"),
+    include_str!("migrations/0005_last_seq_trigger.postgres.sql"),
+)];
+
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -50,9 +58,6 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
     s
 }
 
-/// Rows per multi-row INSERT, largest first.
-const INSERT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
-
 /// `items` padded to a power-of-two length by repeating the last one (harmless in `IN` lists
 /// and `CASE`), so that few distinct statements are prepared and cached.
 fn padded<T: Copy>(items: &[T]) -> Vec<T> {
@@ -61,16 +66,6 @@ fn padded<T: Copy>(items: &[T]) -> Vec<T> {
         v.resize(items.len().next_power_of_two(), last);
     }
     v
-}
-
-/// `(a = $1 AND b = $2) OR (a = $3 AND b = $4) OR …` (`n` pairs). An OR chain rather than
-/// `(a, b) IN (VALUES …)`, which SQLite answers with a full table scan; this form uses the
-/// `(a, b)` index on both databases.
-fn pair_match(a: &str, b: &str, n: usize) -> String {
-    (0..n)
-        .map(|k| format!("({a} = ${} AND {b} = ${})", 2 * k + 1, 2 * k + 2))
-        .collect::<Vec<_>>()
-        .join(" OR ")
 }
 
 /// One message of a batch given to [`Store::append_batch`].
@@ -82,6 +77,16 @@ pub struct NewMessage<'a> {
     pub msg_id: &'a str,
     /// Authenticated sender.
     pub sender: &'a Address,
+}
+
+/// A message's stored frame around its seq (`head ‖ seq ‖ tail`): the seq is only known
+/// inside [`Store::append_batch`]'s statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameTemplate {
+    /// The frame's text before the seq's digits.
+    pub head: String,
+    /// The frame's text after them.
+    pub tail: String,
 }
 
 /// Outcome of [`Store::add_member_capped`].
@@ -190,11 +195,19 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
+        let list: Vec<(i64, &str)> =
+            MIGRATIONS
+                .iter()
+                .copied()
+                .chain(MIGRATIONS_BY_BACKEND.iter().map(|&(v, sqlite, postgres)| {
+                    (v, if self.postgres { postgres } else { sqlite })
+                }))
+                .collect();
         let m = reef_indexer::migrate::Migrations {
             table: "ioa_migrations",
             applied_at: true,
             lock_key: 7262331,
-            list: MIGRATIONS,
+            list: &list,
         };
         reef_indexer::migrate::run(&self.pool, self.postgres, m).await.map_err(Into::into)
     }
@@ -619,222 +632,164 @@ impl Store {
             .map(|s| s.max(0) as u64))
     }
 
-    /// Group commit: append a batch of messages in ONE transaction and return, per input (same
+    /// Group commit: append a batch of messages in ONE statement and return, per input (same
     /// order), `None` when the sender is not a member (or the group does not exist), else the
     /// stored message.
     ///
-    /// A constant number of statements per batch (not per group or message): lock the
-    /// counter rows of every group of the batch (Postgres: `SELECT … ORDER BY group_id FOR
-    /// UPDATE`, so concurrent nodes lock in one global order and cannot deadlock; SQLite: an
-    /// `UPDATE … RETURNING`, which takes the write lock up front), read membership and already
-    /// stored `msg_id`s, give every new message the next seq of its group in arrival order,
-    /// insert the rows and write the counters — all in the same transaction, so no two nodes
-    /// ever assign the same seq. Idempotent on `(group_id, msg_id)`, including repeats inside
-    /// the batch: a repeat gets the first message's seq and frame with `duplicate`.
+    /// The statement reads each group's counter, keeps the messages whose sender is a member
+    /// and whose `msg_id` is not stored yet, numbers them per group in arrival order
+    /// (`last_seq + row_number()`), inserts them with their frames, and a trigger on
+    /// `ioa_messages` (migration 5) moves each group's counter to its last new seq. One
+    /// statement is one transaction, on both databases, so no two writers ever assign the same
+    /// seq: SQLite takes its write lock when a writing statement starts, and on Postgres the
+    /// counter rows are read `FOR UPDATE`, sorted by group id, so concurrent nodes lock in one
+    /// global order and cannot deadlock. A node whose sends waited on that lock reads the
+    /// counters its predecessor committed.
     ///
-    /// Already stored `msg_id`s are found optimistically: the rows are inserted with
-    /// `ON CONFLICT (group_id, msg_id) DO NOTHING`, and only if one of them was skipped (a
-    /// client re-sending an old message — rare) is the transaction rolled back and the batch
-    /// redone with an explicit lookup of stored ids first. Repeats inside the batch are
-    /// resolved in memory.
+    /// Idempotent on `(group_id, msg_id)`, including repeats inside the batch: a repeat gets
+    /// the first message's seq and frame with `duplicate`. Inputs the statement did not store
+    /// (rare: a re-sent message, or a stranger's send) are looked up afterwards, a stored
+    /// message only on behalf of a member of its group.
     ///
-    /// `make_frame(index, seq)` builds the stored frame text of `batch[index]`.
+    /// `make_frame(index)` builds the stored frame of `batch[index]` around its seq, which only
+    /// the statement knows: the frame is `head ‖ seq ‖ tail`.
     pub async fn append_batch(
         &self,
         batch: &[NewMessage<'_>],
-        mut make_frame: impl FnMut(usize, u64) -> String,
+        mut make_frame: impl FnMut(usize) -> FrameTemplate,
     ) -> Result<Vec<Option<Appended>>> {
-        if let Some(out) = self.try_append(batch, &mut make_frame, false).await? {
+        use std::collections::HashMap;
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        if batch.is_empty() {
             return Ok(out);
         }
-        self.try_append(batch, &mut make_frame, true)
-            .await?
-            .ok_or_else(|| Error::Internal("duplicate msg_id not found by lookup".into()))
-    }
-
-    /// One attempt of [`Store::append_batch`]; `Ok(None)`: an insert hit an already stored
-    /// `msg_id` that was not looked up (the transaction was rolled back).
-    async fn try_append(
-        &self,
-        batch: &[NewMessage<'_>],
-        make_frame: &mut impl FnMut(usize, u64) -> String,
-        lookup: bool,
-    ) -> Result<Option<Vec<Option<Appended>>>> {
-        use std::collections::{HashMap, HashSet};
-        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         let senders: Vec<String> = batch.iter().map(|m| addr_key(m.sender)).collect();
-        let mut gids: Vec<&str> = batch.iter().map(|m| m.group_id).collect();
-        gids.sort_unstable();
-        gids.dedup();
-        crate::metrics::transaction_begun();
-        let mut tx = self.pool.begin().await?;
-
-        // 1. Lock the counters (sorted chunks, sorted inside each chunk: one global order).
-        let mut next: HashMap<&str, u64> = HashMap::with_capacity(gids.len());
-        for chunk in gids.chunks(CHUNK) {
-            let chunk = padded(chunk);
-            let sql = if self.postgres {
-                format!(
-                    "SELECT group_id, last_seq FROM ioa_groups WHERE group_id IN ({}) \
-                     ORDER BY group_id COLLATE \"C\" FOR UPDATE",
-                    placeholders(1, chunk.len())
-                )
-            } else {
-                format!(
-                    "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id IN ({}) RETURNING group_id, last_seq",
-                    placeholders(1, chunk.len())
-                )
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for g in &chunk {
-                q = q.bind((*g).to_owned());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                let g: String = r.try_get("group_id")?;
-                if let Some(k) = chunk.iter().find(|k| **k == g) {
-                    next.insert(k, r.try_get::<i64, _>("last_seq")?.max(0) as u64);
+        // The first input of every (group, msg_id, sender); a repeat points at it. The same id
+        // from two members of a group in one batch fails the statement (unique key), and the
+        // writer then retries its sends one by one: the second becomes a duplicate.
+        let mut first: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(batch.len());
+        let mut repeat_of: Vec<Option<usize>> = vec![None; batch.len()];
+        let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            match first.entry((m.group_id, m.msg_id, senders[i].as_str())) {
+                std::collections::hash_map::Entry::Occupied(e) => repeat_of[i] = Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                    fresh.push(i);
                 }
             }
         }
-
-        // 2. Membership of (group, sender) pairs of existing groups.
-        let mut pairs: Vec<(&str, &str)> = batch
-            .iter()
-            .zip(&senders)
-            .filter(|(m, _)| next.contains_key(m.group_id))
-            .map(|(m, s)| (m.group_id, s.as_str()))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut members: HashSet<(String, String)> = HashSet::with_capacity(pairs.len());
-        for chunk in pairs.chunks(CHUNK) {
-            let chunk = padded(chunk);
-            let sql = format!(
-                "SELECT group_id, address FROM ioa_members WHERE {}",
-                pair_match("group_id", "address", chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (g, a) in &chunk {
-                q = q.bind((*g).to_owned()).bind((*a).to_owned());
+        // Rows padded to a power of two with rows of no group (they match nothing), so that
+        // few distinct statements are prepared and cached.
+        let rows = fresh.len().next_power_of_two();
+        let mut values = String::with_capacity(rows * 40);
+        for k in 0..rows {
+            if k > 0 {
+                values.push_str(", ");
             }
-            for r in q.fetch_all(&mut *tx).await? {
-                members.insert((r.try_get("group_id")?, r.try_get("address")?));
+            values.push('(');
+            values.push_str(&placeholders(k * 6 + 2, 6));
+            values.push(')');
+        }
+        let lock = if self.postgres { " ORDER BY group_id COLLATE \"C\" FOR UPDATE" } else { "" };
+        let sql = format!(
+            "WITH v (i, group_id, msg_id, sender, head, tail) AS (VALUES {values}), \
+             g AS (SELECT group_id, last_seq FROM ioa_groups \
+                   WHERE group_id IN (SELECT group_id FROM v){lock}), \
+             ok AS MATERIALIZED (SELECT v.group_id, v.msg_id, v.sender, v.head, v.tail, \
+                   g.last_seq + row_number() OVER (PARTITION BY v.group_id ORDER BY v.i) AS seq \
+                   FROM v JOIN g ON g.group_id = v.group_id \
+                   WHERE EXISTS (SELECT 1 FROM ioa_members mb \
+                                 WHERE mb.group_id = v.group_id AND mb.address = v.sender) \
+                   AND NOT EXISTS (SELECT 1 FROM ioa_messages x \
+                                   WHERE x.group_id = v.group_id AND x.msg_id = v.msg_id)) \
+             INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) \
+             SELECT group_id, seq, msg_id, sender, head || CAST(seq AS TEXT) || tail, $1 \
+             FROM ok RETURNING group_id, msg_id, sender, seq, frame"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms() as i64);
+        for k in 0..rows {
+            match fresh.get(k) {
+                Some(&i) => {
+                    let FrameTemplate { head, tail } = make_frame(i);
+                    q = q
+                        .bind(i as i64)
+                        .bind(batch[i].group_id.to_owned())
+                        .bind(batch[i].msg_id.to_owned())
+                        .bind(senders[i].clone())
+                        .bind(head)
+                        .bind(tail);
+                }
+                None => {
+                    q = q
+                        .bind(k as i64 + batch.len() as i64)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>);
+                }
             }
         }
-        let allowed: Vec<usize> = (0..batch.len())
-            .filter(|&i| members.contains(&(batch[i].group_id.to_owned(), senders[i].clone())))
-            .collect();
+        for r in q.fetch_all(&self.pool).await? {
+            let key: (String, String, String) =
+                (r.try_get("group_id")?, r.try_get("msg_id")?, r.try_get("sender")?);
+            let Some(&i) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) else {
+                return Err(Error::Internal(format!("stored an unknown message {key:?}")));
+            };
+            out[i] = Some(Appended {
+                seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                frame: r.try_get("frame")?,
+                duplicate: false,
+            });
+        }
 
-        // 3. Already stored msg_ids, on the second attempt only (the counter row locks order
-        //    us after any other writer of these groups).
-        let mut keys: Vec<(&str, &str)> = if lookup {
-            allowed.iter().map(|&i| (batch[i].group_id, batch[i].msg_id)).collect()
-        } else {
-            Vec::new()
-        };
-        keys.sort_unstable();
-        keys.dedup();
-        let mut known: HashMap<(String, String), Appended> = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
+        // Inputs not stored now: already stored before (a duplicate, told only to a member of
+        // its group), or not allowed (`None`).
+        let missing: Vec<usize> = fresh.iter().copied().filter(|&i| out[i].is_none()).collect();
+        for chunk in missing.chunks(CHUNK) {
             let chunk = padded(chunk);
+            let cond = (0..chunk.len())
+                .map(|k| {
+                    format!(
+                        "(x.group_id = ${} AND x.msg_id = ${} AND mb.address = ${})",
+                        3 * k + 1,
+                        3 * k + 2,
+                        3 * k + 3
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
             let sql = format!(
-                "SELECT group_id, msg_id, seq, frame FROM ioa_messages WHERE {}",
-                pair_match("group_id", "msg_id", chunk.len())
+                "SELECT x.group_id, x.msg_id, mb.address AS sender, x.seq, x.frame \
+                 FROM ioa_messages x JOIN ioa_members mb ON mb.group_id = x.group_id WHERE {cond}"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (g, m) in &chunk {
-                q = q.bind((*g).to_owned()).bind((*m).to_owned());
+            for &i in &chunk {
+                q = q
+                    .bind(batch[i].group_id.to_owned())
+                    .bind(batch[i].msg_id.to_owned())
+                    .bind(senders[i].clone());
             }
-            for r in q.fetch_all(&mut *tx).await? {
-                known.insert(
-                    (r.try_get("group_id")?, r.try_get("msg_id")?),
-                    Appended {
+            for r in q.fetch_all(&self.pool).await? {
+                let key: (String, String, String) =
+                    (r.try_get("group_id")?, r.try_get("msg_id")?, r.try_get("sender")?);
+                if let Some(&i) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) {
+                    out[i] = Some(Appended {
                         seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
                         frame: r.try_get("frame")?,
                         duplicate: true,
-                    },
-                );
+                    });
+                }
             }
         }
-
-        // 4. Seqs in arrival order, per group.
-        let mut fresh: Vec<usize> = Vec::new();
-        for &i in &allowed {
-            let m = batch[i];
-            let key = (m.group_id.to_owned(), m.msg_id.to_owned());
-            if let Some(prev) = known.get(&key) {
-                out[i] = Some(prev.clone());
-                continue;
-            }
-            let Some(seq) = next.get_mut(m.group_id) else { continue };
-            *seq += 1;
-            let a = Appended { seq: *seq, frame: make_frame(i, *seq), duplicate: false };
-            known.insert(key, Appended { duplicate: true, ..a.clone() });
-            out[i] = Some(a);
-            fresh.push(i);
-        }
-        if !fresh.is_empty() {
-            let stored_at = now_ms() as i64;
-            // 5. Insert (multi-row statements of power-of-two sizes: few distinct statements).
-            let mut rest = &fresh[..];
-            while !rest.is_empty() {
-                let take = INSERT_ROWS.iter().copied().find(|&k| k <= rest.len()).unwrap_or(1);
-                let (chunk, tail) = rest.split_at(take);
-                rest = tail;
-                let mut sql = String::from(
-                    "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) VALUES ",
-                );
-                let rows = chunk.len() as u64;
-                for k in 0..chunk.len() {
-                    if k > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push('(');
-                    sql.push_str(&placeholders(k * 5 + 2, 5));
-                    sql.push_str(", $1)");
-                }
-                sql.push_str(" ON CONFLICT (group_id, msg_id) DO NOTHING");
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored_at);
-                for &i in chunk {
-                    let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
-                    q = q
-                        .bind(batch[i].group_id.to_owned())
-                        .bind(a.seq as i64)
-                        .bind(batch[i].msg_id.to_owned())
-                        .bind(senders[i].clone())
-                        .bind(a.frame.clone());
-                }
-                if q.execute(&mut *tx).await?.rows_affected() != rows {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-            }
-            // 6. Counters of the groups that got messages.
-            let mut touched: Vec<&str> = fresh.iter().map(|&i| batch[i].group_id).collect();
-            touched.sort_unstable();
-            touched.dedup();
-            for chunk in touched.chunks(CHUNK) {
-                let chunk = padded(chunk);
-                let mut sql = String::from("UPDATE ioa_groups SET last_seq = CASE group_id");
-                for k in 0..chunk.len() {
-                    sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * k + 1, 2 * k + 2));
-                }
-                sql.push_str(" ELSE last_seq END WHERE group_id IN (");
-                sql.push_str(&placeholders(2 * chunk.len() + 1, chunk.len()));
-                sql.push(')');
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for g in &chunk {
-                    let seq = next.get(g).copied().unwrap_or(0);
-                    q = q.bind((*g).to_owned()).bind(seq as i64);
-                }
-                for g in &chunk {
-                    q = q.bind((*g).to_owned());
-                }
-                q.execute(&mut *tx).await?;
+        // Repeats inside the batch (same group, id and sender): the first one's outcome.
+        for i in 0..batch.len() {
+            if let Some(f) = repeat_of[i] {
+                out[i] = out[f].clone().map(|a| Appended { duplicate: true, ..a });
             }
         }
-        tx.commit().await?;
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Set (or, with `None`, clear) the retention of `group_id`; only its creator may.
@@ -1016,7 +971,12 @@ mod tests {
             .iter()
             .map(|id| NewMessage { group_id: "g_j", msg_id: id, sender: &creator })
             .collect();
-        s.append_batch(&batch, |i, seq| format!("frame {i} at {seq}")).await.unwrap();
+        s.append_batch(&batch, |i| FrameTemplate {
+            head: format!("frame {i} at "),
+            tail: String::new(),
+        })
+        .await
+        .unwrap();
         let (last, page) = s.join("g_j", &member, 2, 2).await.unwrap().unwrap();
         assert_eq!(last, 5);
         assert_eq!(page, vec![(3, "frame 2 at 3".to_string()), (4, "frame 3 at 4".to_string())]);
@@ -1030,6 +990,141 @@ mod tests {
         assert_eq!(s.join("g_j", &member, 5, 100).await.unwrap(), Some((5, Vec::new())));
         assert_eq!(s.join("g_j", &Address::repeat_byte(0x77), 0, 100).await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn at(i: usize) -> FrameTemplate {
+        FrameTemplate { head: format!("{{\"n\":{i},\"seq\":"), tail: "}".into() }
+    }
+
+    /// A batch in one statement: per-group seqs in arrival order, members only, repeats and
+    /// re-sends as duplicates (told to members only), counters moved by the trigger; and
+    /// concurrent writers (two handles) never share a seq.
+    async fn check_append(s: &Store, other: &Store) {
+        let (a, b, c) =
+            (Address::repeat_byte(0xa), Address::repeat_byte(0xb), Address::repeat_byte(0xc));
+        s.create_group("g1", "one", &a, &[b], None).await.unwrap();
+        s.create_group("g2", "two", &a, &[], None).await.unwrap();
+        let m = |group_id, msg_id, sender| NewMessage { group_id, msg_id, sender };
+        let batch = [
+            m("g1", "m1", &a),
+            m("g1", "m2", &b),
+            m("g1", "m3", &c),
+            m("g2", "m1", &a),
+            m("g1", "m1", &a),
+            m("g_none", "m9", &a),
+            m("g1", "m4", &b),
+        ];
+        let out = s.append_batch(&batch, at).await.unwrap();
+        let seqs: Vec<Option<(u64, bool)>> =
+            out.iter().map(|o| o.as_ref().map(|a| (a.seq, a.duplicate))).collect();
+        assert_eq!(
+            seqs,
+            vec![
+                Some((1, false)),
+                Some((2, false)),
+                None,
+                Some((1, false)),
+                Some((1, true)),
+                None,
+                Some((3, false))
+            ]
+        );
+        assert_eq!(out[0].as_ref().unwrap().frame, "{\"n\":0,\"seq\":1}");
+        assert_eq!(
+            out[4].as_ref().unwrap().frame,
+            "{\"n\":0,\"seq\":1}",
+            "a repeat gets the first frame"
+        );
+        assert_eq!(out[6].as_ref().unwrap().frame, "{\"n\":6,\"seq\":3}");
+        assert_eq!(s.last_seq("g1").await.unwrap(), Some(3));
+        assert_eq!(s.last_seq("g2").await.unwrap(), Some(1));
+        assert_eq!(s.frames("g1", 0, 3, 10).await.unwrap().len(), 3);
+
+        // Re-sends: a member's is a duplicate with the stored frame; a stranger re-using a
+        // stored id learns nothing; new messages continue the sequence.
+        let out = s
+            .append_batch(&[m("g1", "m2", &b), m("g1", "m1", &c), m("g1", "m5", &a)], at)
+            .await
+            .unwrap();
+        assert_eq!(
+            out[0].as_ref().map(|x| (x.seq, x.duplicate, x.frame.as_str())),
+            Some((2, true, "{\"n\":1,\"seq\":2}"))
+        );
+        assert!(out[1].is_none(), "{:?}", out[1]);
+        assert_eq!(out[2].as_ref().map(|x| (x.seq, x.duplicate)), Some((4, false)));
+        // A member re-sending another member's id is told it is stored (the id is the group's).
+        let out = s.append_batch(&[m("g1", "m1", &b)], at).await.unwrap();
+        assert_eq!(out[0].as_ref().map(|x| (x.seq, x.duplicate)), Some((1, true)));
+
+        // One id from two members in one batch fails the statement and stores nothing; sent
+        // one by one (as the writer retries), the second is a duplicate.
+        let twice = [m("g1", "m6", &a), m("g1", "m6", &b)];
+        assert!(s.append_batch(&twice, at).await.is_err());
+        assert_eq!(s.last_seq("g1").await.unwrap(), Some(4));
+        let first = s.append_batch(&twice[..1], at).await.unwrap();
+        let second = s.append_batch(&twice[1..], at).await.unwrap();
+        assert_eq!(first[0].as_ref().map(|x| (x.seq, x.duplicate)), Some((5, false)));
+        assert_eq!(second[0].as_ref().map(|x| (x.seq, x.duplicate)), Some((5, true)));
+
+        // Two writers on one database: every message gets its own seq, no gap.
+        let ids: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
+        let write = |st: Store, half: usize| {
+            let ids = ids.clone();
+            async move {
+                for chunk in ids[half * 60..half * 60 + 60].chunks(5) {
+                    let batch: Vec<NewMessage<'_>> = chunk
+                        .iter()
+                        .map(|id| NewMessage { group_id: "g2", msg_id: id, sender: &a })
+                        .collect();
+                    st.append_batch(&batch, at).await.unwrap();
+                }
+            }
+        };
+        futures::future::join(write(s.clone(), 0), write(other.clone(), 1)).await;
+        let mut seqs: Vec<u64> =
+            s.frames("g2", 0, 200, 500).await.unwrap().into_iter().map(|(q, _)| q).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=121).collect::<Vec<u64>>());
+        assert_eq!(s.last_seq("g2").await.unwrap(), Some(121));
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_appended_in_one_statement() {
+        let (s, dir) = store().await;
+        let other = Store::connect(&format!("sqlite://{}/ioa.db", dir.display())).await.unwrap();
+        check_append(&s, &other).await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_appended_in_one_statement_on_postgres() {
+        let (s, admin, name) = postgres_store("reef_ioa_append").await;
+        let other =
+            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        check_append(&s, &other).await;
+        other.pool.close().await;
+        drop_postgres(s, admin, &name).await;
+    }
+
+    /// A store on a fresh Postgres database (127.0.0.1:5432) named after `prefix`; the admin
+    /// pool and the name drop it afterwards ([`drop_postgres`]).
+    async fn postgres_store(prefix: &str) -> (Store, sqlx::AnyPool, String) {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("Postgres on 127.0.0.1:5432");
+        let name = format!("{prefix}_{}", rand::random::<u32>());
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+        let s =
+            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        (s, admin, name)
+    }
+
+    async fn drop_postgres(s: Store, admin: sqlx::AnyPool, name: &str) {
+        s.pool.close().await;
+        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
     }
 
     /// Invitations under a cap: concurrent adds never push a group past it, the creator is
@@ -1085,19 +1180,9 @@ mod tests {
     /// adds run on several connections at once.
     #[tokio::test]
     async fn capped_invitations_never_pass_the_cap_on_postgres() {
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("Postgres on 127.0.0.1:5432");
-        let name = format!("reef_ioa_cap_{}", rand::random::<u32>());
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
-        let s =
-            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        let (s, admin, name) = postgres_store("reef_ioa_cap").await;
         check_capped(&s).await;
-        s.pool.close().await;
-        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
-        sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+        drop_postgres(s, admin, &name).await;
     }
 
     /// Every node on one database reads the same mesh id (the first one written); another

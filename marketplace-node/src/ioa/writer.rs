@@ -15,7 +15,7 @@ use super::encode;
 use super::error::{Error, Result};
 use super::hub::{ConnHandle, Hub};
 use super::mesh::Mesh;
-use super::store::{Appended, NewMessage, Store};
+use super::store::{Appended, FrameTemplate, NewMessage, Store};
 
 /// Largest batch (one transaction).
 pub const MAX_BATCH: usize = 1024;
@@ -160,28 +160,51 @@ async fn commit(store: &Store, batch: &[Job]) -> Result<Vec<Option<Appended>>> {
         .iter()
         .map(|j| NewMessage { group_id: &j.msg.group_id, msg_id: &j.msg.msg_id, sender: &j.caller })
         .collect();
-    let out = store.append_batch(&items, |i, seq| frame(&batch[i], seq)).await?;
+    let out = store.append_batch(&items, |i| frame(&batch[i])).await?;
     if out.len() != batch.len() {
         return Err(Error::Internal("batch result length mismatch".into()));
     }
     Ok(out)
 }
 
-/// The stored `message` frame of a job (serialized once; shared by every recipient).
-fn frame(job: &Job, seq: u64) -> String {
+/// The stored `message` frame of a job (serialized once; shared by every recipient), around
+/// its seq: the frame is serialized with a placeholder seq and cut at its digits.
+fn frame(job: &Job) -> FrameTemplate {
     let m = &job.msg;
     let env = reef_wire::Envelope {
         group_id: m.group_id.clone(),
         sender_id: job.caller,
         state: m.state.clone(),
         msg_id: m.msg_id.clone(),
-        seq,
+        seq: SEQ_PLACEHOLDER,
         ts: job.ts,
         task_desc: m.task_desc.clone(),
         body: m.body.clone(),
         extra: m.extra.clone(),
     };
-    serde_json::to_string(&ServerFrame::Message(env)).unwrap_or_default()
+    split_at_seq(serde_json::to_string(&ServerFrame::Message(env)).unwrap_or_default())
+}
+
+/// The seq a frame is serialized with before it is cut ([`split_at_seq`]).
+const SEQ_PLACEHOLDER: u64 = u64::MAX;
+
+/// `text` cut around the placeholder seq. The envelope's `seq` member comes before its body
+/// and extra members, and a quote inside a JSON string is escaped, so the first
+/// `"seq":<placeholder>` is the member itself.
+fn split_at_seq(text: String) -> FrameTemplate {
+    let needle = format!("\"seq\":{SEQ_PLACEHOLDER}");
+    match text.find(&needle) {
+        Some(at) => {
+            let digits = at + needle.len() - SEQ_PLACEHOLDER.to_string().len();
+            FrameTemplate {
+                tail: text[at + needle.len()..].to_owned(),
+                head: text[..digits].to_owned(),
+            }
+        }
+        // Not reachable for a serialized envelope; an empty frame is what a failed
+        // serialization stored before.
+        None => FrameTemplate { head: String::new(), tail: String::new() },
+    }
 }
 
 /// Fan out the new messages in (group, seq) order, then ack every sender.
@@ -242,6 +265,46 @@ async fn finish(
                 };
                 conn.push(encode(&frame));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored frame is exactly the envelope serialized with its seq, whatever the message
+    /// carries (a body or extra member that spells the placeholder, quotes, a large seq).
+    #[test]
+    fn a_frame_cut_at_its_seq_is_the_envelope_with_that_seq() {
+        let placeholder = format!("\"seq\":{SEQ_PLACEHOLDER}");
+        let msg: SendMessage = serde_json::from_value(serde_json::json!({
+            "group_id": "g",
+            "msg_id": format!("m {placeholder}"),
+            "state": "discussion",
+            "body": { "seq": SEQ_PLACEHOLDER, "text": placeholder },
+            "note": placeholder,
+        }))
+        .unwrap();
+        let (tx, _rx) = oneshot::channel();
+        let job = Job { caller: Address::repeat_byte(7), msg, ts: 42, reply: ReplyTo::Wait(tx) };
+        let t = frame(&job);
+        for seq in [1u64, 9, 10, 123_456_789, SEQ_PLACEHOLDER - 1] {
+            let stored = format!("{}{seq}{}", t.head, t.tail);
+            let mut env = match serde_json::from_str::<ServerFrame>(&stored).unwrap() {
+                ServerFrame::Message(env) => env,
+                other => panic!("not a message: {other:?}"),
+            };
+            assert_eq!(env.seq, seq);
+            env.seq = SEQ_PLACEHOLDER;
+            let body = env.body.clone().unwrap();
+            assert_eq!(body["seq"], serde_json::json!(SEQ_PLACEHOLDER), "body untouched");
+            assert_eq!(body["text"], serde_json::json!(placeholder));
+            assert_eq!(env.extra["note"], serde_json::json!(placeholder));
+            let direct =
+                serde_json::to_string(&ServerFrame::Message(reef_wire::Envelope { seq, ..env }))
+                    .unwrap();
+            assert_eq!(stored, direct);
         }
     }
 }
