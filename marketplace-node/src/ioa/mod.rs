@@ -881,11 +881,12 @@ impl Node {
         since_seq: u64,
         limit: u32,
     ) -> Result<Vec<Value>> {
-        if !self.inner.store.is_member(group_id, caller).await? {
+        // The membership check and the page in one read (a join's read).
+        let Some((_, rows)) =
+            self.inner.store.join(group_id, caller, since_seq, limit.clamp(1, 1000)).await?
+        else {
             return Err(Error::Forbidden(not_member(group_id)));
-        }
-        let rows =
-            self.inner.store.frames(group_id, since_seq, u64::MAX, limit.clamp(1, 1000)).await?;
+        };
         Ok(rows
             .into_iter()
             .filter_map(|(_, f)| serde_json::from_str::<Value>(&f).ok())

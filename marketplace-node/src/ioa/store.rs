@@ -19,11 +19,18 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// Migrations written once per database (triggers differ between SQLite and Postgres), after
 /// [`MIGRATIONS`]: `(version, SQLite, Postgres)`.
-const MIGRATIONS_BY_BACKEND: &[(i64, &str, &str)] = &[(
-    5,
-    include_str!("migrations/0005_last_seq_trigger.sqlite.sql"),
-    include_str!("migrations/0005_last_seq_trigger.postgres.sql"),
-)];
+const MIGRATIONS_BY_BACKEND: &[(i64, &str, &str)] = &[
+    (
+        5,
+        include_str!("migrations/0005_last_seq_trigger.sqlite.sql"),
+        include_str!("migrations/0005_last_seq_trigger.postgres.sql"),
+    ),
+    (
+        6,
+        include_str!("migrations/0006_group_creation.sqlite.sql"),
+        include_str!("migrations/0006_group_creation.postgres.sql"),
+    ),
+];
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
@@ -404,40 +411,27 @@ impl Store {
         parent: Option<&str>,
     ) -> Result<GroupInfo> {
         let now = reef_wire::unix_now() as i64;
-        crate::metrics::transaction_begun();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO ioa_groups (group_id, name, creator, parent_group_id, last_seq, created_at) VALUES ($1, $2, $3, $4, 0, $5)",
-        )
-        .bind(group_id.to_owned())
-        .bind(name.to_owned())
-        .bind(addr_key(creator))
-        .bind(parent.map(str::to_owned))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         let mut all = vec![*creator];
         for m in members {
             if !all.contains(m) {
                 all.push(*m);
             }
         }
-        // One multi-row INSERT per chunk (a call for proposals adds every invited agent).
-        for chunk in all.chunks(CHUNK) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(3 * i + 1, 3))).collect();
-            let sql = format!(
-                "INSERT INTO ioa_members (group_id, address, added_at) VALUES {}",
-                values.join(", ")
-            );
-            // Only placeholders are formatted in; every value is bound.
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
-                q = q.bind(group_id.to_owned()).bind(addr_key(m)).bind(now);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let list: Vec<String> = all.iter().map(addr_key).collect();
+        let list = serde_json::to_string(&list)
+            .map_err(|e| Error::Internal(format!("member list: {e}")))?;
+        // One statement: the view's trigger (migration 6) inserts the group and its members.
+        sqlx::query(
+            "INSERT INTO ioa_group_creations (group_id, name, creator, parent_group_id, created_at, members) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(group_id.to_owned())
+        .bind(name.to_owned())
+        .bind(addr_key(creator))
+        .bind(parent.map(str::to_owned))
+        .bind(now)
+        .bind(list)
+        .execute(&self.pool)
+        .await?;
         // The group as created (members in address order, as SQLite reads them back),
         // without reading it back.
         all.sort_by_cached_key(addr_key);
@@ -932,11 +926,10 @@ mod tests {
         (s, dir)
     }
 
-    /// A group larger than one member INSERT: every member is stored once (the creator and a
-    /// member listed twice too), and only members get a join read.
-    #[tokio::test]
-    async fn a_group_of_more_members_than_one_insert_holds_them_all() {
-        let (s, dir) = store().await;
+    /// A group and its members in one statement: every member is stored once (the creator
+    /// and a member listed twice too), only members get a join read, and an existing group id
+    /// is refused without touching the group.
+    async fn check_create(s: &Store) {
         let creator = Address::repeat_byte(0xee);
         let mut members: Vec<Address> = (0..(CHUNK as u16 + 50))
             .map(|i| Address::left_padding_from(&i.to_be_bytes()))
@@ -956,7 +949,26 @@ mod tests {
         let stranger = Address::repeat_byte(0x77);
         assert_eq!(s.join("g_big", &stranger, 0, 10).await.unwrap(), None);
         assert_eq!(s.join("g_none", &creator, 0, 10).await.unwrap(), None);
+        assert!(s.create_group("g_big", "again", &stranger, &[stranger], None).await.is_err());
+        let again = s.group("g_big").await.unwrap().unwrap();
+        assert_eq!(again, g, "a refused creation changes nothing");
+        let alone = s.create_group("g_alone", "alone", &creator, &[], Some("g_big")).await.unwrap();
+        assert_eq!(s.group("g_alone").await.unwrap().unwrap(), alone);
+        assert_eq!(alone.members, vec![creator]);
+    }
+
+    #[tokio::test]
+    async fn a_group_is_created_with_its_members_in_one_statement() {
+        let (s, dir) = store().await;
+        check_create(&s).await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_group_is_created_with_its_members_in_one_statement_on_postgres() {
+        let (s, admin, name) = postgres_store("reef_ioa_create").await;
+        check_create(&s).await;
+        drop_postgres(s, admin, &name).await;
     }
 
     /// A join reads the last seq and the first page of frames to replay in one query: only

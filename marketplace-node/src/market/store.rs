@@ -1052,20 +1052,40 @@ impl MarketStore {
         note: &str,
         awarded_at: Option<u64>,
     ) -> Result<bool> {
-        let mut writing = self.writing(id);
+        let writing = self.writing(id);
+        self.move_row(writing, id, (from, to, note), awarded_at, None).await
+    }
+
+    /// One move of a bounty: the state, note and time, and (when given) the award time or
+    /// the winner and award expiry, in one statement. `writing` guards the row (and, for a
+    /// ranked move, the ranking) from before the caller's first write.
+    async fn move_row(
+        &self,
+        mut writing: RowWriteGuard<'_>,
+        id: &str,
+        (from, to, note): (Phase, Phase, &str),
+        awarded_at: Option<u64>,
+        winner: Option<(Address, u64)>,
+    ) -> Result<bool> {
         let log = self.log_writing(id);
         // The move and its log line in one statement: the log line is the trigger's
         // (migration 8), written with the row's new state, note and time.
         let at = now_ms();
-        let rows = sqlx::query("UPDATE market_bounties SET state = $1, note = $2, updated_at = $3, awarded_at = COALESCE($6, awarded_at) WHERE id = $4 AND state = $5 RETURNING *")
-            .bind(to.as_str())
-            .bind(note)
-            .bind(at)
-            .bind(id)
-            .bind(from.as_str())
-            .bind(awarded_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "UPDATE market_bounties SET state = $1, note = $2, updated_at = $3, \
+             awarded_at = COALESCE($6, awarded_at), winner = COALESCE($7, winner), \
+             award_expiry = COALESCE($8, award_expiry) WHERE id = $4 AND state = $5 RETURNING *",
+        )
+        .bind(to.as_str())
+        .bind(note)
+        .bind(at)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(awarded_at.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .bind(winner.map(|(w, _)| w.to_string()))
+        .bind(winner.map(|(_, e)| i64::try_from(e).unwrap_or(i64::MAX)))
+        .fetch_all(&self.pool)
+        .await?;
         let moved = rows.len() == 1;
         let line =
             moved.then(|| serde_json::json!({ "at_ms": at, "event": to.as_str(), "detail": note }));
@@ -1084,6 +1104,41 @@ impl MarketStore {
         Ok(moved)
     }
 
+    /// A closed window's ranking with its winner: the ranking (in its own row), then the
+    /// move to awaiting the award with the winner and when the winning bid expires in one
+    /// statement. No transaction is needed: a crash between the two leaves the bounty
+    /// bidding, and closing it again writes the ranking again. `Ok(false)`: the bounty was
+    /// no longer in `from` (nothing but the ranking was written).
+    pub async fn rank_and_move(
+        &self,
+        id: &str,
+        ranking: Ranking,
+        (winner, award_expiry): (Address, u64),
+        (from, to, note): (Phase, Phase, &str),
+    ) -> Result<bool> {
+        let mut writing = self.writing_with(id, true);
+        self.upsert_ranking(id, &ranking).await?;
+        if writing.cache.is_some() {
+            writing.ranking = Some(Arc::new(ranking));
+        }
+        self.move_row(writing, id, (from, to, note), None, Some((winner, award_expiry))).await
+    }
+
+    async fn upsert_ranking(&self, id: &str, ranking: &Ranking) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
+             ON CONFLICT (bounty_id) DO UPDATE SET ranking = excluded.ranking",
+        )
+        .bind(id)
+        .bind(
+            serde_json::to_string(ranking)
+                .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records the ranking (in its own row), the winner and when the winning bid expires.
     pub async fn set_ranking(
         &self,
@@ -1093,19 +1148,9 @@ impl MarketStore {
         award_expiry: u64,
     ) -> Result<()> {
         let mut writing = self.writing_with(id, true);
-        crate::metrics::transaction_begun();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
-             ON CONFLICT (bounty_id) DO UPDATE SET ranking = excluded.ranking",
-        )
-        .bind(id)
-        .bind(
-            serde_json::to_string(&ranking)
-                .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?,
-        )
-        .execute(&mut *tx)
-        .await?;
+        // Ranking first, then the row: a crash between them leaves the new ranking with the
+        // old winner, which the next close or take-over writes again.
+        self.upsert_ranking(id, &ranking).await?;
         let rows = sqlx::query(
             "UPDATE market_bounties SET winner = $1, award_expiry = $2, updated_at = $3 WHERE id = $4 RETURNING *",
         )
@@ -1113,9 +1158,8 @@ impl MarketStore {
         .bind(i64::try_from(award_expiry).unwrap_or(i64::MAX))
         .bind(now_ms())
         .bind(id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
         writing.committed(&rows);
         if writing.cache.is_some() {
             writing.ranking = Some(Arc::new(ranking));
@@ -1353,10 +1397,19 @@ impl MarketStore {
     /// evaluators counts as neither.
     pub async fn outcomes_of(&self, agents: &[Address]) -> Result<HashMap<Address, (u64, u64)>> {
         let mut acc: HashMap<Address, (u64, u64)> = HashMap::new();
-        for chunk in agents.chunks(OUTCOME_AGENTS_PER_QUERY) {
+        for (k, chunk) in agents.chunks(OUTCOME_AGENTS_PER_QUERY).enumerate() {
+            // `eta_missed` details start with the late provider's address (the winner column
+            // may already name whoever took the job over). Take-overs are rare; the index on
+            // `event` reads just those lines, with the first chunk's outcomes (outcome -1).
+            let missed = if k == 0 {
+                " UNION ALL SELECT detail AS winner, -1 AS outcome, 1 AS n FROM market_log \
+                 WHERE event = 'eta_missed'"
+            } else {
+                ""
+            };
             let sql = format!(
                 "SELECT winner, outcome, COUNT(*) AS n FROM market_bounties \
-                 WHERE winner IN ({}) AND outcome IS NOT NULL GROUP BY winner, outcome",
+                 WHERE winner IN ({}) AND outcome IS NOT NULL GROUP BY winner, outcome{missed}",
                 crate::ioa::store::placeholders(1, chunk.len())
             );
             // Only placeholders are formatted in; the addresses are bound.
@@ -1366,26 +1419,19 @@ impl MarketStore {
             }
             for r in q.fetch_all(&self.pool).await? {
                 let n = r.try_get::<i64, _>("n")?.max(0) as u64;
-                let e = acc.entry(address_of(&r.try_get::<String, _>("winner")?)?).or_default();
+                let who: String = r.try_get("winner")?;
                 match r.try_get::<i64, _>("outcome")? {
-                    1 => e.0 += n,
-                    _ => e.1 += n,
+                    -1 => {
+                        if let Some(agent) =
+                            who.split_whitespace().next().and_then(|a| a.parse::<Address>().ok())
+                            && agents.contains(&agent)
+                        {
+                            acc.entry(agent).or_default().1 += n;
+                        }
+                    }
+                    1 => acc.entry(address_of(&who)?).or_default().0 += n,
+                    _ => acc.entry(address_of(&who)?).or_default().1 += n,
                 }
-            }
-        }
-        // `eta_missed` details start with the late provider's address (the winner column may
-        // already name whoever took the job over). Take-overs are rare; the index on `event`
-        // reads just those lines.
-        let missed = sqlx::query("SELECT detail FROM market_log WHERE event = 'eta_missed'")
-            .fetch_all(&self.pool)
-            .await?;
-        for r in missed {
-            let detail: String = r.try_get("detail")?;
-            if let Some(agent) =
-                detail.split_whitespace().next().and_then(|a| a.parse::<Address>().ok())
-                && agents.contains(&agent)
-            {
-                acc.entry(agent).or_default().1 += 1;
             }
         }
         Ok(acc)
@@ -1803,6 +1849,49 @@ mod tests {
         check_outcomes(&store().await).await;
     }
 
+    /// A closed window's ranking and its move with the winner: the row, the ranking and the
+    /// log line are all there after it; once the bounty left bidding, a late close moves
+    /// nothing and names no winner.
+    async fn check_rank_and_move(s: &MarketStore) {
+        s.insert_bounty("0x0d", POSTER, &serde_json::json!({}), 1).await.unwrap();
+        let moved = s
+            .rank_and_move(
+                "0x0d",
+                ranking_priced(5),
+                (W, 4321),
+                (Phase::Bidding, Phase::AwaitingAward, "1 bids; winner w"),
+            )
+            .await
+            .unwrap();
+        assert!(moved);
+        let row = s.bounty("0x0d").await.unwrap().unwrap();
+        assert_eq!(
+            (row.phase, row.winner, row.award_expiry),
+            (Phase::AwaitingAward, Some(W), 4321)
+        );
+        assert_eq!(*s.ranking("0x0d").await.unwrap().unwrap(), ranking_priced(5));
+        let lines = s.events("0x0d").await.unwrap();
+        assert_eq!(lines.last().unwrap()["detail"], "1 bids; winner w", "{lines:?}");
+        let late = s
+            .rank_and_move(
+                "0x0d",
+                ranking_priced(6),
+                (R, 1),
+                (Phase::Bidding, Phase::AwaitingAward, "late"),
+            )
+            .await
+            .unwrap();
+        assert!(!late);
+        let row = s.bounty("0x0d").await.unwrap().unwrap();
+        assert_eq!((row.winner, row.award_expiry), (Some(W), 4321), "a late close names no winner");
+        assert_eq!(s.events("0x0d").await.unwrap().len(), lines.len());
+    }
+
+    #[tokio::test]
+    async fn a_ranking_and_its_winner_move_the_bounty() {
+        check_rank_and_move(&store().await).await;
+    }
+
     /// The same on Postgres (127.0.0.1:5432, a fresh database dropped afterwards): the
     /// migrations, indexes, the bound `IN (...)` list and the capped bid upsert work there too.
     #[tokio::test]
@@ -1819,6 +1908,7 @@ mod tests {
         check_outcomes(&s).await;
         check_bids(&s).await;
         check_transition_log(&s).await;
+        check_rank_and_move(&s).await;
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();

@@ -109,27 +109,27 @@ impl Market {
             .collect();
         let winner = ranked.first().map(|(r, _)| r.candidate.bidder);
         let expiry = top_bid_expiry(&ranking);
-        self.inner.store.set_ranking(&row.id, ranking, winner, expiry).await?;
-        match winner {
-            Some(w) => {
-                self.inner
-                    .store
-                    .transition(
-                        &row.id,
-                        Phase::Bidding,
-                        Phase::AwaitingAward,
-                        &format!("{} bids; winner {w}", ranked.len()),
-                    )
-                    .await?;
-            }
-            None if self.extend_window(row, &record).await? => {}
-            None => {
+        let Some(w) = winner else {
+            self.inner.store.set_ranking(&row.id, ranking, None, expiry).await?;
+            if !self.extend_window(row, &record).await? {
                 self.inner
                     .store
                     .transition(&row.id, Phase::Bidding, Phase::Failed, "no valid bids")
                     .await?;
             }
-        }
+            return Ok(());
+        };
+        // The ranking, then the winner with the move in one statement.
+        let note = format!("{} bids; winner {w}", ranked.len());
+        self.inner
+            .store
+            .rank_and_move(
+                &row.id,
+                ranking,
+                (w, expiry),
+                (Phase::Bidding, Phase::AwaitingAward, &note),
+            )
+            .await?;
         Ok(())
     }
 
