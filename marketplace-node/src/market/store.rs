@@ -827,10 +827,12 @@ impl MarketStore {
         spec: &serde_json::Value,
         bid_close_at: u64,
     ) -> Result<bool> {
-        self.insert_bounty_in(id, poster, spec, bid_close_at, Phase::Bidding).await
+        self.insert_bounty_in(id, poster, spec, bid_close_at, Phase::Bidding, 0).await
     }
 
-    /// Inserts a new bounty in `phase`; false if the id exists already.
+    /// Inserts a new bounty in `phase`; false if the id exists already or, with `cap` > 0,
+    /// when `cap` bounties are in their bid window (admission control, checked in the same
+    /// statement). The inserted row is cached (`RETURNING *`).
     pub async fn insert_bounty_in(
         &self,
         id: &str,
@@ -838,11 +840,15 @@ impl MarketStore {
         spec: &serde_json::Value,
         bid_close_at: u64,
         phase: Phase,
+        cap: u64,
     ) -> Result<bool> {
+        let mut writing = self.writing(id);
         let now = now_ms();
-        let r = sqlx::query(
+        let rows = sqlx::query(
             "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at) \
-             VALUES ($1, $2, $6, $3, $4, 0, $5, $5) ON CONFLICT (id) DO NOTHING",
+             SELECT $1, $2, $6, $3, $4, 0, $5, $5 \
+             WHERE $7 = 0 OR (SELECT COUNT(*) FROM market_bounties WHERE state = 'bidding') < $7 \
+             ON CONFLICT (id) DO NOTHING RETURNING *",
         )
         .bind(id)
         .bind(poster.to_string())
@@ -850,9 +856,11 @@ impl MarketStore {
         .bind(bid_close_at as i64)
         .bind(now)
         .bind(phase.as_str())
-        .execute(&self.pool)
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        writing.committed(&rows);
+        Ok(rows.len() == 1)
     }
 
     fn row(r: &sqlx::any::AnyRow) -> Result<BountyRow> {
@@ -1887,6 +1895,32 @@ mod tests {
         assert_eq!(s.events("0x0d").await.unwrap().len(), lines.len());
     }
 
+    /// Admission control inside the insert: at `cap` bounties in their window a new one is
+    /// refused and nothing is stored; a repeat is not new either; a move out of bidding frees
+    /// a place; `cap` 0 (contests) admits regardless.
+    async fn check_admission(s: &MarketStore) {
+        let spec = serde_json::json!({});
+        // Bounties other checks left bidding count too.
+        let cap = s.count_in_phase(Phase::Bidding).await.unwrap() + 2;
+        for id in ["0xa1", "0xa2"] {
+            assert!(s.insert_bounty_in(id, POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
+        }
+        assert!(!s.insert_bounty_in("0xa3", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
+        assert!(s.bounty("0xa3").await.unwrap().is_none(), "a refused bounty is not stored");
+        assert!(!s.insert_bounty_in("0xa1", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
+        assert!(s.insert_bounty_in("0xa4", POSTER, &spec, 9, Phase::Contest, 0).await.unwrap());
+        s.transition("0xa1", Phase::Bidding, Phase::Failed, "no valid bids").await.unwrap();
+        assert!(s.insert_bounty_in("0xa3", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
+        let row = s.bounty("0xa3").await.unwrap().unwrap();
+        assert_eq!((row.phase, row.poster, row.bid_close_at), (Phase::Bidding, POSTER, 1));
+        assert_eq!(s.count_in_phase(Phase::Bidding).await.unwrap(), cap);
+    }
+
+    #[tokio::test]
+    async fn a_node_at_its_limit_admits_no_new_bounty() {
+        check_admission(&store().await).await;
+    }
+
     #[tokio::test]
     async fn a_ranking_and_its_winner_move_the_bounty() {
         check_rank_and_move(&store().await).await;
@@ -1909,6 +1943,7 @@ mod tests {
         check_bids(&s).await;
         check_transition_log(&s).await;
         check_rank_and_move(&s).await;
+        check_admission(&s).await;
         s.pool.close().await;
         let drop = format!("DROP DATABASE {name} WITH (FORCE)");
         sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.unwrap();

@@ -77,26 +77,25 @@ impl Market {
             "policy": req.policy,
         });
         let key = id_hex(id);
-        // Admission control: a node at its limit refuses new bounties before registering
-        // anything (a repeated post of a registered one goes through).
-        let cap = cfg.max_open_windows as u64;
-        if cap > 0 && !contest && self.inner.store.bounty(&key).await?.is_none() {
-            let open = self.inner.store.count_in_phase(Phase::Bidding).await?;
-            if open >= cap {
-                // The windows open now drain in about one window each.
-                let retry_after_ms = window_ms.clamp(BUSY_RETRY_MS, 30_000);
-                return Err(MarketError::Busy {
-                    message: format!(
-                        "this node has {open} bounties in their bid window (its limit, --max-open-windows, is {cap})"
-                    ),
-                    retry_after_ms,
-                });
-            }
-        }
         // Contests take entries until the deadline instead of bids during a window.
         let (close, phase) =
             if contest { (record.deadline, Phase::Contest) } else { (close, Phase::Bidding) };
-        let fresh = self.inner.store.insert_bounty_in(&key, caller, &spec, close, phase).await?;
+        // Admission control in the insert itself: a node at its limit refuses new bounties
+        // without registering anything (a repeated post of a registered one goes through).
+        let cap = if contest { 0 } else { cfg.max_open_windows as u64 };
+        let fresh =
+            self.inner.store.insert_bounty_in(&key, caller, &spec, close, phase, cap).await?;
+        if !fresh && cap > 0 && self.inner.store.bounty(&key).await?.is_none() {
+            let open = self.inner.store.count_in_phase(Phase::Bidding).await?;
+            // The windows open now drain in about one window each.
+            let retry_after_ms = window_ms.clamp(BUSY_RETRY_MS, 30_000);
+            return Err(MarketError::Busy {
+                message: format!(
+                    "this node has {open} bounties in their bid window (its limit, --max-open-windows, is {cap})"
+                ),
+                retry_after_ms,
+            });
+        }
         if fresh {
             self.inner
                 .store
