@@ -49,6 +49,23 @@ fn within_horizon(m: &str, g: &str, now: usize) -> String {
 /// Largest number of values in one `IN (…)` list or rows in one multi-row `INSERT`.
 const CHUNK: usize = 64;
 
+/// Most sends [`Store::append_batch`] appends in one statement (6 parameters each); a larger
+/// batch (a loaded node's) takes the locked path of a few statements per transaction.
+const APPEND_ROWS: usize = 64;
+
+/// Rows per multi-row INSERT of the locked path, largest first.
+const INSERT_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// `(a = $1 AND b = $2) OR (a = $3 AND b = $4) OR …` (`n` pairs). An OR chain rather than
+/// `(a, b) IN (VALUES …)`, which SQLite answers with a full table scan; this form uses the
+/// `(a, b)` index on both databases.
+fn pair_match(a: &str, b: &str, n: usize) -> String {
+    (0..n)
+        .map(|k| format!("({a} = ${} AND {b} = ${})", 2 * k + 1, 2 * k + 2))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
 /// `$first, $first+1, …` (`n` placeholders).
 /// Most addresses bound in one `IN (…)` list (SQLite allows 32,766 parameters, Postgres 65,535).
 const AGENTS_PER_QUERY: usize = 500;
@@ -626,18 +643,20 @@ impl Store {
             .map(|s| s.max(0) as u64))
     }
 
-    /// Group commit: append a batch of messages in ONE statement and return, per input (same
-    /// order), `None` when the sender is not a member (or the group does not exist), else the
-    /// stored message.
+    /// Group commit: append a batch of messages in ONE transaction and return, per input
+    /// (same order), `None` when the sender is not a member (or the group does not exist),
+    /// else the stored message. A batch of up to [`APPEND_ROWS`] sends (every batch of a
+    /// lightly loaded node) is one autocommitted statement; a larger one takes
+    /// [`Store::append_locked`]'s few statements.
     ///
     /// The statement reads each group's counter, keeps the messages whose sender is a member
     /// and whose `msg_id` is not stored yet, numbers them per group in arrival order
     /// (`last_seq + row_number()`), inserts them with their frames, and a trigger on
     /// `ioa_messages` (migration 5) moves each group's counter to its last new seq. One
-    /// statement is one transaction, on both databases, so no two writers ever assign the same
-    /// seq: SQLite takes its write lock when a writing statement starts, and on Postgres the
-    /// counter rows are read `FOR UPDATE`, sorted by group id, so concurrent nodes lock in one
-    /// global order and cannot deadlock. A node whose sends waited on that lock reads the
+    /// statement is one transaction, on both databases, so no two writers ever assign the
+    /// same seq: SQLite takes its write lock when a writing statement starts, and on Postgres
+    /// the counter rows are read `FOR UPDATE` in group-id order, so concurrent nodes lock in
+    /// one global order and cannot deadlock. A node whose sends waited on that lock reads the
     /// counters its predecessor committed.
     ///
     /// Idempotent on `(group_id, msg_id)`, including repeats inside the batch: a repeat gets
@@ -653,6 +672,14 @@ impl Store {
         mut make_frame: impl FnMut(usize) -> FrameTemplate,
     ) -> Result<Vec<Option<Appended>>> {
         use std::collections::HashMap;
+        if batch.len() > APPEND_ROWS {
+            return self
+                .append_locked(batch, |i, seq| {
+                    let t = make_frame(i);
+                    format!("{}{seq}{}", t.head, t.tail)
+                })
+                .await;
+        }
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         if batch.is_empty() {
             return Ok(out);
@@ -673,67 +700,26 @@ impl Store {
                 }
             }
         }
-        // Rows padded to a power of two with rows of no group (they match nothing), so that
-        // few distinct statements are prepared and cached.
-        let rows = fresh.len().next_power_of_two();
-        let mut values = String::with_capacity(rows * 40);
-        for k in 0..rows {
-            if k > 0 {
-                values.push_str(", ");
-            }
-            values.push('(');
-            values.push_str(&placeholders(k * 6 + 2, 6));
-            values.push(')');
-        }
-        let lock = if self.postgres { " ORDER BY group_id COLLATE \"C\" FOR UPDATE" } else { "" };
-        let sql = format!(
-            "WITH v (i, group_id, msg_id, sender, head, tail) AS (VALUES {values}), \
-             g AS (SELECT group_id, last_seq FROM ioa_groups \
-                   WHERE group_id IN (SELECT group_id FROM v){lock}), \
-             ok AS MATERIALIZED (SELECT v.group_id, v.msg_id, v.sender, v.head, v.tail, \
-                   g.last_seq + row_number() OVER (PARTITION BY v.group_id ORDER BY v.i) AS seq \
-                   FROM v JOIN g ON g.group_id = v.group_id \
-                   WHERE EXISTS (SELECT 1 FROM ioa_members mb \
-                                 WHERE mb.group_id = v.group_id AND mb.address = v.sender) \
-                   AND NOT EXISTS (SELECT 1 FROM ioa_messages x \
-                                   WHERE x.group_id = v.group_id AND x.msg_id = v.msg_id)) \
-             INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) \
-             SELECT group_id, seq, msg_id, sender, head || CAST(seq AS TEXT) || tail, $1 \
-             FROM ok RETURNING group_id, msg_id, sender, seq, frame"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms() as i64);
-        for k in 0..rows {
-            match fresh.get(k) {
-                Some(&i) => {
-                    let FrameTemplate { head, tail } = make_frame(i);
-                    q = q
-                        .bind(i as i64)
-                        .bind(batch[i].group_id.to_owned())
-                        .bind(batch[i].msg_id.to_owned())
-                        .bind(senders[i].clone())
-                        .bind(head)
-                        .bind(tail);
-                }
-                None => {
-                    q = q
-                        .bind(k as i64 + batch.len() as i64)
-                        .bind(None::<String>)
-                        .bind(None::<String>)
-                        .bind(None::<String>)
-                        .bind(None::<String>)
-                        .bind(None::<String>);
-                }
-            }
-        }
-        for r in q.fetch_all(&self.pool).await? {
+        // One statement (at most APPEND_ROWS rows: SQLite looks every `$n` parameter up by
+        // name, so a statement's cost grows with the square of its parameters).
+        let templates: Vec<FrameTemplate> = fresh.iter().map(|&i| make_frame(i)).collect();
+        let q = self.append_query(batch, &senders, &fresh, &templates, now_ms() as i64);
+        let stored = q.fetch_all(&self.pool).await?;
+        let template_of: HashMap<usize, &FrameTemplate> =
+            fresh.iter().copied().zip(templates.iter()).collect();
+        for r in stored {
             let key: (String, String, String) =
                 (r.try_get("group_id")?, r.try_get("msg_id")?, r.try_get("sender")?);
             let Some(&i) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) else {
                 return Err(Error::Internal(format!("stored an unknown message {key:?}")));
             };
+            let seq = r.try_get::<i64, _>("seq")?.max(0) as u64;
+            let Some(t) = template_of.get(&i) else {
+                return Err(Error::Internal(format!("no frame for send {i}")));
+            };
             out[i] = Some(Appended {
-                seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
-                frame: r.try_get("frame")?,
+                seq,
+                frame: format!("{}{seq}{}", t.head, t.tail),
                 duplicate: false,
             });
         }
@@ -784,6 +770,254 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// [`Store::append_batch`] for a batch of more than [`APPEND_ROWS`] sends (a loaded
+    /// node's): one transaction of few statements, whatever the batch's size. Lock the counter
+    /// rows of every group of the batch (Postgres: `SELECT … ORDER BY group_id FOR UPDATE`, so
+    /// concurrent nodes lock in one global order and cannot deadlock; SQLite: an
+    /// `UPDATE … RETURNING`, which takes the write lock up front), read membership, give every
+    /// new message the next seq of its group in arrival order and insert the rows (the
+    /// counters follow them by the trigger). Already stored `msg_id`s are found
+    /// optimistically: the rows are inserted with `ON CONFLICT (group_id, msg_id) DO
+    /// NOTHING`, and only if one of them was skipped is the transaction rolled back and the
+    /// batch redone with an explicit lookup of stored ids first.
+    async fn append_locked(
+        &self,
+        batch: &[NewMessage<'_>],
+        mut make_frame: impl FnMut(usize, u64) -> String,
+    ) -> Result<Vec<Option<Appended>>> {
+        if let Some(out) = self.try_append(batch, &mut make_frame, false).await? {
+            return Ok(out);
+        }
+        self.try_append(batch, &mut make_frame, true)
+            .await?
+            .ok_or_else(|| Error::Internal("duplicate msg_id not found by lookup".into()))
+    }
+
+    /// One attempt of [`Store::append_batch`]; `Ok(None)`: an insert hit an already stored
+    /// `msg_id` that was not looked up (the transaction was rolled back).
+    async fn try_append(
+        &self,
+        batch: &[NewMessage<'_>],
+        make_frame: &mut impl FnMut(usize, u64) -> String,
+        lookup: bool,
+    ) -> Result<Option<Vec<Option<Appended>>>> {
+        use std::collections::{HashMap, HashSet};
+        let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
+        let senders: Vec<String> = batch.iter().map(|m| addr_key(m.sender)).collect();
+        let mut gids: Vec<&str> = batch.iter().map(|m| m.group_id).collect();
+        gids.sort_unstable();
+        gids.dedup();
+        crate::metrics::transaction_begun();
+        let mut tx = self.pool.begin().await?;
+
+        // 1. Lock the counters (sorted chunks, sorted inside each chunk: one global order).
+        let mut next: HashMap<&str, u64> = HashMap::with_capacity(gids.len());
+        for chunk in gids.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = if self.postgres {
+                format!(
+                    "SELECT group_id, last_seq FROM ioa_groups WHERE group_id IN ({}) \
+                     ORDER BY group_id COLLATE \"C\" FOR UPDATE",
+                    placeholders(1, chunk.len())
+                )
+            } else {
+                format!(
+                    "UPDATE ioa_groups SET last_seq = last_seq WHERE group_id IN ({}) RETURNING group_id, last_seq",
+                    placeholders(1, chunk.len())
+                )
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for g in &chunk {
+                q = q.bind((*g).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let g: String = r.try_get("group_id")?;
+                if let Some(k) = chunk.iter().find(|k| **k == g) {
+                    next.insert(k, r.try_get::<i64, _>("last_seq")?.max(0) as u64);
+                }
+            }
+        }
+
+        // 2. Membership of (group, sender) pairs of existing groups.
+        let mut pairs: Vec<(&str, &str)> = batch
+            .iter()
+            .zip(&senders)
+            .filter(|(m, _)| next.contains_key(m.group_id))
+            .map(|(m, s)| (m.group_id, s.as_str()))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut members: HashSet<(String, String)> = HashSet::with_capacity(pairs.len());
+        for chunk in pairs.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = format!(
+                "SELECT group_id, address FROM ioa_members WHERE {}",
+                pair_match("group_id", "address", chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (g, a) in &chunk {
+                q = q.bind((*g).to_owned()).bind((*a).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                members.insert((r.try_get("group_id")?, r.try_get("address")?));
+            }
+        }
+        let allowed: Vec<usize> = (0..batch.len())
+            .filter(|&i| members.contains(&(batch[i].group_id.to_owned(), senders[i].clone())))
+            .collect();
+
+        // 3. Already stored msg_ids, on the second attempt only (the counter row locks order
+        //    us after any other writer of these groups).
+        let mut keys: Vec<(&str, &str)> = if lookup {
+            allowed.iter().map(|&i| (batch[i].group_id, batch[i].msg_id)).collect()
+        } else {
+            Vec::new()
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        let mut known: HashMap<(String, String), Appended> = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            let chunk = padded(chunk);
+            let sql = format!(
+                "SELECT group_id, msg_id, seq, frame FROM ioa_messages WHERE {}",
+                pair_match("group_id", "msg_id", chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (g, m) in &chunk {
+                q = q.bind((*g).to_owned()).bind((*m).to_owned());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                known.insert(
+                    (r.try_get("group_id")?, r.try_get("msg_id")?),
+                    Appended {
+                        seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                        frame: r.try_get("frame")?,
+                        duplicate: true,
+                    },
+                );
+            }
+        }
+
+        // 4. Seqs in arrival order, per group.
+        let mut fresh: Vec<usize> = Vec::new();
+        for &i in &allowed {
+            let m = batch[i];
+            let key = (m.group_id.to_owned(), m.msg_id.to_owned());
+            if let Some(prev) = known.get(&key) {
+                out[i] = Some(prev.clone());
+                continue;
+            }
+            let Some(seq) = next.get_mut(m.group_id) else { continue };
+            *seq += 1;
+            let a = Appended { seq: *seq, frame: make_frame(i, *seq), duplicate: false };
+            known.insert(key, Appended { duplicate: true, ..a.clone() });
+            out[i] = Some(a);
+            fresh.push(i);
+        }
+        if !fresh.is_empty() {
+            let stored_at = now_ms() as i64;
+            // 5. Insert (multi-row statements of power-of-two sizes: few distinct statements).
+            let mut rest = &fresh[..];
+            while !rest.is_empty() {
+                let take = INSERT_ROWS.iter().copied().find(|&k| k <= rest.len()).unwrap_or(1);
+                let (chunk, tail) = rest.split_at(take);
+                rest = tail;
+                let mut sql = String::from(
+                    "INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) VALUES ",
+                );
+                let rows = chunk.len() as u64;
+                for k in 0..chunk.len() {
+                    if k > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    sql.push_str(&placeholders(k * 5 + 2, 5));
+                    sql.push_str(", $1)");
+                }
+                sql.push_str(" ON CONFLICT (group_id, msg_id) DO NOTHING");
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored_at);
+                for &i in chunk {
+                    let a = out[i].as_ref().ok_or_else(|| Error::Internal("lost row".into()))?;
+                    q = q
+                        .bind(batch[i].group_id.to_owned())
+                        .bind(a.seq as i64)
+                        .bind(batch[i].msg_id.to_owned())
+                        .bind(senders[i].clone())
+                        .bind(a.frame.clone());
+                }
+                if q.execute(&mut *tx).await?.rows_affected() != rows {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+            // 6. The counters follow the rows (the trigger of migration 5).
+        }
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+    /// One statement of [`Store::append_batch`]: the inputs `rows` (indexes into `batch`,
+    /// with their frame templates), padded to a power of two with rows of no group (they match
+    /// nothing), so that few distinct statements are prepared and cached.
+    fn append_query<'q>(
+        &self,
+        batch: &[NewMessage<'_>],
+        senders: &[String],
+        rows: &[usize],
+        templates: &[FrameTemplate],
+        stored_at: i64,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        let padded_len = rows.len().next_power_of_two();
+        let mut values = String::with_capacity(padded_len * 40);
+        for k in 0..padded_len {
+            if k > 0 {
+                values.push_str(", ");
+            }
+            values.push('(');
+            values.push_str(&placeholders(k * 6 + 2, 6));
+            values.push(')');
+        }
+        let lock = if self.postgres { " ORDER BY group_id COLLATE \"C\" FOR UPDATE" } else { "" };
+        let sql = format!(
+            "WITH v (i, group_id, msg_id, sender, head, tail) AS (VALUES {values}), \
+             g AS (SELECT group_id, last_seq FROM ioa_groups \
+                   WHERE group_id IN (SELECT group_id FROM v){lock}), \
+             ok AS MATERIALIZED (SELECT v.group_id, v.msg_id, v.sender, v.head, v.tail, \
+                   g.last_seq + row_number() OVER (PARTITION BY v.group_id ORDER BY v.i) AS seq \
+                   FROM v JOIN g ON g.group_id = v.group_id \
+                   WHERE EXISTS (SELECT 1 FROM ioa_members mb \
+                                 WHERE mb.group_id = v.group_id AND mb.address = v.sender) \
+                   AND NOT EXISTS (SELECT 1 FROM ioa_messages x \
+                                   WHERE x.group_id = v.group_id AND x.msg_id = v.msg_id)) \
+             INSERT INTO ioa_messages (group_id, seq, msg_id, sender, frame, ts) \
+             SELECT group_id, seq, msg_id, sender, head || CAST(seq AS TEXT) || tail, $1 \
+             FROM ok RETURNING group_id, msg_id, sender, seq"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stored_at);
+        for k in 0..padded_len {
+            match (rows.get(k), templates.get(k)) {
+                (Some(&i), Some(t)) => {
+                    q = q
+                        .bind(i as i64)
+                        .bind(batch[i].group_id.to_owned())
+                        .bind(batch[i].msg_id.to_owned())
+                        .bind(senders[i].clone())
+                        .bind(t.head.clone())
+                        .bind(t.tail.clone());
+                }
+                _ => {
+                    q = q
+                        .bind((batch.len() + k) as i64)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>)
+                        .bind(None::<String>);
+                }
+            }
+        }
+        q
     }
 
     /// Set (or, with `None`, clear) the retention of `group_id`; only its creator may.
@@ -1078,6 +1312,43 @@ mod tests {
         assert_eq!(first[0].as_ref().map(|x| (x.seq, x.duplicate)), Some((5, false)));
         assert_eq!(second[0].as_ref().map(|x| (x.seq, x.duplicate)), Some((5, true)));
 
+        // A batch of more than APPEND_ROWS sends (the locked path): every group's sends
+        // numbered in arrival order, strangers refused.
+        let big: Vec<String> = (0..3 * APPEND_ROWS).map(|i| format!("b{i}")).collect();
+        let groups = ["g2", "g1", "g1"];
+        let batch: Vec<NewMessage<'_>> = big
+            .iter()
+            .enumerate()
+            .map(|(i, id)| m(groups[i % 3], id, if i % 7 == 3 { &c } else { &a }))
+            .collect();
+        let (g1_before, g2_before) =
+            (s.last_seq("g1").await.unwrap().unwrap(), s.last_seq("g2").await.unwrap().unwrap());
+        let out = s.append_batch(&batch, at).await.unwrap();
+        let (mut n1, mut n2) = (g1_before, g2_before);
+        for (i, o) in out.iter().enumerate() {
+            if i % 7 == 3 {
+                assert!(o.is_none(), "a stranger's send at {i}");
+                continue;
+            }
+            let next = if groups[i % 3] == "g1" { &mut n1 } else { &mut n2 };
+            *next += 1;
+            let o = o.as_ref().unwrap();
+            assert_eq!((o.seq, o.duplicate), (*next, false), "send {i}");
+            assert_eq!(o.frame, format!("{{\"n\":{i},\"seq\":{}}}", *next));
+        }
+        assert_eq!(s.last_seq("g1").await.unwrap(), Some(n1));
+        assert_eq!(s.last_seq("g2").await.unwrap(), Some(n2));
+        let stored = s.frames("g1", g1_before, n1, 1000).await.unwrap();
+        assert_eq!(stored.len() as u64, n1 - g1_before);
+        assert!(stored.iter().all(|(q, f)| f.ends_with(&format!("\"seq\":{q}}}"))));
+        // The same large batch again: every member's send is a duplicate of its first copy.
+        let again = s.append_batch(&batch, at).await.unwrap();
+        for (first, second) in out.iter().zip(&again) {
+            let first = first.as_ref().map(|x| (x.seq, x.frame.clone(), true));
+            assert_eq!(first, second.as_ref().map(|x| (x.seq, x.frame.clone(), x.duplicate)));
+        }
+        assert_eq!(s.last_seq("g1").await.unwrap(), Some(n1));
+
         // Two writers on one database: every message gets its own seq, no gap.
         let ids: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
         let write = |st: Store, half: usize| {
@@ -1094,10 +1365,10 @@ mod tests {
         };
         futures::future::join(write(s.clone(), 0), write(other.clone(), 1)).await;
         let mut seqs: Vec<u64> =
-            s.frames("g2", 0, 200, 500).await.unwrap().into_iter().map(|(q, _)| q).collect();
+            s.frames("g2", n2, n2 + 200, 500).await.unwrap().into_iter().map(|(q, _)| q).collect();
         seqs.sort_unstable();
-        assert_eq!(seqs, (1..=121).collect::<Vec<u64>>());
-        assert_eq!(s.last_seq("g2").await.unwrap(), Some(121));
+        assert_eq!(seqs, (n2 + 1..=n2 + 120).collect::<Vec<u64>>());
+        assert_eq!(s.last_seq("g2").await.unwrap(), Some(n2 + 120));
     }
 
     #[tokio::test]
