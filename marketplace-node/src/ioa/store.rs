@@ -1243,8 +1243,9 @@ mod tests {
     }
 
     /// A batch in one statement: per-group seqs in arrival order, members only, repeats and
-    /// re-sends as duplicates (told to members only), counters moved by the trigger; and
-    /// concurrent writers (two handles) never share a seq.
+    /// re-sends as duplicates (told to members only), counters moved by the trigger; a batch
+    /// larger than one statement takes (the locked path) gets the same answers; and concurrent
+    /// writers (two handles) never share a seq.
     async fn check_append(s: &Store, other: &Store) {
         let (a, b, c) =
             (Address::repeat_byte(0xa), Address::repeat_byte(0xb), Address::repeat_byte(0xc));

@@ -201,9 +201,8 @@ fn split_at_seq(text: String) -> FrameTemplate {
                 head: text[..digits].to_owned(),
             }
         }
-        // Not reachable for a serialized envelope; an empty frame is what a failed
-        // serialization stored before.
-        None => FrameTemplate { head: String::new(), tail: String::new() },
+        // Not reachable: an envelope of JSON values always serializes, with its seq.
+        None => FrameTemplate { head: text, tail: String::new() },
     }
 }
 
