@@ -22,6 +22,21 @@ pub struct Migrations<'a> {
     pub list: &'a [(i64, &'a str)],
 }
 
+/// A store's migrations for one database: `common` (valid on both), then each
+/// `(version, SQLite, Postgres)` of `by_backend` in the text written for that database
+/// (triggers differ between them).
+pub fn for_backend<'a>(
+    common: &[(i64, &'a str)],
+    by_backend: &[(i64, &'a str, &'a str)],
+    postgres: bool,
+) -> Vec<(i64, &'a str)> {
+    common
+        .iter()
+        .copied()
+        .chain(by_backend.iter().map(|&(v, sqlite, pg)| (v, if postgres { pg } else { sqlite })))
+        .collect()
+}
+
 /// Applies the migrations of `m` not applied yet.
 pub async fn run(pool: &AnyPool, postgres: bool, m: Migrations<'_>) -> sqlx::Result<()> {
     let mut conn = pool.acquire().await?;

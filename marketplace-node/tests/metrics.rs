@@ -239,9 +239,9 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     }
     assert!(at(&after, "reef_db_statement_seconds_count{statement=\"select\"}") >= 1.0);
     assert!(at(&after, "reef_db_statement_seconds_count{statement=\"insert\"}") >= 1.0);
-    // Statements by text: the settled bounty's row was inserted, its bid was written by the
-    // bid writer (a batch of fewer than 4 bids as single-row upserts), and transitions ran in
-    // transactions; by text they add up to the statements timed by kind.
+    // Statements by text: the settled bounty's row was inserted and its bid was written by
+    // the bid writer (a batch of fewer than 4 bids as single-row upserts); by text they add up
+    // to the statements timed by kind.
     let by_text = |s: &Samples, prefix: &str| -> f64 {
         s.iter()
             .filter(|(k, _)| {
@@ -259,7 +259,10 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
         ) >= 1.0
     );
     assert_eq!(by_text(&after, ""), statements(&after));
-    assert!(at(&after, "reef_db_transactions_total") > at(&before, "reef_db_transactions_total"));
+    // Every write on a settled bounty's path is one statement (its moves, ranking, groups and
+    // messages), so it need not begin a transaction: the counter is exported and never goes
+    // back.
+    assert!(at(&after, "reef_db_transactions_total") >= at(&before, "reef_db_transactions_total"));
     // Indexer lag: the chain moves on by 50 blocks; the embedded indexer catches up and the
     // gauge comes back to 0.
     mine(&anvil.rpc_url, 50).await;

@@ -219,14 +219,8 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let list: Vec<(i64, &str)> =
-            MIGRATIONS
-                .iter()
-                .copied()
-                .chain(MIGRATIONS_BY_BACKEND.iter().map(|&(v, sqlite, postgres)| {
-                    (v, if self.postgres { postgres } else { sqlite })
-                }))
-                .collect();
+        let list =
+            reef_indexer::migrate::for_backend(MIGRATIONS, MIGRATIONS_BY_BACKEND, self.postgres);
         let m = reef_indexer::migrate::Migrations {
             table: "ioa_migrations",
             applied_at: true,
