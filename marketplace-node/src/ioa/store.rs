@@ -679,17 +679,20 @@ impl Store {
             return Ok(out);
         }
         let senders: Vec<String> = batch.iter().map(|m| addr_key(m.sender)).collect();
-        // The first input of every (group, msg_id, sender); a repeat points at it. The same id
-        // from two members of a group in one batch fails the statement (unique key), and the
-        // writer then retries its sends one by one: the second becomes a duplicate.
+        // The first input of every (group, msg_id, sender), by its place in `fresh`; a repeat
+        // points at it. The same id from two members of a group in one batch fails the
+        // statement (unique key), and the writer then retries its sends one by one: the second
+        // becomes a duplicate.
         let mut first: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(batch.len());
         let mut repeat_of: Vec<Option<usize>> = vec![None; batch.len()];
         let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             match first.entry((m.group_id, m.msg_id, senders[i].as_str())) {
-                std::collections::hash_map::Entry::Occupied(e) => repeat_of[i] = Some(*e.get()),
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    repeat_of[i] = Some(fresh[*e.get()]);
+                }
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(i);
+                    e.insert(fresh.len());
                     fresh.push(i);
                 }
             }
@@ -699,18 +702,14 @@ impl Store {
         let templates: Vec<FrameTemplate> = fresh.iter().map(|&i| make_frame(i)).collect();
         let q = self.append_query(batch, &senders, &fresh, &templates, now_ms() as i64);
         let stored = q.fetch_all(&self.pool).await?;
-        let template_of: HashMap<usize, &FrameTemplate> =
-            fresh.iter().copied().zip(templates.iter()).collect();
         for r in stored {
             let key: (String, String, String) =
                 (r.try_get("group_id")?, r.try_get("msg_id")?, r.try_get("sender")?);
-            let Some(&i) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) else {
+            let Some(&k) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) else {
                 return Err(Error::Internal(format!("stored an unknown message {key:?}")));
             };
+            let (i, t) = (fresh[k], &templates[k]);
             let seq = r.try_get::<i64, _>("seq")?.max(0) as u64;
-            let Some(t) = template_of.get(&i) else {
-                return Err(Error::Internal(format!("no frame for send {i}")));
-            };
             out[i] = Some(Appended {
                 seq,
                 frame: format!("{}{seq}{}", t.head, t.tail),
@@ -748,7 +747,8 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let key: (String, String, String) =
                     (r.try_get("group_id")?, r.try_get("msg_id")?, r.try_get("sender")?);
-                if let Some(&i) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) {
+                if let Some(&k) = first.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) {
+                    let i = fresh[k];
                     out[i] = Some(Appended {
                         seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
                         frame: r.try_get("frame")?,

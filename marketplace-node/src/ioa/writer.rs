@@ -188,19 +188,21 @@ fn frame(job: &Job) -> FrameTemplate {
 /// The seq a frame is serialized with before it is cut ([`split_at_seq`]).
 const SEQ_PLACEHOLDER: u64 = u64::MAX;
 
+/// The placeholder's member as serialized (checked against [`SEQ_PLACEHOLDER`] in a test):
+/// found once per frame without formatting it again.
+const SEQ_MEMBER: &str = "\"seq\":18446744073709551615";
+/// Where the member's digits start.
+const SEQ_DIGITS_AT: usize = "\"seq\":".len();
+
 /// `text` cut around the placeholder seq. The envelope's `seq` member comes before its body
 /// and extra members, and a quote inside a JSON string is escaped, so the first
 /// `"seq":<placeholder>` is the member itself.
 fn split_at_seq(text: String) -> FrameTemplate {
-    let needle = format!("\"seq\":{SEQ_PLACEHOLDER}");
-    match text.find(&needle) {
-        Some(at) => {
-            let digits = at + needle.len() - SEQ_PLACEHOLDER.to_string().len();
-            FrameTemplate {
-                tail: text[at + needle.len()..].to_owned(),
-                head: text[..digits].to_owned(),
-            }
-        }
+    match text.find(SEQ_MEMBER) {
+        Some(at) => FrameTemplate {
+            tail: text[at + SEQ_MEMBER.len()..].to_owned(),
+            head: text[..at + SEQ_DIGITS_AT].to_owned(),
+        },
         // Not reachable: an envelope of JSON values always serializes, with its seq.
         None => FrameTemplate { head: text, tail: String::new() },
     }
@@ -277,6 +279,7 @@ mod tests {
     #[test]
     fn a_frame_cut_at_its_seq_is_the_envelope_with_that_seq() {
         let placeholder = format!("\"seq\":{SEQ_PLACEHOLDER}");
+        assert_eq!(placeholder, SEQ_MEMBER);
         let msg: SendMessage = serde_json::from_value(serde_json::json!({
             "group_id": "g",
             "msg_id": format!("m {placeholder}"),

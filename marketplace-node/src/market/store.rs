@@ -1030,7 +1030,7 @@ impl MarketStore {
     /// Moves a bounty to `phase`, only if it is still in `from` (compare-and-set, so two
     /// workers or a restart never act twice). Returns whether it moved.
     pub async fn transition(&self, id: &str, from: Phase, to: Phase, note: &str) -> Result<bool> {
-        self.transition_with(id, from, to, note, None).await
+        self.move_row(self.writing(id), id, (from, to, note), None, None).await
     }
 
     /// [`Self::transition`] that also records when the award was made on-chain (the move to
@@ -1043,19 +1043,7 @@ impl MarketStore {
         note: &str,
         awarded_at: u64,
     ) -> Result<bool> {
-        self.transition_with(id, from, to, note, Some(awarded_at)).await
-    }
-
-    async fn transition_with(
-        &self,
-        id: &str,
-        from: Phase,
-        to: Phase,
-        note: &str,
-        awarded_at: Option<u64>,
-    ) -> Result<bool> {
-        let writing = self.writing(id);
-        self.move_row(writing, id, (from, to, note), awarded_at, None).await
+        self.move_row(self.writing(id), id, (from, to, note), Some(awarded_at), None).await
     }
 
     /// One move of a bounty: the state, note and time, and (when given) the award time or
