@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -61,8 +62,18 @@ def mint(devnet: Devnet, token: str, to: str, amount: int) -> None:
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
     ).address
     tx = rpc(devnet.rpc, "eth_sendTransaction", {"from": sender, "to": token, "data": data})
-    receipt = rpc(devnet.rpc, "eth_getTransactionReceipt", tx)
-    assert receipt is not None and receipt["status"] == "0x1", receipt
+    receipt = receipt_of(devnet, tx)
+    assert receipt["status"] == "0x1", receipt
+
+
+def receipt_of(devnet: Devnet, tx: str) -> dict[str, Any]:
+    """The receipt of `tx`, waited for: anvil can answer the send before the mined block's
+    receipts can be read (seen once in `make test`: `None` right after the send)."""
+    deadline = time.monotonic() + 10
+    while (receipt := rpc(devnet.rpc, "eth_getTransactionReceipt", tx)) is None:
+        assert time.monotonic() < deadline, f"no receipt for {tx} after 10 s"
+        time.sleep(0.05)
+    return receipt
 
 
 @dataclass
@@ -187,7 +198,7 @@ def test_the_official_x402_client_pays_a_reef_agent_per_call(
     check("x402_settle_response.json", settled, used)
     assert settled["success"] is True and settled["network"] == "eip155:31337"
     assert settled["transaction"] == out["transaction"]
-    receipt = rpc(devnet.rpc, "eth_getTransactionReceipt", settled["transaction"])
+    receipt = receipt_of(devnet, settled["transaction"])
     assert receipt["status"] == "0x1"
     assert balance(devnet, token, x402_agent.address) == before + PRICE
     (seen,) = calls(x402_agent)
