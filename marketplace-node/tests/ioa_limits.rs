@@ -307,6 +307,37 @@ async fn ioa_rest_errors_have_one_shape_even_for_malformed_bodies() {
 }
 
 #[tokio::test]
+async fn ioa_card_limits_are_the_schemas_counted_in_characters_and_a_refusal_changes_nothing() {
+    let node = spawn_node(&sqlite_url(), &[]);
+    let key = PrivateKeySigner::random();
+    let token = rest_login(&node.addr, &key);
+    let register =
+        |card: serde_json::Value| http(&node.addr, "POST", "/v1/agents", Some(&token), Some(&card));
+    // At each limit, in characters: 2,048 two-byte characters are 4,096 bytes and still fit.
+    let image = "é".repeat(2048);
+    let (st, v) = register(json!({"name": "n".repeat(200), "image": image}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["card"]["image"].as_str().map(|s| s.chars().count()), Some(2048));
+    // One over: refused with the field, its length and the limit, and the stored card stays.
+    let cases = [
+        (json!({"name": "a", "image": "x".repeat(2049)}), "card.image has 2049 characters"),
+        (json!({"name": "é".repeat(201)}), "card.name has 201 characters"),
+        (json!({"name": "a", "description": "d".repeat(10_001)}), "card.description has 10001"),
+        (json!({"name": "a", "skills": vec!["s"; 101]}), "card.skills has 101 entries"),
+        (json!({"name": " \t"}), "card.name must not be empty"),
+    ];
+    for (card, want) in cases {
+        let (st, v) = register(card);
+        assert_eq!((st, v["code"].as_str()), (400, Some("invalid_frame")), "{v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{message} should say {want}");
+    }
+    let (st, v) = http(&node.addr, "GET", &format!("/v1/agents/{}", key.address()), None, None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["card"]["image"].as_str(), Some(image.as_str()), "the refusals changed nothing");
+}
+
+#[tokio::test]
 async fn ioa_slow_consumer_is_disconnected_then_replays() {
     let node = small_queue_node();
     let (slow, fast) = (PrivateKeySigner::random(), PrivateKeySigner::random());

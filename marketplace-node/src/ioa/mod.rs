@@ -560,9 +560,7 @@ impl Node {
                 "card.name must not be empty".into(),
             ));
         }
-        if card.name.len() > 200 || card.description.len() > 10_000 || card.skills.len() > 100 {
-            return Err(Error::BadRequest(ErrorCode::InvalidFrame, "card too large".into()));
-        }
+        check_card_sizes(&card)?;
         if let Some(own) = semantic::own_vector(&card) {
             own?;
         }
@@ -999,6 +997,39 @@ fn check_send(msg: &SendMessage) -> Result<()> {
     }
     Ok(())
 }
+
+/// A card's documented size limits (`docs/schemas/agent_card.json`), in characters as JSON
+/// Schema counts them: one error naming the first field over its limit.
+fn check_card_sizes(card: &AgentCard) -> Result<()> {
+    let over = |field: &str, len: usize, max: usize, unit: &str| {
+        Error::BadRequest(
+            ErrorCode::InvalidFrame,
+            format!("card.{field} has {len} {unit}; at most {max} allowed"),
+        )
+    };
+    let chars = |s: &str| s.chars().count();
+    let limits = [
+        ("name", chars(&card.name), CARD_NAME_MAX),
+        ("description", chars(&card.description), CARD_DESCRIPTION_MAX),
+        ("image", card.image.as_deref().map_or(0, chars), CARD_IMAGE_MAX),
+    ];
+    if let Some((field, len, max)) = limits.into_iter().find(|(_, len, max)| len > max) {
+        return Err(over(field, len, max, "characters"));
+    }
+    if card.skills.len() > CARD_SKILLS_MAX {
+        return Err(over("skills", card.skills.len(), CARD_SKILLS_MAX, "entries"));
+    }
+    Ok(())
+}
+
+/// Longest card name, in characters.
+pub const CARD_NAME_MAX: usize = 200;
+/// Longest card description, in characters.
+pub const CARD_DESCRIPTION_MAX: usize = 10_000;
+/// Longest card image URL, in characters.
+pub const CARD_IMAGE_MAX: usize = 2048;
+/// Most skills on one card.
+pub const CARD_SKILLS_MAX: usize = 100;
 
 fn not_member(group_id: &str) -> String {
     format!("not a member of group {group_id} (or no such group)")
