@@ -158,9 +158,14 @@ bench-market: deps
 ## bench-market-capacity: open-loop capacity. Posts at a fixed rate for 60 s per step (native
 ## brains), from 6 bounties/s up ×1.5 until the backlog no longer stays bounded; prints the highest
 ## bounded rate as a share of the escrow-only rate (anvil settling pre-signed bounties) measured in
-## the same run, with node CPU, SQL statements and JSON-RPC requests per settled bounty per step.
+## the same run, on a fresh chain and again on the marketplace's chain after each step (anvil's
+## cost per block grows with its state), with node CPU, SQL statements and JSON-RPC requests per
+## settled bounty per step. anvil mines a block every second (--block-time 1), as a chain with a
+## block time does: with automine a transaction that arrives alone gets a block of its own, and
+## anvil hashes its whole state trie for each, a cost the escrow-only burst (many transactions per
+## block) does not pay.
 ## CAPACITY_ARGS="--capacity 10,20,30 --capacity-secs 90" for fixed steps.
-CAPACITY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain native --capacity auto --capacity-start 6 --capacity-secs 60
+CAPACITY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain native --capacity auto --capacity-start 6 --capacity-secs 60 --block-time 1
 bench-market-capacity: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- --timeout 300 $(CAPACITY_ARGS)
