@@ -1312,7 +1312,8 @@ async fn run(o: &Opts, env: &mut Env) -> eyre::Result<Value> {
     let nonces_before = count_nonces(p.clone(), watched.clone()).await?;
 
     if o.capacity_auto || !o.capacity.is_empty() {
-        let reference = Reference { p: p.clone(), rpc: rpc.clone(), dep: dep.clone(), keys: reference_keys };
+        let reference =
+            Reference { p: p.clone(), rpc: rpc.clone(), dep: dep.clone(), keys: reference_keys };
         return capacity_mode(o, env, &posters_arc, &listen, escrow_rate, &reference, &log).await;
     }
 

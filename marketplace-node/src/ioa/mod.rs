@@ -1023,13 +1023,13 @@ fn check_card_sizes(card: &AgentCard) -> Result<()> {
 }
 
 /// Longest card name, in characters.
-pub const CARD_NAME_MAX: usize = 200;
+const CARD_NAME_MAX: usize = 200;
 /// Longest card description, in characters.
-pub const CARD_DESCRIPTION_MAX: usize = 10_000;
+const CARD_DESCRIPTION_MAX: usize = 10_000;
 /// Longest card image URL, in characters.
-pub const CARD_IMAGE_MAX: usize = 2048;
+const CARD_IMAGE_MAX: usize = 2048;
 /// Most skills on one card.
-pub const CARD_SKILLS_MAX: usize = 100;
+const CARD_SKILLS_MAX: usize = 100;
 
 fn not_member(group_id: &str) -> String {
     format!("not a member of group {group_id} (or no such group)")
