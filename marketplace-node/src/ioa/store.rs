@@ -66,6 +66,27 @@ fn pair_match(a: &str, b: &str, n: usize) -> String {
         .join(" OR ")
 }
 
+/// The rows `select` (`SELECT … FROM …`) finds whose columns `(a, b)` equal one of `pairs`,
+/// asked [`CHUNK`] pairs at a time with [`pair_match`].
+async fn rows_matching_pairs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    select: &str,
+    (a, b): (&str, &str),
+    pairs: &[(&str, &str)],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in pairs.chunks(CHUNK) {
+        let chunk = padded(chunk);
+        let sql = format!("{select} WHERE {}", pair_match(a, b, chunk.len()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (x, y) in &chunk {
+            q = q.bind((*x).to_owned()).bind((*y).to_owned());
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
+}
+
 /// `$first, $first+1, …` (`n` placeholders).
 /// Most addresses bound in one `IN (…)` list (SQLite allows 32,766 parameters, Postgres 65,535).
 const AGENTS_PER_QUERY: usize = 500;
@@ -111,6 +132,13 @@ pub struct FrameTemplate {
     pub head: String,
     /// The frame's text after them.
     pub tail: String,
+}
+
+impl FrameTemplate {
+    /// The stored frame of the message numbered `seq`.
+    pub fn with_seq(&self, seq: u64) -> String {
+        format!("{}{seq}{}", self.head, self.tail)
+    }
 }
 
 /// Outcome of [`Store::add_member_capped`].
@@ -667,12 +695,7 @@ impl Store {
     ) -> Result<Vec<Option<Appended>>> {
         use std::collections::HashMap;
         if batch.len() > APPEND_ROWS {
-            return self
-                .append_locked(batch, |i, seq| {
-                    let t = make_frame(i);
-                    format!("{}{seq}{}", t.head, t.tail)
-                })
-                .await;
+            return self.append_locked(batch, |i, seq| make_frame(i).with_seq(seq)).await;
         }
         let mut out: Vec<Option<Appended>> = vec![None; batch.len()];
         if batch.is_empty() {
@@ -710,11 +733,7 @@ impl Store {
             };
             let (i, t) = (fresh[k], &templates[k]);
             let seq = r.try_get::<i64, _>("seq")?.max(0) as u64;
-            out[i] = Some(Appended {
-                seq,
-                frame: format!("{}{seq}{}", t.head, t.tail),
-                duplicate: false,
-            });
+            out[i] = Some(Appended { seq, frame: t.with_seq(seq), duplicate: false });
         }
 
         // Inputs not stored now: already stored before (a duplicate, told only to a member of
@@ -844,19 +863,9 @@ impl Store {
         pairs.sort_unstable();
         pairs.dedup();
         let mut members: HashSet<(String, String)> = HashSet::with_capacity(pairs.len());
-        for chunk in pairs.chunks(CHUNK) {
-            let chunk = padded(chunk);
-            let sql = format!(
-                "SELECT group_id, address FROM ioa_members WHERE {}",
-                pair_match("group_id", "address", chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (g, a) in &chunk {
-                q = q.bind((*g).to_owned()).bind((*a).to_owned());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                members.insert((r.try_get("group_id")?, r.try_get("address")?));
-            }
+        let select = "SELECT group_id, address FROM ioa_members";
+        for r in rows_matching_pairs(&mut tx, select, ("group_id", "address"), &pairs).await? {
+            members.insert((r.try_get("group_id")?, r.try_get("address")?));
         }
         let allowed: Vec<usize> = (0..batch.len())
             .filter(|&i| members.contains(&(batch[i].group_id.to_owned(), senders[i].clone())))
@@ -872,26 +881,16 @@ impl Store {
         keys.sort_unstable();
         keys.dedup();
         let mut known: HashMap<(String, String), Appended> = HashMap::new();
-        for chunk in keys.chunks(CHUNK) {
-            let chunk = padded(chunk);
-            let sql = format!(
-                "SELECT group_id, msg_id, seq, frame FROM ioa_messages WHERE {}",
-                pair_match("group_id", "msg_id", chunk.len())
+        let select = "SELECT group_id, msg_id, seq, frame FROM ioa_messages";
+        for r in rows_matching_pairs(&mut tx, select, ("group_id", "msg_id"), &keys).await? {
+            known.insert(
+                (r.try_get("group_id")?, r.try_get("msg_id")?),
+                Appended {
+                    seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                    frame: r.try_get("frame")?,
+                    duplicate: true,
+                },
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (g, m) in &chunk {
-                q = q.bind((*g).to_owned()).bind((*m).to_owned());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                known.insert(
-                    (r.try_get("group_id")?, r.try_get("msg_id")?),
-                    Appended {
-                        seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
-                        frame: r.try_get("frame")?,
-                        duplicate: true,
-                    },
-                );
-            }
         }
 
         // 4. Seqs in arrival order, per group.
@@ -951,6 +950,7 @@ impl Store {
         tx.commit().await?;
         Ok(Some(out))
     }
+
     /// One statement of [`Store::append_batch`]: the inputs `rows` (indexes into `batch`,
     /// with their frame templates), padded to a power of two with rows of no group (they match
     /// nothing), so that few distinct statements are prepared and cached.

@@ -292,7 +292,7 @@ mod tests {
         let job = Job { caller: Address::repeat_byte(7), msg, ts: 42, reply: ReplyTo::Wait(tx) };
         let t = frame(&job);
         for seq in [1u64, 9, 10, 123_456_789, SEQ_PLACEHOLDER - 1] {
-            let stored = format!("{}{seq}{}", t.head, t.tail);
+            let stored = t.with_seq(seq);
             let mut env = match serde_json::from_str::<ServerFrame>(&stored).unwrap() {
                 ServerFrame::Message(env) => env,
                 other => panic!("not a message: {other:?}"),
