@@ -163,7 +163,9 @@ bench-market: deps
 ## settled bounty per step. anvil mines a block every second (--block-time 1), as a chain with a
 ## block time does: with automine a transaction that arrives alone gets a block of its own, and
 ## anvil hashes its whole state trie for each, a cost the escrow-only burst (many transactions per
-## block) does not pay.
+## block) does not pay. Each step also prints the rate at which the machine's cores would be
+## full at that step's CPU per bounty (every process counted), and the summary the goal's CPU
+## budget: what is left for the node after anvil, the agents and the posters.
 ## CAPACITY_ARGS="--capacity 10,20,30 --capacity-secs 90" for fixed steps.
 CAPACITY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain native --capacity auto --capacity-start 6 --capacity-secs 60 --block-time 1
 bench-market-capacity: deps

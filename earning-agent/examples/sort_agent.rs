@@ -8,7 +8,7 @@
 use reef_earning_agent::{BidPolicy, EarningAgent, Task};
 use serde_json::{Value, json};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> reef_earning_agent::Result<()> {
     let mut args = std::env::args().skip(1);
     let key = args.next().ok_or(reef_earning_agent::Error::Missing("the key (first argument)"))?;

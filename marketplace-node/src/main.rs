@@ -74,11 +74,33 @@ fn disable_transparent_huge_pages() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     marketplace_node::logging::init(cli.log_format);
+    // An earning agent waits on its connection, its brain and the chain, and does little work
+    // itself: one thread serves it without waking another for each message, bid and reply.
+    // In `make bench-market` (50 agents, 2 cores) the agents' CPU per bounty fell from 8.4 to
+    // 6.05 ms (3 alternated pairs). Everything else, the node above all, keeps a worker per core.
+    let runtime = if matches!(&cli.command, Command::Agent(a) if a.runs_an_earning_agent()) {
+        let mut b = tokio::runtime::Builder::new_current_thread();
+        b.thread_name("reef-blocking");
+        b
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     let ran = match cli.command {
         Command::Devnet(args) => args.run().await,
         Command::Bounty(args) => args.run().await,

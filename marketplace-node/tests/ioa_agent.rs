@@ -67,7 +67,7 @@ async fn ioa_reef_agent_runs_exec_brain() {
     let worker = PrivateKeySigner::random();
     let key = alloy_primitives::hex::encode(worker.to_bytes());
     let script = r#"read line; case "$line" in *fail*) echo '"nope"'; exit 3;; esac; echo "{\"got\": $line}""#;
-    let _agent = Kill(
+    let agent = Kill(
         Command::new(env!("CARGO_BIN_EXE_reef"))
             .args([
                 "agent",
@@ -96,6 +96,27 @@ async fn ioa_reef_agent_runs_exec_brain() {
     let r = assign_and_wait(&node, &boss, worker.address(), json!("please fail")).await;
     assert_eq!(r["status"], "failed", "{r}");
     assert_eq!(r["result"], "nope");
+    // The agent, having connected, worked and answered, runs on one thread (no tokio workers;
+    // a blocking-pool thread, if any, is `reef-blocking`); the node keeps its workers.
+    if let (Some(in_agent), Some(in_node)) =
+        (tokio_workers(agent.0.id()), tokio_workers(node.child.id()))
+    {
+        assert_eq!(in_agent, 0, "reef agent run has no tokio worker threads");
+        assert!(in_node >= 1, "the node runs tokio's workers ({in_node}): the check sees them");
+    }
+}
+
+/// Threads of `pid` named as tokio names a multi-threaded runtime's workers (Linux `/proc`;
+/// `None` elsewhere).
+fn tokio_workers(pid: u32) -> Option<usize> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .filter(|name| name.starts_with("tokio-r"))
+            .count(),
+    )
 }
 
 /// The Python example speaks the raw protocol (needs `pip install websockets eth-account`;

@@ -327,6 +327,12 @@ struct RunArgs {
 }
 
 impl AgentArgs {
+    /// Whether this is `reef agent run`, the long-running earning agent (`reef` runs it on a
+    /// single-threaded runtime).
+    pub fn runs_an_earning_agent(&self) -> bool {
+        matches!(self.command, AgentCommand::Run(_))
+    }
+
     /// Run the command.
     pub async fn run(self) -> eyre::Result<()> {
         match self.command {
