@@ -295,8 +295,13 @@ impl CpuSample {
         }
     }
 
+    /// CPU seconds of every part together.
+    fn total(&self) -> f64 {
+        self.anvil + self.node + self.agents + self.brains + self.posters
+    }
+
     fn to_json(self, wall: Duration, settled: usize) -> Value {
-        let total = self.anvil + self.node + self.agents + self.brains + self.posters;
+        let total = self.total();
         let per = |v: f64| if settled > 0 { v * 1e3 / settled as f64 } else { 0.0 };
         let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         json!({
@@ -1872,6 +1877,7 @@ async fn capacity_mode(
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let mut steps = Vec::new();
     let mut best: Option<f64> = None;
+    let mut best_step = 0;
     // The highest bounded rate's escrow-only rate at the state its step left.
     let mut best_reference = 0.0;
     // As many lifecycles as the fresh chain's measurement (`--raw-txs` / 2), so that the two
@@ -1995,6 +2001,7 @@ async fn capacity_mode(
             if best.is_none_or(|b| rate > b) {
                 best = Some(rate);
                 best_reference = at_state;
+                best_step = steps.len() - 1;
             }
         } else if o.capacity_auto {
             break;
@@ -2007,7 +2014,7 @@ async fn capacity_mode(
         }
     }
     let best_rate = best.unwrap_or(0.0);
-    let budget = goal_budget(&steps, best, 0.5 * escrow_rate);
+    let budget = goal_budget(steps.get(best_step), 0.5 * escrow_rate);
     Ok(json!({
         "agents": o.agents,
         "posters": posters.len(),
@@ -2032,22 +2039,18 @@ async fn capacity_mode(
 /// The rate at which this machine's cores would be full at a step's CPU cost per settled
 /// bounty, counting every process of the run (anvil, node, agents, their programs, posters).
 fn cpu_ceiling(cpu: &CpuSample, settled: usize) -> f64 {
-    let total = cpu.anvil + cpu.node + cpu.agents + cpu.brains + cpu.posters;
+    let total = cpu.total();
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     if settled == 0 || total <= 0.0 { 0.0 } else { cores * settled as f64 / total }
 }
 
-/// What the goal rate asks of the CPU, from the costs of the highest bounded step (or the
-/// first step when none was bounded): all the cores' milliseconds per bounty at that rate,
+/// What the goal rate asks of the CPU, from the costs of `step` (the highest bounded one, or
+/// the first when none was bounded): all the cores' milliseconds per bounty at that rate,
 /// what the processes other than the node spent per bounty, and so what would be left for
 /// the node. A budget at or below zero means the goal cannot be reached on this machine
 /// however little the node spends, with these agents, brains, posters and chain.
-fn goal_budget(steps: &[Value], best: Option<f64>, goal_rate: f64) -> Value {
+fn goal_budget(step: Option<&Value>, goal_rate: f64) -> Value {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let step = steps
-        .iter()
-        .find(|s| best.is_some_and(|b| f(&s["posts_per_sec"]) == b))
-        .or_else(|| steps.first());
     let Some(step) = step else { return Value::Null };
     let per = &step["cpu_secs"]["ms_per_settled_bounty"];
     let cores = f(&step["cpu_secs"]["cores"]);
