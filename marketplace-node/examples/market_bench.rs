@@ -303,7 +303,7 @@ impl CpuSample {
     fn to_json(self, wall: Duration, settled: usize) -> Value {
         let total = self.total();
         let per = |v: f64| if settled > 0 { v * 1e3 / settled as f64 } else { 0.0 };
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let cores = cores();
         json!({
             "anvil": self.anvil, "node": self.node, "agents": self.agents,
             "agent_programs": self.brains, "posters": self.posters, "total": total,
@@ -1876,10 +1876,8 @@ async fn capacity_mode(
 ) -> eyre::Result<Value> {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let mut steps = Vec::new();
-    let mut best: Option<f64> = None;
-    let mut best_step = 0;
-    // The highest bounded rate's escrow-only rate at the state its step left.
-    let mut best_reference = 0.0;
+    // The highest bounded step (its index in `steps`).
+    let mut best: Option<usize> = None;
     // As many lifecycles as the fresh chain's measurement (`--raw-txs` / 2), so that the two
     // figures are taken alike (with a block time, a smaller count spans too few blocks).
     let per_key = (o.raw_txs / 2 / reference.keys.len().max(1)).max(1);
@@ -1998,10 +1996,8 @@ async fn capacity_mode(
             "cpu_ceiling_posts_per_sec": cpu_ceiling(&cpu, ok.len()),
         }));
         if is_bounded {
-            if best.is_none_or(|b| rate > b) {
-                best = Some(rate);
-                best_reference = at_state;
-                best_step = steps.len() - 1;
+            if best.is_none_or(|b| rate > steps[b]["posts_per_sec"].as_f64().unwrap_or(0.0)) {
+                best = Some(steps.len() - 1);
             }
         } else if o.capacity_auto {
             break;
@@ -2013,8 +2009,11 @@ async fn capacity_mode(
             rate *= 1.5;
         }
     }
-    let best_rate = best.unwrap_or(0.0);
-    let budget = goal_budget(steps.get(best_step), 0.5 * escrow_rate);
+    let best_step = best.and_then(|b| steps.get(b));
+    let of_best = |key: &str| best_step.and_then(|s| s[key].as_f64()).unwrap_or(0.0);
+    let (best_rate, best_reference) =
+        (of_best("posts_per_sec"), of_best("escrow_only_bounties_per_sec_at_this_state"));
+    let budget = goal_budget(best_step.or(steps.first()), 0.5 * escrow_rate);
     Ok(json!({
         "agents": o.agents,
         "posters": posters.len(),
@@ -2040,8 +2039,12 @@ async fn capacity_mode(
 /// bounty, counting every process of the run (anvil, node, agents, their programs, posters).
 fn cpu_ceiling(cpu: &CpuSample, settled: usize) -> f64 {
     let total = cpu.total();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    if settled == 0 || total <= 0.0 { 0.0 } else { cores * settled as f64 / total }
+    if settled == 0 || total <= 0.0 { 0.0 } else { cores() * settled as f64 / total }
+}
+
+/// Cores this machine gives the run.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, usize::from) as f64
 }
 
 /// What the goal rate asks of the CPU, from the costs of `step` (the highest bounded one, or
@@ -2124,11 +2127,11 @@ fn print_capacity(r: &Value) {
     let b = &c["goal_cpu_budget"];
     if b.is_object() {
         println!(
-            "CPU budget of the goal ({:.1} posts/s on {} cores, at the costs of the {:.2} posts/s step): \
+            "CPU budget of the goal ({:.1} posts/s on {:.0} cores, at the costs of the {:.2} posts/s step): \
              {:.1} ms of CPU per bounty for every process together; the others (anvil, agents, \
              their programs, posters) spent {:.1} ms, which leaves the node {:.1} ms (it spent {:.1}){}",
             f(&b["goal_posts_per_sec"]),
-            b["cores"],
+            f(&b["cores"]),
             f(&b["from_step_posts_per_sec"]),
             f(&b["all_processes_ms_per_bounty_at_goal"]),
             f(&b["others_ms_per_bounty"]),
