@@ -3,8 +3,9 @@
 //! Every write goes through one path ([`ReefClient::send_call`]): the fees come from the
 //! client's last estimate (read again once it is older than [`ClientOptions::fee_ttl`] or a send
 //! was refused as underpriced), the gas is estimated by the node on the latest block (a revert
-//! at estimation is decoded into [`Revert`](crate::Revert)), the account's pending nonce is
-//! read, the transaction is signed locally and sent. Where the RPC serves
+//! at estimation is decoded into [`Revert`](crate::Revert)), the nonce follows the client's
+//! last mined transaction (or the account's pending nonce is read, see
+//! [`ClientOptions::nonce_ttl`]), the transaction is signed locally and sent. Where the RPC serves
 //! `eth_sendRawTransactionSync` (EIP-7966) the send's answer is the receipt; otherwise it is
 //! sent with retries on transport errors and its receipt polled. Either way it is then awaited
 //! for the configured number of confirmations. Reads go through [`ReefClient::view`] with the
@@ -80,6 +81,17 @@ pub struct ClientOptions {
     /// that rewinds anvil (`evm_revert`) right after a send: anvil answers before it has pruned
     /// its pool, and the rewound chain then mines the transaction again.
     pub sync_send: bool,
+    /// How long the nonce after this client's last mined transaction is used for its next
+    /// send instead of reading the account's pending nonce (one JSON-RPC request less per
+    /// transaction). A send refused for its nonce is signed again with the nonce read, and a
+    /// transaction that is not mined in time is replaced and the gaps below it filled, so a
+    /// nonce another process took, or a transaction a reorg dropped, costs a retry, not a
+    /// lost send. Default 2 s, as [`Self::fee_ttl`]: the window in which another process's
+    /// transaction still pending at the remembered nonce could be replaced by this one (a
+    /// pending-nonce read has the same race, only shorter). `Duration::ZERO` reads the nonce
+    /// for every send (a test that rewinds anvil with `evm_revert`, which drops mined
+    /// transactions, wants that).
+    pub nonce_ttl: Duration,
 }
 
 impl Default for ClientOptions {
@@ -92,6 +104,7 @@ impl Default for ClientOptions {
             fee_ttl: Duration::from_secs(2),
             fees: FeePolicy::default(),
             sync_send: true,
+            nonce_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -123,11 +136,10 @@ pub struct ReefClient {
 
 /// What consecutive sends from one client reuse instead of asking the RPC every time.
 ///
-/// Not the nonce: it is read for every send. A remembered nonce would go wrong after a reorg
-/// or an `evm_revert` that dropped this account's transactions (the next one would wait behind
-/// a gap forever). The read is only raised past this client's own transactions still on their
-/// way to the node ([`SendState::in_flight`]): a synchronous send leaves the lock before the
-/// node has it.
+/// The nonce is remembered only after a mined transaction, and for [`ClientOptions::nonce_ttl`]:
+/// any doubt (a send refused for its nonce, a transaction not mined) reads it again. Either way
+/// it is raised past this client's own transactions still on their way to the node
+/// ([`SendState::in_flight`]): a synchronous send leaves the lock before the node has it.
 #[derive(Debug, Default)]
 struct SendState {
     /// The last fee estimate and when it was made.
@@ -140,6 +152,8 @@ struct SendState {
     chain_id: Option<u64>,
     /// Whether the RPC serves `eth_sendRawTransactionSync` (`None`: not tried yet).
     sync: Option<bool>,
+    /// The nonce after this client's last mined transaction, and when it was mined.
+    next_nonce: Option<(std::time::Instant, u64)>,
 }
 
 /// How a send reached the node.
@@ -442,7 +456,17 @@ impl ReefClient {
             },
         };
         if let Some(nonce) = sent_nonce(&mined) {
-            self.send_state.lock().await.in_flight.remove(&nonce);
+            let mut state = self.send_state.lock().await;
+            state.in_flight.remove(&nonce);
+            state.next_nonce = match (&mined, state.next_nonce) {
+                // Mined (reverted or not): the nonce is used up; a later one may be already.
+                (Ok(_), next) => Some((
+                    std::time::Instant::now(),
+                    next.map_or(nonce + 1, |(_, n)| n.max(nonce + 1)),
+                )),
+                // Not mined in time, or not confirmed: read the nonce again.
+                (Err(_), _) => None,
+            };
         }
         let receipt = mined.map(|(r, _)| r).map_err(|(e, _)| e)?;
         let hash = receipt.transaction_hash;
@@ -462,9 +486,10 @@ impl ReefClient {
 
     /// Fills the fees from this client's [`SendState`] (estimating them when it has none or
     /// they are older than the TTL), estimates the gas on the latest block (a revert there is
-    /// decoded), has the nonce read, signs and sends. The state's lock is held until the node
+    /// decoded), takes the nonce (remembered, or read), signs and sends. The state's lock is held until the node
     /// accepted the transaction, so the next send from this client sees it as pending. A send
     /// refused for a stale nonce or fee is tried once more with both read again.
+    /// [`SendState::next_nonce`] is set by [`Self::send_tx_receipt`] once a send is mined.
     async fn sign_and_send(&self, action: &str, tx: TransactionRequest) -> Result<Sent> {
         let mut state = self.send_state.lock().await;
         let mut second_try = false;
@@ -472,8 +497,16 @@ impl ReefClient {
             // The nonce is read here (not by the provider's filler) so that a replacement can
             // be signed at the same one; past this client's sends the node may not have yet.
             let me = self.address();
-            let read =
-                self.rpc(|p| async move { p.get_transaction_count(me).pending().await }).await?;
+            let remembered = state
+                .next_nonce
+                .filter(|(at, _)| !second_try && at.elapsed() < self.opts.nonce_ttl)
+                .map(|(_, n)| n);
+            let read = match remembered {
+                Some(n) => n,
+                None => {
+                    self.rpc(|p| async move { p.get_transaction_count(me).pending().await }).await?
+                }
+            };
             let nonce = state.in_flight.last().map_or(read, |&n| read.max(n + 1));
             let fresh = |at: &std::time::Instant| at.elapsed() < self.opts.fee_ttl;
             let fees = match state.fees {
@@ -508,6 +541,7 @@ impl ReefClient {
                 Err(e) if !second_try && is_stale_send(&e) => {
                     tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
                     state.fees = None;
+                    state.next_nonce = None;
                     second_try = true;
                     continue;
                 }
@@ -540,6 +574,7 @@ impl ReefClient {
                         tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
                         state.in_flight.remove(&nonce);
                         state.fees = None;
+                        state.next_nonce = None;
                         second_try = true;
                         continue;
                     }
@@ -573,6 +608,7 @@ impl ReefClient {
                 Err((e, false)) if !second_try && is_stale_send(&e) => {
                     tracing::debug!(action, error = %e, "stale nonce or fees; signing again");
                     state.fees = None;
+                    state.next_nonce = None;
                     second_try = true;
                 }
                 Err((e, _)) => return Err(self.classify(action, e)),

@@ -137,3 +137,124 @@ async fn a_full_node_answers_busy_and_a_window_without_bids_is_extended_then_fai
     let res_b: Value = serde_json::from_slice(&out_b.stdout).unwrap();
     assert_eq!(res_b["status"], "completed", "{res_b}");
 }
+
+/// How many times the node ran the SQL statement that starts with `prefix` (`GET /metrics`).
+async fn statements_run(http: &str, prefix: &str) -> u64 {
+    let text = alloy::transports::http::reqwest::get(format!("{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("reef_db_statements_total{statement=\""))
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once("\"} ")?.1.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// A post body for a bounty nobody bids on (skill `klingon`), from `client`'s terms.
+async fn klingon_post(
+    client: &escrow_client::ReefClient,
+    evaluator: alloy::primitives::Address,
+) -> Value {
+    use escrow_client::escrow::{NewBounty, RecordJson, random_salt};
+    use marketplace_node::market::verify::result_hash;
+    let description = "Translate this into Klingon";
+    let terms = client
+        .terms(&NewBounty {
+            token: client.deployment().test_token.unwrap(),
+            amount: 5_000_000_000_000_000_000,
+            evaluator: Some(evaluator),
+            arbiter: alloy::primitives::Address::ZERO,
+            deadline: client.chain_time().await.unwrap() + 3_600,
+            review_window: 3_600,
+            challenge_window: 3_600,
+            description: description.into(),
+            contest_winners: None,
+        })
+        .await
+        .unwrap();
+    serde_json::json!({
+        "salt": random_salt(),
+        "record": RecordJson::from(&terms),
+        "description": description,
+        "input": "Hello",
+        "skills": ["klingon"],
+        "verify": { "mode": "hash", "expected": result_hash(&serde_json::json!("nuqneH")) },
+        "bid_window_ms": 30_000,
+    })
+}
+
+/// Under overload posters come back faster than windows close: once the node found itself
+/// full, the next new bounty is refused without a count or an insert attempt, while a
+/// repeated post of a registered bounty still goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_refuses_from_memory_and_a_repeated_post_still_goes_through() {
+    use marketplace_node::cmd::nodeapi::NodeApi;
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("full");
+    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let _node = start_node(&dir, &anvil.rpc_url, port, "full-test", &["--max-open-windows", "1"]);
+    let signer = dev_signer(4);
+    let client = escrow_client::ReefClient::connect(
+        &anvil.rpc_url,
+        signer.clone(),
+        dep,
+        escrow_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut api = NodeApi::new(&http);
+    api.login(&signer).await.unwrap();
+    let info = api.get("/v1/market/info").await.unwrap();
+    let evaluator = info["evaluator"].as_str().unwrap().parse().unwrap();
+
+    let first = klingon_post(&client, evaluator).await;
+    let posted = api.post("/v1/market/bounties", first.clone()).await.unwrap();
+    assert_eq!(posted["new"], true, "{posted}");
+    let second = klingon_post(&client, evaluator).await;
+    let busy = |r: Result<Value, marketplace_node::cmd::nodeapi::ApiError>| {
+        let e = r.expect_err("the node holds its one window: a new bounty is refused");
+        assert!(e.busy_retry().is_some(), "503 busy expected: {e}");
+        assert!(e.to_string().contains("--max-open-windows, is 1"), "{e}");
+    };
+    const COUNT: &str = "SELECT COUNT(*) AS n FROM market_bounties WHERE state";
+    const INSERT: &str = "INSERT INTO market_bounties";
+    // The mark stands for a second: the pair is tried again if the machine was slower.
+    let mut from_memory = false;
+    for _ in 0..5 {
+        let (counts, inserts) =
+            (statements_run(&http, COUNT).await, statements_run(&http, INSERT).await);
+        let at = Instant::now();
+        busy(api.post("/v1/market/bounties", second.clone()).await);
+        let counted = statements_run(&http, COUNT).await;
+        assert_eq!(counted, counts + 1, "the first refusal counts the open windows");
+        let inserted = statements_run(&http, INSERT).await;
+        busy(api.post("/v1/market/bounties", second.clone()).await);
+        if at.elapsed() >= Duration::from_millis(900) {
+            // Let the mark lapse, so that the next first refusal counts again.
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            continue;
+        }
+        assert_eq!(statements_run(&http, COUNT).await, counted, "refused from memory: no count");
+        assert_eq!(
+            statements_run(&http, INSERT).await,
+            inserted,
+            "refused from memory: no insert attempt"
+        );
+        assert_eq!(inserted, inserts + 1, "the first refusal was an insert attempt");
+        from_memory = true;
+        break;
+    }
+    assert!(from_memory, "two posts never came within the mark's second");
+    // Idempotent posting holds while the node is full.
+    let again = api.post("/v1/market/bounties", first).await.unwrap();
+    assert_eq!(
+        (again["new"].clone(), again["id"].clone()),
+        (Value::Bool(false), posted["id"].clone())
+    );
+}

@@ -225,6 +225,91 @@ pub struct MarketStore {
     bids: tokio::sync::mpsc::Sender<BidJob>,
     /// Progress logs and bid counts as last read, on SQLite only (see [`LogCache`]).
     logs: Option<Arc<LogCache>>,
+    /// Admission control's last refusal (see [`FullMark`]).
+    full: Arc<FullMark>,
+}
+
+/// How long a refusal for a full node stands without being checked against the database
+/// again. Windows this process closes are counted as they close (a bounty leaves its window
+/// only through [`MarketStore::move_row`]); one closed by another node sharing the database
+/// (Postgres) is seen at most this late. Refused posters are told to come back after at least
+/// as long (`BUSY_RETRY_MS`).
+const FULL_MARK_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Admission control's last refusal: when the node was found full, how many windows were
+/// open then, and how many of them closed here since. Under overload posters come back faster
+/// than windows close, and each refusal cost an insert attempt, a row read and a count. While
+/// the mark stands, each closed window lets one post through to the database's check, and the
+/// others are refused from memory (a repeated post of a registered bounty still goes through).
+#[derive(Debug, Default)]
+struct FullMark(std::sync::Mutex<Option<FullSince>>);
+
+#[derive(Debug, Clone, Copy)]
+struct FullSince {
+    at: std::time::Instant,
+    open: u64,
+    /// Windows closed here since, not yet offered to a post.
+    freed: u64,
+}
+
+/// What admission control knows before the database is asked (see [`FullMark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Found full moments ago, with this many windows open: refuse a new bounty.
+    Full(u64),
+    /// Ask the database. `probe`: the node was known full, but the mark lapsed and this post
+    /// checks again; if it is admitted, the database had room this node did not know of
+    /// (windows another node closed), and [`MarketStore::not_full`] ends the mark.
+    Ask {
+        /// Whether this post checks a lapsed mark.
+        probe: bool,
+    },
+}
+
+impl FullMark {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<FullSince>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a new post is refused from memory or goes to the database: no mark, a window
+    /// freed since (which this post takes), or a mark older than [`FULL_MARK_TTL`] (this post
+    /// checks the database again; the others are still refused meanwhile, so a lapsed mark
+    /// does not send every post in flight to the database at once).
+    fn check(&self) -> Admission {
+        let mut mark = self.lock();
+        let Some(m) = mark.as_mut() else { return Admission::Ask { probe: false } };
+        if m.freed > 0 {
+            m.freed -= 1;
+            return Admission::Ask { probe: false };
+        }
+        if m.at.elapsed() >= FULL_MARK_TTL {
+            m.at = std::time::Instant::now();
+            return Admission::Ask { probe: true };
+        }
+        Admission::Full(m.open)
+    }
+
+    /// The database refused a post: full. Windows freed before and not yet offered stay
+    /// offered (their posts may be on their way; dropping them would hold the places back
+    /// until the mark lapses).
+    fn set(&self, open: u64) {
+        let at = std::time::Instant::now();
+        let mut mark = self.lock();
+        match mark.as_mut() {
+            Some(m) => (m.at, m.open) = (at, open),
+            None => *mark = Some(FullSince { at, open, freed: 0 }),
+        }
+    }
+
+    fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    fn window_closed(&self) {
+        if let Some(m) = self.lock().as_mut() {
+            m.freed += 1;
+        }
+    }
 }
 
 /// Most bounties whose log [`LogCache`] holds; beyond it the cache is emptied.
@@ -669,6 +754,22 @@ impl RowCache {
         slot.generation
     }
 
+    /// The write to `id` that began at generation `began` changed nothing in the database. A
+    /// slot this write created, untouched by any other write, is removed (a read that started
+    /// before it may still fill it: what it read is still the database's state); otherwise the
+    /// write ends as any other.
+    fn write_void(&self, id: &str, began: u64) {
+        let mut c = self.lock();
+        let Some(slot) = c.slots.get(id) else { return };
+        let created_here = began == 1 && slot.generation == 1 && slot.writing == 1;
+        if created_here && slot.row.is_none() && slot.ranking.is_none() {
+            c.slots.remove(id);
+        } else {
+            drop(c);
+            self.write_end(id, began, None, None);
+        }
+    }
+
     /// The write to `id` that began at generation `began` committed (or failed: the next read
     /// decides). `fresh` is the row (and the ranking, if the write set it) as the write left
     /// them (`RETURNING`): cached only if no other write to the row began or ended meanwhile,
@@ -704,6 +805,14 @@ struct RowWriteGuard<'a> {
 }
 
 impl RowWriteGuard<'_> {
+    /// The write changed nothing: its mark is taken back without a trace when nothing else
+    /// touched the row meanwhile (see [`RowCache::write_void`]).
+    fn void(&mut self) {
+        if let Some(cache) = self.cache.take() {
+            cache.write_void(self.id, self.began);
+        }
+    }
+
     /// The write committed and left the row as `rows` say (`UPDATE … RETURNING *`: one row,
     /// or none when the update matched nothing).
     fn committed(&mut self, rows: &[sqlx::any::AnyRow]) {
@@ -786,7 +895,15 @@ impl MarketStore {
         let rows = (!postgres).then(Arc::default);
         let logs = (!postgres).then(Arc::default);
         let bids = BidWriter::spawn(pool.clone(), logs.clone());
-        let me = Self { pool, postgres, rows, log_watchers: Arc::default(), bids, logs };
+        let me = Self {
+            pool,
+            postgres,
+            rows,
+            log_watchers: Arc::default(),
+            bids,
+            logs,
+            full: Arc::default(),
+        };
         me.migrate().await?;
         Ok(me)
     }
@@ -853,6 +970,11 @@ impl MarketStore {
         .bind(i64::try_from(cap).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
+        if rows.is_empty() {
+            // Nothing was written (refused, or already there): the cache forgets the attempt,
+            // so refused posts under overload do not crowd the cached rows out.
+            writing.void();
+        }
         writing.committed(&rows);
         Ok(rows.len() == 1)
     }
@@ -992,6 +1114,23 @@ impl MarketStore {
         rows.iter().map(Self::row).collect()
     }
 
+    /// Admission control from memory, before a new bounty's insert: [`Admission::Full`] when
+    /// the node was found full within the last [`FULL_MARK_TTL`] and every window closed here
+    /// since has been offered to a post already.
+    pub fn admission(&self) -> Admission {
+        self.full.check()
+    }
+
+    /// Admission control refused a bounty with `open` windows open.
+    pub fn mark_full(&self, open: u64) {
+        self.full.set(open);
+    }
+
+    /// A post that checked a lapsed mark ([`Admission::Ask`] `probe`) was admitted.
+    pub fn not_full(&self) {
+        self.full.clear();
+    }
+
     /// How many bounties are in `phase`.
     pub async fn count_in_phase(&self, phase: Phase) -> Result<u64> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM market_bounties WHERE state = $1")
@@ -1077,6 +1216,9 @@ impl MarketStore {
         .fetch_all(&self.pool)
         .await?;
         let moved = rows.len() == 1;
+        if moved && from == Phase::Bidding {
+            self.full.window_closed();
+        }
         let line =
             moved.then(|| serde_json::json!({ "at_ms": at, "event": to.as_str(), "detail": note }));
         log.done(line, !moved);
@@ -1889,13 +2031,34 @@ mod tests {
         }
         assert!(!s.insert_bounty_in("0xa3", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
         assert!(s.bounty("0xa3").await.unwrap().is_none(), "a refused bounty is not stored");
+        if let Some(cache) = &s.rows {
+            assert!(!cache.lock().slots.contains_key("0xa3"), "a refused insert leaves no slot");
+        }
+        let (full, ask) = (Admission::Full(cap), Admission::Ask { probe: false });
+        assert_eq!(s.admission(), ask, "nothing known: the database decides");
+        s.mark_full(cap);
+        assert_eq!(s.admission(), full, "the refusal is remembered");
         assert!(!s.insert_bounty_in("0xa1", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
         assert!(s.insert_bounty_in("0xa4", POSTER, &spec, 9, Phase::Contest, 0).await.unwrap());
+        // A move that is not a window's close leaves the mark; a contest is not a window.
+        s.transition("0xa4", Phase::Contest, Phase::Failed, "no entries").await.unwrap();
+        assert_eq!(s.admission(), full, "only a closed window frees a place");
         s.transition("0xa1", Phase::Bidding, Phase::Failed, "no valid bids").await.unwrap();
+        s.mark_full(cap);
+        assert_eq!(s.admission(), ask, "a closed window lets one post through");
+        assert_eq!(s.admission(), full, "and only one, though a refusal came in between");
         assert!(s.insert_bounty_in("0xa3", POSTER, &spec, 1, Phase::Bidding, cap).await.unwrap());
         let row = s.bounty("0xa3").await.unwrap().unwrap();
         assert_eq!((row.phase, row.poster, row.bid_close_at), (Phase::Bidding, POSTER, 1));
         assert_eq!(s.count_in_phase(Phase::Bidding).await.unwrap(), cap);
+        // A window closed by another node sharing the database is seen once the mark lapses:
+        // one post then checks the database again, the others are still refused meanwhile.
+        s.mark_full(cap);
+        tokio::time::sleep(FULL_MARK_TTL + std::time::Duration::from_millis(50)).await;
+        assert_eq!(s.admission(), Admission::Ask { probe: true }, "lapsed after {FULL_MARK_TTL:?}");
+        assert_eq!(s.admission(), full, "one post at a time checks the database");
+        s.not_full();
+        assert_eq!((s.admission(), s.admission()), (ask, ask), "the probe was admitted");
     }
 
     #[tokio::test]

@@ -26,6 +26,29 @@ impl Market {
         };
         let crate::market::intake::CheckedPost { record, contest, from_reward, window_ms } =
             crate::market::intake::check_post(&req, caller, &rules)?;
+        let id = bounty_id(caller, req.salt);
+        let key = id_hex(id);
+        // Admission control: a node at its limit refuses new bounties without registering
+        // anything (a repeated post of a registered one goes through). Contests have no window.
+        let cap = if contest { 0 } else { cfg.max_open_windows as u64 };
+        let busy = |open: u64| MarketError::Busy {
+            message: format!(
+                "this node has {open} bounties in their bid window (its limit, --max-open-windows, is {cap})"
+            ),
+            // The windows open now drain in about one window each.
+            retry_after_ms: window_ms.clamp(BUSY_RETRY_MS, 30_000),
+        };
+        // Found full a moment ago: refused before any chain read or write.
+        let admission = if cap > 0 {
+            self.inner.store.admission()
+        } else {
+            crate::market::store::Admission::Ask { probe: false }
+        };
+        if let crate::market::store::Admission::Full(open) = admission
+            && self.inner.store.bounty(&key).await?.is_none()
+        {
+            return Err(busy(open));
+        }
         if let Some(parent) = &from_reward {
             self.check_onward_sharing(parent, &req).await?;
         }
@@ -45,7 +68,6 @@ impl Market {
                 record.feeBps
             ));
         }
-        let id = bounty_id(caller, req.salt);
         // Through the chain view: a `None` answer is cached, and the view then builds the
         // record from its own log scan when the poster posts (no full read later).
         let (status, _) = self.inner.view.status_of(id).await?;
@@ -76,25 +98,19 @@ impl Market {
             "from_reward": from_reward,
             "policy": req.policy,
         });
-        let key = id_hex(id);
         // Contests take entries until the deadline instead of bids during a window.
         let (close, phase) =
             if contest { (record.deadline, Phase::Contest) } else { (close, Phase::Bidding) };
-        // Admission control in the insert itself: a node at its limit refuses new bounties
-        // without registering anything (a repeated post of a registered one goes through).
-        let cap = if contest { 0 } else { cfg.max_open_windows as u64 };
+        // Admission control in the insert itself.
         let fresh =
             self.inner.store.insert_bounty_in(&key, caller, &spec, close, phase, cap).await?;
         if !fresh && cap > 0 && self.inner.store.bounty(&key).await?.is_none() {
             let open = self.inner.store.count_in_phase(Phase::Bidding).await?;
-            // The windows open now drain in about one window each.
-            let retry_after_ms = window_ms.clamp(BUSY_RETRY_MS, 30_000);
-            return Err(MarketError::Busy {
-                message: format!(
-                    "this node has {open} bounties in their bid window (its limit, --max-open-windows, is {cap})"
-                ),
-                retry_after_ms,
-            });
+            self.inner.store.mark_full(open);
+            return Err(busy(open));
+        }
+        if fresh && admission == (crate::market::store::Admission::Ask { probe: true }) {
+            self.inner.store.not_full();
         }
         if fresh {
             self.inner
