@@ -22,53 +22,19 @@ async fn nonces(c: &ReefClient) -> (u64, u64) {
     (mined, pending)
 }
 
-/// A rewind that drops the account's last transaction (a reorg, `evm_revert`) must not leave
-/// the next send waiting behind a nonce gap when the nonce is read for every send
-/// (`nonce_ttl` zero): it takes the dropped one's nonce.
-#[tokio::test]
-async fn a_send_after_a_rewind_that_dropped_the_last_one_is_mined() {
+/// Sends once, rewinds anvil to before that send (as a reorg that drops it would), then sends
+/// again with the same client (made with `opts`). Returns the account's nonce after the first
+/// send and its (mined, pending) nonces once the second is mined.
+async fn send_across_a_rewind(opts: ClientOptions) -> (u64, (u64, u64)) {
     let env = setup().await;
     // Without the synchronous send: anvil answers it before pruning its pool, and a rewind
     // right after it then mines the dropped transaction again (anvil's, not a chain's, way).
-    let sequential = ClientOptions { sync_send: false, nonce_ttl: Duration::ZERO, ..opts() };
+    let opts = ClientOptions { sync_send: false, ..opts };
     let c = &ReefClient::connect(
         &env.anvil.rpc_url,
         env.poster.signer().clone(),
         env.dep.clone(),
-        sequential,
-    )
-    .await
-    .unwrap();
-    let to = env.stranger.address();
-    let snapshot: U256 = c.provider().raw_request("evm_snapshot".into(), ()).await.unwrap();
-    c.send_eth(to, wei(1)).await.unwrap();
-    let (after_first, _) = nonces(c).await;
-    let reverted: bool = c.provider().raw_request("evm_revert".into(), (snapshot,)).await.unwrap();
-    assert!(reverted);
-    let out = tokio::time::timeout(Duration::from_secs(20), c.send_eth(to, wei(2)))
-        .await
-        .expect("the send after the rewind waits behind a nonce gap")
-        .unwrap();
-    assert!(out.gas_used > 0);
-    assert_eq!(nonces(c).await, (after_first, after_first), "it took the dropped one's nonce");
-}
-
-/// With the nonce remembered, the send after such a rewind waits behind the gap the dropped
-/// transaction left until it is due for replacement; then the gap is filled and it is mined.
-#[tokio::test]
-async fn a_remembered_nonce_past_a_rewind_is_mined_once_the_gap_is_filled() {
-    let env = setup().await;
-    let fees = escrow_client::fees::FeePolicy {
-        replace_after: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let remembering =
-        ClientOptions { sync_send: false, nonce_ttl: Duration::from_secs(3_600), fees, ..opts() };
-    let c = &ReefClient::connect(
-        &env.anvil.rpc_url,
-        env.poster.signer().clone(),
-        env.dep.clone(),
-        remembering,
+        opts,
     )
     .await
     .unwrap();
@@ -80,11 +46,34 @@ async fn a_remembered_nonce_past_a_rewind_is_mined_once_the_gap_is_filled() {
     assert!(reverted);
     let out = tokio::time::timeout(Duration::from_secs(30), c.send_eth(to, wei(2)))
         .await
-        .expect("the send after the rewind is stuck behind the nonce gap")
+        .expect("the send after the rewind is stuck behind a nonce gap")
         .unwrap();
     assert!(out.gas_used > 0);
+    (after_first, nonces(c).await)
+}
+
+/// A rewind that drops the account's last transaction (a reorg, `evm_revert`) must not leave
+/// the next send waiting behind a nonce gap when the nonce is read for every send
+/// (`nonce_ttl` zero): it takes the dropped one's nonce.
+#[tokio::test]
+async fn a_send_after_a_rewind_that_dropped_the_last_one_is_mined() {
+    let (after_first, now) =
+        send_across_a_rewind(ClientOptions { nonce_ttl: Duration::ZERO, ..opts() }).await;
+    assert_eq!(now, (after_first, after_first), "it took the dropped one's nonce");
+}
+
+/// With the nonce remembered, the send after such a rewind waits behind the gap the dropped
+/// transaction left until it is due for replacement; then the gap is filled and it is mined.
+#[tokio::test]
+async fn a_remembered_nonce_past_a_rewind_is_mined_once_the_gap_is_filled() {
+    let fees = escrow_client::fees::FeePolicy {
+        replace_after: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let remembering = ClientOptions { nonce_ttl: Duration::from_secs(3_600), fees, ..opts() };
+    let (after_first, now) = send_across_a_rewind(remembering).await;
     // The dropped nonce holds the zero-value fill, the send the one after it.
-    assert_eq!(nonces(c).await, (after_first + 1, after_first + 1));
+    assert_eq!(now, (after_first + 1, after_first + 1));
 }
 
 #[tokio::test]
