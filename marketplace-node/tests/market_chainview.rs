@@ -5,6 +5,8 @@
 //! another bounty's events leave it alone; a reorg or a gap longer than one log scan empties the
 //! cache.
 
+use std::time::Duration;
+
 use alloy::primitives::{Address, U256};
 use escrow_client::{
     ClientOptions, ReefClient, Status,
@@ -31,7 +33,10 @@ async fn setup(tag: &str) -> (AnvilProcess, ReefClient, ChainView) {
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
     // Without the synchronous send: anvil answers it before pruning its pool, and the reorgs
     // below (`evm_revert` right after a send) would then mine the dropped transaction again.
-    let opts = ClientOptions { sync_send: false, ..ClientOptions::default() };
+    // The nonce read for every send: a remembered one would sit above the dropped
+    // transaction's (the next send would wait for the gap to be filled).
+    let opts =
+        ClientOptions { sync_send: false, nonce_ttl: Duration::ZERO, ..ClientOptions::default() };
     let client = ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep, opts).await.unwrap();
     let view = ChainView::new(client.clone());
     (anvil, client, view)

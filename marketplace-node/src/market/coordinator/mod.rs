@@ -24,7 +24,7 @@ use super::{
     id_hex,
     ranking::{RankedBid, Ranking, SignedBid, next_runner_up, top_bid_expiry},
     scheduler::{MAX_IDLE_MS, RETRY_MS, Scheduler, next_wake},
-    store::{BountyRow, MarketStore, Phase},
+    store::{Admission, BountyRow, MarketStore, Phase},
     verify::{Verdict, Verifiers, VerifySpec, result_hash},
 };
 use crate::ioa::Node;

@@ -39,12 +39,9 @@ impl Market {
             retry_after_ms: window_ms.clamp(BUSY_RETRY_MS, 30_000),
         };
         // Found full a moment ago: refused before any chain read or write.
-        let admission = if cap > 0 {
-            self.inner.store.admission()
-        } else {
-            crate::market::store::Admission::Ask { probe: false }
-        };
-        if let crate::market::store::Admission::Full(open) = admission
+        let admission =
+            if cap > 0 { self.inner.store.admission() } else { Admission::Ask { probe: false } };
+        if let Admission::Full(open) = admission
             && self.inner.store.bounty(&key).await?.is_none()
         {
             return Err(busy(open));
@@ -109,7 +106,7 @@ impl Market {
             self.inner.store.mark_full(open);
             return Err(busy(open));
         }
-        if fresh && admission == (crate::market::store::Admission::Ask { probe: true }) {
+        if fresh && admission == (Admission::Ask { probe: true }) {
             self.inner.store.not_full();
         }
         if fresh {
