@@ -138,7 +138,7 @@ async fn a_full_node_answers_busy_and_a_window_without_bids_is_extended_then_fai
     assert_eq!(res_b["status"], "completed", "{res_b}");
 }
 
-/// How many times the node ran the SQL statement that starts with `prefix` (`GET /metrics`).
+/// How many times the node ran the SQL statements that start with `prefix` (`GET /metrics`).
 async fn statements_run(http: &str, prefix: &str) -> u64 {
     let text = alloy::transports::http::reqwest::get(format!("{http}/metrics"))
         .await
@@ -146,12 +146,11 @@ async fn statements_run(http: &str, prefix: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("reef_db_statements_total{statement=\""))
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit_once("\"} ")?.1.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
+    let samples = text.lines().filter_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        Some((series, value.parse::<f64>().ok()?))
+    });
+    common::statements_by_text(samples, prefix) as u64
 }
 
 /// A post body for a bounty nobody bids on (skill `klingon`), from `client`'s terms.

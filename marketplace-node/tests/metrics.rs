@@ -242,14 +242,8 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     // Statements by text: the settled bounty's row was inserted and its bid was written by
     // the bid writer (a batch of fewer than 4 bids as single-row upserts); by text they add up
     // to the statements timed by kind.
-    let by_text = |s: &Samples, prefix: &str| -> f64 {
-        s.iter()
-            .filter(|(k, _)| {
-                k.strip_prefix("reef_db_statements_total{statement=\"")
-                    .is_some_and(|t| t.starts_with(prefix))
-            })
-            .map(|(_, v)| v)
-            .sum()
+    let by_text = |s: &Samples, prefix: &str| {
+        common::statements_by_text(s.iter().map(|(k, v)| (k.as_str(), *v)), prefix)
     };
     assert!(by_text(&after, "INSERT INTO market_bounties ") >= 1.0);
     assert!(

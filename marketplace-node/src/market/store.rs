@@ -761,7 +761,8 @@ impl RowCache {
     fn write_void(&self, id: &str, began: u64) {
         let mut c = self.lock();
         let Some(slot) = c.slots.get(id) else { return };
-        let created_here = began == 1 && slot.generation == 1 && slot.writing == 1;
+        // Generation 1 and still this write's: the slot is new and no other write touched it.
+        let created_here = began == 1 && slot.generation == began && slot.writing == 1;
         if created_here && slot.row.is_none() && slot.ranking.is_none() {
             c.slots.remove(id);
         } else {
@@ -974,8 +975,9 @@ impl MarketStore {
             // Nothing was written (refused, or already there): the cache forgets the attempt,
             // so refused posts under overload do not crowd the cached rows out.
             writing.void();
+        } else {
+            writing.committed(&rows);
         }
-        writing.committed(&rows);
         Ok(rows.len() == 1)
     }
 

@@ -270,3 +270,20 @@ pub fn earnings(rpc: &str, deployments: &Path, dev: usize) -> serde_json::Value 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The sum of `reef_db_statements_total` over the statements whose SQL text starts with
+/// `prefix`, from a scrape's `(series, value)` pairs.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use this
+pub fn statements_by_text<'a>(
+    samples: impl IntoIterator<Item = (&'a str, f64)>,
+    prefix: &str,
+) -> f64 {
+    samples
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix("reef_db_statements_total{statement=\"")
+                .is_some_and(|t| t.starts_with(prefix))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
