@@ -22,6 +22,10 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.s
 /// Rows per multi-row INSERT (13 columns × 400 stays below SQLite's 32,766 bind limit).
 const CHUNK: usize = 400;
 
+/// [`Store::bounty_seen`]'s statement: the checkpoint and the count of `id`'s derived row.
+pub const BOUNTY_SEEN_SQL: &str = "SELECT (SELECT value FROM idx_meta WHERE key = 'next_block') AS next_block, \
+     (SELECT CAST(COUNT(*) AS BIGINT) FROM idx_bounties WHERE id = $1) AS n";
+
 /// Database handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -268,6 +272,22 @@ impl Store {
             .await?
             .map(|s| s.parse().map_err(|e| corrupt("next_block", e)))
             .transpose()
+    }
+
+    /// Whether bounty `id` was ever posted, as far as the index knows: the first block not yet
+    /// indexed (every event below it is in the index; `None` before the first run) and whether
+    /// the index holds an event of `id`. One statement ([`BOUNTY_SEEN_SQL`]).
+    pub async fn bounty_seen(&self, id: U256) -> Result<(Option<u64>, bool)> {
+        let row = sqlx::query(BOUNTY_SEEN_SQL)
+            .bind(crate::decode::id_hex(id))
+            .fetch_one(&self.pool)
+            .await?;
+        let next = row
+            .try_get::<Option<String>, _>("next_block")?
+            .map(|s| s.parse().map_err(|e| corrupt("next_block", e)))
+            .transpose()?;
+        let n: i64 = row.try_get("n")?;
+        Ok((next, n > 0))
     }
 
     /// The remembered header at height `n`.
@@ -788,6 +808,45 @@ mod tests {
         let ends = store.latest_of_kinds(&["BountyCompleted", "BountyRefunded"], 10).await.unwrap();
         assert_eq!(ends.iter().map(|e| e.block_number).collect::<Vec<_>>(), [4, 3]);
         assert!(store.latest_of_kinds(&[], 10).await.unwrap().is_empty());
+    }
+
+    /// `bounty_seen`: nothing before the first run; after a batch, the checkpoint and whether
+    /// the id has a row; a rewind below its posting forgets it again.
+    async fn check_bounty_seen(store: &Store) {
+        let (one, two) = (U256::from(1), U256::from(2));
+        assert_eq!(store.bounty_seen(one).await.unwrap(), (None, false));
+        let events = vec![ev(1, 0, "BountyPosted", 1), ev(3, 0, "BountyAwarded", 1)];
+        store.commit(&Batch { events, next_block: 5, ..Batch::default() }).await.unwrap();
+        assert_eq!(store.bounty_seen(one).await.unwrap(), (Some(5), true));
+        assert_eq!(store.bounty_seen(two).await.unwrap(), (Some(5), false));
+        store.rewind(1).await.unwrap();
+        assert_eq!(store.bounty_seen(one).await.unwrap(), (Some(1), false));
+    }
+
+    #[tokio::test]
+    async fn bounty_seen_sqlite() {
+        check_bounty_seen(&Store::connect("sqlite::memory:").await.unwrap()).await;
+    }
+
+    /// The same statement on Postgres (127.0.0.1:5432, a fresh database dropped afterwards).
+    #[tokio::test]
+    async fn bounty_seen_postgres() {
+        sqlx::any::install_default_drivers();
+        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+        let admin = AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
+        let name = format!("reef_idx_seen_{}", rand::random::<u32>());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let store =
+            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        check_bounty_seen(&store).await;
+        store.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
 
     /// Several full multi-row chunks (anonymous `?` parameters on SQLite) round-trip in order,

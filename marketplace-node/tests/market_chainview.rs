@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use escrow_client::{
-    ClientOptions, ReefClient, Status,
+    ClientOptions, ReefClient, RetryPolicy, Status,
     devnet::{AnvilOptions, AnvilProcess, dev_signer},
     escrow::{NewBounty, bounty_id, random_salt},
 };
@@ -321,4 +321,65 @@ async fn the_fee_is_cached_until_the_escrow_announces_a_new_one() {
     owner.send_call("setFee", escrow, &set_back, U256::ZERO).await.unwrap();
     view.sync().await.unwrap();
     assert_eq!(view.fee_bps().await.unwrap(), before);
+}
+
+/// A posting's "already on-chain?" check (`status_of_new`) is answered without a JSON-RPC
+/// request when the embedded indexer (every block below its checkpoint) and the view's scans
+/// (every block from the view's first pass) together cover the chain and neither names the id;
+/// an id either one names, or an index behind the view's first block, is read from the chain.
+/// Proven by stopping anvil: what is answered afterwards was not read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_postings_status_comes_from_the_index_and_the_scans_without_a_read() {
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("chainview-index");
+    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let poster =
+        ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep.clone(), ClientOptions::default())
+            .await
+            .unwrap();
+    // The views give up on a dead RPC within about a second.
+    let quick = ClientOptions { retry: RetryPolicy::quick(), ..ClientOptions::default() };
+    let view_client =
+        ReefClient::connect(&anvil.rpc_url, dev_signer(5), dep.clone(), quick).await.unwrap();
+    let index = reef_indexer::Store::connect(&format!("sqlite:{}", dir.join("idx.db").display()))
+        .await
+        .unwrap();
+    let mut indexer = reef_indexer::Indexer::new(
+        reef_indexer::RpcSource::new(&anvil.rpc_url).unwrap(),
+        index.clone(),
+        reef_indexer::IndexerConfig::for_deployment(&dep),
+    )
+    .await
+    .unwrap();
+    let view = ChainView::new(view_client.clone()).with_index(Some(index.clone()));
+    let unindexed = ChainView::new(view_client.clone());
+
+    let now = poster.chain_time().await.unwrap();
+    let post = async |description: &str| {
+        let terms = poster.terms(&eth_bounty(now, description)).await.unwrap();
+        poster.post_and_fund(random_salt(), terms, false).await.unwrap().0
+    };
+    // Posted before the view's first pass: only the index can know it.
+    let early = post("before the view").await;
+    view.sync().await.unwrap();
+    unindexed.sync().await.unwrap();
+    let fresh = || bounty_id(poster.address(), random_salt());
+    indexer.sync_once().await.unwrap();
+    // Posted after the index's last run: only the view's scans know it.
+    let late = post("after the index").await;
+    view.sync().await.unwrap();
+    // A view whose first pass is after the index's checkpoint cannot lean on it.
+    let behind = ChainView::new(view_client.clone()).with_index(Some(index.clone()));
+    behind.sync().await.unwrap();
+
+    drop(anvil);
+    let id = fresh();
+    let (_, statuses) = view.cached();
+    assert_eq!(view.status_of_new(id).await.unwrap(), (Status::None, 0), "from index and scans");
+    assert_eq!(view.cached().1, statuses + 1, "cached as a `None` answer (the scans build it)");
+    assert_eq!(view.status_of_new(id).await.unwrap(), (Status::None, 0));
+    assert!(view.status_of_new(late).await.is_err(), "named by a scan: read from the chain");
+    assert!(view.status_of_new(early).await.is_err(), "named by the index: read");
+    assert!(unindexed.status_of_new(fresh()).await.is_err(), "no index: read");
+    assert!(behind.status_of_new(fresh()).await.is_err(), "index behind the view: read");
 }

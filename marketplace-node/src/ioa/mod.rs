@@ -609,6 +609,24 @@ impl Node {
         q: &AgentQuery,
         weights: reef_semantic::Weights,
     ) -> Result<Vec<AgentInfo>> {
+        let mut out = self.matching_agents(q, weights).await?;
+        self.with_identities(&mut out).await;
+        Ok(out)
+    }
+
+    /// [`Self::discover`] without the agents' ERC-8004 identities (two reads of the chain
+    /// index per call), for the node's own use: the marketplace's calls for proposals only
+    /// need the addresses.
+    pub async fn discover_addresses(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
+        self.matching_agents(q, self.inner.semantic.weights()).await
+    }
+
+    /// The agents `q` selects, ranked with `weights`, best first.
+    async fn matching_agents(
+        &self,
+        q: &AgentQuery,
+        weights: reef_semantic::Weights,
+    ) -> Result<Vec<AgentInfo>> {
         let limit = q.limit.unwrap_or(20).clamp(1, 100) as usize;
         let ranked = !q.query.trim().is_empty();
         let scores = self.inner.discovery.search(&q.query, 1000)?;
@@ -686,7 +704,6 @@ impl Node {
                 .then(a.address.cmp(&b.address))
         });
         out.truncate(limit);
-        self.with_identities(&mut out).await;
         Ok(out)
     }
 

@@ -22,6 +22,9 @@
 //! The platform fee (`feeBps()`, checked against every posted record) is read once and kept
 //! until the scan sees a `FeeUpdated` event.
 //!
+//! A posting's "already on-chain?" check ([`ChainView::status_of_new`]) costs no request when
+//! the embedded indexer and the scans can show that no escrow log ever named the id.
+//!
 //! Coherence rule: every escrow event that changes a bounty carries its id as the first
 //! indexed topic. An entry read while the head was `n` is dropped as soon as a log at a block
 //! above `n` names its id. An entry is only stored if no sync happened while it was read
@@ -29,7 +32,7 @@
 //! head went back) or a gap longer than [`MAX_LOG_SPAN`] blocks empties the cache.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -74,6 +77,11 @@ struct State {
     stakes: HashMap<Address, (U256, Instant)>,
     /// The escrow's platform fee (`feeBps()`), until a `FeeUpdated` event (or a reorg).
     fee_bps: Option<u16>,
+    /// The first block of the scans since the cache was last emptied: every escrow log from
+    /// it to the head has been through [`ChainView::sync`] (`None` before the first sync).
+    seen_from: Option<u64>,
+    /// The ids those logs name (a posting's id not among them had no event since `seen_from`).
+    seen: HashSet<U256>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +96,8 @@ struct Followed {
 pub struct ChainView {
     chain: ReefClient,
     escrow: Address,
+    /// The embedded indexer, for the blocks before `seen_from` (see [`Self::status_of_new`]).
+    index: Option<reef_indexer::Store>,
     state: Mutex<State>,
     /// Gas used by transactions, from their receipts (a mined transaction's gas never changes
     /// unless a reorg drops it; the dashboard shows it beside the hash).
@@ -98,7 +108,14 @@ impl ChainView {
     /// A view over `chain`'s escrow; empty until the first [`sync`](Self::sync).
     pub fn new(chain: ReefClient) -> Self {
         let escrow = chain.deployment().bounty_escrow;
-        Self { chain, escrow, state: Mutex::default(), gas: Mutex::default() }
+        Self { chain, escrow, index: None, state: Mutex::default(), gas: Mutex::default() }
+    }
+
+    /// Answers [`Self::status_of_new`] from `index` (the embedded indexer of the same escrow)
+    /// where it can.
+    pub fn with_index(mut self, index: Option<reef_indexer::Store>) -> Self {
+        self.index = index;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -153,6 +170,8 @@ impl ChainView {
                 s.bounties.clear();
                 s.statuses.clear();
                 s.fee_bps = None;
+                s.seen.clear();
+                s.seen_from = Some(head.number + 1);
                 None
             }
             Some(logs) => {
@@ -172,6 +191,7 @@ impl ChainView {
                     by_id[i].1.push(l);
                 }
                 for (id, logs) in &by_id {
+                    s.seen.insert(*id);
                     let block = |l: &alloy::rpc::types::Log| l.block_number.unwrap_or(u64::MAX);
                     let not_posted_at = match s.statuses.get(id) {
                         Some(((Status::None, _), at)) => Some(*at),
@@ -232,6 +252,10 @@ impl ChainView {
             s.bounties.clear();
             s.statuses.clear();
         }
+        if s.seen.len() > MAX_CACHED {
+            s.seen.clear();
+            s.seen_from = Some(head.number + 1);
+        }
         s.stakes.retain(|_, (_, at)| at.elapsed() < STAKE_TTL);
         s.head = Some(head);
         Ok(ids)
@@ -290,6 +314,47 @@ impl ChainView {
             s.statuses.insert(id, (st, at));
         });
         Ok(st)
+    }
+
+    /// [`Self::status_of`] for a bounty the node is about to register, which is almost never
+    /// on-chain yet: `None` is answered without a JSON-RPC request when no escrow log ever
+    /// named `id`. The embedded indexer holds every block below its checkpoint, this view's
+    /// scans every block from `seen_from` to the head; when the two ranges meet and neither
+    /// names `id`, the bounty was not posted as of the head (the same anchor as a `statusOf`
+    /// answer of `None`: the next scans build its record). Otherwise (no indexer, an indexer
+    /// behind the view's first block, an id either one knows, a failed read) it is read.
+    ///
+    /// A reorg the view sees empties it and moves `seen_from` to the new head, so the index
+    /// must then have caught up past that head before it answers again.
+    pub async fn status_of_new(&self, id: U256) -> Result<(Status, u64)> {
+        let (at, from, seen, cached) = {
+            let s = self.lock();
+            (
+                s.head.map(|h| h.number),
+                s.seen_from,
+                s.seen.contains(&id),
+                s.statuses.get(&id).map(|(st, _)| *st),
+            )
+        };
+        if let Some(st) = cached {
+            return Ok(st);
+        }
+        if let (Some(index), Some(at), Some(from), false) = (&self.index, at, from, seen) {
+            match index.bounty_seen(id).await {
+                Ok((Some(next), false)) if next >= from => {
+                    let none = (Status::None, 0);
+                    self.store(Some(at), |s, at| {
+                        s.statuses.insert(id, (none, at));
+                    });
+                    return Ok(none);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "the index could not say whether a bounty was posted; reading statusOf");
+                }
+            }
+        }
+        self.status_of(id).await
     }
 
     /// The escrow's platform fee in basis points (cached until a `FeeUpdated` event).

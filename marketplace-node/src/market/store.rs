@@ -2,7 +2,10 @@
 //! log. Every transition is written here before it is acted on, so a restarted node resumes
 //! exactly where it stopped (same SQL on SQLite and Postgres through sqlx's `Any` driver).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
@@ -505,7 +508,7 @@ async fn upsert_one_bid(pool: &AnyPool, j: &BidJob) -> Result<bool> {
 /// later bid of the same bidder on the same bounty replaces the earlier one, as a later
 /// upsert would.
 async fn write_bids(pool: &AnyPool, jobs: &[BidJob]) -> Result<Vec<bool>> {
-    use std::collections::{BTreeSet, HashSet};
+    use std::collections::BTreeSet;
     // A batch costs four statements (BEGIN, the read, the upsert, COMMIT): a smaller one is
     // written bid by bid, each bid's check and write in one statement (atomic on SQLite).
     if jobs.len() < SMALL_BID_BATCH {
@@ -655,6 +658,10 @@ struct RowCache {
 struct RowCacheInner {
     epoch: u64,
     slots: HashMap<String, RowSlot>,
+    /// Ids read as having no row, with no write to them since (a write's mark removes the id;
+    /// an id here has no slot). A full node's refused posters come back with the same ids, and
+    /// each refusal asks whether the post is a repeat of a registered bounty.
+    absent: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -704,6 +711,26 @@ impl RowCache {
         }
     }
 
+    /// Whether `id` was read as having no row, and no write to it began since.
+    fn known_absent(&self, id: &str) -> bool {
+        self.lock().absent.contains(id)
+    }
+
+    /// Remembers that a read with `ticket` found no row for `id`, unless a write to it began
+    /// since the ticket was taken (or one was in flight then) or the cache was cleared. A slot
+    /// that a write which changed nothing removed again ([`Self::write_void`]) leaves no trace,
+    /// and the row is still absent.
+    fn fill_absent(&self, ticket: RowTicket, id: &str) {
+        let mut c = self.lock();
+        if c.epoch != ticket.epoch || ticket.generation != 0 || c.slots.contains_key(id) {
+            return;
+        }
+        if c.absent.len() >= ROW_CACHE_MAX {
+            c.absent.clear();
+        }
+        c.absent.insert(id.to_string());
+    }
+
     /// Stores `row` as read with `ticket`, unless a write started, ended or is in flight since
     /// (or the cache was cleared).
     fn fill(&self, ticket: RowTicket, row: &Arc<BountyRow>) {
@@ -744,6 +771,7 @@ impl RowCache {
         if c.slots.len() >= ROW_CACHE_MAX && !c.slots.contains_key(id) {
             c.clear();
         }
+        c.absent.remove(id);
         let slot = c.slots.entry(id.to_string()).or_default();
         slot.writing += 1;
         slot.generation += 1;
@@ -1009,6 +1037,9 @@ impl MarketStore {
 
     /// One bounty.
     pub async fn bounty(&self, id: &str) -> Result<Option<Arc<BountyRow>>> {
+        if self.rows.as_ref().is_some_and(|c| c.known_absent(id)) {
+            return Ok(None);
+        }
         let ticket = match self.rows.as_ref().map(|c| c.get(id)) {
             Some(Ok(row)) => return Ok(Some(row)),
             Some(Err(ticket)) => Some(ticket),
@@ -1019,8 +1050,10 @@ impl MarketStore {
             .fetch_optional(&self.pool)
             .await?;
         let row = r.as_ref().map(Self::row).transpose()?.map(Arc::new);
-        if let (Some(cache), Some(ticket), Some(row)) = (&self.rows, ticket, &row) {
-            cache.fill(ticket, row);
+        match (&self.rows, ticket, &row) {
+            (Some(cache), Some(ticket), Some(row)) => cache.fill(ticket, row),
+            (Some(cache), Some(ticket), None) => cache.fill_absent(ticket, id),
+            _ => {}
         }
         Ok(row)
     }
@@ -2211,6 +2244,63 @@ mod tests {
         let Err(done) = cache.get("0x02") else { unreachable!() };
         cache.fill(done, &stale);
         assert!(cache.get("0x02").is_ok());
+    }
+
+    /// A read that finds no row is remembered (a full node's refused posters come back with
+    /// the same ids) until a write to the id begins; a read that raced a write, or started
+    /// before a clear, remembers nothing; a write that changed nothing leaves it absent.
+    #[tokio::test]
+    async fn a_missing_row_is_remembered_until_a_write_to_it() {
+        let s = store().await;
+        let cache = s.rows.clone().expect("SQLite stores cache rows");
+        assert!(s.bounty("0x09").await.unwrap().is_none());
+        assert!(cache.known_absent("0x09"));
+        // Served from memory: a row written behind the store's back is not seen.
+        sqlx::query(
+            "INSERT INTO market_bounties (id, poster, state, spec, bid_close_at, cursor, created_at, updated_at) \
+             VALUES ('0x09', $1, 'bidding', '{}', 1, 0, 1, 1)",
+        )
+        .bind(POSTER.to_string())
+        .execute(&s.pool)
+        .await
+        .unwrap();
+        assert!(s.bounty("0x09").await.unwrap().is_none(), "read the database again");
+        s.set_field("0x09", "cfp_group", "g").await.unwrap();
+        assert!(!cache.known_absent("0x09"), "a write ends it");
+        assert!(s.bounty("0x09").await.unwrap().is_some());
+        // An insert through the store ends it too.
+        assert!(s.bounty("0x0b").await.unwrap().is_none());
+        s.insert_bounty("0x0b", POSTER, &serde_json::json!({}), 10).await.unwrap();
+        assert!(s.bounty("0x0b").await.unwrap().is_some());
+
+        // Reads that raced a write.
+        let Err(before) = cache.get("0x0a") else { unreachable!() };
+        let began = cache.write_begin("0x0a", false);
+        cache.fill_absent(before, "0x0a");
+        assert!(!cache.known_absent("0x0a"), "read while a write was in flight");
+        let Err(during) = cache.get("0x0a") else { unreachable!() };
+        cache.write_end("0x0a", began, None, None);
+        cache.fill_absent(before, "0x0a");
+        cache.fill_absent(during, "0x0a");
+        assert!(!cache.known_absent("0x0a"), "read before a write that committed");
+        // A write that changed nothing (a refused insert) takes its mark back: still absent.
+        let Err(before) = cache.get("0x0c") else { unreachable!() };
+        let began = cache.write_begin("0x0c", false);
+        cache.write_void("0x0c", began);
+        cache.fill_absent(before, "0x0c");
+        assert!(cache.known_absent("0x0c"));
+        // Cleared meanwhile.
+        let Err(old) = cache.get("0x0d") else { unreachable!() };
+        cache.lock().clear();
+        cache.fill_absent(old, "0x0d");
+        assert!(!cache.known_absent("0x0d"), "a read from before a clear");
+        // Bounded.
+        for i in 0..ROW_CACHE_MAX + 1 {
+            let id = format!("0xe{i}");
+            let Err(t) = cache.get(&id) else { unreachable!() };
+            cache.fill_absent(t, &id);
+        }
+        assert!(cache.lock().absent.len() <= ROW_CACHE_MAX);
     }
 
     #[tokio::test]

@@ -257,7 +257,8 @@ impl Market {
                 },
                 node,
                 store,
-                view: super::chainview::ChainView::new(chain.clone()),
+                view: super::chainview::ChainView::new(chain.clone())
+                    .with_index(cfg.reputation.clone()),
                 chain,
                 validations: super::validations::ValidationRecorder::new(cfg.record_validations),
                 cfg,

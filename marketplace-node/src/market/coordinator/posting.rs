@@ -65,9 +65,10 @@ impl Market {
                 record.feeBps
             ));
         }
-        // Through the chain view: a `None` answer is cached, and the view then builds the
+        // Through the chain view (from the embedded indexer and the view's scans when they
+        // can tell, else `statusOf`): a `None` answer is cached, and the view then builds the
         // record from its own log scan when the poster posts (no full read later).
-        let (status, _) = self.inner.view.status_of(id).await?;
+        let (status, _) = self.inner.view.status_of_new(id).await?;
         if status != Status::None {
             return Err(MarketError::Conflict(format!(
                 "bounty {} already exists on-chain ({status})",
@@ -169,7 +170,7 @@ impl Market {
         let found = self
             .inner
             .node
-            .discover(&AgentQuery {
+            .discover_addresses(&AgentQuery {
                 query: String::new(),
                 skills: vec!["evaluate".into()],
                 online_only: true,
