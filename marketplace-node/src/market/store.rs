@@ -253,6 +253,12 @@ struct FullSince {
     open: u64,
     /// Windows closed here since, not yet offered to a post.
     freed: u64,
+    /// The next post probes at once (set when a probe was admitted).
+    probe_next: bool,
+    /// A probe was admitted since the last refusal: only a second admitted probe in a row ends
+    /// the mark (one can be admitted by a window that closed while it was in flight, a place
+    /// the next freed post then misses).
+    admitted: bool,
 }
 
 /// What admission control knows before the database is asked (see [`FullMark`]).
@@ -261,8 +267,8 @@ pub enum Admission {
     /// Found full moments ago, with this many windows open: refuse a new bounty.
     Full(u64),
     /// Ask the database. `probe`: the node was known full, but the mark lapsed and this post
-    /// checks again; if it is admitted, the database had room this node did not know of
-    /// (windows another node closed), and [`MarketStore::not_full`] ends the mark.
+    /// checks again; if it is admitted, the database may have room this node did not know of
+    /// (windows another node closed): see [`MarketStore::probe_admitted`].
     Ask {
         /// Whether this post checks a lapsed mark.
         probe: bool,
@@ -285,7 +291,8 @@ impl FullMark {
             m.freed -= 1;
             return Admission::Ask { probe: false };
         }
-        if m.at.elapsed() >= FULL_MARK_TTL {
+        if m.probe_next || m.at.elapsed() >= FULL_MARK_TTL {
+            m.probe_next = false;
             m.at = std::time::Instant::now();
             return Admission::Ask { probe: true };
         }
@@ -299,13 +306,23 @@ impl FullMark {
         let at = std::time::Instant::now();
         let mut mark = self.lock();
         match mark.as_mut() {
-            Some(m) => (m.at, m.open) = (at, open),
-            None => *mark = Some(FullSince { at, open, freed: 0 }),
+            Some(m) => (m.at, m.open, m.probe_next, m.admitted) = (at, open, false, false),
+            None => {
+                *mark = Some(FullSince { at, open, freed: 0, probe_next: false, admitted: false })
+            }
         }
     }
 
-    fn clear(&self) {
-        *self.lock() = None;
+    /// A probe was admitted: the first time the next post probes again, the second time in
+    /// a row the mark ends. Before, the first admitted probe ended it, and every post in
+    /// flight then went to the database; under overload most of them were refused there,
+    /// slowly (0.27 such refusals per settled bounty at 100 posts/s against 45/s of capacity).
+    fn probe_admitted(&self) {
+        let mut mark = self.lock();
+        match mark.as_mut() {
+            Some(m) if !m.admitted => (m.probe_next, m.admitted) = (true, true),
+            _ => *mark = None,
+        }
     }
 
     fn window_closed(&self) {
@@ -1161,9 +1178,10 @@ impl MarketStore {
         self.full.set(open);
     }
 
-    /// A post that checked a lapsed mark ([`Admission::Ask`] `probe`) was admitted.
-    pub fn not_full(&self) {
-        self.full.clear();
+    /// A post that checked a lapsed mark ([`Admission::Ask`] `probe`) was admitted: the next
+    /// post checks the database too, and if it is admitted as well the mark ends.
+    pub fn probe_admitted(&self) {
+        self.full.probe_admitted();
     }
 
     /// How many bounties are in `phase`.
@@ -2092,8 +2110,17 @@ mod tests {
         tokio::time::sleep(FULL_MARK_TTL + std::time::Duration::from_millis(50)).await;
         assert_eq!(s.admission(), Admission::Ask { probe: true }, "lapsed after {FULL_MARK_TTL:?}");
         assert_eq!(s.admission(), full, "one post at a time checks the database");
-        s.not_full();
-        assert_eq!((s.admission(), s.admission()), (ask, ask), "the probe was admitted");
+        s.probe_admitted();
+        let probe = Admission::Ask { probe: true };
+        assert_eq!(s.admission(), probe, "an admitted probe: the next post probes at once");
+        assert_eq!(s.admission(), full, "still one at a time");
+        s.mark_full(cap);
+        tokio::time::sleep(FULL_MARK_TTL + std::time::Duration::from_millis(50)).await;
+        assert_eq!(s.admission(), probe);
+        s.probe_admitted();
+        assert_eq!(s.admission(), probe, "a refusal in between: the streak starts again");
+        s.probe_admitted();
+        assert_eq!((s.admission(), s.admission()), (ask, ask), "two admitted probes in a row");
     }
 
     #[tokio::test]

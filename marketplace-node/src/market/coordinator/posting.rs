@@ -108,7 +108,7 @@ impl Market {
             return Err(busy(open));
         }
         if fresh && admission == (Admission::Ask { probe: true }) {
-            self.inner.store.not_full();
+            self.inner.store.probe_admitted();
         }
         if fresh {
             self.inner
