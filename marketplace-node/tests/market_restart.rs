@@ -257,3 +257,76 @@ async fn a_full_node_refuses_from_memory_and_a_repeated_post_still_goes_through(
         (Value::Bool(false), posted["id"].clone())
     );
 }
+
+/// A post whose bounty the chain already holds (its salt was used on-chain) is refused
+/// `409 conflict`: one posted before the node started (known to the embedded indexer), and
+/// one posted while it runs (known to its chain view's scans). A new one is still admitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_of_a_bounty_already_on_chain_is_refused_conflict() {
+    use escrow_client::escrow::{NewBounty, RecordJson, random_salt};
+    use marketplace_node::{cmd::nodeapi::NodeApi, market::verify::result_hash};
+    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
+    let dir = common::temp_dir("on-chain");
+    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
+    let signer = dev_signer(4);
+    let client = escrow_client::ReefClient::connect(
+        &anvil.rpc_url,
+        signer.clone(),
+        dep,
+        escrow_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let evaluator = dev_signer(5).address(); // the node's evaluator on anvil
+    let body = async |on_chain: bool| {
+        let terms = client
+            .terms(&NewBounty {
+                token: alloy::primitives::Address::ZERO,
+                amount: 1_000_000_000_000_000,
+                evaluator: Some(evaluator),
+                arbiter: alloy::primitives::Address::ZERO,
+                deadline: client.chain_time().await.unwrap() + 3_600,
+                review_window: 3_600,
+                challenge_window: 3_600,
+                description: "Translate this into Klingon".into(),
+                contest_winners: None,
+            })
+            .await
+            .unwrap();
+        let salt = random_salt();
+        if on_chain {
+            client.post_and_fund(salt, terms.clone(), false).await.unwrap();
+        }
+        serde_json::json!({
+            "salt": salt,
+            "record": RecordJson::from(&terms),
+            "description": "Translate this into Klingon",
+            "input": "Hello",
+            "skills": ["klingon"],
+            "verify": { "mode": "hash", "expected": result_hash(&serde_json::json!("nuqneH")) },
+            "bid_window_ms": 30_000,
+        })
+    };
+    let before_node = body(true).await;
+    let port = free_port().unwrap();
+    let http = format!("http://127.0.0.1:{port}");
+    let _node = start_node(&dir, &anvil.rpc_url, port, "on-chain-test", &[]);
+    let mut api = NodeApi::new(&http);
+    api.login(&signer).await.unwrap();
+    let info = api.get("/v1/market/info").await.unwrap();
+    assert_eq!(
+        info["evaluator"].as_str().unwrap().parse::<alloy::primitives::Address>().unwrap(),
+        evaluator
+    );
+    let while_running = body(true).await;
+    // The node's loop scans the new block and its indexer indexes both within about a second.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for (what, b) in [("before the node started", before_node), ("while it ran", while_running)] {
+        let e = api.post("/v1/market/bounties", b).await.expect_err(what);
+        let text = e.to_string();
+        assert!(text.contains("already exists on-chain"), "{what}: {text}");
+        assert!(text.contains("409") || text.contains("conflict"), "{what}: {text}");
+    }
+    let fresh = api.post("/v1/market/bounties", body(false).await).await.unwrap();
+    assert_eq!(fresh["new"], true, "{fresh}");
+}

@@ -617,7 +617,7 @@ impl Node {
     /// [`Self::discover`] without the agents' ERC-8004 identities (two reads of the chain
     /// index per call), for the node's own use: the marketplace's calls for proposals only
     /// need the addresses.
-    pub async fn discover_addresses(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
+    pub async fn discover_without_identities(&self, q: &AgentQuery) -> Result<Vec<AgentInfo>> {
         self.matching_agents(q, self.inner.semantic.weights()).await
     }
 

@@ -314,9 +314,8 @@ impl FullMark {
     }
 
     /// A probe was admitted: the first time the next post probes again, the second time in
-    /// a row the mark ends. Before, the first admitted probe ended it, and every post in
-    /// flight then went to the database; under overload most of them were refused there,
-    /// slowly (0.27 such refusals per settled bounty at 100 posts/s against 45/s of capacity).
+    /// a row the mark ends. Ending it at once would send every post in flight to the database,
+    /// which under overload refuses most of them, each after an insert attempt and a count.
     fn probe_admitted(&self) {
         let mut mark = self.lock();
         match mark.as_mut() {

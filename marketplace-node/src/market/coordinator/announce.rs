@@ -101,7 +101,7 @@ impl Market {
         let agents = self
             .inner
             .node
-            .discover_addresses(&AgentQuery {
+            .discover_without_identities(&AgentQuery {
                 // Skills select the agents; the description only ranks them (an empty query
                 // matches everyone with the skills, so no capable agent is left out).
                 query: String::new(),

@@ -170,7 +170,7 @@ impl Market {
         let found = self
             .inner
             .node
-            .discover_addresses(&AgentQuery {
+            .discover_without_identities(&AgentQuery {
                 query: String::new(),
                 skills: vec!["evaluate".into()],
                 online_only: true,
