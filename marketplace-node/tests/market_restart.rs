@@ -153,6 +153,12 @@ async fn statements_run(http: &str, prefix: &str) -> u64 {
     common::statements_by_text(samples, prefix) as u64
 }
 
+/// The posts' poster in these tests (dev account 4) on the chain.
+async fn poster_client(rpc: &str, dep: escrow_client::Deployment) -> escrow_client::ReefClient {
+    let opts = escrow_client::ClientOptions::default();
+    escrow_client::ReefClient::connect(rpc, dev_signer(4), dep, opts).await.unwrap()
+}
+
 /// A post body for a bounty nobody bids on (skill `klingon`), from `client`'s terms.
 async fn klingon_post(
     client: &escrow_client::ReefClient,
@@ -199,14 +205,7 @@ async fn a_full_node_refuses_from_memory_and_a_repeated_post_still_goes_through(
     let http = format!("http://127.0.0.1:{port}");
     let _node = start_node(&dir, &anvil.rpc_url, port, "full-test", &["--max-open-windows", "1"]);
     let signer = dev_signer(4);
-    let client = escrow_client::ReefClient::connect(
-        &anvil.rpc_url,
-        signer.clone(),
-        dep,
-        escrow_client::ClientOptions::default(),
-    )
-    .await
-    .unwrap();
+    let client = poster_client(&anvil.rpc_url, dep).await;
     let mut api = NodeApi::new(&http);
     api.login(&signer).await.unwrap();
     let info = api.get("/v1/market/info").await.unwrap();
@@ -269,14 +268,7 @@ async fn a_post_of_a_bounty_already_on_chain_is_refused_conflict() {
     let dir = common::temp_dir("on-chain");
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
     let signer = dev_signer(4);
-    let client = escrow_client::ReefClient::connect(
-        &anvil.rpc_url,
-        signer.clone(),
-        dep,
-        escrow_client::ClientOptions::default(),
-    )
-    .await
-    .unwrap();
+    let client = poster_client(&anvil.rpc_url, dep).await;
     let evaluator = dev_signer(5).address(); // the node's evaluator on anvil
     let body = async |on_chain: bool| {
         let terms = client
