@@ -22,10 +22,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.s
 /// Rows per multi-row INSERT (13 columns × 400 stays below SQLite's 32,766 bind limit).
 const CHUNK: usize = 400;
 
-/// [`Store::bounty_seen`]'s statement: the checkpoint and the count of `id`'s derived row.
-pub const BOUNTY_SEEN_SQL: &str = "SELECT (SELECT value FROM idx_meta WHERE key = 'next_block') AS next_block, \
-     (SELECT CAST(COUNT(*) AS BIGINT) FROM idx_bounties WHERE id = $1) AS n";
-
 /// Database handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -63,6 +59,11 @@ pub struct Stats {
     pub funded_accounts: i64,
     /// Headers kept for reorg detection.
     pub window_blocks: i64,
+}
+
+/// The checkpoint as stored in `idx_meta` (text), as a block number.
+fn parse_next_block(value: Option<String>) -> Result<Option<u64>> {
+    value.map(|s| s.parse().map_err(|e| corrupt("next_block", e))).transpose()
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
@@ -268,24 +269,21 @@ impl Store {
 
     /// The checkpoint: first block not yet indexed (None before the first run).
     pub async fn next_block(&self) -> Result<Option<u64>> {
-        self.meta("next_block")
-            .await?
-            .map(|s| s.parse().map_err(|e| corrupt("next_block", e)))
-            .transpose()
+        parse_next_block(self.meta("next_block").await?)
     }
 
     /// Whether bounty `id` was ever posted, as far as the index knows: the first block not yet
     /// indexed (every event below it is in the index; `None` before the first run) and whether
-    /// the index holds an event of `id`. One statement ([`BOUNTY_SEEN_SQL`]).
+    /// the index holds an event of `id`. One statement.
     pub async fn bounty_seen(&self, id: U256) -> Result<(Option<u64>, bool)> {
-        let row = sqlx::query(BOUNTY_SEEN_SQL)
-            .bind(crate::decode::id_hex(id))
-            .fetch_one(&self.pool)
-            .await?;
-        let next = row
-            .try_get::<Option<String>, _>("next_block")?
-            .map(|s| s.parse().map_err(|e| corrupt("next_block", e)))
-            .transpose()?;
+        let row = sqlx::query(
+            "SELECT (SELECT value FROM idx_meta WHERE key = 'next_block') AS next_block, \
+             (SELECT CAST(COUNT(*) AS BIGINT) FROM idx_bounties WHERE id = $1) AS n",
+        )
+        .bind(crate::decode::id_hex(id))
+        .fetch_one(&self.pool)
+        .await?;
+        let next = parse_next_block(row.try_get("next_block")?)?;
         let n: i64 = row.try_get("n")?;
         Ok((next, n > 0))
     }

@@ -330,13 +330,9 @@ async fn the_fee_is_cached_until_the_escrow_announces_a_new_one() {
 /// Proven by stopping anvil: what is answered afterwards was not read.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_postings_status_comes_from_the_index_and_the_scans_without_a_read() {
-    let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
-    let dir = common::temp_dir("chainview-index");
-    let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
-    let poster =
-        ReefClient::connect(&anvil.rpc_url, dev_signer(0), dep.clone(), ClientOptions::default())
-            .await
-            .unwrap();
+    let (anvil, poster, _) = setup("chainview-index").await;
+    let dep = poster.deployment().clone();
+    let dir = common::temp_dir("chainview-index-db");
     // The views give up on a dead RPC within about a second.
     let quick = ClientOptions { retry: RetryPolicy::quick(), ..ClientOptions::default() };
     let view_client =

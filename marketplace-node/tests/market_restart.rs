@@ -164,27 +164,46 @@ async fn klingon_post(
     client: &escrow_client::ReefClient,
     evaluator: alloy::primitives::Address,
 ) -> Value {
-    use escrow_client::escrow::{NewBounty, RecordJson, random_salt};
-    use marketplace_node::market::verify::result_hash;
-    let description = "Translate this into Klingon";
-    let terms = client
-        .terms(&NewBounty {
-            token: client.deployment().test_token.unwrap(),
-            amount: 5_000_000_000_000_000_000,
+    let token = client.deployment().test_token.unwrap();
+    let terms = klingon_terms(client, evaluator, token, 5_000_000_000_000_000_000).await;
+    klingon_body(escrow_client::escrow::random_salt(), &terms)
+}
+
+/// `client`'s terms for a Klingon translation of `amount` of `token`, due in an hour.
+async fn klingon_terms(
+    client: &escrow_client::ReefClient,
+    evaluator: alloy::primitives::Address,
+    token: alloy::primitives::Address,
+    amount: u128,
+) -> escrow_client::bindings::escrow::IBountyTypes::Bounty {
+    client
+        .terms(&escrow_client::escrow::NewBounty {
+            token,
+            amount,
             evaluator: Some(evaluator),
             arbiter: alloy::primitives::Address::ZERO,
             deadline: client.chain_time().await.unwrap() + 3_600,
             review_window: 3_600,
             challenge_window: 3_600,
-            description: description.into(),
+            description: KLINGON.into(),
             contest_winners: None,
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+const KLINGON: &str = "Translate this into Klingon";
+
+/// The post body for `terms` under `salt` (skill `klingon`, hash verification).
+fn klingon_body(
+    salt: alloy::primitives::B256,
+    terms: &escrow_client::bindings::escrow::IBountyTypes::Bounty,
+) -> Value {
+    use marketplace_node::market::verify::result_hash;
     serde_json::json!({
-        "salt": random_salt(),
-        "record": RecordJson::from(&terms),
-        "description": description,
+        "salt": salt,
+        "record": escrow_client::escrow::RecordJson::from(terms),
+        "description": KLINGON,
         "input": "Hello",
         "skills": ["klingon"],
         "verify": { "mode": "hash", "expected": result_hash(&serde_json::json!("nuqneH")) },
@@ -262,8 +281,8 @@ async fn a_full_node_refuses_from_memory_and_a_repeated_post_still_goes_through(
 /// one posted while it runs (known to its chain view's scans). A new one is still admitted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_post_of_a_bounty_already_on_chain_is_refused_conflict() {
-    use escrow_client::escrow::{NewBounty, RecordJson, random_salt};
-    use marketplace_node::{cmd::nodeapi::NodeApi, market::verify::result_hash};
+    use escrow_client::escrow::random_salt;
+    use marketplace_node::cmd::nodeapi::NodeApi;
     let anvil = AnvilProcess::spawn(AnvilOptions::default()).await.unwrap();
     let dir = common::temp_dir("on-chain");
     let dep = common::deploy_devnet(&anvil.rpc_url, &dir).await;
@@ -271,33 +290,13 @@ async fn a_post_of_a_bounty_already_on_chain_is_refused_conflict() {
     let client = poster_client(&anvil.rpc_url, dep).await;
     let evaluator = dev_signer(5).address(); // the node's evaluator on anvil
     let body = async |on_chain: bool| {
-        let terms = client
-            .terms(&NewBounty {
-                token: alloy::primitives::Address::ZERO,
-                amount: 1_000_000_000_000_000,
-                evaluator: Some(evaluator),
-                arbiter: alloy::primitives::Address::ZERO,
-                deadline: client.chain_time().await.unwrap() + 3_600,
-                review_window: 3_600,
-                challenge_window: 3_600,
-                description: "Translate this into Klingon".into(),
-                contest_winners: None,
-            })
-            .await
-            .unwrap();
+        let eth = alloy::primitives::Address::ZERO;
+        let terms = klingon_terms(&client, evaluator, eth, 1_000_000_000_000_000).await;
         let salt = random_salt();
         if on_chain {
             client.post_and_fund(salt, terms.clone(), false).await.unwrap();
         }
-        serde_json::json!({
-            "salt": salt,
-            "record": RecordJson::from(&terms),
-            "description": "Translate this into Klingon",
-            "input": "Hello",
-            "skills": ["klingon"],
-            "verify": { "mode": "hash", "expected": result_hash(&serde_json::json!("nuqneH")) },
-            "bid_window_ms": 30_000,
-        })
+        klingon_body(salt, &terms)
     };
     let before_node = body(true).await;
     let port = free_port().unwrap();

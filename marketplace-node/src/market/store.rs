@@ -706,6 +706,7 @@ impl RowCache {
     }
 
     /// The cached row, or the ticket a read from the database fills the cache with.
+    #[cfg(test)]
     fn get(&self, id: &str) -> std::result::Result<Arc<BountyRow>, RowTicket> {
         self.get_slot(id, |slot| slot.row.clone())
     }
@@ -717,17 +718,21 @@ impl RowCache {
         id: &str,
         pick: impl FnOnce(&RowSlot) -> Option<T>,
     ) -> std::result::Result<T, RowTicket> {
+        self.lock().pick(id, pick)
+    }
+
+    /// [`Self::get`] that also answers for an id read as having no row (`Ok(None)`), under
+    /// one lock: the store's every row read asks this first.
+    fn get_row(&self, id: &str) -> std::result::Result<Option<Arc<BountyRow>>, RowTicket> {
         let c = self.lock();
-        let Some(slot) = c.slots.get(id) else {
-            return Err(RowTicket { epoch: c.epoch, generation: 0 });
-        };
-        match pick(slot) {
-            Some(v) if slot.writing == 0 => Ok(v),
-            _ => Err(RowTicket { epoch: c.epoch, generation: slot.generation }),
+        if c.absent.contains(id) {
+            return Ok(None);
         }
+        c.pick(id, |slot| slot.row.clone()).map(Some)
     }
 
     /// Whether `id` was read as having no row, and no write to it began since.
+    #[cfg(test)]
     fn known_absent(&self, id: &str) -> bool {
         self.lock().absent.contains(id)
     }
@@ -879,6 +884,22 @@ impl Drop for RowWriteGuard<'_> {
 }
 
 impl RowCacheInner {
+    /// What `pick` takes from the slot of `id` while no write to it is in flight, or the
+    /// ticket a read from the database fills it with.
+    fn pick<T>(
+        &self,
+        id: &str,
+        pick: impl FnOnce(&RowSlot) -> Option<T>,
+    ) -> std::result::Result<T, RowTicket> {
+        let Some(slot) = self.slots.get(id) else {
+            return Err(RowTicket { epoch: self.epoch, generation: 0 });
+        };
+        match pick(slot) {
+            Some(v) if slot.writing == 0 => Ok(v),
+            _ => Err(RowTicket { epoch: self.epoch, generation: slot.generation }),
+        }
+    }
+
     /// Drops every row, keeping only the marks of writes in flight; tickets from before are void.
     fn clear(&mut self) {
         self.slots.retain(|_, s| s.writing > 0);
@@ -1053,11 +1074,8 @@ impl MarketStore {
 
     /// One bounty.
     pub async fn bounty(&self, id: &str) -> Result<Option<Arc<BountyRow>>> {
-        if self.rows.as_ref().is_some_and(|c| c.known_absent(id)) {
-            return Ok(None);
-        }
-        let ticket = match self.rows.as_ref().map(|c| c.get(id)) {
-            Some(Ok(row)) => return Ok(Some(row)),
+        let ticket = match self.rows.as_ref().map(|c| c.get_row(id)) {
+            Some(Ok(row)) => return Ok(row),
             Some(Err(ticket)) => Some(ticket),
             None => None,
         };
