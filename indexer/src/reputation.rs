@@ -93,29 +93,62 @@ pub fn outcome_of(
 /// All reputation events the store holds at or below the confirmed tip, in chain order.
 pub async fn load_events(store: &Store, confirmations: u64) -> Result<Vec<Event>> {
     let Some(tip) = confirmed_tip(store, confirmations).await? else { return Ok(Vec::new()) };
-    let funding = store.funding().await?;
+    load_events_upto(store, tip).await
+}
+
+/// The kinds [`timing_of`] reads.
+const TIMING_KINDS: [&str; 2] = ["BountyAwarded", "BountyAttested"];
+
+/// Each bounty's [`Timing`] from its `BountyAwarded` and `BountyAttested` events (each kind in
+/// chain order).
+fn timing_of(events: &[EventRow]) -> HashMap<String, Timing> {
     let mut timing: HashMap<String, Timing> = HashMap::new();
-    for e in store.events_of_kind("BountyAwarded", tip).await? {
-        let Some(id) = e.ref_id else { continue };
-        let due = e
-            .extra
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-            .and_then(|v| v["dueBy"].as_i64());
-        timing.entry(id).or_default().due_by = due;
+    for e in events {
+        let Some(id) = &e.ref_id else { continue };
+        match e.kind.as_str() {
+            "BountyAwarded" => {
+                let due = e
+                    .extra
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|v| v["dueBy"].as_i64());
+                timing.entry(id.clone()).or_default().due_by = due;
+            }
+            "BountyAttested" => {
+                let t = timing.entry(id.clone()).or_default();
+                t.attested_at.get_or_insert(e.block_time as i64);
+            }
+            _ => {}
+        }
     }
-    for e in store.events_of_kind("BountyAttested", tip).await? {
-        let Some(id) = e.ref_id else { continue };
-        let t = timing.entry(id).or_default();
-        t.attested_at.get_or_insert(e.block_time as i64);
-    }
-    let mut keyed: Vec<((i64, i64), Event)> = Vec::new();
-    for b in store.settled_bounties(tip).await? {
+    timing
+}
+
+/// The outcomes of `settled` (in settlement order), keyed by chain position.
+fn outcomes_keyed(
+    settled: &[BountyRow],
+    timing: &HashMap<String, Timing>,
+    funding: &BTreeMap<String, String>,
+) -> Result<Vec<((i64, i64), Event)>> {
+    let mut keyed = Vec::new();
+    for b in settled {
         let t = timing.get(&b.id).copied().unwrap_or_default();
-        if let Some(o) = outcome_of(&b, t, &funding)? {
+        if let Some(o) = outcome_of(b, t, funding)? {
             keyed.push(((b.settled_block.unwrap_or(0), b.last_log), Event::Outcome(o)));
         }
     }
+    Ok(keyed)
+}
+
+/// [`load_events`] at or below block `tip`.
+async fn load_events_upto(store: &Store, tip: u64) -> Result<Vec<Event>> {
+    let funding = store.funding().await?;
+    let mut raw = Vec::new();
+    for kind in TIMING_KINDS {
+        raw.extend(store.events_of_kind(kind, tip).await?);
+    }
+    let timing = timing_of(&raw);
+    let mut keyed = outcomes_keyed(&store.settled_bounties(tip).await?, &timing, &funding)?;
     // A provider that lost a job to another bidder (take-over after its ETA) failed it, even
     // though the bounty itself may still complete. (`revokeAward` keeps the provider on the
     // record and ends `Expired`: that one is already counted by `outcome_of`.)
@@ -432,12 +465,7 @@ impl IdentityCache {
     /// The identities by owner over everything in `store` (no confirmations held back, as the
     /// node's own reads of its embedded index).
     pub async fn get(&self, store: &Store) -> Result<std::sync::Arc<IdentitiesByOwner>> {
-        let next = store.next_block().await?;
-        let hash = match next {
-            Some(n) if n > 0 => store.block(n - 1).await?.map(|b| b.hash),
-            _ => None,
-        };
-        let tip = (next, hash);
+        let tip = index_tip(store).await?;
         let mut last = self.last.lock().await;
         if let Some((at, by_owner)) = last.as_ref()
             && *at == tip
@@ -448,6 +476,170 @@ impl IdentityCache {
         *last = Some((tip, by_owner.clone()));
         Ok(by_owner)
     }
+}
+
+/// Where the index stands: its checkpoint and the hash of the last block below it. A new
+/// block moves the checkpoint; a reorg changes the hash.
+async fn index_tip(store: &Store) -> Result<IndexTip> {
+    let next = store.next_block().await?;
+    let hash = match next {
+        Some(n) if n > 0 => store.block(n - 1).await?.map(|b| b.hash),
+        _ => None,
+    };
+    Ok((next, hash))
+}
+
+/// [`load_book`] kept between readers, for a node that ranks with it many times a second.
+///
+/// A full load folds every settled bounty, feedback and stake the index holds, so its cost
+/// grows with the chain's history. The cache keeps it in proportion:
+/// - a book is served for at least `min_age` (the readers' freshness);
+/// - once it is due, the index's tip is read first (two small reads): an index that has not
+///   moved keeps the book without a load;
+/// - a book is brought up to date with the outcomes of the new blocks alone
+///   ([`events_since`]) when they only add outcomes, which is what the blocks of a busy
+///   market hold; it is folded again from the whole history after a reorg below it, when the
+///   new blocks change what it holds (feedback, stakes, funding), or when it was never loaded;
+/// - a book is served for at least [`RELOAD_SPACING`] times as long as its load took, so full
+///   loads never take more than about a tenth of one core, however long the history;
+/// - one reader loads while the others keep ranking with the book they have.
+#[derive(Debug, Default)]
+pub struct BookCache {
+    state: std::sync::Mutex<Option<LoadedBook>>,
+    /// Held by the one reader that is loading.
+    loading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+struct LoadedBook {
+    /// When the book was loaded, or last found current (the index had not moved).
+    checked: std::time::Instant,
+    /// How long its load took.
+    took: std::time::Duration,
+    tip: IndexTip,
+    /// The last block it folds and that block's hash when it was loaded.
+    upto: Option<(u64, Option<B256>)>,
+    /// Folded from the whole history (else extended from the book before it).
+    folded: bool,
+    book: std::sync::Arc<ReputationBook>,
+}
+
+/// A book is served for at least this many times as long as its load took.
+pub const RELOAD_SPACING: u32 = 10;
+
+/// How long a book that took `took` to load is served: `min_age`, or [`RELOAD_SPACING`] times
+/// its load, whichever is longer.
+pub fn served_for(min_age: std::time::Duration, took: std::time::Duration) -> std::time::Duration {
+    min_age.max(took.saturating_mul(RELOAD_SPACING))
+}
+
+impl BookCache {
+    /// The book over everything in `store` (no confirmations held back, as the node's own
+    /// reads of its embedded index), at most [`served_for`] old.
+    pub async fn get(
+        &self,
+        store: &Store,
+        min_age: std::time::Duration,
+    ) -> Result<std::sync::Arc<ReputationBook>> {
+        let due = |l: &LoadedBook| l.checked.elapsed() >= served_for(min_age, l.took);
+        let held = self.held();
+        if let Some(l) = &held
+            && !due(l)
+        {
+            return Ok(l.book.clone());
+        }
+        let _loading = match (self.loading.try_lock(), &held) {
+            (Ok(guard), _) => guard,
+            // Another reader is loading: rank with the book there is.
+            (Err(_), Some(l)) => return Ok(l.book.clone()),
+            (Err(_), None) => self.loading.lock().await,
+        };
+        // Loaded or checked by the reader this one waited for.
+        let held = self.held();
+        if let Some(l) = &held
+            && !due(l)
+        {
+            return Ok(l.book.clone());
+        }
+        let tip = index_tip(store).await?;
+        if let Some(l) = &held
+            && l.tip == tip
+        {
+            self.keep(LoadedBook { checked: std::time::Instant::now(), ..l.clone() });
+            return Ok(l.book.clone());
+        }
+        let started = std::time::Instant::now();
+        let upto = match confirmed_tip(store, 0).await? {
+            Some(n) => Some((n, store.block(n).await?.map(|b| b.hash))),
+            None => None,
+        };
+        let (book, folded) = match self.extended(store, held, upto).await? {
+            Some(book) => (book, false),
+            None => {
+                let events = match upto {
+                    Some((n, _)) => load_events_upto(store, n).await?,
+                    None => Vec::new(),
+                };
+                (ReputationBook::from_events(Params::default(), &events)?, true)
+            }
+        };
+        let book = std::sync::Arc::new(book);
+        let took = started.elapsed();
+        tracing::debug!(?took, folded, agents = book.len(), "reputation book loaded");
+        let checked = std::time::Instant::now();
+        self.keep(LoadedBook { checked, took, tip, upto, folded, book: book.clone() });
+        Ok(book)
+    }
+
+    /// `held` brought up to `upto` with [`events_since`], or `None` when it must be folded
+    /// again: there is none, the chain under it changed, or the new blocks change it.
+    async fn extended(
+        &self,
+        store: &Store,
+        held: Option<LoadedBook>,
+        upto: Option<(u64, Option<B256>)>,
+    ) -> Result<Option<ReputationBook>> {
+        let (Some(l), Some((to, _))) = (held, upto) else { return Ok(None) };
+        let Some((from, Some(hash))) = l.upto else { return Ok(None) };
+        if to < from || store.block(from).await?.map(|b| b.hash) != Some(hash) {
+            return Ok(None);
+        }
+        let Some(events) = events_since(store, from, to).await? else { return Ok(None) };
+        let mut book = ReputationBook::clone(&l.book);
+        for e in &events {
+            book.apply(e)?;
+        }
+        Ok(Some(book))
+    }
+
+    fn held(&self) -> Option<LoadedBook> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn keep(&self, l: LoadedBook) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+    }
+}
+
+/// The events a book folded from everything up to block `after` lacks to be the book of
+/// everything up to `upto`, in chain order; `None` when blocks `(after, upto]` change events
+/// the book already holds ([`Store::reputation_inputs_changed`]), so the whole history must be
+/// folded again. Blocks of bounties being posted, awarded and settled only add outcomes, each
+/// after everything before `after`: for those this equals [`load_events`] minus what the book
+/// holds (the test `an_extended_book_equals_a_full_load` checks it).
+pub async fn events_since(store: &Store, after: u64, upto: u64) -> Result<Option<Vec<Event>>> {
+    if store.reputation_inputs_changed(after, upto).await? {
+        return Ok(None);
+    }
+    let settled = store.settled_bounties_between(Some(after), upto).await?;
+    if settled.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let ids: Vec<String> = settled.iter().map(|b| b.id.clone()).collect();
+    let timing = timing_of(&store.events_about(&ids, &TIMING_KINDS, upto).await?);
+    let mut keyed = outcomes_keyed(&settled, &timing, &store.funding().await?)?;
+    keyed.sort_by_key(|(k, _)| *k);
+    Ok(Some(keyed.into_iter().map(|(_, e)| e).collect()))
 }
 
 /// A [`ReputationBook`] over everything confirmed in `store`.
@@ -627,6 +819,170 @@ mod tests {
             moved[&AGENT].iter().map(|i| i.agent_id).collect::<Vec<_>>(),
             [U256::from(7), U256::from(8)]
         );
+    }
+
+    /// A book is served for its readers' freshness, or ten times its load when that is longer.
+    #[test]
+    fn a_book_is_served_for_ten_times_its_load() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(served_for(ms(2_000), ms(30)), ms(2_000));
+        assert_eq!(served_for(ms(2_000), ms(450)), ms(4_500));
+        assert_eq!(served_for(ms(0), ms(0)), ms(0));
+    }
+
+    /// Commits `events` with the headers of blocks `from..=to` (hash `salt ‖ n`), so that a
+    /// book can tell whether the chain under it changed.
+    async fn commit_blocks(store: &Store, events: Vec<EventRow>, from: u64, to: u64, salt: u8) {
+        let hash = |n: u64| {
+            let mut h = B256::with_last_byte(n as u8);
+            h.0[0] = salt;
+            h
+        };
+        let blocks = (from..=to)
+            .map(|n| crate::source::BlockRef {
+                number: n,
+                hash: hash(n),
+                parent: hash(n.saturating_sub(1)),
+                timestamp: 1_000 * n,
+            })
+            .collect();
+        store
+            .commit(&Batch { events, blocks, next_block: to + 1, ..Batch::default() })
+            .await
+            .unwrap();
+    }
+
+    /// A job like [`lean_job`] between `poster` and `agent`, its price `n` tokens.
+    fn job_between(n: u64, b: u64, settled: u64, poster: Address, agent: Address) -> Vec<EventRow> {
+        let mut events =
+            lean_job(n, b, 1_000 * settled + 500, settled, (n as u128) * 10u128.pow(18));
+        for e in &mut events {
+            // Jobs in the same block take distinct log indexes.
+            e.log_index += 10 * n;
+            match e.kind.as_str() {
+                "BountyPosted" => e.actor = Some(poster),
+                "BountyAwarded" | "BountyCompleted" => e.actor = Some(agent),
+                _ => {}
+            }
+        }
+        events
+    }
+
+    /// The book cache answers from memory while the book is fresh, keeps it without a load
+    /// while the index stands still, brings it up to date once the index moved, folds it again
+    /// after a reorg under it, and while one reader loads, another ranks with the book there is.
+    #[tokio::test]
+    async fn the_book_cache_loads_only_when_due_and_the_index_moved() {
+        use std::{sync::Arc, time::Duration};
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        commit_blocks(&store, lean_job(1, 1, 1_500, 2, 10u128.pow(18)), 1, 2, 0).await;
+        let cache = BookCache::default();
+        let (fresh, due) = (Duration::from_secs(3600), Duration::ZERO);
+        // A book is served for ten times its load even to readers that ask for no freshness.
+        let wait_due = async |cache: &BookCache| {
+            let took = cache.held().map_or(Duration::ZERO, |l| l.took);
+            tokio::time::sleep(served_for(due, took)).await;
+        };
+        let first = cache.get(&store, fresh).await.unwrap();
+        assert_eq!(first.applied(), 1);
+        assert!(Arc::ptr_eq(&first, &cache.get(&store, fresh).await.unwrap()));
+        // Due, but the index has not moved: the same book, not a load.
+        wait_due(&cache).await;
+        assert!(Arc::ptr_eq(&first, &cache.get(&store, due).await.unwrap()));
+        commit_blocks(&store, lean_job(2, 3, 3_500, 4, 10u128.pow(18)), 3, 4, 0).await;
+        // Fresh enough for its readers: still the first book.
+        assert!(Arc::ptr_eq(&first, &cache.get(&store, fresh).await.unwrap()));
+        wait_due(&cache).await;
+        let second = cache.get(&store, due).await.unwrap();
+        assert_eq!(second.applied(), 2);
+        assert!(!cache.held().unwrap().folded, "new settlements extend the book");
+        // While another reader loads, a due reader gets the book there is at once.
+        store.rewind(3).await.unwrap();
+        commit_blocks(&store, Vec::new(), 3, 5, 7).await;
+        wait_due(&cache).await;
+        let loading = cache.loading.lock().await;
+        assert!(Arc::ptr_eq(&second, &cache.get(&store, due).await.unwrap()));
+        drop(loading);
+        // A reorg under the book dropped the second job: the book is folded again without it.
+        assert_eq!(cache.get(&store, due).await.unwrap().applied(), 1);
+        assert!(cache.held().unwrap().folded);
+        // With no book yet, a reader waits for the one loading.
+        let empty = BookCache::default();
+        let loading = empty.loading.lock().await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), empty.get(&store, due));
+        assert!(waiting.await.is_err(), "a reader without a book waits for the load");
+        drop(loading);
+        assert_eq!(empty.get(&store, due).await.unwrap().applied(), 1);
+    }
+
+    /// Blocks that only settle bounties extend a book to what a full load of the whole history
+    /// gives (the same scores, in the same order of pairs); blocks with feedback or a stake
+    /// change, or an event about a bounty settled before, ask for a full load instead.
+    #[tokio::test]
+    async fn an_extended_book_equals_a_full_load() {
+        check_extended_book(&Store::connect("sqlite::memory:").await.unwrap()).await;
+    }
+
+    /// The same statements on Postgres (127.0.0.1:5432, a fresh database dropped afterwards).
+    #[tokio::test]
+    async fn an_extended_book_equals_a_full_load_postgres() {
+        use sqlx::AssertSqlSafe;
+        sqlx::any::install_default_drivers();
+        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+        let admin = sqlx::AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
+        let name = format!("reef_idx_book_{}", rand::random::<u32>());
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::query(AssertSqlSafe(create)).execute(&admin).await.unwrap();
+        let store =
+            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        check_extended_book(&store).await;
+        store.close().await;
+        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
+        sqlx::query(AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+    }
+
+    async fn check_extended_book(store: &Store) {
+        let (p1, p2) = (POSTER, Address::repeat_byte(0xa2));
+        let (a1, a2) = (AGENT, Address::repeat_byte(0xb3));
+        let mut old = job_between(1, 1, 2, p1, a1);
+        old.extend(job_between(2, 1, 2, p2, a2));
+        commit_blocks(store, old, 1, 2, 0).await;
+        let held = load_book(store, 0, Params::default()).await.unwrap();
+        // Same pairs again (the second job of a pair weighs half), a new pair, two in a block.
+        let mut new = job_between(3, 3, 5, p1, a1);
+        new.extend(job_between(4, 4, 5, p2, a1));
+        new.extend(job_between(5, 6, 7, p2, a2));
+        commit_blocks(store, new, 3, 7, 0).await;
+        let events = events_since(store, 2, 7).await.unwrap().expect("only outcomes were added");
+        assert_eq!(outcomes(&events).len(), 3);
+        let mut extended = held.clone();
+        for e in &events {
+            extended.apply(e).unwrap();
+        }
+        let full = load_book(store, 0, Params::default()).await.unwrap();
+        assert_eq!(extended.applied(), full.applied());
+        assert_eq!(extended.latest(), full.latest());
+        for agent in [a1, a2] {
+            assert_eq!(extended.score(&agent), full.score(&agent));
+        }
+        // Nothing new: nothing to add.
+        assert_eq!(events_since(store, 7, 7).await.unwrap().map(|e| e.len()), Some(0));
+        // Feedback in the new blocks: fold again.
+        commit_blocks(store, vec![authorized(8, 0, 80, 3)], 8, 8, 0).await;
+        assert!(events_since(store, 7, 8).await.unwrap().is_none());
+        // An event about a bounty settled before the book: fold again.
+        let touch = EventRow { actor: Some(a1), ..ev(9, 0, 90, "ResultSubmitted", id(5)) };
+        commit_blocks(store, vec![touch], 9, 9, 0).await;
+        assert!(events_since(store, 8, 9).await.unwrap().is_none());
+        // A stake change: fold again.
+        let staked = EventRow {
+            actor: Some(a2),
+            amount2: Some(10u128.pow(18).to_string()),
+            ..ev(10, 0, 100, "Staked", id(0))
+        };
+        commit_blocks(store, vec![staked], 10, 10, 0).await;
+        assert!(events_since(store, 9, 10).await.unwrap().is_none());
+        assert!(events_since(store, 10, 10).await.unwrap().is_some());
     }
 
     #[tokio::test]

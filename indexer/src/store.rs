@@ -17,7 +17,10 @@ use crate::{
 };
 
 /// Ordered migrations (version, SQL), from `indexer/migrations/`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_settled_index.sql")),
+];
 
 /// Rows per multi-row INSERT (13 columns × 400 stays below SQLite's 32,766 bind limit).
 const CHUNK: usize = 400;
@@ -600,17 +603,75 @@ impl Store {
 
     /// Bounties settled at or below `max_block` that had a provider, ordered by settlement.
     pub async fn settled_bounties(&self, max_block: u64) -> Result<Vec<BountyRow>> {
-        let sql = format!(
-            "SELECT {BOUNTY_COLS} FROM idx_bounties WHERE provider IS NOT NULL AND settled_block IS NOT NULL \
-             AND settled_block <= $1 ORDER BY settled_block, last_log, id"
-        );
-        sqlx::query(AssertSqlSafe(sql))
+        self.settled_bounties_between(None, max_block).await
+    }
+
+    /// [`Store::settled_bounties`] settled after block `after` (all when `None`).
+    pub async fn settled_bounties_between(
+        &self,
+        after: Option<u64>,
+        max_block: u64,
+    ) -> Result<Vec<BountyRow>> {
+        sqlx::query(AssertSqlSafe(settled_between_sql()))
             .bind(max_block as i64)
+            .bind(after.map_or(-1, |a| a as i64))
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(bounty_from_row)
             .collect()
+    }
+
+    /// The events of `kinds` about `ids` (their `ref_id`) at or below `max_block`, in chain
+    /// order.
+    pub async fn events_about(
+        &self,
+        ids: &[String],
+        kinds: &[&'static str],
+        max_block: u64,
+    ) -> Result<Vec<EventRow>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            // The kinds are the caller's constants; the ids are bound.
+            let sql = format!(
+                "SELECT {EVENT_COLS} FROM idx_events WHERE ref_id IN ({}) AND kind IN ({}) \
+                 AND block_number <= {max_block} ORDER BY block_number, log_index",
+                in_list(self.postgres, chunk.len()),
+                kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(event_from_row(&r)?);
+            }
+        }
+        out.sort_by_key(|e| (e.block_number, e.log_index));
+        Ok(out)
+    }
+
+    /// Whether blocks `(after, upto]` hold anything that changes the reputation events of a
+    /// history folded up to block `after`: a new funding source, a stake change, an ERC-8004
+    /// transfer or feedback event, an event about a bounty settled by then, or whether the
+    /// index holds any `AwardRevoked` at all (a take-over's outcome depends on the bounty's
+    /// provider at the time it is read).
+    pub async fn reputation_inputs_changed(&self, after: u64, upto: u64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM idx_funding WHERE block_number > $1) + \
+             (SELECT COUNT(*) FROM idx_stakes WHERE last_block > $1) + \
+             (SELECT COUNT(*) FROM idx_events WHERE block_number > $1 AND block_number <= $2 \
+               AND kind IN ('AgentTransfer', 'FeedbackAuthorized', 'NewFeedback', 'FeedbackRevoked')) + \
+             (SELECT COUNT(*) FROM idx_events e JOIN idx_bounties b ON b.id = e.ref_id \
+               WHERE e.block_number > $1 AND b.settled_block IS NOT NULL AND b.settled_block <= $1) + \
+             (SELECT COUNT(*) FROM idx_events WHERE kind = 'AwardRevoked') AS n",
+        )
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(upto.min(i64::MAX as u64) as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     /// All stake rows.
@@ -633,6 +694,14 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// [`Store::settled_bounties_between`]'s statement: blocks `($2, $1]`, by `idx_bounties_settled`.
+fn settled_between_sql() -> String {
+    format!(
+        "SELECT {BOUNTY_COLS} FROM idx_bounties WHERE provider IS NOT NULL AND settled_block IS NOT NULL \
+         AND settled_block <= $1 AND settled_block > $2 ORDER BY settled_block, last_log, id"
+    )
 }
 
 fn block_from_row(r: &AnyRow) -> Result<BlockRef> {
@@ -819,6 +888,22 @@ mod tests {
         assert_eq!(store.bounty_seen(two).await.unwrap(), (Some(5), false));
         store.rewind(1).await.unwrap();
         assert_eq!(store.bounty_seen(one).await.unwrap(), (Some(1), false));
+    }
+
+    /// The bounties settled since a block are found by the settlement index, not by reading
+    /// every bounty (a reputation book is brought up to date with them every few seconds).
+    #[tokio::test]
+    async fn settlements_since_a_block_are_read_by_their_index() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let plan = format!("EXPLAIN QUERY PLAN {}", settled_between_sql());
+        let rows = sqlx::query(AssertSqlSafe(plan))
+            .bind(10i64)
+            .bind(5i64)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let detail: Vec<String> = rows.iter().map(|r| r.try_get("detail").unwrap()).collect();
+        assert!(detail.iter().any(|d| d.contains("idx_bounties_settled")), "{detail:?}");
     }
 
     #[tokio::test]

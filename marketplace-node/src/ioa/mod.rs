@@ -112,8 +112,8 @@ struct Inner {
     discovery: Discovery,
     /// The embedding model and the agents' vectors (hybrid ranking).
     semantic: semantic::Semantic,
-    /// The reputation book discovery ranks with, rebuilt at most every [`REPUTATION_TTL`].
-    reputation: tokio::sync::Mutex<Option<(Instant, Arc<reef_reputation::ReputationBook>)>>,
+    /// The reputation book discovery ranks with, loaded at most every [`REPUTATION_TTL`].
+    reputation: reef_indexer::reputation::BookCache,
     mesh: Option<Mesh>,
     /// REST challenges: nonce → expiry (single use).
     challenges: Mutex<HashMap<String, u64>>,
@@ -242,7 +242,7 @@ impl Node {
                 hub,
                 discovery,
                 semantic,
-                reputation: tokio::sync::Mutex::new(None),
+                reputation: Default::default(),
                 mesh,
                 challenges: Mutex::default(),
                 tokens: Mutex::default(),
@@ -422,20 +422,8 @@ impl Node {
     /// cannot be read: discovery then ranks everyone at the neutral prior).
     async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
         let (index, _) = self.inner.identity_index.get()?;
-        let mut cache = self.inner.reputation.lock().await;
-        if let Some((at, book)) = cache.as_ref()
-            && at.elapsed() < REPUTATION_TTL
-        {
-            return Some(book.clone());
-        }
-        match reef_indexer::reputation::load_book(index, 0, reef_reputation::Params::default())
-            .await
-        {
-            Ok(b) => {
-                let b = Arc::new(b);
-                *cache = Some((Instant::now(), b.clone()));
-                Some(b)
-            }
+        match self.inner.reputation.get(index, REPUTATION_TTL).await {
+            Ok(book) => Some(book),
             Err(e) => {
                 tracing::warn!(error = %e, "reputation unavailable to discovery; neutral prior");
                 None

@@ -165,8 +165,8 @@ struct Inner {
     /// The work loop's cached view of the escrow (one log scan per pass).
     view: super::chainview::ChainView,
     cfg: MarketConfig,
-    reputation_cache:
-        tokio::sync::Mutex<Option<(std::time::Instant, Arc<reef_reputation::ReputationBook>)>>,
+    /// The reputation book ranking reads ([`Market::reputation_book`]).
+    reputation_cache: reef_indexer::reputation::BookCache,
     /// Which bounties the work loop steps next (event- and timer-driven).
     sched: Scheduler,
     /// How many long-polls each client holds open (bounded).
@@ -398,24 +398,13 @@ impl Market {
     }
 
     /// The reputation engine's book over the embedded index (None if not configured/failing).
-    /// Built at most once per [`REPUTATION_TTL`]: a burst of windows closing together (or a
-    /// panel chosen per post) shares one fold over the index instead of one each.
+    /// Loaded at most once per [`REPUTATION_TTL`], and less often when the history makes a load
+    /// long ([`reef_indexer::reputation::BookCache`]): a burst of windows closing together (or
+    /// a panel chosen per post) shares one fold over the index instead of one each.
     async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
         let store = self.inner.cfg.reputation.as_ref()?;
-        let mut cache = self.inner.reputation_cache.lock().await;
-        if let Some((at, book)) = cache.as_ref()
-            && at.elapsed() < REPUTATION_TTL
-        {
-            return Some(book.clone());
-        }
-        match reef_indexer::reputation::load_book(store, 0, reef_reputation::Params::default())
-            .await
-        {
-            Ok(b) => {
-                let b = Arc::new(b);
-                *cache = Some((std::time::Instant::now(), b.clone()));
-                Some(b)
-            }
+        match self.inner.reputation_cache.get(store, REPUTATION_TTL).await {
+            Ok(book) => Some(book),
             Err(e) => {
                 tracing::warn!(error = %e, "reputation engine unavailable; ranking with local history");
                 None
