@@ -6,7 +6,7 @@ FOUNDRY := $(ROOT)/node_modules/@foundry-rs
 export PATH := $(FOUNDRY)/forge-linux-amd64/bin:$(FOUNDRY)/anvil-linux-amd64/bin:$(FOUNDRY)/cast-linux-amd64/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build model demo test test-contracts test-rust lint fmt fuzz bench bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-overload bench-swarm bench-traffic chaos slither abi snapshot clean devnet-up devnet-down
+.PHONY: deps build model demo test test-contracts test-rust lint fmt fuzz bench bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-market-history bench-overload bench-swarm bench-traffic chaos slither abi snapshot clean devnet-up devnet-down
 
 ## deps: pinned Solidity toolchain from npm (forge/anvil/cast 1.7.1, solc-js, OpenZeppelin, forge-std),
 ## and the MCP server the MCP tool-agent tests earn with (@modelcontextprotocol/server-everything)
@@ -122,7 +122,7 @@ snapshot: deps
 	cd contracts && forge snapshot --no-match-test "invariant|testFuzz"
 
 ## bench: every benchmark (figures go in the issue notes; nothing here is asserted in tests)
-bench: deps bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-swarm bench-traffic
+bench: deps bench-discovery bench-gas bench-auction bench-ioa bench-indexer bench-reputation bench-metered bench-market bench-market-capacity bench-market-history bench-swarm bench-traffic
 
 ## bench-gas: escrow lifecycle and voucher gas from anvil receipts
 bench-gas: deps
@@ -171,6 +171,14 @@ CAPACITY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain na
 bench-market-capacity: deps
 	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
 	$(CARGO) run --release -q -p marketplace-node --example market_bench -- --timeout 300 $(CAPACITY_ARGS)
+
+## bench-market-history: bench-market-capacity at one rate (45 posts/s) for four 60 s steps on
+## the same node and chain: node CPU per settled bounty as the node's history grows, printed as
+## the last step over the first. HISTORY_ARGS="--capacity 30,30,30,30,30,30" for others.
+HISTORY_ARGS ?= --agents 50 --posters 20 --bid-window 3s --fanout 10 --brain native --capacity 45,45,45,45 --capacity-secs 60 --block-time 1
+bench-market-history: deps
+	$(CARGO) build --release -q -p marketplace-node --bins --example sort_brain
+	$(CARGO) run --release -q -p marketplace-node --example market_bench -- --timeout 900 $(HISTORY_ARGS)
 
 ## bench-overload: bench-market, then posts arriving at 2x and 4x the bounties/s it measured
 ## (15 s each): the share of bounties settled, posts refused busy (admission control) and

@@ -2112,6 +2112,20 @@ fn print_capacity(r: &Value) {
             }
         }
     }
+    // Steps at one rate (`bench-market-history`): what the node's history costs it.
+    let steps: Vec<&Value> = c["steps"].as_array().into_iter().flatten().collect();
+    if let [first, .., last] = steps[..]
+        && steps.iter().all(|s| s["posts_per_sec"] == first["posts_per_sec"])
+    {
+        let cpu = |s: &Value| f(&s["node_cpu_ms_per_settled_bounty"]);
+        let posted: u64 = steps.iter().map(|s| s["bounties"].as_u64().unwrap_or(0)).sum();
+        println!(
+            "\n**node CPU per settled bounty, last step / first at the same rate: {:.2}×** ({:.2} → {:.2} ms; {posted} bounties on the node by the end)",
+            cpu(last) / cpu(first).max(f64::MIN_POSITIVE),
+            cpu(first),
+            cpu(last)
+        );
+    }
     println!(
         "\n**highest bounded rate: {:.2} bounties/s** = {:.1}% of the escrow-only rate measured in this run ({:.1} bounties/s; goal ≥ {:.0}%)",
         f(&c["highest_bounded_posts_per_sec"]),
