@@ -932,19 +932,9 @@ mod tests {
     /// The same statements on Postgres (127.0.0.1:5432, a fresh database dropped afterwards).
     #[tokio::test]
     async fn an_extended_book_equals_a_full_load_postgres() {
-        use sqlx::AssertSqlSafe;
-        sqlx::any::install_default_drivers();
-        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-        let admin = sqlx::AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
-        let name = format!("reef_idx_book_{}", rand::random::<u32>());
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::query(AssertSqlSafe(create)).execute(&admin).await.unwrap();
-        let store =
-            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        let (store, db) = crate::store::postgres_store("reef_idx_book").await;
         check_extended_book(&store).await;
-        store.close().await;
-        let drop = format!("DROP DATABASE {name} WITH (FORCE)");
-        sqlx::query(AssertSqlSafe(drop)).execute(&admin).await.unwrap();
+        db.drop_with(store).await;
     }
 
     async fn check_extended_book(store: &Store) {

@@ -829,6 +829,36 @@ async fn fold_derived(
     Ok(())
 }
 
+/// A fresh Postgres database on 127.0.0.1:5432 that a test's store runs on.
+#[cfg(test)]
+pub(crate) struct TestDatabase {
+    admin: AnyPool,
+    name: String,
+}
+
+/// A store on a fresh Postgres database named `prefix_<random>` (tests).
+#[cfg(test)]
+pub(crate) async fn postgres_store(prefix: &str) -> (Store, TestDatabase) {
+    sqlx::any::install_default_drivers();
+    let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
+    let admin = AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
+    let name = format!("{prefix}_{}", rand::random::<u32>());
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let store =
+        Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+    (store, TestDatabase { admin, name })
+}
+
+#[cfg(test)]
+impl TestDatabase {
+    /// Closes `store` and drops the database.
+    pub(crate) async fn drop_with(self, store: Store) {
+        store.close().await;
+        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::query(AssertSqlSafe(drop)).execute(&self.admin).await.unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -914,22 +944,9 @@ mod tests {
     /// The same statement on Postgres (127.0.0.1:5432, a fresh database dropped afterwards).
     #[tokio::test]
     async fn bounty_seen_postgres() {
-        sqlx::any::install_default_drivers();
-        let admin_url = "postgres://postgres@127.0.0.1:5432/postgres";
-        let admin = AnyPool::connect(admin_url).await.expect("Postgres on 127.0.0.1:5432");
-        let name = format!("reef_idx_seen_{}", rand::random::<u32>());
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let store =
-            Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).await.unwrap();
+        let (store, db) = postgres_store("reef_idx_seen").await;
         check_bounty_seen(&store).await;
-        store.close().await;
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-            .execute(&admin)
-            .await
-            .unwrap();
+        db.drop_with(store).await;
     }
 
     /// Several full multi-row chunks (anonymous `?` parameters on SQLite) round-trip in order,
