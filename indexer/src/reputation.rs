@@ -494,8 +494,8 @@ async fn index_tip(store: &Store) -> Result<IndexTip> {
 /// A full load folds every settled bounty, feedback and stake the index holds, so its cost
 /// grows with the chain's history. The cache keeps it in proportion:
 /// - a book is served for at least `min_age` (the readers' freshness);
-/// - once it is due, the index's tip is read first (two small reads): an index that has not
-///   moved keeps the book without a load;
+/// - once it is due, the last block the index confirms and its hash are read first (three
+///   small reads): if they are the ones the book was built up to, it is kept without a load;
 /// - a book is brought up to date with the outcomes of the new blocks alone
 ///   ([`events_since`]) when they only add outcomes, which is what the blocks of a busy
 ///   market hold; it is folded again from the whole history after a reorg below it, when the
@@ -516,8 +516,8 @@ struct LoadedBook {
     checked: std::time::Instant,
     /// How long its load took.
     took: std::time::Duration,
-    tip: IndexTip,
-    /// The last block it folds and that block's hash when it was loaded.
+    /// The last block it folds and that block's hash when it was loaded: what it is current
+    /// for, and what an extension starts from.
     upto: Option<(u64, Option<B256>)>,
     /// Folded from the whole history (else extended from the book before it).
     folded: bool,
@@ -561,18 +561,17 @@ impl BookCache {
         {
             return Ok(l.book.clone());
         }
-        let tip = index_tip(store).await?;
-        if let Some(l) = &held
-            && l.tip == tip
-        {
-            self.keep(LoadedBook { checked: std::time::Instant::now(), ..l.clone() });
-            return Ok(l.book.clone());
-        }
         let started = std::time::Instant::now();
         let upto = match confirmed_tip(store, 0).await? {
             Some(n) => Some((n, store.block(n).await?.map(|b| b.hash))),
             None => None,
         };
+        if let Some(l) = &held
+            && l.upto == upto
+        {
+            self.keep(LoadedBook { checked: std::time::Instant::now(), ..l.clone() });
+            return Ok(l.book.clone());
+        }
         let (book, folded) = match self.extended(store, held, upto).await? {
             Some(book) => (book, false),
             None => {
@@ -587,7 +586,7 @@ impl BookCache {
         let took = started.elapsed();
         tracing::debug!(?took, folded, agents = book.len(), "reputation book loaded");
         let checked = std::time::Instant::now();
-        self.keep(LoadedBook { checked, took, tip, upto, folded, book: book.clone() });
+        self.keep(LoadedBook { checked, took, upto, folded, book: book.clone() });
         Ok(book)
     }
 
