@@ -80,6 +80,12 @@ pub fn free_port() -> Result<u16> {
     l.local_addr().map(|a| a.port()).map_err(|e| Error::Devnet(e.to_string()))
 }
 
+/// Free ports [`AnvilProcess::spawn`] tries before it gives up.
+pub const PORT_TRIES: u32 = 3;
+
+/// How a start-up failure of anvil begins (its port taken, for one).
+const EXITED_AT_START: &str = "anvil exited during start-up";
+
 /// Options for starting anvil.
 #[derive(Debug, Clone)]
 pub struct AnvilOptions {
@@ -112,10 +118,27 @@ pub struct AnvilProcess {
 }
 
 impl AnvilProcess {
-    /// Starts anvil and waits (up to 20 s) until it answers JSON-RPC.
+    /// Starts anvil and waits (up to 20 s) until it answers JSON-RPC. With `port` 0 the port
+    /// is picked free and released before anvil binds it, so another process can take it in
+    /// between (parallel tests do): anvil then exits at start-up, and a new port is tried, up
+    /// to [`PORT_TRIES`] times.
     pub async fn spawn(opts: AnvilOptions) -> Result<Self> {
+        if opts.port != 0 {
+            return Self::spawn_on(opts.port, &opts).await;
+        }
+        let mut tries = 1;
+        loop {
+            match Self::spawn_on(free_port()?, &opts).await {
+                Err(Error::Devnet(e)) if tries < PORT_TRIES && e.contains(EXITED_AT_START) => {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn spawn_on(port: u16, opts: &AnvilOptions) -> Result<Self> {
         let bin = find_tool("anvil")?;
-        let port = if opts.port == 0 { free_port()? } else { opts.port };
         let mut cmd = Command::new(&bin);
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--chain-id", &opts.chain_id.to_string()])
@@ -160,7 +183,7 @@ impl AnvilProcess {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 return Err(Error::Devnet(format!(
-                    "anvil exited during start-up ({status}); is port {} taken?",
+                    "{EXITED_AT_START} ({status}); is port {} taken?",
                     self.port
                 )));
             }
