@@ -196,6 +196,15 @@ fn is_known(err: &RpcError<TransportErrorKind>) -> bool {
     msg.contains("already known") || msg.contains("already imported")
 }
 
+/// Whether the node took a synchronous send into its pool but gave up waiting for it to be
+/// mined, without naming the hash as EIP-7966 asks (anvil answers "Transaction confirmation
+/// timeout" after 30 s, e.g. while a nonce below it is missing): the transaction is followed
+/// by the hash signed here, not reported as refused.
+fn is_confirmation_timeout(err: &RpcError<TransportErrorKind>) -> bool {
+    let RpcError::ErrorResp(payload) = err else { return false };
+    payload.message.to_lowercase().contains("confirmation timeout")
+}
+
 /// A wait for a transaction, with the nonce it held (to release from the in-flight set).
 type Mined = std::result::Result<(TransactionReceipt, Option<u64>), (Error, Option<u64>)>;
 
@@ -650,9 +659,13 @@ impl ReefClient {
                 Ok(Some(Sent::Mined(Box::new(receipt), tx)))
             }
             Ok(Err(e)) if is_unsupported_method(&e) => Ok(None),
-            // Sent, not mined within the node's wait (EIP-7966 names the hash), or the node
-            // holds it already: follow it by its hash.
-            Ok(Err(e)) if e.tx_hash_data().is_some() || is_known(&e) => pending(),
+            // Sent, not mined within the node's wait (EIP-7966 names the hash; anvil only
+            // says so), or the node holds it already: follow it by its hash.
+            Ok(Err(e))
+                if e.tx_hash_data().is_some() || is_known(&e) || is_confirmation_timeout(&e) =>
+            {
+                pending()
+            }
             Ok(Err(e @ RpcError::ErrorResp(_))) => Err(e),
             // A transport failure or no answer in time: it may be in the pool.
             Ok(Err(e)) => {

@@ -1,7 +1,8 @@
 //! The synchronous send (`eth_sendRawTransactionSync`, EIP-7966) against a real anvil: its
 //! answer is the receipt (no receipt is polled for), concurrent sends of one client leave the
 //! send lock before the node has them and still take consecutive nonces, and an RPC that does
-//! not serve the method is asked once, then sent to the usual way. One test per process: the
+//! not serve the method is asked once, then sent to the usual way; a node that took a send
+//! but stopped waiting for it without naming the hash is followed by the hash. One test per process: the
 //! RPC counts are the process's.
 
 mod common;
@@ -22,23 +23,48 @@ fn calls(method: &str) -> u64 {
     rpc_metrics::snapshot().into_iter().find(|(m, _, _)| m == method).map_or(0, |(_, c, _)| c)
 }
 
-/// A JSON-RPC proxy to `upstream` that does not know `eth_sendRawTransactionSync` (as a node
-/// without EIP-7966 answers); counts how often it was asked for it.
-async fn proxy_without_sync(upstream: String) -> (String, Arc<AtomicU64>) {
+/// What a [`proxy`] answers to `eth_sendRawTransactionSync`.
+#[derive(Clone, Copy)]
+enum SyncAnswer {
+    /// As a node without EIP-7966: no such method (nothing is sent).
+    Unserved,
+    /// As anvil when the transaction is not mined in the time it waits: the transaction is
+    /// passed on to the node's pool, and the answer is an error that does not name its hash.
+    TimedOut,
+}
+
+/// A JSON-RPC proxy to `upstream` that answers `eth_sendRawTransactionSync` as `answer` says;
+/// counts how often it was asked for it.
+async fn proxy(upstream: String, answer: SyncAnswer) -> (String, Arc<AtomicU64>) {
+    type Relay = (String, alloy::transports::http::reqwest::Client, Arc<AtomicU64>, SyncAnswer);
     let asked = Arc::new(AtomicU64::new(0));
     let http = alloy::transports::http::reqwest::Client::new();
-    let state = (upstream, http, asked.clone());
+    let state = (upstream, http, asked.clone(), answer);
     async fn relay(
-        State((upstream, http, asked)): State<(
-            String,
-            alloy::transports::http::reqwest::Client,
-            Arc<AtomicU64>,
-        )>,
-        Json(body): Json<Value>,
+        State((upstream, http, asked, answer)): State<Relay>,
+        Json(mut body): Json<Value>,
     ) -> Json<Value> {
         if body["method"] == "eth_sendRawTransactionSync" {
             asked.fetch_add(1, Ordering::Relaxed);
-            let err = json!({"code": -32601, "message": "the method eth_sendRawTransactionSync does not exist/is not available"});
+            let err = match answer {
+                SyncAnswer::Unserved => {
+                    json!({"code": -32601, "message": "the method eth_sendRawTransactionSync does not exist/is not available"})
+                }
+                SyncAnswer::TimedOut => {
+                    body["method"] = json!("eth_sendRawTransaction");
+                    let sent: Value = http
+                        .post(&upstream)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert!(sent["result"].is_string(), "the node took it: {sent}");
+                    json!({"code": -32603, "message": "Transaction confirmation timeout"})
+                }
+            };
             return Json(json!({"jsonrpc": "2.0", "id": body["id"], "error": err}));
         }
         let answer = http.post(&upstream).json(&body).send().await.unwrap();
@@ -89,7 +115,7 @@ async fn a_synchronous_send_needs_no_receipt_poll_and_falls_back_where_unserved(
     assert_eq!(nonces, (start..end).collect::<Vec<_>>());
 
     // 3. A node without the method: asked once, then sends are polled for as before.
-    let (url, asked) = proxy_without_sync(env.anvil.rpc_url.clone()).await;
+    let (url, asked) = proxy(env.anvil.rpc_url.clone(), SyncAnswer::Unserved).await;
     let plain = ReefClient::connect(&url, dev_signer(7), env.dep.clone(), opts()).await.unwrap();
     let polls = calls("eth_getTransactionReceipt");
     plain.send_eth(to, U256::from(2)).await.expect("sent the usual way");
@@ -109,4 +135,17 @@ async fn a_synchronous_send_needs_no_receipt_poll_and_falls_back_where_unserved(
     .unwrap();
     off.send_eth(to, U256::from(4)).await.unwrap();
     assert_eq!(calls("eth_sendRawTransactionSync"), syncs);
+
+    // 5. The node took the transaction but stopped waiting for it, without naming its hash
+    //    (anvil's "Transaction confirmation timeout"): it is followed by the hash signed here,
+    //    and the next send still uses the synchronous method.
+    let (url, asked) = proxy(env.anvil.rpc_url.clone(), SyncAnswer::TimedOut).await;
+    let slow = ReefClient::connect(&url, dev_signer(8), env.dep.clone(), opts()).await.unwrap();
+    let polls = calls("eth_getTransactionReceipt");
+    let out = slow.send_eth(to, U256::from(5)).await.expect("followed to its receipt");
+    let tx = slow.provider().get_transaction_by_hash(out.hash).await.unwrap().unwrap();
+    assert_eq!(alloy::consensus::Transaction::value(&tx), U256::from(5));
+    assert!(calls("eth_getTransactionReceipt") > polls, "its receipt was polled for");
+    slow.send_eth(to, U256::from(6)).await.expect("and the next one");
+    assert_eq!(asked.load(Ordering::Relaxed), 2, "the method is still used");
 }

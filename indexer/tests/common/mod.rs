@@ -40,8 +40,15 @@ pub struct Env {
     pub token: Address,
 }
 
+/// The clients' nonce is read for every send: the reorg tests rewrite the chain under them,
+/// and anvil does not return a reorged-out transaction to its pool, so a remembered nonce
+/// would leave the next send behind a gap until the client fills it (a minute).
 pub fn opts() -> ClientOptions {
-    ClientOptions { retry: RetryPolicy::none(), ..ClientOptions::default() }
+    ClientOptions {
+        retry: RetryPolicy::none(),
+        nonce_ttl: Duration::ZERO,
+        ..ClientOptions::default()
+    }
 }
 
 pub async fn setup() -> Env {
