@@ -34,7 +34,7 @@ use alloy::primitives::{Address, B256, U256, keccak256, utils::format_units};
 use escrow_client::bindings::token::ReefTestToken as Erc20;
 use serde_json::{Value, json};
 
-use crate::market::Market;
+use crate::market::{Market, coordinator::BountyView};
 use store::TaskStore;
 use tasks::{TaskRow, TaskState};
 use terms::{TaskTerms, Terms};
@@ -220,7 +220,11 @@ impl A2a {
     /// The bounty's view as its poster (the node) sees it, with the result; `None` before it
     /// is registered.
     async fn view(&self, bounty: &str) -> Option<Value> {
-        self.market().view(Some(self.market().address()), bounty).await.ok()
+        self.market()
+            .view(Some(self.market().address()), bounty)
+            .await
+            .ok()
+            .map(BountyView::into_value)
     }
 
     /// Waits (at most `wait`) for the bounty's log to grow past `after` events. When the
@@ -232,7 +236,8 @@ impl A2a {
             .market()
             .view_wait(Some(self.market().address()), &client, bounty, after, wait)
             .await
-            .ok();
+            .ok()
+            .map(BountyView::into_value);
         if got.as_ref().is_none_or(|v| v.get("long_poll_declined").is_some()) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -73,6 +73,36 @@ impl RankedBid {
 /// The bids of a closed window, best first.
 pub type Ranking = Vec<RankedBid>;
 
+/// A ranking as the node keeps it: the bids, and their JSON, written once when the ranking is
+/// stored or read back. The poster's view (read on every answer to a long-polling poster)
+/// embeds the JSON as it is instead of converting every bid again.
+#[derive(Debug)]
+pub struct StoredRanking {
+    bids: Ranking,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl StoredRanking {
+    /// The ranking with its JSON.
+    pub fn new(bids: Ranking) -> Result<Self, serde_json::Error> {
+        let json = serde_json::value::to_raw_value(&bids)?;
+        Ok(Self { bids, json })
+    }
+
+    /// Its JSON, as stored and shown (see the module's note on the form).
+    pub fn json(&self) -> &serde_json::value::RawValue {
+        &self.json
+    }
+}
+
+impl std::ops::Deref for StoredRanking {
+    type Target = Ranking;
+
+    fn deref(&self) -> &Ranking {
+        &self.bids
+    }
+}
+
 /// When the best bid of a ranking expires (unix seconds; 0 without bids).
 pub fn top_bid_expiry(ranking: &[RankedBid]) -> u64 {
     ranking.first().map_or(0, |r| r.signed.bid.deadline)

@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     Market, MarketError,
-    coordinator::{BidRequest, PostRequest},
+    coordinator::{BidRequest, BountyView, PostRequest},
     store::Phase,
 };
 use crate::{ioa::rest::Caller, openapi};
@@ -253,7 +253,7 @@ async fn view(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Path(id): Path<String>,
     query: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, MarketError> {
+) -> Result<Json<BountyView>, MarketError> {
     let Query(q) = query.map_err(|e| MarketError::BadRequest(format!("malformed query: {e}")))?;
     let id = normalize(&id)?;
     match q.wait_ms {

@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Row, any::AnyPoolOptions};
 
 use super::{
     MarketError, Result,
-    ranking::{Ranking, SignedBid},
+    ranking::{Ranking, SignedBid, StoredRanking},
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -687,7 +687,7 @@ struct RowSlot {
     writing: u32,
     row: Option<Arc<BountyRow>>,
     /// The bounty's ranking, under the same rules as `row`; only a ranking write drops it.
-    ranking: Option<Arc<Ranking>>,
+    ranking: Option<Arc<StoredRanking>>,
 }
 
 /// Where a missed read started: it may fill the cache only if nothing moved since.
@@ -759,12 +759,12 @@ impl RowCache {
     }
 
     /// The cached ranking of `id`, or the ticket a read from the database fills it with.
-    fn get_ranking(&self, id: &str) -> std::result::Result<Arc<Ranking>, RowTicket> {
+    fn get_ranking(&self, id: &str) -> std::result::Result<Arc<StoredRanking>, RowTicket> {
         self.get_slot(id, |slot| slot.ranking.clone())
     }
 
     /// Stores the ranking of `id` as read with `ticket` (the rules of [`Self::fill`]).
-    fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<Ranking>) {
+    fn fill_ranking(&self, ticket: RowTicket, id: &str, ranking: &Arc<StoredRanking>) {
         self.fill_slot(ticket, id, |slot| slot.ranking = Some(ranking.clone()));
     }
 
@@ -829,7 +829,7 @@ impl RowCache {
         id: &str,
         began: u64,
         fresh: Option<Arc<BountyRow>>,
-        ranking: Option<Arc<Ranking>>,
+        ranking: Option<Arc<StoredRanking>>,
     ) {
         let mut c = self.lock();
         let slot = c.slots.entry(id.to_string()).or_default();
@@ -851,7 +851,7 @@ struct RowWriteGuard<'a> {
     /// The committed row, when the write returned it.
     fresh: Option<Arc<BountyRow>>,
     /// The committed ranking, when the write set it.
-    ranking: Option<Arc<Ranking>>,
+    ranking: Option<Arc<StoredRanking>>,
 }
 
 impl RowWriteGuard<'_> {
@@ -1319,26 +1319,26 @@ impl MarketStore {
         (from, to, note): (Phase, Phase, &str),
     ) -> Result<bool> {
         let mut writing = self.writing_with(id, true);
-        self.upsert_ranking(id, &ranking).await?;
+        let ranking = self.upsert_ranking(id, ranking).await?;
         if writing.cache.is_some() {
             writing.ranking = Some(Arc::new(ranking));
         }
         self.move_row(writing, id, (from, to, note), None, Some((winner, award_expiry))).await
     }
 
-    async fn upsert_ranking(&self, id: &str, ranking: &Ranking) -> Result<()> {
+    /// Writes the ranking's row; returns the ranking with the JSON it stored.
+    async fn upsert_ranking(&self, id: &str, ranking: Ranking) -> Result<StoredRanking> {
+        let ranking = StoredRanking::new(ranking)
+            .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?;
         sqlx::query(
             "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
              ON CONFLICT (bounty_id) DO UPDATE SET ranking = excluded.ranking",
         )
         .bind(id)
-        .bind(
-            serde_json::to_string(ranking)
-                .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?,
-        )
+        .bind(ranking.json().get())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(ranking)
     }
 
     /// Records the ranking (in its own row), the winner and when the winning bid expires.
@@ -1352,7 +1352,7 @@ impl MarketStore {
         let mut writing = self.writing_with(id, true);
         // Ranking first, then the row: a crash between them leaves the new ranking with the
         // old winner, which the next close or take-over writes again.
-        self.upsert_ranking(id, &ranking).await?;
+        let ranking = self.upsert_ranking(id, ranking).await?;
         let rows = sqlx::query(
             "UPDATE market_bounties SET winner = $1, award_expiry = $2, updated_at = $3 WHERE id = $4 RETURNING *",
         )
@@ -1370,7 +1370,7 @@ impl MarketStore {
     }
 
     /// A bounty's ranking, once its window closed.
-    pub async fn ranking(&self, id: &str) -> Result<Option<Arc<Ranking>>> {
+    pub async fn ranking(&self, id: &str) -> Result<Option<Arc<StoredRanking>>> {
         let ticket = match self.rows.as_ref().map(|c| c.get_ranking(id)) {
             Some(Ok(r)) => return Ok(Some(r)),
             Some(Err(ticket)) => Some(ticket),
@@ -1383,9 +1383,12 @@ impl MarketStore {
         let ranking = match r {
             Some(r) => {
                 let text: String = r.try_get("ranking")?;
+                // Written again rather than kept as read: the shown form is today's, also for
+                // a ranking stored by an older node.
+                let bad =
+                    |e: serde_json::Error| MarketError::Internal(format!("stored ranking: {e}"));
                 Some(Arc::new(
-                    serde_json::from_str(&text)
-                        .map_err(|e| MarketError::Internal(format!("stored ranking: {e}")))?,
+                    StoredRanking::new(serde_json::from_str(&text).map_err(bad)?).map_err(bad)?,
                 ))
             }
             None => None,
@@ -1905,7 +1908,7 @@ mod tests {
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.phase, row.award_expiry), (Phase::AwaitingAward, 0));
         let ranking = s.ranking("0x01").await.unwrap().unwrap();
-        assert_eq!(*ranking, ranking_priced(3));
+        assert_eq!(**ranking, ranking_priced(3));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -2071,7 +2074,7 @@ mod tests {
             (row.phase, row.winner, row.award_expiry),
             (Phase::AwaitingAward, Some(W), 4321)
         );
-        assert_eq!(*s.ranking("0x0d").await.unwrap().unwrap(), ranking_priced(5));
+        assert_eq!(**s.ranking("0x0d").await.unwrap().unwrap(), ranking_priced(5));
         let lines = s.events("0x0d").await.unwrap();
         assert_eq!(lines.last().unwrap()["detail"], "1 bids; winner w", "{lines:?}");
         let late = s
@@ -2195,15 +2198,21 @@ mod tests {
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.winner, row.award_expiry), (Some(V), 1234));
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(1));
+        assert_eq!(**s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(1));
         assert!(cache.get_ranking("0x01").is_ok(), "the ranking write did not cache it");
         // Other writes keep the cached ranking; a new ranking replaces it.
         s.hand_over("0x01", R, 77).await.unwrap();
         assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
         s.set_ranking("0x01", ranking_priced(2), Some(R), 1234).await.unwrap();
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
+        assert_eq!(**s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
+        // The JSON kept with it is the ranking's own form, as written and as read back.
+        let form = serde_json::to_value(ranking_priced(2)).unwrap();
+        let json = |r: &StoredRanking| serde_json::from_str::<serde_json::Value>(r.json().get());
+        assert_eq!(json(&s.ranking("0x01").await.unwrap().unwrap()).unwrap(), form);
         cache.lock().clear();
-        assert_eq!(*s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
+        let read = s.ranking("0x01").await.unwrap().unwrap();
+        assert_eq!(**read, ranking_priced(2));
+        assert_eq!(json(&read).unwrap(), form);
         assert!(s.ranking("0x09").await.unwrap().is_none());
         s.hand_over("0x01", R, 77).await.unwrap();
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");

@@ -38,6 +38,7 @@ mod retention;
 mod settlement;
 mod verification;
 mod view;
+pub use view::BountyView;
 mod work;
 mod work_loop;
 
