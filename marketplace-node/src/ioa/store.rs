@@ -224,15 +224,20 @@ impl Store {
         let mut opts = AnyPoolOptions::new().max_connections(max);
         if !postgres {
             // WAL + synchronous=NORMAL: commits do not fsync (see docs/protocol.md,
-            // "durability"); a bigger page cache, memory-mapped reads and rarer checkpoints cut
-            // the per-commit page I/O of the group-commit writer; lock waits in microseconds
-            // (`reef_indexer::sqlite`), as the node's other connections write to the same file.
+            // "durability"); a bigger page cache and rarer checkpoints cut the per-commit page
+            // I/O of the group-commit writer; lock waits in microseconds (`reef_indexer::sqlite`),
+            // as the node's other connections write to the same file. No memory-mapped reads:
+            // in WAL mode a connection that sees another's commit unmaps the whole file before
+            // its next read (munmap, a TLB shootdown on every core, then page faults to map it
+            // again), and the market and the indexer commit to this file all the time. Turned
+            // off, the node's CPU per settled bounty in `market_bench` at 40 posts/s fell about
+            // 7 % (same-hour A/B), and `ioa-bench` at saturation did not drop.
             let init = reef_indexer::sqlite::connection_init(
                 10_000,
                 // secure_delete: a deleted message's bytes are overwritten with zeros in its page
                 // (and freed pages zeroed), so an expired or erased message is gone from the
                 // file, not just unlinked (docs/protocol.md, "Retention and erasure").
-                "PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 8192; PRAGMA secure_delete = ON;",
+                "PRAGMA cache_size = -16384; PRAGMA mmap_size = 0; PRAGMA wal_autocheckpoint = 8192; PRAGMA secure_delete = ON;",
             );
             opts = opts.after_connect(move |conn, _meta| {
                 let init = init.clone();
