@@ -52,23 +52,21 @@ async fn proxy(upstream: String, answer: SyncAnswer) -> (String, Arc<AtomicU64>)
                 }
                 SyncAnswer::TimedOut => {
                     body["method"] = json!("eth_sendRawTransaction");
-                    let sent: Value = http
-                        .post(&upstream)
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let sent = forward(&http, &upstream, &body).await;
                     assert!(sent["result"].is_string(), "the node took it: {sent}");
                     json!({"code": -32603, "message": "Transaction confirmation timeout"})
                 }
             };
             return Json(json!({"jsonrpc": "2.0", "id": body["id"], "error": err}));
         }
-        let answer = http.post(&upstream).json(&body).send().await.unwrap();
-        Json(answer.json().await.unwrap())
+        Json(forward(&http, &upstream, &body).await)
+    }
+    async fn forward(
+        http: &alloy::transports::http::reqwest::Client,
+        upstream: &str,
+        body: &Value,
+    ) -> Value {
+        http.post(upstream).json(body).send().await.unwrap().json().await.unwrap()
     }
     let app = Router::new().route("/", post(relay)).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
