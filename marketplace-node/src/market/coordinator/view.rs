@@ -127,10 +127,7 @@ impl Market {
         });
         // Ranked when the window closed (a contest has entries instead).
         let ranked = !matches!(row.phase, Phase::Bidding | Phase::Contest);
-        let ranking = match is_poster && ranked {
-            true => self.inner.store.ranking(key).await?,
-            false => None,
-        };
+        let ranking = if is_poster && ranked { self.inner.store.ranking(key).await? } else { None };
         if let Some(r) = &ranking {
             v["winning_bid"] = r.first().map_or(Value::Null, |w| json!(w.signed));
             v["record"] = row.spec["record"].clone();
