@@ -761,7 +761,12 @@ pub async fn bounty(
         (None, "poster_only")
     } else {
         match m.store().ranking(&key).await? {
-            Some(r) => (Some(rank_rows(&r)), "shown"),
+            Some(r) => {
+                let bids = r.bids().map_err(|e| {
+                    crate::market::MarketError::Internal(format!("stored ranking: {e}"))
+                })?;
+                (Some(rank_rows(&bids)), "shown")
+            }
             None => (None, "none"),
         }
     };

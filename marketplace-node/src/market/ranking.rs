@@ -73,39 +73,44 @@ impl RankedBid {
 /// The bids of a closed window, best first.
 pub type Ranking = Vec<RankedBid>;
 
-/// A ranking as the node keeps it: the bids, and their JSON, written once when the ranking is
-/// stored or read back. The poster's view (read on every answer to a long-polling poster)
-/// embeds the JSON as it is instead of converting every bid again.
+/// A ranking as the node keeps it: its JSON, written once when the ranking is stored or read
+/// back, and its best bid. The poster's view (read on every answer to a long-polling poster)
+/// embeds the JSON as it is instead of converting every bid again; the award and the take-over,
+/// which need every bid, read them back from it ([`Self::bids`]). Cached rankings thus take
+/// about the memory of their JSON, not that and the parsed bids.
 #[derive(Debug)]
 pub struct StoredRanking {
-    bids: Ranking,
     json: Box<serde_json::value::RawValue>,
+    top: Option<RankedBid>,
 }
 
 impl StoredRanking {
-    /// The ranking with its JSON.
-    pub fn new(bids: Ranking) -> Result<Self, serde_json::Error> {
-        let json = serde_json::value::to_raw_value(&bids)?;
-        Ok(Self { bids, json })
+    /// The ranking's JSON and best bid.
+    pub fn new(bids: &[RankedBid]) -> Result<Self, serde_json::Error> {
+        let json = serde_json::value::to_raw_value(bids)?;
+        Ok(Self { json, top: bids.first().cloned() })
     }
 
     /// Its JSON, as stored and shown (see the module's note on the form).
     pub fn json(&self) -> &serde_json::value::RawValue {
         &self.json
     }
-}
 
-impl std::ops::Deref for StoredRanking {
-    type Target = Ranking;
+    /// The first-ranked bid: the winner at the window's close (a take-over marks it failed
+    /// and keeps it first).
+    pub fn top(&self) -> Option<&RankedBid> {
+        self.top.as_ref()
+    }
 
-    fn deref(&self) -> &Ranking {
-        &self.bids
+    /// Every bid, best first, read back from the JSON.
+    pub fn bids(&self) -> Result<Ranking, serde_json::Error> {
+        serde_json::from_str(self.json.get())
     }
 }
 
-/// When the best bid of a ranking expires (unix seconds; 0 without bids).
-pub fn top_bid_expiry(ranking: &[RankedBid]) -> u64 {
-    ranking.first().map_or(0, |r| r.signed.bid.deadline)
+/// When the best bid of a ranking (`top`) expires (unix seconds; 0 without bids).
+pub fn top_bid_expiry(top: Option<&RankedBid>) -> u64 {
+    top.map_or(0, |r| r.signed.bid.deadline)
 }
 
 /// Take-over: the best-ranked bid, not marked failed and not from the `late` provider, that is

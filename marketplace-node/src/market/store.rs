@@ -1328,7 +1328,7 @@ impl MarketStore {
 
     /// Writes the ranking's row; returns the ranking with the JSON it stored.
     async fn upsert_ranking(&self, id: &str, ranking: Ranking) -> Result<StoredRanking> {
-        let ranking = StoredRanking::new(ranking)
+        let ranking = StoredRanking::new(&ranking)
             .map_err(|e| MarketError::Internal(format!("ranking: {e}")))?;
         sqlx::query(
             "INSERT INTO market_rankings (bounty_id, ranking) VALUES ($1, $2) \
@@ -1387,9 +1387,8 @@ impl MarketStore {
                 // a ranking stored by an older node.
                 let bad =
                     |e: serde_json::Error| MarketError::Internal(format!("stored ranking: {e}"));
-                Some(Arc::new(
-                    StoredRanking::new(serde_json::from_str(&text).map_err(bad)?).map_err(bad)?,
-                ))
+                let bids: Ranking = serde_json::from_str(&text).map_err(bad)?;
+                Some(Arc::new(StoredRanking::new(&bids).map_err(bad)?))
             }
             None => None,
         };
@@ -1908,7 +1907,7 @@ mod tests {
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.phase, row.award_expiry), (Phase::AwaitingAward, 0));
         let ranking = s.ranking("0x01").await.unwrap().unwrap();
-        assert_eq!(**ranking, ranking_priced(3));
+        assert_eq!(ranking.bids().unwrap(), ranking_priced(3));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -2074,7 +2073,7 @@ mod tests {
             (row.phase, row.winner, row.award_expiry),
             (Phase::AwaitingAward, Some(W), 4321)
         );
-        assert_eq!(**s.ranking("0x0d").await.unwrap().unwrap(), ranking_priced(5));
+        assert_eq!(s.ranking("0x0d").await.unwrap().unwrap().bids().unwrap(), ranking_priced(5));
         let lines = s.events("0x0d").await.unwrap();
         assert_eq!(lines.last().unwrap()["detail"], "1 bids; winner w", "{lines:?}");
         let late = s
@@ -2198,20 +2197,20 @@ mod tests {
         assert!(cache.get("0x01").is_ok(), "the write did not cache the row it returned");
         let row = s.bounty("0x01").await.unwrap().unwrap();
         assert_eq!((row.winner, row.award_expiry), (Some(V), 1234));
-        assert_eq!(**s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(1));
+        assert_eq!(s.ranking("0x01").await.unwrap().unwrap().bids().unwrap(), ranking_priced(1));
         assert!(cache.get_ranking("0x01").is_ok(), "the ranking write did not cache it");
         // Other writes keep the cached ranking; a new ranking replaces it.
         s.hand_over("0x01", R, 77).await.unwrap();
         assert!(cache.get_ranking("0x01").is_ok(), "a write of the row dropped the ranking");
         s.set_ranking("0x01", ranking_priced(2), Some(R), 1234).await.unwrap();
-        assert_eq!(**s.ranking("0x01").await.unwrap().unwrap(), ranking_priced(2));
+        assert_eq!(s.ranking("0x01").await.unwrap().unwrap().bids().unwrap(), ranking_priced(2));
         // The JSON kept with it is the ranking's own form, as written and as read back.
         let form = serde_json::to_value(ranking_priced(2)).unwrap();
         let json = |r: &StoredRanking| serde_json::from_str::<serde_json::Value>(r.json().get());
         assert_eq!(json(&s.ranking("0x01").await.unwrap().unwrap()).unwrap(), form);
         cache.lock().clear();
         let read = s.ranking("0x01").await.unwrap().unwrap();
-        assert_eq!(**read, ranking_priced(2));
+        assert_eq!(read.bids().unwrap(), ranking_priced(2));
         assert_eq!(json(&read).unwrap(), form);
         assert!(s.ranking("0x09").await.unwrap().is_none());
         s.hand_over("0x01", R, 77).await.unwrap();

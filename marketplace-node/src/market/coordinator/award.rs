@@ -16,7 +16,7 @@ impl Market {
                         .store
                         .ranking(&row.id)
                         .await?
-                        .map_or(0, |r| top_bid_expiry(r.as_slice())),
+                        .map_or(0, |r| top_bid_expiry(r.top())),
                     at => at,
                 };
                 if now() > expiry + 60 {

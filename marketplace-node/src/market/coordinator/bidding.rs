@@ -108,7 +108,7 @@ impl Market {
             .map(|(r, (signed, eta))| RankedBid::new(r, signed.clone(), *eta))
             .collect();
         let winner = ranked.first().map(|(r, _)| r.candidate.bidder);
-        let expiry = top_bid_expiry(&ranking);
+        let expiry = top_bid_expiry(ranking.first());
         let Some(w) = winner else {
             self.inner.store.set_ranking(&row.id, ranking, None, expiry).await?;
             if !self.extend_window(row, &record).await? {

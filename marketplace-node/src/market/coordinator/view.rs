@@ -129,7 +129,7 @@ impl Market {
         let ranked = !matches!(row.phase, Phase::Bidding | Phase::Contest);
         let ranking = if is_poster && ranked { self.inner.store.ranking(key).await? } else { None };
         if let Some(r) = &ranking {
-            v["winning_bid"] = r.first().map_or(Value::Null, |w| json!(w.signed));
+            v["winning_bid"] = r.top().map_or(Value::Null, |w| json!(w.signed));
             v["record"] = row.spec["record"].clone();
             v["salt"] = row.spec["salt"].clone();
         }
@@ -177,7 +177,7 @@ mod tests {
         let Value::Object(fields) = json!({"id": "0x01", "phase": "working"}) else {
             unreachable!("an object")
         };
-        let stored = Arc::new(StoredRanking::new(ranking()).unwrap());
+        let stored = Arc::new(StoredRanking::new(&ranking()).unwrap());
         let view = BountyView { fields, ranking: Some(stored) };
         let expected = json!({
             "id": "0x01",

@@ -129,13 +129,12 @@ impl Market {
         if record.evaluator != self.address() {
             return Ok(());
         }
-        let mut ranking: Ranking = self
-            .inner
-            .store
-            .ranking(&row.id)
-            .await?
-            .map(|r| Ranking::clone(&r))
-            .unwrap_or_default();
+        let mut ranking: Ranking = match self.inner.store.ranking(&row.id).await? {
+            Some(r) => {
+                r.bids().map_err(|e| MarketError::Internal(format!("stored ranking: {e}")))?
+            }
+            None => Ranking::new(),
+        };
         let t = self.inner.view.chain_time().await?.max(now());
         for entry in ranking.iter_mut().filter(|e| e.bidder == late) {
             entry.failed = true;
