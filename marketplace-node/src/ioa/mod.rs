@@ -112,7 +112,8 @@ struct Inner {
     discovery: Discovery,
     /// The embedding model and the agents' vectors (hybrid ranking).
     semantic: semantic::Semantic,
-    /// The reputation book discovery ranks with, loaded at most every [`REPUTATION_TTL`].
+    /// The reputation book of the chain index, loaded at most every [`REPUTATION_TTL`]:
+    /// discovery ranks with it, and so does the marketplace ([`Node::reputation`]).
     reputation: reef_indexer::reputation::BookCache,
     mesh: Option<Mesh>,
     /// REST challenges: nonce → expiry (single use).
@@ -418,11 +419,21 @@ impl Node {
         &self.inner.semantic
     }
 
-    /// The reputation book of the chain index (`None` without a marketplace or when it
-    /// cannot be read: discovery then ranks everyone at the neutral prior).
-    async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
+    /// The reputation book of the chain index (`None` without one: no marketplace or no
+    /// embedded indexer). Loaded at most once per [`REPUTATION_TTL`], and less often when the
+    /// history makes a load long ([`reef_indexer::reputation::BookCache`]). Discovery and the
+    /// marketplace's bid ranking share it: a node keeps one book and brings it up to date once.
+    pub(crate) async fn reputation(
+        &self,
+    ) -> Option<reef_indexer::Result<Arc<reef_reputation::ReputationBook>>> {
         let (index, _) = self.inner.identity_index.get()?;
-        match self.inner.reputation.get(index, REPUTATION_TTL).await {
+        Some(self.inner.reputation.get(index, REPUTATION_TTL).await)
+    }
+
+    /// [`Self::reputation`] for discovery (`None` also when it cannot be read: discovery then
+    /// ranks everyone at the neutral prior).
+    async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
+        match self.reputation().await? {
             Ok(book) => Some(book),
             Err(e) => {
                 tracing::warn!(error = %e, "reputation unavailable to discovery; neutral prior");

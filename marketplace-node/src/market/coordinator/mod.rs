@@ -140,9 +140,6 @@ fn policy_of(row: &BountyRow) -> Option<escrow_client::policy::Policy> {
     serde_json::from_value(row.spec["policy"].clone()).ok().flatten()
 }
 
-/// How long a built reputation book is reused.
-const REPUTATION_TTL: Duration = Duration::from_secs(2);
-
 /// Bounties stepped at once by the work loop (each step is a compare-and-set per bounty; the
 /// chain client serializes the node's own transactions).
 const STEP_CONCURRENCY: usize = 16;
@@ -166,8 +163,6 @@ struct Inner {
     /// The work loop's cached view of the escrow (one log scan per pass).
     view: super::chainview::ChainView,
     cfg: MarketConfig,
-    /// The reputation book ranking reads ([`Market::reputation_book`]).
-    reputation_cache: reef_indexer::reputation::BookCache,
     /// Which bounties the work loop steps next (event- and timer-driven).
     sched: Scheduler,
     /// How many long-polls each client holds open (bounded).
@@ -263,7 +258,6 @@ impl Market {
                 chain,
                 validations: super::validations::ValidationRecorder::new(cfg.record_validations),
                 cfg,
-                reputation_cache: Default::default(),
                 sched: Scheduler::default(),
                 long_polls: Default::default(),
             }),
@@ -398,13 +392,13 @@ impl Market {
         self.send_as_market(group, format!("{tag}-{id}"), MsgState::Conclusion, None, body).await
     }
 
-    /// The reputation engine's book over the embedded index (None if not configured/failing).
-    /// Loaded at most once per [`REPUTATION_TTL`], and less often when the history makes a load
-    /// long ([`reef_indexer::reputation::BookCache`]): a burst of windows closing together (or
-    /// a panel chosen per post) shares one fold over the index instead of one each.
+    /// The reputation engine's book over the embedded index (None if not configured/failing):
+    /// the node's ([`Node::reputation`], the one discovery ranks with; [`Self::open`] gives
+    /// the node this index). A burst of windows closing together (or a panel chosen per post)
+    /// shares one load instead of one each.
     async fn reputation_book(&self) -> Option<Arc<reef_reputation::ReputationBook>> {
-        let store = self.inner.cfg.reputation.as_ref()?;
-        match self.inner.reputation_cache.get(store, REPUTATION_TTL).await {
+        self.inner.cfg.reputation.as_ref()?;
+        match self.inner.node.reputation().await? {
             Ok(book) => Some(book),
             Err(e) => {
                 tracing::warn!(error = %e, "reputation engine unavailable; ranking with local history");
