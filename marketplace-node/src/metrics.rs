@@ -147,6 +147,13 @@ pub struct Metrics {
     /// How long each group-commit batch's transaction took: what a delivery waits for its
     /// durability, beyond the queueing.
     pub commit_seconds: LatencyHistogram,
+    /// Microseconds the committed sends waited in the writer's queue before their batch
+    /// began, summed over the sends.
+    pub send_queue_wait_us: AtomicU64,
+    /// Microseconds the committed sends waited for their own batch's transaction, summed over
+    /// the sends (a batch of `n` adds `n` times its commit time): per send, unlike
+    /// `commit_seconds`, which counts a batch of 300 and a batch of 1 alike.
+    pub send_commit_wait_us: AtomicU64,
     /// Sealed bids the marketplace accepted.
     pub bids_accepted: AtomicU64,
     /// Sealed bids the marketplace refused.
@@ -176,6 +183,8 @@ pub static METRICS: Metrics = Metrics {
     messages_delivered: AtomicU64::new(0),
     commit_batch_size: Histogram::new(),
     commit_seconds: LatencyHistogram::new(),
+    send_queue_wait_us: AtomicU64::new(0),
+    send_commit_wait_us: AtomicU64::new(0),
     bids_accepted: AtomicU64::new(0),
     bids_refused: AtomicU64::new(0),
     verdicts_accept: AtomicU64::new(0),
@@ -370,6 +379,17 @@ pub fn render(snap: &Snapshot) -> String {
         "Time each group-commit batch's transaction took (a message is delivered after it).",
     );
     m.commit_seconds.render(&mut out, "reef_commit_seconds", "");
+    family(
+        &mut out,
+        "reef_send_wait_seconds_total",
+        "counter",
+        "Time committed sends waited, summed over the sends: in the writer's queue, and for \
+         their own batch's transaction (divide by reef_commit_batch_size_sum for the mean).",
+    );
+    for (phase, us) in [("queue", &m.send_queue_wait_us), ("commit", &m.send_commit_wait_us)] {
+        let secs = get(us) as f64 / 1e6;
+        let _ = writeln!(out, "reef_send_wait_seconds_total{{phase=\"{phase}\"}} {secs}");
+    }
     family(&mut out, "reef_bids_total", "counter", "Sealed bids by outcome (accepted, refused).");
     let _ = writeln!(out, "reef_bids_total{{outcome=\"accepted\"}} {}", get(&m.bids_accepted));
     let _ = writeln!(out, "reef_bids_total{{outcome=\"refused\"}} {}", get(&m.bids_refused));

@@ -205,6 +205,17 @@ async fn metrics_are_public_parse_and_move_with_a_settled_bounty() {
     grew("reef_commit_seconds_sum");
     // One commit time per batch.
     assert_eq!(at(&after, "reef_commit_seconds_count"), at(&after, "reef_commit_batch_size_count"));
+    // Per send: each send of a batch waited for its batch's whole commit, so the sum over the
+    // sends is at least the sum over the batches (to the microsecond each is counted in).
+    let commit_wait = "reef_send_wait_seconds_total{phase=\"commit\"}";
+    grew(commit_wait);
+    assert!(
+        at(&after, commit_wait)
+            >= at(&after, "reef_commit_seconds_sum")
+                - 1e-6 * at(&after, "reef_commit_seconds_count"),
+        "{after:?}"
+    );
+    assert!(at(&after, "reef_send_wait_seconds_total{phase=\"queue\"}") >= 0.0, "{after:?}");
     assert_eq!(
         at(&after, "reef_commit_seconds_bucket{le=\"+Inf\"}"),
         at(&after, "reef_commit_seconds_count")

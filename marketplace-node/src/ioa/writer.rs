@@ -39,6 +39,8 @@ struct Job {
     msg: SendMessage,
     ts: u64,
     reply: ReplyTo,
+    /// When the send entered the queue.
+    queued: std::time::Instant,
 }
 
 /// Handle on the writer task (cheap to clone).
@@ -72,9 +74,20 @@ impl Writer {
                     }
                 };
                 rt.block_on(async move {
-                    match Store::connect_writer(&url).await {
-                        Ok(store) => {
+                    let stores = async {
+                        let store = Store::connect_writer(&url).await?;
+                        let checkpointer = match store.is_postgres() {
+                            true => None,
+                            false => Some(Store::connect_checkpointer(&url).await?),
+                        };
+                        Ok::<_, Error>((store, checkpointer))
+                    };
+                    match stores.await {
+                        Ok((store, checkpointer)) => {
                             let _ = ready_tx.send(Ok(()));
+                            if let Some(c) = checkpointer {
+                                tokio::spawn(checkpoints(c));
+                            }
                             run(store, hub, mesh, rx).await;
                         }
                         Err(e) => {
@@ -92,7 +105,8 @@ impl Writer {
     /// (or no such group).
     pub async fn send(&self, caller: Address, msg: SendMessage, ts: u64) -> Reply {
         let (reply, rx) = oneshot::channel();
-        self.queue(Job { caller, msg, ts, reply: ReplyTo::Wait(reply) })?;
+        let queued = std::time::Instant::now();
+        self.queue(Job { caller, msg, ts, reply: ReplyTo::Wait(reply), queued })?;
         rx.await.map_err(|_| Error::Internal("writer dropped a send".into()))?
     }
 
@@ -110,6 +124,7 @@ impl Writer {
             msg,
             ts,
             reply: ReplyTo::Conn(conn.clone(), req_id),
+            queued: std::time::Instant::now(),
         })
     }
 
@@ -147,11 +162,42 @@ async fn run(store: Store, hub: Arc<Hub>, mesh: Option<Mesh>, mut rx: mpsc::Rece
             Err(e) => vec![Err(e)],
         };
         let n = batch.len();
-        crate::metrics::METRICS.commit_batch_size.observe(n as u64);
+        let m = &crate::metrics::METRICS;
+        m.commit_batch_size.observe(n as u64);
         let committed = started.elapsed();
-        crate::metrics::METRICS.commit_seconds.observe_secs(committed.as_secs_f64());
+        m.commit_seconds.observe_secs(committed.as_secs_f64());
+        let queued: u128 =
+            batch.iter().map(|j| started.saturating_duration_since(j.queued).as_micros()).sum();
+        let add = |c: &std::sync::atomic::AtomicU64, us: u128| {
+            c.fetch_add(us.min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
+        };
+        add(&m.send_queue_wait_us, queued);
+        add(&m.send_commit_wait_us, committed.as_micros() * n as u128);
         finish(&hub, mesh.as_ref(), batch, results).await;
         tracing::trace!(n, ?committed, total = ?started.elapsed(), "batch");
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// SQLite: checkpoint the WAL beside the writer (its own connection, on the writer's thread
+/// while the writer waits for its commits), so that no commit of the writer pays for one
+/// ([`Store::connect_writer`]). Between two checkpoints the WAL grows by what was committed in
+/// [`CHECKPOINT_EVERY`]; a checkpoint with nothing new to copy does no I/O.
+async fn checkpoints(store: Store) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = std::time::Instant::now();
+        match store.checkpoint_passive().await {
+            Ok((frames, copied)) => {
+                tracing::trace!(frames, copied, took = ?started.elapsed(), "checkpoint");
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own \
+                 checkpoints bound the WAL until one succeeds"),
+        }
     }
 }
 
@@ -289,7 +335,13 @@ mod tests {
         }))
         .unwrap();
         let (tx, _rx) = oneshot::channel();
-        let job = Job { caller: Address::repeat_byte(7), msg, ts: 42, reply: ReplyTo::Wait(tx) };
+        let job = Job {
+            caller: Address::repeat_byte(7),
+            msg,
+            ts: 42,
+            reply: ReplyTo::Wait(tx),
+            queued: std::time::Instant::now(),
+        };
         let t = frame(&job);
         for seq in [1u64, 9, 10, 123_456_789, SEQ_PLACEHOLDER - 1] {
             let stored = t.with_seq(seq);
