@@ -144,8 +144,8 @@ pub struct Metrics {
     pub messages_delivered: AtomicU64,
     /// Group-commit batch sizes (one observation per committed batch).
     pub commit_batch_size: Histogram,
-    /// How long each group-commit batch's transaction took: what a delivery waits for its
-    /// durability, beyond the queueing.
+    /// How long each group-commit batch's transaction took, per batch (the per-send waits
+    /// are `send_queue_wait_us` and `send_commit_wait_us`).
     pub commit_seconds: LatencyHistogram,
     /// Microseconds the committed sends waited in the writer's queue before their batch
     /// began, summed over the sends.

@@ -76,9 +76,10 @@ impl Writer {
                 rt.block_on(async move {
                     let stores = async {
                         let store = Store::connect_writer(&url).await?;
-                        let checkpointer = match store.is_postgres() {
-                            true => None,
-                            false => Some(Store::connect_checkpointer(&url).await?),
+                        let checkpointer = if store.is_postgres() {
+                            None
+                        } else {
+                            Some(Store::connect_checkpointer(&url).await?)
                         };
                         Ok::<_, Error>((store, checkpointer))
                     };
@@ -184,19 +185,28 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// SQLite: checkpoint the WAL beside the writer (its own connection, on the writer's thread
 /// while the writer waits for its commits), so that no commit of the writer pays for one
 /// ([`Store::connect_writer`]). Between two checkpoints the WAL grows by what was committed in
-/// [`CHECKPOINT_EVERY`]; a checkpoint with nothing new to copy does no I/O.
+/// [`CHECKPOINT_EVERY`]; a checkpoint with nothing new to copy does no I/O. A failure is
+/// logged once, not every pass, until a checkpoint succeeds again.
 async fn checkpoints(store: Store) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         let started = std::time::Instant::now();
         match store.checkpoint_passive().await {
             Ok((frames, copied)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("WAL checkpoints work again");
+                }
                 tracing::trace!(frames, copied, took = ?started.elapsed(), "checkpoint");
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own \
-                 checkpoints bound the WAL until one succeeds"),
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "WAL checkpoint failed; the writer's own \
+                     checkpoints bound the WAL until one succeeds (retried every 100 ms)");
+            }
+            Err(_) => {}
         }
     }
 }
