@@ -48,9 +48,10 @@ const AUTOCHECKPOINT: u32 = 8192;
 /// second, and the sends queued behind it made the next batches large and slow. The writer
 /// still checkpoints past 65,536 pages (256 MiB): under sustained load the checkpointer never
 /// finds the WAL without new frames, and SQLite starts the WAL over only after a checkpoint
-/// that copied all of it. By then the checkpointer has copied nearly everything, so the
-/// writer's checkpoint is short. A lightly loaded node's WAL starts over after each
-/// checkpointer pass and stays small.
+/// that copied all of it and before any new commit. By then the checkpointer has copied nearly
+/// everything, so the writer's checkpoint is short. The cost is disk: while sends keep coming
+/// (measured: from 1,000 sends/s up) the WAL file grows to about 256 MiB and keeps that size;
+/// only a node that goes quiet for longer than a checkpointer pass starts it over sooner.
 const WRITER_AUTOCHECKPOINT: u32 = 65_536;
 
 /// Unix milliseconds now.
