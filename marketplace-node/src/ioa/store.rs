@@ -55,6 +55,22 @@ const AUTOCHECKPOINT: u32 = 8192;
 /// 65,536 pages measured no better in `ioa-bench` (same-hour runs) for four times the disk.
 const WRITER_AUTOCHECKPOINT: u32 = 16_384;
 
+/// The SQLite checkpoints the store runs ([`Store::checkpoint_passive`], [`Store::checkpoint`]).
+#[derive(Debug, Clone, Copy)]
+enum WalCheckpoint {
+    Passive,
+    Truncate,
+}
+
+/// What `PRAGMA wal_checkpoint` answered: whether it could not finish (a reader or writer was
+/// in the way), the WAL's frames, and how many of them are in the database now.
+#[derive(Debug, Clone, Copy)]
+struct CheckpointOutcome {
+    busy: bool,
+    frames: i64,
+    copied: i64,
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -214,8 +230,8 @@ impl Store {
     }
 
     /// A second handle on an already migrated database with its own small pool, for a task
-    /// running on another runtime (the group-commit writer).
-    /// Its SQLite connection leaves checkpoints to [`Store::connect_checkpointer`] (see
+    /// running on another runtime (the group-commit writer). Its SQLite connection leaves
+    /// checkpoints to [`Store::connect_checkpointer`] (see
     /// [`WRITER_AUTOCHECKPOINT`]).
     pub async fn connect_writer(url: &str) -> Result<Self> {
         Self::open(url, Some(1), WRITER_AUTOCHECKPOINT).await
@@ -231,17 +247,6 @@ impl Store {
     /// Whether this store is on Postgres (which checkpoints by itself).
     pub fn is_postgres(&self) -> bool {
         self.postgres
-    }
-
-    /// SQLite: copy what the WAL holds into the database file without waiting for readers or
-    /// writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the WAL's frames and how many of
-    /// them are now in the database. Postgres: nothing to do, `(0, 0)`.
-    pub async fn checkpoint_passive(&self) -> Result<(i64, i64)> {
-        if self.postgres {
-            return Ok((0, 0));
-        }
-        let r = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await?;
-        Ok((r.try_get(1)?, r.try_get(2)?))
     }
 
     async fn open(url: &str, max_connections: Option<u32>, autocheckpoint: u32) -> Result<Self> {
@@ -1152,11 +1157,34 @@ impl Store {
     /// in the log (`true` when the log was emptied; another connection's open read can keep it
     /// for a moment). Postgres: nothing to do here (`true`).
     pub async fn checkpoint(&self) -> Result<bool> {
+        Ok(self.wal_checkpoint(WalCheckpoint::Truncate).await?.is_none_or(|c| !c.busy))
+    }
+
+    /// SQLite: copy what the WAL holds into the database file without waiting for readers or
+    /// writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the WAL's frames and how many of
+    /// them are now in the database. Postgres: nothing to do, `(0, 0)`.
+    pub async fn checkpoint_passive(&self) -> Result<(i64, i64)> {
+        Ok(self
+            .wal_checkpoint(WalCheckpoint::Passive)
+            .await?
+            .map_or((0, 0), |c| (c.frames, c.copied)))
+    }
+
+    /// `PRAGMA wal_checkpoint(<mode>)` on SQLite; `None` on Postgres.
+    async fn wal_checkpoint(&self, mode: WalCheckpoint) -> Result<Option<CheckpointOutcome>> {
         if self.postgres {
-            return Ok(true);
+            return Ok(None);
         }
-        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await?;
-        Ok(row.try_get::<i64, _>(0)? == 0)
+        let sql = match mode {
+            WalCheckpoint::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            WalCheckpoint::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+        };
+        let r = sqlx::query(sql).fetch_one(&self.pool).await?;
+        Ok(Some(CheckpointOutcome {
+            busy: r.try_get::<i64, _>(0)? != 0,
+            frames: r.try_get(1)?,
+            copied: r.try_get(2)?,
+        }))
     }
 
     /// Stored frames with `after < seq <= upto`, in order, at most `limit`.
